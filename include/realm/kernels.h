@@ -1,0 +1,69 @@
+/*
+ * realm/kernels.h — dot-product kernels over quantized rows, per instruction
+ * set, chosen at run time from the CPU's features.
+ *
+ * A weight row of type t is multiplied with an activation row of type
+ * realm_type_get(t)->vec_dot_type (Q8_0 for the 32-element quants, Q8_K for
+ * the K-quants and IQ4_XS, F32/F16/BF16 for the float types). Activations are
+ * converted once with from_float[vec_dot_type] and reused for every row.
+ *
+ *     const realm_kernels *k = realm_kernels_best();
+ *     realm_type at = realm_type_get(REALM_TYPE_Q4_K)->vec_dot_type;
+ *     k->from_float[at](x, xq, n);                 // x: n floats
+ *     float s = k->vec_dot[REALM_TYPE_Q4_K](n, w_row, xq);
+ *
+ * Every SIMD table entry computes the same sum as the scalar reference
+ * (REALM_ISA_SCALAR) up to float summation order. Kernels are stateless and
+ * thread-safe; the tables are immutable.
+ */
+#ifndef REALM_KERNELS_H
+#define REALM_KERNELS_H
+
+#include "realm/quant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum realm_isa {
+    REALM_ISA_SCALAR = 0,
+    REALM_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
+    REALM_ISA_AVX512 = 2, /* AVX-512 F/BW/VL (+ VNNI where the CPU has it) */
+    REALM_ISA_COUNT
+} realm_isa;
+
+/* sum_i x[i] * y[i] over n elements; x of the weight type, y of its vec_dot_type. */
+typedef float (*realm_vec_dot_fn)(int64_t n, const void *x, const void *y);
+/* Convert n floats to an activation row of the table slot's type. */
+typedef void (*realm_from_float_fn)(const float *x, void *y, int64_t n);
+
+typedef struct realm_kernels {
+    realm_isa isa;
+    realm_vec_dot_fn vec_dot[REALM_TYPE_COUNT];       /* NULL: unsupported */
+    realm_from_float_fn from_float[REALM_TYPE_COUNT]; /* activation types only */
+} realm_kernels;
+
+const char *realm_isa_name(realm_isa isa);
+/* True if this CPU and OS can run code for `isa`. */
+bool realm_cpu_supports(realm_isa isa);
+/* The kernel table for `isa`, or NULL if the CPU cannot run it. */
+const realm_kernels *realm_kernels_get(realm_isa isa);
+/*
+ * The best table this CPU runs. The environment variable REALM_ISA
+ * (scalar, avx2, avx512) caps the choice, for testing and comparison.
+ */
+const realm_kernels *realm_kernels_best(void);
+
+/*
+ * out[r] = dot(row r of W, y) for the rows [r0, r1) that thread ith of nth
+ * owns out of `rows`; W is rows x cols of type t, row-major, y is the
+ * activation row already converted to t's vec_dot_type.
+ */
+void realm_matvec(const realm_kernels *k, realm_type t, const void *W,
+                  int64_t rows, int64_t cols, const void *y, float *out,
+                  int ith, int nth);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every Debian package Realm needs to build, test and benchmark.
+# Idempotent: quiet and fast when everything is already present.
+# Runs as root without sudo, with sudo otherwise.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config git
+  clang lld libclang-rt-14-dev          # fuzzer and sanitizer runtimes
+  libssl-dev                            # SHA-256 (tests, module cache, API keys)
+  python3 python3-numpy                 # ../shared/tools/make_synthetic_gguf.py (benchmarks)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=()
+else
+  SUDO=(sudo)
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq >/dev/null
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
