@@ -8,6 +8,7 @@ packages=(
   build-essential cmake pkg-config git
   clang lld libclang-rt-14-dev          # fuzzer and sanitizer runtimes
   libssl-dev                            # SHA-256 (tests, module cache, API keys)
+  libjansson-dev                        # JSON (CLI output, later the HTTP API)
   python3 python3-numpy                 # ../shared/tools/make_synthetic_gguf.py (benchmarks)
 )
 

@@ -1,0 +1,55 @@
+# Realm — the two commands of the README, and a few helpers.
+#
+#   make serve [MODEL=path.gguf]   install dependencies, build, run the main job
+#   make test [SANITIZE=1]         install dependencies, build, run every test
+#   make fuzz [FUZZ_SECONDS=60]    build the libFuzzer targets with clang and run them
+#   make bench                     build and run the kernel benchmark
+#
+# Build directories: build/ (normal), build-asan/ (SANITIZE=1), build-fuzz/.
+
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+SANITIZE ?= 0
+FUZZ_SECONDS ?= 60
+MODEL ?= ../shared/testdata/models/stories260K.gguf
+
+ifeq ($(SANITIZE),1)
+BUILD_DIR ?= build-asan
+CMAKE_FLAGS += -DREALM_SANITIZE=ON
+else
+BUILD_DIR ?= build
+endif
+
+.PHONY: all deps build test serve fuzz bench clean format
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+# The HTTP server does not exist yet: until it does, the main job describes a
+# model (metadata and tensor table) with `realm info`.
+serve: build
+	@echo "realm: the server is not built yet; showing 'realm info $(MODEL)' instead" >&2
+	$(BUILD_DIR)/realm info $(MODEL)
+
+fuzz: deps
+	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DREALM_FUZZ=ON \
+	    -DREALM_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
+	@cmake --build build-fuzz -j $(JOBS)
+	cd build-fuzz && ctest --output-on-failure -R '^fuzz_' --timeout $$(( $(FUZZ_SECONDS) + 300 ))
+
+bench: build
+	$(BUILD_DIR)/bench_kernels
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-fuzz
