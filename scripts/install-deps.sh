@@ -9,6 +9,8 @@ packages=(
   clang lld libclang-rt-14-dev          # fuzzer and sanitizer runtimes
   libssl-dev                            # SHA-256 (tests, module cache, API keys)
   libjansson-dev                        # JSON (CLI output, later the HTTP API)
+  libpcre2-dev                          # pre-tokenizer regexes (Unicode properties, JIT)
+  libutf8proc-dev                       # WordPiece normalisation (decomposition, case)
   python3 python3-numpy                 # ../shared/tools/make_synthetic_gguf.py (benchmarks)
 )
 

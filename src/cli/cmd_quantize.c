@@ -109,7 +109,7 @@ static int make_plan(const realm_gguf *g, const quant_scheme *s, bool pure, bool
         st.n_attn_v += strstr(name, "attn_v.weight") != NULL;
         st.n_ffn_down += strstr(name, "ffn_down") != NULL;
     }
-    p->types = calloc((size_t)(n ? n : 1), sizeof *p->types);
+    p->types = calloc(n > 0 ? (size_t)n : 1, sizeof *p->types);
     if (p->types == NULL)
         return cli_error(CMD, "out of memory");
     for (int64_t i = 0; i < n; i++) {
@@ -170,6 +170,8 @@ static int write_tensor(realm_gguf_writer *w, realm_threadpool *tp, float **scra
     const int64_t row_len = t->ne[0];
     const int64_t n_rows = realm_gguf_tensor_nelements(t) / row_len;
     const size_t dst_row = realm_row_size(to, row_len);
+    if (n_rows <= 0 || dst_row == 0 || (uint64_t)n_rows > SIZE_MAX / dst_row)
+        return cli_error(CMD, "tensor '%s': bad shape", t->name);
     uint8_t *dst = malloc(dst_row * (size_t)n_rows);
     if (dst == NULL)
         return cli_error(CMD, "out of memory for tensor '%s'", t->name);

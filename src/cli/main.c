@@ -16,6 +16,7 @@ static const cli_command *const commands[] = {
     &cli_cmd_info,
     &cli_cmd_quantize,
     &cli_cmd_bench_kernels,
+    &cli_cmd_chat_template,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
