@@ -90,7 +90,12 @@ typedef struct realm_gguf realm_gguf;
 
 /* ---- reading ----------------------------------------------------------- */
 
-/* Map and validate the file at path. On failure *out is NULL. */
+/*
+ * Map and validate the file at path. On failure *out is NULL and the code is
+ * REALM_ERR_IO (cannot open or map), REALM_ERR_FORMAT (malformed),
+ * REALM_ERR_UNSUPPORTED (big-endian, a version other than 2 or 3, a nested
+ * array, an unknown tensor type id) or REALM_ERR_NOMEM.
+ */
 int realm_gguf_open(const char *path, realm_gguf **out);
 /* Validate a GGUF image already in memory; it is borrowed, not copied, and
  * must outlive the returned handle. */
@@ -194,13 +199,16 @@ int realm_gguf_remove_kv(realm_gguf_writer *w, const char *key);
 int realm_gguf_add_tensor(realm_gguf_writer *w, const char *name, uint32_t n_dims,
                           const int64_t *ne, realm_type type, const void *data);
 
-/* Write the whole file; every tensor must have data. Writes path directly. */
+/* Write the whole file; every tensor must have data. Writes path directly;
+ * on failure a partly written regular file is removed. */
 int realm_gguf_writer_write(realm_gguf_writer *w, const char *path);
 
 /*
  * Streaming: begin writes everything before the tensor data; put_tensor
  * writes the next tensor's bytes (in add order, exactly its size); end checks
  * that all tensors were written and flushes. The FILE stays the caller's.
+ * An I/O error (REALM_ERR_IO) abandons the write: later put_tensor and end
+ * calls return REALM_ERR_INVAL until the next begin.
  */
 int realm_gguf_writer_begin(realm_gguf_writer *w, FILE *f);
 int realm_gguf_writer_put_tensor(realm_gguf_writer *w, const void *data, uint64_t nbytes);

@@ -299,7 +299,7 @@ static int run_info(int argc, char **argv)
     realm_gguf *g;
     int rc = realm_gguf_open(path, &g);
     if (rc < 0)
-        return cli_error("info", "%s: %s", path, realm_last_error());
+        return cli_error("info", "%s", realm_last_error());
     if (json) {
         json_t *j = info_json(g, path, full);
         json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);

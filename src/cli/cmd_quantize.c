@@ -241,7 +241,7 @@ static int run_quantize(int argc, char **argv)
 
     realm_gguf *g;
     if (realm_gguf_open(in, &g) < 0)
-        return cli_error(CMD, "%s: %s", in, realm_last_error());
+        return cli_error(CMD, "%s", realm_last_error());
 
     int rc = 1;
     struct plan plan = {0};
