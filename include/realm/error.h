@@ -28,7 +28,8 @@ extern "C" {
     XX(TYPE, -7, "wrong type")                                                 \
     XX(RANGE, -8, "value out of range")                                        \
     XX(EXISTS, -9, "already exists")                                           \
-    XX(INTERRUPTED, -10, "interrupted")
+    XX(INTERRUPTED, -10, "interrupted")                                        \
+    XX(NOSPACE, -11, "no space left in the KV cache")
 
 enum {
     REALM_OK = 0,

@@ -1,0 +1,179 @@
+/*
+ * realm/model.h — llama-family models: loading, the paged KV cache, and the
+ * forward pass over a batch of tokens from many sequences.
+ *
+ * Three objects, with separate lifetimes:
+ *
+ *   realm_model     the weights, memory-mapped from a GGUF file and never
+ *                   copied: one loaded model is shared, read-only, by every
+ *                   cache, context and thread.
+ *   realm_kv_cache  a pool of fixed-size blocks holding keys and values
+ *                   (F16 by default). A sequence owns a list of blocks;
+ *                   sequences can share prefix blocks (fork), copied only
+ *                   when one of them writes into a shared block.
+ *   realm_ctx       compute state for one caller: scratch buffers sized for a
+ *                   maximum batch, and a thread pool. Allocated once; the
+ *                   forward pass allocates nothing.
+ *
+ *     realm_model *m;
+ *     realm_model_load("model.gguf", NULL, &m);
+ *     realm_kv_cache *kv;
+ *     realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 4096}, &kv);
+ *     realm_ctx *ctx;
+ *     realm_ctx_new(m, kv, &(realm_ctx_params){.n_batch = 512, .n_threads = 2}, &ctx);
+ *     int32_t seq;
+ *     realm_kv_seq_new(kv, &seq);
+ *     realm_batch b = { n, tokens, positions, seqs, want_logits };
+ *     realm_forward(ctx, &b, logits);     // logits: one n_vocab row per wanted entry
+ *
+ * Batches. An entry is (sequence, token, position, wants logits). Entries of
+ * one sequence must come in position order and continue that sequence:
+ * positions len, len+1, ... where len is the sequence's current length. Any
+ * number of sequences may appear in one batch (prompt chunks and single
+ * decode tokens mixed), so the weights are read once per step for all.
+ *
+ * Thread safety: a realm_model is immutable after load and may be used by any
+ * number of threads. A realm_kv_cache and the contexts using it must be used
+ * by one thread at a time (the engine's scheduler thread).
+ *
+ * Errors: negative codes (realm/error.h) with a message: REALM_ERR_FORMAT /
+ * REALM_ERR_UNSUPPORTED at load for a malformed or unsupported model (the
+ * message names the architecture, tensor or key), REALM_ERR_NOSPACE when the
+ * KV cache has no free block, REALM_ERR_RANGE when a memory budget or the
+ * context length is exceeded, REALM_ERR_INVAL for a malformed batch.
+ */
+#ifndef REALM_MODEL_H
+#define REALM_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "realm/gguf.h"
+#include "realm/quant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum realm_arch {
+    REALM_ARCH_LLAMA = 0, /* LLaMA 1/2/3, TinyLlama, Mistral, llama2.c models */
+    REALM_ARCH_QWEN2 = 1, /* Qwen2: Q/K/V biases, NeoX RoPE */
+    REALM_ARCH_COUNT
+} realm_arch;
+
+typedef enum realm_rope_type {
+    REALM_ROPE_NORM = 0, /* rotate adjacent pairs (x[2i], x[2i+1]) */
+    REALM_ROPE_NEOX = 1, /* rotate halves (x[i], x[i + n_rot/2]) */
+} realm_rope_type;
+
+typedef struct realm_hparams {
+    realm_arch arch;
+    int32_t n_vocab;
+    int32_t n_ctx_train;
+    int32_t n_embd;
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    int32_t head_dim;   /* per head, for Q, K and V */
+    int32_t n_ff;
+    int32_t n_rot;      /* dimensions rotated by RoPE (<= head_dim) */
+    realm_rope_type rope_type;
+    float rope_freq_base;
+    float rope_freq_scale; /* 1 / linear scaling factor */
+    float norm_eps;
+    bool tied_output;      /* no output.weight: logits use token_embd */
+    bool has_rope_freqs;   /* LLaMA-3.1 rope_freqs factors */
+} realm_hparams;
+
+typedef struct realm_model realm_model;
+
+typedef struct realm_model_params {
+    /* Reserved for future options (e.g. locking weights in memory); NULL
+     * params mean defaults. */
+    bool mlock;
+} realm_model_params;
+
+/*
+ * Map the GGUF file at path and bind the architecture's tensors. Every tensor
+ * of the file must be one the architecture uses, with the expected shape and
+ * a supported type; every required tensor must be present. On failure *out
+ * is NULL and the message names the problem.
+ */
+int realm_model_load(const char *path, const realm_model_params *params, realm_model **out);
+void realm_model_free(realm_model *m);
+const realm_hparams *realm_model_hparams(const realm_model *m);
+/* The model's file, for metadata (tokenizer, chat template). Owned by m. */
+const realm_gguf *realm_model_gguf(const realm_model *m);
+/* Bytes of weight data in the mapping. */
+uint64_t realm_model_weight_bytes(const realm_model *m);
+/* "llama", "qwen2". */
+const char *realm_arch_name(realm_arch a);
+
+/* ---- KV cache ------------------------------------------------------------ */
+
+typedef struct realm_kv_cache realm_kv_cache;
+
+typedef struct realm_kv_params {
+    int32_t n_ctx;        /* total tokens the pool holds, over all sequences */
+    int32_t block_size;   /* tokens per block; 0 means 32 */
+    realm_type type;      /* REALM_TYPE_F16 (default, also for 0) or REALM_TYPE_Q8_0 */
+    uint64_t mem_budget;  /* bytes the pool may take; 0 means no limit */
+} realm_kv_params;
+
+/* Bytes a cache with these parameters allocates for model m. */
+uint64_t realm_kv_cache_bytes(const realm_model *m, const realm_kv_params *p);
+/* REALM_ERR_RANGE (naming both numbers) if the pool exceeds p->mem_budget. */
+int realm_kv_cache_new(const realm_model *m, const realm_kv_params *p, realm_kv_cache **out);
+void realm_kv_cache_free(realm_kv_cache *kv);
+
+int32_t realm_kv_block_size(const realm_kv_cache *kv);
+int32_t realm_kv_n_blocks(const realm_kv_cache *kv);
+int32_t realm_kv_free_blocks(const realm_kv_cache *kv);
+
+/* A new empty sequence; its id is >= 0. */
+int realm_kv_seq_new(realm_kv_cache *kv, int32_t *seq);
+/* A new sequence sharing all of src's tokens (copy-on-write blocks). */
+int realm_kv_seq_fork(realm_kv_cache *kv, int32_t src, int32_t *seq);
+/* Keep the first n_tokens of seq (n_tokens <= its length), freeing blocks. */
+int realm_kv_seq_truncate(realm_kv_cache *kv, int32_t seq, int32_t n_tokens);
+/* Free seq and its blocks (shared blocks stay while another sequence uses them). */
+void realm_kv_seq_free(realm_kv_cache *kv, int32_t seq);
+/* Tokens in seq, or a negative error for an unknown id. */
+int32_t realm_kv_seq_len(const realm_kv_cache *kv, int32_t seq);
+
+/* ---- compute context and forward pass ------------------------------------ */
+
+typedef struct realm_ctx realm_ctx;
+
+typedef struct realm_ctx_params {
+    int32_t n_batch;    /* most entries per forward call; 0 means 512 */
+    int32_t n_threads;  /* 0 means one per CPU */
+} realm_ctx_params;
+
+/* Bytes of scratch a context with these parameters allocates. */
+uint64_t realm_ctx_bytes(const realm_model *m, const realm_ctx_params *p);
+int realm_ctx_new(const realm_model *m, realm_kv_cache *kv, const realm_ctx_params *p,
+                  realm_ctx **out);
+void realm_ctx_free(realm_ctx *ctx);
+
+typedef struct realm_batch {
+    int32_t n;
+    const int32_t *token;
+    const int32_t *pos;
+    const int32_t *seq;
+    const bool *want_logits; /* NULL: logits for the last entry only */
+} realm_batch;
+
+/*
+ * Run the model over batch b, appending each entry's key and value to its
+ * sequence, and write logits (n_vocab floats per entry that wants them, in
+ * batch order) to `logits`. On error nothing is appended: the batch is
+ * checked (sequence ids, positions, token ids, free blocks) before any work.
+ */
+int realm_forward(realm_ctx *ctx, const realm_batch *b, float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

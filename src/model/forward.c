@@ -1,0 +1,529 @@
+/*
+ * The forward pass of llama-family models over a batch of entries from any
+ * number of sequences.
+ *
+ * Shapes (n = entries in the batch, E = n_embd, Hq = n_head * head_dim,
+ * Hkv = n_head_kv * head_dim, F = n_ff, V = n_vocab):
+ *
+ *   x   (n, E)   residual stream             xn  (n, max(E, Hq))  normed input
+ *   q   (n, Hq)  queries (roped)             k, v (n, Hkv)        new keys, values
+ *   att (n, Hq)  attention output            g, u (n, F)          feed-forward
+ *   act          x or h converted to the weights' activation type
+ *
+ * Per layer:  xn = rmsnorm(x) * attn_norm;  q,k,v = W{q,k,v} xn (+ bias);
+ *             rope(q, k);  store k, v in the cache;  att = softmax(q K^T / sqrt(d)) V
+ *             over each entry's own sequence up to its position;  x += Wo att;
+ *             xn = rmsnorm(x) * ffn_norm;  x += Wdown (silu(Wgate xn) * Wup xn).
+ * Then logits = Wout (rmsnorm(x) * output_norm) for the entries that want them.
+ *
+ * Matrix products read each weight row once per batch and multiply it with
+ * every entry's activations while the row is in L1 (rows are split between
+ * threads). Attention streams over the sequence's KV blocks with an online
+ * softmax, so no score matrix is ever materialised.
+ */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error_internal.h"
+#include "model_internal.h"
+
+struct realm_ctx {
+    const realm_model *m;
+    realm_kv_cache *kv;
+    const realm_kernels *k;
+    realm_threadpool *tp;
+    int32_t n_batch;
+    int64_t act_row_max; /* bytes of one converted activation row, worst case */
+
+    float *x, *xn, *q, *kk, *vv, *att, *g, *u;
+    float *rope_cos, *rope_sin; /* (n, n_rot/2) for the batch's positions */
+    uint8_t *act;
+    realm_type act_type;        /* what `act` currently holds */
+    float *attn_scratch;        /* per thread: head_dim floats */
+    const int32_t **entry_blocks; /* per entry: its sequence's block list */
+};
+
+/* ---- scratch sizes -------------------------------------------------------- */
+
+static int64_t max3(int64_t a, int64_t b, int64_t c)
+{
+    int64_t m = a > b ? a : b;
+    return m > c ? m : c;
+}
+
+static void ctx_dims(const realm_model *m, const realm_ctx_params *p, int32_t *n_batch,
+                     int32_t *n_threads, int64_t *width, int64_t *act_row)
+{
+    const realm_hparams *hp = &m->hp;
+    *n_batch = p && p->n_batch > 0 ? p->n_batch : 512;
+    *n_threads = p && p->n_threads > 0 ? p->n_threads : realm_cpu_count();
+    *width = max3(hp->n_embd, (int64_t)hp->n_head * hp->head_dim, hp->n_ff);
+    /* F32 activations are the largest conversion: 4 bytes per element. */
+    *act_row = *width * 4 + 64;
+}
+
+uint64_t realm_ctx_bytes(const realm_model *m, const realm_ctx_params *p)
+{
+    const realm_hparams *hp = &m->hp;
+    int32_t nb, nt;
+    int64_t width, act_row;
+    ctx_dims(m, p, &nb, &nt, &width, &act_row);
+    const int64_t q_dim = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
+    const int64_t floats = (int64_t)nb * (hp->n_embd + width + 2 * q_dim + 2 * kv_dim +
+                                          2 * (int64_t)hp->n_ff + hp->n_rot) +
+                           (int64_t)nt * hp->head_dim;
+    return (uint64_t)floats * 4 + (uint64_t)nb * (uint64_t)act_row + (uint64_t)nb * 8;
+}
+
+int realm_ctx_new(const realm_model *m, realm_kv_cache *kv, const realm_ctx_params *p,
+                  realm_ctx **out)
+{
+    *out = NULL;
+    if (kv->model != m)
+        return realm__error(REALM_ERR_INVAL, "the KV cache belongs to another model");
+    const realm_hparams *hp = &m->hp;
+    realm_ctx *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return realm__error(REALM_ERR_NOMEM, "out of memory for a compute context");
+    int32_t n_threads;
+    int64_t width;
+    ctx_dims(m, p, &c->n_batch, &n_threads, &width, &c->act_row_max);
+    c->m = m;
+    c->kv = kv;
+    c->k = realm_kernels_best();
+    int rc = realm_threadpool_new(n_threads, &c->tp);
+    if (rc < 0) {
+        free(c);
+        return rc;
+    }
+    const size_t nb = (size_t)c->n_batch;
+    const size_t q_dim = (size_t)hp->n_head * (size_t)hp->head_dim;
+    const size_t kv_dim = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
+#define ALLOC(ptr, count) (ptr) = aligned_alloc(64, (((count) * sizeof *(ptr)) + 63) & ~(size_t)63)
+    ALLOC(c->x, nb * (size_t)hp->n_embd);
+    ALLOC(c->xn, nb * (size_t)width);
+    ALLOC(c->q, nb * q_dim);
+    ALLOC(c->kk, nb * kv_dim);
+    ALLOC(c->vv, nb * kv_dim);
+    ALLOC(c->att, nb * q_dim);
+    ALLOC(c->g, nb * (size_t)hp->n_ff);
+    ALLOC(c->u, nb * (size_t)hp->n_ff);
+    ALLOC(c->rope_cos, nb * (size_t)hp->n_rot / 2 + 1);
+    ALLOC(c->rope_sin, nb * (size_t)hp->n_rot / 2 + 1);
+    ALLOC(c->act, nb * (size_t)c->act_row_max);
+    ALLOC(c->attn_scratch, (size_t)n_threads * (size_t)hp->head_dim);
+    ALLOC(c->entry_blocks, nb);
+#undef ALLOC
+    if (!c->x || !c->xn || !c->q || !c->kk || !c->vv || !c->att || !c->g || !c->u ||
+        !c->rope_cos || !c->rope_sin || !c->act || !c->attn_scratch || !c->entry_blocks) {
+        realm_ctx_free(c);
+        return realm__error(REALM_ERR_NOMEM, "out of memory for a compute context of %llu MiB",
+                            (unsigned long long)(realm_ctx_bytes(m, p) >> 20));
+    }
+    *out = c;
+    return REALM_OK;
+}
+
+void realm_ctx_free(realm_ctx *c)
+{
+    if (c == NULL)
+        return;
+    realm_threadpool_free(c->tp);
+    free(c->x);
+    free(c->xn);
+    free(c->q);
+    free(c->kk);
+    free(c->vv);
+    free(c->att);
+    free(c->g);
+    free(c->u);
+    free(c->rope_cos);
+    free(c->rope_sin);
+    free(c->act);
+    free(c->attn_scratch);
+    free((void *)c->entry_blocks);
+    free(c);
+}
+
+/* ---- element-wise pieces -------------------------------------------------- */
+
+/* out = x / sqrt(mean(x^2) + eps) * w, for one row of n. */
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps)
+{
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    const float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    for (int64_t i = 0; i < n; i++)
+        out[i] = x[i] * scale * w[i];
+}
+
+/* cos/sin of every (entry, frequency) of the batch, shared by all layers. */
+static void rope_tables(realm_ctx *c, const realm_batch *b)
+{
+    const realm_hparams *hp = &c->m->hp;
+    const int half = hp->n_rot / 2;
+    for (int32_t e = 0; e < b->n; e++)
+        for (int i = 0; i < half; i++) {
+            double theta = (double)b->pos[e] * hp->rope_freq_scale *
+                           pow((double)hp->rope_freq_base, -2.0 * i / hp->n_rot);
+            if (c->m->rope_freqs)
+                theta /= c->m->rope_freqs[i];
+            c->rope_cos[e * half + i] = (float)cos(theta);
+            c->rope_sin[e * half + i] = (float)sin(theta);
+        }
+}
+
+/* Rotate the first n_rot dimensions of each of n_heads heads of one entry. */
+static void rope_apply(const realm_hparams *hp, float *v, int n_heads, const float *cs,
+                       const float *sn)
+{
+    const int half = hp->n_rot / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *p = v + (int64_t)h * hp->head_dim;
+        for (int i = 0; i < half; i++) {
+            const int i0 = hp->rope_type == REALM_ROPE_NEOX ? i : 2 * i;
+            const int i1 = hp->rope_type == REALM_ROPE_NEOX ? i + half : 2 * i + 1;
+            const float a = p[i0], bb = p[i1];
+            p[i0] = a * cs[i] - bb * sn[i];
+            p[i1] = a * sn[i] + bb * cs[i];
+        }
+    }
+}
+
+/* ---- parallel tasks ------------------------------------------------------- */
+
+/* Convert n rows of floats (stride `ld`) to activation rows of `type`. */
+struct convert_task {
+    const realm_kernels *k;
+    realm_type type;
+    const float *src;
+    int64_t ld, cols;
+    uint8_t *dst;
+    size_t dst_row;
+    int32_t n;
+};
+
+static void convert_part(void *arg, int ith, int nth)
+{
+    struct convert_task *t = arg;
+    for (int32_t e = ith; e < t->n; e += nth)
+        t->k->from_float[t->type](t->src + e * t->ld, t->dst + (size_t)e * t->dst_row, t->cols);
+}
+
+/* Convert the batch's rows of src for weight w, unless act already holds them. */
+static void convert_act(realm_ctx *c, const float *src, int64_t ld, int64_t cols, int32_t n,
+                        realm_type wtype)
+{
+    const realm_type at = realm_type_get(wtype)->vec_dot_type;
+    struct convert_task t = {c->k, at, src, ld, cols, c->act, realm_row_size(at, cols), n};
+    if (n >= 4)
+        realm_threadpool_run(c->tp, convert_part, &t);
+    else
+        convert_part(&t, 0, 1);
+    c->act_type = at;
+}
+
+/*
+ * out[e][r] (+)= W row r . act row e, for up to three matrices sharing the
+ * same input (Q/K/V, gate/up): their rows are concatenated and split evenly
+ * between threads. Each weight row is loaded once and used for all entries.
+ */
+#define MM_MAX 3
+struct matmul_task {
+    const realm_kernels *k;
+    int n_mats;
+    const weight *w[MM_MAX];
+    float *out[MM_MAX];
+    int64_t ld[MM_MAX];      /* row stride of out, in floats */
+    bool accumulate;         /* out += instead of out = */
+    const uint8_t *act;
+    size_t act_row;
+    int32_t n;
+};
+
+static void matmul_part(void *arg, int ith, int nth)
+{
+    struct matmul_task *t = arg;
+    int64_t total = 0;
+    for (int i = 0; i < t->n_mats; i++)
+        total += t->w[i]->rows;
+    const int64_t r0 = total * ith / nth, r1 = total * (ith + 1) / nth;
+    int64_t base = 0;
+    for (int i = 0; i < t->n_mats; i++) {
+        const weight *w = t->w[i];
+        const int64_t lo = r0 > base ? r0 - base : 0;
+        const int64_t hi = r1 - base < w->rows ? r1 - base : w->rows;
+        const realm_vec_dot_fn dot = t->k->vec_dot[w->type];
+        for (int64_t r = lo; r < hi; r++) {
+            const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_size;
+            __builtin_prefetch(row + w->row_size * 4, 0, 2);
+            for (int32_t e = 0; e < t->n; e++) {
+                const float s = dot(w->ne0, row, t->act + (size_t)e * t->act_row);
+                float *o = t->out[i] + e * t->ld[i] + r;
+                *o = t->accumulate ? *o + s : s;
+            }
+        }
+        base += w->rows;
+    }
+}
+
+static void matmul(realm_ctx *c, int n_mats, const weight *const *w, float *const *out,
+                   const int64_t *ld, bool accumulate, int32_t n)
+{
+    struct matmul_task t = {.k = c->k, .n_mats = n_mats, .accumulate = accumulate,
+                            .act = c->act, .n = n};
+    for (int i = 0; i < n_mats; i++) {
+        REALM_ASSERT(realm_type_get(w[i]->type)->vec_dot_type == c->act_type);
+        t.w[i] = w[i];
+        t.out[i] = out[i];
+        t.ld[i] = ld[i];
+    }
+    t.act_row = realm_row_size(c->act_type, w[0]->ne0);
+    realm_threadpool_run(c->tp, matmul_part, &t);
+}
+
+/* Attention of every (entry, head) pair over its sequence's cached keys. */
+struct attn_task {
+    realm_ctx *c;
+    const realm_batch *b;
+    int layer;
+};
+
+static float dot_f32_f16(const float *a, const uint16_t *b, int n)
+{
+    float s = 0;
+    for (int i = 0; i < n; i++)
+        s += a[i] * realm_fp16_to_fp32(b[i]);
+    return s;
+}
+
+static void attn_part(void *arg, int ith, int nth)
+{
+    struct attn_task *t = arg;
+    realm_ctx *c = t->c;
+    const realm_hparams *hp = &c->m->hp;
+    const realm_kv_cache *kv = c->kv;
+    const int hd = hp->head_dim;
+    const int group = hp->n_head / hp->n_head_kv;
+    const int64_t q_dim = (int64_t)hp->n_head * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *acc = c->attn_scratch + (size_t)ith * (size_t)hd;
+    const int64_t pairs = (int64_t)t->b->n * hp->n_head;
+    for (int64_t pi = ith; pi < pairs; pi += nth) {
+        const int32_t e = (int32_t)(pi / hp->n_head);
+        const int h = (int)(pi % hp->n_head);
+        const int g = h / group;
+        const float *q = c->q + e * q_dim + (int64_t)h * hd;
+        const int32_t *blocks = c->entry_blocks[e];
+        const int32_t n_pos = t->b->pos[e] + 1;
+        float m = -INFINITY, l = 0;
+        memset(acc, 0, (size_t)hd * sizeof *acc);
+        for (int32_t p0 = 0; p0 < n_pos; p0 += kv->block_size) {
+            const size_t boff = (size_t)blocks[p0 / kv->block_size] * kv->block_bytes;
+            const uint8_t *kb = kv->k[t->layer] + boff;
+            const uint8_t *vb = kv->v[t->layer] + boff;
+            const int32_t cnt = n_pos - p0 < kv->block_size ? n_pos - p0 : kv->block_size;
+            for (int32_t j = 0; j < cnt; j++) {
+                const uint16_t *kr = (const uint16_t *)(kb + (size_t)j * kv->row_bytes) + g * hd;
+                const uint16_t *vr = (const uint16_t *)(vb + (size_t)j * kv->row_bytes) + g * hd;
+                const float s = dot_f32_f16(q, kr, hd) * scale;
+                float w;
+                if (s > m) {
+                    const float corr = expf(m - s);
+                    l *= corr;
+                    for (int i = 0; i < hd; i++)
+                        acc[i] *= corr;
+                    m = s;
+                    w = 1.0f;
+                } else {
+                    w = expf(s - m);
+                }
+                l += w;
+                for (int i = 0; i < hd; i++)
+                    acc[i] += w * realm_fp16_to_fp32(vr[i]);
+            }
+        }
+        float *o = c->att + e * q_dim + (int64_t)h * hd;
+        const float inv = 1.0f / l;
+        for (int i = 0; i < hd; i++)
+            o[i] = acc[i] * inv;
+    }
+}
+
+/* ---- the pass ------------------------------------------------------------- */
+
+/* Check the batch and reserve cache space for it; nothing changes on error. */
+static int prepare_batch(realm_ctx *c, const realm_batch *b)
+{
+    const realm_hparams *hp = &c->m->hp;
+    realm_kv_cache *kv = c->kv;
+    if (b->n < 1 || b->n > c->n_batch)
+        return realm__error(REALM_ERR_INVAL, "batch of %d entries (this context takes 1..%d)",
+                            b->n, c->n_batch);
+    int32_t need = 0;
+    for (int32_t e = 0; e < b->n; e++) {
+        const kv_seq *s = realm__kv_seq(kv, b->seq[e]);
+        if (s == NULL)
+            return realm__error(REALM_ERR_INVAL, "batch entry %d: unknown sequence %d", e, b->seq[e]);
+        if (b->token[e] < 0 || b->token[e] >= hp->n_vocab)
+            return realm__error(REALM_ERR_INVAL, "batch entry %d: token %d is outside the vocabulary "
+                                "(0..%d)", e, b->token[e], hp->n_vocab - 1);
+        int32_t prev = -1, count = 0;
+        for (int32_t j = e - 1; j >= 0 && prev < 0; j--)
+            if (b->seq[j] == b->seq[e])
+                prev = j;
+        const int32_t expect = prev >= 0 ? b->pos[prev] + 1 : s->len;
+        if (b->pos[e] != expect)
+            return realm__error(REALM_ERR_INVAL, "batch entry %d: position %d of sequence %d, "
+                                "expected %d", e, b->pos[e], b->seq[e], expect);
+        if (prev < 0) { /* first entry of its sequence: count them all */
+            for (int32_t j = e; j < b->n; j++)
+                count += b->seq[j] == b->seq[e];
+            need += realm__kv_blocks_needed(kv, b->seq[e], count);
+        }
+    }
+    if (need > kv->n_free)
+        return realm__error(REALM_ERR_NOSPACE, "KV cache full: the batch needs %d more blocks, "
+                            "%d of %d are free", need, kv->n_free, kv->n_blocks);
+    for (int32_t e = 0; e < b->n; e++) {
+        bool first = true;
+        for (int32_t j = 0; j < e && first; j++)
+            first = b->seq[j] != b->seq[e];
+        if (!first)
+            continue;
+        int32_t count = 0;
+        for (int32_t j = e; j < b->n; j++)
+            count += b->seq[j] == b->seq[e];
+        int rc = realm__kv_reserve(kv, b->seq[e], count);
+        REALM_ASSERT(rc == REALM_OK); /* space was checked above */
+    }
+    for (int32_t e = 0; e < b->n; e++)
+        c->entry_blocks[e] = realm__kv_seq(kv, b->seq[e])->blocks;
+    return REALM_OK;
+}
+
+/* Store entry e's new key and value for layer l at its position. */
+static void kv_store(realm_ctx *c, const realm_batch *b, int l, int32_t e)
+{
+    const realm_kv_cache *kv = c->kv;
+    const int32_t pos = b->pos[e];
+    const size_t off = (size_t)c->entry_blocks[e][pos / kv->block_size] * kv->block_bytes +
+                       (size_t)(pos % kv->block_size) * kv->row_bytes;
+    uint16_t *kd = (uint16_t *)(kv->k[l] + off), *vd = (uint16_t *)(kv->v[l] + off);
+    const float *ks = c->kk + e * kv->kv_dim, *vs = c->vv + e * kv->kv_dim;
+    for (int64_t i = 0; i < kv->kv_dim; i++) {
+        kd[i] = realm_fp32_to_fp16(ks[i]);
+        vd[i] = realm_fp32_to_fp16(vs[i]);
+    }
+}
+
+static void add_bias(float *x, const float *bias, int64_t n)
+{
+    if (bias)
+        for (int64_t i = 0; i < n; i++)
+            x[i] += bias[i];
+}
+
+int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
+{
+    int rc = prepare_batch(c, b);
+    if (rc < 0)
+        return rc;
+    const realm_model *m = c->m;
+    const realm_hparams *hp = &m->hp;
+    const int32_t n = b->n;
+    const int64_t E = hp->n_embd, F = hp->n_ff;
+    const int64_t q_dim = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
+    const int half = hp->n_rot / 2;
+
+    for (int32_t e = 0; e < n; e++)
+        realm_dequantize_row(m->tok_embd.type,
+                             (const uint8_t *)m->tok_embd.data + (size_t)b->token[e] * m->tok_embd.row_size,
+                             c->x + e * E, E);
+    rope_tables(c, b);
+
+    for (int l = 0; l < hp->n_layer; l++) {
+        const layer *L = &m->layers[l];
+        for (int32_t e = 0; e < n; e++)
+            rmsnorm(c->xn + e * E, c->x + e * E, L->attn_norm, E, hp->norm_eps);
+
+        /* Q, K, V share the input; they share one matmul when their
+         * activation types agree (they do in practice). */
+        const weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        float *qkv_out[3] = {c->q, c->kk, c->vv};
+        const int64_t qkv_ld[3] = {q_dim, kv_dim, kv_dim};
+        for (int i = 0; i < 3;) {
+            int j = i + 1;
+            const realm_type at = realm_type_get(qkv[i]->type)->vec_dot_type;
+            while (j < 3 && realm_type_get(qkv[j]->type)->vec_dot_type == at)
+                j++;
+            convert_act(c, c->xn, E, E, n, qkv[i]->type);
+            matmul(c, j - i, qkv + i, qkv_out + i, qkv_ld + i, false, n);
+            i = j;
+        }
+        for (int32_t e = 0; e < n; e++) {
+            add_bias(c->q + e * q_dim, L->bq, q_dim);
+            add_bias(c->kk + e * kv_dim, L->bk, kv_dim);
+            add_bias(c->vv + e * kv_dim, L->bv, kv_dim);
+            rope_apply(hp, c->q + e * q_dim, hp->n_head, c->rope_cos + e * half, c->rope_sin + e * half);
+            rope_apply(hp, c->kk + e * kv_dim, hp->n_head_kv, c->rope_cos + e * half,
+                       c->rope_sin + e * half);
+            kv_store(c, b, l, e);
+        }
+        struct attn_task at = {c, b, l};
+        realm_threadpool_run(c->tp, attn_part, &at);
+
+        convert_act(c, c->att, q_dim, q_dim, n, L->wo.type);
+        const weight *wo = &L->wo;
+        matmul(c, 1, &wo, &c->x, &E, true, n);
+
+        for (int32_t e = 0; e < n; e++)
+            rmsnorm(c->xn + e * E, c->x + e * E, L->ffn_norm, E, hp->norm_eps);
+        const weight *gu[2] = {&L->w_gate, &L->w_up};
+        float *gu_out[2] = {c->g, c->u};
+        const int64_t gu_ld[2] = {F, F};
+        if (realm_type_get(L->w_gate.type)->vec_dot_type == realm_type_get(L->w_up.type)->vec_dot_type) {
+            convert_act(c, c->xn, E, E, n, L->w_gate.type);
+            matmul(c, 2, gu, gu_out, gu_ld, false, n);
+        } else {
+            for (int i = 0; i < 2; i++) {
+                convert_act(c, c->xn, E, E, n, gu[i]->type);
+                matmul(c, 1, gu + i, gu_out + i, gu_ld + i, false, n);
+            }
+        }
+        for (int64_t i = 0; i < (int64_t)n * F; i++) {
+            const float gv = c->g[i];
+            c->g[i] = gv / (1.0f + expf(-gv)) * c->u[i];
+        }
+        convert_act(c, c->g, F, F, n, L->w_down.type);
+        const weight *wd = &L->w_down;
+        matmul(c, 1, &wd, &c->x, &E, true, n);
+    }
+
+    /* Sequences now include the batch. */
+    for (int32_t e = 0; e < n; e++) {
+        kv_seq *s = realm__kv_seq(c->kv, b->seq[e]);
+        if (b->pos[e] + 1 > s->len)
+            s->len = b->pos[e] + 1;
+    }
+
+    /* Logits for the entries that want them, gathered into xn. */
+    int32_t n_out = 0;
+    for (int32_t e = 0; e < n; e++) {
+        const bool want = b->want_logits ? b->want_logits[e] : e == n - 1;
+        if (want)
+            rmsnorm(c->xn + (n_out++) * E, c->x + e * E, m->output_norm, E, hp->norm_eps);
+    }
+    if (n_out > 0) {
+        convert_act(c, c->xn, E, E, n_out, m->output.type);
+        const weight *wout = &m->output;
+        const int64_t ld = hp->n_vocab;
+        matmul(c, 1, &wout, &logits, &ld, false, n_out);
+    }
+    return REALM_OK;
+}

@@ -1,0 +1,318 @@
+/*
+ * Model loading: map the GGUF file, read the hyper-parameters of a supported
+ * architecture, and bind every tensor to its place in the model, checking
+ * names, shapes and types. Weights stay in the mapping.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error_internal.h"
+#include "model_internal.h"
+
+static const char *const arch_names[REALM_ARCH_COUNT] = {
+    [REALM_ARCH_LLAMA] = "llama",
+    [REALM_ARCH_QWEN2] = "qwen2",
+};
+
+const char *realm_arch_name(realm_arch a)
+{
+    return (unsigned)a < REALM_ARCH_COUNT ? arch_names[a] : "unknown";
+}
+
+/* Integer hyper-parameter "{arch}.suffix"; REALM_ERR_NOTFOUND leaves *out. */
+static int get_hp_int(const realm_gguf *g, const char *arch, const char *suffix, int64_t min,
+                      int64_t max, bool required, int32_t *out)
+{
+    char key[160];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    int64_t v;
+    int rc = realm_gguf_get_int(g, key, &v);
+    if (rc == REALM_ERR_NOTFOUND && !required)
+        return REALM_OK;
+    if (rc == REALM_ERR_NOTFOUND)
+        return realm__error(REALM_ERR_FORMAT, "model metadata '%s' is missing", key);
+    if (rc < 0)
+        return realm__error(REALM_ERR_FORMAT, "model metadata '%s': %s", key, realm_last_error());
+    if (v < min || v > max)
+        return realm__error(REALM_ERR_FORMAT, "model metadata '%s' = %lld is out of range %lld..%lld",
+                            key, (long long)v, (long long)min, (long long)max);
+    *out = (int32_t)v;
+    return REALM_OK;
+}
+
+/* Float hyper-parameter "{arch}.suffix" (f32 or f64 in the file). */
+static int get_hp_float(const realm_gguf *g, const char *arch, const char *suffix, float *out)
+{
+    char key[160];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    float f;
+    double d;
+    if (realm_gguf_get_f32(g, key, &f) == REALM_OK) {
+        *out = f;
+        return REALM_OK;
+    }
+    if (realm_gguf_get_f64(g, key, &d) == REALM_OK) {
+        *out = (float)d;
+        return REALM_OK;
+    }
+    if (realm_gguf_find_kv(g, key) >= 0)
+        return realm__error(REALM_ERR_FORMAT, "model metadata '%s' is %s, not a float", key,
+                            realm_gguf_type_name(realm_gguf_kv_type(g, realm_gguf_find_kv(g, key))));
+    return REALM_ERR_NOTFOUND;
+}
+
+static int read_hparams(const realm_gguf *g, realm_hparams *hp, char *arch, size_t arch_cap)
+{
+    realm_gguf_str a;
+    int rc = realm_gguf_get_str(g, "general.architecture", &a);
+    if (rc < 0)
+        return realm__error(REALM_ERR_FORMAT, "model metadata 'general.architecture' is %s",
+                            rc == REALM_ERR_NOTFOUND ? "missing" : "not a string");
+    snprintf(arch, arch_cap, "%.*s", (int)(a.len < 64 ? a.len : 64), a.data);
+    hp->arch = REALM_ARCH_COUNT;
+    for (int i = 0; i < REALM_ARCH_COUNT; i++)
+        if (strlen(arch_names[i]) == a.len && memcmp(arch_names[i], a.data, a.len) == 0)
+            hp->arch = (realm_arch)i;
+    if (hp->arch == REALM_ARCH_COUNT)
+        return realm__error(REALM_ERR_UNSUPPORTED,
+                            "model architecture '%s' is not supported (supported: llama, qwen2)",
+                            arch);
+
+    int32_t n_expert = 0;
+    if ((rc = get_hp_int(g, arch, "expert_count", 0, 1 << 16, false, &n_expert)) < 0)
+        return rc;
+    if (n_expert > 0)
+        return realm__error(REALM_ERR_UNSUPPORTED,
+                            "mixture-of-experts models (%s.expert_count = %d) are not supported",
+                            arch, n_expert);
+
+    hp->n_ctx_train = 2048;
+    if ((rc = get_hp_int(g, arch, "context_length", 1, 1 << 24, false, &hp->n_ctx_train)) < 0 ||
+        (rc = get_hp_int(g, arch, "embedding_length", 1, 1 << 17, true, &hp->n_embd)) < 0 ||
+        (rc = get_hp_int(g, arch, "block_count", 1, 4096, true, &hp->n_layer)) < 0 ||
+        (rc = get_hp_int(g, arch, "feed_forward_length", 1, 1 << 20, true, &hp->n_ff)) < 0 ||
+        (rc = get_hp_int(g, arch, "attention.head_count", 1, 4096, true, &hp->n_head)) < 0)
+        return rc;
+    hp->n_head_kv = hp->n_head;
+    if ((rc = get_hp_int(g, arch, "attention.head_count_kv", 1, 4096, false, &hp->n_head_kv)) < 0)
+        return rc;
+    if (hp->n_head % hp->n_head_kv != 0)
+        return realm__error(REALM_ERR_FORMAT,
+                            "attention.head_count %d is not a multiple of head_count_kv %d",
+                            hp->n_head, hp->n_head_kv);
+    hp->head_dim = hp->n_embd / hp->n_head;
+    int32_t v_dim = -1;
+    if ((rc = get_hp_int(g, arch, "attention.key_length", 1, 1 << 14, false, &hp->head_dim)) < 0 ||
+        (rc = get_hp_int(g, arch, "attention.value_length", 1, 1 << 14, false, &v_dim)) < 0)
+        return rc;
+    if (v_dim >= 0 && v_dim != hp->head_dim)
+        return realm__error(REALM_ERR_UNSUPPORTED,
+                            "attention key length %d differs from value length %d", hp->head_dim,
+                            v_dim);
+    if (hp->head_dim % 2 != 0)
+        return realm__error(REALM_ERR_UNSUPPORTED, "odd attention head size %d", hp->head_dim);
+    hp->n_rot = hp->head_dim;
+    if ((rc = get_hp_int(g, arch, "rope.dimension_count", 2, hp->head_dim, false, &hp->n_rot)) < 0)
+        return rc;
+    if (hp->n_rot % 2 != 0)
+        return realm__error(REALM_ERR_FORMAT, "rope.dimension_count %d is odd", hp->n_rot);
+    hp->rope_type = hp->arch == REALM_ARCH_QWEN2 ? REALM_ROPE_NEOX : REALM_ROPE_NORM;
+
+    hp->rope_freq_base = 10000.0f;
+    hp->rope_freq_scale = 1.0f;
+    hp->norm_eps = 1e-5f;
+    rc = get_hp_float(g, arch, "rope.freq_base", &hp->rope_freq_base);
+    if (rc < 0 && rc != REALM_ERR_NOTFOUND)
+        return rc;
+    rc = get_hp_float(g, arch, "attention.layer_norm_rms_epsilon", &hp->norm_eps);
+    if (rc < 0 && rc != REALM_ERR_NOTFOUND)
+        return rc;
+    if (!(hp->rope_freq_base > 0) || !(hp->norm_eps >= 0))
+        return realm__error(REALM_ERR_FORMAT, "bad rope.freq_base %g or rms epsilon %g",
+                            hp->rope_freq_base, hp->norm_eps);
+
+    /* Linear RoPE scaling; other kinds (YaRN, LongRoPE) are not implemented. */
+    char key[160];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    realm_gguf_str st;
+    if (realm_gguf_get_str(g, key, &st) == REALM_OK && !(st.len == 4 && !memcmp(st.data, "none", 4)) &&
+        !(st.len == 6 && !memcmp(st.data, "linear", 6)))
+        return realm__error(REALM_ERR_UNSUPPORTED, "RoPE scaling type '%.*s' is not supported "
+                            "(supported: none, linear)", (int)(st.len < 32 ? st.len : 32), st.data);
+    float factor = 0;
+    rc = get_hp_float(g, arch, "rope.scaling.factor", &factor);
+    if (rc == REALM_ERR_NOTFOUND)
+        rc = get_hp_float(g, arch, "rope.scale_linear", &factor);
+    if (rc < 0 && rc != REALM_ERR_NOTFOUND)
+        return rc;
+    if (factor > 0 && !(st.len == 4 && !memcmp(st.data, "none", 4)))
+        hp->rope_freq_scale = 1.0f / factor;
+    return REALM_OK;
+}
+
+/* Bind a tensor as a weight matrix of shape [ne0, rows]. */
+static int bind_weight(const realm_gguf_tensor *t, int64_t ne0, int64_t rows, weight *w)
+{
+    if (t->n_dims != 2 || t->ne[0] != ne0 || t->ne[1] != rows)
+        return realm__error(REALM_ERR_FORMAT,
+                            "tensor '%s' has shape [%lld, %lld, %lld], expected [%lld, %lld]",
+                            t->name, (long long)t->ne[0], (long long)t->ne[1],
+                            (long long)t->ne[2], (long long)ne0, (long long)rows);
+    if (realm_type_check_supported(t->type) < 0 || t->type == REALM_TYPE_Q8_K)
+        return realm__error(REALM_ERR_UNSUPPORTED, "tensor '%s' has type %s, which Realm cannot "
+                            "compute with", t->name, realm_type_name(t->type));
+    w->data = t->data;
+    w->type = t->type;
+    w->ne0 = ne0;
+    w->rows = rows;
+    w->row_size = realm_row_size(t->type, ne0);
+    return REALM_OK;
+}
+
+/* Bind a 1-D F32 vector of n elements. */
+static int bind_vec(const realm_gguf_tensor *t, int64_t n, const float **out)
+{
+    if (realm_gguf_tensor_nelements(t) != n || t->ne[0] != n)
+        return realm__error(REALM_ERR_FORMAT, "tensor '%s' has %lld elements, expected %lld",
+                            t->name, (long long)realm_gguf_tensor_nelements(t), (long long)n);
+    if (t->type != REALM_TYPE_F32)
+        return realm__error(REALM_ERR_UNSUPPORTED, "tensor '%s' has type %s; vectors must be F32",
+                            t->name, realm_type_name(t->type));
+    *out = t->data;
+    return REALM_OK;
+}
+
+/* Place tensor t of the file in the model; unknown names are an error. */
+static int bind_tensor(realm_model *m, const realm_gguf_tensor *t, const char *arch)
+{
+    const realm_hparams *hp = &m->hp;
+    const int64_t q_dim = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
+    const char *name = t->name;
+    if (strcmp(name, "token_embd.weight") == 0)
+        return bind_weight(t, hp->n_embd, hp->n_vocab, &m->tok_embd);
+    if (strcmp(name, "output.weight") == 0)
+        return bind_weight(t, hp->n_embd, hp->n_vocab, &m->output);
+    if (strcmp(name, "output_norm.weight") == 0)
+        return bind_vec(t, hp->n_embd, &m->output_norm);
+    if (strcmp(name, "rope_freqs.weight") == 0)
+        return bind_vec(t, hp->n_rot / 2, &m->rope_freqs);
+    int il, n = 0;
+    char rest[64];
+    if (sscanf(name, "blk.%d.%63s%n", &il, rest, &n) == 2 && name[n] == '\0' && il >= 0 &&
+        il < hp->n_layer) {
+        layer *L = &m->layers[il];
+        const bool qwen = hp->arch == REALM_ARCH_QWEN2;
+        if (!strcmp(rest, "attn_norm.weight")) return bind_vec(t, hp->n_embd, &L->attn_norm);
+        if (!strcmp(rest, "ffn_norm.weight")) return bind_vec(t, hp->n_embd, &L->ffn_norm);
+        if (!strcmp(rest, "attn_q.weight")) return bind_weight(t, hp->n_embd, q_dim, &L->wq);
+        if (!strcmp(rest, "attn_k.weight")) return bind_weight(t, hp->n_embd, kv_dim, &L->wk);
+        if (!strcmp(rest, "attn_v.weight")) return bind_weight(t, hp->n_embd, kv_dim, &L->wv);
+        if (!strcmp(rest, "attn_output.weight")) return bind_weight(t, q_dim, hp->n_embd, &L->wo);
+        if (!strcmp(rest, "ffn_gate.weight")) return bind_weight(t, hp->n_embd, hp->n_ff, &L->w_gate);
+        if (!strcmp(rest, "ffn_up.weight")) return bind_weight(t, hp->n_embd, hp->n_ff, &L->w_up);
+        if (!strcmp(rest, "ffn_down.weight")) return bind_weight(t, hp->n_ff, hp->n_embd, &L->w_down);
+        if (qwen && !strcmp(rest, "attn_q.bias")) return bind_vec(t, q_dim, &L->bq);
+        if (qwen && !strcmp(rest, "attn_k.bias")) return bind_vec(t, kv_dim, &L->bk);
+        if (qwen && !strcmp(rest, "attn_v.bias")) return bind_vec(t, kv_dim, &L->bv);
+    }
+    return realm__error(REALM_ERR_UNSUPPORTED,
+                        "tensor '%s' is not part of a '%s' model as Realm implements it", name,
+                        arch);
+}
+
+/* Every required tensor was bound. */
+static int check_complete(const realm_model *m)
+{
+    const realm_hparams *hp = &m->hp;
+    if (!m->tok_embd.data)
+        return realm__error(REALM_ERR_FORMAT, "tensor 'token_embd.weight' is missing");
+    if (!m->output_norm)
+        return realm__error(REALM_ERR_FORMAT, "tensor 'output_norm.weight' is missing");
+    for (int il = 0; il < hp->n_layer; il++) {
+        const layer *L = &m->layers[il];
+        const struct {
+            const void *p;
+            const char *name;
+        } req[] = {
+            {L->attn_norm, "attn_norm.weight"}, {L->wq.data, "attn_q.weight"},
+            {L->wk.data, "attn_k.weight"},      {L->wv.data, "attn_v.weight"},
+            {L->wo.data, "attn_output.weight"}, {L->ffn_norm, "ffn_norm.weight"},
+            {L->w_gate.data, "ffn_gate.weight"}, {L->w_up.data, "ffn_up.weight"},
+            {L->w_down.data, "ffn_down.weight"},
+        };
+        for (size_t i = 0; i < sizeof req / sizeof req[0]; i++)
+            if (req[i].p == NULL)
+                return realm__error(REALM_ERR_FORMAT, "tensor 'blk.%d.%s' is missing", il,
+                                    req[i].name);
+        if (hp->arch == REALM_ARCH_QWEN2 && (!L->bq || !L->bk || !L->bv))
+            return realm__error(REALM_ERR_FORMAT, "qwen2 layer %d lacks its Q/K/V biases", il);
+    }
+    return REALM_OK;
+}
+
+int realm_model_load(const char *path, const realm_model_params *params, realm_model **out)
+{
+    (void)params;
+    *out = NULL;
+    realm_model *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return realm__error(REALM_ERR_NOMEM, "out of memory loading a model");
+    int rc = realm_gguf_open(path, &m->gguf);
+    if (rc < 0)
+        goto fail;
+    char arch[72];
+    if ((rc = read_hparams(m->gguf, &m->hp, arch, sizeof arch)) < 0)
+        goto fail;
+    const realm_gguf_tensor *te = realm_gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (te == NULL) {
+        rc = realm__error(REALM_ERR_FORMAT, "tensor 'token_embd.weight' is missing");
+        goto fail;
+    }
+    if (te->n_dims != 2 || te->ne[1] < 1 || te->ne[1] > (1 << 24)) {
+        rc = realm__error(REALM_ERR_FORMAT, "tensor 'token_embd.weight' has a bad shape");
+        goto fail;
+    }
+    m->hp.n_vocab = (int32_t)te->ne[1];
+    m->layers = calloc((size_t)m->hp.n_layer, sizeof *m->layers);
+    if (m->layers == NULL) {
+        rc = realm__error(REALM_ERR_NOMEM, "out of memory loading a model");
+        goto fail;
+    }
+    for (int64_t i = 0; i < realm_gguf_n_tensors(m->gguf); i++) {
+        const realm_gguf_tensor *t = realm_gguf_tensor_at(m->gguf, i);
+        if ((rc = bind_tensor(m, t, arch)) < 0)
+            goto fail;
+        m->weight_bytes += t->nbytes;
+    }
+    if ((rc = check_complete(m)) < 0)
+        goto fail;
+    m->hp.tied_output = m->output.data == NULL;
+    if (m->hp.tied_output)
+        m->output = m->tok_embd;
+    m->hp.has_rope_freqs = m->rope_freqs != NULL;
+    *out = m;
+    return REALM_OK;
+fail:
+    if (rc != REALM_ERR_NOMEM && strncmp(realm_last_error(), path, strlen(path)) != 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", realm_last_error());
+        realm__error(rc, "%s: %s", path, msg);
+    }
+    realm_model_free(m);
+    return rc;
+}
+
+void realm_model_free(realm_model *m)
+{
+    if (m == NULL)
+        return;
+    free(m->layers);
+    realm_gguf_close(m->gguf);
+    free(m);
+}
+
+const realm_hparams *realm_model_hparams(const realm_model *m) { return &m->hp; }
+const realm_gguf *realm_model_gguf(const realm_model *m) { return m->gguf; }
+uint64_t realm_model_weight_bytes(const realm_model *m) { return m->weight_bytes; }

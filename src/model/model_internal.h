@@ -1,0 +1,78 @@
+/* Internal layout of realm_model, realm_kv_cache and realm_ctx (src/model). */
+#ifndef REALM_MODEL_INTERNAL_H
+#define REALM_MODEL_INTERNAL_H
+
+#include "realm/kernels.h"
+#include "realm/model.h"
+#include "realm/threads.h"
+
+/* A weight matrix: rows of ne0 elements of `type`, row-major in the mapping. */
+typedef struct weight {
+    const void *data;
+    realm_type type;
+    int64_t ne0;    /* row length (input features) */
+    int64_t rows;   /* output features */
+    size_t row_size;
+} weight;
+
+typedef struct layer {
+    const float *attn_norm; /* n_embd */
+    weight wq, wk, wv, wo;
+    const float *bq, *bk, *bv; /* qwen2 biases, else NULL */
+    const float *ffn_norm;
+    weight w_gate, w_up, w_down;
+} layer;
+
+struct realm_model {
+    realm_gguf *gguf;
+    realm_hparams hp;
+    weight tok_embd;
+    const float *output_norm;
+    weight output;
+    const float *rope_freqs; /* n_rot / 2 factors, or NULL */
+    layer *layers;
+    uint64_t weight_bytes;
+};
+
+/* Sequence bookkeeping of the paged cache. */
+typedef struct kv_seq {
+    bool used;
+    int32_t len;       /* tokens */
+    int32_t n_blocks;  /* blocks in use: ceil(len / block_size) */
+    int32_t cap;       /* capacity of `blocks` */
+    int32_t *blocks;
+} kv_seq;
+
+struct realm_kv_cache {
+    const realm_model *model;
+    realm_type type;       /* F16 or Q8_0 */
+    int32_t block_size;
+    int32_t n_blocks;
+    int64_t kv_dim;        /* n_head_kv * head_dim */
+    size_t row_bytes;      /* bytes of one token's K (or V) for one layer */
+    size_t block_bytes;    /* bytes of one block of one layer's K (or V) */
+    uint8_t **k, **v;      /* per layer: n_blocks * block_bytes */
+    int32_t *refs;         /* per block: sequences using it (0 = free) */
+    int32_t *free_list;    /* stack of free block ids */
+    int32_t n_free;
+    kv_seq *seqs;
+    int32_t n_seqs;        /* slots in seqs */
+};
+
+/* Where token i of seq lives: block id and slot within the block. */
+static inline void kv__locate(const realm_kv_cache *kv, const kv_seq *s, int32_t pos,
+                              int32_t *block, int32_t *slot)
+{
+    *block = s->blocks[pos / kv->block_size];
+    *slot = pos % kv->block_size;
+}
+
+/* Internal KV operations used by the forward pass. */
+kv_seq *realm__kv_seq(realm_kv_cache *kv, int32_t seq);
+/* Make room for n more tokens in seq: allocate blocks, and un-share (copy)
+ * the last block if it is shared and will be written. All or nothing. */
+int realm__kv_reserve(realm_kv_cache *kv, int32_t seq, int32_t n);
+/* Blocks that reserving n more tokens in seq would take from the pool. */
+int32_t realm__kv_blocks_needed(const realm_kv_cache *kv, int32_t seq, int32_t n);
+
+#endif

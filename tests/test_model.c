@@ -1,0 +1,290 @@
+/*
+ * The forward pass against llama.cpp:
+ *  - the random-weight models of testdata/quant (one per tensor type): logits
+ *    at every position of reference/tiny-tokens.txt, fed as one batch, one
+ *    token at a time, in uneven chunks, and as two interleaved sequences,
+ *    within the README's tolerances, argmax equal where the reference's top-2
+ *    gap exceeds 0.05;
+ *  - stories260K: greedy generation of every prompt of
+ *    reference/stories260K-greedy.json gives exactly llama.cpp's ids.
+ */
+#include <jansson.h>
+
+#include "realm/error.h"
+#include "realm/model.h"
+#include "test_util.h"
+
+#define MAX_TOKENS 128
+
+static int read_tokens(const char *path, int32_t *out, int max)
+{
+    FILE *f = fopen(path, "r");
+    int n = 0;
+    while (f && n < max && fscanf(f, "%d", &out[n]) == 1)
+        n++;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+static float *read_f32(const char *path, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    float *v = malloc(n * sizeof *v);
+    if (!f || !v || fread(v, sizeof *v, n, f) != n) {
+        fprintf(stderr, "cannot read %zu floats from %s\n", n, path);
+        exit(1);
+    }
+    fclose(f);
+    return v;
+}
+
+struct cmp_stats {
+    double max_diff, sum_diff;
+    long n_vals, argmax_checked, argmax_bad;
+};
+
+static void compare_row(const float *got, const float *ref, int n_vocab, struct cmp_stats *st)
+{
+    int best = 0, got_best = 0;
+    for (int i = 0; i < n_vocab; i++) {
+        double d = fabs((double)got[i] - ref[i]);
+        if (!(d <= st->max_diff))
+            st->max_diff = isnan(d) ? INFINITY : d;
+        st->sum_diff += d;
+        if (ref[i] > ref[best])
+            best = i;
+        if (got[i] > got[got_best])
+            got_best = i;
+    }
+    st->n_vals += n_vocab;
+    float second = -INFINITY;
+    for (int i = 0; i < n_vocab; i++)
+        if (i != best && ref[i] > second)
+            second = ref[i];
+    if (ref[best] - second > 0.05f) {
+        st->argmax_checked++;
+        st->argmax_bad += got_best != best;
+    }
+}
+
+/* Feed the tokens in chunks of the given sizes (cycled) to one sequence. */
+static int run_chunks(realm_ctx *ctx, realm_kv_cache *kv, const int32_t *tok, int n,
+                      const int *chunks, int n_chunks, float *logits, int n_vocab)
+{
+    int32_t seq;
+    CHECK_RC(realm_kv_seq_new(kv, &seq), REALM_OK);
+    int32_t pos[MAX_TOKENS], seqs[MAX_TOKENS];
+    bool want[MAX_TOKENS];
+    for (int i = 0; i < n; i++) {
+        pos[i] = i;
+        seqs[i] = seq;
+        want[i] = true;
+    }
+    for (int at = 0, c = 0; at < n; c++) {
+        int len = chunks[c % n_chunks];
+        if (len > n - at)
+            len = n - at;
+        realm_batch b = {len, tok + at, pos + at, seqs + at, want + at};
+        int rc = realm_forward(ctx, &b, logits + (size_t)at * n_vocab);
+        if (rc < 0) {
+            fprintf(stderr, "forward: %s\n", realm_last_error());
+            return rc;
+        }
+        at += len;
+    }
+    CHECK_EQ_INT(realm_kv_seq_len(kv, seq), n);
+    realm_kv_seq_free(kv, seq);
+    return 0;
+}
+
+/* Two copies of the prompt as two sequences, entries interleaved, in one batch. */
+static int run_interleaved(realm_ctx *ctx, realm_kv_cache *kv, const int32_t *tok, int n,
+                           float *logits_a, float *logits_b, int n_vocab)
+{
+    int32_t sa, sb;
+    realm_kv_seq_new(kv, &sa);
+    realm_kv_seq_new(kv, &sb);
+    int32_t t2[2 * MAX_TOKENS], p2[2 * MAX_TOKENS], s2[2 * MAX_TOKENS];
+    for (int i = 0; i < n; i++) {
+        t2[2 * i] = t2[2 * i + 1] = tok[i];
+        p2[2 * i] = p2[2 * i + 1] = i;
+        s2[2 * i] = sa;
+        s2[2 * i + 1] = sb;
+    }
+    bool want[2 * MAX_TOKENS];
+    for (int i = 0; i < 2 * n; i++)
+        want[i] = true;
+    float *both = malloc((size_t)2 * n * n_vocab * sizeof *both);
+    realm_batch b = {2 * n, t2, p2, s2, want};
+    int rc = realm_forward(ctx, &b, both);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        memcpy(logits_a + (size_t)i * n_vocab, both + (size_t)(2 * i) * n_vocab, n_vocab * sizeof(float));
+        memcpy(logits_b + (size_t)i * n_vocab, both + (size_t)(2 * i + 1) * n_vocab, n_vocab * sizeof(float));
+    }
+    free(both);
+    realm_kv_seq_free(kv, sa);
+    realm_kv_seq_free(kv, sb);
+    return rc;
+}
+
+static void check_stats(const char *what, const char *type, struct cmp_stats *st, double tol_max,
+                        double tol_mean)
+{
+    double mean = st->sum_diff / (double)st->n_vals;
+    printf("  %-8s %-12s max %.5f mean %.5f argmax %ld/%ld\n", type, what, st->max_diff, mean,
+           st->argmax_checked - st->argmax_bad, st->argmax_checked);
+    CHECK_MSG(st->max_diff <= tol_max, "%s %s: max diff %.5f > %.3f", type, what, st->max_diff, tol_max);
+    CHECK_MSG(mean <= tol_mean, "%s %s: mean diff %.5f > %.3f", type, what, mean, tol_mean);
+    CHECK_MSG(st->argmax_bad == 0, "%s %s: %ld argmax mismatches", type, what, st->argmax_bad);
+}
+
+static void test_tiny(const char *type, double tol_max, double tol_mean, const int32_t *tok, int n)
+{
+    char path[256];
+    snprintf(path, sizeof path, "quant/tiny-%s.gguf", type);
+    realm_model *m;
+    CHECK_RC(realm_model_load(test_data(path), NULL, &m), REALM_OK);
+    if (m == NULL)
+        return;
+    const int n_vocab = realm_model_hparams(m)->n_vocab;
+    snprintf(path, sizeof path, "reference/tiny-%s.logits.f32", type);
+    float *ref = read_f32(test_data(path), (size_t)n * n_vocab);
+    float *got = malloc((size_t)n * n_vocab * sizeof *got);
+    float *got2 = malloc((size_t)n * n_vocab * sizeof *got2);
+
+    realm_kv_cache *kv;
+    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 4 * MAX_TOKENS, .block_size = 16}, &kv),
+             REALM_OK);
+    realm_ctx *ctx;
+    CHECK_RC(realm_ctx_new(m, kv, &(realm_ctx_params){.n_batch = 2 * MAX_TOKENS, .n_threads = 2}, &ctx),
+             REALM_OK);
+
+    static const struct {
+        const char *name;
+        int chunks[4];
+        int n_chunks;
+    } modes[] = {
+        {"one batch", {MAX_TOKENS}, 1},
+        {"one by one", {1}, 1},
+        {"chunks", {7, 1, 13, 2}, 4},
+    };
+    for (size_t mi = 0; mi < sizeof modes / sizeof modes[0]; mi++) {
+        memset(got, 0, (size_t)n * n_vocab * sizeof *got);
+        if (run_chunks(ctx, kv, tok, n, modes[mi].chunks, modes[mi].n_chunks, got, n_vocab) != 0) {
+            CHECK_MSG(0, "%s %s failed", type, modes[mi].name);
+            continue;
+        }
+        struct cmp_stats st = {0};
+        for (int i = 0; i < n; i++)
+            compare_row(got + (size_t)i * n_vocab, ref + (size_t)i * n_vocab, n_vocab, &st);
+        check_stats(modes[mi].name, type, &st, tol_max, tol_mean);
+    }
+    if (run_interleaved(ctx, kv, tok, n, got, got2, n_vocab) == 0) {
+        struct cmp_stats st = {0}, st2 = {0};
+        for (int i = 0; i < n; i++) {
+            compare_row(got + (size_t)i * n_vocab, ref + (size_t)i * n_vocab, n_vocab, &st);
+            compare_row(got2 + (size_t)i * n_vocab, ref + (size_t)i * n_vocab, n_vocab, &st2);
+        }
+        check_stats("2 seqs (a)", type, &st, tol_max, tol_mean);
+        check_stats("2 seqs (b)", type, &st2, tol_max, tol_mean);
+    } else {
+        CHECK_MSG(0, "%s interleaved: %s", type, realm_last_error());
+    }
+    CHECK_EQ_INT(realm_kv_free_blocks(kv), realm_kv_n_blocks(kv));
+    realm_ctx_free(ctx);
+    realm_kv_cache_free(kv);
+    realm_model_free(m);
+    free(ref);
+    free(got);
+    free(got2);
+}
+
+static int argmax(const float *v, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[b])
+            b = i;
+    return b;
+}
+
+static void test_stories_greedy(void)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(test_data("reference/stories260K-greedy.json"), 0, &jerr);
+    CHECK_MSG(root != NULL, "json: %s", jerr.text);
+    if (!root)
+        return;
+    realm_model *m;
+    CHECK_RC(realm_model_load(test_data("models/stories260K.gguf"), NULL, &m), REALM_OK);
+    const int n_vocab = realm_model_hparams(m)->n_vocab;
+    realm_kv_cache *kv;
+    realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 512}, &kv);
+    realm_ctx *ctx;
+    realm_ctx_new(m, kv, &(realm_ctx_params){.n_batch = 64, .n_threads = 2}, &ctx);
+    float *logits = malloc((size_t)n_vocab * sizeof *logits);
+    json_t *cases = json_object_get(root, "greedy");
+    size_t i;
+    json_t *cs;
+    int n_cases = 0, n_exact = 0;
+    json_array_foreach(cases, i, cs)
+    {
+        json_t *pids = json_object_get(cs, "prompt_ids"), *gids = json_object_get(cs, "generated_ids");
+        int32_t tok[MAX_TOKENS], pos[MAX_TOKENS], seqv[MAX_TOKENS];
+        int np = (int)json_array_size(pids), ng = (int)json_array_size(gids);
+        int32_t seq;
+        realm_kv_seq_new(kv, &seq);
+        for (int j = 0; j < np; j++) {
+            tok[j] = (int32_t)json_integer_value(json_array_get(pids, (size_t)j));
+            pos[j] = j;
+            seqv[j] = seq;
+        }
+        realm_batch b = {np, tok, pos, seqv, NULL};
+        CHECK_RC(realm_forward(ctx, &b, logits), REALM_OK);
+        int first_bad = -1;
+        for (int j = 0; j < ng; j++) {
+            int32_t next = argmax(logits, n_vocab);
+            if (next != json_integer_value(json_array_get(gids, (size_t)j)) && first_bad < 0)
+                first_bad = j;
+            int32_t p = np + j;
+            realm_batch d = {1, &next, &p, &seq, NULL};
+            if (realm_forward(ctx, &d, logits) < 0)
+                break;
+        }
+        n_cases++;
+        n_exact += first_bad < 0;
+        CHECK_MSG(first_bad < 0, "prompt '%s': first differing generated token at %d",
+                  json_string_value(json_object_get(cs, "prompt")), first_bad);
+        realm_kv_seq_free(kv, seq);
+    }
+    printf("  stories260K greedy: %d/%d prompts exact\n", n_exact, n_cases);
+    CHECK(n_cases >= 1);
+    free(logits);
+    realm_ctx_free(ctx);
+    realm_kv_cache_free(kv);
+    realm_model_free(m);
+    json_decref(root);
+}
+
+int main(void)
+{
+    test_begin("model", 600);
+    int32_t tok[MAX_TOKENS];
+    int n = read_tokens(test_data("reference/tiny-tokens.txt"), tok, MAX_TOKENS);
+    CHECK_EQ_INT(n, 59);
+    static const struct {
+        const char *type;
+        double max, mean;
+    } types[] = {
+        {"f32", 0.005, 0.005}, {"f16", 0.01, 0.01}, {"bf16", 0.01, 0.01},
+        {"q8_0", 0.05, 0.008}, {"q4_0", 0.05, 0.008}, {"q4_1", 0.05, 0.008},
+        {"q5_0", 0.05, 0.008}, {"q5_1", 0.05, 0.008}, {"q2_k", 0.05, 0.008},
+        {"q3_k_m", 0.05, 0.008}, {"q4_k_m", 0.05, 0.008}, {"q5_k_m", 0.05, 0.008},
+        {"q6_k", 0.05, 0.008}, {"iq4_nl", 0.05, 0.008}, {"iq4_xs", 0.05, 0.008},
+    };
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        test_tiny(types[i].type, types[i].max, types[i].mean, tok, n);
+    test_stories_greedy();
+    return test_end();
+}
