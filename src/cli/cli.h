@@ -13,9 +13,11 @@ typedef struct cli_command {
 } cli_command;
 
 extern const cli_command cli_cmd_info;
+extern const cli_command cli_cmd_run;
 extern const cli_command cli_cmd_quantize;
 extern const cli_command cli_cmd_bench_kernels;
 extern const cli_command cli_cmd_chat_template;
+extern const cli_command cli_cmd_tokenize;
 
 /* Print "realm CMD: message" to stderr; returns the exit status 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

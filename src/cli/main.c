@@ -13,10 +13,12 @@
 #include "realm/kernels.h"
 
 static const cli_command *const commands[] = {
+    &cli_cmd_run,
     &cli_cmd_info,
     &cli_cmd_quantize,
     &cli_cmd_bench_kernels,
     &cli_cmd_chat_template,
+    &cli_cmd_tokenize,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,248 @@
+/*
+ * realm run — generate text from a prompt with one model, streaming it to
+ * stdout as it is produced; timing goes to stderr.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "realm/error.h"
+#include "realm/model.h"
+#include "realm/sampler.h"
+#include "realm/tokenizer.h"
+
+#define CMD "run"
+
+typedef struct run_opts {
+    const char *model, *prompt;
+    long n_predict, n_threads, n_ctx, n_batch, top_k;
+    float temp, top_p, min_p;
+    unsigned long long seed;
+    bool echo;
+} run_opts;
+
+static bool parse_float(const char *opt, const char *v, float lo, float hi, float *out)
+{
+    char *end;
+    if (v == NULL)
+        return cli_error(CMD, "option %s needs a value", opt), false;
+    float f = strtof(v, &end);
+    if (*v == '\0' || *end != '\0' || !(f >= lo && f <= hi))
+        return cli_error(CMD, "option %s: '%s' is not a number in %g..%g", opt, v, lo, hi), false;
+    *out = f;
+    return true;
+}
+
+static int parse_args(int argc, char **argv, run_opts *o)
+{
+    *o = (run_opts){.n_predict = 128, .n_ctx = 0, .n_batch = 512, .top_k = 40, .temp = 0.8f,
+                    .top_p = 0.95f, .min_p = 0.05f, .seed = 0, .echo = true};
+    long seed = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = true, takes = true;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            o->model = v, ok = v != NULL;
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
+            o->prompt = v, ok = v != NULL;
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
+            ok = cli_parse_int(CMD, a, v, 0, 1 << 24, &o->n_predict);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+            ok = cli_parse_int(CMD, a, v, 1, 1024, &o->n_threads);
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size"))
+            ok = cli_parse_int(CMD, a, v, 1, 1 << 24, &o->n_ctx);
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size"))
+            ok = cli_parse_int(CMD, a, v, 1, 1 << 16, &o->n_batch);
+        else if (!strcmp(a, "--top-k"))
+            ok = cli_parse_int(CMD, a, v, 0, 1 << 24, &o->top_k);
+        else if (!strcmp(a, "--seed"))
+            ok = cli_parse_int(CMD, a, v, 0, 0x7fffffffL, &seed);
+        else if (!strcmp(a, "--temp"))
+            ok = parse_float(a, v, 0, 100, &o->temp);
+        else if (!strcmp(a, "--top-p"))
+            ok = parse_float(a, v, 0, 1, &o->top_p);
+        else if (!strcmp(a, "--min-p"))
+            ok = parse_float(a, v, 0, 1, &o->min_p);
+        else if (!strcmp(a, "--no-echo"))
+            o->echo = false, takes = false;
+        else
+            return cli_error(CMD, "unknown option '%s' (see 'realm help run')", a);
+        if (!ok)
+            return v == NULL ? cli_error(CMD, "option %s needs a value", a) : 1;
+        if (takes)
+            i++;
+    }
+    if (o->model == NULL)
+        return cli_error(CMD, "missing -m MODEL.gguf");
+    if (o->prompt == NULL)
+        return cli_error(CMD, "missing -p PROMPT");
+    o->seed = seed >= 0 ? (unsigned long long)seed : (unsigned long long)time(NULL);
+    return 0;
+}
+
+/* Write whatever the stream can release to stdout. */
+static void drain(realm_detok_stream *ds)
+{
+    char buf[256];
+    size_t n;
+    while ((n = realm_detok_stream_take(ds, buf, sizeof buf)) > 0)
+        fwrite(buf, 1, n, stdout);
+    fflush(stdout);
+}
+
+static int run_run(int argc, char **argv)
+{
+    run_opts o;
+    if (parse_args(argc, argv, &o) != 0)
+        return 1;
+    double t_load = cli_now();
+    realm_model *m = NULL;
+    realm_tokenizer *tok = NULL;
+    realm_kv_cache *kv = NULL;
+    realm_ctx *ctx = NULL;
+    realm_sampler *smp = NULL;
+    realm_detok_stream *ds = NULL;
+    realm_token *ids = NULL;
+    float *logits = NULL;
+    int rc = 1;
+
+    if (realm_model_load(o.model, NULL, &m) < 0 || realm_tokenizer_load(realm_model_gguf(m), &tok) < 0) {
+        cli_error(CMD, "%s", realm_last_error());
+        goto done;
+    }
+    const realm_hparams *hp = realm_model_hparams(m);
+    if (realm_tokenizer_n_vocab(tok) > hp->n_vocab) {
+        cli_error(CMD, "the tokenizer has %d tokens but the model only %d",
+                  realm_tokenizer_n_vocab(tok), hp->n_vocab);
+        goto done;
+    }
+    int32_t n_prompt;
+    if (realm_tokenize_alloc(tok, o.prompt, strlen(o.prompt), REALM_TOKENIZE_ADD_SPECIAL, &ids,
+                             &n_prompt) < 0) {
+        cli_error(CMD, "tokenizing the prompt: %s", realm_last_error());
+        goto done;
+    }
+    if (n_prompt == 0) {
+        cli_error(CMD, "the prompt is empty and the model adds no BOS token");
+        goto done;
+    }
+    long n_ctx = o.n_ctx ? o.n_ctx : (n_prompt + o.n_predict < hp->n_ctx_train ? n_prompt + o.n_predict : hp->n_ctx_train);
+    if (n_prompt + o.n_predict > n_ctx) {
+        if (n_prompt >= n_ctx) {
+            cli_error(CMD, "the prompt has %d tokens, the context only %ld (-c)", n_prompt, n_ctx);
+            goto done;
+        }
+        o.n_predict = n_ctx - n_prompt;
+    }
+    if (realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = (int32_t)n_ctx}, &kv) < 0 ||
+        realm_ctx_new(m, kv, &(realm_ctx_params){.n_batch = (int32_t)(o.n_batch < n_ctx ? o.n_batch : n_ctx),
+                                                 .n_threads = (int32_t)o.n_threads}, &ctx) < 0 ||
+        realm_sampler_new(&(realm_sampler_params){.temperature = o.temp, .top_k = (int32_t)o.top_k,
+                                                  .top_p = o.top_p, .min_p = o.min_p, .seed = o.seed},
+                          hp->n_vocab, &smp) < 0 ||
+        realm_detok_stream_new(tok, 0, &ds) < 0) {
+        cli_error(CMD, "%s", realm_last_error());
+        goto done;
+    }
+    logits = malloc((size_t)hp->n_vocab * sizeof *logits);
+    if (logits == NULL) {
+        cli_error(CMD, "out of memory");
+        goto done;
+    }
+    t_load = cli_now() - t_load;
+
+    if (o.echo) {
+        for (int32_t i = 0; i < n_prompt; i++)
+            realm_detok_stream_push(ds, ids[i]);
+        drain(ds);
+    }
+
+    /* Prompt, in chunks of the batch size. */
+    int32_t seq;
+    realm_kv_seq_new(kv, &seq);
+    double t0 = cli_now();
+    const int32_t nb = (int32_t)(o.n_batch < n_ctx ? o.n_batch : n_ctx);
+    int32_t *pos = malloc((size_t)nb * sizeof *pos), *seqs = malloc((size_t)nb * sizeof *seqs);
+    for (int32_t at = 0; at < n_prompt; at += nb) {
+        const int32_t len = n_prompt - at < nb ? n_prompt - at : nb;
+        for (int32_t i = 0; i < len; i++) {
+            pos[i] = at + i;
+            seqs[i] = seq;
+        }
+        realm_batch b = {len, ids + at, pos, seqs, NULL};
+        if (realm_forward(ctx, &b, logits) < 0) {
+            free(pos);
+            free(seqs);
+            cli_error(CMD, "%s", realm_last_error());
+            goto done;
+        }
+    }
+    free(pos);
+    free(seqs);
+    const double t_prompt = cli_now() - t0;
+
+    /* Generation. */
+    t0 = cli_now();
+    int32_t n_gen = 0;
+    for (; n_gen < o.n_predict; n_gen++) {
+        realm_token next = realm_sampler_sample(smp, logits);
+        if (realm_tokenizer_is_eog(tok, next))
+            break;
+        realm_detok_stream_push(ds, next);
+        drain(ds);
+        if (n_gen + 1 == o.n_predict)
+            break;
+        int32_t p = n_prompt + n_gen;
+        realm_batch b = {1, &next, &p, &seq, NULL};
+        if (realm_forward(ctx, &b, logits) < 0) {
+            cli_error(CMD, "%s", realm_last_error());
+            goto done;
+        }
+    }
+    if (n_gen < o.n_predict)
+        ; /* stopped at end of generation */
+    else
+        n_gen = (int32_t)o.n_predict;
+    const double t_gen = cli_now() - t0;
+    realm_detok_stream_flush(ds);
+    drain(ds);
+    fputc('\n', stdout);
+    fflush(stdout);
+    fprintf(stderr, "\nload %.0f ms | prompt %d tokens, %.1f tokens/s | generation %d tokens, %.1f tokens/s\n",
+            t_load * 1e3, n_prompt, n_prompt / t_prompt, n_gen,
+            n_gen > 1 ? (n_gen - 1) / t_gen : 0.0);
+    rc = 0;
+done:
+    free(logits);
+    free(ids);
+    realm_detok_stream_free(ds);
+    realm_sampler_free(smp);
+    realm_ctx_free(ctx);
+    realm_kv_cache_free(kv);
+    realm_tokenizer_free(tok);
+    realm_model_free(m);
+    return rc;
+}
+
+const cli_command cli_cmd_run = {
+    "run",
+    run_run,
+    "generate text from a prompt",
+    "usage: realm run -m MODEL.gguf -p PROMPT [-n N] [-t THREADS] [-c CTX] [-b BATCH]\n"
+    "                 [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--no-echo]\n"
+    "\n"
+    "Streams the prompt and then the generated text to stdout as it is produced,\n"
+    "and prints timing (prompt and generation tokens/s) to stderr. Stops after N\n"
+    "tokens (default 128) or at an end-of-generation token.\n"
+    "\n"
+    "  -c CTX        context size (default: prompt + N, at most the trained context)\n"
+    "  -b BATCH      prompt tokens per forward pass (default 512)\n"
+    "  --temp T      temperature (default 0.8); 0 is greedy\n"
+    "  --top-k K     keep the K most likely tokens (default 40; 0 = off)\n"
+    "  --top-p P     nucleus sampling (default 0.95; 1 = off)\n"
+    "  --min-p P     drop tokens below P x the best one's probability (default 0.05)\n"
+    "  --seed S      random seed (default: the time)\n"
+    "  --no-echo     do not print the prompt\n",
+};
