@@ -14,6 +14,7 @@ typedef struct cli_command {
 
 extern const cli_command cli_cmd_info;
 extern const cli_command cli_cmd_run;
+extern const cli_command cli_cmd_bench;
 extern const cli_command cli_cmd_quantize;
 extern const cli_command cli_cmd_bench_kernels;
 extern const cli_command cli_cmd_chat_template;

@@ -14,6 +14,7 @@
 
 static const cli_command *const commands[] = {
     &cli_cmd_run,
+    &cli_cmd_bench,
     &cli_cmd_info,
     &cli_cmd_quantize,
     &cli_cmd_bench_kernels,
