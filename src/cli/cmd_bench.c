@@ -181,7 +181,7 @@ static int run_bench(int argc, char **argv)
         max_par = par[i] > max_par ? par[i] : max_par;
     long ctx_tokens = n_pp + n_tg;
     if (n_par > 0 && (long)max_par * (par_pp + par_tg) > ctx_tokens)
-        ctx_tokens = (long)max_par * (par_pp + par_tg);
+        ctx_tokens = (long)max_par * (par_pp + par_tg + 32); /* + a partial block each */
     const int nb = (int)(n_pp > 512 ? 512 : n_pp > 0 ? n_pp : 512);
     if (realm_kv_cache_new(b.m, &(realm_kv_params){.n_ctx = (int32_t)ctx_tokens + 64}, &b.kv) < 0 ||
         realm_ctx_new(b.m, b.kv, &(realm_ctx_params){.n_batch = nb > MAX_PAR ? nb : MAX_PAR,
