@@ -28,7 +28,7 @@ extern "C" {
 typedef enum realm_isa {
     REALM_ISA_SCALAR = 0,
     REALM_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
-    REALM_ISA_AVX512 = 2, /* AVX-512 F/BW/VL (+ VNNI where the CPU has it) */
+    REALM_ISA_AVX512 = 2, /* AVX-512 F/BW/VL/DQ + VNNI (and everything AVX2 needs) */
     REALM_ISA_COUNT
 } realm_isa;
 
