@@ -63,6 +63,34 @@ void realm_matvec(const realm_kernels *k, realm_type t, const void *W,
                   int64_t rows, int64_t cols, const void *y, float *out,
                   int ith, int nth);
 
+/* ---- element-wise and attention ops ------------------------------------ */
+
+/*
+ * Small vector kernels of the forward pass, per instruction set like the dot
+ * products: a scalar reference and SIMD versions computing the same values up
+ * to float rounding (the fp16 conversion is exact in all of them).
+ */
+typedef struct realm_ops {
+    realm_isa isa;
+    /* sum_i fp16(x[i]) * y[i] */
+    float (*dot_f16_f32)(int64_t n, const uint16_t *x, const float *y);
+    /* y[i] += a * fp16(x[i]) */
+    void (*axpy_f16)(int64_t n, float a, const uint16_t *x, float *y);
+    /* y[i] *= a */
+    void (*scale_f32)(int64_t n, float a, float *y);
+    /* y[i] = fp16(x[i]), round to nearest even */
+    void (*fp32_to_fp16)(const float *x, uint16_t *y, int64_t n);
+    /* out = x / sqrt(mean(x^2) + eps) * w (out may be x) */
+    void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
+    /* g = silu(g) * u, silu(z) = z / (1 + e^-z) */
+    void (*silu_mul)(int64_t n, float *g, const float *u);
+} realm_ops;
+
+/* The ops table for isa, or NULL if the CPU cannot run it. */
+const realm_ops *realm_ops_get(realm_isa isa);
+/* The best table, capped by REALM_ISA like realm_kernels_best. */
+const realm_ops *realm_ops_best(void);
+
 #ifdef __cplusplus
 }
 #endif

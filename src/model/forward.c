@@ -33,6 +33,7 @@ struct realm_ctx {
     const realm_model *m;
     realm_kv_cache *kv;
     const realm_kernels *k;
+    const realm_ops *ops;
     realm_threadpool *tp;
     int32_t n_batch;
     int64_t act_row_max; /* bytes of one converted activation row, worst case */
@@ -41,7 +42,8 @@ struct realm_ctx {
     float *rope_cos, *rope_sin; /* (n, n_rot/2) for the batch's positions */
     uint8_t *act;
     realm_type act_type;        /* what `act` currently holds */
-    float *attn_scratch;        /* per thread: head_dim floats */
+    float *attn_scratch;        /* per thread: head_dim + block_size floats */
+    int64_t attn_scratch_len;
     const int32_t **entry_blocks; /* per entry: its sequence's block list */
 };
 
@@ -74,7 +76,7 @@ uint64_t realm_ctx_bytes(const realm_model *m, const realm_ctx_params *p)
     const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
     const int64_t floats = (int64_t)nb * (hp->n_embd + width + 2 * q_dim + 2 * kv_dim +
                                           2 * (int64_t)hp->n_ff + hp->n_rot) +
-                           (int64_t)nt * hp->head_dim;
+                           (int64_t)nt * (hp->head_dim + 4096);
     return (uint64_t)floats * 4 + (uint64_t)nb * (uint64_t)act_row + (uint64_t)nb * 8;
 }
 
@@ -94,6 +96,7 @@ int realm_ctx_new(const realm_model *m, realm_kv_cache *kv, const realm_ctx_para
     c->m = m;
     c->kv = kv;
     c->k = realm_kernels_best();
+    c->ops = realm_ops_best();
     int rc = realm_threadpool_new(n_threads, &c->tp);
     if (rc < 0) {
         free(c);
@@ -114,7 +117,8 @@ int realm_ctx_new(const realm_model *m, realm_kv_cache *kv, const realm_ctx_para
     ALLOC(c->rope_cos, nb * (size_t)hp->n_rot / 2 + 1);
     ALLOC(c->rope_sin, nb * (size_t)hp->n_rot / 2 + 1);
     ALLOC(c->act, nb * (size_t)c->act_row_max);
-    ALLOC(c->attn_scratch, (size_t)n_threads * (size_t)hp->head_dim);
+    c->attn_scratch_len = ((int64_t)hp->head_dim + kv->block_size + 15) & ~(int64_t)15;
+    ALLOC(c->attn_scratch, (size_t)n_threads * (size_t)c->attn_scratch_len);
     ALLOC(c->entry_blocks, nb);
 #undef ALLOC
     if (!c->x || !c->xn || !c->q || !c->kk || !c->vv || !c->att || !c->g || !c->u ||
@@ -150,43 +154,32 @@ void realm_ctx_free(realm_ctx *c)
 
 /* ---- element-wise pieces -------------------------------------------------- */
 
-/* out = x / sqrt(mean(x^2) + eps) * w, for one row of n. */
-static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps)
+/* cos/sin of every RoPE frequency at position pos (n_rot / 2 of each). */
+void realm__rope_cache(const realm_hparams *hp, const float *freq_factors, int32_t pos,
+                       float *cos_out, float *sin_out)
 {
-    double ss = 0;
-    for (int64_t i = 0; i < n; i++)
-        ss += (double)x[i] * x[i];
-    const float scale = 1.0f / sqrtf((float)(ss / (double)n) + eps);
-    for (int64_t i = 0; i < n; i++)
-        out[i] = x[i] * scale * w[i];
-}
-
-/* cos/sin of every (entry, frequency) of the batch, shared by all layers. */
-static void rope_tables(realm_ctx *c, const realm_batch *b)
-{
-    const realm_hparams *hp = &c->m->hp;
     const int half = hp->n_rot / 2;
-    for (int32_t e = 0; e < b->n; e++)
-        for (int i = 0; i < half; i++) {
-            double theta = (double)b->pos[e] * hp->rope_freq_scale *
-                           pow((double)hp->rope_freq_base, -2.0 * i / hp->n_rot);
-            if (c->m->rope_freqs)
-                theta /= c->m->rope_freqs[i];
-            c->rope_cos[e * half + i] = (float)cos(theta);
-            c->rope_sin[e * half + i] = (float)sin(theta);
-        }
+    for (int i = 0; i < half; i++) {
+        double theta = (double)pos * hp->rope_freq_scale *
+                       pow((double)hp->rope_freq_base, -2.0 * i / hp->n_rot);
+        if (freq_factors)
+            theta /= freq_factors[i];
+        cos_out[i] = (float)cos(theta);
+        sin_out[i] = (float)sin(theta);
+    }
 }
 
-/* Rotate the first n_rot dimensions of each of n_heads heads of one entry. */
-static void rope_apply(const realm_hparams *hp, float *v, int n_heads, const float *cs,
+/* Rotate the first n_rot dimensions of each of n_heads heads of one entry:
+ * pairs (2i, 2i+1) for REALM_ROPE_NORM, (i, i + n_rot/2) for NEOX. */
+void realm__rope_apply(const realm_hparams *hp, float *v, int n_heads, const float *cs,
                        const float *sn)
 {
     const int half = hp->n_rot / 2;
+    const bool neox = hp->rope_type == REALM_ROPE_NEOX;
     for (int h = 0; h < n_heads; h++) {
         float *p = v + (int64_t)h * hp->head_dim;
         for (int i = 0; i < half; i++) {
-            const int i0 = hp->rope_type == REALM_ROPE_NEOX ? i : 2 * i;
-            const int i1 = hp->rope_type == REALM_ROPE_NEOX ? i + half : 2 * i + 1;
+            const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
             const float a = p[i0], bb = p[i1];
             p[i0] = a * cs[i] - bb * sn[i];
             p[i1] = a * sn[i] + bb * cs[i];
@@ -293,64 +286,65 @@ struct attn_task {
     int layer;
 };
 
-static float dot_f32_f16(const float *a, const uint16_t *b, int n)
+/*
+ * Attention of one query head over positions [0, n_pos) of a sequence whose
+ * blocks are `blocks`, with KV head g of layer l: out = sum_j softmax_j(q . k_j
+ * / sqrt(d)) v_j. Blocks are visited in order; within a block all scores are
+ * computed first, the running maximum is updated once, and the accumulator
+ * rescaled only when the maximum grows (online softmax), so no score matrix
+ * is materialised. scratch: head_dim + block_size floats.
+ */
+void realm__attention(const realm_ops *ops, const realm_kv_cache *kv, int l, const int32_t *blocks,
+                      int32_t n_pos, int g, const float *q, float *scratch, float *out)
 {
-    float s = 0;
-    for (int i = 0; i < n; i++)
-        s += a[i] * realm_fp16_to_fp32(b[i]);
-    return s;
+    const int hd = kv->model->hp.head_dim;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *acc = scratch, *sc = scratch + hd;
+    float m = -INFINITY, l_sum = 0;
+    memset(acc, 0, (size_t)hd * sizeof *acc);
+    for (int32_t p0 = 0; p0 < n_pos; p0 += kv->block_size) {
+        const size_t boff = (size_t)blocks[p0 / kv->block_size] * kv->block_bytes +
+                            (size_t)g * (size_t)hd * sizeof(uint16_t);
+        const uint8_t *kb = kv->k[l] + boff, *vb = kv->v[l] + boff;
+        const int32_t cnt = n_pos - p0 < kv->block_size ? n_pos - p0 : kv->block_size;
+        float mb = -INFINITY;
+        for (int32_t j = 0; j < cnt; j++) {
+            sc[j] = ops->dot_f16_f32(hd, (const uint16_t *)(kb + (size_t)j * kv->row_bytes), q) * scale;
+            mb = sc[j] > mb ? sc[j] : mb;
+        }
+        if (mb > m) {
+            const float corr = expf(m - mb); /* 0 on the first block */
+            l_sum *= corr;
+            ops->scale_f32(hd, corr, acc);
+            m = mb;
+        }
+        for (int32_t j = 0; j < cnt; j++) {
+            const float w = expf(sc[j] - m);
+            l_sum += w;
+            ops->axpy_f16(hd, w, (const uint16_t *)(vb + (size_t)j * kv->row_bytes), acc);
+        }
+    }
+    const float inv = 1.0f / l_sum;
+    for (int i = 0; i < hd; i++)
+        out[i] = acc[i] * inv;
 }
 
+/* Every (entry, head) pair of the batch, split between threads. */
 static void attn_part(void *arg, int ith, int nth)
 {
     struct attn_task *t = arg;
     realm_ctx *c = t->c;
     const realm_hparams *hp = &c->m->hp;
-    const realm_kv_cache *kv = c->kv;
-    const int hd = hp->head_dim;
-    const int group = hp->n_head / hp->n_head_kv;
+    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     const int64_t q_dim = (int64_t)hp->n_head * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
-    float *acc = c->attn_scratch + (size_t)ith * (size_t)hd;
+    float *scratch = c->attn_scratch + (size_t)ith * (size_t)c->attn_scratch_len;
     const int64_t pairs = (int64_t)t->b->n * hp->n_head;
     for (int64_t pi = ith; pi < pairs; pi += nth) {
         const int32_t e = (int32_t)(pi / hp->n_head);
         const int h = (int)(pi % hp->n_head);
-        const int g = h / group;
-        const float *q = c->q + e * q_dim + (int64_t)h * hd;
-        const int32_t *blocks = c->entry_blocks[e];
-        const int32_t n_pos = t->b->pos[e] + 1;
-        float m = -INFINITY, l = 0;
-        memset(acc, 0, (size_t)hd * sizeof *acc);
-        for (int32_t p0 = 0; p0 < n_pos; p0 += kv->block_size) {
-            const size_t boff = (size_t)blocks[p0 / kv->block_size] * kv->block_bytes;
-            const uint8_t *kb = kv->k[t->layer] + boff;
-            const uint8_t *vb = kv->v[t->layer] + boff;
-            const int32_t cnt = n_pos - p0 < kv->block_size ? n_pos - p0 : kv->block_size;
-            for (int32_t j = 0; j < cnt; j++) {
-                const uint16_t *kr = (const uint16_t *)(kb + (size_t)j * kv->row_bytes) + g * hd;
-                const uint16_t *vr = (const uint16_t *)(vb + (size_t)j * kv->row_bytes) + g * hd;
-                const float s = dot_f32_f16(q, kr, hd) * scale;
-                float w;
-                if (s > m) {
-                    const float corr = expf(m - s);
-                    l *= corr;
-                    for (int i = 0; i < hd; i++)
-                        acc[i] *= corr;
-                    m = s;
-                    w = 1.0f;
-                } else {
-                    w = expf(s - m);
-                }
-                l += w;
-                for (int i = 0; i < hd; i++)
-                    acc[i] += w * realm_fp16_to_fp32(vr[i]);
-            }
-        }
-        float *o = c->att + e * q_dim + (int64_t)h * hd;
-        const float inv = 1.0f / l;
-        for (int i = 0; i < hd; i++)
-            o[i] = acc[i] * inv;
+        const int64_t off = e * q_dim + (int64_t)h * hd;
+        realm__attention(c->ops, c->kv, t->layer, c->entry_blocks[e], t->b->pos[e] + 1, h / group,
+                         c->q + off, scratch, c->att + off);
     }
 }
 
@@ -415,10 +409,8 @@ static void kv_store(realm_ctx *c, const realm_batch *b, int l, int32_t e)
                        (size_t)(pos % kv->block_size) * kv->row_bytes;
     uint16_t *kd = (uint16_t *)(kv->k[l] + off), *vd = (uint16_t *)(kv->v[l] + off);
     const float *ks = c->kk + e * kv->kv_dim, *vs = c->vv + e * kv->kv_dim;
-    for (int64_t i = 0; i < kv->kv_dim; i++) {
-        kd[i] = realm_fp32_to_fp16(ks[i]);
-        vd[i] = realm_fp32_to_fp16(vs[i]);
-    }
+    c->ops->fp32_to_fp16(ks, kd, kv->kv_dim);
+    c->ops->fp32_to_fp16(vs, vd, kv->kv_dim);
 }
 
 static void add_bias(float *x, const float *bias, int64_t n)
@@ -445,12 +437,13 @@ int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
         realm_dequantize_row(m->tok_embd.type,
                              (const uint8_t *)m->tok_embd.data + (size_t)b->token[e] * m->tok_embd.row_size,
                              c->x + e * E, E);
-    rope_tables(c, b);
+    for (int32_t e = 0; e < n; e++)
+        realm__rope_cache(hp, m->rope_freqs, b->pos[e], c->rope_cos + e * half, c->rope_sin + e * half);
 
     for (int l = 0; l < hp->n_layer; l++) {
         const layer *L = &m->layers[l];
         for (int32_t e = 0; e < n; e++)
-            rmsnorm(c->xn + e * E, c->x + e * E, L->attn_norm, E, hp->norm_eps);
+            c->ops->rmsnorm(c->xn + e * E, c->x + e * E, L->attn_norm, E, hp->norm_eps);
 
         /* Q, K, V share the input; they share one matmul when their
          * activation types agree (they do in practice). */
@@ -470,8 +463,8 @@ int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
             add_bias(c->q + e * q_dim, L->bq, q_dim);
             add_bias(c->kk + e * kv_dim, L->bk, kv_dim);
             add_bias(c->vv + e * kv_dim, L->bv, kv_dim);
-            rope_apply(hp, c->q + e * q_dim, hp->n_head, c->rope_cos + e * half, c->rope_sin + e * half);
-            rope_apply(hp, c->kk + e * kv_dim, hp->n_head_kv, c->rope_cos + e * half,
+            realm__rope_apply(hp, c->q + e * q_dim, hp->n_head, c->rope_cos + e * half, c->rope_sin + e * half);
+            realm__rope_apply(hp, c->kk + e * kv_dim, hp->n_head_kv, c->rope_cos + e * half,
                        c->rope_sin + e * half);
             kv_store(c, b, l, e);
         }
@@ -483,7 +476,7 @@ int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
         matmul(c, 1, &wo, &c->x, &E, true, n);
 
         for (int32_t e = 0; e < n; e++)
-            rmsnorm(c->xn + e * E, c->x + e * E, L->ffn_norm, E, hp->norm_eps);
+            c->ops->rmsnorm(c->xn + e * E, c->x + e * E, L->ffn_norm, E, hp->norm_eps);
         const weight *gu[2] = {&L->w_gate, &L->w_up};
         float *gu_out[2] = {c->g, c->u};
         const int64_t gu_ld[2] = {F, F};
@@ -496,10 +489,9 @@ int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
                 matmul(c, 1, gu + i, gu_out + i, gu_ld + i, false, n);
             }
         }
-        for (int64_t i = 0; i < (int64_t)n * F; i++) {
-            const float gv = c->g[i];
-            c->g[i] = gv / (1.0f + expf(-gv)) * c->u[i];
-        }
+        /* per row, so an entry's result never depends on its batch */
+        for (int32_t e = 0; e < n; e++)
+            c->ops->silu_mul(F, c->g + e * F, c->u + e * F);
         convert_act(c, c->g, F, F, n, L->w_down.type);
         const weight *wd = &L->w_down;
         matmul(c, 1, &wd, &c->x, &E, true, n);
@@ -517,7 +509,7 @@ int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
     for (int32_t e = 0; e < n; e++) {
         const bool want = b->want_logits ? b->want_logits[e] : e == n - 1;
         if (want)
-            rmsnorm(c->xn + (n_out++) * E, c->x + e * E, m->output_norm, E, hp->norm_eps);
+            c->ops->rmsnorm(c->xn + (n_out++) * E, c->x + e * E, m->output_norm, E, hp->norm_eps);
     }
     if (n_out > 0) {
         convert_act(c, c->xn, E, E, n_out, m->output.type);

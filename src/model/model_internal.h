@@ -75,4 +75,12 @@ int realm__kv_reserve(realm_kv_cache *kv, int32_t seq, int32_t n);
 /* Blocks that reserving n more tokens in seq would take from the pool. */
 int32_t realm__kv_blocks_needed(const realm_kv_cache *kv, int32_t seq, int32_t n);
 
+/* Pieces of the forward pass, exposed for unit tests (forward.c). */
+void realm__rope_cache(const realm_hparams *hp, const float *freq_factors, int32_t pos,
+                       float *cos_out, float *sin_out);
+void realm__rope_apply(const realm_hparams *hp, float *v, int n_heads, const float *cs,
+                       const float *sn);
+void realm__attention(const realm_ops *ops, const realm_kv_cache *kv, int l, const int32_t *blocks,
+                      int32_t n_pos, int g, const float *q, float *scratch, float *out);
+
 #endif

@@ -1,0 +1,82 @@
+/*
+ * Element-wise and attention ops: scalar references (the specification) and
+ * the per-ISA tables (realm_ops in realm/kernels.h).
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "kernels_internal.h"
+#include "ops_internal.h"
+
+float realm__dot_f16_f32_ref(int64_t n, const uint16_t *x, const float *y)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)realm_fp16_to_fp32(x[i]) * y[i];
+    return (float)s;
+}
+
+void realm__axpy_f16_ref(int64_t n, float a, const uint16_t *x, float *y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] += a * realm_fp16_to_fp32(x[i]);
+}
+
+void realm__scale_f32_ref(int64_t n, float a, float *y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] *= a;
+}
+
+void realm__fp32_to_fp16_ref(const float *x, uint16_t *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = realm_fp32_to_fp16(x[i]);
+}
+
+/* out = x / sqrt(mean(x^2) + eps) * w */
+void realm__rmsnorm_ref(float *out, const float *x, const float *w, int64_t n, float eps)
+{
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++)
+        ss += (double)x[i] * x[i];
+    const float scale = (float)(1.0 / sqrt(ss / (double)n + eps));
+    for (int64_t i = 0; i < n; i++)
+        out[i] = x[i] * scale * w[i];
+}
+
+/* g = silu(g) * u = g / (1 + e^-g) * u */
+void realm__silu_mul_ref(int64_t n, float *g, const float *u)
+{
+    for (int64_t i = 0; i < n; i++)
+        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+#define OPS_TABLE(I)                                                           \
+    {                                                                          \
+        .isa = REALM_ISA_##I##_ID, .dot_f16_f32 = realm__dot_f16_f32_##I,      \
+        .axpy_f16 = realm__axpy_f16_##I, .scale_f32 = realm__scale_f32_##I,    \
+        .fp32_to_fp16 = realm__fp32_to_fp16_##I, .rmsnorm = realm__rmsnorm_##I, \
+        .silu_mul = realm__silu_mul_##I,                                       \
+    }
+#define REALM_ISA_ref_ID REALM_ISA_SCALAR
+#define REALM_ISA_avx2_ID REALM_ISA_AVX2
+#define REALM_ISA_avx512_ID REALM_ISA_AVX512
+
+static const realm_ops ops_tables[REALM_ISA_COUNT] = {
+    [REALM_ISA_SCALAR] = OPS_TABLE(ref),
+    [REALM_ISA_AVX2] = OPS_TABLE(avx2),
+    [REALM_ISA_AVX512] = OPS_TABLE(avx512),
+};
+
+const realm_ops *realm_ops_get(realm_isa isa)
+{
+    if ((unsigned)isa >= REALM_ISA_COUNT || !realm_cpu_supports(isa))
+        return NULL;
+    return &ops_tables[isa];
+}
+
+const realm_ops *realm_ops_best(void)
+{
+    return realm_ops_get(realm__isa_select(getenv("REALM_ISA")));
+}
