@@ -8,7 +8,7 @@
  *                   copied: one loaded model is shared, read-only, by every
  *                   cache, context and thread.
  *   realm_kv_cache  a pool of fixed-size blocks holding keys and values
- *                   (F16 by default). A sequence owns a list of blocks;
+ *                   (F16). A sequence owns a list of blocks;
  *                   sequences can share prefix blocks (fork), copied only
  *                   when one of them writes into a shared block.
  *   realm_ctx       compute state for one caller: scratch buffers sized for a
@@ -117,7 +117,7 @@ typedef struct realm_kv_cache realm_kv_cache;
 typedef struct realm_kv_params {
     int32_t n_ctx;        /* total tokens the pool holds, over all sequences */
     int32_t block_size;   /* tokens per block; 0 means 32 */
-    realm_type type;      /* REALM_TYPE_F16 (default, also for 0) or REALM_TYPE_Q8_0 */
+    realm_type type;      /* REALM_TYPE_F16 (the default, also for 0); nothing else yet */
     uint64_t mem_budget;  /* bytes the pool may take; 0 means no limit */
 } realm_kv_params;
 

@@ -19,14 +19,10 @@ static int kv_shape(const realm_model *m, const realm_kv_params *p, int32_t *bs,
 {
     *bs = p->block_size > 0 ? p->block_size : DEFAULT_BLOCK_SIZE;
     *type = p->type == 0 || p->type == REALM_TYPE_F16 ? REALM_TYPE_F16 : p->type;
-    if (*type != REALM_TYPE_F16 && *type != REALM_TYPE_Q8_0)
-        return realm__error(REALM_ERR_UNSUPPORTED, "KV cache type %s is not supported (F16, Q8_0)",
+    if (*type != REALM_TYPE_F16)
+        return realm__error(REALM_ERR_UNSUPPORTED, "KV cache type %s is not supported (F16 only)",
                             realm_type_name(*type));
     const int64_t kv_dim = (int64_t)m->hp.n_head_kv * m->hp.head_dim;
-    if (*type == REALM_TYPE_Q8_0 && m->hp.head_dim % REALM_QK8_0 != 0)
-        return realm__error(REALM_ERR_UNSUPPORTED,
-                            "a Q8_0 KV cache needs a head size that is a multiple of 32 (not %d)",
-                            m->hp.head_dim);
     if (p->n_ctx < 1 || p->n_ctx > (1 << 26) || *bs > 4096)
         return realm__error(REALM_ERR_INVAL, "KV cache of %d tokens in blocks of %d is out of range",
                             p->n_ctx, *bs);

@@ -45,7 +45,7 @@ typedef struct kv_seq {
 
 struct realm_kv_cache {
     const realm_model *model;
-    realm_type type;       /* F16 or Q8_0 */
+    realm_type type;       /* F16 */
     int32_t block_size;
     int32_t n_blocks;
     int64_t kv_dim;        /* n_head_kv * head_dim */
