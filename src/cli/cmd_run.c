@@ -17,7 +17,7 @@
 
 typedef struct run_opts {
     const char *model, *prompt;
-    long n_predict, n_threads, n_ctx, n_batch, top_k;
+    long n_predict, n_threads, n_ctx, n_batch, top_k, mem_budget_mib;
     float temp, top_p, min_p;
     unsigned long long seed;
     bool echo;
@@ -55,6 +55,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
             ok = cli_parse_int(CMD, a, v, 1, 1 << 24, &o->n_ctx);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size"))
             ok = cli_parse_int(CMD, a, v, 1, 1 << 16, &o->n_batch);
+        else if (!strcmp(a, "--mem-budget"))
+            ok = cli_parse_int(CMD, a, v, 1, 1L << 30, &o->mem_budget_mib);
         else if (!strcmp(a, "--top-k"))
             ok = cli_parse_int(CMD, a, v, 0, 1 << 24, &o->top_k);
         else if (!strcmp(a, "--seed"))
@@ -136,9 +138,17 @@ static int run_run(int argc, char **argv)
         }
         o.n_predict = n_ctx - n_prompt;
     }
-    if (realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = (int32_t)n_ctx}, &kv) < 0 ||
-        realm_ctx_new(m, kv, &(realm_ctx_params){.n_batch = (int32_t)(o.n_batch < n_ctx ? o.n_batch : n_ctx),
-                                                 .n_threads = (int32_t)o.n_threads}, &ctx) < 0 ||
+    const realm_kv_params kvp = {.n_ctx = (int32_t)n_ctx,
+                                 .mem_budget = (uint64_t)o.mem_budget_mib << 20};
+    const realm_ctx_params cp = {.n_batch = (int32_t)(o.n_batch < n_ctx ? o.n_batch : n_ctx),
+                                 .n_threads = (int32_t)o.n_threads};
+    char b1[32], b2[32], b3[32];
+    fprintf(stderr, "memory: weights %s (mapped, shared), KV cache %s for %ld tokens, scratch %s\n",
+            cli_format_bytes(realm_model_weight_bytes(m), b1, sizeof b1),
+            cli_format_bytes(realm_kv_cache_bytes(m, &kvp), b2, sizeof b2), n_ctx,
+            cli_format_bytes(realm_ctx_bytes(m, &cp), b3, sizeof b3));
+    if (realm_kv_cache_new(m, &kvp, &kv) < 0 ||
+        realm_ctx_new(m, kv, &cp, &ctx) < 0 ||
         realm_sampler_new(&(realm_sampler_params){.temperature = o.temp, .top_k = (int32_t)o.top_k,
                                                   .top_p = o.top_p, .min_p = o.min_p, .seed = o.seed},
                           hp->n_vocab, &smp) < 0 ||
@@ -239,6 +249,7 @@ const cli_command cli_cmd_run = {
     "\n"
     "  -c CTX        context size (default: prompt + N, at most the trained context)\n"
     "  -b BATCH      prompt tokens per forward pass (default 512)\n"
+    "  --mem-budget MIB  fail (cleanly) if the KV cache would need more\n"
     "  --temp T      temperature (default 0.8); 0 is greedy\n"
     "  --top-k K     keep the K most likely tokens (default 40; 0 = off)\n"
     "  --top-p P     nucleus sampling (default 0.95; 1 = off)\n"

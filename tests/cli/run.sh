@@ -33,4 +33,8 @@ run "$REALM_BIN" run -m "$M" -p x --temp -1; expect_rc "bad temp" 1
 run "$REALM_BIN" run -m "$M" -p x -n; expect_rc "missing value" 1
 run "$REALM_BIN" run -m "$TD/vocab/ggml-vocab-llama-spm.gguf" -p x; expect_rc "vocab only" 1
 expect_contains "vocab only" "$OUT" "missing"
+run "$REALM_BIN" run -m "$M" -p x -c 100000 --mem-budget 10; expect_rc "over budget" 1
+expect_contains "over budget" "$OUT" "over the budget of 10 MiB"
+run "$REALM_BIN" run -m "$M" -p x -n 4 --mem-budget 10; expect_rc "within budget" 0
+expect_contains "memory line" "$OUT" "memory: weights"
 finish
