@@ -29,7 +29,9 @@ extern "C" {
     XX(RANGE, -8, "value out of range")                                        \
     XX(EXISTS, -9, "already exists")                                           \
     XX(INTERRUPTED, -10, "interrupted")                                        \
-    XX(NOSPACE, -11, "no space left in the KV cache")
+    XX(NOSPACE, -11, "no space left in the KV cache")                          \
+    XX(OVERLOADED, -12, "server overloaded, try again later")                  \
+    XX(TIMEOUT, -13, "timed out")
 
 enum {
     REALM_OK = 0,

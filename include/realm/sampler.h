@@ -1,20 +1,43 @@
 /*
  * realm/sampler.h — choosing the next token from a row of logits.
  *
- * Temperature 0 is greedy (the highest logit; the lowest id on a tie).
- * Otherwise the logits pass through top-k, then top-p (nucleus), then min-p,
- * are scaled by 1/temperature and softmaxed, and a token is drawn with the
- * sampler's own seeded generator, so the same seed and logits give the same
- * tokens on every machine.
+ * The pipeline, in order, over a copy of the logits (the caller's row is
+ * never written):
+ *
+ *   1. logit bias: logit[id] += bias for each (id, bias) pair; a bias of
+ *      -INFINITY bans the token.
+ *   2. penalties over the last `penalty_last_n` accepted tokens (see
+ *      realm_sampler_accept): a token seen c > 0 times has its logit divided
+ *      by repeat_penalty when positive, multiplied when negative, then
+ *      lowered by c * frequency_penalty + presence_penalty.
+ *   3. temperature 0 is greedy: the highest logit (the lowest id on a tie).
+ *   4. otherwise: top-k; softmax at the temperature over the survivors;
+ *      typical-p (locally typical sampling: keep the tokens whose surprisal
+ *      is closest to the entropy, up to a mass of typical_p); top-p
+ *      (nucleus); min-p (relative to the most likely survivor); then a draw
+ *      with the sampler's own seeded generator, so the same seed, logits and
+ *      accepted history give the same tokens on every machine.
+ *
+ * Log-probabilities: with n_probs > 0, each realm_sampler_sample also records
+ * the n_probs most likely tokens of log-softmax(logits after steps 1-2), and
+ * the chosen token's log-probability under the same distribution
+ * (realm_sampler_last_probs).
  *
  *     realm_sampler *s;
  *     realm_sampler_new(&(realm_sampler_params){.temperature = 0.8f, .top_k = 40,
  *                                                .top_p = 0.95f, .seed = 42},
  *                       n_vocab, &s);
  *     realm_token next = realm_sampler_sample(s, logits);
+ *     realm_sampler_accept(s, next);      // only needed for penalties
  *     realm_sampler_free(s);
  *
- * A sampler belongs to one sequence and one thread at a time.
+ * Ownership: realm_sampler_new copies everything in the params, including
+ * the logit_bias array. Thread safety: a sampler belongs to one sequence and
+ * one thread at a time; distinct samplers are independent.
+ *
+ * Errors: realm_sampler_new returns REALM_ERR_INVAL for out-of-range params
+ * (negative temperature, a bias id outside the vocabulary, n_probs over
+ * REALM_SAMPLER_MAX_PROBS, ...) and REALM_ERR_NOMEM.
  */
 #ifndef REALM_SAMPLER_H
 #define REALM_SAMPLER_H
@@ -25,12 +48,33 @@
 extern "C" {
 #endif
 
+#define REALM_SAMPLER_MAX_PROBS 20
+#define REALM_SAMPLER_DEFAULT_PENALTY_WINDOW 64
+
+typedef struct realm_logit_bias {
+    int32_t token;
+    float bias;
+} realm_logit_bias;
+
+typedef struct realm_token_prob {
+    int32_t token;
+    float logprob;
+} realm_token_prob;
+
 typedef struct realm_sampler_params {
     float temperature; /* 0: greedy */
     int32_t top_k;     /* <= 0: off */
     float top_p;       /* >= 1 or <= 0: off */
     float min_p;       /* <= 0: off */
     uint64_t seed;
+    float typical_p;          /* >= 1 or <= 0: off */
+    float repeat_penalty;     /* 0 or 1: off; > 0 otherwise */
+    float presence_penalty;   /* 0: off; may be negative */
+    float frequency_penalty;  /* 0: off; may be negative */
+    int32_t penalty_last_n;   /* window of accepted tokens; <= 0 means 64 */
+    const realm_logit_bias *logit_bias; /* copied; may be NULL */
+    int32_t n_logit_bias;
+    int32_t n_probs;          /* top log-probabilities to record, 0..20 */
 } realm_sampler_params;
 
 typedef struct realm_sampler realm_sampler;
@@ -39,6 +83,14 @@ int realm_sampler_new(const realm_sampler_params *p, int32_t n_vocab, realm_samp
 void realm_sampler_free(realm_sampler *s);
 /* The next token for logits[0..n_vocab). */
 int32_t realm_sampler_sample(realm_sampler *s, const float *logits);
+/* Append a token to the penalty window (prompt tokens and generated ones);
+ * ids outside the vocabulary are ignored. */
+void realm_sampler_accept(realm_sampler *s, int32_t token);
+/* After a sample with n_probs > 0: the chosen token's log-probability in
+ * *chosen (may be NULL) and the n_probs best (token, log-probability) pairs,
+ * most likely first, in out[0..n) (n <= n_probs). Returns n (0 when n_probs
+ * is 0). */
+int32_t realm_sampler_last_probs(const realm_sampler *s, float *chosen, realm_token_prob *out);
 
 #ifdef __cplusplus
 }

@@ -1,11 +1,13 @@
 /*
- * Token sampling (realm/sampler.h). Candidates are (id, logit) pairs; the
- * filters shrink the candidate list in place. Random numbers come from a
+ * Token sampling (realm/sampler.h). Candidates are (id, logit) pairs; bias
+ * and penalties adjust logits by id, then the filters shrink the candidate
+ * list in place. Random numbers come from a
  * splitmix64/xoshiro256** generator seeded per sampler, not from libc.
  */
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/error_internal.h"
 #include "realm/sampler.h"
@@ -14,13 +16,21 @@ typedef struct cand {
     int32_t id;
     float logit;
     float p;
+    float key; /* sort key of typical-p */
 } cand;
 
 struct realm_sampler {
-    realm_sampler_params p;
+    realm_sampler_params p;       /* logit_bias points at `bias` below */
     int32_t n_vocab;
-    cand *cands;
+    cand *cands;                  /* (n_vocab) scratch, rebuilt per sample */
     uint64_t rng[4];
+    realm_logit_bias *bias;       /* (n_logit_bias) own copy */
+    int32_t *window;              /* (penalty_last_n) ring of accepted ids */
+    int32_t n_window, window_at;  /* entries filled, next slot */
+    int32_t *counts;              /* (n_vocab) occurrences inside the window */
+    int32_t n_probs;              /* pairs recorded by the last sample */
+    float chosen_logprob;
+    realm_token_prob probs[REALM_SAMPLER_MAX_PROBS];
 };
 
 static uint64_t splitmix64(uint64_t *x)
@@ -47,6 +57,7 @@ static uint64_t next_u64(uint64_t s[4])
     return result;
 }
 
+/* Check the parameters, copy them (and the bias list), seed the generator. */
 int realm_sampler_new(const realm_sampler_params *p, int32_t n_vocab, realm_sampler **out)
 {
     *out = NULL;
@@ -54,12 +65,41 @@ int realm_sampler_new(const realm_sampler_params *p, int32_t n_vocab, realm_samp
         return realm__error(REALM_ERR_INVAL, "sampler over %d tokens", n_vocab);
     if (!(p->temperature >= 0) || isinf(p->temperature))
         return realm__error(REALM_ERR_INVAL, "temperature %g must be >= 0", p->temperature);
+    if (!(p->repeat_penalty >= 0) || isinf(p->repeat_penalty))
+        return realm__error(REALM_ERR_INVAL, "repeat penalty %g must be > 0", p->repeat_penalty);
+    if (isnan(p->top_p) || isnan(p->min_p) || isnan(p->typical_p) ||
+        !isfinite(p->presence_penalty) || !isfinite(p->frequency_penalty))
+        return realm__error(REALM_ERR_INVAL, "a sampling parameter is not a number");
+    if (p->n_probs < 0 || p->n_probs > REALM_SAMPLER_MAX_PROBS)
+        return realm__error(REALM_ERR_INVAL, "n_probs %d is outside 0..%d", p->n_probs,
+                            REALM_SAMPLER_MAX_PROBS);
+    if (p->n_logit_bias < 0 || (p->n_logit_bias > 0 && p->logit_bias == NULL))
+        return realm__error(REALM_ERR_INVAL, "logit bias of %d entries", p->n_logit_bias);
+    for (int32_t i = 0; i < p->n_logit_bias; i++)
+        if (p->logit_bias[i].token < 0 || p->logit_bias[i].token >= n_vocab ||
+            isnan(p->logit_bias[i].bias))
+            return realm__error(REALM_ERR_INVAL, "logit bias for token %d (vocabulary of %d)",
+                                p->logit_bias[i].token, n_vocab);
+    const int32_t win = p->penalty_last_n > 0 ? p->penalty_last_n
+                                              : REALM_SAMPLER_DEFAULT_PENALTY_WINDOW;
+    if (win > (1 << 24))
+        return realm__error(REALM_ERR_INVAL, "penalty window of %d tokens", win);
     realm_sampler *s = calloc(1, sizeof *s);
-    if (s == NULL || (s->cands = malloc((size_t)n_vocab * sizeof *s->cands)) == NULL) {
-        free(s);
+    if (s == NULL)
+        return realm__error(REALM_ERR_NOMEM, "out of memory for a sampler");
+    s->cands = malloc((size_t)n_vocab * sizeof *s->cands);
+    s->counts = calloc((size_t)n_vocab, sizeof *s->counts);
+    s->window = malloc((size_t)win * sizeof *s->window);
+    s->bias = malloc((size_t)(p->n_logit_bias + 1) * sizeof *s->bias);
+    if (!s->cands || !s->counts || !s->window || !s->bias) {
+        realm_sampler_free(s);
         return realm__error(REALM_ERR_NOMEM, "out of memory for a sampler");
     }
     s->p = *p;
+    s->p.penalty_last_n = win;
+    if (p->n_logit_bias > 0)
+        memcpy(s->bias, p->logit_bias, (size_t)p->n_logit_bias * sizeof *s->bias);
+    s->p.logit_bias = s->bias;
     s->n_vocab = n_vocab;
     uint64_t x = p->seed;
     for (int i = 0; i < 4; i++)
@@ -73,7 +113,25 @@ void realm_sampler_free(realm_sampler *s)
     if (s == NULL)
         return;
     free(s->cands);
+    free(s->counts);
+    free(s->window);
+    free(s->bias);
     free(s);
+}
+
+/* Push a token into the penalty ring, dropping the oldest one when full. */
+void realm_sampler_accept(realm_sampler *s, int32_t token)
+{
+    if (token < 0 || token >= s->n_vocab)
+        return;
+    const int32_t cap = s->p.penalty_last_n;
+    if (s->n_window == cap)
+        s->counts[s->window[s->window_at]]--;
+    else
+        s->n_window++;
+    s->window[s->window_at] = token;
+    s->counts[token]++;
+    s->window_at = (s->window_at + 1) % cap;
 }
 
 static int cmp_cand_desc(const void *a, const void *b)
@@ -105,7 +163,8 @@ static void sift_down(cand *h, int32_t n, int32_t i)
     }
 }
 
-/* Keep the k best candidates, sorted best first (O(n log k) selection). */
+/* Move the k best candidates to the front, sorted best first (O(n log k)
+ * selection); the rest of c is left in no particular order. */
 static int32_t keep_top(cand *c, int32_t n, int32_t k)
 {
     if (k <= 0 || k > n)
@@ -115,7 +174,9 @@ static int32_t keep_top(cand *c, int32_t n, int32_t k)
             sift_down(c, k, i);
         for (int32_t j = k; j < n; j++)
             if (worse(&c[0], &c[j])) {
+                cand t = c[0];
                 c[0] = c[j];
+                c[j] = t;
                 sift_down(c, k, 0);
             }
     }
@@ -123,19 +184,126 @@ static int32_t keep_top(cand *c, int32_t n, int32_t k)
     return k;
 }
 
+/* Steps 1-2 of the pipeline: cands[i] = (i, logits[i] + bias - penalties). */
+static void adjusted_logits(realm_sampler *s, const float *logits)
+{
+    cand *c = s->cands;
+    for (int32_t i = 0; i < s->n_vocab; i++)
+        c[i] = (cand){i, logits[i], 0, 0};
+    for (int32_t i = 0; i < s->p.n_logit_bias; i++)
+        c[s->bias[i].token].logit += s->bias[i].bias;
+    const bool rep = s->p.repeat_penalty > 0 && s->p.repeat_penalty != 1;
+    if (!rep && s->p.presence_penalty == 0 && s->p.frequency_penalty == 0)
+        return;
+    /* each distinct id of the window once: walk the ring, act on the first
+     * sighting (counts > 0), mark it done by negating its count */
+    for (int32_t j = 0; j < s->n_window; j++) {
+        const int32_t id = s->window[j];
+        const int32_t n = s->counts[id];
+        if (n <= 0)
+            continue;
+        float l = c[id].logit;
+        if (rep)
+            l = l > 0 ? l / s->p.repeat_penalty : l * s->p.repeat_penalty;
+        c[id].logit = l - (float)n * s->p.frequency_penalty - s->p.presence_penalty;
+        s->counts[id] = -n;
+    }
+    for (int32_t j = 0; j < s->n_window; j++)
+        if (s->counts[s->window[j]] < 0)
+            s->counts[s->window[j]] = -s->counts[s->window[j]];
+}
+
+/* Record the n_probs best log-probabilities of the adjusted logits (before
+ * any filter) and the chosen token's. Runs before the filters reorder c. */
+static void record_probs(realm_sampler *s)
+{
+    const cand *c = s->cands;
+    const int32_t nv = s->n_vocab;
+    float mx = -INFINITY;
+    for (int32_t i = 0; i < nv; i++)
+        if (c[i].logit > mx)
+            mx = c[i].logit;
+    double sum = 0;
+    for (int32_t i = 0; i < nv; i++)
+        sum += exp((double)c[i].logit - mx);
+    const double lse = mx + log(sum);
+    /* insertion into a short sorted list: n_probs <= 20 */
+    int32_t n = 0;
+    for (int32_t i = 0; i < nv; i++) {
+        const cand x = c[i];
+        if (n == s->p.n_probs && !worse(&(cand){s->probs[n - 1].token, s->probs[n - 1].logprob, 0, 0},
+                                         &x))
+            continue;
+        int32_t at = n < s->p.n_probs ? n++ : n - 1;
+        while (at > 0 && worse(&(cand){s->probs[at - 1].token, s->probs[at - 1].logprob, 0, 0}, &x)) {
+            s->probs[at] = s->probs[at - 1];
+            at--;
+        }
+        s->probs[at] = (realm_token_prob){x.id, x.logit};
+    }
+    for (int32_t i = 0; i < n; i++)
+        s->probs[i].logprob = (float)(s->probs[i].logprob - lse);
+    s->n_probs = n;
+    s->chosen_logprob = (float)lse; /* the chosen token's logit is subtracted later */
+}
+
+static int cmp_key_desc(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? 1 : -1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Keep the candidates whose surprisal -log p is closest to the entropy H of
+ * c[0..n) (probabilities already normalised): the smallest such set with
+ * mass >= tau. c is left sorted by logit again. */
+static int32_t typical_filter(cand *c, int32_t n, float tau)
+{
+    double h = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (c[i].p > 0)
+            h -= c[i].p * log(c[i].p);
+    for (int32_t i = 0; i < n; i++)
+        c[i].key = c[i].p > 0 ? (float)-fabs(-log(c[i].p) - h) : -INFINITY;
+    qsort(c, (size_t)n, sizeof *c, cmp_key_desc);
+    double cum = 0;
+    int32_t keep = n;
+    for (int32_t i = 0; i < n; i++) {
+        cum += c[i].p;
+        if (cum >= tau) {
+            keep = i + 1;
+            break;
+        }
+    }
+    qsort(c, (size_t)keep, sizeof *c, cmp_cand_desc);
+    return keep;
+}
+
+/*
+ * The pipeline of realm/sampler.h over s->cands: bias and penalties, greedy
+ * or top-k, softmax at the temperature, typical-p, top-p, min-p, one draw.
+ * Filters keep candidates sorted best first, so each cuts a prefix.
+ */
 int32_t realm_sampler_sample(realm_sampler *s, const float *logits)
 {
     const int32_t nv = s->n_vocab;
+    cand *c = s->cands;
+    adjusted_logits(s, logits);
+    if (s->p.n_probs > 0)
+        record_probs(s);
+    const double lse = s->chosen_logprob;
+    int32_t chosen;
     if (s->p.temperature == 0) {
         int32_t best = 0;
         for (int32_t i = 1; i < nv; i++)
-            if (logits[i] > logits[best])
+            if (c[i].logit > c[best].logit)
                 best = i;
-        return best;
+        chosen = best;
+        if (s->p.n_probs > 0)
+            s->chosen_logprob = (float)(c[best].logit - lse);
+        return chosen;
     }
-    cand *c = s->cands;
-    for (int32_t i = 0; i < nv; i++)
-        c[i] = (cand){i, logits[i], 0};
     int32_t n = keep_top(c, nv, s->p.top_k);
     /* softmax at temperature over the sorted survivors */
     const float inv_t = 1.0f / s->p.temperature;
@@ -146,6 +314,8 @@ int32_t realm_sampler_sample(realm_sampler *s, const float *logits)
     }
     for (int32_t i = 0; i < n; i++)
         c[i].p = (float)(c[i].p / sum);
+    if (s->p.typical_p > 0 && s->p.typical_p < 1)
+        n = typical_filter(c, n, s->p.typical_p);
     if (s->p.top_p > 0 && s->p.top_p < 1) {
         double cum = 0;
         int32_t keep = n;
@@ -170,10 +340,28 @@ int32_t realm_sampler_sample(realm_sampler *s, const float *logits)
         total += c[i].p;
     const double r = (double)(next_u64(s->rng) >> 11) / 9007199254740992.0 * total;
     double acc = 0;
+    chosen = c[n - 1].id;
+    float chosen_logit = c[n - 1].logit;
     for (int32_t i = 0; i < n; i++) {
         acc += c[i].p;
-        if (r < acc)
-            return c[i].id;
+        if (r < acc) {
+            chosen = c[i].id;
+            chosen_logit = c[i].logit;
+            break;
+        }
     }
-    return c[n - 1].id;
+    if (s->p.n_probs > 0)
+        s->chosen_logprob = (float)(chosen_logit - lse);
+    return chosen;
+}
+
+int32_t realm_sampler_last_probs(const realm_sampler *s, float *chosen, realm_token_prob *out)
+{
+    if (s->p.n_probs <= 0)
+        return 0;
+    if (chosen)
+        *chosen = s->chosen_logprob;
+    for (int32_t i = 0; i < s->n_probs; i++)
+        out[i] = s->probs[i];
+    return s->n_probs;
 }

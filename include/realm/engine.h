@@ -1,0 +1,260 @@
+/*
+ * realm/engine.h — the generation engine: many requests, from many tenants,
+ * sharing each forward pass of one loaded model.
+ *
+ * A realm_engine owns, for one realm_model, a KV-cache pool, a compute
+ * context and a scheduler thread. Any thread submits a request and gets a
+ * realm_gen handle; the scheduler runs steps, and each step
+ *
+ *   1. retires cancelled requests (their KV blocks are freed at once),
+ *   2. admits waiting requests while sequence slots, KV blocks and per-tenant
+ *      limits allow, choosing among tenants by weighted fair queuing (the
+ *      tenant with the least service per weight goes first; service is
+ *      counted in tokens), and within a tenant by priority then arrival,
+ *   3. builds one batch: a decode token of every running sequence, then
+ *      chunks of prompts (fair-queued between tenants too) up to the per-step
+ *      token budget, so a long prompt never stalls running streams,
+ *   4. runs the forward pass, samples every sequence that has logits, hands
+ *      the tokens out, and retires finished sequences.
+ *
+ * Prefix cache: after a request's prompt has been computed, its whole KV
+ * blocks are kept (per tenant) and a later request of the same tenant whose
+ * prompt starts with the same blocks forks them instead of recomputing.
+ * Entries are evicted least-recently-used when blocks are needed. A tenant
+ * never hits another tenant's entries.
+ *
+ *     realm_engine *e;
+ *     realm_engine_new(model, &(realm_engine_params){.n_ctx = 8192}, &e);
+ *     realm_gen_options o;
+ *     realm_gen_options_init(&o);
+ *     o.max_tokens = 128;
+ *     o.sampling.temperature = 0.7f;
+ *     realm_gen *g;
+ *     int rc = realm_engine_submit(e, &(realm_gen_request){.text = "Hello", .text_len = 5,
+ *                                                          .tenant = 7, .options = &o}, &g);
+ *     if (rc == REALM_ERR_OVERLOADED) ...          // answer 429 / 503
+ *     realm_gen_piece piece;
+ *     while ((rc = realm_gen_next(g, &piece, -1)) > 0)
+ *         fwrite(piece.text, 1, piece.len, stdout);
+ *     realm_gen_result res;
+ *     realm_gen_result_get(g, &res);           // finish reason, counts, timings
+ *     realm_gen_free(g);
+ *     realm_engine_free(e);
+ *
+ * Sampling: each request has its own realm_sampler, seeded from its options,
+ * and the forward pass gives each row the same logits whatever else shares
+ * the batch, so the same seed, prompt and options give the same tokens alone
+ * or batched. The penalty window sees the prompt, then the generated tokens.
+ *
+ * Output. Every sampled token that is part of the output yields one piece:
+ * its id and the text that became safe to send (whole UTF-8 characters;
+ * text that may still turn into a stop string is held back, and a stop
+ * string itself is never sent), so a piece's text may be empty. A final
+ * piece with token REALM_TOKEN_NULL may carry text released at the end. An
+ * end-of-generation token (unless ignore_eos) and a stop token id end the
+ * request without a piece.
+ *
+ * Two ways to take output: pull (realm_gen_next, blocking with a timeout or
+ * polling) or push (a sink callback given at submit, called on the scheduler
+ * thread; it must not block and must not call realm_engine_* or
+ * realm_gen_free; with a sink, realm_gen_next returns no pieces, only the
+ * end).
+ *
+ * Ownership: realm_engine_new does not take the model: it must outlive the
+ * engine. The engine copies the request (prompt, options, stop strings,
+ * logit bias). A realm_gen belongs to the caller until realm_gen_free, which
+ * also cancels it if still running; the engine keeps its own reference while
+ * it works on the request. realm_engine_free cancels and finishes every
+ * request (finish reason cancelled) and joins the scheduler; handles not yet
+ * freed stay valid for realm_gen_next / result / free afterwards.
+ *
+ * Thread safety: every function may be called from any thread, concurrently,
+ * except realm_engine_free (once, when no other call on the engine or on one
+ * of its requests is in progress) and realm_engine_step (manual mode only,
+ * one thread at a time).
+ * Nothing busy-waits: waiting callers sleep on condition variables.
+ *
+ * Deterministic mode: with params.manual_step, no thread is started; the
+ * caller runs steps with realm_engine_step. Tests use it to count steps.
+ *
+ * Errors (negative codes, realm/error.h, with a message):
+ *   REALM_ERR_OVERLOADED  submit: the waiting queue is full (bounded by
+ *                         params.max_waiting); nothing was queued.
+ *   REALM_ERR_RANGE       submit: the prompt is longer than the context, or
+ *                         the request could never fit the KV pool or its
+ *                         tenant's block limit.
+ *   REALM_ERR_INVAL       malformed request or options.
+ *   REALM_ERR_TIMEOUT     realm_gen_next: nothing arrived within the timeout.
+ *   REALM_ERR_NOMEM       allocation failure.
+ * A request that fails while running ends with finish reason
+ * REALM_FINISH_ERROR and the message in its result.
+ */
+#ifndef REALM_ENGINE_H
+#define REALM_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "realm/model.h"
+#include "realm/sampler.h"
+#include "realm/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct realm_engine realm_engine;
+typedef struct realm_gen realm_gen;
+
+typedef struct realm_engine_params {
+    int32_t n_ctx;                    /* tokens in the KV pool, over all sequences; 0: 4096 */
+    int32_t n_ctx_seq;                /* longest sequence; 0: min(n_ctx, the model's n_ctx_train) */
+    int32_t block_size;               /* KV block size; 0: 32 */
+    int32_t n_batch;                  /* token budget of one step; 0: 512 */
+    int32_t max_seqs;                 /* running sequences; 0: 16 (at most n_batch) */
+    int32_t max_waiting;              /* waiting queue bound; 0: 256 */
+    int32_t max_chunk;                /* most prompt tokens of one sequence per step; 0: n_batch */
+    int32_t n_threads;                /* compute threads; 0: one per CPU */
+    int32_t prefix_cache_entries;     /* cached prompt prefixes; 0: 64; < 0: off */
+    uint64_t kv_mem_budget;           /* bytes; 0: no limit */
+    const realm_tokenizer *tokenizer; /* NULL: loaded from the model's file */
+    bool manual_step;                 /* no scheduler thread: the caller calls realm_engine_step */
+} realm_engine_params;
+
+/* Create an engine for m (which must outlive it). On failure *out is NULL. */
+int realm_engine_new(const realm_model *m, const realm_engine_params *p, realm_engine **out);
+void realm_engine_free(realm_engine *e);
+/* The engine's tokenizer (owned by the engine or the caller, see params). */
+const realm_tokenizer *realm_engine_tokenizer(const realm_engine *e);
+
+/* Per-tenant scheduling. Tenants not configured get the defaults below. */
+typedef struct realm_tenant_limits {
+    float weight;          /* share in fair queuing; 0: 1 */
+    int32_t max_seqs;      /* running sequences at once; 0: no limit */
+    int32_t max_kv_blocks; /* KV blocks its running sequences may reserve; 0: no limit */
+} realm_tenant_limits;
+
+int realm_engine_set_tenant(realm_engine *e, uint32_t tenant, const realm_tenant_limits *l);
+
+/* ---- requests ------------------------------------------------------------ */
+
+typedef enum realm_finish {
+    REALM_FINISH_NONE = 0, /* still running */
+    REALM_FINISH_STOP,     /* end-of-generation token, stop token or stop string */
+    REALM_FINISH_LENGTH,   /* max_tokens or the context reached */
+    REALM_FINISH_CANCELLED,
+    REALM_FINISH_ERROR,
+    REALM_FINISH_COUNT
+} realm_finish;
+
+/* "none", "stop", "length", "cancelled", "error". */
+const char *realm_finish_name(realm_finish f);
+
+#define REALM_GEN_OPTIONS_VERSION 1
+
+/*
+ * Options of one request. Versioned: always start from realm_gen_options_init
+ * (which sets `version` and the defaults), then change fields. The engine
+ * reads only as many bytes as the caller's version had; fields added later
+ * go at the end (a field added to realm_sampler_params changes this layout
+ * too, so it also needs a new version), and keep their defaults for older
+ * callers. An unknown version is REALM_ERR_INVAL.
+ */
+typedef struct realm_gen_options {
+    int32_t version;
+    int32_t max_tokens;             /* default 256; generation also ends at the context */
+    realm_sampler_params sampling;  /* default: temperature 0.8, top_p 0.95,
+                                       min_p 0.05, seed 0 — all as in realm/sampler.h */
+    const realm_token *stop_tokens; /* ids ending the request (not emitted) */
+    int32_t n_stop_tokens;
+    const char *const *stop; /* stop strings, NUL-terminated, non-empty */
+    int32_t n_stop;
+    bool ignore_eos;      /* do not end at end-of-generation tokens */
+    int32_t priority;     /* higher first, within the tenant; default 0 */
+    bool no_prefix_cache; /* neither use nor fill the prefix cache */
+} realm_gen_options;
+
+void realm_gen_options_init(realm_gen_options *o);
+
+typedef struct realm_gen_piece {
+    realm_token token; /* REALM_TOKEN_NULL for the final flush */
+    const char *text;  /* valid until the next realm_gen_next / free */
+    size_t len;
+    float logprob; /* with sampling.n_probs > 0, else 0 */
+    int32_t n_probs;
+    const realm_token_prob *probs; /* top n_probs, most likely first */
+} realm_gen_piece;
+
+typedef struct realm_gen_result {
+    realm_finish finish;
+    int error;                     /* the code behind REALM_FINISH_ERROR */
+    char message[256];             /* its detail */
+    int32_t n_prompt;              /* prompt tokens */
+    int32_t n_cached;              /* of which were taken from the prefix cache */
+    int32_t n_completion;          /* generated tokens (a stopping token not counted) */
+    double time_to_first_token_ms; /* from submission */
+    double tokens_per_s;           /* generation rate after the first token */
+    uint64_t step_submitted;       /* engine step counter at submission ... */
+    uint64_t step_first_token;     /* ... and at the step that sampled the first token */
+} realm_gen_result;
+
+/* Push-style output (see the overview): on_piece for each piece, then
+ * on_done once with the result; both on the scheduler thread. */
+typedef struct realm_gen_sink {
+    void (*on_piece)(void *ud, const realm_gen_piece *piece);
+    void (*on_done)(void *ud, const realm_gen_result *result);
+    void *ud;
+} realm_gen_sink;
+
+typedef struct realm_gen_request {
+    const realm_token *prompt; /* prompt ids, or NULL to tokenize `text` */
+    int32_t n_prompt;
+    const char *text; /* with ADD_SPECIAL (BOS), without PARSE_SPECIAL */
+    size_t text_len;
+    uint32_t tenant;
+    const realm_gen_options *options; /* NULL: defaults */
+    const realm_gen_sink *sink;       /* NULL: pull with realm_gen_next */
+} realm_gen_request;
+
+/* Queue a request. On success *out is a new handle; on failure NULL. */
+int realm_engine_submit(realm_engine *e, const realm_gen_request *r, realm_gen **out);
+
+/*
+ * The next piece: returns 1 and fills *piece, 0 when the request has ended
+ * and every piece has been taken, REALM_ERR_TIMEOUT when nothing came within
+ * timeout_ms (0 polls, < 0 waits without limit; in manual-step mode waiting
+ * only makes sense from another thread than the stepping one).
+ */
+int realm_gen_next(realm_gen *g, realm_gen_piece *piece, int timeout_ms);
+/* Ask the request to end (finish reason cancelled unless it already ended).
+ * Its KV blocks are freed by the next step. Idempotent. */
+void realm_gen_cancel(realm_gen *g);
+/* Block until the request ends (pieces stay available). */
+void realm_gen_wait(realm_gen *g);
+/* The result: REALM_OK once ended, else REALM_ERR_INVAL (still running). */
+int realm_gen_result_get(realm_gen *g, realm_gen_result *out);
+/* Cancel if running and release the handle. NULL is a no-op. */
+void realm_gen_free(realm_gen *g);
+
+/* ---- stepping and statistics ----------------------------------------------- */
+
+/* Manual mode: run one step. Returns the number of batch entries processed
+ * (0: nothing to do) or a negative error. REALM_ERR_INVAL without manual_step. */
+int realm_engine_step(realm_engine *e);
+
+typedef struct realm_engine_stats {
+    uint64_t steps; /* forward passes run */
+    int32_t n_running, n_waiting;
+    int32_t kv_blocks_total, kv_blocks_free;
+    int32_t prefix_entries; /* cached prefixes */
+    uint64_t prefix_hit_tokens;
+    uint64_t tokens_prefilled, tokens_generated;
+} realm_engine_stats;
+
+void realm_engine_get_stats(realm_engine *e, realm_engine_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

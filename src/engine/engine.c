@@ -1,0 +1,598 @@
+/*
+ * The generation engine's API (realm/engine.h): creating and freeing the
+ * engine, submitting requests, the request handles that callers read from,
+ * and the scheduler thread. One step of scheduling is in scheduler.c.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error_internal.h"
+#include "engine_internal.h"
+
+double realm__engine_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+const char *realm_finish_name(realm_finish f)
+{
+    static const char *const names[REALM_FINISH_COUNT] = {"none", "stop", "length", "cancelled",
+                                                          "error"};
+    return (unsigned)f < REALM_FINISH_COUNT ? names[f] : "unknown";
+}
+
+void realm_gen_options_init(realm_gen_options *o)
+{
+    *o = (realm_gen_options){
+        .version = REALM_GEN_OPTIONS_VERSION,
+        .max_tokens = 256,
+        .sampling = {.temperature = 0.8f, .top_p = 0.95f, .min_p = 0.05f},
+    };
+}
+
+/* The scheduler thread: sleep until there is work, run steps until there is
+ * none, until realm_engine_free asks it to stop. */
+static void *scheduler_main(void *arg)
+{
+    realm_engine *e = arg;
+    pthread_mutex_lock(&e->mu);
+    while (!e->stop) {
+        if (e->n_waiting == 0 && e->n_running == 0) {
+            pthread_cond_wait(&e->work, &e->mu);
+            continue;
+        }
+        const uint64_t events = e->events;
+        pthread_mutex_unlock(&e->mu);
+        const int n = realm__engine_step(e);
+        pthread_mutex_lock(&e->mu);
+        /* nothing could run (not expected while anything is admissible, see
+         * admit()): sleep until the next submission or cancellation rather
+         * than spin, unless one came during the step */
+        if (n == 0 && e->n_running == 0 && !e->stop && e->events == events)
+            pthread_cond_wait(&e->work, &e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/* Fill defaults and check the engine parameters against the model. */
+static int normalise_params(const realm_model *m, const realm_engine_params *in,
+                            realm_engine_params *p)
+{
+    *p = in ? *in : (realm_engine_params){0};
+    const int32_t n_train = realm_model_hparams(m)->n_ctx_train;
+    if (p->n_ctx <= 0)
+        p->n_ctx = 4096;
+    if (p->n_ctx_seq <= 0)
+        p->n_ctx_seq = n_train > 0 && n_train < p->n_ctx ? n_train : p->n_ctx;
+    if (p->n_batch <= 0)
+        p->n_batch = 512;
+    if (p->max_seqs <= 0)
+        p->max_seqs = 16;
+    if (p->max_waiting <= 0)
+        p->max_waiting = 256;
+    if (p->max_chunk <= 0 || p->max_chunk > p->n_batch)
+        p->max_chunk = p->n_batch;
+    if (p->prefix_cache_entries == 0)
+        p->prefix_cache_entries = 64;
+    if (p->prefix_cache_entries < 0)
+        p->prefix_cache_entries = 0;
+    if (p->n_ctx_seq > p->n_ctx)
+        return realm__error(REALM_ERR_INVAL, "a sequence of %d tokens does not fit a pool of %d",
+                            p->n_ctx_seq, p->n_ctx);
+    if (p->max_seqs > p->n_batch)
+        return realm__error(REALM_ERR_INVAL,
+                            "%d sequences need a step budget of as many tokens "
+                            "(n_batch is %d)",
+                            p->max_seqs, p->n_batch);
+    if (p->max_waiting > (1 << 20) || p->max_seqs > 4096 || p->prefix_cache_entries > 65536)
+        return realm__error(REALM_ERR_INVAL, "engine limits out of range");
+    return REALM_OK;
+}
+
+/*
+ * Build the engine: tokenizer (borrowed or loaded), KV pool, compute context,
+ * every buffer a step needs (sized by n_batch and max_seqs, so steps
+ * allocate only output pieces), then the scheduler thread unless manual.
+ */
+int realm_engine_new(const realm_model *m, const realm_engine_params *params, realm_engine **out)
+{
+    *out = NULL;
+    realm_engine_params p;
+    int rc = normalise_params(m, params, &p);
+    if (rc < 0)
+        return rc;
+    realm_engine *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return realm__error(REALM_ERR_NOMEM, "out of memory for an engine");
+    e->m = m;
+    e->p = p;
+    e->n_vocab = realm_model_hparams(m)->n_vocab;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->work, NULL);
+    if (p.tokenizer) {
+        e->tok = p.tokenizer;
+    } else if ((rc = realm_tokenizer_load(realm_model_gguf(m), &e->own_tok)) < 0) {
+        goto fail;
+    } else {
+        e->tok = e->own_tok;
+    }
+    e->p.tokenizer = NULL;
+    rc = realm_kv_cache_new(m,
+                            &(realm_kv_params){.n_ctx = p.n_ctx,
+                                               .block_size = p.block_size,
+                                               .mem_budget = p.kv_mem_budget},
+                            &e->kv);
+    if (rc < 0)
+        goto fail;
+    e->bs = realm_kv_block_size(e->kv);
+    e->n_blocks = realm_kv_n_blocks(e->kv);
+    rc = realm_ctx_new(
+        m, e->kv, &(realm_ctx_params){.n_batch = p.n_batch, .n_threads = p.n_threads}, &e->ctx);
+    if (rc < 0)
+        goto fail;
+    const size_t nb = (size_t)p.n_batch;
+    e->waiting = malloc((size_t)p.max_waiting * sizeof *e->waiting);
+    e->running = malloc((size_t)p.max_seqs * sizeof *e->running);
+    e->prefix = calloc((size_t)p.prefix_cache_entries + 1, sizeof *e->prefix);
+    e->b_tok = malloc(nb * sizeof *e->b_tok);
+    e->b_pos = malloc(nb * sizeof *e->b_pos);
+    e->b_seq = malloc(nb * sizeof *e->b_seq);
+    e->b_want = malloc(nb * sizeof *e->b_want);
+    e->logits = malloc((size_t)p.max_seqs * (size_t)e->n_vocab * sizeof *e->logits);
+    e->finished = malloc(((size_t)p.max_seqs + (size_t)p.max_waiting) * sizeof *e->finished);
+    e->stats.kv_blocks_free = e->n_blocks;
+    if (!e->finished || !e->waiting || !e->running || !e->prefix || !e->b_tok || !e->b_pos ||
+        !e->b_seq || !e->b_want || !e->logits) {
+        rc = realm__error(REALM_ERR_NOMEM, "out of memory for the engine's buffers");
+        goto fail;
+    }
+    if (!p.manual_step) {
+        if (pthread_create(&e->thread, NULL, scheduler_main, e) != 0) {
+            rc = realm__error(REALM_ERR_NOMEM, "cannot start the scheduler thread");
+            goto fail;
+        }
+        e->thread_started = true;
+    }
+    *out = e;
+    return REALM_OK;
+fail:
+    realm_engine_free(e);
+    return rc;
+}
+
+/* Release the engine's reference to g after ending it as cancelled. */
+static void abandon(realm_engine *e, realm_gen *g)
+{
+    if (g->seq >= 0) {
+        realm_kv_seq_free(e->kv, g->seq);
+        g->seq = -1;
+    }
+    realm__gen_finish(g, REALM_FINISH_CANCELLED, 0, NULL);
+    if (g->has_sink && g->sink.on_done)
+        g->sink.on_done(g->sink.ud, &g->res);
+    pthread_mutex_lock(&g->mu);
+    g->e = NULL;
+    pthread_mutex_unlock(&g->mu);
+    realm__gen_unref(g);
+}
+
+/*
+ * Stop and join the scheduler, then end every running and waiting request
+ * as cancelled (their sinks' on_done run here, on the caller's thread) and
+ * release the engine's references; handles stay valid for their owners.
+ */
+void realm_engine_free(realm_engine *e)
+{
+    if (e == NULL)
+        return;
+    if (e->thread_started) {
+        pthread_mutex_lock(&e->mu);
+        e->stop = true;
+        pthread_cond_signal(&e->work);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->thread, NULL);
+    }
+    pthread_mutex_lock(&e->mu);
+    for (int32_t i = 0; i < e->n_running; i++)
+        abandon(e, e->running[i]);
+    for (int32_t i = 0; i < e->n_waiting; i++)
+        abandon(e, e->waiting[i]);
+    e->n_running = e->n_waiting = 0;
+    if (e->kv)
+        realm__prefix_clear(e);
+    pthread_mutex_unlock(&e->mu);
+    free(e->prefix);
+    free(e->waiting);
+    free(e->running);
+    free(e->tenants);
+    free(e->b_tok);
+    free(e->b_pos);
+    free(e->b_seq);
+    free(e->b_want);
+    free(e->logits);
+    free(e->finished);
+    realm_ctx_free(e->ctx);
+    realm_kv_cache_free(e->kv);
+    realm_tokenizer_free(e->own_tok);
+    pthread_cond_destroy(&e->work);
+    pthread_mutex_destroy(&e->mu);
+    free(e);
+}
+
+const realm_tokenizer *realm_engine_tokenizer(const realm_engine *e)
+{
+    return e->tok;
+}
+
+/* The tenant record for id, created with default limits (caller holds mu).
+ * NULL only when out of memory. */
+tenant_state *realm__engine_tenant(realm_engine *e, uint32_t id)
+{
+    for (int32_t i = 0; i < e->n_tenants; i++)
+        if (e->tenants[i].id == id)
+            return &e->tenants[i];
+    if (e->n_tenants == e->cap_tenants) {
+        int32_t cap = e->cap_tenants ? 2 * e->cap_tenants : 8;
+        tenant_state *t = realloc(e->tenants, (size_t)cap * sizeof *t);
+        if (t == NULL)
+            return NULL;
+        e->tenants = t;
+        e->cap_tenants = cap;
+    }
+    tenant_state *t = &e->tenants[e->n_tenants++];
+    *t = (tenant_state){.id = id, .l = {.weight = 1}};
+    return t;
+}
+
+/* Replace a tenant's limits; they apply from the next admission on. */
+int realm_engine_set_tenant(realm_engine *e, uint32_t id, const realm_tenant_limits *l)
+{
+    if (l == NULL || !(l->weight >= 0) || l->max_seqs < 0 || l->max_kv_blocks < 0)
+        return realm__error(REALM_ERR_INVAL, "bad limits for tenant %u", id);
+    pthread_mutex_lock(&e->mu);
+    tenant_state *t = realm__engine_tenant(e, id);
+    if (t) {
+        t->l = *l;
+        if (t->l.weight == 0)
+            t->l.weight = 1;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return t ? REALM_OK : realm__error(REALM_ERR_NOMEM, "out of memory for a tenant");
+}
+
+/* Free a request's memory (no references left). */
+static void gen_destroy(realm_gen *g)
+{
+    for (piece_node *n = g->head; n;) {
+        piece_node *next = n->next;
+        free(n);
+        n = next;
+    }
+    free(g->cur);
+    realm_sampler_free(g->smp);
+    realm_detok_stream_free(g->ds);
+    free(g->prompt);
+    free(g->stop_tokens);
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+    free(g);
+}
+
+void realm__gen_unref(realm_gen *g)
+{
+    pthread_mutex_lock(&g->mu);
+    const bool last = --g->refs == 0;
+    pthread_mutex_unlock(&g->mu);
+    if (last)
+        gen_destroy(g);
+}
+
+void realm__gen_finish(realm_gen *g, realm_finish f, int err, const char *msg)
+{
+    const double now = realm__engine_now();
+    pthread_mutex_lock(&g->mu);
+    if (!g->done) {
+        g->res.finish = f;
+        g->res.error = err;
+        if (msg)
+            snprintf(g->res.message, sizeof g->res.message, "%s", msg);
+        g->res.n_completion = g->n_gen;
+        if (g->t_first > 0)
+            g->res.time_to_first_token_ms = (g->t_first - g->t_submit) * 1e3;
+        if (g->n_gen > 1 && now > g->t_first)
+            g->res.tokens_per_s = (g->n_gen - 1) / (now - g->t_first);
+        g->done = true;
+        pthread_cond_broadcast(&g->cv);
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Copy and check the request into a new handle with sampler and stream. */
+static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **out)
+{
+    realm_gen_options o;
+    realm_gen_options_init(&o);
+    if (r->options) {
+        if (r->options->version < 1 || r->options->version > REALM_GEN_OPTIONS_VERSION)
+            return realm__error(REALM_ERR_INVAL,
+                                "options version %d (this build knows 1..%d); "
+                                "call realm_gen_options_init",
+                                r->options->version, REALM_GEN_OPTIONS_VERSION);
+        /* read only the fields the caller's version has; later ones keep
+         * their defaults (one entry per version: its struct size) */
+        static const size_t version_size[REALM_GEN_OPTIONS_VERSION + 1] = {
+            0, sizeof(realm_gen_options)};
+        memcpy(&o, r->options, version_size[r->options->version]);
+    }
+    if (o.max_tokens <= 0)
+        return realm__error(REALM_ERR_INVAL, "max_tokens %d must be > 0", o.max_tokens);
+    if (o.n_stop < 0 || o.n_stop_tokens < 0 || (o.n_stop && !o.stop) ||
+        (o.n_stop_tokens && !o.stop_tokens))
+        return realm__error(REALM_ERR_INVAL, "malformed stop lists");
+    realm_gen *g = calloc(1, sizeof *g);
+    if (g == NULL)
+        return realm__error(REALM_ERR_NOMEM, "out of memory for a request");
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    g->seq = -1;
+    g->logit_row = -1;
+    g->tenant = r->tenant;
+    g->priority = o.priority;
+    g->max_tokens = o.max_tokens;
+    g->ignore_eos = o.ignore_eos;
+    g->no_prefix_cache = o.no_prefix_cache;
+    if (r->sink) {
+        g->sink = *r->sink;
+        g->has_sink = true;
+    }
+    int rc;
+    if (r->prompt) {
+        if (r->n_prompt < 0) {
+            rc = realm__error(REALM_ERR_INVAL, "prompt of %d tokens", r->n_prompt);
+            goto fail;
+        }
+        g->n_prompt = r->n_prompt;
+        g->prompt = malloc(((size_t)r->n_prompt + 1) * sizeof *g->prompt);
+        if (g->prompt == NULL) {
+            rc = realm__error(REALM_ERR_NOMEM, "out of memory for a prompt");
+            goto fail;
+        }
+        memcpy(g->prompt, r->prompt, (size_t)r->n_prompt * sizeof *g->prompt);
+    } else if (r->text) {
+        rc = realm_tokenize_alloc(e->tok, r->text, r->text_len, REALM_TOKENIZE_ADD_SPECIAL,
+                                  &g->prompt, &g->n_prompt);
+        if (rc < 0)
+            goto fail;
+    }
+    if (g->n_prompt == 0) {
+        rc = realm__error(REALM_ERR_INVAL, "the prompt is empty");
+        goto fail;
+    }
+    for (int32_t i = 0; i < g->n_prompt; i++)
+        if (g->prompt[i] < 0 || g->prompt[i] >= e->n_vocab) {
+            rc = realm__error(REALM_ERR_INVAL,
+                              "prompt token %d at %d is outside the vocabulary "
+                              "of %d",
+                              g->prompt[i], i, e->n_vocab);
+            goto fail;
+        }
+    if (g->n_prompt > e->p.n_ctx_seq) {
+        rc = realm__error(REALM_ERR_RANGE, "the prompt has %d tokens, more than the context of %d",
+                          g->n_prompt, e->p.n_ctx_seq);
+        goto fail;
+    }
+    /* the last sampled token is never fed back, so it takes no KV slot */
+    int64_t kv_tokens = (int64_t)g->n_prompt + o.max_tokens - 1;
+    if (kv_tokens > e->p.n_ctx_seq)
+        kv_tokens = e->p.n_ctx_seq;
+    g->need_blocks = (int32_t)((kv_tokens + e->bs - 1) / e->bs);
+    if (g->need_blocks > e->n_blocks) {
+        rc = realm__error(REALM_ERR_RANGE, "the request needs %d KV blocks, the pool has %d",
+                          g->need_blocks, e->n_blocks);
+        goto fail;
+    }
+    g->n_stop_tokens = o.n_stop_tokens;
+    g->stop_tokens = malloc(((size_t)o.n_stop_tokens + 1) * sizeof *g->stop_tokens);
+    if (g->stop_tokens == NULL) {
+        rc = realm__error(REALM_ERR_NOMEM, "out of memory for stop tokens");
+        goto fail;
+    }
+    if (o.n_stop_tokens)
+        memcpy(g->stop_tokens, o.stop_tokens, (size_t)o.n_stop_tokens * sizeof *g->stop_tokens);
+    if ((rc = realm_sampler_new(&o.sampling, e->n_vocab, &g->smp)) < 0 ||
+        (rc = realm_detok_stream_new(e->tok, 0, &g->ds)) < 0)
+        goto fail;
+    for (int32_t i = 0; i < o.n_stop; i++) {
+        if (o.stop[i] == NULL || o.stop[i][0] == '\0') {
+            rc = realm__error(REALM_ERR_INVAL, "stop string %d is empty", i);
+            goto fail;
+        }
+        if ((rc = realm_detok_stream_add_stop(g->ds, o.stop[i], strlen(o.stop[i]))) < 0)
+            goto fail;
+    }
+    for (int32_t i = 0; i < g->n_prompt; i++)
+        realm_sampler_accept(g->smp, g->prompt[i]);
+    g->res.n_prompt = g->n_prompt;
+    g->refs = 2;
+    g->e = e;
+    *out = g;
+    return REALM_OK;
+fail:
+    gen_destroy(g);
+    return rc;
+}
+
+/*
+ * Build the request outside the lock (tokenizing, sampler, stop strings),
+ * then queue it under the lock unless the queue is full or the tenant's
+ * block limit can never be met. Wakes the scheduler.
+ */
+int realm_engine_submit(realm_engine *e, const realm_gen_request *r, realm_gen **out)
+{
+    *out = NULL;
+    if (r == NULL)
+        return realm__error(REALM_ERR_INVAL, "no request");
+    realm_gen *g = NULL;
+    int rc = gen_build(e, r, &g);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&e->mu);
+    tenant_state *t = realm__engine_tenant(e, r->tenant);
+    if (t == NULL) {
+        rc = realm__error(REALM_ERR_NOMEM, "out of memory for a tenant");
+    } else if (t->l.max_kv_blocks && g->need_blocks > t->l.max_kv_blocks) {
+        rc = realm__error(REALM_ERR_RANGE,
+                          "the request needs %d KV blocks, over tenant %u's "
+                          "limit of %d",
+                          g->need_blocks, r->tenant, t->l.max_kv_blocks);
+    } else if (e->n_waiting == e->p.max_waiting) {
+        rc = realm__error(REALM_ERR_OVERLOADED, "%d requests are already waiting", e->n_waiting);
+    } else if (e->stop) {
+        rc = realm__error(REALM_ERR_INVAL, "the engine is shutting down");
+    }
+    if (rc < 0) {
+        pthread_mutex_unlock(&e->mu);
+        gen_destroy(g);
+        return rc;
+    }
+    /* a tenant coming back from idle starts at the current fair-queuing
+     * clock, so past idleness is no credit against the others */
+    if (t->n_running == 0 && t->n_waiting == 0) {
+        double vmin = -1;
+        for (int32_t i = 0; i < e->n_tenants; i++) {
+            const tenant_state *o = &e->tenants[i];
+            if ((o->n_running || o->n_waiting) && (vmin < 0 || o->vtime < vmin))
+                vmin = o->vtime;
+        }
+        if (vmin > t->vtime)
+            t->vtime = vmin;
+    }
+    t->n_waiting++;
+    g->arrival = e->arrivals++;
+    g->t_submit = realm__engine_now();
+    g->res.step_submitted = e->stats.steps;
+    e->waiting[e->n_waiting++] = g;
+    e->events++;
+    pthread_cond_signal(&e->work);
+    pthread_mutex_unlock(&e->mu);
+    *out = g;
+    return REALM_OK;
+}
+
+/*
+ * Pop the next queued piece (freeing the one returned last time), or report
+ * the end, or wait on the request's condition variable up to timeout_ms.
+ */
+int realm_gen_next(realm_gen *g, realm_gen_piece *piece, int timeout_ms)
+{
+    struct timespec until;
+    if (timeout_ms > 0) {
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&g->mu);
+    free(g->cur);
+    g->cur = NULL;
+    int rc;
+    for (;;) {
+        if (g->head) {
+            g->cur = g->head;
+            g->head = g->head->next;
+            if (g->head == NULL)
+                g->tail = NULL;
+            *piece = g->cur->piece;
+            rc = 1;
+            break;
+        }
+        if (g->done) {
+            rc = 0;
+            break;
+        }
+        if (timeout_ms == 0) {
+            rc = REALM_ERR_TIMEOUT;
+            break;
+        }
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&g->cv, &g->mu);
+        } else if (pthread_cond_timedwait(&g->cv, &g->mu, &until) == ETIMEDOUT && !g->head &&
+                   !g->done) {
+            rc = REALM_ERR_TIMEOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g->mu);
+    if (rc == REALM_ERR_TIMEOUT)
+        return realm__error(REALM_ERR_TIMEOUT, "no output within %d ms", timeout_ms);
+    return rc;
+}
+
+/* Flag the request; the stepping thread retires it at its next step. */
+void realm_gen_cancel(realm_gen *g)
+{
+    if (g == NULL)
+        return;
+    pthread_mutex_lock(&g->mu);
+    g->cancel = true;
+    realm_engine *e = g->done ? NULL : g->e;
+    pthread_mutex_unlock(&g->mu);
+    if (e) {
+        pthread_mutex_lock(&e->mu);
+        e->events++;
+        pthread_cond_signal(&e->work);
+        pthread_mutex_unlock(&e->mu);
+    }
+}
+
+void realm_gen_wait(realm_gen *g)
+{
+    pthread_mutex_lock(&g->mu);
+    while (!g->done)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+int realm_gen_result_get(realm_gen *g, realm_gen_result *out)
+{
+    pthread_mutex_lock(&g->mu);
+    const bool done = g->done;
+    if (done)
+        *out = g->res;
+    pthread_mutex_unlock(&g->mu);
+    return done ? REALM_OK : realm__error(REALM_ERR_INVAL, "the request is still running");
+}
+
+void realm_gen_free(realm_gen *g)
+{
+    if (g == NULL)
+        return;
+    realm_gen_cancel(g);
+    realm__gen_unref(g);
+}
+
+int realm_engine_step(realm_engine *e)
+{
+    if (!e->p.manual_step)
+        return realm__error(REALM_ERR_INVAL, "the engine has its own scheduler thread");
+    return realm__engine_step(e);
+}
+
+void realm_engine_get_stats(realm_engine *e, realm_engine_stats *out)
+{
+    pthread_mutex_lock(&e->mu);
+    *out = e->stats;
+    out->n_running = e->n_running;
+    out->n_waiting = e->n_waiting;
+    out->kv_blocks_total = e->n_blocks;
+    out->prefix_entries = e->n_prefix;
+    pthread_mutex_unlock(&e->mu);
+}

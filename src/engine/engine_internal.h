@@ -1,0 +1,135 @@
+/*
+ * Internal shapes of the generation engine (realm/engine.h), shared by
+ * engine.c (API, handles, scheduler thread), scheduler.c (one step) and
+ * prefix_cache.c.
+ *
+ * Locking: e->mu guards the engine's queues, tenants, running list, prefix
+ * cache and statistics; g->mu guards a request's output (pieces, result,
+ * done, cancel, refs). Order: e->mu before g->mu. The KV cache and compute
+ * context are touched only by the stepping thread (scheduler or manual
+ * caller), under e->mu except during the forward pass.
+ */
+#ifndef REALM_ENGINE_INTERNAL_H
+#define REALM_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+
+#include "realm/engine.h"
+
+typedef struct piece_node {
+    struct piece_node *next;
+    realm_gen_piece piece; /* text points into `text` below */
+    realm_token_prob probs[REALM_SAMPLER_MAX_PROBS];
+    char text[];
+} piece_node;
+
+struct realm_gen {
+    /* immutable after submit */
+    uint32_t tenant;
+    int32_t priority;
+    uint64_t arrival;    /* submission order */
+    realm_token *prompt; /* (n_prompt) own copy */
+    int32_t n_prompt;
+    int32_t max_tokens;
+    int32_t need_blocks; /* KV blocks reserved while running */
+    bool ignore_eos, no_prefix_cache;
+    realm_token *stop_tokens; /* (n_stop_tokens) own copy */
+    int32_t n_stop_tokens;
+    realm_gen_sink sink;
+    bool has_sink;
+    double t_submit;
+
+    /* under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    realm_engine *e; /* NULL once the engine let go of it */
+    int refs;        /* the caller's and the engine's */
+    bool cancel, done;
+    piece_node *head, *tail, *cur; /* queued pieces; cur: the one last returned */
+    realm_gen_result res;
+
+    /* the stepping thread only */
+    realm_sampler *smp;
+    realm_detok_stream *ds;
+    int32_t seq;    /* KV sequence, -1 when none */
+    int32_t n_past; /* tokens in the KV sequence */
+    int32_t n_gen;
+    realm_token next_tok; /* sampled, to be fed next step */
+    int32_t logit_row;    /* row of this step's logits, -1 if none */
+    int32_t n_sched;      /* entries of this step */
+    bool prompt_done;
+    bool prompt_just_done; /* this step computed the prompt's end */
+    double t_first;
+    realm_finish fin; /* decided this step, applied under e->mu */
+    int fin_err;
+    char fin_msg[200];
+};
+
+typedef struct tenant_state {
+    uint32_t id;
+    realm_tenant_limits l;
+    double vtime; /* service received / weight (fair-queuing clock) */
+    int32_t n_running, n_waiting, blocks_reserved;
+    bool blocked; /* at a limit during this step's admission */
+} tenant_state;
+
+typedef struct prefix_entry {
+    uint32_t tenant;
+    realm_token *tokens; /* (n) the cached prompt prefix, whole blocks */
+    int32_t n;
+    int32_t seq; /* KV sequence holding it */
+    uint64_t last_used;
+} prefix_entry;
+
+struct realm_engine {
+    const realm_model *m;
+    realm_tokenizer *own_tok;
+    const realm_tokenizer *tok;
+    realm_kv_cache *kv;
+    realm_ctx *ctx;
+    realm_engine_params p; /* normalised */
+    int32_t n_vocab, bs, n_blocks;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* signalled on submit, cancel, stop */
+    pthread_t thread;
+    bool thread_started, stop;
+    uint64_t events; /* submissions and cancellations so far */
+
+    realm_gen **waiting; /* (max_waiting) in arrival order */
+    int32_t n_waiting;
+    realm_gen **running; /* (max_seqs) */
+    int32_t n_running;
+    tenant_state *tenants;
+    int32_t n_tenants, cap_tenants;
+    uint64_t arrivals, clock;
+    prefix_entry *prefix; /* (prefix_cache_entries) */
+    int32_t n_prefix;
+    realm_engine_stats stats;
+    realm_gen **finished; /* (max_seqs + max_waiting) scratch of one step */
+
+    /* batch scratch: n_batch entries, max_seqs logit rows */
+    int32_t *b_tok, *b_pos, *b_seq;
+    bool *b_want;
+    float *logits;
+};
+
+double realm__engine_now(void);
+tenant_state *realm__engine_tenant(realm_engine *e, uint32_t id);
+/* One step of the scheduler (scheduler.c); the caller holds no lock. */
+int realm__engine_step(realm_engine *e);
+/* End g with a finish reason (caller holds e->mu; g is not running). */
+void realm__gen_finish(realm_gen *g, realm_finish f, int err, const char *msg);
+/* Drop one reference; frees g at zero. Takes g->mu. */
+void realm__gen_unref(realm_gen *g);
+
+/* Prefix cache (prefix_cache.c); all under e->mu, on the stepping thread. */
+int32_t realm__prefix_lookup(realm_engine *e, uint32_t tenant, const realm_token *t, int32_t n,
+                             int32_t *entry);
+void realm__prefix_insert(realm_engine *e, uint32_t tenant, const realm_token *t, int32_t n,
+                          int32_t seq);
+/* Evict the least recently used entry other than `keep`; false if none. */
+bool realm__prefix_evict_lru(realm_engine *e, int32_t keep);
+void realm__prefix_clear(realm_engine *e);
+
+#endif

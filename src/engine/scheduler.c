@@ -1,0 +1,409 @@
+/*
+ * One scheduler step (realm/engine.h, "the scheduler runs steps"):
+ * retire cancelled requests, admit waiting ones by weighted fair queuing,
+ * build one batch of decode tokens and prompt chunks within the token
+ * budget, run the forward pass, sample, deliver, retire finished requests.
+ *
+ * KV accounting: a running request reserves `need_blocks` (its whole
+ * prompt + max_tokens, capped at the context) at admission, so a running
+ * sequence never runs out of blocks; admission requires
+ *     free blocks - (blocks still to come for running requests) >= new need,
+ * evicting prefix-cache entries (least recently used first) to get there.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error_internal.h"
+#include "engine_internal.h"
+
+static int32_t blocks_of(const realm_engine *e, int32_t n_tokens)
+{
+    return (n_tokens + e->bs - 1) / e->bs;
+}
+
+/* Blocks that running requests may still allocate. */
+static int32_t pending_blocks(const realm_engine *e)
+{
+    int32_t sum = 0;
+    for (int32_t i = 0; i < e->n_running; i++) {
+        const realm_gen *g = e->running[i];
+        const int32_t left = g->need_blocks - blocks_of(e, g->n_past);
+        sum += left > 0 ? left : 0;
+    }
+    return sum;
+}
+
+static bool gen_cancelled(realm_gen *g)
+{
+    pthread_mutex_lock(&g->mu);
+    const bool c = g->cancel;
+    pthread_mutex_unlock(&g->mu);
+    return c;
+}
+
+/* Take running[i] out of the running set: free its KV sequence and its
+ * tenant's share, end it with reason f, queue it for on_done and unref. */
+static void retire(realm_engine *e, int32_t i, realm_finish f, int err, const char *msg,
+                   int32_t *n_fin)
+{
+    realm_gen *g = e->running[i];
+    memmove(&e->running[i], &e->running[i + 1],
+            (size_t)(e->n_running - i - 1) * sizeof *e->running);
+    e->n_running--;
+    if (g->seq >= 0) {
+        realm_kv_seq_free(e->kv, g->seq);
+        g->seq = -1;
+    }
+    tenant_state *t = realm__engine_tenant(e, g->tenant);
+    t->n_running--;
+    t->blocks_reserved -= g->need_blocks;
+    realm__gen_finish(g, f, err, msg);
+    e->finished[(*n_fin)++] = g;
+}
+
+/* The longest block-aligned prefix of g's prompt cached for its tenant,
+ * leaving at least one prompt token to compute (its logits start decoding). */
+static int32_t cached_prefix(realm_engine *e, const realm_gen *g, int32_t *entry)
+{
+    *entry = -1;
+    if (g->no_prefix_cache || e->p.prefix_cache_entries == 0)
+        return 0;
+    return realm__prefix_lookup(e, g->tenant, g->prompt, g->n_prompt - 1, entry);
+}
+
+/* Start g: a KV sequence (forked from a cached prefix when there is one),
+ * reservation, fair-queuing charge for its uncached prompt. */
+static int start(realm_engine *e, realm_gen *g, int32_t entry, int32_t n_cached, tenant_state *t)
+{
+    int rc;
+    if (entry >= 0) {
+        rc = realm_kv_seq_fork(e->kv, e->prefix[entry].seq, &g->seq);
+        if (rc == 0 && (rc = realm_kv_seq_truncate(e->kv, g->seq, n_cached)) < 0) {
+            realm_kv_seq_free(e->kv, g->seq);
+            g->seq = -1;
+        }
+        e->prefix[entry].last_used = ++e->clock;
+    } else {
+        rc = realm_kv_seq_new(e->kv, &g->seq);
+    }
+    if (rc < 0)
+        return rc;
+    g->n_past = n_cached;
+    g->res.n_cached = n_cached;
+    e->stats.prefix_hit_tokens += (uint64_t)n_cached;
+    t->n_running++;
+    t->blocks_reserved += g->need_blocks;
+    t->vtime += (double)(g->n_prompt - n_cached) / t->l.weight;
+    e->running[e->n_running++] = g;
+    return REALM_OK;
+}
+
+/* Admit waiting requests while slots, blocks and tenant limits allow. The
+ * tenant is chosen by least virtual time (service / weight), ties by the
+ * arrival of its oldest waiting request; within the tenant by priority,
+ * then arrival. */
+static void admit(realm_engine *e, int32_t *n_fin)
+{
+    for (int32_t i = 0; i < e->n_tenants; i++)
+        e->tenants[i].blocked = false;
+    while (e->n_running < e->p.max_seqs && e->n_waiting > 0) {
+        tenant_state *best = NULL;
+        uint64_t best_arrival = 0;
+        int32_t best_w = -1;
+        for (int32_t i = 0; i < e->n_tenants; i++) {
+            tenant_state *t = &e->tenants[i];
+            if (t->n_waiting == 0 || t->blocked || (t->l.max_seqs && t->n_running >= t->l.max_seqs))
+                continue;
+            int32_t w = -1;
+            for (int32_t j = 0; j < e->n_waiting; j++) {
+                const realm_gen *g = e->waiting[j];
+                if (g->tenant == t->id && (w < 0 || g->priority > e->waiting[w]->priority))
+                    w = j;
+            }
+            const uint64_t arrival = e->waiting[w]->arrival;
+            if (!best || t->vtime < best->vtime ||
+                (t->vtime == best->vtime && arrival < best_arrival)) {
+                best = t;
+                best_arrival = arrival;
+                best_w = w;
+            }
+        }
+        if (best == NULL)
+            return;
+        realm_gen *g = e->waiting[best_w];
+        if (best->l.max_kv_blocks &&
+            best->blocks_reserved + g->need_blocks > best->l.max_kv_blocks) {
+            best->blocked = true;
+            continue;
+        }
+        int32_t entry;
+        int32_t n_cached = cached_prefix(e, g, &entry);
+        for (;;) {
+            const int32_t need = g->need_blocks - n_cached / e->bs;
+            if (realm_kv_free_blocks(e->kv) - pending_blocks(e) >= need)
+                break;
+            if (realm__prefix_evict_lru(e, entry))
+                continue;
+            if (entry < 0)
+                return; /* wait for running requests to finish */
+            /* last resort: give up the hit and evict its entry too */
+            n_cached = 0;
+            entry = -1;
+        }
+        memmove(&e->waiting[best_w], &e->waiting[best_w + 1],
+                (size_t)(e->n_waiting - best_w - 1) * sizeof *e->waiting);
+        e->n_waiting--;
+        best->n_waiting--;
+        int rc = start(e, g, entry, n_cached, best);
+        if (rc < 0) {
+            /* out of sequence slots or memory: end this request only */
+            best->n_running++;
+            best->blocks_reserved += g->need_blocks;
+            e->running[e->n_running++] = g;
+            retire(e, e->n_running - 1, REALM_FINISH_ERROR, rc, realm_last_error(), n_fin);
+        }
+    }
+}
+
+/* Append n entries of g starting at its n_past to the batch. */
+static int32_t add_entries(realm_engine *e, int32_t at, realm_gen *g, const realm_token *tok,
+                           int32_t n, bool want_last, int32_t *n_rows)
+{
+    for (int32_t i = 0; i < n; i++) {
+        e->b_tok[at + i] = tok[i];
+        e->b_pos[at + i] = g->n_past + i;
+        e->b_seq[at + i] = g->seq;
+        e->b_want[at + i] = false;
+    }
+    g->n_sched = n;
+    g->logit_row = -1;
+    if (want_last) {
+        e->b_want[at + n - 1] = true;
+        g->logit_row = (*n_rows)++;
+    }
+    return at + n;
+}
+
+/* Build this step's batch: every decoding sequence's next token, then
+ * prompt chunks, least-served tenant first, within the token budget. */
+static int32_t build_batch(realm_engine *e)
+{
+    int32_t n = 0, rows = 0;
+    for (int32_t i = 0; i < e->n_running; i++) {
+        realm_gen *g = e->running[i];
+        g->n_sched = 0;
+        g->logit_row = -1;
+        g->prompt_just_done = false;
+        if (g->prompt_done) {
+            n = add_entries(e, n, g, &g->next_tok, 1, true, &rows);
+            tenant_state *t = realm__engine_tenant(e, g->tenant);
+            t->vtime += 1.0 / t->l.weight;
+        }
+    }
+    while (n < e->p.n_batch) {
+        realm_gen *pick = NULL;
+        double pick_v = 0;
+        for (int32_t i = 0; i < e->n_running; i++) {
+            realm_gen *g = e->running[i];
+            if (g->prompt_done || g->n_sched)
+                continue;
+            const double v = realm__engine_tenant(e, g->tenant)->vtime;
+            if (!pick || v < pick_v || (v == pick_v && g->arrival < pick->arrival)) {
+                pick = g;
+                pick_v = v;
+            }
+        }
+        if (pick == NULL)
+            break;
+        int32_t chunk = pick->n_prompt - pick->n_past;
+        if (chunk > e->p.max_chunk)
+            chunk = e->p.max_chunk;
+        if (chunk > e->p.n_batch - n)
+            chunk = e->p.n_batch - n;
+        const bool last = pick->n_past + chunk == pick->n_prompt;
+        n = add_entries(e, n, pick, pick->prompt + pick->n_past, chunk, last, &rows);
+    }
+    return n;
+}
+
+static bool is_stop_token(const realm_gen *g, realm_token t)
+{
+    for (int32_t i = 0; i < g->n_stop_tokens; i++)
+        if (g->stop_tokens[i] == t)
+            return true;
+    return false;
+}
+
+/* Hand a piece to the request: to its sink, or onto its queue for
+ * realm_gen_next. Takes ownership of node. */
+static void deliver(realm_gen *g, piece_node *node)
+{
+    if (g->has_sink) {
+        if (g->sink.on_piece)
+            g->sink.on_piece(g->sink.ud, &node->piece);
+        free(node);
+        return;
+    }
+    pthread_mutex_lock(&g->mu);
+    node->next = NULL;
+    if (g->tail)
+        g->tail->next = node;
+    else
+        g->head = node;
+    g->tail = node;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* A piece holding token `tok` and all text the stream has released. */
+static piece_node *take_piece(realm_gen *g, realm_token tok)
+{
+    const size_t ready = realm_detok_stream_ready(g->ds);
+    piece_node *node = malloc(sizeof *node + ready + 1);
+    if (node == NULL)
+        return NULL;
+    const size_t len = realm_detok_stream_take(g->ds, node->text, ready);
+    node->text[len] = '\0';
+    node->piece =
+        (realm_gen_piece){.token = tok, .text = node->text, .len = len, .probs = node->probs};
+    if (tok != REALM_TOKEN_NULL)
+        node->piece.n_probs = realm_sampler_last_probs(g->smp, &node->piece.logprob, node->probs);
+    return node;
+}
+
+static void set_fin(realm_gen *g, realm_finish f, int err, const char *msg)
+{
+    g->fin = f;
+    g->fin_err = err;
+    snprintf(g->fin_msg, sizeof g->fin_msg, "%s", msg ? msg : "");
+}
+
+/* Sample g's next token from its logit row and act on it: end of
+ * generation, stop token, stop string, max_tokens, the context. */
+static void sample_one(realm_engine *e, realm_gen *g, uint64_t step)
+{
+    const float *row = e->logits + (size_t)g->logit_row * (size_t)e->n_vocab;
+    const realm_token tok = realm_sampler_sample(g->smp, row);
+    realm_sampler_accept(g->smp, tok);
+    if (g->t_first == 0) {
+        g->t_first = realm__engine_now();
+        g->res.step_first_token = step;
+    }
+    if ((!g->ignore_eos && realm_tokenizer_is_eog(e->tok, tok)) || is_stop_token(g, tok)) {
+        set_fin(g, REALM_FINISH_STOP, 0, NULL);
+    } else {
+        g->n_gen++;
+        int rc = realm_detok_stream_push(g->ds, tok);
+        if (rc < 0) {
+            set_fin(g, REALM_FINISH_ERROR, rc, realm_last_error());
+            return;
+        }
+        piece_node *node = take_piece(g, tok);
+        if (node == NULL) {
+            set_fin(g, REALM_FINISH_ERROR, REALM_ERR_NOMEM, "out of memory for output");
+            return;
+        }
+        deliver(g, node);
+        if (rc == REALM_DETOK_STOPPED) {
+            set_fin(g, REALM_FINISH_STOP, 0, NULL);
+            return; /* the stop string and what follows are dropped */
+        }
+        if (g->n_gen >= g->max_tokens || g->n_past >= e->p.n_ctx_seq)
+            set_fin(g, REALM_FINISH_LENGTH, 0, NULL);
+        else
+            g->next_tok = tok;
+    }
+    if (g->fin != REALM_FINISH_NONE) {
+        realm_detok_stream_flush(g->ds);
+        if (realm_detok_stream_ready(g->ds) > 0) {
+            piece_node *node = take_piece(g, REALM_TOKEN_NULL);
+            if (node)
+                deliver(g, node);
+        }
+    }
+}
+
+int realm__engine_step(realm_engine *e)
+{
+    int32_t n_fin = 0;
+    pthread_mutex_lock(&e->mu);
+    for (int32_t i = e->n_running - 1; i >= 0; i--)
+        if (gen_cancelled(e->running[i]))
+            retire(e, i, REALM_FINISH_CANCELLED, 0, NULL, &n_fin);
+    for (int32_t i = e->n_waiting - 1; i >= 0; i--) {
+        realm_gen *g = e->waiting[i];
+        if (!gen_cancelled(g))
+            continue;
+        memmove(&e->waiting[i], &e->waiting[i + 1],
+                (size_t)(e->n_waiting - i - 1) * sizeof *e->waiting);
+        e->n_waiting--;
+        realm__engine_tenant(e, g->tenant)->n_waiting--;
+        realm__gen_finish(g, REALM_FINISH_CANCELLED, 0, NULL);
+        e->finished[n_fin++] = g;
+    }
+    admit(e, &n_fin);
+    const int32_t n = build_batch(e);
+    const uint64_t step = e->stats.steps + 1;
+    if (n > 0)
+        e->stats.steps = step;
+    pthread_mutex_unlock(&e->mu);
+
+    int rc = REALM_OK;
+    if (n > 0) {
+        const realm_batch b = {n, e->b_tok, e->b_pos, e->b_seq, e->b_want};
+        rc = realm_forward(e->ctx, &b, e->logits);
+        const char *msg = rc < 0 ? realm_last_error() : NULL;
+        for (int32_t i = 0; i < e->n_running; i++) {
+            realm_gen *g = e->running[i];
+            g->fin = REALM_FINISH_NONE;
+            if (g->n_sched == 0)
+                continue;
+            if (rc < 0) {
+                set_fin(g, REALM_FINISH_ERROR, rc, msg);
+                continue;
+            }
+            g->n_past += g->n_sched;
+            if (!g->prompt_done && g->n_past == g->n_prompt)
+                g->prompt_done = g->prompt_just_done = true;
+            if (g->logit_row >= 0)
+                sample_one(e, g, step);
+        }
+    }
+
+    pthread_mutex_lock(&e->mu);
+    int32_t n_gen_tokens = 0, n_prefill = 0;
+    for (int32_t i = e->n_running - 1; i >= 0; i--) {
+        realm_gen *g = e->running[i];
+        if (rc == 0 && g->n_sched) {
+            if (g->logit_row >= 0)
+                n_gen_tokens++;
+            if (g->prompt_just_done || !g->prompt_done)
+                n_prefill += g->n_sched;
+        }
+        if (rc == 0 && g->prompt_just_done && !g->no_prefix_cache && e->p.prefix_cache_entries)
+            realm__prefix_insert(e, g->tenant, g->prompt, g->n_prompt, g->seq);
+        g->prompt_just_done = false;
+        g->n_sched = 0;
+        if (g->fin != REALM_FINISH_NONE)
+            retire(e, i, g->fin, g->fin_err, g->fin_msg[0] ? g->fin_msg : NULL, &n_fin);
+    }
+    e->stats.tokens_generated += (uint64_t)n_gen_tokens;
+    e->stats.tokens_prefilled += (uint64_t)n_prefill;
+    e->stats.kv_blocks_free = realm_kv_free_blocks(e->kv);
+    pthread_mutex_unlock(&e->mu);
+
+    for (int32_t i = 0; i < n_fin; i++) {
+        realm_gen *g = e->finished[i];
+        if (g->has_sink && g->sink.on_done) {
+            realm_gen_result res;
+            realm_gen_result_get(g, &res);
+            g->sink.on_done(g->sink.ud, &res);
+        }
+        pthread_mutex_lock(&g->mu);
+        g->e = NULL;
+        pthread_mutex_unlock(&g->mu);
+        realm__gen_unref(g);
+    }
+    return rc < 0 ? rc : n;
+}

@@ -1,0 +1,309 @@
+/*
+ * The sampler (realm/sampler.h) against reference computations on fixed
+ * logits: for each filter, the distribution the test computes by hand is
+ * compared with the frequencies of 40,000 seeded draws (deterministic: the
+ * same seed gives the same draws), and tokens the reference excludes must
+ * never be drawn. Also: temperature 0 is argmax, penalties and bias change
+ * the argmax as computed, log-probabilities match log-softmax, and the same
+ * seed reproduces the same sequence.
+ */
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "realm/error.h"
+#include "realm/sampler.h"
+#include "test_util.h"
+
+#define NV    8
+#define DRAWS 40000
+
+static const float L[NV] = {1.0f, 2.5f, 0.3f, 2.4f, -1.0f, 0.8f, 1.7f, -0.5f};
+
+/* softmax(l / t) over the tokens with keep[i], in p. */
+static void softmax_ref(const float *l, const bool *keep, float t, double *p)
+{
+    double mx = -INFINITY, sum = 0;
+    for (int i = 0; i < NV; i++)
+        if (keep[i] && l[i] > mx)
+            mx = l[i];
+    for (int i = 0; i < NV; i++) {
+        p[i] = keep[i] ? exp((l[i] - mx) / t) : 0;
+        sum += p[i];
+    }
+    for (int i = 0; i < NV; i++)
+        p[i] /= sum;
+}
+
+/* Token ids sorted by descending value of v (ties: lower id first). */
+static void order_desc(const double *v, int *idx)
+{
+    for (int i = 0; i < NV; i++)
+        idx[i] = i;
+    for (int i = 1; i < NV; i++)
+        for (int j = i; j > 0 && v[idx[j]] > v[idx[j - 1]]; j--) {
+            int t = idx[j];
+            idx[j] = idx[j - 1];
+            idx[j - 1] = t;
+        }
+}
+
+/* Draw DRAWS tokens and compare frequencies with ref (tolerance 0.012);
+ * a token with ref 0 must never come. */
+static void check_dist(const char *what, const realm_sampler_params *p, const float *l,
+                       const double *ref)
+{
+    realm_sampler *s;
+    CHECK_RC(realm_sampler_new(p, NV, &s), REALM_OK);
+    if (!s)
+        return;
+    long count[NV] = {0}, bad = 0;
+    for (int i = 0; i < DRAWS; i++) {
+        int32_t t = realm_sampler_sample(s, l);
+        if (t >= 0 && t < NV)
+            count[t]++;
+        else
+            bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    for (int i = 0; i < NV; i++) {
+        const double f = (double)count[i] / DRAWS;
+        if (ref[i] == 0)
+            CHECK_MSG(count[i] == 0, "%s: token %d drawn %ld times, excluded by the reference",
+                      what, i, count[i]);
+        else
+            CHECK_MSG(fabs(f - ref[i]) < 0.012, "%s: token %d frequency %.4f vs %.4f", what, i, f,
+                      ref[i]);
+    }
+    realm_sampler_free(s);
+}
+
+static void test_greedy(void)
+{
+    realm_sampler *s;
+    CHECK_RC(realm_sampler_new(&(realm_sampler_params){.temperature = 0}, NV, &s), REALM_OK);
+    CHECK_EQ_INT(realm_sampler_sample(s, L), 1);
+    const float tie[NV] = {0, 3, 1, 3, 0, 0, 0, 0};
+    CHECK_EQ_INT(realm_sampler_sample(s, tie), 1);
+    realm_sampler_free(s);
+    /* bias moves the argmax; -inf bans */
+    const realm_logit_bias bias[2] = {{1, -INFINITY}, {6, 1.0f}};
+    CHECK_RC(
+        realm_sampler_new(&(realm_sampler_params){.logit_bias = bias, .n_logit_bias = 2}, NV, &s),
+        REALM_OK);
+    CHECK_EQ_INT(realm_sampler_sample(s, L), 6); /* 1.7 + 1 > 2.4 */
+    realm_sampler_free(s);
+    /* a very low temperature behaves as argmax */
+    CHECK_RC(realm_sampler_new(&(realm_sampler_params){.temperature = 1e-3f, .seed = 3}, NV, &s),
+             REALM_OK);
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ_INT(realm_sampler_sample(s, L), 1);
+    realm_sampler_free(s);
+}
+
+static void test_temperature_and_topk(void)
+{
+    bool all[NV];
+    double ref[NV];
+    for (int i = 0; i < NV; i++)
+        all[i] = true;
+    softmax_ref(L, all, 1.0f, ref);
+    check_dist("t=1", &(realm_sampler_params){.temperature = 1, .seed = 1}, L, ref);
+    softmax_ref(L, all, 0.5f, ref);
+    check_dist("t=0.5", &(realm_sampler_params){.temperature = 0.5f, .seed = 2}, L, ref);
+    /* top-k 3: tokens 1, 3, 6 */
+    bool keep[NV] = {0};
+    keep[1] = keep[3] = keep[6] = true;
+    softmax_ref(L, keep, 0.7f, ref);
+    check_dist("top_k=3", &(realm_sampler_params){.temperature = 0.7f, .top_k = 3, .seed = 4}, L,
+               ref);
+}
+
+/* Keep the shortest prefix of `order` whose mass under p reaches mass. */
+static void keep_mass(const double *p, const int *order, double mass, bool *keep)
+{
+    double cum = 0;
+    for (int i = 0; i < NV; i++)
+        keep[i] = false;
+    for (int i = 0; i < NV; i++) {
+        keep[order[i]] = true;
+        cum += p[order[i]];
+        if (cum >= mass)
+            break;
+    }
+}
+
+static void test_top_p_min_p_typical(void)
+{
+    bool all[NV], keep[NV];
+    double p[NV], ref[NV];
+    int order[NV];
+    for (int i = 0; i < NV; i++)
+        all[i] = true;
+    softmax_ref(L, all, 1.0f, p);
+    order_desc(p, order);
+    keep_mass(p, order, 0.8, keep);
+    softmax_ref(L, keep, 1.0f, ref);
+    check_dist("top_p=0.8", &(realm_sampler_params){.temperature = 1, .top_p = 0.8f, .seed = 5}, L,
+               ref);
+
+    for (int i = 0; i < NV; i++)
+        keep[i] = p[i] >= p[order[0]] * 0.3;
+    softmax_ref(L, keep, 1.0f, ref);
+    check_dist("min_p=0.3", &(realm_sampler_params){.temperature = 1, .min_p = 0.3f, .seed = 6}, L,
+               ref);
+
+    /* typical: closeness of surprisal to the entropy */
+    double h = 0, closeness[NV];
+    for (int i = 0; i < NV; i++)
+        h -= p[i] * log(p[i]);
+    for (int i = 0; i < NV; i++)
+        closeness[i] = -fabs(-log(p[i]) - h);
+    order_desc(closeness, order);
+    keep_mass(p, order, 0.5, keep);
+    int n_keep = 0;
+    for (int i = 0; i < NV; i++)
+        n_keep += keep[i];
+    CHECK(n_keep > 1 && n_keep < NV); /* the case is not trivial */
+    softmax_ref(L, keep, 1.0f, ref);
+    check_dist("typical_p=0.5",
+               &(realm_sampler_params){.temperature = 1, .typical_p = 0.5f, .seed = 7}, L, ref);
+}
+
+/* Accept ids into a sampler made with p and compare the distribution with
+ * the reference computed from adjusted logits adj. */
+static void check_penalised(const char *what, realm_sampler_params p, const int32_t *hist,
+                            int n_hist, const float *adj)
+{
+    bool all[NV];
+    double ref[NV];
+    for (int i = 0; i < NV; i++)
+        all[i] = true;
+    softmax_ref(adj, all, 1.0f, ref);
+    realm_sampler *s;
+    CHECK_RC(realm_sampler_new(&p, NV, &s), REALM_OK);
+    if (!s)
+        return;
+    for (int i = 0; i < n_hist; i++)
+        realm_sampler_accept(s, hist[i]);
+    long count[NV] = {0};
+    for (int i = 0; i < DRAWS; i++) {
+        const int32_t t = realm_sampler_sample(s, L);
+        count[t >= 0 && t < NV ? t : 0] += t >= 0 && t < NV;
+    }
+    for (int i = 0; i < NV; i++)
+        CHECK_MSG(fabs((double)count[i] / DRAWS - ref[i]) < 0.012, "%s: token %d %.4f vs %.4f",
+                  what, i, (double)count[i] / DRAWS, ref[i]);
+    realm_sampler_free(s);
+}
+
+static void test_penalties_and_bias(void)
+{
+    const int32_t hist[] = {4, 1, 1, 3, 1};
+    float adj[NV];
+    /* repetition 1.5: positive logits divided, negative multiplied */
+    memcpy(adj, L, sizeof adj);
+    adj[1] /= 1.5f;
+    adj[3] /= 1.5f;
+    adj[4] *= 1.5f;
+    check_penalised("repeat",
+                    (realm_sampler_params){.temperature = 1, .repeat_penalty = 1.5f, .seed = 8},
+                    hist, 5, adj);
+    /* frequency 0.4 and presence 0.3 */
+    memcpy(adj, L, sizeof adj);
+    adj[1] -= 3 * 0.4f + 0.3f;
+    adj[3] -= 1 * 0.4f + 0.3f;
+    adj[4] -= 1 * 0.4f + 0.3f;
+    check_penalised(
+        "freq+presence",
+        (realm_sampler_params){
+            .temperature = 1, .frequency_penalty = 0.4f, .presence_penalty = 0.3f, .seed = 9},
+        hist, 5, adj);
+    /* a window of 2 sees only the last two ids (3, 1) */
+    memcpy(adj, L, sizeof adj);
+    adj[1] -= 1.0f;
+    adj[3] -= 1.0f;
+    check_penalised(
+        "window",
+        (realm_sampler_params){
+            .temperature = 1, .presence_penalty = 1.0f, .penalty_last_n = 2, .seed = 10},
+        hist, 5, adj);
+    /* logit bias */
+    const realm_logit_bias bias[2] = {{0, 1.5f}, {1, -INFINITY}};
+    memcpy(adj, L, sizeof adj);
+    adj[0] += 1.5f;
+    adj[1] = -INFINITY;
+    check_penalised(
+        "bias",
+        (realm_sampler_params){.temperature = 1, .logit_bias = bias, .n_logit_bias = 2, .seed = 11},
+        NULL, 0, adj);
+    /* greedy with a penalty: argmax of the adjusted logits */
+    realm_sampler *s;
+    CHECK_RC(realm_sampler_new(&(realm_sampler_params){.repeat_penalty = 2.0f}, NV, &s), REALM_OK);
+    realm_sampler_accept(s, 1);
+    CHECK_EQ_INT(realm_sampler_sample(s, L), 3);
+    realm_sampler_accept(s, 3);
+    CHECK_EQ_INT(realm_sampler_sample(s, L), 6);
+    realm_sampler_free(s);
+}
+
+static void test_probs_and_seed(void)
+{
+    realm_sampler *s;
+    CHECK_RC(realm_sampler_new(&(realm_sampler_params){.temperature = 0, .n_probs = 3}, NV, &s),
+             REALM_OK);
+    CHECK_EQ_INT(realm_sampler_sample(s, L), 1);
+    realm_token_prob tp[REALM_SAMPLER_MAX_PROBS];
+    float chosen;
+    CHECK_EQ_INT(realm_sampler_last_probs(s, &chosen, tp), 3);
+    double lse = 0;
+    for (int i = 0; i < NV; i++)
+        lse += exp(L[i]);
+    lse = log(lse);
+    CHECK_EQ_INT(tp[0].token, 1);
+    CHECK_EQ_INT(tp[1].token, 3);
+    CHECK_EQ_INT(tp[2].token, 6);
+    CHECK_NEAR(tp[0].logprob, L[1] - lse, 1e-5);
+    CHECK_NEAR(tp[2].logprob, L[6] - lse, 1e-5);
+    CHECK_NEAR(chosen, L[1] - lse, 1e-5);
+    realm_sampler_free(s);
+
+    /* same seed, same sequence; another seed, another one */
+    realm_sampler *a, *b, *c;
+    realm_sampler_params p = {.temperature = 1, .top_k = 5, .top_p = 0.9f, .seed = 1234};
+    realm_sampler_new(&p, NV, &a);
+    realm_sampler_new(&p, NV, &b);
+    p.seed = 99;
+    realm_sampler_new(&p, NV, &c);
+    int same_ab = 0, same_ac = 0;
+    for (int i = 0; i < 200; i++) {
+        int32_t x = realm_sampler_sample(a, L), y = realm_sampler_sample(b, L),
+                z = realm_sampler_sample(c, L);
+        same_ab += x == y;
+        same_ac += x == z;
+    }
+    CHECK_EQ_INT(same_ab, 200);
+    CHECK(same_ac < 200);
+    realm_sampler_free(a);
+    realm_sampler_free(b);
+    realm_sampler_free(c);
+
+    /* bad parameters */
+    CHECK_RC(realm_sampler_new(&(realm_sampler_params){.temperature = -1}, NV, &s),
+             REALM_ERR_INVAL);
+    CHECK_RC(realm_sampler_new(&(realm_sampler_params){.n_probs = 21}, NV, &s), REALM_ERR_INVAL);
+    const realm_logit_bias bad = {NV, 1};
+    CHECK_RC(
+        realm_sampler_new(&(realm_sampler_params){.logit_bias = &bad, .n_logit_bias = 1}, NV, &s),
+        REALM_ERR_INVAL);
+}
+
+int main(void)
+{
+    test_begin("sampler", 120);
+    test_greedy();
+    test_temperature_and_topk();
+    test_top_p_min_p_typical();
+    test_penalties_and_bias();
+    test_probs_and_seed();
+    return test_end();
+}
