@@ -31,7 +31,9 @@ extern "C" {
     XX(INTERRUPTED, -10, "interrupted")                                        \
     XX(NOSPACE, -11, "no space left in the KV cache")                          \
     XX(OVERLOADED, -12, "server overloaded, try again later")                  \
-    XX(TIMEOUT, -13, "timed out")
+    XX(TIMEOUT, -13, "timed out")                                              \
+    XX(TRAP, -14, "sandboxed module trapped")                                  \
+    XX(DENIED, -15, "not allowed by the tenant's policy")
 
 enum {
     REALM_OK = 0,

@@ -19,6 +19,7 @@ extern const cli_command cli_cmd_quantize;
 extern const cli_command cli_cmd_bench_kernels;
 extern const cli_command cli_cmd_chat_template;
 extern const cli_command cli_cmd_tokenize;
+extern const cli_command cli_cmd_module;
 
 /* Print "realm CMD: message" to stderr; returns the exit status 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

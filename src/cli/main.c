@@ -20,6 +20,7 @@ static const cli_command *const commands[] = {
     &cli_cmd_bench_kernels,
     &cli_cmd_chat_template,
     &cli_cmd_tokenize,
+    &cli_cmd_module,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,96 @@
+/*
+ * Custom sampler: decodes in the guest with eval + logits instead of the
+ * engine's sampler. This one is greedy with a twist a tenant might want: it
+ * never picks a token listed in "ban" (an array of ids).
+ *
+ * Request: {"model": M, "prompt": P, "max_tokens": N, "ban": [ids...]}.
+ * Streams each token's text; responds {"tokens": [ids...]}.
+ */
+#include "realm_guest.h"
+
+#define MAX_BAN 16
+
+static int32_t parse_ban(const char *j, size_t n, int32_t *ban)
+{
+    static const char key[] = "\"ban\"";
+    size_t i = 0;
+    while (i + sizeof key - 1 <= n && memcmp(j + i, key, sizeof key - 1) != 0)
+        i++;
+    while (i < n && j[i] != '[')
+        i++;
+    int32_t nb = 0;
+    while (i < n && j[i] != ']' && nb < MAX_BAN) {
+        if (j[i] >= '0' && j[i] <= '9') {
+            int32_t v = 0;
+            while (i < n && j[i] >= '0' && j[i] <= '9')
+                v = v * 10 + (j[i++] - '0');
+            ban[nb++] = v;
+        } else {
+            i++;
+        }
+    }
+    return nb;
+}
+
+int32_t handle(void)
+{
+    rg_reset();
+    int32_t n = realm_request_read(0, 0);
+    char *body = n > 0 ? rg_alloc((size_t)n) : 0;
+    if (!body || realm_request_read(body, (uint32_t)n) != n)
+        return rg_respond_str(400, "{\"error\":\"empty request\"}");
+    char model[128], prompt[1024];
+    if (rg_json_string(body, (size_t)n, "model", model, sizeof model) < 0 ||
+        rg_json_string(body, (size_t)n, "prompt", prompt, sizeof prompt) < 0)
+        return rg_respond_str(400, "{\"error\":\"model and prompt required\"}");
+    int64_t max_tokens = rg_json_int(body, (size_t)n, "max_tokens", 16);
+    int32_t ban[MAX_BAN];
+    int32_t n_ban = parse_ban(body, (size_t)n, ban);
+
+    int32_t h = realm_model_open(model, (uint32_t)strlen(model));
+    if (h < 0)
+        return rg_respond_str(404, "{\"error\":\"no model\"}");
+    char info[512];
+    int32_t il = realm_model_info(h, info, sizeof info);
+    int64_t n_vocab = rg_json_int(info, il > 0 ? (size_t)il : 0, "n_vocab", 0);
+    int64_t eos = rg_json_int(info, il > 0 ? (size_t)il : 0, "eos", -1);
+    int32_t ids[256];
+    int32_t np = realm_tokenize(h, prompt, (uint32_t)strlen(prompt), 1, ids, 256);
+    if (np <= 0 || np > 256 || n_vocab <= 0)
+        return rg_respond_str(400, "{\"error\":\"bad prompt\"}");
+    float *logits = rg_alloc((size_t)n_vocab * sizeof(float));
+    int32_t s = realm_eval(h, ids, (uint32_t)np);
+    rg_buf out = {0};
+    rg_buf_puts(&out, "{\"tokens\":[");
+    for (int64_t t = 0; t < max_tokens && s > 0; t++) {
+        if (realm_logits(s, logits, (uint32_t)n_vocab) != n_vocab)
+            break;
+        int32_t best = -1;
+        for (int32_t v = 0; v < n_vocab; v++) {
+            int banned = 0;
+            for (int32_t b = 0; b < n_ban; b++)
+                banned |= ban[b] == v;
+            if (!banned && (best < 0 || logits[v] > logits[best]))
+                best = v;
+        }
+        if (best == eos)
+            break;
+        if (t)
+            rg_buf_puts(&out, ",");
+        rg_buf_put_int(&out, best);
+        char text[64];
+        int32_t tl = realm_detokenize(h, &best, 1, 0, text, sizeof text);
+        if (tl > 0 && tl <= (int32_t)sizeof text)
+            realm_emit(text, (uint32_t)tl);
+        s = realm_eval(s, &best, 1);
+    }
+    rg_buf_puts(&out, "]}");
+    if (s < 0) {
+        char msg[256];
+        int32_t ml = realm_last_error(msg, sizeof msg);
+        realm_respond(500, msg, ml > 0 && ml <= (int32_t)sizeof msg ? (uint32_t)ml : 0);
+        return 500;
+    }
+    realm_respond(200, out.data, (uint32_t)out.len);
+    return 0;
+}

@@ -1,0 +1,153 @@
+/*
+ * realm_guest.h — the guest side of Realm's host ABI v1, for tenant modules
+ * written in C (docs/host-abi.md is the full contract).
+ *
+ * A module exports `int32_t handle(void)` and its memory, and imports only
+ * these functions. Build it freestanding, without WASI (the sandbox offers no
+ * WASI imports) — guest/RealmGuest.cmake does this:
+ *
+ *     clang --target=wasm32-wasi -O2 -nostdlib -ffreestanding \
+ *           -Iguest/include -Wl,--no-entry -Wl,--export=handle \
+ *           -o handler.wasm handler.c guest/lib/realm_guest.c \
+ *           $(clang --target=wasm32-wasi -print-libgcc-file-name)
+ *
+ *     #include "realm_guest.h"
+ *     int32_t handle(void) {
+ *         static char body[4096];
+ *         int32_t n = realm_request_read(body, sizeof body);
+ *         if (n > (int32_t)sizeof body) return rg_respond_str(413, "too large");
+ *         realm_emit(body, (uint32_t)n);               // echo, streamed
+ *         return rg_respond_str(200, "{}");
+ *     }
+ *
+ * Return values: >= 0 is success (a length, a count or a handle); negative is
+ * a Realm error code (RG_ERR_*), and realm_last_error gives the message.
+ * Output buffers: every call returns the full size of its output; when that
+ * is larger than the buffer, nothing was written — call again with a buffer
+ * at least that large. A pointer or length outside the module's memory is
+ * not an error but a trap: the request ends at once.
+ */
+#ifndef REALM_GUEST_H
+#define REALM_GUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RG_IMPORT(name) __attribute__((import_module("realm"), import_name(#name)))
+
+/* Error codes (the same values as the host's realm/error.h). */
+enum {
+    RG_ERR_NOMEM = -1,
+    RG_ERR_INVAL = -2,
+    RG_ERR_IO = -3,
+    RG_ERR_FORMAT = -4,
+    RG_ERR_UNSUPPORTED = -5,
+    RG_ERR_NOTFOUND = -6,
+    RG_ERR_TYPE = -7,
+    RG_ERR_RANGE = -8,
+    RG_ERR_EXISTS = -9,
+    RG_ERR_INTERRUPTED = -10,
+    RG_ERR_NOSPACE = -11,
+    RG_ERR_OVERLOADED = -12,
+    RG_ERR_TIMEOUT = -13,
+    RG_ERR_DENIED = -15,
+};
+
+/* Log levels for realm_log. */
+enum { RG_LOG_ERROR = 0, RG_LOG_WARN = 1, RG_LOG_INFO = 2, RG_LOG_DEBUG = 3 };
+
+/* ---- the request and the response ---------------------------------------- */
+
+/* A line for the operator's log, tagged with tenant and request. Returns 0. */
+RG_IMPORT(log) int32_t realm_log(int32_t level, const char *text, uint32_t len);
+/* Copy the request body into buf; returns its length (see the buffer rule). */
+RG_IMPORT(request_read) int32_t realm_request_read(void *buf, uint32_t cap);
+/* Stream bytes to the client (one SSE chunk or WebSocket message). Returns 0. */
+RG_IMPORT(emit) int32_t realm_emit(const void *data, uint32_t len);
+/* The final response (HTTP status 100..599 and body); once per request. */
+RG_IMPORT(respond) int32_t realm_respond(int32_t status, const void *body, uint32_t len);
+/* The message behind the last negative return (buffer rule). */
+RG_IMPORT(last_error) int32_t realm_last_error(char *buf, uint32_t cap);
+
+/* ---- models and tokens ----------------------------------------------------- */
+
+/* Open a model by its registry name; returns a handle > 0. RG_ERR_DENIED if
+ * the tenant may not use it, RG_ERR_NOTFOUND if there is none. */
+RG_IMPORT(model_open) int32_t realm_model_open(const char *name, uint32_t len);
+/* JSON: name, architecture, n_ctx_train, n_vocab, n_embd, n_layer, n_head,
+ * n_head_kv, bos, eos (buffer rule). */
+RG_IMPORT(model_info) int32_t realm_model_info(int32_t model, char *buf, uint32_t cap);
+/* flags: 1 add BOS/EOS as the vocabulary does, 2 parse special tokens.
+ * cap counts tokens; returns the token count (buffer rule). */
+RG_IMPORT(tokenize)
+int32_t realm_tokenize(int32_t model, const char *text, uint32_t len, uint32_t flags,
+                       int32_t *ids, uint32_t cap);
+/* flags: 1 drop BOS/EOS, 2 render special tokens, 4 clean up spaces.
+ * Returns the byte count (buffer rule). */
+RG_IMPORT(detokenize)
+int32_t realm_detokenize(int32_t model, const int32_t *ids, uint32_t n, uint32_t flags,
+                         char *buf, uint32_t cap);
+
+/* ---- generation ------------------------------------------------------------ */
+
+/* Start a generation; opts is JSON (docs/host-abi.md): "prompt" or
+ * "messages", "max_tokens", "temperature", "top_p", "top_k", "min_p",
+ * "seed", "stop", "ignore_eos", ... Returns a generation handle > 0. */
+RG_IMPORT(generate) int32_t realm_generate(int32_t model, const char *opts, uint32_t len);
+/* The next piece of text (blocks until there is one): its length; 0 when the
+ * generation has ended. A piece that does not fit is kept for the next call. */
+RG_IMPORT(gen_next) int32_t realm_gen_next(int32_t gen, char *buf, uint32_t cap);
+/* Stop early. Returns 0. */
+RG_IMPORT(gen_cancel) int32_t realm_gen_cancel(int32_t gen);
+/* JSON: finish_reason, prompt_tokens, completion_tokens, cached_tokens,
+ * time_to_first_token_ms, tokens_per_s[, error]. Waits for the end. */
+RG_IMPORT(gen_result) int32_t realm_gen_result(int32_t gen, char *buf, uint32_t cap);
+
+/* ---- low level (reserved in ABI v1: return RG_ERR_UNSUPPORTED for now) ----- */
+
+RG_IMPORT(eval) int32_t realm_eval(int32_t model, const int32_t *ids, uint32_t n);
+RG_IMPORT(logits) int32_t realm_logits(int32_t session, float *out, uint32_t cap);
+RG_IMPORT(tensor_read)
+int32_t realm_tensor_read(int32_t model, const char *name, uint32_t name_len, uint32_t first_row,
+                          uint32_t n_rows, float *out, uint32_t cap);
+
+/* ---- helpers (guest/lib/realm_guest.c) ------------------------------------- */
+
+void *memcpy(void *dst, const void *src, size_t n);
+void *memmove(void *dst, const void *src, size_t n);
+void *memset(void *dst, int c, size_t n);
+int memcmp(const void *a, const void *b, size_t n);
+size_t strlen(const char *s);
+
+/* A bump allocator over memory.grow; rg_reset frees everything at once. */
+void *rg_alloc(size_t n);
+void rg_reset(void);
+
+/* realm_respond with a NUL-terminated body; returns status (for `return`). */
+int32_t rg_respond_str(int32_t status, const char *body);
+/* realm_emit of a NUL-terminated string. */
+int32_t rg_emit_str(const char *s);
+
+/* A growable output buffer (rg_alloc'ed). */
+typedef struct rg_buf {
+    char *data;
+    size_t len, cap;
+} rg_buf;
+void rg_buf_put(rg_buf *b, const char *s, size_t n);
+void rg_buf_puts(rg_buf *b, const char *s);
+void rg_buf_put_int(rg_buf *b, int64_t v);
+/* Append s[0..n) as a JSON string literal, quotes included. */
+void rg_buf_put_json_str(rg_buf *b, const char *s, size_t n);
+
+/*
+ * Minimal JSON lookups for handlers: the value of the first member named key
+ * anywhere in json[0..len) (not only at the top level: keep keys unique).
+ * rg_json_string decodes the string into out (NUL-terminated, truncated to
+ * cap) and returns its length, or -1 if absent or not a string.
+ * rg_json_int returns the number, or def. rg_json_bool returns 1, 0, or def.
+ */
+int32_t rg_json_string(const char *json, size_t len, const char *key, char *out, size_t cap);
+int64_t rg_json_int(const char *json, size_t len, const char *key, int64_t def);
+int rg_json_bool(const char *json, size_t len, const char *key, int def);
+
+#endif

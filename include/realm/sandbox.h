@@ -1,0 +1,154 @@
+/*
+ * realm/sandbox.h — tenant modules: WebAssembly handlers run in-process,
+ * isolated, driving the shared engines through the host ABI (docs/host-abi.md).
+ *
+ * A module is a wasm32 file that exports `memory` and `handle: () -> i32` and
+ * imports only functions of module `realm`. Loading one validates it
+ * (wasm-validate), translates it to C (wasm2c), compiles it with the system C
+ * compiler into a cache directory keyed by SHA-256 of the file and the ABI
+ * version, and dlopens the result. The guest runs on the calling thread, in
+ * the same address space, but it can reach only its own linear memory: that
+ * memory is a guard-page reservation (the MMU checks every access), and every
+ * pointer the guest hands to the host is checked against it.
+ *
+ *     realm_sandbox *sb;
+ *     realm_sandbox_new(&(realm_sandbox_params){0}, &sb);
+ *     realm_sandbox_add_model(sb, "tiny", model, engine); // the operator's models
+ *     realm_module *m;
+ *     if (realm_module_load(sb, "handler.wasm", &m) < 0)
+ *         fprintf(stderr, "%s\n", realm_last_error()); // e.g. "imports
+ *                                                      // wasi_snapshot_preview1.fd_write ..."
+ *     realm_tenant_policy pol;
+ *     realm_tenant_policy_init(&pol);
+ *     pol.deadline_ms = 2000;
+ *     realm_instance *in;
+ *     realm_instance_new(m, &pol, &in);
+ *     realm_request_io io = {.body = json, .body_len = n, .emit = on_chunk,
+ *                            .respond = on_response, .ud = client};
+ *     int rc = realm_instance_handle(in, &io, &status);
+ *     if (rc == REALM_ERR_TRAP) ... realm_last_error() says why ...
+ *
+ * Traps. Out-of-bounds access, unreachable, divide by zero, a bad pointer
+ * passed to a host function, stack exhaustion (a per-call depth budget), the
+ * per-call deadline and the memory cap all end the current call with
+ * REALM_ERR_TRAP and a message ("guest trapped: out-of-bounds memory access",
+ * "guest trapped: realm.emit: ptr 0xfffffff0 + len 64 outside guest memory of
+ * 131072 bytes", ...). The instance is then rebuilt from the module at its
+ * next call, so one bad request never poisons the next.
+ *
+ * Signals: the first call on a thread installs process-wide handlers for
+ * SIGSEGV, SIGBUS and SIGRTMIN+2 (the deadline timer), an alternate signal
+ * stack for the thread (unless it has one) and a per-thread timer. Faults
+ * that are not a guest's go to the handler installed before.
+ *
+ * Ownership and threads: a realm_sandbox outlives its modules, a module its
+ * instances, registered engines the sandbox. Modules may be shared by any
+ * number of threads; an instance is used by one thread at a time. Any number
+ * of instances (of one or many modules) run on different threads at once.
+ */
+#ifndef REALM_SANDBOX_H
+#define REALM_SANDBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "realm/engine.h"
+#include "realm/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct realm_sandbox realm_sandbox;
+typedef struct realm_module realm_module;
+typedef struct realm_instance realm_instance;
+
+typedef struct realm_sandbox_params {
+    const char *cache_dir; /* NULL: $REALM_MODULE_CACHE, else $XDG_CACHE_HOME/realm/modules,
+                              else ~/.cache/realm/modules */
+    const char *cc;        /* C compiler; NULL: $REALM_CC, else "cc" */
+} realm_sandbox_params;
+
+int realm_sandbox_new(const realm_sandbox_params *p, realm_sandbox **out);
+/* Frees the sandbox; every module must have been freed. NULL is a no-op. */
+void realm_sandbox_free(realm_sandbox *sb);
+/* Make a model and its engine available to modules as `name` (copied). Both
+ * must outlive the sandbox. REALM_ERR_EXISTS if the name is taken. */
+int realm_sandbox_add_model(realm_sandbox *sb, const char *name, const realm_model *model,
+                            realm_engine *engine);
+
+/* ---- modules ---------------------------------------------------------------- */
+
+typedef struct realm_module_info {
+    uint32_t n_imports, n_exports;
+    char **imports; /* "module.name" each */
+    char **exports; /* "name (func|memory|table|global)" each */
+} realm_module_info;
+
+/*
+ * Check a .wasm image without compiling it: wasm-validate, then the import
+ * and export rules above. On success fills *info (free with
+ * realm_module_info_free); on failure REALM_ERR_FORMAT (malformed),
+ * REALM_ERR_DENIED (forbidden import, naming it) or REALM_ERR_INVAL (a
+ * required export missing or of the wrong type), with the detail in
+ * realm_last_error(). info may be NULL.
+ */
+int realm_module_check(const void *wasm, size_t len, realm_module_info *info);
+void realm_module_info_free(realm_module_info *info);
+
+/* Check, then build (or take from the cache) and load a module. */
+int realm_module_load(realm_sandbox *sb, const char *wasm_path, realm_module **out);
+int realm_module_load_bytes(realm_sandbox *sb, const void *wasm, size_t len,
+                            realm_module **out);
+/* Build into the cache without loading; *so_path (if not NULL) gets the
+ * shared object's path (malloc'ed, caller frees). */
+int realm_module_build(realm_sandbox *sb, const void *wasm, size_t len, char **so_path);
+/* The hex SHA-256 cache key of the module (64 characters). */
+const char *realm_module_key(const realm_module *m);
+void realm_module_free(realm_module *m);
+
+/* ---- instances -------------------------------------------------------------- */
+
+/* What a tenant's module may do. Start from realm_tenant_policy_init. */
+typedef struct realm_tenant_policy {
+    uint32_t tenant;          /* passed to the engine for fair scheduling */
+    uint32_t max_pages;       /* linear memory cap, 64 KiB pages; default 1024 (64 MiB) */
+    uint32_t deadline_ms;     /* per call; 0: none; default 30000 */
+    uint32_t max_call_depth;  /* guest call nesting; default 20000 */
+    int32_t max_generations;  /* generations open at once; default 4 */
+    bool allow_tensor_read;   /* realm.tensor_read; default false */
+    const char *const *models; /* names it may open; NULL: every registered model */
+    int32_t n_models;
+} realm_tenant_policy;
+
+void realm_tenant_policy_init(realm_tenant_policy *p);
+
+/* Instantiate (the policy is copied, its model names too). REALM_ERR_TRAP if
+ * instantiation traps (e.g. initial memory over the cap). */
+int realm_instance_new(realm_module *m, const realm_tenant_policy *p, realm_instance **out);
+void realm_instance_free(realm_instance *in);
+
+/* The request and where the output goes; callbacks run on the calling
+ * thread, during realm_instance_handle. Any of them may be NULL. */
+typedef struct realm_request_io {
+    const char *body;
+    size_t body_len;
+    void (*emit)(void *ud, const char *data, size_t len);
+    void (*respond)(void *ud, int status, const char *data, size_t len);
+    void (*log)(void *ud, int level, const char *line, size_t len);
+    void *ud;
+} realm_request_io;
+
+/*
+ * Run the module's `handle` export for one request. Returns 0 with the
+ * guest's return value in *ret (if not NULL), or REALM_ERR_TRAP (message in
+ * realm_last_error()). Generations the guest left open are cancelled and
+ * freed before returning.
+ */
+int realm_instance_handle(realm_instance *in, const realm_request_io *io, int32_t *ret);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

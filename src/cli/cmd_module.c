@@ -1,0 +1,261 @@
+/*
+ * realm module check|build|run — what a tenant author uses before uploading a
+ * module: check validates and lists imports/exports, build compiles it into
+ * the module cache ahead of time, run sends one request (standard input)
+ * through it against local models and prints what the client would receive.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "realm/engine.h"
+#include "realm/error.h"
+#include "realm/model.h"
+#include "realm/sandbox.h"
+
+#define CMD "module"
+#define MAX_MODELS 8
+
+/* A whole file (or standard input for "-") into a malloc'ed buffer. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 16, n = 0, k;
+    char *buf = malloc(cap + 1);
+    while (buf && (k = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += k;
+        if (n == cap) {
+            char *nb = realloc(buf, (cap *= 2) + 1);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = nb;
+        }
+    }
+    if (f != stdin)
+        fclose(f);
+    if (buf)
+        buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static int do_check(const char *path)
+{
+    size_t n;
+    char *w = slurp(path, &n);
+    if (!w)
+        return cli_error(CMD, "cannot read %s", path);
+    realm_module_info info;
+    int rc = realm_module_check(w, n, &info);
+    free(w);
+    if (rc < 0)
+        return cli_error(CMD, "%s: %s", path, realm_last_error());
+    printf("%s: ok (host ABI v1)\nimports:\n", path);
+    for (uint32_t i = 0; i < info.n_imports; i++)
+        printf("  %s\n", info.imports[i]);
+    printf("exports:\n");
+    for (uint32_t i = 0; i < info.n_exports; i++)
+        printf("  %s\n", info.exports[i]);
+    realm_module_info_free(&info);
+    return 0;
+}
+
+static int do_build(const char *path, const char *cache)
+{
+    size_t n;
+    char *w = slurp(path, &n);
+    if (!w)
+        return cli_error(CMD, "cannot read %s", path);
+    realm_sandbox *sb;
+    int rc = realm_sandbox_new(&(realm_sandbox_params){.cache_dir = cache}, &sb);
+    char *so = NULL;
+    if (rc == 0)
+        rc = realm_module_build(sb, w, n, &so);
+    free(w);
+    if (rc < 0) {
+        realm_sandbox_free(sb);
+        return cli_error(CMD, "%s: %s", path, realm_last_error());
+    }
+    printf("%s\n", so);
+    free(so);
+    realm_sandbox_free(sb);
+    return 0;
+}
+
+static void on_emit(void *ud, const char *d, size_t n)
+{
+    (void)ud;
+    fwrite(d, 1, n, stdout);
+    fflush(stdout);
+}
+
+static void on_respond(void *ud, int status, const char *d, size_t n)
+{
+    *(int *)ud = status;
+    printf("\n--- response %d\n", status);
+    fwrite(d, 1, n, stdout);
+    putchar('\n');
+}
+
+static void on_log(void *ud, int level, const char *line, size_t n)
+{
+    (void)ud;
+    fprintf(stderr, "[guest log %d] %.*s\n", level, (int)n, line);
+}
+
+typedef struct run_opts {
+    const char *path, *cache;
+    const char *names[MAX_MODELS], *files[MAX_MODELS];
+    int n_models;
+    realm_tenant_policy pol;
+} run_opts;
+
+static int do_run(run_opts *o)
+{
+    realm_model *models[MAX_MODELS] = {0};
+    realm_engine *engines[MAX_MODELS] = {0};
+    realm_sandbox *sb = NULL;
+    realm_module *m = NULL;
+    realm_instance *in = NULL;
+    char *req = NULL;
+    int status = 0, ret = 1;
+    if (realm_sandbox_new(&(realm_sandbox_params){.cache_dir = o->cache}, &sb) < 0) {
+        cli_error(CMD, "%s", realm_last_error());
+        goto out;
+    }
+    for (int i = 0; i < o->n_models; i++) {
+        if (realm_model_load(o->files[i], NULL, &models[i]) < 0 ||
+            realm_engine_new(models[i], &(realm_engine_params){0}, &engines[i]) < 0 ||
+            realm_sandbox_add_model(sb, o->names[i], models[i], engines[i]) < 0) {
+            cli_error(CMD, "%s: %s", o->files[i], realm_last_error());
+            goto out;
+        }
+    }
+    if (realm_module_load(sb, o->path, &m) < 0 || realm_instance_new(m, &o->pol, &in) < 0) {
+        cli_error(CMD, "%s: %s", o->path, realm_last_error());
+        goto out;
+    }
+    size_t n;
+    req = slurp("-", &n);
+    if (!req) {
+        cli_error(CMD, "cannot read the request from standard input");
+        goto out;
+    }
+    realm_request_io io = {.body = req, .body_len = n, .emit = on_emit, .respond = on_respond,
+                           .log = on_log, .ud = &status};
+    int32_t hret = 0;
+    if (realm_instance_handle(in, &io, &hret) < 0) {
+        fflush(stdout);
+        cli_error(CMD, "%s", realm_last_error());
+        ret = 2;
+        goto out;
+    }
+    if (!status)
+        printf("\n--- no response (handle returned %d)\n", hret);
+    ret = 0;
+out:
+    free(req);
+    realm_instance_free(in);
+    realm_module_free(m);
+    realm_sandbox_free(sb);
+    for (int i = 0; i < o->n_models; i++) {
+        realm_engine_free(engines[i]);
+        realm_model_free(models[i]);
+    }
+    return ret;
+}
+
+static int run_module(int argc, char **argv)
+{
+    if (argc < 2 || cli_is_help(argv[1]))
+        return argc < 2 ? (cli_print_usage(&cli_cmd_module), 2) : cli_print_usage(&cli_cmd_module);
+    const char *sub = argv[1];
+    run_opts o = {0};
+    realm_tenant_policy_init(&o.pol);
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long x;
+        if (cli_is_help(a))
+            return cli_print_usage(&cli_cmd_module);
+        if (strcmp(a, "--cache") == 0 && v) {
+            o.cache = v;
+            i++;
+        } else if ((strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) && v) {
+            char *eq = strchr(argv[i + 1], '=');
+            if (!eq || eq == v || o.n_models == MAX_MODELS)
+                return cli_error(CMD, "-m takes NAME=MODEL.gguf (at most %d)", MAX_MODELS);
+            *eq = '\0';
+            o.names[o.n_models] = argv[i + 1];
+            o.files[o.n_models++] = eq + 1;
+            i++;
+        } else if (strcmp(a, "--max-pages") == 0) {
+            if (!cli_parse_int(CMD, a, v, 1, 65535, &x))
+                return 1;
+            o.pol.max_pages = (uint32_t)x;
+            i++;
+        } else if (strcmp(a, "--deadline-ms") == 0) {
+            if (!cli_parse_int(CMD, a, v, 0, 3600000, &x))
+                return 1;
+            o.pol.deadline_ms = (uint32_t)x;
+            i++;
+        } else if (strcmp(a, "--max-generations") == 0) {
+            if (!cli_parse_int(CMD, a, v, 1, 64, &x))
+                return 1;
+            o.pol.max_generations = (int32_t)x;
+            i++;
+        } else if (strcmp(a, "--allow-tensor-read") == 0) {
+            o.pol.allow_tensor_read = true;
+        } else if (a[0] == '-' && a[1]) {
+            return cli_error(CMD, "unknown option %s", a);
+        } else if (!o.path) {
+            o.path = a;
+        } else {
+            return cli_error(CMD, "unexpected argument %s", a);
+        }
+    }
+    if (!o.path)
+        return cli_error(CMD, "%s needs a FILE.wasm", sub);
+    if (strcmp(sub, "check") == 0)
+        return do_check(o.path);
+    if (strcmp(sub, "build") == 0)
+        return do_build(o.path, o.cache);
+    if (strcmp(sub, "run") == 0)
+        return do_run(&o);
+    return cli_error(CMD, "unknown subcommand '%s' (check, build, run)", sub);
+}
+
+const cli_command cli_cmd_module = {
+    "module",
+    run_module,
+    "check, build or try a tenant's WebAssembly module",
+    "usage: realm module check FILE.wasm\n"
+    "       realm module build FILE.wasm [--cache DIR]\n"
+    "       realm module run FILE.wasm -m NAME=MODEL.gguf [-m ...] [--cache DIR]\n"
+    "                        [--max-pages N] [--deadline-ms N] [--max-generations N]\n"
+    "                        [--allow-tensor-read] < request.json\n"
+    "\n"
+    "check validates the module (wasm-validate and Realm's rules: only imports\n"
+    "of host module 'realm', exports 'handle' and 'memory') and lists its\n"
+    "imports and exports. build translates it with wasm2c and compiles it into\n"
+    "the module cache, printing the shared object's path. run loads the models,\n"
+    "sends standard input to the module as one request and prints what the\n"
+    "client would receive: the streamed pieces, then '--- response STATUS' and\n"
+    "the body. A trap prints the error and exits with status 2.\n"
+    "\n"
+    "  -m, --model NAME=FILE   a model the module may open as NAME\n"
+    "  --cache DIR             module cache (default $REALM_MODULE_CACHE or\n"
+    "                          ~/.cache/realm/modules)\n"
+    "  --max-pages N           tenant memory cap in 64 KiB pages (default 1024)\n"
+    "  --deadline-ms N         per-request deadline, 0 for none (default 30000)\n"
+    "  --max-generations N     generations open at once (default 4)\n"
+    "  --allow-tensor-read     allow realm.tensor_read\n"
+    "  --help                  this text\n"
+    "\n"
+    "The host ABI: docs/host-abi.md.\n",
+};

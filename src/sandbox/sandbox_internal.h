@@ -1,0 +1,120 @@
+/* Internal interfaces of the sandbox: the runtime (wasm_rt.c), the module
+ * pipeline (module.c) and the host ABI (host.c). */
+#ifndef REALM_SANDBOX_INTERNAL_H
+#define REALM_SANDBOX_INTERNAL_H
+
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "realm/sandbox.h"
+#include "wasm-rt.h"
+
+/* Bumped whenever the glue, wasm-rt.h or the host table changes: cache
+ * entries built for another value are rebuilt. */
+#define REALM__SANDBOX_ABI 1u
+
+/*
+ * The host functions of import module `realm`, ABI v1: (index, name, number of
+ * i32 parameters). Every one returns an i32. Append only.
+ */
+#define REALM__HOST_FN_MAP(XX)                                                 \
+    XX(0, log, 3)                                                              \
+    XX(1, request_read, 2)                                                     \
+    XX(2, emit, 2)                                                             \
+    XX(3, respond, 3)                                                          \
+    XX(4, last_error, 2)                                                       \
+    XX(5, model_open, 2)                                                       \
+    XX(6, model_info, 3)                                                       \
+    XX(7, tokenize, 6)                                                         \
+    XX(8, detokenize, 6)                                                       \
+    XX(9, generate, 3)                                                         \
+    XX(10, gen_next, 3)                                                        \
+    XX(11, gen_cancel, 1)                                                      \
+    XX(12, gen_result, 3)                                                      \
+    XX(13, eval, 3)                                                            \
+    XX(14, logits, 3)                                                          \
+    XX(15, tensor_read, 7)
+
+enum {
+#define XX(i, name, n) REALM__HOST_##name = (i),
+    REALM__HOST_FN_MAP(XX)
+#undef XX
+    REALM__HOST_FN_COUNT
+};
+
+/* Extra trap codes beyond wasm_rt_trap_t, raised by the host. */
+enum {
+    REALM__TRAP_DEADLINE = 100, /* the per-call deadline passed */
+    REALM__TRAP_HOST = 101,     /* a host function rejected the guest (message set) */
+    REALM__TRAP_MEMORY = 102,   /* initial memory over the tenant's cap */
+};
+
+/* ---- runtime (wasm_rt.c) ------------------------------------------------ */
+
+/* What the runtime needs to know about the call running on this thread. */
+typedef struct realm__rt_call {
+    uint32_t max_pages;    /* tenant cap on linear memory */
+    uint32_t deadline_ms;  /* 0: none */
+    uint32_t call_depth;   /* guest call-depth budget */
+    uint32_t *depth;       /* the guest object's thread-local depth counter */
+    double t_deadline;     /* monotonic seconds; set by realm__rt_run */
+    uint8_t *mem_lo, *mem_hi; /* reservation of the instance's memory (fault check) */
+    char note[160];        /* context for a later trap (e.g. a refused grow) */
+    char message[512];     /* the trap's message, set when realm__rt_run fails */
+} realm__rt_call;
+
+/* The runtime table handed to every guest object. */
+const struct realm_wasm_rt_host *realm__rt_host(void);
+
+/*
+ * Run fn(arg) as guest code on this thread under call c: arms the deadline,
+ * sets the depth budget and the trap target. Returns 0, or REALM_ERR_TRAP with
+ * c->message (and the thread's error) describing the trap. Not reentrant:
+ * host functions never call back into a guest.
+ */
+int realm__rt_run(realm__rt_call *c, void (*fn)(void *), void *arg);
+
+/* The call running on this thread (NULL outside realm__rt_run). */
+realm__rt_call *realm__rt_current(void);
+
+/* Bracket host code called from guest code: while inside, the deadline
+ * signal only records that time ran out; leaving traps if it did. */
+void realm__rt_host_enter(void);
+void realm__rt_host_leave(void);
+
+/* Trap the running guest with a message (from host code between
+ * realm__rt_host_enter and _leave). */
+_Noreturn void realm__rt_trap_msg(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Monotonic time in seconds. */
+double realm__rt_now(void);
+
+/* ---- the loaded guest object (module.c) -------------------------------- */
+
+typedef struct realm__guest_so {
+    void *dl;
+    size_t (*instance_size)(void);
+    void (*instantiate)(void *inst, void *ctx);
+    void (*free)(void *inst);
+    uint32_t (*handle)(void *inst);
+    wasm_rt_memory_t *(*memory)(void *inst);
+    uint32_t *(*depth)(void);
+} realm__guest_so;
+
+/* Realm's rules on a wasm image (imports, exports), without wasm-validate:
+ * the parser alone, for the fuzz target. Same results as realm_module_check
+ * on images that wasm-validate accepts. */
+int realm__module_rules(const void *wasm, size_t len, realm_module_info *info);
+
+/* The host function table entries (host.c). */
+void realm__host_fill(struct realm_wasm_rt_host *h);
+
+/* Module internals shared with host.c. */
+const realm__guest_so *realm__module_so(const realm_module *m);
+realm_sandbox *realm__module_sandbox(const realm_module *m);
+int realm__sandbox_find_model(realm_sandbox *sb, const char *name, size_t len,
+                              realm_engine **engine, const realm_model **model);
+
+#endif

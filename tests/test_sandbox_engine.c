@@ -1,0 +1,465 @@
+/*
+ * The sandbox driving the real engine: the default handler module
+ * (guest/default) on stories260K gives the same text as the engine called
+ * directly, streamed and not; policy denials and errors reach the client as
+ * JSON errors. Guests are compiled here from the tree's C sources with clang
+ * (wasm32, the guest SDK), then built by the sandbox into ./sandbox-cache.
+ */
+#include <jansson.h>
+
+#include "realm/gguf.h"
+#include "realm/quant.h"
+#include "realm/sandbox.h"
+#include "test_util.h"
+
+static char work[256];
+static realm_sandbox *sb;
+static realm_model *model;
+static realm_engine *engine;
+
+/* Compile guest sources (relative to the source tree) into a module. */
+static realm_module *guest(const char *name, const char *src)
+{
+    const char *root = getenv("REALM_SOURCE_DIR");
+    root = root ? root : "..";
+    char cmd[2048], out[400];
+    snprintf(out, sizeof out, "%s/%s.wasm", work, name);
+    snprintf(cmd, sizeof cmd,
+             "clang --target=wasm32-wasi -O2 -nostdlib -ffreestanding -I'%s/guest/include' "
+             "-Wl,--no-entry -Wl,--export=handle -o '%s' '%s/%s' '%s/guest/lib/realm_guest.c' "
+             "$(clang --target=wasm32-wasi -print-libgcc-file-name)",
+             root, out, root, src, root);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "failed: %s\n", cmd);
+        test_failures++;
+        return NULL;
+    }
+    realm_module *m = NULL;
+    CHECK_RC(realm_module_load(sb, out, &m), REALM_OK);
+    return m;
+}
+
+typedef struct capture {
+    char *emitted;
+    size_t n_emitted;
+    int status;
+    char *body;
+    size_t body_len;
+} capture;
+
+static void on_emit(void *ud, const char *d, size_t n)
+{
+    capture *c = ud;
+    c->emitted = realloc(c->emitted, c->n_emitted + n + 1);
+    memcpy(c->emitted + c->n_emitted, d, n);
+    c->n_emitted += n;
+    c->emitted[c->n_emitted] = '\0';
+}
+
+static void on_respond(void *ud, int status, const char *d, size_t n)
+{
+    capture *c = ud;
+    c->status = status;
+    free(c->body);
+    c->body = malloc(n + 1);
+    c->body_len = n;
+    memcpy(c->body, d, n);
+    c->body[n] = '\0';
+}
+
+static int request(realm_instance *in, const char *body, capture *cap)
+{
+    memset(cap, 0, sizeof *cap);
+    realm_request_io io = {.body = body, .body_len = strlen(body), .emit = on_emit,
+                           .respond = on_respond, .ud = cap};
+    int32_t ret = 0;
+    return realm_instance_handle(in, &io, &ret);
+}
+
+static void capture_free(capture *c)
+{
+    free(c->emitted);
+    free(c->body);
+}
+
+static int32_t direct_ids[256];
+static int n_direct_ids;
+
+/* The text the engine gives for a prompt, greedy, called directly (its token
+ * ids in direct_ids). */
+static char *direct(const char *prompt, int max_tokens)
+{
+    n_direct_ids = 0;
+    realm_gen_options o;
+    realm_gen_options_init(&o);
+    o.max_tokens = max_tokens;
+    o.sampling.temperature = 0;
+    realm_gen *g = NULL;
+    CHECK_RC(realm_engine_submit(engine,
+                                 &(realm_gen_request){.text = prompt, .text_len = strlen(prompt),
+                                                      .options = &o},
+                                 &g),
+             REALM_OK);
+    char *s = calloc(1, 1);
+    size_t n = 0;
+    realm_gen_piece p;
+    while (g && realm_gen_next(g, &p, -1) > 0) {
+        if (p.token != REALM_TOKEN_NULL && n_direct_ids < 256)
+            direct_ids[n_direct_ids++] = p.token;
+        s = realloc(s, n + p.len + 1);
+        memcpy(s + n, p.text, p.len);
+        n += p.len;
+        s[n] = '\0';
+    }
+    realm_gen_free(g);
+    return s;
+}
+
+static void test_default_handler(void)
+{
+    realm_module *m = guest("default", "guest/default/default.c");
+    if (!m)
+        return;
+    realm_tenant_policy pol;
+    realm_tenant_policy_init(&pol);
+    pol.tenant = 3;
+    realm_instance *in = NULL;
+    CHECK_RC(realm_instance_new(m, &pol, &in), REALM_OK);
+    if (!in)
+        return;
+    const char *prompt = "Once upon a time";
+    char *want = direct(prompt, 24);
+    CHECK(strlen(want) > 0);
+
+    capture cap;
+    CHECK_RC(request(in,
+                     "{\"model\":\"tiny\",\"prompt\":\"Once upon a time\",\"max_tokens\":24,"
+                     "\"temperature\":0}",
+                     &cap),
+             REALM_OK);
+    CHECK_EQ_INT(cap.status, 200);
+    json_t *j = cap.body ? json_loads(cap.body, 0, NULL) : NULL;
+    CHECK_MSG(j != NULL, "body: %s", cap.body ? cap.body : "(none)");
+    json_t *choice = json_array_get(json_object_get(j, "choices"), 0);
+    CHECK_EQ_STR(json_string_value(json_object_get(choice, "text")), want);
+    json_t *usage = json_object_get(j, "usage");
+    CHECK(json_integer_value(json_object_get(usage, "completion_tokens")) > 0);
+    CHECK(json_integer_value(json_object_get(usage, "prompt_tokens")) > 0);
+    const char *fr = json_string_value(json_object_get(choice, "finish_reason"));
+    CHECK(fr && (strcmp(fr, "length") == 0 || strcmp(fr, "stop") == 0));
+    json_decref(j);
+    capture_free(&cap);
+
+    /* streamed: the SSE events' texts concatenate to the same text */
+    CHECK_RC(request(in,
+                     "{\"model\":\"tiny\",\"prompt\":\"Once upon a time\",\"max_tokens\":24,"
+                     "\"temperature\":0,\"stream\":true}",
+                     &cap),
+             REALM_OK);
+    CHECK_EQ_INT(cap.status, 200);
+    char *got = calloc(1, 1);
+    size_t gl = 0;
+    for (char *ev = cap.emitted; ev && (ev = strstr(ev, "data: "));) {
+        ev += 6;
+        char *end = strstr(ev, "\n\n");
+        json_t *e = json_loadb(ev, end ? (size_t)(end - ev) : strlen(ev), 0, NULL);
+        const char *t =
+            json_string_value(json_object_get(json_array_get(json_object_get(e, "choices"), 0),
+                                              "text"));
+        CHECK(t != NULL);
+        if (t) {
+            got = realloc(got, gl + strlen(t) + 1);
+            strcpy(got + gl, t);
+            gl += strlen(t);
+        }
+        json_decref(e);
+        ev = end;
+    }
+    CHECK_EQ_STR(got, want);
+    CHECK(cap.body && strstr(cap.body, "[DONE]"));
+    free(got);
+    capture_free(&cap);
+
+    /* chat: messages rendered with a template (named here: stories260K has
+     * none of its own) */
+    CHECK_RC(request(in,
+                     "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":"
+                     "\"Tell me a story\"}],\"chat_template\":\"chatml\",\"max_tokens\":6,"
+                     "\"temperature\":0}",
+                     &cap),
+             REALM_OK);
+    CHECK_EQ_INT(cap.status, 200);
+    j = cap.body ? json_loads(cap.body, 0, NULL) : NULL;
+    CHECK_EQ_STR(json_string_value(json_object_get(j, "object")), "chat.completion");
+    choice = json_array_get(json_object_get(j, "choices"), 0);
+    CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(choice, "message"), "role")),
+                 "assistant");
+    CHECK(json_is_string(json_object_get(json_object_get(choice, "message"), "content")));
+    CHECK(json_integer_value(json_object_get(json_object_get(j, "usage"), "prompt_tokens")) > 8);
+    json_decref(j);
+    capture_free(&cap);
+
+    /* errors become JSON error responses */
+    CHECK_RC(request(in, "{\"model\":\"nope\",\"prompt\":\"x\"}", &cap), REALM_OK);
+    CHECK_EQ_INT(cap.status, 404);
+    CHECK_MSG(cap.body && strstr(cap.body, "no model named 'nope'"), "%s", cap.body);
+    capture_free(&cap);
+    CHECK_RC(request(in, "{\"model\":\"tiny\"}", &cap), REALM_OK);
+    CHECK_EQ_INT(cap.status, 400);
+    CHECK_MSG(cap.body && strstr(cap.body, "prompt"), "%s", cap.body);
+    capture_free(&cap);
+    realm_instance_free(in);
+
+    /* the deadline also ends a request blocked in realm.gen_next */
+    pol.deadline_ms = 100;
+    CHECK_RC(realm_instance_new(m, &pol, &in), REALM_OK);
+    CHECK_RC(request(in,
+                     "{\"model\":\"tiny\",\"prompt\":\"Once\",\"max_tokens\":100000,"
+                     "\"ignore_eos\":true,\"stream\":true}",
+                     &cap),
+             REALM_ERR_TRAP);
+    CHECK_MSG(strstr(realm_last_error(), "deadline of 100 ms exceeded"), "%s",
+              realm_last_error());
+    capture_free(&cap);
+    /* the instance answers again (without generating: the 100 ms deadline
+     * is not a promise about the engine's speed on a loaded machine) */
+    CHECK_RC(request(in, "{\"model\":\"nope\",\"prompt\":\"Once\"}", &cap), REALM_OK);
+    CHECK_EQ_INT(cap.status, 404);
+    capture_free(&cap);
+    pol.deadline_ms = 30000;
+    realm_instance_free(in);
+
+    /* a tenant whose policy does not list the model */
+    static const char *const only[] = {"other"};
+    pol.models = only;
+    pol.n_models = 1;
+    CHECK_RC(realm_instance_new(m, &pol, &in), REALM_OK);
+    CHECK_RC(request(in, "{\"model\":\"tiny\",\"prompt\":\"x\"}", &cap), REALM_OK);
+    CHECK_EQ_INT(cap.status, 403);
+    CHECK_MSG(cap.body && strstr(cap.body, "not allowed"), "%s", cap.body);
+    capture_free(&cap);
+    realm_instance_free(in);
+    free(want);
+    realm_module_free(m);
+}
+
+static realm_instance *instance(realm_module *m)
+{
+    realm_instance *in = NULL;
+    if (m)
+        CHECK_RC(realm_instance_new(m, NULL, &in), REALM_OK);
+    return in;
+}
+
+static void test_router(void)
+{
+    realm_module *m = guest("router", "guest/examples/router.c");
+    realm_instance *in = instance(m);
+    if (!in)
+        return;
+    static const char *const prompts[2] = {"Once upon a time",
+                                           "Once upon a time, there was a little girl named"};
+    for (int i = 0; i < 2; i++) {
+        char req[256];
+        snprintf(req, sizeof req, "{\"prompt\":\"%s\",\"max_tokens\":12,\"temperature\":0}",
+                 prompts[i]);
+        capture cap;
+        CHECK_RC(request(in, req, &cap), REALM_OK);
+        json_t *j = cap.body ? json_loads(cap.body, 0, NULL) : NULL;
+        CHECK_EQ_STR(json_string_value(json_object_get(j, "model")), i ? "large" : "small");
+        char *want = direct(prompts[i], 12);
+        CHECK_EQ_STR(json_string_value(json_object_get(j, "text")), want);
+        free(want);
+        json_decref(j);
+        capture_free(&cap);
+    }
+    realm_instance_free(in);
+    realm_module_free(m);
+}
+
+static void test_redact(void)
+{
+    realm_module *m = guest("redact", "guest/examples/redact.c");
+    realm_instance *in = instance(m);
+    if (!in)
+        return;
+    char *text = direct("Once upon a time", 32);
+    /* redact the first word of three letters or more that the text contains */
+    char word[32] = "";
+    for (const char *p = text; *p && !word[0]; p++) {
+        size_t k = 0;
+        while (p[k] >= 'a' && p[k] <= 'z')
+            k++;
+        if (k >= 3 && k < sizeof word && (p == text || p[-1] == ' ')) {
+            memcpy(word, p, k);
+            word[k] = '\0';
+        }
+        if (k)
+            p += k - 1;
+    }
+    CHECK(word[0] != '\0');
+    char want[2048] = "";
+    int n_want = 0;
+    for (const char *p = text; *p;) {
+        if (strncmp(p, word, strlen(word)) == 0) {
+            strcat(want, "[redacted]");
+            p += strlen(word);
+            n_want++;
+        } else {
+            strncat(want, p++, 1);
+        }
+    }
+    char req[256];
+    snprintf(req, sizeof req,
+             "{\"model\":\"tiny\",\"prompt\":\"Once upon a time\",\"max_tokens\":32,"
+             "\"temperature\":0,\"redact\":\"%s\"}",
+             word);
+    capture cap;
+    CHECK_RC(request(in, req, &cap), REALM_OK);
+    CHECK_EQ_STR(cap.emitted ? cap.emitted : "", want);
+    char counts[64];
+    snprintf(counts, sizeof counts, "{\"redactions\":%d}", n_want);
+    CHECK_EQ_STR(cap.body, counts);
+    capture_free(&cap);
+    free(text);
+    realm_instance_free(in);
+    realm_module_free(m);
+}
+
+static void test_sampler(void)
+{
+    realm_module *m = guest("sampler", "guest/examples/sampler.c");
+    realm_instance *in = instance(m);
+    if (!in)
+        return;
+    char *text = direct("Once upon a time", 10);
+    free(text);
+    char want[1024] = "{\"tokens\":[";
+    for (int i = 0; i < n_direct_ids; i++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", i ? "," : "",
+                 direct_ids[i]);
+    strcat(want, "]}");
+    capture cap;
+    /* greedy decoding in the guest gives the engine's greedy tokens */
+    CHECK_RC(request(in,
+                     "{\"model\":\"tiny\",\"prompt\":\"Once upon a time\",\"max_tokens\":10}",
+                     &cap),
+             REALM_OK);
+    CHECK_EQ_INT(cap.status, 200);
+    CHECK_EQ_STR(cap.body, want);
+    CHECK(cap.emitted && strlen(cap.emitted) > 0);
+    capture_free(&cap);
+    /* banning the first token changes the first choice */
+    char req[256];
+    snprintf(req, sizeof req,
+             "{\"model\":\"tiny\",\"prompt\":\"Once upon a time\",\"max_tokens\":3,"
+             "\"ban\":[%d]}",
+             direct_ids[0]);
+    CHECK_RC(request(in, req, &cap), REALM_OK);
+    char first[32];
+    snprintf(first, sizeof first, "{\"tokens\":[%d,", direct_ids[0]);
+    CHECK(cap.body && strncmp(cap.body, first, strlen(first)) != 0);
+    capture_free(&cap);
+    realm_instance_free(in);
+    realm_module_free(m);
+}
+
+/* The policy's max_generations bounds the generations open at once; they
+ * are all cancelled when the request ends. */
+static void test_generation_limit(void)
+{
+    realm_module *m = guest("gens", "tests/sandbox/gens.c");
+    if (!m)
+        return;
+    realm_tenant_policy pol;
+    realm_tenant_policy_init(&pol);
+    pol.max_generations = 3;
+    realm_instance *in = NULL;
+    capture cap;
+    CHECK_RC(realm_instance_new(m, &pol, &in), REALM_OK);
+    for (int round = 0; in && round < 2; round++) {
+        CHECK_RC(request(in, "", &cap), REALM_OK);
+        CHECK_EQ_STR(cap.body, "3,-15");
+        capture_free(&cap);
+    }
+    realm_instance_free(in);
+    realm_module_free(m);
+}
+
+/* realm.tensor_read: off by default, then the same floats as dequantizing
+ * on the host. */
+static void test_tensor_read(void)
+{
+    realm_module *m = guest("tensor", "tests/sandbox/tensor.c");
+    if (!m)
+        return;
+    realm_tenant_policy pol;
+    realm_tenant_policy_init(&pol);
+    realm_instance *in = NULL;
+    capture cap;
+    CHECK_RC(realm_instance_new(m, &pol, &in), REALM_OK);
+    CHECK_RC(request(in, "", &cap), REALM_OK);
+    CHECK_EQ_INT(cap.status, 403);
+    CHECK_MSG(cap.body && strstr(cap.body, "not allowed"), "%s", cap.body);
+    capture_free(&cap);
+    realm_instance_free(in);
+
+    pol.allow_tensor_read = true;
+    CHECK_RC(realm_instance_new(m, &pol, &in), REALM_OK);
+    CHECK_RC(request(in, "", &cap), REALM_OK);
+    CHECK_EQ_INT(cap.status, 200);
+    const realm_gguf_tensor *t =
+        realm_gguf_find_tensor(realm_model_gguf(model), "token_embd.weight");
+    CHECK(t != NULL);
+    if (t && cap.body) {
+        int64_t n = t->ne[0];
+        CHECK_EQ_INT(cap.body_len, 2 * n * 4);
+        float *want = malloc((size_t)(2 * n) * sizeof *want);
+        size_t rs = realm_row_size(t->type, n);
+        for (int r = 0; r < 2; r++)
+            realm_dequantize_row(t->type, (const uint8_t *)t->data + (1 + r) * rs, want + r * n,
+                                 n);
+        CHECK(cap.body_len == (size_t)(2 * n * 4) && memcmp(cap.body, want, cap.body_len) == 0);
+        free(want);
+    }
+    capture_free(&cap);
+    realm_instance_free(in);
+    realm_module_free(m);
+}
+
+int main(void)
+{
+    test_begin("sandbox_engine", 300);
+    const char *t = getenv("TMPDIR");
+    snprintf(work, sizeof work, "%s/realm-sbxe-XXXXXX", t && *t ? t : "/tmp");
+    if (!mkdtemp(work)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    CHECK_RC(realm_model_load(test_data("models/stories260K.gguf"), NULL, &model), REALM_OK);
+    if (!model)
+        return test_end();
+    CHECK_RC(realm_engine_new(model, &(realm_engine_params){.n_ctx = 1024, .n_threads = 2},
+                              &engine),
+             REALM_OK);
+    CHECK_RC(realm_sandbox_new(&(realm_sandbox_params){.cache_dir = "sandbox-cache"}, &sb),
+             REALM_OK);
+    CHECK_RC(realm_sandbox_add_model(sb, "tiny", model, engine), REALM_OK);
+    CHECK_RC(realm_sandbox_add_model(sb, "tiny", model, engine), REALM_ERR_EXISTS);
+    CHECK_RC(realm_sandbox_add_model(sb, "small", model, engine), REALM_OK);
+    CHECK_RC(realm_sandbox_add_model(sb, "large", model, engine), REALM_OK);
+    test_default_handler();
+    test_router();
+    test_redact();
+    test_sampler();
+    test_tensor_read();
+    test_generation_limit();
+    realm_sandbox_free(sb);
+    realm_engine_free(engine);
+    realm_model_free(model);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", work);
+    return test_end();
+}
