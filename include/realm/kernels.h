@@ -63,6 +63,35 @@ void realm_matvec(const realm_kernels *k, realm_type t, const void *W,
                   int64_t rows, int64_t cols, const void *y, float *out,
                   int ith, int nth);
 
+/* ---- matrix products over several tokens ------------------------------- */
+
+/*
+ * For the rows r in [r0, r1) of W (row-major, realm_row_size(t, cols) bytes
+ * per row) and the tokens e in [0, n):
+ *
+ *     out[e * ld_out + r] = (accumulate ? out[e * ld_out + r] : 0)
+ *                           + dot(row r of W, act row e)
+ *
+ * where act row e starts e * act_stride bytes after `act` and is already
+ * converted to t's vec_dot_type by from_float. Only those out entries are
+ * written. The dot products equal vec_dot's up to float summation order.
+ *
+ * One call is one thread's share: callers split rows between threads, best
+ * on multiples of 16 rows (the AVX-512 kernels' panel of weights repacked
+ * together; AVX2 uses 8), so no panel is split. For n >= 2 the weights of
+ * [r0, r1) are read from memory and repacked once per tile of up to 64
+ * tokens (fewer for 32-element types with very long rows) and each row is
+ * read sequentially; n == 1 is realm_matvec's loop, with its prefetching.
+ * Types and instruction sets without a blocked kernel (all on SCALAR;
+ * IQ4_NL, IQ4_XS, Q8_K on AVX2; Q8_K on AVX-512) run vec_dot in a loop tiled
+ * over tokens. Allocates nothing (about 120 KiB of stack); thread-safe. The
+ * activation rows must be aligned as vec_dot requires (their blocks'
+ * natural alignment).
+ */
+void realm_matmul_rows(const realm_kernels *k, realm_type t, const void *W, int64_t cols,
+                       int64_t r0, int64_t r1, const void *act, size_t act_stride, int64_t n,
+                       float *out, int64_t ld_out, bool accumulate);
+
 /* ---- element-wise and attention ops ------------------------------------ */
 
 /*

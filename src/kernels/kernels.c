@@ -4,6 +4,7 @@
  */
 #include "core/error_internal.h"
 #include "kernels_internal.h"
+#include "matmul_internal.h"
 
 /* clang-format off */
 
@@ -83,18 +84,15 @@ const realm_kernels *realm_kernels_get(realm_isa isa)
 #define CACHE_LINE        64
 
 /*
- * Rows are split into nth nearly equal contiguous ranges, thread ith taking
- * [rows * ith / nth, rows * (ith + 1) / nth): every row exactly once, no
- * locks, and each thread streams one contiguous slab of W.
+ * The rows [r0, r1) of W times y, prefetching PREFETCH_DISTANCE bytes ahead
+ * of the row being computed within the slab [r0, r1) (never past it).
  */
-void realm_matvec(const realm_kernels *k, realm_type t, const void *W, int64_t rows, int64_t cols,
-                  const void *y, float *out, int ith, int nth)
+void realm__matvec_rows(const realm_kernels *k, realm_type t, const void *W, int64_t cols,
+                        int64_t r0, int64_t r1, const void *y, float *out, bool accumulate)
 {
     const realm_vec_dot_fn dot = k->vec_dot[t];
     REALM_ASSERT(dot != NULL); /* callers check realm_type_check_supported */
     const size_t row_size = realm_row_size(t, cols);
-    const int64_t r0 = rows * ith / nth;
-    const int64_t r1 = rows * (ith + 1) / nth;
     const uint8_t *const slab = (const uint8_t *)W + (size_t)r0 * row_size;
     const size_t slab_size = (size_t)(r1 - r0) * row_size;
     size_t pf = 0; /* offset in the slab of the first line not yet prefetched */
@@ -105,7 +103,18 @@ void realm_matvec(const realm_kernels *k, realm_type t, const void *W, int64_t r
             pf_end = slab_size;
         for (; pf < pf_end; pf += CACHE_LINE)
             __builtin_prefetch(slab + pf, 0, 3);
-        const uint8_t *w = slab + off;
-        out[r] = dot(cols, w, y);
+        const float s = dot(cols, slab + off, y);
+        out[r] = accumulate ? out[r] + s : s;
     }
+}
+
+/*
+ * Rows are split into nth nearly equal contiguous ranges, thread ith taking
+ * [rows * ith / nth, rows * (ith + 1) / nth): every row exactly once, no
+ * locks, and each thread streams one contiguous slab of W.
+ */
+void realm_matvec(const realm_kernels *k, realm_type t, const void *W, int64_t rows, int64_t cols,
+                  const void *y, float *out, int ith, int nth)
+{
+    realm__matvec_rows(k, t, W, cols, rows * ith / nth, rows * (ith + 1) / nth, y, out, false);
 }

@@ -244,22 +244,17 @@ static void matmul_part(void *arg, int ith, int nth)
     int64_t total = 0;
     for (int i = 0; i < t->n_mats; i++)
         total += t->w[i]->rows;
-    const int64_t r0 = total * ith / nth, r1 = total * (ith + 1) / nth;
+    /* thread boundaries on multiples of 16 rows: the kernels' panel size */
+    const int64_t panels = (total + 15) / 16;
+    const int64_t r0 = panels * ith / nth * 16, r1 = panels * (ith + 1) / nth * 16;
     int64_t base = 0;
     for (int i = 0; i < t->n_mats; i++) {
         const weight *w = t->w[i];
         const int64_t lo = r0 > base ? r0 - base : 0;
         const int64_t hi = r1 - base < w->rows ? r1 - base : w->rows;
-        const realm_vec_dot_fn dot = t->k->vec_dot[w->type];
-        for (int64_t r = lo; r < hi; r++) {
-            const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_size;
-            __builtin_prefetch(row + w->row_size * 4, 0, 2);
-            for (int32_t e = 0; e < t->n; e++) {
-                const float s = dot(w->ne0, row, t->act + (size_t)e * t->act_row);
-                float *o = t->out[i] + e * t->ld[i] + r;
-                *o = t->accumulate ? *o + s : s;
-            }
-        }
+        if (lo < hi)
+            realm_matmul_rows(t->k, w->type, w->data, w->ne0, lo, hi, t->act, t->act_row, t->n,
+                              t->out[i], t->ld[i], t->accumulate);
         base += w->rows;
     }
 }

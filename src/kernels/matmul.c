@@ -1,0 +1,196 @@
+/*
+ * Matrix products of weight rows with several tokens (realm_matmul_rows in
+ * realm/kernels.h): the choice between the blocked kernels and the vec_dot
+ * loop, the blocking loops (see matmul_internal.h), and the vec_dot loop
+ * every type and instruction set falls back to.
+ */
+#include "core/error_internal.h"
+#include "kernels_internal.h"
+#include "matmul_internal.h"
+
+#define CACHE_LINE 64
+
+/*
+ * The vec_dot loop keeps this many bytes of activations in L2 while the rows
+ * pass over them; each row is then read from memory once per tile of tokens.
+ */
+#define DOT_TILE_BYTES (256 * 1024)
+#define DOT_TILE_MAX   64
+
+static const realm__mm_kernel *const *const mm_tables[REALM_ISA_COUNT] = {
+    [REALM_ISA_SCALAR] = NULL,
+    [REALM_ISA_AVX2] = realm__mm_avx2,
+    [REALM_ISA_AVX512] = realm__mm_avx512,
+};
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Hint [p, p + bytes) into L2. */
+static void prefetch_bytes(const uint8_t *p, size_t bytes)
+{
+    for (size_t off = 0; off < bytes; off += CACHE_LINE)
+        __builtin_prefetch(p + off, 0, 2);
+}
+
+/* What one call of mm_blocked multiplies, for its helpers. */
+typedef struct {
+    const realm__mm_kernel *mk;
+    realm_type t, at;
+    const uint8_t *W;
+    size_t row_size;
+    int64_t cols;
+    const uint8_t *act;
+    size_t act_stride;
+    float *out;
+    int64_t ld;
+    bool accumulate;
+} mm_job;
+
+/*
+ * One packed panel (rows [p0, p0 + rows)) times the tokens [e0, e0 + ne)
+ * over the chunk starting at column k0; xs is the first token's pack_act
+ * output for that chunk, xs_stride apart.
+ */
+static void run_panel(const mm_job *j, const void *panel, int64_t p0, int rows, int64_t e0,
+                      int64_t ne, int64_t k0, int64_t kc, const uint8_t *xs, size_t xs_stride)
+{
+    const realm__mm_kernel *mk = j->mk;
+    const uint8_t *x = j->act + (size_t)e0 * j->act_stride + realm_row_size(j->at, k0);
+    for (int64_t e = 0; e < ne; e += mk->nr) {
+        const realm__mm_run r = {
+            .panel = panel,
+            .x = x + (size_t)e * j->act_stride,
+            .x_stride = j->act_stride,
+            .xs = xs != NULL ? xs + (size_t)e * xs_stride : NULL,
+            .xs_stride = xs_stride,
+            .out = j->out + (e0 + e) * j->ld + p0,
+            .ld = j->ld,
+            .kc = kc,
+            .rows = rows,
+            .nr = (int)min64(mk->nr, ne - e),
+            .add = j->accumulate || k0 > 0,
+        };
+        mk->run(&r);
+    }
+}
+
+/* The blocked product (matmul_internal.h). */
+static void mm_blocked(const mm_job *j, int64_t r0, int64_t r1, int64_t n)
+{
+    _Alignas(64) uint8_t panel[REALM__MM_PANEL_MAX];
+    _Alignas(64) uint8_t xs[REALM__MM_ACT_MAX];
+    const realm__mm_kernel *mk = j->mk;
+    REALM_ASSERT(mk->panel_size <= sizeof panel);
+    REALM_ASSERT((size_t)mk->tile_tokens * mk->act_size <= sizeof xs);
+    const int64_t rows = mk->panel_rows, cols = j->cols, kc_max = mk->kc;
+    const int64_t n_chunks = (cols + kc_max - 1) / kc_max;
+
+    /* Panels outside chunks if a tile of at least half the usual size has
+     * room for its pack_act output over all the columns. */
+    const size_t act_row = (size_t)n_chunks * mk->act_size;
+    int64_t tile = mk->tile_tokens;
+    bool panels_outside = true;
+    if (mk->pack_act != NULL) {
+        const int64_t fit = (int64_t)(sizeof xs / act_row);
+        if (fit >= min64(n, mk->tile_tokens / 2))
+            tile = min64(tile, fit);
+        else
+            panels_outside = false;
+    }
+    const int64_t n_tiles = (n + tile - 1) / tile;
+    tile = (n + n_tiles - 1) / n_tiles; /* equal tiles, not a full one and a scrap */
+
+    for (int64_t e0 = 0; e0 < n; e0 += tile) {
+        const int64_t ne = min64(tile, n - e0);
+        const uint8_t *x = j->act + (size_t)e0 * j->act_stride;
+        if (panels_outside) {
+            for (int64_t e = 0; mk->pack_act != NULL && e < ne; e++)
+                mk->pack_act(x + (size_t)e * j->act_stride, cols, xs + (size_t)e * act_row);
+            for (int64_t p0 = r0; p0 < r1; p0 += rows) {
+                const int pr = (int)min64(rows, r1 - p0);
+                const uint8_t *w = j->W + (size_t)p0 * j->row_size;
+                for (int64_t c = 0; c < n_chunks; c++) {
+                    const int64_t k0 = c * kc_max, kc = min64(kc_max, cols - k0);
+                    mk->pack_w(w + realm_row_size(j->t, k0), j->row_size, pr, kc, panel);
+                    run_panel(j, panel, p0, pr, e0, ne, k0, kc,
+                              mk->pack_act != NULL ? xs + (size_t)c * mk->act_size : NULL, act_row);
+                }
+            }
+        } else {
+            for (int64_t k0 = 0; k0 < cols; k0 += kc_max) {
+                const int64_t kc = min64(kc_max, cols - k0);
+                for (int64_t e = 0; e < ne; e++)
+                    mk->pack_act(x + (size_t)e * j->act_stride + realm_row_size(j->at, k0), kc,
+                                 xs + (size_t)e * mk->act_size);
+                for (int64_t p0 = r0; p0 < r1; p0 += rows) {
+                    const int pr = (int)min64(rows, r1 - p0);
+                    const uint8_t *w = j->W + (size_t)p0 * j->row_size + realm_row_size(j->t, k0);
+                    mk->pack_w(w, j->row_size, pr, kc, panel);
+                    run_panel(j, panel, p0, pr, e0, ne, k0, kc, xs, mk->act_size);
+                }
+            }
+        }
+    }
+}
+
+/*
+ * out[e * ld + r] (+)= vec_dot(row r, token e), rows outer within tiles of
+ * tokens whose activations stay in L2, the next row prefetched.
+ */
+static void mm_dot_loop(const realm_kernels *k, realm_type t, const uint8_t *W, size_t row_size,
+                        int64_t cols, int64_t r0, int64_t r1, const uint8_t *act, size_t act_stride,
+                        int64_t n, float *out, int64_t ld, bool accumulate)
+{
+    const realm_vec_dot_fn dot = k->vec_dot[t];
+    int64_t tile = (int64_t)(DOT_TILE_BYTES / (act_stride > 0 ? act_stride : 1));
+    tile = tile < 1 ? 1 : tile > DOT_TILE_MAX ? DOT_TILE_MAX : tile;
+    for (int64_t e0 = 0; e0 < n; e0 += tile) {
+        const int64_t ne = min64(tile, n - e0);
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *w = W + (size_t)r * row_size;
+            if (r + 1 < r1)
+                prefetch_bytes(w + row_size, row_size);
+            for (int64_t e = e0; e < e0 + ne; e++) {
+                const float s = dot(cols, w, act + (size_t)e * act_stride);
+                float *o = out + e * ld + r;
+                *o = accumulate ? *o + s : s;
+            }
+        }
+    }
+}
+
+void realm_matmul_rows(const realm_kernels *k, realm_type t, const void *W, int64_t cols,
+                       int64_t r0, int64_t r1, const void *act, size_t act_stride, int64_t n,
+                       float *out, int64_t ld_out, bool accumulate)
+{
+    REALM_ASSERT(k->vec_dot[t] != NULL); /* callers check realm_type_check_supported */
+    if (r0 >= r1 || n <= 0)
+        return;
+    if (n == 1) {
+        realm__matvec_rows(k, t, W, cols, r0, r1, act, out, accumulate);
+        return;
+    }
+    const size_t row_size = realm_row_size(t, cols);
+    const realm__mm_kernel *const *table = mm_tables[k->isa];
+    const realm__mm_kernel *mk = table != NULL ? table[t] : NULL;
+    if (mk != NULL && row_size * (size_t)mk->panel_rows < ((size_t)1 << 31)) {
+        const mm_job j = {
+            .mk = mk,
+            .t = t,
+            .at = realm_type_get(t)->vec_dot_type,
+            .W = W,
+            .row_size = row_size,
+            .cols = cols,
+            .act = act,
+            .act_stride = act_stride,
+            .out = out,
+            .ld = ld_out,
+            .accumulate = accumulate,
+        };
+        mm_blocked(&j, r0, r1, n);
+    } else
+        mm_dot_loop(k, t, W, row_size, cols, r0, r1, act, act_stride, n, out, ld_out, accumulate);
+}

@@ -1,0 +1,443 @@
+/*
+ * realm_matmul_rows against vec_dot per (row, token) pair, for every weight
+ * type and every instruction set this CPU runs: token counts around the
+ * micro-kernels' group size (8) and the tile size (64), row ranges with odd
+ * starts and ends (partial panels), column counts spanning several chunks
+ * with a partial last one, accumulate on and off, a padded output stride
+ * and activation stride, and both loop orders of the blocked driver. Every
+ * out entry outside the range must stay untouched.
+ *
+ * Weight matrices are random bytes with sane scales patched in (every code
+ * and high-bit pattern occurs) and matrices from the reference quantizer;
+ * activations come from from_float, some tokens with an outlier. Both sit
+ * between inaccessible pages, so a read outside them faults even where
+ * AddressSanitizer does not look (vector gathers).
+ */
+#include <sys/mman.h>
+
+#include "kernels/kernels_internal.h"
+#include "kernels/matmul_internal.h"
+#include "realm/error.h"
+#include "realm/kernels.h"
+#include "test_util.h"
+
+static const realm_type weight_types[] = {
+    REALM_TYPE_F32,    REALM_TYPE_F16,  REALM_TYPE_BF16,   REALM_TYPE_Q4_0,
+    REALM_TYPE_Q4_1,   REALM_TYPE_Q5_0, REALM_TYPE_Q5_1,   REALM_TYPE_Q8_0,
+    REALM_TYPE_IQ4_NL, REALM_TYPE_Q2_K, REALM_TYPE_Q3_K,   REALM_TYPE_Q4_K,
+    REALM_TYPE_Q5_K,   REALM_TYPE_Q6_K, REALM_TYPE_IQ4_XS, REALM_TYPE_Q8_K,
+};
+#define N_WEIGHT_TYPES (int)(sizeof weight_types / sizeof weight_types[0])
+
+static const int64_t token_counts[] = {1, 2, 3, 4, 5, 7, 8, 13, 16, 17, 33, 64, 67};
+#define N_TOKEN_COUNTS (int)(sizeof token_counts / sizeof token_counts[0])
+
+/* [r0, r1) of a 45-row matrix: whole, odd start and end, one row, within a panel */
+#define ROWS 45
+static const int64_t ranges[][2] = {{0, ROWS}, {3, 40}, {17, 18}, {5, 14}, {16, 45}};
+#define N_RANGES (int)(sizeof ranges / sizeof ranges[0])
+
+/* Sentinel for out entries no call may write. */
+#define UNTOUCHED 12345.0f
+
+static bool is_float_type(realm_type t)
+{
+    return t == REALM_TYPE_F32 || t == REALM_TYPE_F16 || t == REALM_TYPE_BF16;
+}
+
+/* Columns: several chunks (1024 for blocks, 128/256 for floats) and a
+ * partial one; for F16/BF16 so many that tiles of over 21 tokens take the
+ * chunks-outside-panels order (their pack_act output does not fit), an odd
+ * count for every float type. */
+static int64_t cols_for(realm_type t)
+{
+    return is_float_type(t) ? 1111 : 1280;
+}
+
+/* ---- random data (as in test_kernels.c) ------------------------------------- */
+
+static uint16_t rand_half_scale(void)
+{
+    float v = 1e-3f + 0.099f * (test_rand_f32() * 0.5f + 0.5f);
+    return realm_fp32_to_fp16(test_rand_u64() & 1 ? -v : v);
+}
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+    memcpy(p, &v, 2);
+}
+
+static void patch_scales(realm_type t, uint8_t *row, int64_t nb)
+{
+    const size_t bs = realm_type_get(t)->type_size;
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t *p = row + i * bs;
+        switch (t) {
+        case REALM_TYPE_Q4_0:
+        case REALM_TYPE_Q5_0:
+        case REALM_TYPE_Q8_0:
+        case REALM_TYPE_IQ4_NL:
+            put_u16(p + offsetof(realm_block_q4_0, d), rand_half_scale());
+            break;
+        case REALM_TYPE_Q4_1:
+        case REALM_TYPE_Q5_1:
+            put_u16(p + offsetof(realm_block_q4_1, d), rand_half_scale());
+            put_u16(p + offsetof(realm_block_q4_1, m), rand_half_scale());
+            break;
+        case REALM_TYPE_Q2_K:
+            put_u16(p + offsetof(realm_block_q2_K, d), rand_half_scale());
+            put_u16(p + offsetof(realm_block_q2_K, dmin), rand_half_scale());
+            break;
+        case REALM_TYPE_Q3_K:
+            put_u16(p + offsetof(realm_block_q3_K, d), rand_half_scale());
+            break;
+        case REALM_TYPE_Q4_K:
+        case REALM_TYPE_Q5_K:
+            put_u16(p + offsetof(realm_block_q4_K, d), rand_half_scale());
+            put_u16(p + offsetof(realm_block_q4_K, dmin), rand_half_scale());
+            break;
+        case REALM_TYPE_Q6_K:
+            put_u16(p + offsetof(realm_block_q6_K, d), rand_half_scale());
+            break;
+        case REALM_TYPE_IQ4_XS:
+            put_u16(p + offsetof(realm_block_iq4_xs, d), rand_half_scale());
+            break;
+        case REALM_TYPE_Q8_K: {
+            const float d = realm_fp16_to_fp32(rand_half_scale());
+            memcpy(p + offsetof(realm_block_q8_K, d), &d, 4);
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}
+
+static void fill_normal(float *x, int64_t n, float scale)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = scale * test_rand_normal();
+}
+
+/* ---- guarded buffers -------------------------------------------------------- */
+
+#define PAGE 4096
+
+typedef struct {
+    uint8_t *base; /* the mapping: guard page, data pages, guard page */
+    size_t len;
+    uint8_t *p; /* the data, ending where the second guard page starts */
+} guarded;
+
+static guarded guarded_new(size_t size)
+{
+    const size_t pages = (size + PAGE - 1) / PAGE;
+    guarded g = {.len = (pages + 2) * PAGE};
+    void *m = mmap(NULL, g.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED || mprotect(m, PAGE, PROT_NONE) != 0 ||
+        mprotect((uint8_t *)m + (pages + 1) * PAGE, PAGE, PROT_NONE) != 0) {
+        fprintf(stderr, "mmap/mprotect failed\n");
+        exit(1);
+    }
+    g.base = m;
+    g.p = g.base + (pages + 1) * PAGE - size;
+    return g;
+}
+
+static void guarded_free(guarded *g)
+{
+    munmap(g->base, g->len);
+    g->base = g->p = NULL;
+}
+
+/*
+ * A rows x cols weight matrix of type t. mode 0: random bytes with sane
+ * scales (floats: normal values); mode 1: normal values through the
+ * reference quantizer.
+ */
+static guarded make_weights(realm_type t, int64_t rows, int64_t cols, int mode)
+{
+    const size_t row_size = realm_row_size(t, cols);
+    guarded g = guarded_new(row_size * (size_t)rows);
+    float *f = malloc((size_t)cols * sizeof(float));
+    for (int64_t r = 0; r < rows; r++) {
+        uint8_t *row = g.p + (size_t)r * row_size;
+        fill_normal(f, cols, 0.5f);
+        if (is_float_type(t) || mode == 1) {
+            CHECK_RC(realm_quantize_row(t, f, row, cols), REALM_OK);
+        } else {
+            for (size_t i = 0; i < row_size; i++)
+                row[i] = (uint8_t)test_rand_u64();
+            patch_scales(t, row, cols / realm_type_get(t)->block_size);
+        }
+    }
+    free(f);
+    return g;
+}
+
+/* ---- one (type, ISA) ------------------------------------------------------------ */
+
+typedef struct {
+    realm_type t, at;
+    int64_t cols;
+    size_t row_size, act_stride;
+    const uint8_t *w;
+    const uint8_t *act; /* n_max tokens */
+    const float *wf;    /* dequantized weights, rows x cols */
+    const float *af;    /* dequantized activations, n_max x cols */
+} problem;
+
+/* sum_i |x_i y_i| of row r and token e: the scale of rounding differences. */
+static double magnitude(const problem *p, int64_t r, int64_t e)
+{
+    double m = 0;
+    for (int64_t i = 0; i < p->cols; i++)
+        m += fabs((double)p->wf[r * p->cols + i] * (double)p->af[e * p->cols + i]);
+    return m;
+}
+
+/*
+ * Tolerance relative to sum |x_i y_i|, as in test_kernels.c: both sides sum
+ * exact integer block sums (or float products) in float, in different
+ * orders, so they differ by a few roundings of terms bounded by it.
+ * Measured: below 3e-7 for every type.
+ */
+#define TOLERANCE 2e-6
+
+static void check_problem(const realm_kernels *k, const problem *p, float *expect,
+                          const double *mag)
+{
+    const int64_t ld = ROWS + 3;
+    const int64_t n_max = token_counts[N_TOKEN_COUNTS - 1];
+    float *out = malloc((size_t)(n_max * ld) * sizeof(float));
+    float *init = malloc((size_t)(n_max * ld) * sizeof(float));
+    for (int ni = 0; ni < N_TOKEN_COUNTS; ni++) {
+        const int64_t n = token_counts[ni];
+        for (int ri = 0; ri < N_RANGES; ri++) {
+            const int64_t r0 = ranges[ri][0], r1 = ranges[ri][1];
+            for (int acc = 0; acc < 2; acc++) {
+                for (int64_t i = 0; i < n_max * ld; i++)
+                    init[i] = UNTOUCHED;
+                for (int64_t e = 0; e < n; e++)
+                    for (int64_t r = r0; r < r1; r++)
+                        init[e * ld + r] = acc ? test_rand_f32() : NAN;
+                memcpy(out, init, (size_t)(n_max * ld) * sizeof(float));
+                realm_matmul_rows(k, p->t, p->w, p->cols, r0, r1, p->act, p->act_stride, n, out, ld,
+                                  acc != 0);
+                int bad = 0;
+                for (int64_t e = 0; e < n_max && bad < 5; e++) {
+                    for (int64_t r = 0; r < ld && bad < 5; r++) {
+                        const int64_t i = e * ld + r;
+                        if (e >= n || r < r0 || r >= r1) {
+                            if (!(out[i] == UNTOUCHED)) {
+                                bad++;
+                                CHECK_MSG(0, "%s %s n=%lld rows [%lld,%lld): wrote out[%lld][%lld]",
+                                          realm_type_name(p->t), realm_isa_name(k->isa),
+                                          (long long)n, (long long)r0, (long long)r1, (long long)e,
+                                          (long long)r);
+                            }
+                            continue;
+                        }
+                        const double want = (acc ? (double)init[i] : 0.0) + expect[e * ROWS + r];
+                        const double m = mag[e * ROWS + r];
+                        const double tol = TOLERANCE * m + (acc ? 1e-6 * fabs(init[i]) : 0) + 1e-30;
+                        if (!(fabs(out[i] - want) <= tol)) {
+                            bad++;
+                            CHECK_MSG(0,
+                                      "%s %s n=%lld rows [%lld,%lld) acc %d: out[%lld][%lld] = "
+                                      "%.9g, vec_dot %.9g (mag %.3g)",
+                                      realm_type_name(p->t), realm_isa_name(k->isa), (long long)n,
+                                      (long long)r0, (long long)r1, acc, (long long)e, (long long)r,
+                                      out[i], want, m);
+                        }
+                    }
+                }
+                test_checks++;
+            }
+        }
+    }
+    free(out);
+    free(init);
+}
+
+static void test_type(realm_type t, int mode)
+{
+    problem p = {.t = t, .at = realm_type_get(t)->vec_dot_type, .cols = cols_for(t)};
+    p.row_size = realm_row_size(t, p.cols);
+    /* token rows 12 bytes apart beyond their size: keeps 4-byte alignment */
+    p.act_stride = realm_row_size(p.at, p.cols) + 12;
+    const int64_t n_max = token_counts[N_TOKEN_COUNTS - 1];
+    guarded wg = make_weights(t, ROWS, p.cols, mode);
+    /* the last token's row ends exactly at the guard page */
+    guarded ag = guarded_new(p.act_stride * (size_t)(n_max - 1) + realm_row_size(p.at, p.cols));
+    const uint8_t *w = wg.p;
+    uint8_t *act = ag.p;
+    float *wf = malloc((size_t)(ROWS * p.cols) * sizeof(float));
+    float *af = malloc((size_t)(n_max * p.cols) * sizeof(float));
+    float *x = malloc((size_t)p.cols * sizeof(float));
+    const realm_kernels *ref = realm_kernels_get(REALM_ISA_SCALAR);
+    for (int64_t e = 0; e < n_max; e++) {
+        fill_normal(x, p.cols, 1.0f);
+        if (e % 5 == 3) /* an outlier, as in real activations */
+            x[test_rand_u64() % (uint64_t)p.cols] = 40.0f;
+        uint8_t *a = act + (size_t)e * p.act_stride;
+        ref->from_float[p.at](x, a, p.cols);
+        if (e < n_max - 1)
+            memset(a + realm_row_size(p.at, p.cols), 0xee, 12);
+        CHECK_RC(realm_dequantize_row(p.at, a, af + e * p.cols, p.cols), REALM_OK);
+    }
+    for (int64_t r = 0; r < ROWS; r++)
+        CHECK_RC(realm_dequantize_row(t, w + (size_t)r * p.row_size, wf + r * p.cols, p.cols),
+                 REALM_OK);
+    p.w = w;
+    p.act = act;
+    p.wf = wf;
+    p.af = af;
+
+    double *mag = malloc((size_t)(n_max * ROWS) * sizeof(double));
+    for (int64_t e = 0; e < n_max; e++)
+        for (int64_t r = 0; r < ROWS; r++)
+            mag[e * ROWS + r] = magnitude(&p, r, e);
+    float *expect = malloc((size_t)(n_max * ROWS) * sizeof(float));
+    for (int isa = 0; isa < REALM_ISA_COUNT; isa++) {
+        const realm_kernels *k = realm_kernels_get((realm_isa)isa);
+        if (k == NULL)
+            continue;
+        for (int64_t e = 0; e < n_max; e++)
+            for (int64_t r = 0; r < ROWS; r++)
+                expect[e * ROWS + r] = k->vec_dot[t](p.cols, w + (size_t)r * p.row_size,
+                                                     act + (size_t)e * p.act_stride);
+        check_problem(k, &p, expect, mag);
+    }
+    free(expect);
+    free(mag);
+    free(x);
+    free(af);
+    free(wf);
+    guarded_free(&ag);
+    guarded_free(&wg);
+}
+
+/*
+ * Token rows whose activations are all zero give exactly 0 whatever the
+ * weights: no offset or min term may leak into them.
+ */
+static void test_zero_activations(void)
+{
+    for (int i = 0; i < N_WEIGHT_TYPES; i++) {
+        const realm_type t = weight_types[i];
+        const realm_type at = realm_type_get(t)->vec_dot_type;
+        const int64_t cols = cols_for(t), n = 9;
+        const size_t stride = realm_row_size(at, cols);
+        guarded w = make_weights(t, ROWS, cols, 0);
+        uint8_t *act = malloc(stride * (size_t)n);
+        float *zero = calloc((size_t)cols, sizeof(float));
+        float *out = malloc((size_t)(n * ROWS) * sizeof(float));
+        for (int isa = 0; isa < REALM_ISA_COUNT; isa++) {
+            const realm_kernels *k = realm_kernels_get((realm_isa)isa);
+            if (k == NULL)
+                continue;
+            for (int64_t e = 0; e < n; e++)
+                k->from_float[at](zero, act + (size_t)e * stride, cols);
+            realm_matmul_rows(k, t, w.p, cols, 0, ROWS, act, stride, n, out, ROWS, false);
+            int nonzero = 0;
+            for (int64_t j = 0; j < n * ROWS; j++)
+                nonzero += out[j] != 0.0f;
+            CHECK_MSG(nonzero == 0, "%s %s: %d nonzero outputs", realm_type_name(t),
+                      realm_isa_name((realm_isa)isa), nonzero);
+        }
+        free(out);
+        free(zero);
+        free(act);
+        guarded_free(&w);
+    }
+}
+
+/*
+ * A Q4_0 row long enough that the tile's pack_act output for all chunks
+ * does not fit the scratch: the chunks-outside-panels order.
+ */
+static void test_long_rows(void)
+{
+    const realm_kernels *k = realm_kernels_best();
+    const realm_type t = REALM_TYPE_Q4_0, at = REALM_TYPE_Q8_0;
+    const int64_t rows = 21, cols = 13 * 1024 + 32, n = 40;
+    const size_t row_size = realm_row_size(t, cols), stride = realm_row_size(at, cols);
+    guarded w = make_weights(t, rows, cols, 1);
+    uint8_t *act = malloc(stride * (size_t)n);
+    float *x = malloc((size_t)cols * sizeof(float));
+    float *wf = malloc((size_t)cols * sizeof(float));
+    float *af = malloc((size_t)(n * cols) * sizeof(float));
+    float *out = malloc((size_t)(n * rows) * sizeof(float));
+    for (int64_t e = 0; e < n; e++) {
+        fill_normal(x, cols, 1.0f);
+        k->from_float[at](x, act + (size_t)e * stride, cols);
+        CHECK_RC(realm_dequantize_row(at, act + (size_t)e * stride, af + e * cols, cols), REALM_OK);
+    }
+    realm_matmul_rows(k, t, w.p, cols, 0, rows, act, stride, n, out, rows, false);
+    for (int64_t r = 0; r < rows; r++) {
+        CHECK_RC(realm_dequantize_row(t, w.p + (size_t)r * row_size, wf, cols), REALM_OK);
+        for (int64_t e = 0; e < n; e++) {
+            double m = 0;
+            for (int64_t i = 0; i < cols; i++)
+                m += fabs((double)wf[i] * af[e * cols + i]);
+            const float want =
+                k->vec_dot[t](cols, w.p + (size_t)r * row_size, act + (size_t)e * stride);
+            CHECK_MSG(fabs(out[e * rows + r] - want) <= TOLERANCE * m,
+                      "long rows: out[%lld][%lld] = %.9g, vec_dot %.9g", (long long)e, (long long)r,
+                      out[e * rows + r], want);
+        }
+    }
+    free(out);
+    free(af);
+    free(wf);
+    free(x);
+    free(act);
+    guarded_free(&w);
+}
+
+/* The types of Q4_K_M, Q8_0, Q4_0 and float models have blocked kernels:
+ * a fall-back to the vec_dot loop would pass every check above. */
+static void test_blocked_kernels_exist(void)
+{
+    static const realm_type required[] = {
+        REALM_TYPE_Q4_K, REALM_TYPE_Q5_K, REALM_TYPE_Q6_K, REALM_TYPE_Q8_0,
+        REALM_TYPE_Q4_0, REALM_TYPE_F16,  REALM_TYPE_F32,
+    };
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
+        CHECK_MSG(realm__mm_avx512[required[i]] != NULL, "no AVX-512 kernel for %s",
+                  realm_type_name(required[i]));
+        CHECK_MSG(realm__mm_avx2[required[i]] != NULL, "no AVX2 kernel for %s",
+                  realm_type_name(required[i]));
+    }
+}
+
+/* Empty ranges and n == 0 write nothing. */
+static void test_empty(void)
+{
+    const realm_kernels *k = realm_kernels_best();
+    float out[4] = {UNTOUCHED, UNTOUCHED, UNTOUCHED, UNTOUCHED};
+    guarded w = make_weights(REALM_TYPE_Q4_K, 4, 256, 0);
+    uint8_t act[2 * sizeof(realm_block_q8_K)] = {0};
+    realm_matmul_rows(k, REALM_TYPE_Q4_K, w.p, 256, 2, 2, act, sizeof(realm_block_q8_K), 2, out, 4,
+                      false);
+    realm_matmul_rows(k, REALM_TYPE_Q4_K, w.p, 256, 0, 4, act, sizeof(realm_block_q8_K), 0, out, 4,
+                      false);
+    for (int i = 0; i < 4; i++)
+        CHECK(out[i] == UNTOUCHED);
+    guarded_free(&w);
+}
+
+int main(void)
+{
+    test_begin("matmul", 600);
+    for (int i = 0; i < N_WEIGHT_TYPES; i++)
+        for (int mode = 0; mode < 2; mode++)
+            if (mode == 0 || !is_float_type(weight_types[i]))
+                test_type(weight_types[i], mode);
+    test_zero_activations();
+    test_long_rows();
+    test_blocked_kernels_exist();
+    test_empty();
+    return test_end();
+}
