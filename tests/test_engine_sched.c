@@ -8,12 +8,15 @@
  *  - prefix cache: a second request with the same prompt prefix (same
  *    tenant) reuses whole blocks and gives the same greedy tokens; another
  *    tenant gets no hit; entries are evicted when blocks are needed;
+ *  - preemption: requests outgrowing the KV pool, or their tenant's block
+ *    limit, are preempted, resumed, and give the tokens they give alone;
  *  - 1000 submit/cancel cycles on the threaded engine leave every block free
  *    (and, under the sanitizer build, no leak); so do four threads
  *    submitting and cancelling at once.
  */
 #include <pthread.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include "realm/engine.h"
 #include "realm/error.h"
@@ -163,14 +166,9 @@ static void test_fairness(void)
     realm_engine_free(e);
 }
 
-/* Greedy ids of a request run to its end in manual mode. */
-static int run_ids(realm_engine *e, const realm_token *p, int n, uint32_t tenant, int max_tokens,
-                   realm_token *ids, realm_gen_result *res)
+/* The ids of g's pieces (at most 128) and its result; frees g. */
+static int take_ids(realm_gen *g, realm_token *ids, realm_gen_result *res)
 {
-    realm_gen_options o = greedy(max_tokens);
-    realm_gen *g = submit(e, p, n, tenant, &o);
-    while (!ended(g))
-        realm_engine_step(e);
     realm_gen_piece pc;
     int k = 0;
     while (realm_gen_next(g, &pc, 0) > 0)
@@ -179,6 +177,24 @@ static int run_ids(realm_engine *e, const realm_token *p, int n, uint32_t tenant
     realm_gen_result_get(g, res);
     realm_gen_free(g);
     return k;
+}
+
+/* The ids of a request with options o run to its end in manual mode. */
+static int run_opts(realm_engine *e, const realm_token *p, int n, uint32_t tenant,
+                    const realm_gen_options *o, realm_token *ids, realm_gen_result *res)
+{
+    realm_gen *g = submit(e, p, n, tenant, o);
+    while (!ended(g))
+        realm_engine_step(e);
+    return take_ids(g, ids, res);
+}
+
+/* Greedy ids of a request run to its end in manual mode. */
+static int run_ids(realm_engine *e, const realm_token *p, int n, uint32_t tenant, int max_tokens,
+                   realm_token *ids, realm_gen_result *res)
+{
+    const realm_gen_options o = greedy(max_tokens);
+    return run_opts(e, p, n, tenant, &o, ids, res);
 }
 
 static void test_prefix_cache(void)
@@ -219,6 +235,81 @@ static void test_prefix_cache(void)
     CHECK_EQ_INT(r.finish, REALM_FINISH_LENGTH);
     realm_engine_get_stats(e, &st);
     CHECK(st.prefix_hit_tokens >= 192);
+    realm_engine_free(e);
+    realm_engine_free(plain);
+}
+
+/*
+ * Six requests of 40 + 120 tokens (5 blocks each) on a pool of 16 blocks:
+ * they outgrow it, requests are preempted and resumed, and each ends with
+ * the same ids as when run alone (greedy ones and seeded ones). Then a
+ * tenant limit of 6 blocks with two such requests: one is preempted for it.
+ * The pool ends empty.
+ */
+static void test_preemption(void)
+{
+    realm_engine_params p = sched_params;
+    p.n_ctx = 512;
+    realm_engine *e, *plain;
+    CHECK_RC(realm_engine_new(model, &p, &e), REALM_OK);
+    CHECK_RC(realm_engine_new(model, &sched_params, &plain), REALM_OK);
+    enum { N = 6, NP = 40, NG = 120 };
+    realm_token prompt[N][NP], ids[128], ref[128];
+    realm_gen_options o[N];
+    realm_gen *g[N];
+    for (int i = 0; i < N; i++) {
+        make_prompt(prompt[i], NP, 20 + i);
+        o[i] = greedy(NG);
+        if (i % 2) {
+            o[i].sampling.temperature = 0.9f;
+            o[i].sampling.seed = 1234u + (uint32_t)i;
+        }
+        g[i] = submit(e, prompt[i], NP, 10 + (uint32_t)i % 3, &o[i]);
+    }
+    int steps = 0;
+    for (bool all = false; !all && steps < 20000; steps++) {
+        realm_engine_step(e);
+        all = true;
+        for (int i = 0; i < N; i++)
+            all = all && ended(g[i]);
+    }
+    realm_engine_stats st;
+    realm_engine_get_stats(e, &st);
+    CHECK(st.preemptions > 0);
+    printf("preemption: 6 requests on 16 blocks, %d steps, %llu preemptions\n", steps,
+           (unsigned long long)st.preemptions);
+    for (int i = 0; i < N; i++) {
+        realm_gen_result r, rr;
+        const int n = take_ids(g[i], ids, &r);
+        const int nr = run_opts(plain, prompt[i], NP, 1, &o[i], ref, &rr);
+        CHECK_EQ_INT(r.finish, REALM_FINISH_LENGTH);
+        CHECK_EQ_INT(r.n_completion, NG);
+        CHECK_EQ_INT(n, nr);
+        CHECK(n == nr && memcmp(ids, ref, sizeof ids[0] * (size_t)n) == 0);
+    }
+    realm_engine_get_stats(e, &st);
+    CHECK_EQ_INT(st.kv_blocks_free, st.kv_blocks_total);
+
+    /* a tenant limit: two requests fit its 6 blocks at admission, not grown */
+    const uint64_t before = st.preemptions;
+    CHECK_RC(realm_engine_set_tenant(e, 30, &(realm_tenant_limits){.max_kv_blocks = 6}), REALM_OK);
+    g[0] = submit(e, prompt[0], NP, 30, &o[0]);
+    g[1] = submit(e, prompt[2], NP, 30, &o[2]);
+    realm_engine_step(e);
+    realm_engine_get_stats(e, &st);
+    CHECK_EQ_INT(st.n_running, 2);
+    while (!ended(g[0]) || !ended(g[1]))
+        realm_engine_step(e);
+    realm_engine_get_stats(e, &st);
+    CHECK(st.preemptions > before);
+    for (int i = 0; i < 2; i++) {
+        realm_gen_result r, rr;
+        const int n = take_ids(g[i], ids, &r);
+        const int nr = run_opts(plain, prompt[2 * i], NP, 1, &o[2 * i], ref, &rr);
+        CHECK(n == nr && n == NG && memcmp(ids, ref, sizeof ids[0] * (size_t)n) == 0);
+    }
+    realm_engine_get_stats(e, &st);
+    CHECK_EQ_INT(st.kv_blocks_free, st.kv_blocks_total);
     realm_engine_free(e);
     realm_engine_free(plain);
 }
@@ -353,6 +444,7 @@ int main(void)
         return test_end();
     test_fairness();
     test_prefix_cache();
+    test_preemption();
     test_submit_cancel_cycles();
     test_concurrent_submitters();
     realm_model_free(model);

@@ -17,6 +17,14 @@
  *   4. runs the forward pass, samples every sequence that has logits, hands
  *      the tokens out, and retires finished sequences.
  *
+ * KV blocks are taken as sequences grow, not reserved for max_tokens up
+ * front. When the pool runs out, prefix-cache entries are evicted, then a
+ * running request is preempted: the most-served tenant's lowest-priority,
+ * latest request frees its blocks and waits again; re-admitted, it recomputes
+ * what it had and continues where it was (same sampler state; the tokens
+ * equal those of an uninterrupted run up to float rounding). A tenant's
+ * block limit is enforced the same way against its own requests.
+ *
  * Prefix cache: after a request's prompt has been computed, its whole KV
  * blocks are kept (per tenant) and a later request of the same tenant whose
  * prompt starts with the same blocks forks them instead of recomputing.
@@ -132,7 +140,7 @@ const realm_tokenizer *realm_engine_tokenizer(const realm_engine *e);
 typedef struct realm_tenant_limits {
     float weight;          /* share in fair queuing; 0: 1 */
     int32_t max_seqs;      /* running sequences at once; 0: no limit */
-    int32_t max_kv_blocks; /* KV blocks its running sequences may reserve; 0: no limit */
+    int32_t max_kv_blocks; /* KV blocks its running sequences may hold; 0: no limit */
 } realm_tenant_limits;
 
 int realm_engine_set_tenant(realm_engine *e, uint32_t tenant, const realm_tenant_limits *l);
@@ -249,7 +257,8 @@ typedef struct realm_engine_stats {
     int32_t kv_blocks_total, kv_blocks_free;
     int32_t prefix_entries; /* cached prefixes */
     uint64_t prefix_hit_tokens;
-    uint64_t tokens_prefilled, tokens_generated;
+    uint64_t tokens_prefilled, tokens_generated; /* prefilled counts recomputation too */
+    uint64_t preemptions; /* requests sent back to wait for KV blocks */
 } realm_engine_stats;
 
 void realm_engine_get_stats(realm_engine *e, realm_engine_stats *out);

@@ -141,6 +141,9 @@ int realm_kv_seq_truncate(realm_kv_cache *kv, int32_t seq, int32_t n_tokens);
 void realm_kv_seq_free(realm_kv_cache *kv, int32_t seq);
 /* Tokens in seq, or a negative error for an unknown id. */
 int32_t realm_kv_seq_len(const realm_kv_cache *kv, int32_t seq);
+/* Free blocks that appending n_tokens to seq would take (new blocks, plus a
+ * copy of a shared partly filled last block), or a negative error. */
+int32_t realm_kv_seq_blocks_needed(const realm_kv_cache *kv, int32_t seq, int32_t n_tokens);
 
 /* ---- compute context and forward pass ------------------------------------ */
 

@@ -1,9 +1,10 @@
 /*
  * realm bench — model throughput in the manner of llama.cpp's llama-bench:
  * prompt processing (pp: one batch of P tokens) and generation (tg: N tokens
- * one at a time), median and standard deviation over repetitions, plus
- * batched decoding of 1, 2, 4, 8, 16 parallel sequences (aggregate tokens/s),
- * like llama-batched-bench.
+ * one at a time), median and standard deviation over repetitions; batched
+ * decoding of several sequences per forward pass (aggregate tokens/s), like
+ * llama-batched-bench; and the serving figures through the engine
+ * (bench_serve.c).
  */
 #include <math.h>
 #include <stdio.h>
@@ -12,14 +13,16 @@
 
 #include <jansson.h>
 
+#include "bench_serve.h"
 #include "cli.h"
 #include "realm/error.h"
 #include "realm/model.h"
 #include "realm/threads.h"
 
 #define CMD "bench"
-#define MAX_REPS 100
-#define MAX_PAR 16
+#define MAX_REPS CLI_BENCH_MAX_REPS
+#define MAX_PAR 16       /* --batched */
+#define MAX_CLIENTS 64   /* --parallel */
 
 typedef struct stats {
     double median, stdev;
@@ -117,15 +120,23 @@ static double run_tg(bench *b, int par, int start, int n, int nb)
     return t;
 }
 
-static int parse_list(const char *v, int *out, int max)
+/* A comma-separated list of at most `max` counts in [1, hi]; -1 if bad. */
+static int parse_list(const char *opt, const char *v, int *out, int max, int hi)
 {
     int n = 0;
     char *copy = strdup(v), *save = NULL;
-    for (char *t = strtok_r(copy, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save)) {
+    if (copy == NULL)
+        return -1;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         long x;
-        if (!cli_parse_int(CMD, "--parallel", t, 1, MAX_PAR, &x)) {
-            free(copy);
-            return -1;
+        if (n == max) {
+            cli_error(CMD, "%s: at most %d values", opt, max);
+            n = -1;
+            break;
+        }
+        if (!cli_parse_int(CMD, opt, t, 1, hi, &x)) {
+            n = -1;
+            break;
         }
         out[n++] = (int)x;
     }
@@ -137,7 +148,8 @@ static int run_bench(int argc, char **argv)
 {
     const char *path = NULL;
     long n_pp = 512, n_tg = 128, threads = 0, reps = 3, par_pp = 128, par_tg = 64;
-    int par[8] = {1, 2, 4, 8, 16}, n_par = 5;
+    long step_batch = 512, prefix = 0;
+    int par[8], n_par = 0, clients[8], n_clients = 0;
     bool json = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -152,8 +164,14 @@ static int run_bench(int argc, char **argv)
             ok = cli_parse_int(CMD, a, v, 1, 1024, &threads);
         else if (!strcmp(a, "-r"))
             ok = cli_parse_int(CMD, a, v, 1, MAX_REPS, &reps);
+        else if (!strcmp(a, "--batched"))
+            ok = v && (n_par = parse_list(a, v, par, 8, MAX_PAR)) >= 0;
         else if (!strcmp(a, "--parallel"))
-            ok = v && (n_par = parse_list(v, par, 8)) >= 0;
+            ok = v && (n_clients = parse_list(a, v, clients, 8, MAX_CLIENTS)) >= 0;
+        else if (!strcmp(a, "--batch"))
+            ok = cli_parse_int(CMD, a, v, 1, 1 << 14, &step_batch);
+        else if (!strcmp(a, "--prefix"))
+            ok = cli_parse_int(CMD, a, v, 1, 1 << 16, &prefix);
         else if (!strcmp(a, "--npp"))
             ok = cli_parse_int(CMD, a, v, 0, 1 << 16, &par_pp);
         else if (!strcmp(a, "--ntg"))
@@ -169,6 +187,8 @@ static int run_bench(int argc, char **argv)
     }
     if (path == NULL)
         return cli_error(CMD, "missing -m MODEL.gguf");
+    if (n_clients > 0 && (par_pp < 1 || par_tg < 2))
+        return cli_error(CMD, "--parallel needs --npp >= 1 and --ntg >= 2");
 
     bench b = {.rng = 0x2545f4914f6cdd1dull};
     int rc = 1;
@@ -267,6 +287,25 @@ static int run_bench(int argc, char **argv)
         else
             printf("| %d | %.2f | %.2f ± %.2f |\n", par[i], sp.median, sg.median, sg.stdev), fflush(stdout);
     }
+    if (n_clients > 0 || prefix > 0) {
+        /* the engine has its own KV pool and threads */
+        realm_ctx_free(b.ctx);
+        b.ctx = NULL;
+        realm_kv_cache_free(b.kv);
+        b.kv = NULL;
+        const cli_serve_opts so = {.par = clients,
+                                   .n_par = n_clients,
+                                   .npp = (int)par_pp,
+                                   .ntg = (int)par_tg,
+                                   .threads = (int)threads,
+                                   .n_batch = (int)step_batch,
+                                   .prefix = (int)prefix,
+                                   .reps = (int)reps};
+        if (cli_bench_serve(b.m, &so, json ? jr : NULL) != 0) {
+            json_decref(jr);
+            goto done;
+        }
+    }
     if (json) {
         json_t *j = json_pack("{s:s, s:s, s:I, s:i, s:i, s:o}", "model", path, "arch",
                               realm_arch_name(hp->arch), "weight_bytes",
@@ -297,14 +336,24 @@ done:
 const cli_command cli_cmd_bench = {
     "bench",
     run_bench,
-    "benchmark prompt processing, generation and batched decoding",
+    "benchmark prompt processing, generation, batched decoding and serving",
     "usage: realm bench -m MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPS]\n"
-    "                   [--parallel 1,2,4,8,16] [--npp 128] [--ntg 64] [--json]\n"
+    "                   [--batched 1,2,4,8,16] [--parallel 1,2,4,8,16] [--npp 128]\n"
+    "                   [--ntg 64] [--batch 512] [--prefix 1000] [--json]\n"
     "\n"
     "pp: one prompt of -p random tokens (in batches of up to 512); tg: -n tokens\n"
-    "generated one at a time from an empty context. Both as tokens/s, median and\n"
-    "standard deviation over -r repetitions (default 3), after a warm-up.\n"
-    "Batched decode: for each --parallel count, that many sequences with an --npp\n"
-    "token prompt each, then --ntg decode steps with one token of every sequence\n"
-    "per forward pass; aggregate generation tokens/s. --parallel '' skips it.\n",
+    "generated one at a time from an empty context (0 skips either). Both as\n"
+    "tokens/s, median and standard deviation over -r repetitions (default 3),\n"
+    "after a warm-up.\n"
+    "--batched: the bare forward pass, like llama-batched-bench: for each count,\n"
+    "that many sequences with an --npp token prompt each, then --ntg decode steps\n"
+    "with one token of every sequence per pass; aggregate generation tokens/s.\n"
+    "--parallel: serving through the generation engine: for each count, that many\n"
+    "clients (a thread and a tenant each) submit at once an --npp token prompt for\n"
+    "--ntg greedy tokens and read them as they stream. Per count: aggregate\n"
+    "generation tokens/s over the wall time (prefill included), the decode rate\n"
+    "while every stream is decoding, time to first token and inter-token latency\n"
+    "at p50 and p99. --batch sets the engine's per-step token budget.\n"
+    "--prefix N: time to first token of a request whose first N tokens are in the\n"
+    "prefix cache, against the same request uncached.\n",
 };

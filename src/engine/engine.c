@@ -136,7 +136,7 @@ int realm_engine_new(const realm_model *m, const realm_engine_params *params, re
     if (rc < 0)
         goto fail;
     const size_t nb = (size_t)p.n_batch;
-    e->waiting = malloc((size_t)p.max_waiting * sizeof *e->waiting);
+    e->waiting = malloc(((size_t)p.max_waiting + (size_t)p.max_seqs) * sizeof *e->waiting);
     e->running = malloc((size_t)p.max_seqs * sizeof *e->running);
     e->prefix = calloc((size_t)p.prefix_cache_entries + 1, sizeof *e->prefix);
     e->b_tok = malloc(nb * sizeof *e->b_tok);
@@ -276,7 +276,7 @@ static void gen_destroy(realm_gen *g)
     free(g->cur);
     realm_sampler_free(g->smp);
     realm_detok_stream_free(g->ds);
-    free(g->prompt);
+    free(g->tokens);
     free(g->stop_tokens);
     pthread_cond_destroy(&g->cv);
     pthread_mutex_destroy(&g->mu);
@@ -357,15 +357,15 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
             goto fail;
         }
         g->n_prompt = r->n_prompt;
-        g->prompt = malloc(((size_t)r->n_prompt + 1) * sizeof *g->prompt);
-        if (g->prompt == NULL) {
+        g->tokens = malloc(((size_t)r->n_prompt + 1) * sizeof *g->tokens);
+        if (g->tokens == NULL) {
             rc = realm__error(REALM_ERR_NOMEM, "out of memory for a prompt");
             goto fail;
         }
-        memcpy(g->prompt, r->prompt, (size_t)r->n_prompt * sizeof *g->prompt);
+        memcpy(g->tokens, r->prompt, (size_t)r->n_prompt * sizeof *g->tokens);
     } else if (r->text) {
         rc = realm_tokenize_alloc(e->tok, r->text, r->text_len, REALM_TOKENIZE_ADD_SPECIAL,
-                                  &g->prompt, &g->n_prompt);
+                                  &g->tokens, &g->n_prompt);
         if (rc < 0)
             goto fail;
     }
@@ -374,11 +374,11 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
         goto fail;
     }
     for (int32_t i = 0; i < g->n_prompt; i++)
-        if (g->prompt[i] < 0 || g->prompt[i] >= e->n_vocab) {
+        if (g->tokens[i] < 0 || g->tokens[i] >= e->n_vocab) {
             rc = realm__error(REALM_ERR_INVAL,
                               "prompt token %d at %d is outside the vocabulary "
                               "of %d",
-                              g->prompt[i], i, e->n_vocab);
+                              g->tokens[i], i, e->n_vocab);
             goto fail;
         }
     if (g->n_prompt > e->p.n_ctx_seq) {
@@ -390,12 +390,20 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
     int64_t kv_tokens = (int64_t)g->n_prompt + o.max_tokens - 1;
     if (kv_tokens > e->p.n_ctx_seq)
         kv_tokens = e->p.n_ctx_seq;
-    g->need_blocks = (int32_t)((kv_tokens + e->bs - 1) / e->bs);
-    if (g->need_blocks > e->n_blocks) {
+    g->max_blocks = (int32_t)((kv_tokens + e->bs - 1) / e->bs);
+    if (g->max_blocks > e->n_blocks) {
         rc = realm__error(REALM_ERR_RANGE, "the request needs %d KV blocks, the pool has %d",
-                          g->need_blocks, e->n_blocks);
+                          g->max_blocks, e->n_blocks);
         goto fail;
     }
+    /* room for the tokens fed back, which a preempted request recomputes */
+    realm_token *grown = realloc(g->tokens, ((size_t)kv_tokens + 1) * sizeof *g->tokens);
+    if (grown == NULL) {
+        rc = realm__error(REALM_ERR_NOMEM, "out of memory for a request's tokens");
+        goto fail;
+    }
+    g->tokens = grown;
+    g->n_fill = g->n_prompt;
     g->n_stop_tokens = o.n_stop_tokens;
     g->stop_tokens = malloc(((size_t)o.n_stop_tokens + 1) * sizeof *g->stop_tokens);
     if (g->stop_tokens == NULL) {
@@ -416,7 +424,7 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
             goto fail;
     }
     for (int32_t i = 0; i < g->n_prompt; i++)
-        realm_sampler_accept(g->smp, g->prompt[i]);
+        realm_sampler_accept(g->smp, g->tokens[i]);
     g->res.n_prompt = g->n_prompt;
     g->refs = 2;
     g->e = e;
@@ -445,11 +453,11 @@ int realm_engine_submit(realm_engine *e, const realm_gen_request *r, realm_gen *
     tenant_state *t = realm__engine_tenant(e, r->tenant);
     if (t == NULL) {
         rc = realm__error(REALM_ERR_NOMEM, "out of memory for a tenant");
-    } else if (t->l.max_kv_blocks && g->need_blocks > t->l.max_kv_blocks) {
+    } else if (t->l.max_kv_blocks && g->max_blocks > t->l.max_kv_blocks) {
         rc = realm__error(REALM_ERR_RANGE,
                           "the request needs %d KV blocks, over tenant %u's "
                           "limit of %d",
-                          g->need_blocks, r->tenant, t->l.max_kv_blocks);
+                          g->max_blocks, r->tenant, t->l.max_kv_blocks);
     } else if (e->n_waiting == e->p.max_waiting) {
         rc = realm__error(REALM_ERR_OVERLOADED, "%d requests are already waiting", e->n_waiting);
     } else if (e->stop) {

@@ -28,10 +28,11 @@ struct realm_gen {
     uint32_t tenant;
     int32_t priority;
     uint64_t arrival;    /* submission order */
-    realm_token *prompt; /* (n_prompt) own copy */
+    realm_token *tokens; /* the prompt (own copy), then each token fed back; room for
+                            min(n_prompt + max_tokens, n_ctx_seq) */
     int32_t n_prompt;
     int32_t max_tokens;
-    int32_t need_blocks; /* KV blocks reserved while running */
+    int32_t max_blocks; /* KV blocks the request holds at most */
     bool ignore_eos, no_prefix_cache;
     realm_token *stop_tokens; /* (n_stop_tokens) own copy */
     int32_t n_stop_tokens;
@@ -53,12 +54,17 @@ struct realm_gen {
     realm_detok_stream *ds;
     int32_t seq;    /* KV sequence, -1 when none */
     int32_t n_past; /* tokens in the KV sequence */
+    int32_t n_fill; /* tokens[0..n_fill) to compute before decoding: the prompt,
+                       or after a preemption everything fed so far */
     int32_t n_gen;
     realm_token next_tok; /* sampled, to be fed next step */
     int32_t logit_row;    /* row of this step's logits, -1 if none */
     int32_t n_sched;      /* entries of this step */
-    bool prompt_done;
-    bool prompt_just_done; /* this step computed the prompt's end */
+    bool prompt_done;     /* tokens[0..n_fill) are in the KV sequence */
+    bool resumed;         /* preempted after sampling: next_tok is waiting to be fed */
+    bool filling;         /* this step's entries are part of the fill */
+    bool prompt_just_done; /* this step computed the (first) prompt's end */
+    bool stalled;          /* no KV room for a fill chunk this step */
     double t_first;
     realm_finish fin; /* decided this step, applied under e->mu */
     int fin_err;
@@ -69,8 +75,9 @@ typedef struct tenant_state {
     uint32_t id;
     realm_tenant_limits l;
     double vtime; /* service received / weight (fair-queuing clock) */
-    int32_t n_running, n_waiting, blocks_reserved;
-    bool blocked; /* at a limit during this step's admission */
+    int32_t n_running, n_waiting;
+    int32_t held, growth; /* KV blocks its running sequences hold and take this step */
+    bool blocked;         /* at a limit during this step's admission */
 } tenant_state;
 
 typedef struct prefix_entry {
@@ -96,7 +103,7 @@ struct realm_engine {
     bool thread_started, stop;
     uint64_t events; /* submissions and cancellations so far */
 
-    realm_gen **waiting; /* (max_waiting) in arrival order */
+    realm_gen **waiting; /* (max_waiting + max_seqs: preempted ones come back) */
     int32_t n_waiting;
     realm_gen **running; /* (max_seqs) */
     int32_t n_running;

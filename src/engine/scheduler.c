@@ -1,14 +1,23 @@
 /*
  * One scheduler step (realm/engine.h, "the scheduler runs steps"):
  * retire cancelled requests, admit waiting ones by weighted fair queuing,
- * build one batch of decode tokens and prompt chunks within the token
- * budget, run the forward pass, sample, deliver, retire finished requests.
+ * make KV room for every decoding sequence, build one batch of decode tokens
+ * and prompt chunks within the token budget, run the forward pass, sample,
+ * deliver, retire finished requests.
  *
- * KV accounting: a running request reserves `need_blocks` (its whole
- * prompt + max_tokens, capped at the context) at admission, so a running
- * sequence never runs out of blocks; admission requires
- *     free blocks - (blocks still to come for running requests) >= new need,
- * evicting prefix-cache entries (least recently used first) to get there.
+ * KV accounting, as in vLLM: a request takes blocks as its sequence grows,
+ * not its whole prompt + max_tokens up front. Admission needs room for the
+ * new prompt (what is not cached) beyond what the running prompts still need
+ * and one spare block per running sequence; prefix-cache entries are evicted
+ * (least recently used first) to get there. When decoding sequences need
+ * more blocks than are free, the cache is evicted first, then a running
+ * request is preempted: the most-served tenant's lowest-priority, latest
+ * request gives up its KV sequence and goes back to the waiting queue with
+ * everything fed so far as its new prompt; re-admitted, it recomputes that
+ * and continues with the token it had sampled (its sampler state is kept, so
+ * the output is the same as without the preemption up to float rounding of
+ * the recomputed keys and values). A tenant's block limit is enforced the
+ * same way against its own requests.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,14 +31,27 @@ static int32_t blocks_of(const realm_engine *e, int32_t n_tokens)
     return (n_tokens + e->bs - 1) / e->bs;
 }
 
-/* Blocks that running requests may still allocate. */
-static int32_t pending_blocks(const realm_engine *e)
+/* Blocks that running requests still need to finish their fill. */
+static int32_t pending_fill(const realm_engine *e)
 {
     int32_t sum = 0;
     for (int32_t i = 0; i < e->n_running; i++) {
         const realm_gen *g = e->running[i];
-        const int32_t left = g->need_blocks - blocks_of(e, g->n_past);
-        sum += left > 0 ? left : 0;
+        if (!g->prompt_done)
+            sum += blocks_of(e, g->n_fill) - blocks_of(e, g->n_past);
+    }
+    return sum;
+}
+
+/* Blocks the running requests of tenant t hold, or will hold when their
+ * fills are done (shared prefix blocks counted once per request). */
+static int32_t tenant_committed(const realm_engine *e, const tenant_state *t)
+{
+    int32_t sum = 0;
+    for (int32_t i = 0; i < e->n_running; i++) {
+        const realm_gen *g = e->running[i];
+        if (g->tenant == t->id)
+            sum += blocks_of(e, g->prompt_done ? g->n_past : g->n_fill);
     }
     return sum;
 }
@@ -42,10 +64,8 @@ static bool gen_cancelled(realm_gen *g)
     return c;
 }
 
-/* Take running[i] out of the running set: free its KV sequence and its
- * tenant's share, end it with reason f, queue it for on_done and unref. */
-static void retire(realm_engine *e, int32_t i, realm_finish f, int err, const char *msg,
-                   int32_t *n_fin)
+/* Take running[i] out of the running set and free its KV sequence. */
+static realm_gen *unrun(realm_engine *e, int32_t i)
 {
     realm_gen *g = e->running[i];
     memmove(&e->running[i], &e->running[i + 1],
@@ -55,25 +75,73 @@ static void retire(realm_engine *e, int32_t i, realm_finish f, int err, const ch
         realm_kv_seq_free(e->kv, g->seq);
         g->seq = -1;
     }
-    tenant_state *t = realm__engine_tenant(e, g->tenant);
-    t->n_running--;
-    t->blocks_reserved -= g->need_blocks;
+    realm__engine_tenant(e, g->tenant)->n_running--;
+    return g;
+}
+
+/* End running[i] with reason f and queue it for on_done and unref. */
+static void retire(realm_engine *e, int32_t i, realm_finish f, int err, const char *msg,
+                   int32_t *n_fin)
+{
+    realm_gen *g = unrun(e, i);
     realm__gen_finish(g, f, err, msg);
     e->finished[(*n_fin)++] = g;
 }
 
-/* The longest block-aligned prefix of g's prompt cached for its tenant,
- * leaving at least one prompt token to compute (its logits start decoding). */
+/* Send running[i] back to the waiting queue (which has room for every
+ * running request beyond max_waiting); it keeps its arrival, so it comes
+ * back before its tenant's later requests. */
+static void preempt(realm_engine *e, int32_t i)
+{
+    realm_gen *g = unrun(e, i);
+    if (g->prompt_done) {
+        g->n_fill = g->n_past;
+        g->resumed = true;
+    }
+    g->n_past = 0;
+    g->prompt_done = false;
+    realm__engine_tenant(e, g->tenant)->n_waiting++;
+    e->waiting[e->n_waiting++] = g;
+    e->stats.preemptions++;
+}
+
+/*
+ * The request to preempt: the running one (of tenant `only` if given) whose
+ * tenant has received the most service per weight, then the lowest
+ * priority, then the latest arrival. -1 if there is none.
+ */
+static int32_t victim(realm_engine *e, const tenant_state *only)
+{
+    int32_t best = -1;
+    double best_v = 0;
+    for (int32_t i = 0; i < e->n_running; i++) {
+        const realm_gen *g = e->running[i];
+        if (only && g->tenant != only->id)
+            continue;
+        const double v = realm__engine_tenant(e, g->tenant)->vtime;
+        const realm_gen *b = best >= 0 ? e->running[best] : NULL;
+        if (!b || v > best_v ||
+            (v == best_v && (g->priority < b->priority ||
+                             (g->priority == b->priority && g->arrival > b->arrival)))) {
+            best = i;
+            best_v = v;
+        }
+    }
+    return best;
+}
+
+/* The longest block-aligned prefix of g's fill cached for its tenant,
+ * leaving at least one token to compute (its logits start decoding). */
 static int32_t cached_prefix(realm_engine *e, const realm_gen *g, int32_t *entry)
 {
     *entry = -1;
     if (g->no_prefix_cache || e->p.prefix_cache_entries == 0)
         return 0;
-    return realm__prefix_lookup(e, g->tenant, g->prompt, g->n_prompt - 1, entry);
+    return realm__prefix_lookup(e, g->tenant, g->tokens, g->n_fill - 1, entry);
 }
 
 /* Start g: a KV sequence (forked from a cached prefix when there is one),
- * reservation, fair-queuing charge for its uncached prompt. */
+ * fair-queuing charge for its uncached fill. */
 static int start(realm_engine *e, realm_gen *g, int32_t entry, int32_t n_cached, tenant_state *t)
 {
     int rc;
@@ -90,11 +158,11 @@ static int start(realm_engine *e, realm_gen *g, int32_t entry, int32_t n_cached,
     if (rc < 0)
         return rc;
     g->n_past = n_cached;
-    g->res.n_cached = n_cached;
+    if (!g->resumed)
+        g->res.n_cached = n_cached;
     e->stats.prefix_hit_tokens += (uint64_t)n_cached;
     t->n_running++;
-    t->blocks_reserved += g->need_blocks;
-    t->vtime += (double)(g->n_prompt - n_cached) / t->l.weight;
+    t->vtime += (double)(g->n_fill - n_cached) / t->l.weight;
     e->running[e->n_running++] = g;
     return REALM_OK;
 }
@@ -118,7 +186,10 @@ static void admit(realm_engine *e, int32_t *n_fin)
             int32_t w = -1;
             for (int32_t j = 0; j < e->n_waiting; j++) {
                 const realm_gen *g = e->waiting[j];
-                if (g->tenant == t->id && (w < 0 || g->priority > e->waiting[w]->priority))
+                if (g->tenant == t->id &&
+                    (w < 0 || g->priority > e->waiting[w]->priority ||
+                     (g->priority == e->waiting[w]->priority &&
+                      g->arrival < e->waiting[w]->arrival)))
                     w = j;
             }
             const uint64_t arrival = e->waiting[w]->arrival;
@@ -133,15 +204,15 @@ static void admit(realm_engine *e, int32_t *n_fin)
             return;
         realm_gen *g = e->waiting[best_w];
         if (best->l.max_kv_blocks &&
-            best->blocks_reserved + g->need_blocks > best->l.max_kv_blocks) {
+            tenant_committed(e, best) + blocks_of(e, g->n_fill) > best->l.max_kv_blocks) {
             best->blocked = true;
             continue;
         }
         int32_t entry;
         int32_t n_cached = cached_prefix(e, g, &entry);
         for (;;) {
-            const int32_t need = g->need_blocks - n_cached / e->bs;
-            if (realm_kv_free_blocks(e->kv) - pending_blocks(e) >= need)
+            const int32_t need = blocks_of(e, g->n_fill) - n_cached / e->bs;
+            if (realm_kv_free_blocks(e->kv) - pending_fill(e) - e->n_running >= need)
                 break;
             if (realm__prefix_evict_lru(e, entry))
                 continue;
@@ -159,10 +230,64 @@ static void admit(realm_engine *e, int32_t *n_fin)
         if (rc < 0) {
             /* out of sequence slots or memory: end this request only */
             best->n_running++;
-            best->blocks_reserved += g->need_blocks;
             e->running[e->n_running++] = g;
             retire(e, e->n_running - 1, REALM_FINISH_ERROR, rc, realm_last_error(), n_fin);
         }
+    }
+}
+
+/* Each tenant's held blocks and the blocks its decoding sequences take this
+ * step (one token each); returns the total they take. */
+static int32_t decode_growth(realm_engine *e)
+{
+    for (int32_t i = 0; i < e->n_tenants; i++)
+        e->tenants[i].held = e->tenants[i].growth = 0;
+    int32_t total = 0;
+    for (int32_t i = 0; i < e->n_running; i++) {
+        realm_gen *g = e->running[i];
+        tenant_state *t = realm__engine_tenant(e, g->tenant);
+        t->held += blocks_of(e, g->n_past);
+        if (g->prompt_done) {
+            const int32_t k = realm_kv_seq_blocks_needed(e->kv, g->seq, 1);
+            t->growth += k;
+            total += k;
+        }
+    }
+    return total;
+}
+
+/*
+ * Make room for one decode token of every decoding sequence, within its
+ * tenant's block limit and the pool: evict prefix entries, then preempt
+ * (see the top of the file). A tenant's single request is never preempted
+ * for its own limit (it fits by the check at submit unless the limit was
+ * lowered since); the last running request is never preempted for the pool
+ * (it fits by the check at submit).
+ */
+static void make_room(realm_engine *e, int32_t *n_fin)
+{
+    for (;;) {
+        const int32_t need = decode_growth(e);
+        tenant_state *over = NULL;
+        for (int32_t i = 0; i < e->n_tenants && !over; i++) {
+            tenant_state *t = &e->tenants[i];
+            if (t->l.max_kv_blocks && t->n_running > 1 && t->held + t->growth > t->l.max_kv_blocks)
+                over = t;
+        }
+        if (over) {
+            preempt(e, victim(e, over));
+            continue;
+        }
+        if (need <= realm_kv_free_blocks(e->kv))
+            return;
+        if (realm__prefix_evict_lru(e, -1))
+            continue;
+        if (e->n_running > 1) {
+            preempt(e, victim(e, NULL));
+            continue;
+        }
+        /* not expected: one request that does not fit the empty pool */
+        retire(e, 0, REALM_FINISH_ERROR, REALM_ERR_NOSPACE, "KV cache full", n_fin);
     }
 }
 
@@ -185,16 +310,28 @@ static int32_t add_entries(realm_engine *e, int32_t at, realm_gen *g, const real
     return at + n;
 }
 
-/* Build this step's batch: every decoding sequence's next token, then
- * prompt chunks, least-served tenant first, within the token budget. */
+/* The most of g's next `want` fill tokens that `room` free blocks hold. */
+static int32_t fit_chunk(realm_engine *e, const realm_gen *g, int32_t want, int32_t room)
+{
+    const int32_t cap = (blocks_of(e, g->n_past) + room) * e->bs - g->n_past;
+    int32_t n = want < cap ? want : cap;
+    if (n > 0 && realm_kv_seq_blocks_needed(e->kv, g->seq, n) > room)
+        n = 0; /* a shared partial block to copy first: not made by the engine */
+    return n;
+}
+
+/* Build this step's batch: every decoding sequence's next token (make_room
+ * has made room for them), then fill chunks, least-served tenant first,
+ * within the token budget and the free blocks. */
 static int32_t build_batch(realm_engine *e)
 {
     int32_t n = 0, rows = 0;
+    int32_t room = realm_kv_free_blocks(e->kv) - decode_growth(e);
     for (int32_t i = 0; i < e->n_running; i++) {
         realm_gen *g = e->running[i];
         g->n_sched = 0;
         g->logit_row = -1;
-        g->prompt_just_done = false;
+        g->prompt_just_done = g->filling = g->stalled = false;
         if (g->prompt_done) {
             n = add_entries(e, n, g, &g->next_tok, 1, true, &rows);
             tenant_state *t = realm__engine_tenant(e, g->tenant);
@@ -206,7 +343,7 @@ static int32_t build_batch(realm_engine *e)
         double pick_v = 0;
         for (int32_t i = 0; i < e->n_running; i++) {
             realm_gen *g = e->running[i];
-            if (g->prompt_done || g->n_sched)
+            if (g->prompt_done || g->n_sched || g->stalled)
                 continue;
             const double v = realm__engine_tenant(e, g->tenant)->vtime;
             if (!pick || v < pick_v || (v == pick_v && g->arrival < pick->arrival)) {
@@ -216,13 +353,34 @@ static int32_t build_batch(realm_engine *e)
         }
         if (pick == NULL)
             break;
-        int32_t chunk = pick->n_prompt - pick->n_past;
+        int32_t chunk = pick->n_fill - pick->n_past;
         if (chunk > e->p.max_chunk)
             chunk = e->p.max_chunk;
         if (chunk > e->p.n_batch - n)
             chunk = e->p.n_batch - n;
-        const bool last = pick->n_past + chunk == pick->n_prompt;
-        n = add_entries(e, n, pick, pick->prompt + pick->n_past, chunk, last, &rows);
+        tenant_state *t = realm__engine_tenant(e, pick->tenant);
+        int32_t r = room;
+        if (t->l.max_kv_blocks && t->l.max_kv_blocks - t->held - t->growth < r)
+            r = t->l.max_kv_blocks - t->held - t->growth;
+        const int32_t fit = fit_chunk(e, pick, chunk, r);
+        if (fit < chunk && r == room) {
+            const int32_t before = realm_kv_free_blocks(e->kv);
+            if (realm__prefix_evict_lru(e, -1)) {
+                room += realm_kv_free_blocks(e->kv) - before;
+                continue; /* try again with the freed blocks */
+            }
+        }
+        if (fit <= 0) {
+            pick->stalled = true;
+            continue;
+        }
+        const int32_t k = realm_kv_seq_blocks_needed(e->kv, pick->seq, fit);
+        room -= k;
+        t->growth += k;
+        pick->filling = true;
+        const bool last = pick->n_past + fit == pick->n_fill;
+        n = add_entries(e, n, pick, pick->tokens + pick->n_past, fit, last && !pick->resumed,
+                        &rows);
     }
     return n;
 }
@@ -312,7 +470,7 @@ static void sample_one(realm_engine *e, realm_gen *g, uint64_t step)
         if (g->n_gen >= g->max_tokens || g->n_past >= e->p.n_ctx_seq)
             set_fin(g, REALM_FINISH_LENGTH, 0, NULL);
         else
-            g->next_tok = tok;
+            g->next_tok = g->tokens[g->n_past] = tok;
     }
     if (g->fin != REALM_FINISH_NONE) {
         realm_detok_stream_flush(g->ds);
@@ -343,7 +501,19 @@ int realm__engine_step(realm_engine *e)
         e->finished[n_fin++] = g;
     }
     admit(e, &n_fin);
-    const int32_t n = build_batch(e);
+    int32_t n;
+    for (;;) {
+        make_room(e, &n_fin);
+        n = build_batch(e);
+        if (n > 0 || e->n_running == 0)
+            break;
+        /* every running request is a fill without KV room: free some */
+        if (e->n_running > 1)
+            preempt(e, victim(e, NULL));
+        else
+            retire(e, 0, REALM_FINISH_ERROR, REALM_ERR_NOSPACE,
+                   "the request does not fit its tenant's KV block limit", &n_fin);
+    }
     const uint64_t step = e->stats.steps + 1;
     if (n > 0)
         e->stats.steps = step;
@@ -364,8 +534,11 @@ int realm__engine_step(realm_engine *e)
                 continue;
             }
             g->n_past += g->n_sched;
-            if (!g->prompt_done && g->n_past == g->n_prompt)
-                g->prompt_done = g->prompt_just_done = true;
+            if (!g->prompt_done && g->n_past == g->n_fill) {
+                g->prompt_done = true;
+                g->prompt_just_done = !g->resumed;
+                g->resumed = false;
+            }
             if (g->logit_row >= 0)
                 sample_one(e, g, step);
         }
@@ -378,11 +551,11 @@ int realm__engine_step(realm_engine *e)
         if (rc == 0 && g->n_sched) {
             if (g->logit_row >= 0)
                 n_gen_tokens++;
-            if (g->prompt_just_done || !g->prompt_done)
+            if (g->filling)
                 n_prefill += g->n_sched;
         }
         if (rc == 0 && g->prompt_just_done && !g->no_prefix_cache && e->p.prefix_cache_entries)
-            realm__prefix_insert(e, g->tenant, g->prompt, g->n_prompt, g->seq);
+            realm__prefix_insert(e, g->tenant, g->tokens, g->n_prompt, g->seq);
         g->prompt_just_done = false;
         g->n_sched = 0;
         if (g->fin != REALM_FINISH_NONE)

@@ -235,6 +235,13 @@ static bool needs_cow(const realm_kv_cache *kv, const kv_seq *s)
     return s->len % kv->block_size != 0 && kv->refs[s->blocks[s->n_blocks - 1]] > 1;
 }
 
+int32_t realm_kv_seq_blocks_needed(const realm_kv_cache *kv, int32_t seq, int32_t n_tokens)
+{
+    if (seq < 0 || seq >= kv->n_seqs || !kv->seqs[seq].used)
+        return realm__error(REALM_ERR_INVAL, "unknown sequence %d", seq);
+    return realm__kv_blocks_needed(kv, seq, n_tokens);
+}
+
 int32_t realm__kv_blocks_needed(const realm_kv_cache *kv, int32_t seq, int32_t n)
 {
     const kv_seq *s = &kv->seqs[seq];

@@ -1,0 +1,42 @@
+# realm bench on stories260K: every section runs and reports what it says
+# (figures are not checked: timing belongs to benchmarks, not tests), the
+# JSON form parses, and bad arguments fail with a message.
+. "$(dirname "$0")/lib.sh"
+M="$TD/models/stories260K.gguf"
+
+run "$REALM_BIN" bench -m "$M" -p 32 -n 8 -r 2 -t 2 --batched 1,2 --npp 16 --ntg 8 \
+  --parallel 1,3 --prefix 64
+expect_rc "all sections" 0
+expect_contains "pp" "$OUT" "| pp32 |"
+expect_contains "tg" "$OUT" "| tg8 |"
+expect_contains "batched" "$OUT" "| parallel | prompt tokens/s | aggregate generation tokens/s |"
+expect_contains "serving header" "$OUT" "| parallel | gen tokens/s | decode tokens/s | TTFT p50 ms |"
+expect_contains "serving 3" "$OUT" "| 3 | "
+expect_contains "prefix" "$OUT" "| 64 tokens cached |"
+
+run "$REALM_BIN" bench -m "$M" -p 0 -n 0 -r 1 --parallel 2,4 --npp 8 --ntg 4 --prefix 32 --json
+expect_rc "json" 0
+checks=$((checks + 1))
+printf '%s' "$OUT" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+r = d["results"]
+par = [x for x in r if x["test"] == "parallel"]
+assert [x["parallel"] for x in par] == [2, 4], par
+for x in par:
+    assert x["tokens_per_s"] > 0 and x["ttft_ms_p50"] > 0 and x["itl_ms_p99"] >= x["itl_ms_p50"], x
+pc = [x for x in r if x["test"] == "prefix_cache"]
+assert len(pc) == 1 and pc[0]["cached_tokens"] == 32, pc
+' || fail "bench --json: unexpected document: $(printf '%s' "$OUT" | head -c 400)"
+
+run "$REALM_BIN" bench -m "$M" --parallel 0; expect_rc "parallel 0" 1
+run "$REALM_BIN" bench -m "$M" --parallel 1,2,x; expect_rc "parallel x" 1
+run "$REALM_BIN" bench -m "$M" --parallel 1,2,3,4,5,6,7,8,9; expect_rc "too many levels" 1
+expect_contains "too many levels" "$OUT" "at most 8 values"
+run "$REALM_BIN" bench -m "$M" --batched 17; expect_rc "batched 17" 1
+run "$REALM_BIN" bench -m "$M" --parallel 2 --ntg 1; expect_rc "ntg 1" 1
+expect_contains "ntg 1" "$OUT" "--ntg >= 2"
+run "$REALM_BIN" bench -m "$M" --prefix; expect_rc "prefix without value" 1
+run "$REALM_BIN" bench -m "$M" --prefix 100000 -p 0 -n 0; expect_rc "prefix out of range" 1
+run "$REALM_BIN" bench -m "$TMP/none.gguf"; expect_rc "no model" 1
+finish
