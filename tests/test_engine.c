@@ -6,11 +6,16 @@
  *  - stop strings split across tokens, at the very start; multibyte UTF-8
  *    never split across pieces; stop token ids; text prompts; the sink API;
  *  - cancellation frees KV blocks within one step; overload; context
- *    overflow at submit and finish reason length at the context.
+ *    overflow at submit and finish reason length at the context;
+ *  - freeing the engine while a sink cancels a sibling; a failing engine
+ *    construction; bad stop strings and weights; requests without a seed
+ *    are not all alike.
  * Deterministic: manual stepping where steps are counted, no timing checks.
  */
 #include <jansson.h>
+#include <math.h>
 #include <stdbool.h>
+#include <unistd.h>
 
 #include "realm/engine.h"
 #include "realm/error.h"
@@ -463,6 +468,93 @@ static void test_sink_and_probs(void)
     realm_gen_free(g);
 }
 
+/* A sink whose on_done cancels its sibling request (allowed by the
+ * contract), while realm_engine_free ends both: no deadlock. */
+typedef struct sibling {
+    realm_gen *other;
+    int done;
+} sibling;
+
+static void cancel_sibling(void *ud, const realm_gen_result *r)
+{
+    (void)r;
+    sibling *s = ud;
+    if (s->other)
+        realm_gen_cancel(s->other);
+    s->done++;
+}
+
+static void test_free_with_sinks_and_bad_input(void)
+{
+    realm_engine *e;
+    CHECK_RC(realm_engine_new(model, &(realm_engine_params){.n_ctx = 1024, .n_threads = 2}, &e),
+             REALM_OK);
+    realm_token p[8] = {1, 400, 401, 402, 403, 404, 405, 406};
+    realm_gen_options o;
+    realm_gen_options_init(&o);
+    o.max_tokens = 400;
+    o.ignore_eos = true;
+    sibling sa = {0}, sb = {0};
+    realm_gen *a = NULL, *b = NULL;
+    const realm_gen_sink ka = {.on_done = cancel_sibling, .ud = &sa},
+                         kb = {.on_done = cancel_sibling, .ud = &sb};
+    CHECK_RC(realm_engine_submit(e, &(realm_gen_request){.prompt = p, .n_prompt = 8, .options = &o,
+                                                         .sink = &ka},
+                                 &a),
+             REALM_OK);
+    CHECK_RC(realm_engine_submit(e, &(realm_gen_request){.prompt = p, .n_prompt = 8, .options = &o,
+                                                         .sink = &kb},
+                                 &b),
+             REALM_OK);
+    sa.other = b;
+    sb.other = a;
+    alarm(60); /* a deadlock fails the test instead of hanging it */
+    realm_engine_free(e);
+    alarm(0);
+    CHECK_EQ_INT(sa.done, 1);
+    CHECK_EQ_INT(sb.done, 1);
+    realm_gen_free(a);
+    realm_gen_free(b);
+
+    /* an engine whose compute context cannot be made: an error, no crash */
+    CHECK_RC(realm_engine_new(model, &(realm_engine_params){.n_ctx = 1024, .n_threads = 100000},
+                              &e),
+             REALM_ERR_INVAL);
+    CHECK(e == NULL);
+
+    CHECK_RC(realm_engine_new(model, &(realm_engine_params){.n_ctx = 1024, .manual_step = true},
+                              &e),
+             REALM_OK);
+    /* a stop string that is not UTF-8 could hold back half a character */
+    const char *bad_stop[1] = {"\xA9Z"};
+    o.stop = bad_stop;
+    o.n_stop = 1;
+    CHECK_RC(realm_engine_submit(e, &(realm_gen_request){.prompt = p, .n_prompt = 8, .options = &o},
+                                 &a),
+             REALM_ERR_INVAL);
+    o.n_stop = 0;
+    /* tenant weights out of range */
+    CHECK_RC(realm_engine_set_tenant(e, 1, &(realm_tenant_limits){.weight = INFINITY}),
+             REALM_ERR_INVAL);
+    CHECK_RC(realm_engine_set_tenant(e, 1, &(realm_tenant_limits){.weight = 1e-9f}),
+             REALM_ERR_INVAL);
+    CHECK_RC(realm_engine_set_tenant(e, 1, &(realm_tenant_limits){.weight = 5}), REALM_OK);
+    /* without a seed, two identical sampled requests differ; with one, not */
+    out r[4];
+    o.max_tokens = 40;
+    o.sampling.temperature = 1;
+    for (int i = 0; i < 4; i++) {
+        if (i == 2)
+            o.sampling.seed = 99;
+        a = submit(e, p, 8, 1, &o);
+        drive(e, a, &r[i]);
+        realm_gen_free(a);
+    }
+    CHECK(r[0].n != r[1].n || memcmp(r[0].ids, r[1].ids, sizeof r[0].ids[0] * (size_t)r[0].n));
+    CHECK(r[2].n == r[3].n && !memcmp(r[2].ids, r[3].ids, sizeof r[2].ids[0] * (size_t)r[2].n));
+    realm_engine_free(e);
+}
+
 int main(void)
 {
     test_begin("engine", 300);
@@ -474,6 +566,7 @@ int main(void)
     test_stop_strings_and_utf8();
     test_cancel_overload_context();
     test_sink_and_probs();
+    test_free_with_sinks_and_bad_input();
     realm_model_free(model);
     return test_end();
 }

@@ -314,6 +314,111 @@ static void test_preemption(void)
     realm_engine_free(plain);
 }
 
+/*
+ * Idleness is no credit: tenant 1 runs a long request alone and the engine
+ * goes idle; then new tenant 2 submits 8 requests and tenant 1 one. Tenant
+ * 1's request must not wait behind all 8 (one sequence at a time).
+ */
+static void test_fair_after_idle(void)
+{
+    realm_engine_params p = sched_params;
+    p.max_seqs = 1;
+    realm_engine *e;
+    CHECK_RC(realm_engine_new(model, &p, &e), REALM_OK);
+    realm_token pr[200];
+    make_prompt(pr, 200, 5);
+    realm_gen_options o = greedy(200);
+    realm_gen *g = submit(e, pr, 200, 1, &o);
+    while (!ended(g))
+        realm_engine_step(e);
+    realm_gen_free(g);
+    realm_gen *b[8];
+    o = greedy(4);
+    for (int i = 0; i < 8; i++)
+        b[i] = submit(e, pr, 20, 2, &o);
+    g = submit(e, pr, 20, 1, &o);
+    bool all = false;
+    while (!all) {
+        realm_engine_step(e);
+        all = ended(g);
+        for (int i = 0; i < 8; i++)
+            all = all && ended(b[i]);
+    }
+    realm_gen_result rg, rb;
+    realm_gen_result_get(g, &rg);
+    int before = 0; /* tenant 2's requests served before tenant 1's */
+    for (int i = 0; i < 8; i++) {
+        realm_gen_result_get(b[i], &rb);
+        before += rb.step_first_token < rg.step_first_token;
+        realm_gen_free(b[i]);
+    }
+    realm_gen_free(g);
+    CHECK_MSG(before <= 1, "tenant 1 waited behind %d of tenant 2's requests", before);
+    realm_engine_free(e);
+}
+
+/*
+ * Under KV pressure the prefix cache keeps entries whose blocks a running
+ * request shares (evicting them frees nothing): a request waiting for
+ * blocks leaves the entry alone until evicting it makes room.
+ */
+static void test_prefix_kept_under_pressure(void)
+{
+    realm_engine_params p = sched_params;
+    p.prefix_cache_entries = 4;
+    p.n_ctx = 512; /* 16 blocks of 32 */
+    realm_engine *e;
+    CHECK_RC(realm_engine_new(model, &p, &e), REALM_OK);
+    realm_token a[100], big[400];
+    make_prompt(a, 100, 13);
+    make_prompt(big, 400, 14);
+    realm_gen_options o = greedy(150);
+    realm_gen *ga = submit(e, a, 100, 7, &o);
+    for (int i = 0; i < 10; i++)
+        realm_engine_step(e);
+    realm_engine_stats st;
+    realm_engine_get_stats(e, &st);
+    CHECK_EQ_INT(st.prefix_entries, 1);
+    realm_gen_options ob = greedy(4);
+    realm_gen *gb = submit(e, big, 400, 8, &ob); /* 13 blocks: waits for a's */
+    for (int i = 0; i < 20; i++)
+        realm_engine_step(e);
+    realm_engine_get_stats(e, &st);
+    CHECK_EQ_INT(st.n_waiting, 1);
+    CHECK_EQ_INT(st.prefix_entries, 1);
+    while (!ended(ga) || !ended(gb))
+        realm_engine_step(e);
+    realm_gen_result r;
+    realm_gen_result_get(gb, &r);
+    CHECK_EQ_INT(r.finish, REALM_FINISH_LENGTH);
+    realm_gen_free(ga);
+    realm_gen_free(gb);
+    realm_engine_free(e);
+}
+
+/* A tenant's block limit lowered below a waiting request's need ends that
+ * request with an error instead of leaving it waiting for ever. */
+static void test_limit_lowered(void)
+{
+    realm_engine *e;
+    CHECK_RC(realm_engine_new(model, &sched_params, &e), REALM_OK);
+    realm_token pr[100];
+    make_prompt(pr, 100, 3);
+    CHECK_RC(realm_engine_set_tenant(e, 5, &(realm_tenant_limits){.max_kv_blocks = 100}),
+             REALM_OK);
+    realm_gen_options o = greedy(20);
+    realm_gen *g = submit(e, pr, 100, 5, &o);
+    CHECK_RC(realm_engine_set_tenant(e, 5, &(realm_tenant_limits){.max_kv_blocks = 2}), REALM_OK);
+    realm_engine_step(e);
+    realm_gen_result r;
+    CHECK_RC(realm_gen_result_get(g, &r), REALM_OK);
+    CHECK_EQ_INT(r.finish, REALM_FINISH_ERROR);
+    CHECK_EQ_INT(r.error, REALM_ERR_RANGE);
+    CHECK(strstr(r.message, "limit of 2") != NULL);
+    realm_gen_free(g);
+    realm_engine_free(e);
+}
+
 static void test_submit_cancel_cycles(void)
 {
     realm_engine *e;
@@ -445,6 +550,9 @@ int main(void)
     test_fairness();
     test_prefix_cache();
     test_preemption();
+    test_fair_after_idle();
+    test_prefix_kept_under_pressure();
+    test_limit_lowered();
     test_submit_cancel_cycles();
     test_concurrent_submitters();
     realm_model_free(model);

@@ -5,9 +5,13 @@
  * same seed gives the same draws), and tokens the reference excludes must
  * never be drawn. Also: temperature 0 is argmax, penalties and bias change
  * the argmax as computed, log-probabilities match log-softmax, and the same
- * seed reproduces the same sequence.
+ * seed reproduces the same sequence. Non-finite logits, bias and
+ * temperatures; top-p after typical-p; a 4096-token vocabulary where the
+ * sampler sorts only the head must draw exactly what a full sort keeps.
  */
+#include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "realm/error.h"
@@ -297,6 +301,197 @@ static void test_probs_and_seed(void)
         REALM_ERR_INVAL);
 }
 
+/* Non-finite values: a +inf bias forces its token, NaN logits are never
+ * drawn (nor chosen greedily), a denormal temperature is argmax, a ban of
+ * every token gives the lowest id. */
+static void test_non_finite(void)
+{
+    realm_sampler *s;
+    const realm_logit_bias force = {4, INFINITY};
+    CHECK_RC(realm_sampler_new(&(realm_sampler_params){.temperature = 1, .min_p = 0, .seed = 1,
+                                                       .logit_bias = &force, .n_logit_bias = 1},
+                               NV, &s),
+             REALM_OK);
+    for (int i = 0; i < 200; i++)
+        CHECK_EQ_INT(realm_sampler_sample(s, L), 4);
+    realm_sampler_free(s);
+    const float inf_l[NV] = {1, 2, 3, 4, 5, 6, 7, INFINITY};
+    CHECK_RC(realm_sampler_new(&(realm_sampler_params){.temperature = 1, .top_k = 3, .seed = 2},
+                               NV, &s),
+             REALM_OK);
+    for (int i = 0; i < 200; i++)
+        CHECK_EQ_INT(realm_sampler_sample(s, inf_l), 7);
+    realm_sampler_free(s);
+    float nan_l[NV];
+    for (int i = 0; i < NV; i++)
+        nan_l[i] = L[i];
+    nan_l[0] = nan_l[1] = NAN;
+    long drawn_nan = 0;
+    CHECK_RC(realm_sampler_new(&(realm_sampler_params){.temperature = 1, .seed = 3}, NV, &s),
+             REALM_OK);
+    for (int i = 0; i < 2000; i++) {
+        const int32_t t = realm_sampler_sample(s, nan_l);
+        drawn_nan += t == 0 || t == 1;
+    }
+    CHECK_EQ_INT(drawn_nan, 0);
+    realm_sampler_free(s);
+    CHECK_RC(realm_sampler_new(&(realm_sampler_params){.temperature = 0}, NV, &s), REALM_OK);
+    CHECK_EQ_INT(realm_sampler_sample(s, nan_l), 3); /* 2.4 once 2.5 is NaN */
+    realm_sampler_free(s);
+    CHECK_RC(realm_sampler_new(&(realm_sampler_params){.temperature = 1e-45f, .seed = 4}, NV, &s),
+             REALM_OK);
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ_INT(realm_sampler_sample(s, L), 1);
+    realm_sampler_free(s);
+    realm_logit_bias ban[NV];
+    for (int i = 0; i < NV; i++)
+        ban[i] = (realm_logit_bias){i, -INFINITY};
+    CHECK_RC(realm_sampler_new(&(realm_sampler_params){.temperature = 1, .top_p = 0.9f, .seed = 5,
+                                                       .logit_bias = ban, .n_logit_bias = NV},
+                               NV, &s),
+             REALM_OK);
+    CHECK_EQ_INT(realm_sampler_sample(s, L), 0);
+    realm_sampler_free(s);
+}
+
+/* top-p after typical-p cuts the survivors' renormalised distribution. */
+static void test_typical_then_top_p(void)
+{
+    static const float l[NV] = {5, 4.9f, 4.8f, 0, 0, 0, -30, -30};
+    bool all[NV], keep[NV];
+    double p[NV], ref[NV], closeness[NV], h = 0;
+    int order[NV];
+    for (int i = 0; i < NV; i++)
+        all[i] = true;
+    softmax_ref(l, all, 1.0f, p);
+    for (int i = 0; i < NV; i++)
+        if (p[i] > 0)
+            h -= p[i] * log(p[i]);
+    for (int i = 0; i < NV; i++)
+        closeness[i] = p[i] > 0 ? -fabs(-log(p[i]) - h) : -INFINITY;
+    order_desc(closeness, order);
+    keep_mass(p, order, 0.5, keep);
+    /* top-p 0.5 over the survivors renormalised, most likely first */
+    double mass = 0, q[NV];
+    for (int i = 0; i < NV; i++)
+        mass += keep[i] ? p[i] : 0;
+    for (int i = 0; i < NV; i++)
+        q[i] = keep[i] ? p[i] / mass : 0;
+    order_desc(q, order);
+    keep_mass(q, order, 0.5, keep);
+    int n_keep = 0;
+    for (int i = 0; i < NV; i++)
+        n_keep += keep[i];
+    CHECK_EQ_INT(n_keep, 1);
+    softmax_ref(l, keep, 1.0f, ref);
+    check_dist("typical 0.5 then top_p 0.5",
+               &(realm_sampler_params){.temperature = 1, .typical_p = 0.5f, .top_p = 0.5f,
+                                       .seed = 8},
+               l, ref);
+}
+
+/*
+ * A vocabulary of 4096 random logits: the sampler sorts only the head of
+ * the distribution; the tokens it draws must be exactly those a full sort
+ * keeps (top-p, min-p, both), at the reference frequencies.
+ */
+static void test_large_vocab(void)
+{
+    enum { BIG = 4096, N_DRAW = 10000 };
+    static float base[BIG], l[BIG];
+    static double p[BIG], ref[BIG];
+    static int order[BIG];
+    static long count[BIG];
+    static bool keep[BIG];
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < BIG; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        base[i] = (float)((double)(x >> 11) / 9007199254740992.0 * 14.0 - 7.0);
+    }
+    /* spike: one token far above a flat rest (logits / 20), so the head
+     * that top-p needs goes deep into the tail */
+    const struct {
+        float top_p, min_p, t;
+        bool spike;
+    } cases[] = {{0.9f, 0, 1, false},      {0, 0.05f, 0.8f, false}, {0.95f, 0.05f, 0.8f, false},
+                 {0.5f, 0, 2, false},      {0, 0, 1, false},        {0.9f, 0, 1, true},
+                 {0.97f, 0.001f, 1, true}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int i = 0; i < BIG; i++)
+            l[i] = cases[c].spike ? base[i] / 20 : base[i];
+        if (cases[c].spike)
+            l[17] = 10;
+        double mx = -INFINITY, sum = 0;
+        for (int i = 0; i < BIG; i++)
+            mx = l[i] > mx ? l[i] : mx;
+        for (int i = 0; i < BIG; i++)
+            sum += p[i] = exp((l[i] - mx) / cases[c].t);
+        for (int i = 0; i < BIG; i++) {
+            p[i] /= sum;
+            order[i] = i;
+            keep[i] = true;
+        }
+        /* insertion sort by p descending, ties by id (as the sampler) */
+        for (int i = 1; i < BIG; i++)
+            for (int j = i; j > 0 && p[order[j]] > p[order[j - 1]]; j--) {
+                int t = order[j];
+                order[j] = order[j - 1];
+                order[j - 1] = t;
+            }
+        if (cases[c].top_p > 0) {
+            double cum = 0;
+            int i = 0;
+            for (; i < BIG && cum < cases[c].top_p; i++)
+                cum += p[order[i]];
+            for (; i < BIG; i++)
+                keep[order[i]] = false;
+        }
+        for (int i = 0; i < BIG; i++)
+            if (cases[c].min_p > 0 && p[i] < p[order[0]] * cases[c].min_p)
+                keep[i] = false;
+        double kept = 0;
+        for (int i = 0; i < BIG; i++)
+            kept += keep[i] ? p[i] : 0;
+        for (int i = 0; i < BIG; i++) {
+            ref[i] = keep[i] ? p[i] / kept : 0;
+            count[i] = 0;
+        }
+        realm_sampler *s;
+        CHECK_RC(realm_sampler_new(&(realm_sampler_params){.temperature = cases[c].t,
+                                                           .top_p = cases[c].top_p,
+                                                           .min_p = cases[c].min_p,
+                                                           .seed = 11 + c},
+                                   BIG, &s),
+                 REALM_OK);
+        if (!s)
+            return;
+        for (int i = 0; i < N_DRAW; i++)
+            count[realm_sampler_sample(s, l)]++;
+        realm_sampler_free(s);
+        long outside = 0;
+        double worst = 0;
+        for (int i = 0; i < BIG; i++) {
+            if (ref[i] == 0)
+                outside += count[i];
+            const double d = fabs((double)count[i] / N_DRAW - ref[i]);
+            worst = d > worst ? d : worst;
+        }
+        CHECK_MSG(outside == 0, "case %zu: %ld draws outside the reference set", c, outside);
+        CHECK_MSG(worst < 0.012, "case %zu: a frequency off by %.4f", c, worst);
+        /* the shape: mass by rank (1, 2-10, 11-100, 101-1000, the rest) */
+        static const int edge[] = {0, 1, 10, 100, 1000, BIG};
+        for (int b = 0; b < 5; b++) {
+            double want = 0, got = 0;
+            for (int r = edge[b]; r < edge[b + 1]; r++) {
+                want += ref[order[r]];
+                got += (double)count[order[r]] / N_DRAW;
+            }
+            CHECK_MSG(fabs(want - got) < 0.02, "case %zu: ranks %d..%d drawn %.4f, expected %.4f",
+                      c, edge[b] + 1, edge[b + 1], got, want);
+        }
+    }
+}
+
 int main(void)
 {
     test_begin("sampler", 120);
@@ -305,5 +500,8 @@ int main(void)
     test_top_p_min_p_typical();
     test_penalties_and_bias();
     test_probs_and_seed();
+    test_non_finite();
+    test_typical_then_top_p();
+    test_large_vocab();
     return test_end();
 }

@@ -137,8 +137,10 @@ void realm_engine_free(realm_engine *e);
 const realm_tokenizer *realm_engine_tokenizer(const realm_engine *e);
 
 /* Per-tenant scheduling. Tenants not configured get the defaults below. */
+#define REALM_TENANT_WEIGHT_MIN 1e-3
+#define REALM_TENANT_WEIGHT_MAX 1e3
 typedef struct realm_tenant_limits {
-    float weight;          /* share in fair queuing; 0: 1 */
+    float weight;          /* share in fair queuing, 1e-3..1e3; 0: 1 */
     int32_t max_seqs;      /* running sequences at once; 0: no limit */
     int32_t max_kv_blocks; /* KV blocks its running sequences may hold; 0: no limit */
 } realm_tenant_limits;
@@ -161,6 +163,9 @@ const char *realm_finish_name(realm_finish f);
 
 #define REALM_GEN_OPTIONS_VERSION 1
 
+/* sampling.seed: draw a random seed for the request (the default). */
+#define REALM_SEED_RANDOM UINT64_MAX
+
 /*
  * Options of one request. Versioned: always start from realm_gen_options_init
  * (which sets `version` and the defaults), then change fields. The engine
@@ -173,10 +178,11 @@ typedef struct realm_gen_options {
     int32_t version;
     int32_t max_tokens;             /* default 256; generation also ends at the context */
     realm_sampler_params sampling;  /* default: temperature 0.8, top_p 0.95,
-                                       min_p 0.05, seed 0 — all as in realm/sampler.h */
+                                       min_p 0.05, a random seed (REALM_SEED_RANDOM);
+                                       all as in realm/sampler.h */
     const realm_token *stop_tokens; /* ids ending the request (not emitted) */
     int32_t n_stop_tokens;
-    const char *const *stop; /* stop strings, NUL-terminated, non-empty */
+    const char *const *stop; /* stop strings, NUL-terminated, non-empty, UTF-8 */
     int32_t n_stop;
     bool ignore_eos;      /* do not end at end-of-generation tokens */
     int32_t priority;     /* higher first, within the tenant; default 0 */

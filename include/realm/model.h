@@ -144,6 +144,9 @@ int32_t realm_kv_seq_len(const realm_kv_cache *kv, int32_t seq);
 /* Free blocks that appending n_tokens to seq would take (new blocks, plus a
  * copy of a shared partly filled last block), or a negative error. */
 int32_t realm_kv_seq_blocks_needed(const realm_kv_cache *kv, int32_t seq, int32_t n_tokens);
+/* Blocks that freeing seq would return to the pool (those no other sequence
+ * shares), or a negative error. */
+int32_t realm_kv_seq_exclusive_blocks(const realm_kv_cache *kv, int32_t seq);
 
 /* ---- compute context and forward pass ------------------------------------ */
 

@@ -10,13 +10,19 @@
  *      realm_sampler_accept): a token seen c > 0 times has its logit divided
  *      by repeat_penalty when positive, multiplied when negative, then
  *      lowered by c * frequency_penalty + presence_penalty.
- *   3. temperature 0 is greedy: the highest logit (the lowest id on a tie).
+ *      A NaN logit is never chosen (it counts as -INFINITY); +INFINITY (say
+ *      a bias forcing a token) ranks above every finite logit.
+ *   3. temperature 0 is greedy: the highest logit (the lowest id on a tie);
+ *      if every token is banned, the lowest id.
  *   4. otherwise: top-k; softmax at the temperature over the survivors;
  *      typical-p (locally typical sampling: keep the tokens whose surprisal
  *      is closest to the entropy, up to a mass of typical_p); top-p
- *      (nucleus); min-p (relative to the most likely survivor); then a draw
+ *      (nucleus, over the survivors' renormalised probabilities); min-p
+ *      (relative to the most likely survivor); then a draw
  *      with the sampler's own seeded generator, so the same seed, logits and
- *      accepted history give the same tokens on every machine.
+ *      accepted history give the same tokens on every machine. Only the
+ *      head of the distribution that top-p and min-p can keep is sorted, so
+ *      a sample costs about one pass over the vocabulary.
  *
  * Log-probabilities: with n_probs > 0, each realm_sampler_sample also records
  * the n_probs most likely tokens of log-softmax(logits after steps 1-2), and

@@ -4,9 +4,13 @@
  * and the scheduler thread. One step of scheduling is in scheduler.c.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+
+#include <utf8proc.h>
 
 #include "core/error_internal.h"
 #include "engine_internal.h"
@@ -30,7 +34,8 @@ void realm_gen_options_init(realm_gen_options *o)
     *o = (realm_gen_options){
         .version = REALM_GEN_OPTIONS_VERSION,
         .max_tokens = 256,
-        .sampling = {.temperature = 0.8f, .top_p = 0.95f, .min_p = 0.05f},
+        .sampling = {.temperature = 0.8f, .top_p = 0.95f, .min_p = 0.05f,
+                     .seed = REALM_SEED_RANDOM},
     };
 }
 
@@ -144,7 +149,9 @@ int realm_engine_new(const realm_model *m, const realm_engine_params *params, re
     e->b_seq = malloc(nb * sizeof *e->b_seq);
     e->b_want = malloc(nb * sizeof *e->b_want);
     e->logits = malloc((size_t)p.max_seqs * (size_t)e->n_vocab * sizeof *e->logits);
-    e->finished = malloc(((size_t)p.max_seqs + (size_t)p.max_waiting) * sizeof *e->finished);
+    /* every request the engine holds: running + waiting (max_waiting plus
+     * preempted ones) */
+    e->finished = malloc(((size_t)2 * p.max_seqs + (size_t)p.max_waiting) * sizeof *e->finished);
     e->stats.kv_blocks_free = e->n_blocks;
     if (!e->finished || !e->waiting || !e->running || !e->prefix || !e->b_tok || !e->b_pos ||
         !e->b_seq || !e->b_want || !e->logits) {
@@ -165,7 +172,7 @@ fail:
     return rc;
 }
 
-/* Release the engine's reference to g after ending it as cancelled. */
+/* End g as cancelled and free its KV sequence (caller holds e->mu). */
 static void abandon(realm_engine *e, realm_gen *g)
 {
     if (g->seq >= 0) {
@@ -173,18 +180,13 @@ static void abandon(realm_engine *e, realm_gen *g)
         g->seq = -1;
     }
     realm__gen_finish(g, REALM_FINISH_CANCELLED, 0, NULL);
-    if (g->has_sink && g->sink.on_done)
-        g->sink.on_done(g->sink.ud, &g->res);
-    pthread_mutex_lock(&g->mu);
-    g->e = NULL;
-    pthread_mutex_unlock(&g->mu);
-    realm__gen_unref(g);
 }
 
 /*
  * Stop and join the scheduler, then end every running and waiting request
- * as cancelled (their sinks' on_done run here, on the caller's thread) and
- * release the engine's references; handles stay valid for their owners.
+ * as cancelled and release the engine's references; their sinks' on_done
+ * run here, on the caller's thread, with no engine lock held (a sink may
+ * cancel another request). Handles stay valid for their owners.
  */
 void realm_engine_free(realm_engine *e)
 {
@@ -198,14 +200,24 @@ void realm_engine_free(realm_engine *e)
         pthread_join(e->thread, NULL);
     }
     pthread_mutex_lock(&e->mu);
+    int32_t n_fin = 0;
     for (int32_t i = 0; i < e->n_running; i++)
-        abandon(e, e->running[i]);
+        abandon(e, e->finished[n_fin++] = e->running[i]);
     for (int32_t i = 0; i < e->n_waiting; i++)
-        abandon(e, e->waiting[i]);
+        abandon(e, e->finished[n_fin++] = e->waiting[i]);
     e->n_running = e->n_waiting = 0;
-    if (e->kv)
+    if (e->kv && e->prefix)
         realm__prefix_clear(e);
     pthread_mutex_unlock(&e->mu);
+    for (int32_t i = 0; i < n_fin; i++) {
+        realm_gen *g = e->finished[i];
+        if (g->has_sink && g->sink.on_done)
+            g->sink.on_done(g->sink.ud, &g->res);
+        pthread_mutex_lock(&g->mu);
+        g->e = NULL;
+        pthread_mutex_unlock(&g->mu);
+        realm__gen_unref(g);
+    }
     free(e->prefix);
     free(e->waiting);
     free(e->running);
@@ -252,14 +264,21 @@ tenant_state *realm__engine_tenant(realm_engine *e, uint32_t id)
 /* Replace a tenant's limits; they apply from the next admission on. */
 int realm_engine_set_tenant(realm_engine *e, uint32_t id, const realm_tenant_limits *l)
 {
-    if (l == NULL || !(l->weight >= 0) || l->max_seqs < 0 || l->max_kv_blocks < 0)
-        return realm__error(REALM_ERR_INVAL, "bad limits for tenant %u", id);
+    if (l == NULL || !(l->weight == 0 || (l->weight >= REALM_TENANT_WEIGHT_MIN &&
+                                          l->weight <= REALM_TENANT_WEIGHT_MAX)) ||
+        l->max_seqs < 0 || l->max_kv_blocks < 0)
+        return realm__error(REALM_ERR_INVAL,
+                            "bad limits for tenant %u (weight 0 or %g..%g, limits >= 0)", id,
+                            REALM_TENANT_WEIGHT_MIN, REALM_TENANT_WEIGHT_MAX);
     pthread_mutex_lock(&e->mu);
     tenant_state *t = realm__engine_tenant(e, id);
     if (t) {
         t->l = *l;
         if (t->l.weight == 0)
             t->l.weight = 1;
+        /* a raised limit may admit a waiting request now */
+        e->events++;
+        pthread_cond_signal(&e->work);
     }
     pthread_mutex_unlock(&e->mu);
     return t ? REALM_OK : realm__error(REALM_ERR_NOMEM, "out of memory for a tenant");
@@ -312,6 +331,50 @@ void realm__gen_finish(realm_gen *g, realm_finish f, int err, const char *msg)
     pthread_mutex_unlock(&g->mu);
 }
 
+/* A seed for a request that asked for none: from the kernel's generator,
+ * else the clock and a counter. */
+static uint64_t random_seed(void)
+{
+    static _Atomic uint64_t counter;
+    uint64_t v;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) == (ssize_t)sizeof v && v != REALM_SEED_RANDOM)
+        return v;
+    return (uint64_t)(realm__engine_now() * 1e9) ^ (++counter * 0x9e3779b97f4a7c15ull);
+}
+
+static bool valid_utf8(const char *s)
+{
+    const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
+    utf8proc_ssize_t left = (utf8proc_ssize_t)strlen(s);
+    while (left > 0) {
+        utf8proc_int32_t cp;
+        const utf8proc_ssize_t n = utf8proc_iterate(p, left, &cp);
+        if (n <= 0)
+            return false;
+        p += n;
+        left -= n;
+    }
+    return true;
+}
+
+/*
+ * The fair-queuing clock (caller holds mu): the least virtual time among
+ * tenants with work, or where it last stood when none has any. It never goes
+ * back; a tenant arriving from idle starts there.
+ */
+double realm__engine_vclock(realm_engine *e)
+{
+    double vmin = -1;
+    for (int32_t i = 0; i < e->n_tenants; i++) {
+        const tenant_state *t = &e->tenants[i];
+        if ((t->n_running || t->n_waiting) && (vmin < 0 || t->vtime < vmin))
+            vmin = t->vtime;
+    }
+    if (vmin > e->vclock)
+        e->vclock = vmin;
+    return e->vclock;
+}
+
 /* Copy and check the request into a new handle with sampler and stream. */
 static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **out)
 {
@@ -338,7 +401,11 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
     if (g == NULL)
         return realm__error(REALM_ERR_NOMEM, "out of memory for a request");
     pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* timeouts ignore wall-clock steps */
+    pthread_cond_init(&g->cv, &ca);
+    pthread_condattr_destroy(&ca);
     g->seq = -1;
     g->logit_row = -1;
     g->tenant = r->tenant;
@@ -412,12 +479,19 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
     }
     if (o.n_stop_tokens)
         memcpy(g->stop_tokens, o.stop_tokens, (size_t)o.n_stop_tokens * sizeof *g->stop_tokens);
+    if (o.sampling.seed == REALM_SEED_RANDOM)
+        o.sampling.seed = random_seed();
     if ((rc = realm_sampler_new(&o.sampling, e->n_vocab, &g->smp)) < 0 ||
         (rc = realm_detok_stream_new(e->tok, 0, &g->ds)) < 0)
         goto fail;
     for (int32_t i = 0; i < o.n_stop; i++) {
         if (o.stop[i] == NULL || o.stop[i][0] == '\0') {
             rc = realm__error(REALM_ERR_INVAL, "stop string %d is empty", i);
+            goto fail;
+        }
+        if (!valid_utf8(o.stop[i])) {
+            /* text held back for a partial match must end on a character */
+            rc = realm__error(REALM_ERR_INVAL, "stop string %d is not valid UTF-8", i);
             goto fail;
         }
         if ((rc = realm_detok_stream_add_stop(g->ds, o.stop[i], strlen(o.stop[i]))) < 0)
@@ -468,17 +542,12 @@ int realm_engine_submit(realm_engine *e, const realm_gen_request *r, realm_gen *
         gen_destroy(g);
         return rc;
     }
-    /* a tenant coming back from idle starts at the current fair-queuing
+    /* a tenant coming back from idle (or new) starts at the fair-queuing
      * clock, so past idleness is no credit against the others */
     if (t->n_running == 0 && t->n_waiting == 0) {
-        double vmin = -1;
-        for (int32_t i = 0; i < e->n_tenants; i++) {
-            const tenant_state *o = &e->tenants[i];
-            if ((o->n_running || o->n_waiting) && (vmin < 0 || o->vtime < vmin))
-                vmin = o->vtime;
-        }
-        if (vmin > t->vtime)
-            t->vtime = vmin;
+        const double v = realm__engine_vclock(e);
+        if (v > t->vtime)
+            t->vtime = v;
     }
     t->n_waiting++;
     g->arrival = e->arrivals++;
@@ -500,7 +569,7 @@ int realm_gen_next(realm_gen *g, realm_gen_piece *piece, int timeout_ms)
 {
     struct timespec until;
     if (timeout_ms > 0) {
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += timeout_ms / 1000;
         until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
         if (until.tv_nsec >= 1000000000L) {

@@ -110,6 +110,7 @@ struct realm_engine {
     tenant_state *tenants;
     int32_t n_tenants, cap_tenants;
     uint64_t arrivals, clock;
+    double vclock; /* fair-queuing clock, see realm__engine_vclock */
     prefix_entry *prefix; /* (prefix_cache_entries) */
     int32_t n_prefix;
     realm_engine_stats stats;
@@ -123,6 +124,7 @@ struct realm_engine {
 
 double realm__engine_now(void);
 tenant_state *realm__engine_tenant(realm_engine *e, uint32_t id);
+double realm__engine_vclock(realm_engine *e);
 /* One step of the scheduler (scheduler.c); the caller holds no lock. */
 int realm__engine_step(realm_engine *e);
 /* End g with a finish reason (caller holds e->mu; g is not running). */
@@ -135,8 +137,11 @@ int32_t realm__prefix_lookup(realm_engine *e, uint32_t tenant, const realm_token
                              int32_t *entry);
 void realm__prefix_insert(realm_engine *e, uint32_t tenant, const realm_token *t, int32_t n,
                           int32_t seq);
-/* Evict the least recently used entry other than `keep`; false if none. */
-bool realm__prefix_evict_lru(realm_engine *e, int32_t keep);
+/* Evict the least recently used entry other than `keep` (with must_free,
+ * only among entries whose eviction frees a block now); false if none. */
+bool realm__prefix_evict_lru(realm_engine *e, int32_t keep, bool must_free);
+/* Blocks that evicting every entry but `keep` frees, at least. */
+int32_t realm__prefix_reclaimable(realm_engine *e, int32_t keep);
 void realm__prefix_clear(realm_engine *e);
 
 #endif

@@ -49,11 +49,23 @@ int32_t realm__prefix_lookup(realm_engine *e, uint32_t tenant, const realm_token
     return best;
 }
 
-bool realm__prefix_evict_lru(realm_engine *e, int32_t keep)
+/* Blocks evicting every entry but `keep` would free at least (blocks only
+ * entries share are not counted). */
+int32_t realm__prefix_reclaimable(realm_engine *e, int32_t keep)
+{
+    int32_t n = 0;
+    for (int32_t i = 0; i < e->p.prefix_cache_entries; i++)
+        if (e->prefix[i].tokens && i != keep)
+            n += realm_kv_seq_exclusive_blocks(e->kv, e->prefix[i].seq);
+    return n;
+}
+
+bool realm__prefix_evict_lru(realm_engine *e, int32_t keep, bool must_free)
 {
     int32_t lru = -1;
     for (int32_t i = 0; i < e->p.prefix_cache_entries; i++)
         if (e->prefix[i].tokens && i != keep &&
+            (!must_free || realm_kv_seq_exclusive_blocks(e->kv, e->prefix[i].seq) > 0) &&
             (lru < 0 || e->prefix[i].last_used < e->prefix[lru].last_used))
             lru = i;
     if (lru < 0)
@@ -96,7 +108,7 @@ void realm__prefix_insert(realm_engine *e, uint32_t tenant, const realm_token *t
         }
     }
     if (slot < 0) {
-        realm__prefix_evict_lru(e, -1);
+        realm__prefix_evict_lru(e, -1, false);
         for (int32_t i = 0; i < e->p.prefix_cache_entries && slot < 0; i++)
             if (e->prefix[i].tokens == NULL)
                 slot = i;

@@ -4,6 +4,7 @@
  * list in place. Random numbers come from a
  * splitmix64/xoshiro256** generator seeded per sampler, not from libc.
  */
+#include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -185,16 +186,34 @@ static int32_t keep_top(cand *c, int32_t n, int32_t k)
 }
 
 /* Steps 1-2 of the pipeline: cands[i] = (i, logits[i] + bias - penalties). */
+static void apply_penalties(realm_sampler *s);
+
+/* A NaN (a broken model, inf - inf) is never chosen; +inf (a bias forcing a
+ * token) becomes the largest finite logit, so differences stay numbers. */
+static inline float sane(float l)
+{
+    return isnan(l) ? -INFINITY : l == INFINITY ? FLT_MAX : l;
+}
+
 static void adjusted_logits(realm_sampler *s, const float *logits)
 {
     cand *c = s->cands;
     for (int32_t i = 0; i < s->n_vocab; i++)
-        c[i] = (cand){i, logits[i], 0, 0};
-    for (int32_t i = 0; i < s->p.n_logit_bias; i++)
-        c[s->bias[i].token].logit += s->bias[i].bias;
+        c[i] = (cand){i, sane(logits[i]), 0, 0};
+    for (int32_t i = 0; i < s->p.n_logit_bias; i++) {
+        cand *b = &c[s->bias[i].token];
+        b->logit = sane(b->logit + s->bias[i].bias);
+    }
     const bool rep = s->p.repeat_penalty > 0 && s->p.repeat_penalty != 1;
-    if (!rep && s->p.presence_penalty == 0 && s->p.frequency_penalty == 0)
-        return;
+    if (rep || s->p.presence_penalty != 0 || s->p.frequency_penalty != 0)
+        apply_penalties(s);
+}
+
+/* Step 2 of the pipeline over s->cands. */
+static void apply_penalties(realm_sampler *s)
+{
+    cand *c = s->cands;
+    const bool rep = s->p.repeat_penalty > 0 && s->p.repeat_penalty != 1;
     /* each distinct id of the window once: walk the ring, act on the first
      * sighting (counts > 0), mark it done by negating its count */
     for (int32_t j = 0; j < s->n_window; j++) {
@@ -205,7 +224,7 @@ static void adjusted_logits(realm_sampler *s, const float *logits)
         float l = c[id].logit;
         if (rep)
             l = l > 0 ? l / s->p.repeat_penalty : l * s->p.repeat_penalty;
-        c[id].logit = l - (float)n * s->p.frequency_penalty - s->p.presence_penalty;
+        c[id].logit = sane(l - (float)n * s->p.frequency_penalty - s->p.presence_penalty);
         s->counts[id] = -n;
     }
     for (int32_t j = 0; j < s->n_window; j++)
@@ -281,9 +300,46 @@ static int32_t typical_filter(cand *c, int32_t n, float tau)
 }
 
 /*
+ * Bring the candidates that top-p and min-p can keep to the front of
+ * c[0..n), sorted best first, and return how many: those with p at or above
+ * a threshold, which is min-p's floor when min-p is on (nothing below it
+ * survives), else lowered until the head holds top_p of the mass. Sorting
+ * only the head instead of the whole vocabulary is what makes sampling
+ * with the default options cost a pass over the logits, not a sort.
+ */
+static int32_t sort_head(cand *c, int32_t n, float top_p, float min_p, double mass)
+{
+    float p_max = 0;
+    for (int32_t i = 0; i < n; i++)
+        p_max = c[i].p > p_max ? c[i].p : p_max;
+    /* without min-p: start high and lower the bar tenfold until the head
+     * has the mass, so the sort is over as few candidates as it can be */
+    float theta = min_p > 0 ? p_max * min_p : p_max * 0.1f;
+    int32_t k = n;
+    for (;;) {
+        k = 0;
+        double head = 0;
+        for (int32_t i = 0; i < n; i++)
+            if (c[i].p >= theta) {
+                const cand t = c[k];
+                c[k] = c[i];
+                c[i] = t;
+                head += c[k++].p;
+            }
+        if (min_p > 0 || !(top_p > 0 && top_p < 1) || head >= (double)top_p * mass ||
+            theta < 1e-30f || k == n)
+            break;
+        theta *= 0.1f;
+    }
+    qsort(c, (size_t)k, sizeof *c, cmp_cand_desc);
+    return k;
+}
+
+/*
  * The pipeline of realm/sampler.h over s->cands: bias and penalties, greedy
  * or top-k, softmax at the temperature, typical-p, top-p, min-p, one draw.
- * Filters keep candidates sorted best first, so each cuts a prefix.
+ * Filters keep candidates sorted best first, so each cuts a prefix; with no
+ * filter at all the draw walks the candidates in id order.
  */
 int32_t realm_sampler_sample(realm_sampler *s, const float *logits)
 {
@@ -293,35 +349,53 @@ int32_t realm_sampler_sample(realm_sampler *s, const float *logits)
     if (s->p.n_probs > 0)
         record_probs(s);
     const double lse = s->chosen_logprob;
-    int32_t chosen;
-    if (s->p.temperature == 0) {
-        int32_t best = 0;
-        for (int32_t i = 1; i < nv; i++)
-            if (c[i].logit > c[best].logit)
-                best = i;
-        chosen = best;
+    int32_t best = 0;
+    for (int32_t i = 1; i < nv; i++)
+        if (c[i].logit > c[best].logit)
+            best = i;
+    if (s->p.temperature == 0 || c[best].logit == -INFINITY) {
+        /* greedy, or every token banned (then the lowest id) */
         if (s->p.n_probs > 0)
             s->chosen_logprob = (float)(c[best].logit - lse);
-        return chosen;
+        return best;
     }
-    int32_t n = keep_top(c, nv, s->p.top_k);
-    /* softmax at temperature over the sorted survivors */
-    const float inv_t = 1.0f / s->p.temperature;
+    const float top = c[best].logit;
+    int32_t n = nv;
+    bool sorted = false;
+    if (s->p.top_k > 0 && s->p.top_k < nv) {
+        n = keep_top(c, nv, s->p.top_k);
+        sorted = true;
+    }
+    /* softmax at the temperature over the survivors; dividing (not
+     * multiplying by 1/t) keeps a tiny temperature from making 0 * inf */
+    const float t = s->p.temperature;
     double sum = 0;
     for (int32_t i = 0; i < n; i++) {
-        c[i].p = expf((c[i].logit - c[0].logit) * inv_t);
+        c[i].p = expf((c[i].logit - top) / t);
         sum += c[i].p;
     }
     for (int32_t i = 0; i < n; i++)
         c[i].p = (float)(c[i].p / sum);
-    if (s->p.typical_p > 0 && s->p.typical_p < 1)
+    double mass = 1;
+    if (s->p.typical_p > 0 && s->p.typical_p < 1) {
         n = typical_filter(c, n, s->p.typical_p);
-    if (s->p.top_p > 0 && s->p.top_p < 1) {
+        sorted = true;
+        mass = 0;
+        for (int32_t i = 0; i < n; i++)
+            mass += c[i].p;
+    }
+    const bool top_p_on = s->p.top_p > 0 && s->p.top_p < 1;
+    if ((top_p_on || s->p.min_p > 0) && !sorted) {
+        n = sort_head(c, n, s->p.top_p, s->p.min_p, mass);
+        sorted = true;
+    }
+    if (top_p_on) {
+        /* over the survivors' renormalised probabilities */
         double cum = 0;
         int32_t keep = n;
         for (int32_t i = 0; i < n; i++) {
             cum += c[i].p;
-            if (cum >= s->p.top_p) {
+            if (cum >= s->p.top_p * mass) {
                 keep = i + 1;
                 break;
             }
@@ -340,8 +414,11 @@ int32_t realm_sampler_sample(realm_sampler *s, const float *logits)
         total += c[i].p;
     const double r = (double)(next_u64(s->rng) >> 11) / 9007199254740992.0 * total;
     double acc = 0;
-    chosen = c[n - 1].id;
-    float chosen_logit = c[n - 1].logit;
+    int32_t last = n - 1; /* for r at the very top: the last with p > 0 */
+    while (last > 0 && c[last].p == 0)
+        last--;
+    int32_t chosen = c[last].id;
+    float chosen_logit = c[last].logit;
     for (int32_t i = 0; i < n; i++) {
         acc += c[i].p;
         if (r < acc) {

@@ -203,6 +203,19 @@ static void admit(realm_engine *e, int32_t *n_fin)
         if (best == NULL)
             return;
         realm_gen *g = e->waiting[best_w];
+        if (best->l.max_kv_blocks && g->max_blocks > best->l.max_kv_blocks) {
+            /* the tenant's limit was lowered below what it needs */
+            memmove(&e->waiting[best_w], &e->waiting[best_w + 1],
+                    (size_t)(e->n_waiting - best_w - 1) * sizeof *e->waiting);
+            e->n_waiting--;
+            best->n_waiting--;
+            char msg[160];
+            snprintf(msg, sizeof msg, "the request needs %d KV blocks, over tenant %u's limit of %d",
+                     g->max_blocks, best->id, best->l.max_kv_blocks);
+            realm__gen_finish(g, REALM_FINISH_ERROR, REALM_ERR_RANGE, msg);
+            e->finished[(*n_fin)++] = g;
+            continue;
+        }
         if (best->l.max_kv_blocks &&
             tenant_committed(e, best) + blocks_of(e, g->n_fill) > best->l.max_kv_blocks) {
             best->blocked = true;
@@ -212,9 +225,14 @@ static void admit(realm_engine *e, int32_t *n_fin)
         int32_t n_cached = cached_prefix(e, g, &entry);
         for (;;) {
             const int32_t need = blocks_of(e, g->n_fill) - n_cached / e->bs;
-            if (realm_kv_free_blocks(e->kv) - pending_fill(e) - e->n_running >= need)
+            const int32_t have = realm_kv_free_blocks(e->kv) - pending_fill(e) - e->n_running;
+            if (have >= need)
                 break;
-            if (realm__prefix_evict_lru(e, entry))
+            /* evict only if that makes room (or nothing runs that would
+             * free blocks later): otherwise the cache would be emptied on
+             * every step under load, for nothing */
+            if ((e->n_running == 0 || have + realm__prefix_reclaimable(e, entry) >= need) &&
+                realm__prefix_evict_lru(e, entry, e->n_running > 0))
                 continue;
             if (entry < 0)
                 return; /* wait for running requests to finish */
@@ -280,7 +298,7 @@ static void make_room(realm_engine *e, int32_t *n_fin)
         }
         if (need <= realm_kv_free_blocks(e->kv))
             return;
-        if (realm__prefix_evict_lru(e, -1))
+        if (realm__prefix_evict_lru(e, -1, true))
             continue;
         if (e->n_running > 1) {
             preempt(e, victim(e, NULL));
@@ -365,7 +383,7 @@ static int32_t build_batch(realm_engine *e)
         const int32_t fit = fit_chunk(e, pick, chunk, r);
         if (fit < chunk && r == room) {
             const int32_t before = realm_kv_free_blocks(e->kv);
-            if (realm__prefix_evict_lru(e, -1)) {
+            if (realm__prefix_evict_lru(e, -1, true)) {
                 room += realm_kv_free_blocks(e->kv) - before;
                 continue; /* try again with the freed blocks */
             }
@@ -564,6 +582,7 @@ int realm__engine_step(realm_engine *e)
     e->stats.tokens_generated += (uint64_t)n_gen_tokens;
     e->stats.tokens_prefilled += (uint64_t)n_prefill;
     e->stats.kv_blocks_free = realm_kv_free_blocks(e->kv);
+    realm__engine_vclock(e);
     pthread_mutex_unlock(&e->mu);
 
     for (int32_t i = 0; i < n_fin; i++) {

@@ -242,6 +242,17 @@ int32_t realm_kv_seq_blocks_needed(const realm_kv_cache *kv, int32_t seq, int32_
     return realm__kv_blocks_needed(kv, seq, n_tokens);
 }
 
+int32_t realm_kv_seq_exclusive_blocks(const realm_kv_cache *kv, int32_t seq)
+{
+    if (seq < 0 || seq >= kv->n_seqs || !kv->seqs[seq].used)
+        return realm__error(REALM_ERR_INVAL, "unknown sequence %d", seq);
+    const kv_seq *s = &kv->seqs[seq];
+    int32_t n = 0;
+    for (int32_t i = 0; i < s->n_blocks; i++)
+        n += kv->refs[s->blocks[i]] == 1;
+    return n;
+}
+
 int32_t realm__kv_blocks_needed(const realm_kv_cache *kv, int32_t seq, int32_t n)
 {
     const kv_seq *s = &kv->seqs[seq];
