@@ -123,6 +123,11 @@ typedef struct realm_engine_params {
     int32_t max_seqs;                 /* running sequences; 0: 16 (at most n_batch) */
     int32_t max_waiting;              /* waiting queue bound; 0: 256 */
     int32_t max_chunk;                /* most prompt tokens of one sequence per step; 0: n_batch */
+    int32_t prefill_slice_ms;         /* while sequences decode, a step takes at most about
+                                         this long for prompt tokens (measured cost per
+                                         token), so streams are not stalled; at least one
+                                         block's worth. 0: 500; < 0: off. Off in manual mode
+                                         (steps are counted, not timed). */
     int32_t n_threads;                /* compute threads; 0: one per CPU */
     int32_t prefix_cache_entries;     /* cached prompt prefixes; 0: 64; < 0: off */
     uint64_t kv_mem_budget;           /* bytes; 0: no limit */

@@ -15,6 +15,7 @@ typedef struct cli_serve_opts {
     int npp, ntg;   /* prompt and generated tokens of each client */
     int threads;    /* 0: one per CPU */
     int n_batch;    /* the engine's step budget */
+    int slice_ms;   /* the engine's prefill slice (0: its default, < 0: off) */
     int prefix;     /* cached prefix for the prefix-cache test; 0: skip it */
     int reps;       /* repetitions, 1..CLI_BENCH_MAX_REPS */
 } cli_serve_opts;

@@ -148,7 +148,7 @@ static int run_bench(int argc, char **argv)
 {
     const char *path = NULL;
     long n_pp = 512, n_tg = 128, threads = 0, reps = 3, par_pp = 128, par_tg = 64;
-    long step_batch = 512, prefix = 0;
+    long step_batch = 512, prefix = 0, slice = 0;
     int par[8], n_par = 0, clients[8], n_clients = 0;
     bool json = false;
     for (int i = 1; i < argc; i++) {
@@ -170,6 +170,8 @@ static int run_bench(int argc, char **argv)
             ok = v && (n_clients = parse_list(a, v, clients, 8, MAX_CLIENTS)) >= 0;
         else if (!strcmp(a, "--batch"))
             ok = cli_parse_int(CMD, a, v, 1, 1 << 14, &step_batch);
+        else if (!strcmp(a, "--slice"))
+            ok = cli_parse_int(CMD, a, v, -1, 1 << 20, &slice);
         else if (!strcmp(a, "--prefix"))
             ok = cli_parse_int(CMD, a, v, 1, 1 << 16, &prefix);
         else if (!strcmp(a, "--npp"))
@@ -299,6 +301,7 @@ static int run_bench(int argc, char **argv)
                                    .ntg = (int)par_tg,
                                    .threads = (int)threads,
                                    .n_batch = (int)step_batch,
+                                   .slice_ms = (int)slice,
                                    .prefix = (int)prefix,
                                    .reps = (int)reps};
         if (cli_bench_serve(b.m, &so, json ? jr : NULL) != 0) {
@@ -339,7 +342,7 @@ const cli_command cli_cmd_bench = {
     "benchmark prompt processing, generation, batched decoding and serving",
     "usage: realm bench -m MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPS]\n"
     "                   [--batched 1,2,4,8,16] [--parallel 1,2,4,8,16] [--npp 128]\n"
-    "                   [--ntg 64] [--batch 512] [--prefix 1000] [--json]\n"
+    "                   [--ntg 64] [--batch 512] [--slice MS] [--prefix 1000] [--json]\n"
     "\n"
     "pp: one prompt of -p random tokens (in batches of up to 512); tg: -n tokens\n"
     "generated one at a time from an empty context (0 skips either). Both as\n"
@@ -353,7 +356,8 @@ const cli_command cli_cmd_bench = {
     "--ntg greedy tokens and read them as they stream. Per count: aggregate\n"
     "generation tokens/s over the wall time (prefill included), the decode rate\n"
     "while every stream is decoding, time to first token and inter-token latency\n"
-    "at p50 and p99. --batch sets the engine's per-step token budget.\n"
+    "at p50 and p99. --batch sets the engine's per-step token budget, --slice its\n"
+    "prefill slice (ms of prompt work per step while streams decode; -1: off).\n"
     "--prefix N: time to first token of a request whose first N tokens are in the\n"
     "prefix cache, against the same request uncached.\n",
 };

@@ -82,6 +82,10 @@ static int normalise_params(const realm_model *m, const realm_engine_params *in,
         p->max_waiting = 256;
     if (p->max_chunk <= 0 || p->max_chunk > p->n_batch)
         p->max_chunk = p->n_batch;
+    if (p->prefill_slice_ms == 0)
+        p->prefill_slice_ms = 500;
+    if (p->manual_step)
+        p->prefill_slice_ms = -1;
     if (p->prefix_cache_entries == 0)
         p->prefix_cache_entries = 64;
     if (p->prefix_cache_entries < 0)

@@ -111,6 +111,7 @@ struct realm_engine {
     int32_t n_tenants, cap_tenants;
     uint64_t arrivals, clock;
     double vclock; /* fair-queuing clock, see realm__engine_vclock */
+    double ms_per_prompt_token; /* measured on prefill-heavy steps (moving average); 0: not yet */
     prefix_entry *prefix; /* (prefix_cache_entries) */
     int32_t n_prefix;
     realm_engine_stats stats;

@@ -344,6 +344,7 @@ static int32_t fit_chunk(realm_engine *e, const realm_gen *g, int32_t want, int3
 static int32_t build_batch(realm_engine *e)
 {
     int32_t n = 0, rows = 0;
+    int32_t limit = e->p.n_batch; /* where prompt tokens stop */
     int32_t room = realm_kv_free_blocks(e->kv) - decode_growth(e);
     for (int32_t i = 0; i < e->n_running; i++) {
         realm_gen *g = e->running[i];
@@ -356,7 +357,15 @@ static int32_t build_batch(realm_engine *e)
             t->vtime += 1.0 / t->l.weight;
         }
     }
-    while (n < e->p.n_batch) {
+    if (n > 0 && e->p.prefill_slice_ms > 0 && e->ms_per_prompt_token > 0) {
+        /* streams are decoding: bound the step's prompt work in time */
+        double cap = e->p.prefill_slice_ms / e->ms_per_prompt_token;
+        if (cap < e->bs)
+            cap = e->bs;
+        if (n + cap < limit)
+            limit = n + (int32_t)cap;
+    }
+    while (n < limit) {
         realm_gen *pick = NULL;
         double pick_v = 0;
         for (int32_t i = 0; i < e->n_running; i++) {
@@ -374,8 +383,8 @@ static int32_t build_batch(realm_engine *e)
         int32_t chunk = pick->n_fill - pick->n_past;
         if (chunk > e->p.max_chunk)
             chunk = e->p.max_chunk;
-        if (chunk > e->p.n_batch - n)
-            chunk = e->p.n_batch - n;
+        if (chunk > limit - n)
+            chunk = limit - n;
         tenant_state *t = realm__engine_tenant(e, pick->tenant);
         int32_t r = room;
         if (t->l.max_kv_blocks && t->l.max_kv_blocks - t->held - t->growth < r)
@@ -500,6 +509,21 @@ static void sample_one(realm_engine *e, realm_gen *g, uint64_t step)
     }
 }
 
+/* Learn the cost of a prompt token from steps that are mostly prompt
+ * (a moving average over such steps), for the prefill slice. */
+static void note_step_time(realm_engine *e, int32_t n, double seconds)
+{
+    int32_t n_fill = 0;
+    for (int32_t i = 0; i < e->n_running; i++)
+        if (e->running[i]->filling)
+            n_fill += e->running[i]->n_sched;
+    if (n_fill < 16 || 2 * n_fill < n)
+        return;
+    const double ms = seconds * 1e3 / n;
+    e->ms_per_prompt_token =
+        e->ms_per_prompt_token > 0 ? 0.8 * e->ms_per_prompt_token + 0.2 * ms : ms;
+}
+
 int realm__engine_step(realm_engine *e)
 {
     int32_t n_fin = 0;
@@ -540,7 +564,9 @@ int realm__engine_step(realm_engine *e)
     int rc = REALM_OK;
     if (n > 0) {
         const realm_batch b = {n, e->b_tok, e->b_pos, e->b_seq, e->b_want};
+        const double t0 = realm__engine_now();
         rc = realm_forward(e->ctx, &b, e->logits);
+        note_step_time(e, n, realm__engine_now() - t0);
         const char *msg = rc < 0 ? realm_last_error() : NULL;
         for (int32_t i = 0; i < e->n_running; i++) {
             realm_gen *g = e->running[i];
