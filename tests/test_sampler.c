@@ -38,17 +38,22 @@ static void softmax_ref(const float *l, const bool *keep, float t, double *p)
         p[i] /= sum;
 }
 
-/* Token ids sorted by descending value of v (ties: lower id first). */
-static void order_desc(const double *v, int *idx)
+/* Ids 0..n-1 sorted by descending value of v (ties: lower id first). */
+static void order_desc_n(const double *v, int *idx, int n)
 {
-    for (int i = 0; i < NV; i++)
+    for (int i = 0; i < n; i++)
         idx[i] = i;
-    for (int i = 1; i < NV; i++)
+    for (int i = 1; i < n; i++)
         for (int j = i; j > 0 && v[idx[j]] > v[idx[j - 1]]; j--) {
             int t = idx[j];
             idx[j] = idx[j - 1];
             idx[j - 1] = t;
         }
+}
+
+static void order_desc(const double *v, int *idx)
+{
+    order_desc_n(v, idx, NV);
 }
 
 /* Draw DRAWS tokens and compare frequencies with ref (tolerance 0.012);
@@ -428,16 +433,9 @@ static void test_large_vocab(void)
             sum += p[i] = exp((l[i] - mx) / cases[c].t);
         for (int i = 0; i < BIG; i++) {
             p[i] /= sum;
-            order[i] = i;
             keep[i] = true;
         }
-        /* insertion sort by p descending, ties by id (as the sampler) */
-        for (int i = 1; i < BIG; i++)
-            for (int j = i; j > 0 && p[order[j]] > p[order[j - 1]]; j--) {
-                int t = order[j];
-                order[j] = order[j - 1];
-                order[j - 1] = t;
-            }
+        order_desc_n(p, order, BIG);
         if (cases[c].top_p > 0) {
             double cum = 0;
             int i = 0;
