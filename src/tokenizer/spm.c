@@ -30,38 +30,7 @@ static inline bool before(const struct bigram *a, const struct bigram *b)
     return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
-static void heap_push(struct bigram *h, size_t *n, struct bigram x)
-{
-    size_t i = (*n)++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!before(&x, &h[p]))
-            break;
-        h[i] = h[p];
-        i = p;
-    }
-    h[i] = x;
-}
-
-static struct bigram heap_pop(struct bigram *h, size_t *n)
-{
-    struct bigram top = h[0];
-    struct bigram x = h[--(*n)];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= *n)
-            break;
-        if (c + 1 < *n && before(&h[c + 1], &h[c]))
-            c++;
-        if (!before(&h[c], &x))
-            break;
-        h[i] = h[c];
-        i = c;
-    }
-    h[i] = x;
-    return top;
-}
+REALM__BINARY_HEAP(struct bigram, before)
 
 /* Queue (l, r) if their concatenation (contiguous in the text) is a token. */
 static inline void try_pair(const realm_tokenizer *tok, const char *text, const struct sym *sym,

@@ -274,4 +274,43 @@ int realm__bpe_build(realm_tokenizer *tok, const realm_gguf *g, int64_t merges_k
                      uint64_t n_merges);
 void realm__bpe_free(realm_tokenizer *tok);
 
+
+/*
+ * heap_push / heap_pop of a binary min-heap of T in an array (the caller
+ * keeps room), ordered by before(const T *, const T *): the element for
+ * which before() holds against all others is popped first.
+ */
+#define REALM__BINARY_HEAP(T, before)                                                              \
+    static void heap_push(T *h, size_t *n, T x)                                                    \
+    {                                                                                              \
+        size_t i = (*n)++;                                                                         \
+        while (i > 0) {                                                                            \
+            size_t p = (i - 1) / 2;                                                                \
+            if (!before(&x, &h[p]))                                                                \
+                break;                                                                             \
+            h[i] = h[p];                                                                           \
+            i = p;                                                                                 \
+        }                                                                                          \
+        h[i] = x;                                                                                  \
+    }                                                                                              \
+    static T heap_pop(T *h, size_t *n)                                                             \
+    {                                                                                              \
+        T top = h[0];                                                                              \
+        T x = h[--(*n)];                                                                           \
+        size_t i = 0;                                                                              \
+        for (;;) {                                                                                 \
+            size_t c = 2 * i + 1;                                                                  \
+            if (c >= *n)                                                                           \
+                break;                                                                             \
+            if (c + 1 < *n && before(&h[c + 1], &h[c]))                                            \
+                c++;                                                                               \
+            if (!before(&h[c], &x))                                                                \
+                break;                                                                             \
+            h[i] = h[c];                                                                           \
+            i = c;                                                                                 \
+        }                                                                                          \
+        h[i] = x;                                                                                  \
+        return top;                                                                                \
+    }
+
 #endif
