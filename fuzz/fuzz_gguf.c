@@ -45,20 +45,7 @@ static uint64_t sum_bytes(const void *p, uint64_t n)
 /* Call every typed getter on key; only the matching one may succeed. */
 static void poke_getters(const realm_gguf *g, const char *key, realm_gguf_type t)
 {
-    union {
-        uint8_t u8;
-        int8_t i8;
-        uint16_t u16;
-        int16_t i16;
-        uint32_t u32;
-        int32_t i32;
-        uint64_t u64;
-        int64_t i64;
-        float f32;
-        double f64;
-        bool b;
-        realm_gguf_str s;
-    } v;
+    realm_gguf_value v;
     REQUIRE((realm_gguf_get_u8(g, key, &v.u8) == REALM_OK) == (t == REALM_GGUF_UINT8));
     REQUIRE((realm_gguf_get_i8(g, key, &v.i8) == REALM_OK) == (t == REALM_GGUF_INT8));
     REQUIRE((realm_gguf_get_u16(g, key, &v.u16) == REALM_OK) == (t == REALM_GGUF_UINT16));

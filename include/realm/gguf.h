@@ -76,6 +76,23 @@ typedef struct realm_gguf_str {
     uint64_t len;
 } realm_gguf_str;
 
+/* One value of any scalar type (or a string); a scalar's little-endian
+ * bytes copied to the start give its member. */
+typedef union realm_gguf_value {
+    uint8_t u8;
+    int8_t i8;
+    uint16_t u16;
+    int16_t i16;
+    uint32_t u32;
+    int32_t i32;
+    uint64_t u64;
+    int64_t i64;
+    float f32;
+    double f64;
+    bool b;
+    realm_gguf_str s;
+} realm_gguf_value;
+
 typedef struct realm_gguf_tensor {
     const char *name;   /* NUL-terminated */
     uint32_t n_dims;    /* 1..4 */

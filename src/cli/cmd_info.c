@@ -42,18 +42,7 @@ static void print_str(const char *s, uint64_t len, uint64_t max)
 /* Print one scalar of type t from its little-endian bytes. */
 static void print_scalar(realm_gguf_type t, const void *p)
 {
-    union {
-        uint8_t u8;
-        int8_t i8;
-        uint16_t u16;
-        int16_t i16;
-        uint32_t u32;
-        int32_t i32;
-        uint64_t u64;
-        int64_t i64;
-        float f32;
-        double f64;
-    } v;
+    realm_gguf_value v;
     memcpy(&v, p, realm_gguf_type_size(t));
     switch (t) {
     case REALM_GGUF_UINT8: printf("%u", v.u8); break;
@@ -74,18 +63,7 @@ static void print_scalar(realm_gguf_type t, const void *p)
 /* A JSON value for one scalar. */
 static json_t *json_scalar(realm_gguf_type t, const void *p)
 {
-    union {
-        uint8_t u8;
-        int8_t i8;
-        uint16_t u16;
-        int16_t i16;
-        uint32_t u32;
-        int32_t i32;
-        uint64_t u64;
-        int64_t i64;
-        float f32;
-        double f64;
-    } v;
+    realm_gguf_value v;
     memcpy(&v, p, realm_gguf_type_size(t));
     switch (t) {
     case REALM_GGUF_UINT8: return json_integer(v.u8);

@@ -1108,16 +1108,7 @@ int realm_gguf_get_int(const realm_gguf *g, const char *key, int64_t *out)
     int rc = lookup(g, key, &kv);
     if (rc < 0)
         return rc;
-    union {
-        uint8_t u8;
-        int8_t i8;
-        uint16_t u16;
-        int16_t i16;
-        uint32_t u32;
-        int32_t i32;
-        uint64_t u64;
-        int64_t i64;
-    } v;
+    realm_gguf_value v;
     switch (kv->type) {
     case REALM_GGUF_UINT8:
     case REALM_GGUF_INT8:
