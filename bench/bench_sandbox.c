@@ -4,11 +4,14 @@
  *   2. one host call from the guest (emit of 8 bytes, ns per call),
  *   3. generation through the default handler module vs the engine called
  *      directly, same greedy requests, one at a time (tokens/s and ratio),
- *      and the per-piece overhead that difference implies.
+ *   4. the per-piece cost of a guest's gen_next + emit loop over pieces
+ *      already queued (the guest waits for the end with gen_result first)
+ *      against realm_gen_next alone over the same pieces: the overhead the
+ *      sandbox adds per piece, free of the generation's own noise.
  *
  *     bench_sandbox MODEL.gguf build/guest/default.wasm [N_TOKENS]
  *
- * Needs wat2wasm (wabt) for the small modules of 1 and 2.
+ * Needs wat2wasm (wabt) for the small modules of 1, 2 and 4.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +61,22 @@ static void sink_emit(void *ud, const char *d, size_t n)
 {
     (void)d;
     *(size_t *)ud += n;
+}
+
+/* Times of the first and last emit of a request. */
+typedef struct stamps {
+    double first, last;
+    int n;
+} stamps;
+
+static void stamp_emit(void *ud, const char *d, size_t n)
+{
+    (void)d;
+    (void)n;
+    stamps *s = ud;
+    s->last = now();
+    if (s->n++ == 0)
+        s->first = s->last;
 }
 
 int main(int argc, char **argv)
@@ -169,8 +188,82 @@ int main(int argc, char **argv)
     double tps_direct = ROUNDS * n_tokens / t_direct, tps_module = ROUNDS * n_tokens / t_module;
     printf("generation, %d tokens x %d: direct %.1f tok/s, default module %.1f tok/s (%.1f%%)\n",
            n_tokens, ROUNDS, tps_direct, tps_module, 100.0 * tps_module / tps_direct);
-    printf("per-piece overhead (gen_next + emit + SSE framing): %.0f ns\n",
+    printf("difference per piece over the whole request (noise-bound on a large model): %.0f ns\n",
            (t_module - t_direct) / ROUNDS / (pieces ? pieces : 1) * 1e9);
+
+    /* 4. per piece, with every piece already queued (the generation has
+     * ended): a guest's gen_next + emit loop against realm_gen_next alone */
+    char wat[2048], opts[160];
+    /* the options, once as bytes and once escaped for the WebAssembly text */
+    snprintf(opts, sizeof opts,
+             "{\\\"prompt\\\":\\\"Once upon a time\\\",\\\"max_tokens\\\":%d,"
+             "\\\"temperature\\\":0,\\\"ignore_eos\\\":true}",
+             n_tokens);
+    const char *plain = "{\"prompt\":\"Once upon a time\",\"max_tokens\":%d,"
+                        "\"temperature\":0,\"ignore_eos\":true}";
+    char plain_opts[160];
+    const int opts_len = snprintf(plain_opts, sizeof plain_opts, plain, n_tokens);
+    snprintf(wat, sizeof wat,
+             "(module"
+             " (import \"realm\" \"model_open\" (func $open (param i32 i32) (result i32)))"
+             " (import \"realm\" \"generate\" (func $gen (param i32 i32 i32) (result i32)))"
+             " (import \"realm\" \"gen_result\" (func $res (param i32 i32 i32) (result i32)))"
+             " (import \"realm\" \"gen_next\" (func $next (param i32 i32 i32) (result i32)))"
+             " (import \"realm\" \"emit\" (func $emit (param i32 i32) (result i32)))"
+             " (memory (export \"memory\") 1)"
+             " (data (i32.const 0) \"m\")"
+             " (data (i32.const 16) \"%s\")"
+             " (func (export \"handle\") (result i32) (local $g i32) (local $n i32)"
+             "  (local.set $g (call $gen (call $open (i32.const 0) (i32.const 1))"
+             "                           (i32.const 16) (i32.const %d)))"
+             "  (drop (call $res (local.get $g) (i32.const 4096) (i32.const 1024)))"
+             "  (block $done (loop $l"
+             "   (local.set $n (call $next (local.get $g) (i32.const 8192) (i32.const 4096)))"
+             "   (br_if $done (i32.le_s (local.get $n) (i32.const 0)))"
+             "   (drop (call $emit (i32.const 8192) (local.get $n)))"
+             "   (br $l)))"
+             "  (i32.const 0)))",
+             opts, opts_len);
+    realm_module *drain = wat_module(sb, wat);
+    if (drain) {
+        enum { DRAIN_ROUNDS = 20 };
+        double per_module[DRAIN_ROUNDS], per_direct[DRAIN_ROUNDS];
+        for (int round = 0; round < DRAIN_ROUNDS; round++) {
+            realm_instance *di;
+            realm_instance_new(drain, NULL, &di);
+            stamps st = {0};
+            int32_t r;
+            realm_instance_handle(di, &(realm_request_io){.emit = stamp_emit, .ud = &st}, &r);
+            realm_instance_free(di);
+            per_module[round] = st.n > 1 ? (st.last - st.first) / (st.n - 1) : 0;
+
+            realm_gen_options o;
+            realm_gen_options_init(&o);
+            o.max_tokens = n_tokens;
+            o.sampling.temperature = 0;
+            o.ignore_eos = true;
+            realm_gen *g;
+            realm_engine_submit(engine,
+                                &(realm_gen_request){.text = "Once upon a time", .text_len = 16,
+                                                     .options = &o},
+                                &g);
+            realm_gen_wait(g);
+            realm_gen_piece p;
+            int n = 0;
+            double t0 = now();
+            while (realm_gen_next(g, &p, -1) > 0)
+                n++;
+            per_direct[round] = n > 0 ? (now() - t0) / n : 0;
+            realm_gen_free(g);
+        }
+        qsort(per_module, DRAIN_ROUNDS, sizeof per_module[0], cmp_double);
+        qsort(per_direct, DRAIN_ROUNDS, sizeof per_direct[0], cmp_double);
+        printf("queued pieces: guest gen_next + emit %.0f ns per piece, realm_gen_next alone "
+               "%.0f ns (medians of %d); overhead %.0f ns\n",
+               per_module[DRAIN_ROUNDS / 2] * 1e9, per_direct[DRAIN_ROUNDS / 2] * 1e9,
+               DRAIN_ROUNDS, (per_module[DRAIN_ROUNDS / 2] - per_direct[DRAIN_ROUNDS / 2]) * 1e9);
+        realm_module_free(drain);
+    }
     realm_instance_free(in);
     realm_module_free(def);
     realm_module_free(empty);
