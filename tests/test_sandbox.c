@@ -8,7 +8,10 @@
  * cached in ./sandbox-cache (the test's working directory) between runs.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -125,6 +128,34 @@ static realm_module *load(const uint8_t *w, size_t n)
     return m;
 }
 
+/* Append formatted text to a growing buffer (the generated modules are big). */
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (b->n + (size_t)k + 1 > b->cap) {
+        b->cap = 2 * (b->n + (size_t)k + 1);
+        b->p = realloc(b->p, b->cap);
+        if (!b->p) {
+            fprintf(stderr, "out of memory\n");
+            exit(1);
+        }
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)k;
+}
+
 /* ---- module checks ------------------------------------------------------ */
 
 static void expect_rejected(const char *wat, int code, const char *needle)
@@ -177,6 +208,29 @@ static void test_rules(void)
     expect_rejected("(module (memory (export \"memory\") 1) (func (export \"handle\") (param i32) "
                     "(result i32) i32.const 0))",
                     REALM_ERR_INVAL, "() -> i32");
+
+    /* limits: locals per function, tables, width of a function type */
+    {
+        sbuf b = {0};
+        sb_printf(&b, "(module (memory (export \"memory\") 1) (func $big (local");
+        for (int i = 0; i < 50001; i++)
+            sb_printf(&b, " i32");
+        sb_printf(&b, ")) (func (export \"handle\") (result i32) i32.const 0))");
+        expect_rejected(b.p, REALM_ERR_DENIED, "more than 50000 locals");
+        b.n = 0;
+        sb_printf(&b, "(module " EXPORTS);
+        for (int i = 0; i < 17; i++)
+            sb_printf(&b, " (table %d funcref)", i);
+        sb_printf(&b, ")");
+        expect_rejected(b.p, REALM_ERR_DENIED, "17 tables");
+        b.n = 0;
+        sb_printf(&b, "(module " EXPORTS " (type (func (param");
+        for (int i = 0; i < 1001; i++)
+            sb_printf(&b, " i32");
+        sb_printf(&b, "))))");
+        expect_rejected(b.p, REALM_ERR_DENIED, "1001 parameters");
+        free(b.p);
+    }
 
     /* malformed images: truncated, bad magic, bad section, mutations */
     CHECK_RC(realm_module_check(w, n / 2, NULL), REALM_ERR_FORMAT);
@@ -471,6 +525,581 @@ static void test_threads(void)
         realm_module_free(mods[i]);
 }
 
+/* ---- robustness: stacks, deadlines, tables, the cache --------------------- */
+
+/*
+ * A module whose $f(n) has n_locals i64 locals, all loaded from memory before
+ * it calls $f(n - 1) and used after (so they live in its C stack frame), and
+ * optionally calls realm.model_open at every level. handle reads a depth d
+ * (i32) from the request; an empty request returns 7. with_rec: handle runs
+ * $rec(d), d small frames, then $f(1) (one big frame at the bottom); else
+ * $f(d) directly.
+ */
+static uint8_t *stack_module(int n_locals, int host_call, int with_rec, size_t *len)
+{
+    sbuf b = {0};
+    sb_printf(&b, "(module\n"
+                  " (import \"realm\" \"request_read\" (func $rr (param i32 i32) (result i32)))\n"
+                  " (import \"realm\" \"model_open\" (func $mo (param i32 i32) (result i32)))\n"
+                  " (memory (export \"memory\") 2)\n"
+                  " (data (i32.const 16) \"no-such-model\")\n"
+                  " (func $f (param $n i32) (result i64)\n");
+    for (int i = 0; i < n_locals; i++)
+        sb_printf(&b, "  (local $l%d i64)\n", i);
+    for (int i = 0; i < n_locals; i++)
+        sb_printf(&b,
+                  "  (local.set $l%d (i64.load offset=%d"
+                  " (i32.and (local.get $n) (i32.const 7))))\n",
+                  i, 64 + 8 * (i % 4000));
+    if (host_call)
+        sb_printf(&b, "  (drop (call $mo (i32.const 16) (i32.const 13)))\n");
+    sb_printf(&b, "  (if (i32.eqz (local.get $n)) (then (return (i64.const 0))))\n"
+                  "  local.get $n\n  i32.const 1\n  i32.sub\n  call $f\n");
+    for (int i = 0; i < n_locals; i++)
+        sb_printf(&b, "  local.get $l%d\n  i64.%s\n", i, i % 2 ? "xor" : "add");
+    sb_printf(&b, " )\n"
+                  " (func $rec (param $d i32) (result i64)\n"
+                  "  (if (result i64) (i32.eqz (local.get $d)) (then (call $f (i32.const 1)))\n"
+                  "   (else (i64.add (call $rec (i32.sub (local.get $d) (i32.const 1)))"
+                  " (i64.const 1)))))\n"
+                  " (func (export \"handle\") (result i32)\n"
+                  "  (if (i32.eqz (call $rr (i32.const 65536) (i32.const 4)))"
+                  " (then (return (i32.const 7))))\n"
+                  "  (i32.wrap_i64 (call %s (i32.load (i32.const 65536))))))\n",
+              with_rec ? "$rec" : "$f");
+    uint8_t *w = assemble_text(b.p, len);
+    free(b.p);
+    return w;
+}
+
+/* Stack clash: a guest function with a 64 KiB frame at the bottom of a small
+ * thread stack. Compiled with stack clash protection, it probes the guard
+ * page and traps; it never writes past the guard into what lies below (here
+ * a canary region standing for another thread's stack). */
+#define CANARY 0x1122334455667788ull
+
+typedef struct clash {
+    realm_module *m;
+    int n_ok, n_trapped;
+} clash;
+
+static void *clash_guest(void *p)
+{
+    clash *cl = p;
+    realm_tenant_policy pol;
+    realm_tenant_policy_init(&pol);
+    pol.deadline_ms = 0;
+    pol.max_call_depth = 100000000; /* only the stack guard stops it */
+    realm_instance *in = NULL;
+    CHECK_RC(realm_instance_new(cl->m, &pol, &in), REALM_OK);
+    /* Walk the depth so that the big frame's lowest address passes the guard
+     * page in small steps: somewhere its first store (at the bottom of the
+     * frame) lands below the guard, which only probing catches. */
+    for (int32_t d = 0; in && d <= 16000; d += 25) {
+        int32_t ret;
+        int rc = call(in, (const char *)&d, 4, &ret, NULL);
+        if (rc == 0) {
+            CHECK_EQ_INT(ret, d);
+            cl->n_ok++;
+            continue;
+        }
+        cl->n_trapped++;
+        CHECK_RC(rc, REALM_ERR_TRAP);
+        CHECK_MSG(strstr(realm_last_error(), "call stack exhausted"), "depth %d: %s", d,
+                  realm_last_error());
+        CHECK_RC(call(in, "", 0, &ret, NULL), REALM_OK);
+        CHECK_EQ_INT(ret, 7);
+    }
+    realm_instance_free(in);
+    return NULL;
+}
+
+static void test_stack_clash(void)
+{
+    size_t n;
+    uint8_t *w = stack_module(8000, 0, 1, &n);
+    clash cl = {.m = w ? load(w, n) : NULL};
+    free(w);
+    if (!cl.m)
+        return;
+    /* [canary 256 KiB][guard 4 KiB][guest stack 256 KiB], as a fresh pthread
+     * stack lies right above another thread's. */
+    size_t below = 256 * 1024, guard = 4096, stack = 256 * 1024;
+    uint8_t *area = mmap(NULL, below + guard + stack, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    CHECK(area != MAP_FAILED);
+    if (area == MAP_FAILED)
+        return;
+    uint64_t *canary = (uint64_t *)area;
+    for (size_t i = 0; i < below / 8; i++)
+        canary[i] = CANARY;
+    mprotect(area + below, guard, PROT_NONE);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstack(&attr, area + below + guard, stack);
+    pthread_t th;
+    pthread_create(&th, &attr, clash_guest, &cl);
+    pthread_join(th, NULL);
+    pthread_attr_destroy(&attr);
+    size_t changed = 0;
+    for (size_t i = 0; i < below / 8; i++)
+        changed += canary[i] != CANARY;
+    munmap(area, below + guard + stack);
+    CHECK_MSG(changed == 0, "%zu words below the guard page were overwritten", changed);
+    CHECK(cl.n_ok > 0);
+    CHECK(cl.n_trapped > 0);
+    realm_module_free(cl.m);
+}
+
+/* Deep recursion that calls a host function at every level: host code must
+ * not run off the end of the stack (the process would die); the guest traps
+ * while entering the host function instead. */
+static void *host_stack_fn(void *p)
+{
+    realm_module *m = p;
+    realm_tenant_policy pol;
+    realm_tenant_policy_init(&pol);
+    pol.max_call_depth = 100000000;
+    realm_instance *in = NULL;
+    CHECK_RC(realm_instance_new(m, &pol, &in), REALM_OK);
+    int32_t ret, d = 1000000;
+    for (int i = 0; in && i < 3; i++) {
+        CHECK_RC(call(in, (const char *)&d, 4, &ret, NULL), REALM_ERR_TRAP);
+        CHECK_MSG(strstr(realm_last_error(), "call stack exhausted"), "%s", realm_last_error());
+        CHECK_RC(call(in, "", 0, &ret, NULL), REALM_OK);
+        CHECK_EQ_INT(ret, 7);
+    }
+    realm_instance_free(in);
+    return NULL;
+}
+
+static void test_host_stack(void)
+{
+    size_t n;
+    uint8_t *w = stack_module(60, 1, 0, &n);
+    realm_module *m = w ? load(w, n) : NULL;
+    free(w);
+    if (!m)
+        return;
+    size_t sizes[] = {1024 * 1024, 8 * 1024 * 1024};
+    for (int i = 0; i < 2; i++) {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, sizes[i]);
+        pthread_t th;
+        pthread_create(&th, &attr, host_stack_fn, m);
+        pthread_join(th, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    realm_module_free(m);
+}
+
+/* A module for the runtime's host paths: the first request byte picks. */
+static const char robust_wat[] =
+    "(module\n"
+    " (import \"realm\" \"request_read\" (func $rr (param i32 i32) (result i32)))\n"
+    " (type $a (func (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32"
+    " i32 i32 i32 i32) (result i32)))\n"
+    " (type $b (func (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32"
+    " i32 i32 i32 i32) (result i32)))\n"
+    " (memory (export \"memory\") 1)\n"
+    " (table $t 0 funcref)\n"
+    " (table $w 1 funcref)\n"
+    " (table $x1 0 funcref) (table $x2 0 funcref) (table $x3 0 funcref)\n"
+    " (elem (table $w) (i32.const 0) func $wide)\n"
+    " (func $wide (type $a) (i32.add (local.get 0) (local.get 19)))\n"
+    " (func (export \"handle\") (result i32) (local $n i32) (local $op i32) (local $r i32)\n"
+    "  (local.set $n (call $rr (i32.const 1024) (i32.const 64)))\n"
+    "  (if (i32.eqz (local.get $n)) (then (return (i32.const 7))))\n"
+    "  (local.set $op (i32.load8_u (i32.const 1024)))\n"
+    "  ;; 'g', 'z', 't': loop forever in memory.grow(100000), memory.grow(0), table.grow\n"
+    "  (if (i32.eq (local.get $op) (i32.const 103)) (then\n"
+    "   (loop $l (drop (memory.grow (i32.const 100000))) (br $l))))\n"
+    "  (if (i32.eq (local.get $op) (i32.const 122)) (then\n"
+    "   (loop $l (drop (memory.grow (i32.const 0))) (br $l))))\n"
+    "  (if (i32.eq (local.get $op) (i32.const 116)) (then\n"
+    "   (loop $l (drop (table.grow $t (ref.null func) (i32.const 1))) (br $l))))\n"
+    "  ;; 'T': tables share the memory cap (4 pages); one bit per expectation\n"
+    "  (if (i32.eq (local.get $op) (i32.const 84)) (then\n"
+    "   (local.set $r (i32.eqz (table.grow $t (ref.null func) (i32.const 1000))))\n"
+    "   (local.set $r (i32.or (local.get $r) (i32.shl (i32.eq (table.grow $t (ref.null func)"
+    " (i32.const 10000)) (i32.const -1)) (i32.const 1))))\n"
+    "   (local.set $r (i32.or (local.get $r) (i32.shl (i32.eq (memory.grow (i32.const 3))"
+    " (i32.const -1)) (i32.const 2))))\n"
+    "   (local.set $r (i32.or (local.get $r) (i32.shl (i32.eq (memory.grow (i32.const 2))"
+    " (i32.const 1)) (i32.const 3))))\n"
+    "   (local.set $r (i32.or (local.get $r) (i32.shl (i32.eq (table.grow $x1 (ref.null func)"
+    " (i32.const 10000000)) (i32.const -1)) (i32.const 4))))\n"
+    "   (local.set $r (i32.or (local.get $r) (i32.shl (i32.eq (table.grow $x2 (ref.null func)"
+    " (i32.const 1048576)) (i32.const -1)) (i32.const 5))))\n"
+    "   (return (local.get $r))))\n"
+    "  ;; 'w': call_indirect through an identical 20-parameter type\n"
+    "  (if (i32.eq (local.get $op) (i32.const 119)) (then\n"
+    "   (return (call_indirect $w (type $b) (i32.const 1) (i32.const 2) (i32.const 3)"
+    " (i32.const 4) (i32.const 5) (i32.const 6) (i32.const 7) (i32.const 8) (i32.const 9)"
+    " (i32.const 10) (i32.const 11) (i32.const 12) (i32.const 13) (i32.const 14)"
+    " (i32.const 15) (i32.const 16) (i32.const 17) (i32.const 18) (i32.const 19)"
+    " (i32.const 20) (i32.const 0)))))\n"
+    "  ;; 'm': cap 0 measures, whatever the pointer\n"
+    "  (if (i32.eq (local.get $op) (i32.const 109)) (then\n"
+    "   (return (call $rr (i32.const 0xffffff00) (i32.const 0)))))\n"
+    "  (i32.const -2)))\n";
+
+typedef struct bounded {
+    realm_instance *in;
+    const trap_case *cases;
+    size_t n_cases;
+} bounded;
+
+/* Each case traps with its needle; the next call on the thread works. */
+static void *bounded_fn(void *p)
+{
+    bounded *b = p;
+    for (size_t i = 0; i < b->n_cases; i++) {
+        int32_t ret;
+        double t0 = realm__rt_now();
+        CHECK_RC(call(b->in, b->cases[i].req, strlen(b->cases[i].req), &ret, NULL),
+                 REALM_ERR_TRAP);
+        CHECK_MSG(strstr(realm_last_error(), b->cases[i].needle), "case %s: '%s'",
+                  b->cases[i].req, realm_last_error());
+        CHECK_MSG(realm__rt_now() - t0 < 10.0, "case %s took %.1f s", b->cases[i].req,
+                  realm__rt_now() - t0);
+        CHECK_RC(call(b->in, "", 0, &ret, NULL), REALM_OK);
+        CHECK_EQ_INT(ret, 7);
+    }
+    return NULL;
+}
+
+/* Run the cases on a thread; a hang is a failure after 60 s (well past any
+ * deadline), not a stuck test. */
+static void run_bounded(realm_instance *in, const trap_case *cases, size_t n)
+{
+    bounded b = {in, cases, n};
+    pthread_t th;
+    pthread_create(&th, NULL, bounded_fn, &b);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 60;
+    if (pthread_timedjoin_np(th, NULL, &until) != 0) {
+        fprintf(stderr, "FAIL: a guest ran past its deadline (still running after 60 s)\n");
+        _exit(1);
+    }
+}
+
+static void test_runtime_paths(void)
+{
+    size_t n;
+    uint8_t *w = assemble_text(robust_wat, &n);
+    realm_module *m = w ? load(w, n) : NULL;
+    free(w);
+    if (!m)
+        return;
+    realm_tenant_policy pol;
+    realm_tenant_policy_init(&pol);
+    pol.deadline_ms = 100;
+    pol.max_pages = 16;
+    realm_instance *in = NULL;
+    CHECK_RC(realm_instance_new(m, &pol, &in), REALM_OK);
+    if (!in)
+        return;
+    /* The deadline is not lost while the guest sits in the runtime's host
+     * paths (memory.grow, table.grow). Repeated: the timer fires at a
+     * different point each time. */
+    static const trap_case cases[] = {
+        {"g", "deadline of 100 ms exceeded"}, {"z", "deadline of 100 ms exceeded"},
+        {"t", "deadline of 100 ms exceeded"}, {"g", "deadline of 100 ms exceeded"},
+        {"z", "deadline of 100 ms exceeded"}, {"t", "deadline of 100 ms exceeded"},
+        {"t", "deadline of 100 ms exceeded"}, {"t", "deadline of 100 ms exceeded"},
+    };
+    run_bounded(in, cases, sizeof cases / sizeof cases[0]);
+
+    int32_t ret;
+    CHECK_RC(call(in, "w", 1, &ret, NULL), REALM_OK); /* wide types compare in full */
+    CHECK_EQ_INT(ret, 21);
+    CHECK_RC(call(in, "m", 1, &ret, NULL), REALM_OK); /* cap 0 with a pointer past the end */
+    CHECK_EQ_INT(ret, 1);
+    realm_instance_free(in);
+
+    /* Tables count against the memory cap: 4 pages for memory and tables. */
+    pol.max_pages = 4;
+    pol.deadline_ms = 200;
+    in = NULL;
+    CHECK_RC(realm_instance_new(m, &pol, &in), REALM_OK);
+    for (int round = 0; in && round < 2; round++) { /* a trap resets the account */
+        CHECK_RC(call(in, "T", 1, &ret, NULL), REALM_OK);
+        CHECK_MSG(ret == 63, "table/memory cap results 0x%x, want 0x3f", (unsigned)ret);
+        CHECK_RC(call(in, "g", 1, &ret, NULL), REALM_ERR_TRAP);
+    }
+    realm_instance_free(in);
+    realm_module_free(m);
+
+    /* A wide-typed module loaded again registers no new types (its call
+     * still works after another load). */
+    w = assemble_text(robust_wat, &n);
+    m = w ? load(w, n) : NULL;
+    free(w);
+    in = NULL;
+    if (m)
+        CHECK_RC(realm_instance_new(m, NULL, &in), REALM_OK);
+    if (in) {
+        CHECK_RC(call(in, "w", 1, &ret, NULL), REALM_OK);
+        CHECK_EQ_INT(ret, 21);
+    }
+    realm_instance_free(in);
+    realm_module_free(m);
+}
+
+/* A module of its own (distinct bytes, so a fresh cache entry). */
+static uint8_t *unique_module(const char *tag, size_t *len)
+{
+    char wat[400];
+    snprintf(wat, sizeof wat,
+             "(module (memory (export \"memory\") 1) (data (i32.const 0) \"%s-%d-%ld\")"
+             " (func (export \"handle\") (result i32) (i32.const 7)))",
+             tag, (int)getpid(), (long)time(NULL));
+    return assemble_text(wat, len);
+}
+
+/* Load and run a module once: 0 when it answers 7. */
+static int load_and_run(realm_sandbox *s, const uint8_t *w, size_t n)
+{
+    realm_module *m = NULL;
+    int rc = realm_module_load_bytes(s, w, n, &m);
+    realm_instance *in = NULL;
+    if (rc == 0)
+        rc = realm_instance_new(m, NULL, &in);
+    int32_t ret = 0;
+    if (rc == 0)
+        rc = call(in, "", 0, &ret, NULL);
+    if (rc == 0 && ret != 7)
+        rc = -1000;
+    realm_instance_free(in);
+    realm_module_free(m);
+    return rc;
+}
+
+/* The cache root must be private: a group- or world-writable one (where
+ * another user could plant a module.so) is refused, naming it. */
+static void test_cache_dir_checks(void)
+{
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/open-cache", work);
+    CHECK(mkdir(dir, 0700) == 0);
+    CHECK(chmod(dir, 0777) == 0);
+    realm_sandbox *s = NULL;
+    CHECK_RC(realm_sandbox_new(&(realm_sandbox_params){.cache_dir = dir}, &s), REALM_OK);
+    size_t n;
+    uint8_t *w = unique_module("perm", &n);
+    realm_module *m = NULL;
+    CHECK_RC(realm_module_load_bytes(s, w, n, &m), REALM_ERR_DENIED);
+    CHECK(m == NULL);
+    CHECK_MSG(strstr(realm_last_error(), dir) && strstr(realm_last_error(), "writable"), "%s",
+              realm_last_error());
+    CHECK(chmod(dir, 0755) == 0); /* fixed: now it is used */
+    CHECK_RC(load_and_run(s, w, n), REALM_OK);
+    realm_sandbox_free(s);
+
+    /* directories the sandbox creates are private */
+    snprintf(dir, sizeof dir, "%s/new-cache/sub", work);
+    CHECK_RC(realm_sandbox_new(&(realm_sandbox_params){.cache_dir = dir}, &s), REALM_OK);
+    CHECK_RC(load_and_run(s, w, n), REALM_OK);
+    struct stat st;
+    CHECK(stat(dir, &st) == 0 && (st.st_mode & 077) == 0);
+    realm_sandbox_free(s);
+
+    /* a cache named (by the environment) in /tmp that is a symbolic link,
+     * as another user could plant there: refused, even to our own dir */
+    char link[64];
+    snprintf(link, sizeof link, "/tmp/realm-test-link-%d", (int)getpid());
+    unlink(link);
+    CHECK(symlink(dir, link) == 0);
+    const char *old = getenv("REALM_MODULE_CACHE");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("REALM_MODULE_CACHE", link, 1);
+    CHECK_RC(realm_sandbox_new(NULL, &s), REALM_OK);
+    CHECK_RC(realm_module_load_bytes(s, w, n, &m), REALM_ERR_DENIED);
+    CHECK_MSG(strstr(realm_last_error(), "symbolic link"), "%s", realm_last_error());
+    realm_sandbox_free(s);
+    if (saved)
+        setenv("REALM_MODULE_CACHE", saved, 1);
+    else
+        unsetenv("REALM_MODULE_CACHE");
+    free(saved);
+    unlink(link);
+    free(w);
+}
+
+/* Several "processes" (sandboxes with their own locks) build the same new
+ * module into one cache at once: every one gets a working module. A stale
+ * entry holding a subdirectory is replaced. */
+typedef struct racer {
+    const uint8_t *w;
+    size_t n;
+    const char *dir;
+    int rc;
+    pthread_barrier_t *bar;
+} racer;
+
+static void *race_fn(void *p)
+{
+    racer *r = p;
+    realm_sandbox *s = NULL;
+    r->rc = realm_sandbox_new(&(realm_sandbox_params){.cache_dir = r->dir}, &s);
+    pthread_barrier_wait(r->bar);
+    if (r->rc == 0)
+        r->rc = load_and_run(s, r->w, r->n);
+    realm_sandbox_free(s);
+    return NULL;
+}
+
+static void test_cache_races(void)
+{
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/race-cache", work);
+    for (int iter = 0; iter < 3; iter++) {
+        size_t n;
+        char tag[16];
+        snprintf(tag, sizeof tag, "race%d", iter);
+        uint8_t *w = unique_module(tag, &n);
+        enum { N = 4 };
+        pthread_t th[N];
+        racer r[N];
+        pthread_barrier_t bar;
+        pthread_barrier_init(&bar, NULL, N);
+        for (int i = 0; i < N; i++) {
+            r[i] = (racer){.w = w, .n = n, .dir = dir, .bar = &bar};
+            pthread_create(&th[i], NULL, race_fn, &r[i]);
+        }
+        for (int i = 0; i < N; i++) {
+            pthread_join(th[i], NULL);
+            CHECK_MSG(r[i].rc == 0, "racer %d: %d", i, r[i].rc);
+        }
+        pthread_barrier_destroy(&bar);
+        free(w);
+    }
+
+    /* stale entry: junk module.so and a subdirectory */
+    size_t n;
+    uint8_t *w = unique_module("stale", &n);
+    realm_sandbox *s = NULL;
+    CHECK_RC(realm_sandbox_new(&(realm_sandbox_params){.cache_dir = dir}, &s), REALM_OK);
+    char *so = NULL;
+    CHECK_RC(realm_module_build(s, w, n, &so), REALM_OK);
+    if (so) {
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd,
+                 "d=$(dirname '%s') && rm -rf \"$d\" && mkdir -p \"$d/sub/deeper\" && "
+                 "echo junk > \"$d/module.so\" && echo x > \"$d/sub/deeper/f\"", so);
+        CHECK_EQ_INT(system(cmd), 0);
+        CHECK_RC(load_and_run(s, w, n), REALM_OK);
+        CHECK_RC(load_and_run(s, w, n), REALM_OK);
+    }
+    free(so);
+    realm_sandbox_free(s);
+    free(w);
+}
+
+/* The compiler runs without the server's file descriptors, and a build does
+ * not hold the lock that guests' model lookups take. The C compiler here is a
+ * script that fails if it inherited descriptor 200, and, while a "hold" file
+ * exists, waits (up to 60 s) until the test lets it go. */
+typedef struct gated {
+    realm_sandbox *s;
+    const uint8_t *w;
+    size_t n;
+    int rc;
+} gated;
+
+static void *gated_build(void *p)
+{
+    gated *g = p;
+    g->rc = load_and_run(g->s, g->w, g->n);
+    return NULL;
+}
+
+static int wait_file(const char *path, int seconds)
+{
+    for (int i = 0; i < seconds * 100; i++) {
+        if (access(path, F_OK) == 0)
+            return 1;
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    return 0;
+}
+
+static void touch(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (f)
+        fclose(f);
+}
+
+static void test_build_isolation(void)
+{
+    char script[300], hold[300], started[300], go[300], dir[300];
+    snprintf(script, sizeof script, "%s/cc.sh", work);
+    snprintf(hold, sizeof hold, "%s/gate.hold", work);
+    snprintf(started, sizeof started, "%s/gate.started", work);
+    snprintf(go, sizeof go, "%s/gate.go", work);
+    snprintf(dir, sizeof dir, "%s/cc-cache", work);
+    FILE *f = fopen(script, "w");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    fprintf(f,
+            "#!/bin/sh\n"
+            "if [ -e /proc/$$/fd/200 ]; then echo 'inherited descriptor 200'; exit 1; fi\n"
+            "if [ -e '%s' ]; then\n"
+            "  touch '%s'\n"
+            "  i=0; while [ ! -e '%s' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n"
+            "fi\n"
+            "exec cc \"$@\"\n",
+            hold, started, go);
+    fclose(f);
+    chmod(script, 0700);
+    int fd = open("/dev/null", O_RDONLY); /* no O_CLOEXEC, like a server's socket */
+    CHECK(fd >= 0 && dup2(fd, 200) == 200);
+    if (fd >= 0)
+        close(fd);
+
+    realm_sandbox *s = NULL;
+    CHECK_RC(realm_sandbox_new(&(realm_sandbox_params){.cache_dir = dir, .cc = script}, &s),
+             REALM_OK);
+    size_t n;
+    uint8_t *w = isolation_module("gx1", &n);
+    realm_module *m = NULL;
+    CHECK_RC(realm_module_load_bytes(s, w, n, &m), REALM_OK);
+    CHECK_MSG(m != NULL, "%s", realm_last_error());
+    free(w);
+    realm_instance *in = NULL;
+    if (m)
+        CHECK_RC(realm_instance_new(m, NULL, &in), REALM_OK);
+
+    touch(hold);
+    w = unique_module("gate", &n);
+    gated g = {.s = s, .w = w, .n = n};
+    pthread_t th;
+    pthread_create(&th, NULL, gated_build, &g);
+    CHECK_MSG(wait_file(started, 60), "the compiler did not start");
+    if (in) { /* the build is in progress: a guest of the same sandbox opens a model */
+        int32_t ret;
+        double t0 = realm__rt_now();
+        CHECK_RC(call(in, "x", 1, &ret, NULL), REALM_OK);
+        CHECK(ret > 10);
+        CHECK_MSG(realm__rt_now() - t0 < 30.0, "model_open waited %.1f s for a build",
+                  realm__rt_now() - t0);
+    }
+    touch(go);
+    pthread_join(th, NULL);
+    CHECK_MSG(g.rc == 0, "gated build: %d", g.rc);
+    unlink(hold);
+    close(200);
+    realm_instance_free(in);
+    realm_module_free(m);
+    realm_sandbox_free(s);
+    free(w);
+}
+
 int main(void)
 {
     test_begin("sandbox", 300);
@@ -487,6 +1116,12 @@ int main(void)
     test_stack_guard();
     test_cache();
     test_threads();
+    test_stack_clash();
+    test_host_stack();
+    test_runtime_paths();
+    test_cache_dir_checks();
+    test_cache_races();
+    test_build_isolation();
     realm_sandbox_free(sb);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);

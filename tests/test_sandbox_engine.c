@@ -427,6 +427,63 @@ static void test_tensor_read(void)
     realm_module_free(m);
 }
 
+/* Model handles are per full registry name (two names sharing a long prefix
+ * are two handles), and a session that realm.eval opens and then refuses
+ * (over its context) is closed again, not left counting against
+ * max_generations. The guest: open both names, six refused evals of 3000
+ * tokens on new sessions, then one good eval. */
+#define LONG_NAME "a-model-name-that-is-longer-than-sixty-characters-in-all-of-it"
+
+static void test_handles_and_sessions(void)
+{
+    CHECK_RC(realm_sandbox_add_model(sb, LONG_NAME "-x", model, engine), REALM_OK);
+    CHECK_RC(realm_sandbox_add_model(sb, LONG_NAME "-y", model, engine), REALM_OK);
+    char wat[2048], in_path[400], out_path[400], cmd[1000];
+    snprintf(wat, sizeof wat,
+             "(module\n"
+             " (import \"realm\" \"model_open\" (func $mo (param i32 i32) (result i32)))\n"
+             " (import \"realm\" \"eval\" (func $ev (param i32 i32 i32) (result i32)))\n"
+             " (memory (export \"memory\") 1)\n"
+             " (data (i32.const 16) \"%s-x\") (data (i32.const 128) \"%s-y\")\n"
+             " (func (export \"handle\") (result i32) (local $h1 i32) (local $h2 i32)"
+             " (local $i i32) (local $r i32)\n"
+             "  (local.set $h1 (call $mo (i32.const 16) (i32.const %d)))\n"
+             "  (local.set $h2 (call $mo (i32.const 128) (i32.const %d)))\n"
+             "  (loop $l\n"
+             "   (local.set $r (call $ev (local.get $h1) (i32.const 4096) (i32.const 3000)))\n"
+             "   (if (i32.ne (local.get $r) (i32.const -8)) (then (return (i32.sub (i32.const"
+             " -1000) (local.get $r)))))\n"
+             "   (local.set $i (i32.add (local.get $i) (i32.const 1)))\n"
+             "   (br_if $l (i32.lt_u (local.get $i) (i32.const 6))))\n"
+             "  (if (i32.lt_s (call $ev (local.get $h1) (i32.const 4096) (i32.const 1))"
+             " (i32.const 1024)) (then (return (i32.const -2))))\n"
+             "  (i32.add (i32.mul (local.get $h1) (i32.const 16)) (local.get $h2))))\n",
+             LONG_NAME, LONG_NAME, (int)strlen(LONG_NAME) + 2, (int)strlen(LONG_NAME) + 2);
+    snprintf(in_path, sizeof in_path, "%s/handles.wat", work);
+    snprintf(out_path, sizeof out_path, "%s/handles.wasm", work);
+    FILE *f = fopen(in_path, "w");
+    if (f) {
+        fputs(wat, f);
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd, "wat2wasm '%s' -o '%s'", in_path, out_path);
+    CHECK_EQ_INT(system(cmd), 0);
+    realm_module *m = NULL;
+    CHECK_RC(realm_module_load(sb, out_path, &m), REALM_OK);
+    realm_instance *in = NULL;
+    if (m)
+        CHECK_RC(realm_instance_new(m, NULL, &in), REALM_OK);
+    if (in) {
+        realm_request_io io = {0};
+        int32_t ret = 0;
+        CHECK_RC(realm_instance_handle(in, &io, &ret), REALM_OK);
+        CHECK_MSG(ret == 1 * 16 + 2, "handles/sessions: %d (want 18; -1000 - rc of a failed "
+                                     "eval, -2 for the good one)", ret);
+    }
+    realm_instance_free(in);
+    realm_module_free(m);
+}
+
 int main(void)
 {
     test_begin("sandbox_engine", 300);
@@ -454,6 +511,7 @@ int main(void)
     test_sampler();
     test_tensor_read();
     test_generation_limit();
+    test_handles_and_sessions();
     realm_sandbox_free(sb);
     realm_engine_free(engine);
     realm_model_free(model);

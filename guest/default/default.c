@@ -72,12 +72,21 @@ int32_t handle(void)
     if (g < 0)
         return reply_error(status_for(g), "cannot generate");
 
-    static char piece[PIECE_CAP];
+    static char small[PIECE_CAP];
     rg_buf text = {0};
     int32_t k;
-    while ((k = realm_gen_next(g, piece, sizeof piece)) > 0) {
-        if (k > PIECE_CAP) /* cannot happen with pieces of a few bytes */
-            break;
+    while ((k = realm_gen_next(g, small, sizeof small)) > 0) {
+        char *piece = small;
+        if (k > PIECE_CAP) {
+            /* A piece larger than the buffer was kept by the host: fetch it
+             * whole into a buffer of its size. */
+            piece = rg_alloc((size_t)k);
+            if (!piece)
+                return reply_error(500, "out of memory for a piece of text");
+            int32_t again = realm_gen_next(g, piece, (uint32_t)k);
+            if (again != k)
+                return reply_error(500, "generation failed");
+        }
         if (stream) {
             rg_buf ev = {0};
             rg_buf_puts(&ev, chat ? "data: {\"object\":\"chat.completion.chunk\",\"choices\":"

@@ -103,10 +103,19 @@ RG_IMPORT(gen_cancel) int32_t realm_gen_cancel(int32_t gen);
  * time_to_first_token_ms, tokens_per_s[, error]. Waits for the end. */
 RG_IMPORT(gen_result) int32_t realm_gen_result(int32_t gen, char *buf, uint32_t cap);
 
-/* ---- low level (reserved in ABI v1: return RG_ERR_UNSUPPORTED for now) ----- */
+/* ---- low level: sessions, logits, weights ---------------------------------- */
 
+/* Run n tokens (1..4096) through the model. With a model handle: a new
+ * session (its own KV cache, up to 2048 tokens or the model's context); with
+ * a session handle (>= 1024): continue it. Returns the session handle.
+ * Sessions count against the tenant's max_generations. */
 RG_IMPORT(eval) int32_t realm_eval(int32_t model, const int32_t *ids, uint32_t n);
+/* The logits (n_vocab floats) of the session's last evaluated token; cap in
+ * floats. Returns n_vocab. */
 RG_IMPORT(logits) int32_t realm_logits(int32_t session, float *out, uint32_t cap);
+/* Rows [first_row, first_row + n_rows) of a weight tensor, dequantized to
+ * f32; cap in floats. Returns the floats needed. RG_ERR_DENIED unless the
+ * tenant's policy allows it. */
 RG_IMPORT(tensor_read)
 int32_t realm_tensor_read(int32_t model, const char *name, uint32_t name_len, uint32_t first_row,
                           uint32_t n_rows, float *out, uint32_t cap);

@@ -29,12 +29,27 @@
  *     if (rc == REALM_ERR_TRAP) ... realm_last_error() says why ...
  *
  * Traps. Out-of-bounds access, unreachable, divide by zero, a bad pointer
- * passed to a host function, stack exhaustion (a per-call depth budget), the
- * per-call deadline and the memory cap all end the current call with
- * REALM_ERR_TRAP and a message ("guest trapped: out-of-bounds memory access",
- * "guest trapped: realm.emit: ptr 0xfffffff0 + len 64 outside guest memory of
- * 131072 bytes", ...). The instance is then rebuilt from the module at its
- * next call, so one bad request never poisons the next.
+ * passed to a host function, stack exhaustion (a per-call depth budget, the
+ * guard page below the thread's stack, or too little stack left for a host
+ * function), the per-call deadline and the memory cap (linear memory and
+ * tables together) all end the current call with REALM_ERR_TRAP and a
+ * message ("guest trapped: out-of-bounds memory access", "guest trapped:
+ * realm.emit: range 0xfffffff0 + 64 outside guest memory of 131072 bytes",
+ * ...). The instance is then rebuilt from the module at its next call, so
+ * one bad request never poisons the next.
+ *
+ * Stacks: guest code runs on the calling thread's stack, which should have a
+ * guard page below it (pthread stacks do) and at least 512 KiB; host
+ * functions trap the guest when less than 256 KiB (or half the stack) is
+ * left. Guests are compiled with -fstack-clash-protection, so a large guest
+ * frame cannot step over the guard page into another thread's stack.
+ *
+ * The module cache: a compiled module is a shared object that the host
+ * dlopens, so the cache root must belong to the effective user and not be
+ * writable by group or others; otherwise loading fails with
+ * REALM_ERR_DENIED naming the directory. Directories the sandbox creates are
+ * 0700. Compiler runs are limited to 120 s each and do not inherit the
+ * process's file descriptors. Several processes may share one cache.
  *
  * Signals: the first call on a thread installs process-wide handlers for
  * SIGSEGV, SIGBUS and SIGRTMIN+2 (the deadline timer), an alternate signal
@@ -66,7 +81,9 @@ typedef struct realm_instance realm_instance;
 
 typedef struct realm_sandbox_params {
     const char *cache_dir; /* NULL: $REALM_MODULE_CACHE, else $XDG_CACHE_HOME/realm/modules,
-                              else ~/.cache/realm/modules */
+                              else ~/.cache/realm/modules ($HOME), else
+                              /tmp/realm-modules-<euid>; created 0700 if missing,
+                              refused if another user's or group/world-writable */
     const char *cc;        /* C compiler; NULL: $REALM_CC, else "cc" */
 } realm_sandbox_params;
 
@@ -97,7 +114,9 @@ typedef struct realm_module_info {
 int realm_module_check(const void *wasm, size_t len, realm_module_info *info);
 void realm_module_info_free(realm_module_info *info);
 
-/* Check, then build (or take from the cache) and load a module. */
+/* Check, then build (or take from the cache) and load a module. Loading a
+ * cached module does not wait for other builds; a build waits for other
+ * builds of the same sandbox. REALM_ERR_DENIED for an unsafe cache root. */
 int realm_module_load(realm_sandbox *sb, const char *wasm_path, realm_module **out);
 int realm_module_load_bytes(realm_sandbox *sb, const void *wasm, size_t len,
                             realm_module **out);
@@ -130,7 +149,9 @@ int realm_instance_new(realm_module *m, const realm_tenant_policy *p, realm_inst
 void realm_instance_free(realm_instance *in);
 
 /* The request and where the output goes; callbacks run on the calling
- * thread, during realm_instance_handle. Any of them may be NULL. */
+ * thread, during realm_instance_handle. Any of them may be NULL. The data
+ * (or line) pointer a callback gets points into the guest's memory and is
+ * valid only during that callback: copy what you keep. */
 typedef struct realm_request_io {
     const char *body;
     size_t body_len;

@@ -40,7 +40,7 @@ typedef struct gen_slot {
 typedef struct model_slot {
     realm_engine *engine;
     const realm_model *model;
-    char name[64];
+    const char *name; /* the registry's copy (lives as long as the sandbox) */
 } model_slot;
 
 /* A low-level session (realm.eval): a private KV cache and compute context. */
@@ -83,10 +83,14 @@ void realm_tenant_policy_init(realm_tenant_policy *p)
 
 /* ---- helpers for host functions ----------------------------------------- */
 
-/* The guest range [ptr, ptr + len) in host address space, or a trap. */
+/* The guest range [ptr, ptr + len) in host address space, or a trap. An
+ * empty range is valid with any ptr (cap 0 measures), and then points at
+ * the start of guest memory, never past it. */
 static uint8_t *guest_range(realm_instance *in, const char *fn, uint32_t ptr, uint64_t len)
 {
     wasm_rt_memory_t *m = in->so->memory(in->guest);
+    if (len == 0)
+        return m->data;
     if ((uint64_t)ptr + len > m->size)
         realm__rt_trap_msg(REALM__TRAP_HOST,
                            "realm.%s: range 0x%x + %llu outside guest memory of %u bytes", fn,
@@ -245,15 +249,17 @@ static uint32_t h_model_open(void *c, uint32_t ptr, uint32_t len)
         allowed = strlen(in->allowed[i]) == len && memcmp(in->allowed[i], name, len) == 0;
     realm_engine *e = NULL;
     const realm_model *m = NULL;
+    const char *full = NULL;
     if (!allowed)
         rc = fail(in, REALM_ERR_DENIED, "model_open: model '%s' is not allowed for this tenant",
                   shown);
-    else if (realm__sandbox_find_model(realm__module_sandbox(in->mod), name, len, &e, &m) < 0)
+    else if (realm__sandbox_find_model(realm__module_sandbox(in->mod), name, len, &e, &m,
+                                       &full) < 0)
         rc = fail(in, REALM_ERR_NOTFOUND, "model_open: no model named '%s'", shown);
     else {
         rc = 0;
         for (int i = 0; i < in->n_models && !rc; i++)
-            if (in->models[i].engine == e && strcmp(in->models[i].name, shown) == 0)
+            if (in->models[i].engine == e && strcmp(in->models[i].name, full) == 0)
                 rc = i + 1;
         if (!rc && in->n_models == MAX_MODELS)
             rc = fail(in, REALM_ERR_RANGE, "model_open: at most %d models per request",
@@ -262,7 +268,7 @@ static uint32_t h_model_open(void *c, uint32_t ptr, uint32_t len)
             model_slot *s = &in->models[in->n_models++];
             s->engine = e;
             s->model = m;
-            snprintf(s->name, sizeof s->name, "%s", shown);
+            s->name = full;
             rc = in->n_models;
         }
     }
@@ -611,9 +617,15 @@ static uint32_t h_eval(void *c, uint32_t h, uint32_t ids, uint32_t n)
         h = (uint32_t)(SESSION_BASE + slot);
     }
     int32_t len = realm_kv_seq_len(se->kv, se->seq);
-    if (len + (int64_t)n > se->n_ctx)
-        HOST_RETURN(fail(in, REALM_ERR_RANGE, "eval: session would hold %lld tokens, limit %d",
-                         (long long)len + n, se->n_ctx));
+    if (len + (int64_t)n > se->n_ctx) {
+        rc = fail(in, REALM_ERR_RANGE, "eval: session would hold %lld tokens, limit %d",
+                  (long long)len + n, se->n_ctx);
+        if (ms) { /* the session was opened by this call: it must not stay open */
+            session_close(se);
+            in->n_gens_open--;
+        }
+        HOST_RETURN(rc);
+    }
     int32_t *tok = malloc((size_t)n * 3 * sizeof *tok);
     if (!tok)
         HOST_RETURN(fail(in, REALM_ERR_NOMEM, "eval: out of memory"));
@@ -692,7 +704,8 @@ static uint32_t h_tensor_read(void *c, uint32_t h, uint32_t name, uint32_t name_
     for (uint32_t r = 0; r < n_rows && rc == 0; r++) {
         rc = realm_dequantize_row(t->type, (const uint8_t *)t->data + (first_row + r) * rsz, row,
                                   row_len);
-        memcpy(dst + (size_t)r * row_len * 4, row, (size_t)row_len * 4);
+        if (rc == 0) /* on failure, guest memory keeps what it held */
+            memcpy(dst + (size_t)r * row_len * 4, row, (size_t)row_len * 4);
     }
     free(row);
     if (rc < 0)
@@ -754,6 +767,8 @@ static void drop_guest(realm_instance *in)
     in->started = 0;
     in->live = 0;
     in->call.mem_lo = in->call.mem_hi = NULL;
+    in->call.mem_pages = 0;
+    in->call.table_bytes = 0;
 }
 
 /* (Re)create the guest instance. */

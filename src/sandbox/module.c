@@ -3,23 +3,36 @@
  * into the module cache, dlopen it.
  *
  * Cache layout: <cache_dir>/<key>/module.so where key is the hex SHA-256 of
- * the wasm bytes followed by "realm-sandbox-abi-<N>". An entry is built in a
- * private temporary directory and renamed into place, so readers never see a
- * half-written one; an entry that fails to load or reports another ABI or key
- * is deleted and rebuilt.
+ * the wasm bytes followed by "realm-sandbox-abi-<N>". The cache root must
+ * belong to the effective user and be writable by nobody else (the host
+ * dlopens what it finds there); directories are created 0700. An entry is
+ * built in a private temporary directory (mkdtemp) and renamed into place, so
+ * readers never see a half-written one. When another process installed the
+ * entry first, its entry is used if it loads; an entry that fails to load or
+ * reports another ABI or key is moved aside under a unique name, deleted, and
+ * replaced.
  */
+
+#define MAX_TABLES 16             /* tables per module */
+#define MAX_LOCALS 50000u         /* locals (parameters included) per function */
+#define MAX_FUNC_ARITY 1000u      /* parameters, and results, of a function type */
+#define TOOL_TIMEOUT_S 120        /* wasm-validate, wasm2c, cc: killed after this */
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -37,8 +50,10 @@ typedef struct sb_model {
 
 struct realm_sandbox {
     char *cache_dir;
+    bool cache_in_tmp; /* the /tmp fallback */
     char *cc;
-    pthread_mutex_t lock; /* models[] and builds */
+    pthread_mutex_t lock;       /* models[] */
+    pthread_mutex_t build_lock; /* builds and installs into the cache (never held with lock) */
     sb_model *models;
     int32_t n_models;
 };
@@ -59,7 +74,7 @@ static char *xstrdup(const char *s)
     return p;
 }
 
-/* mkdir -p */
+/* mkdir -p; what it creates is private to the user (0700). */
 static int make_dirs(const char *path)
 {
     char buf[PATH_MAX];
@@ -69,12 +84,41 @@ static int make_dirs(const char *path)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
             return realm__error(REALM_ERR_IO, "mkdir %s: %s", buf, strerror(errno));
         *p = '/';
     }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+    if (mkdir(buf, 0700) != 0 && errno != EEXIST)
         return realm__error(REALM_ERR_IO, "mkdir %s: %s", buf, strerror(errno));
+    return 0;
+}
+
+/* The cache root must be a directory of the effective user that no one else
+ * can write: anything planted in it would be dlopened. */
+static int check_cache_root(const char *dir, bool in_shared_tmp)
+{
+    struct stat st;
+    /* in a directory anyone can write, a symbolic link planted under our
+     * name could redirect the cache: not followed there */
+    if (in_shared_tmp && lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
+        return realm__error(REALM_ERR_DENIED,
+                            "module cache %s is a symbolic link in a shared directory: "
+                            "refusing to use it",
+                            dir);
+    if (stat(dir, &st) != 0)
+        return realm__error(REALM_ERR_IO, "module cache %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return realm__error(REALM_ERR_DENIED, "module cache %s is not a directory", dir);
+    if (st.st_uid != geteuid())
+        return realm__error(REALM_ERR_DENIED,
+                            "module cache %s is owned by uid %u, not by this user (uid %u): "
+                            "refusing to load code from it",
+                            dir, (unsigned)st.st_uid, (unsigned)geteuid());
+    if (st.st_mode & (S_IWGRP | S_IWOTH))
+        return realm__error(REALM_ERR_DENIED,
+                            "module cache %s is writable by group or others (mode %04o): "
+                            "refusing to load code from it",
+                            dir, (unsigned)(st.st_mode & 07777));
     return 0;
 }
 
@@ -92,7 +136,7 @@ int realm_sandbox_new(const realm_sandbox_params *p, realm_sandbox **out)
     else if ((env = getenv("HOME")) && *env)
         snprintf(dir, sizeof dir, "%s/.cache/realm/modules", env);
     else
-        snprintf(dir, sizeof dir, "/tmp/realm-modules-%d", (int)getuid());
+        snprintf(dir, sizeof dir, "/tmp/realm-modules-%d", (int)geteuid()); /* checked */
     const char *cc = p && p->cc ? p->cc : getenv("REALM_CC");
     if (!cc || !*cc)
         cc = "cc";
@@ -100,8 +144,10 @@ int realm_sandbox_new(const realm_sandbox_params *p, realm_sandbox **out)
     if (!sb)
         return realm__error(REALM_ERR_NOMEM, "out of memory");
     sb->cache_dir = xstrdup(dir);
+    sb->cache_in_tmp = !(p && p->cache_dir) && strncmp(dir, "/tmp/", 5) == 0;
     sb->cc = xstrdup(cc);
     pthread_mutex_init(&sb->lock, NULL);
+    pthread_mutex_init(&sb->build_lock, NULL);
     if (!sb->cache_dir || !sb->cc) {
         realm_sandbox_free(sb);
         return realm__error(REALM_ERR_NOMEM, "out of memory");
@@ -120,6 +166,7 @@ void realm_sandbox_free(realm_sandbox *sb)
     free(sb->cache_dir);
     free(sb->cc);
     pthread_mutex_destroy(&sb->lock);
+    pthread_mutex_destroy(&sb->build_lock);
     free(sb);
 }
 
@@ -154,7 +201,8 @@ int realm_sandbox_add_model(realm_sandbox *sb, const char *name, const realm_mod
 }
 
 int realm__sandbox_find_model(realm_sandbox *sb, const char *name, size_t len,
-                              realm_engine **engine, const realm_model **model)
+                              realm_engine **engine, const realm_model **model,
+                              const char **name_out)
 {
     int rc = REALM_ERR_NOTFOUND;
     pthread_mutex_lock(&sb->lock);
@@ -162,6 +210,7 @@ int realm__sandbox_find_model(realm_sandbox *sb, const char *name, size_t len,
         if (strlen(sb->models[i].name) == len && memcmp(sb->models[i].name, name, len) == 0) {
             *engine = sb->models[i].engine;
             *model = sb->models[i].model;
+            *name_out = sb->models[i].name;
             rc = 0;
         }
     pthread_mutex_unlock(&sb->lock);
@@ -339,6 +388,11 @@ static int parse_and_check(const uint8_t *w, size_t n, wasm_desc *d)
                 t->n_results = rd_u32(&s);
                 for (uint32_t k = 0; k < t->n_results && !s.bad; k++)
                     t->all_i32 &= rd_byte(&s) == 0x7f;
+                if (!s.bad && (t->n_params > MAX_FUNC_ARITY || t->n_results > MAX_FUNC_ARITY))
+                    return realm__error(REALM_ERR_DENIED,
+                                        "function type %u has %u parameters and %u results; the "
+                                        "sandbox allows at most %u of each",
+                                        i, t->n_params, t->n_results, MAX_FUNC_ARITY);
             }
         } else if (id == 2) {
             uint32_t cnt = rd_u32(&s);
@@ -417,6 +471,42 @@ static int parse_and_check(const uint8_t *w, size_t n, wasm_desc *d)
             d->func_type = ft;
             for (uint32_t i = 0; i < cnt && !s.bad; i++)
                 ft[d->n_funcs++] = rd_u32(&s);
+        } else if (id == 4) {
+            uint32_t cnt = rd_u32(&s);
+            if (!s.bad && cnt > MAX_TABLES)
+                return realm__error(REALM_ERR_DENIED,
+                                    "module declares %u tables; the sandbox allows at most %d",
+                                    cnt, MAX_TABLES);
+            s.p = s.end; /* the entries themselves are not needed */
+        } else if (id == 10) {
+            /* Each body starts with its locals, run-length coded. A function
+             * with very many would have a huge C stack frame. */
+            uint32_t cnt = rd_u32(&s);
+            for (uint32_t i = 0; i < cnt && !s.bad; i++) {
+                uint32_t body = rd_u32(&s);
+                if (s.bad || body > (size_t)(s.end - s.p)) {
+                    s.bad = 1;
+                    break;
+                }
+                rd b = {s.p, s.p + body, 0};
+                s.p += body;
+                uint32_t fn = d->n_func_imports + i, ty;
+                uint64_t n_locals = 0;
+                if (fn < d->n_funcs && (ty = d->func_type[fn]) < d->n_types)
+                    n_locals = d->types[ty].n_params;
+                uint32_t groups = rd_u32(&b);
+                for (uint32_t k = 0; k < groups && !b.bad && n_locals <= MAX_LOCALS; k++) {
+                    n_locals += rd_u32(&b);
+                    rd_byte(&b);
+                }
+                if (b.bad)
+                    s.bad = 1;
+                else if (n_locals > MAX_LOCALS)
+                    return realm__error(REALM_ERR_DENIED,
+                                        "function %u has more than %u locals (parameters "
+                                        "included); the sandbox allows at most %u per function",
+                                        fn, MAX_LOCALS, MAX_LOCALS);
+            }
         } else if (id == 7) {
             uint32_t cnt = rd_u32(&s);
             for (uint32_t i = 0; i < cnt && !s.bad; i++) {
@@ -484,15 +574,17 @@ void realm_module_info_free(realm_module_info *info)
 /* ---- running the tools -------------------------------------------------- */
 
 /*
- * Run argv (searched in PATH) with stdin closed; its stdout and stderr go to
- * out (NUL-terminated, truncated to cap). Returns the exit status, or -1 if
- * it could not be run or died of a signal.
+ * Run argv (searched in PATH) with stdin on /dev/null and no other file
+ * descriptor of the server; its stdout and stderr go to out (NUL-terminated,
+ * truncated to cap). The tool and its children form a process group, killed
+ * after TOOL_TIMEOUT_S seconds. Returns the exit status, or -1 if it could
+ * not be run, died of a signal or timed out (out then says so).
  */
 static int run_tool(char *const argv[], char *out, size_t cap)
 {
     int pfd[2];
     out[0] = '\0';
-    if (pipe(pfd) != 0)
+    if (pipe2(pfd, O_CLOEXEC) != 0)
         return -1;
     pid_t pid = fork();
     if (pid < 0) {
@@ -501,23 +593,43 @@ static int run_tool(char *const argv[], char *out, size_t cap)
         return -1;
     }
     if (pid == 0) {
-        int nul = open("/dev/null", O_RDONLY);
+        setpgid(0, 0);
+        int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (nul >= 0)
             dup2(nul, 0);
         dup2(pfd[1], 1);
         dup2(pfd[1], 2);
-        close(pfd[0]);
+        closefrom(3);
         execvp(argv[0], argv);
         dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    setpgid(pid, 0); /* also here: no window in which a kill misses the group */
     close(pfd[1]);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     size_t len = 0;
+    int timed_out = 0;
     char tmp[4096];
-    ssize_t k;
-    while ((k = read(pfd[0], tmp, sizeof tmp)) > 0 || (k < 0 && errno == EINTR)) {
-        if (k <= 0)
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        long left_ms = TOOL_TIMEOUT_S * 1000L - ((t.tv_sec - t0.tv_sec) * 1000L +
+                                                 (t.tv_nsec - t0.tv_nsec) / 1000000L);
+        if (left_ms <= 0) {
+            timed_out = 1;
+            break;
+        }
+        struct pollfd pl = {.fd = pfd[0], .events = POLLIN};
+        int pr = poll(&pl, 1, (int)(left_ms < 1000 ? left_ms : 1000));
+        if (pr < 0 && errno != EINTR)
+            break;
+        if (pr <= 0)
             continue;
+        ssize_t k = read(pfd[0], tmp, sizeof tmp);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break; /* end of output (or a read error): the tool is done with it */
         size_t take = (size_t)k < cap - 1 - len ? (size_t)k : cap - 1 - len;
         memcpy(out + len, tmp, take);
         len += take;
@@ -525,9 +637,26 @@ static int run_tool(char *const argv[], char *out, size_t cap)
     out[len] = '\0';
     close(pfd[0]);
     int st;
+    pid_t w;
+    /* The output has ended; the tool gets the rest of its time to exit. */
+    while (!timed_out && (w = waitpid(pid, &st, WNOHANG)) == 0) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (t.tv_sec - t0.tv_sec >= TOOL_TIMEOUT_S)
+            timed_out = 1;
+        else
+            nanosleep(&(struct timespec){0, 10000000}, NULL);
+    }
+    if (timed_out) {
+        kill(-pid, SIGKILL);
+        snprintf(out, cap, "%s timed out after %d s and was killed", argv[0], TOOL_TIMEOUT_S);
+    } else if (w == pid) {
+        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    }
     while (waitpid(pid, &st, 0) < 0)
         if (errno != EINTR)
             return -1;
+    if (timed_out)
+        return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -557,21 +686,32 @@ static int write_file(const char *path, const void *data, size_t len)
     return 0;
 }
 
-/* rm -r of a cache entry or a temporary directory (one level: plain files). */
-static void remove_dir(const char *dir)
+/* rm -r of a cache entry or a temporary directory. Symbolic links are
+ * removed, never followed; nesting deeper than a few levels is not ours and
+ * is left alone (the rmdir then fails). */
+static void remove_tree_at(const char *dir, int depth)
 {
     DIR *dp = opendir(dir);
     if (dp) {
         struct dirent *e;
         char p[PATH_MAX];
+        struct stat st;
         while ((e = readdir(dp)))
             if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
-                pathf(p, sizeof p, "%s/%s", dir, e->d_name) == 0)
-                unlink(p);
+                pathf(p, sizeof p, "%s/%s", dir, e->d_name) == 0) {
+                if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+                    if (depth < 8)
+                        remove_tree_at(p, depth + 1);
+                } else {
+                    unlink(p);
+                }
+            }
         closedir(dp);
     }
     rmdir(dir);
 }
+
+static void remove_dir(const char *dir) { remove_tree_at(dir, 0); }
 
 /* wasm-validate on the image (written to a file in dir). */
 static int validate(const char *wasm_path)
@@ -676,9 +816,9 @@ static int write_glue(const char *path, const char *key, const char *mod, const 
             "void wasm_rt_trap(wasm_rt_trap_t t) { rt->trap(t); }\n"
             "const char *wasm_rt_strerror(wasm_rt_trap_t t) { (void)t; return \"trap\"; }\n"
             "uint32_t wasm_rt_register_func_type(uint32_t p, uint32_t r, ...) {\n"
-            "  wasm_rt_type_t t[16] = {0}; va_list ap; va_start(ap, r);\n"
-            "  for (uint32_t i = 0; i < p + r; i++) { int v = va_arg(ap, int);"
-            " if (i < 16) t[i] = (wasm_rt_type_t)v; }\n"
+            "  wasm_rt_type_t t[%u]; va_list ap; va_start(ap, r);\n"
+            "  for (uint32_t i = 0; i < p + r && i < %uu; i++)"
+            " t[i] = (wasm_rt_type_t)va_arg(ap, int);\n"
             "  va_end(ap); return rt->register_func_type(p, r, t);\n}\n"
             "void wasm_rt_allocate_memory(wasm_rt_memory_t *m, uint32_t i, uint32_t x)"
             " { rt->allocate_memory(m, i, x); }\n"
@@ -708,7 +848,7 @@ static int write_glue(const char *path, const char *key, const char *mod, const 
             "EXPORT uint32_t realm_guest_handle(void *i) { return Z_%sZ_handle(i); }\n"
             "EXPORT wasm_rt_memory_t *realm_guest_memory(void *i) { return Z_%sZ_memory(i); }\n"
             "EXPORT uint32_t *realm_guest_depth(void) { return &wasm_rt_call_stack_depth; }\n",
-            REALM__SANDBOX_ABI, key, mod, mod, mod,
+            2 * MAX_FUNC_ARITY, 2 * MAX_FUNC_ARITY, REALM__SANDBOX_ABI, key, mod, mod, mod,
             d->n_func_imports ? ", c" : "", /* no imports: no import argument */
             mod, mod, mod);
     /* One forwarder per imported host function, with its exact signature. */
@@ -736,9 +876,13 @@ static int write_glue(const char *path, const char *key, const char *mod, const 
     return 0;
 }
 
-/* Translate and compile into <cache>/<key>; the caller holds sb->lock. */
+/*
+ * Translate and compile an image into a fresh private directory beside its
+ * entry (<entry>.tmp-XXXXXX); tmp gets its path, for install_entry. The
+ * caller holds sb->build_lock.
+ */
 static int build_entry(realm_sandbox *sb, const uint8_t *wasm, size_t len, const char *key,
-                       const char *entry)
+                       const char *entry, char tmp[PATH_MAX])
 {
     wasm_desc d;
     int rc = parse_and_check(wasm, len, &d);
@@ -746,20 +890,23 @@ static int build_entry(realm_sandbox *sb, const uint8_t *wasm, size_t len, const
         desc_free(&d);
         return rc;
     }
-    char tmp[PATH_MAX], p_wasm[PATH_MAX], p_c[PATH_MAX], p_h[PATH_MAX], p_glue[PATH_MAX],
-        p_so[PATH_MAX], inc[PATH_MAX + 2], mod[24], log[8192];
-    if ((rc = pathf(tmp, sizeof tmp, "%s.tmp-%d-%d", entry, (int)getpid(), (int)gettid())) < 0 ||
-        (rc = pathf(p_wasm, sizeof p_wasm, "%s/module.wasm", tmp)) < 0 ||
+    char p_wasm[PATH_MAX], p_c[PATH_MAX], p_h[PATH_MAX], p_glue[PATH_MAX], p_so[PATH_MAX],
+        inc[PATH_MAX + 2], mod[24], log[8192];
+    if ((rc = pathf(tmp, PATH_MAX, "%s.tmp-XXXXXX", entry)) < 0) {
+        desc_free(&d);
+        return rc;
+    }
+    if (!mkdtemp(tmp)) {
+        rc = realm__error(REALM_ERR_IO, "mkdtemp %s: %s", tmp, strerror(errno));
+        desc_free(&d);
+        return rc;
+    }
+    if ((rc = pathf(p_wasm, sizeof p_wasm, "%s/module.wasm", tmp)) < 0 ||
         (rc = pathf(p_c, sizeof p_c, "%s/module.c", tmp)) < 0 ||
         (rc = pathf(p_h, sizeof p_h, "%s/wasm-rt.h", tmp)) < 0 ||
         (rc = pathf(p_glue, sizeof p_glue, "%s/glue.c", tmp)) < 0 ||
         (rc = pathf(p_so, sizeof p_so, "%s/module.so", tmp)) < 0 ||
-        (rc = pathf(inc, sizeof inc, "-I%s", tmp)) < 0) {
-        desc_free(&d);
-        return rc;
-    }
-    remove_dir(tmp);
-    if ((rc = make_dirs(tmp)) < 0)
+        (rc = pathf(inc, sizeof inc, "-I%s", tmp)) < 0)
         goto out;
     snprintf(mod, sizeof mod, "m_%.16s", key);
     if ((rc = write_file(p_wasm, wasm, len)) < 0 ||
@@ -776,19 +923,19 @@ static int build_entry(realm_sandbox *sb, const uint8_t *wasm, size_t len, const
                           "wasm2c failed: %s", log);
         goto out;
     }
-    char *cc[] = {sb->cc, "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-w",
-                  "-fno-strict-aliasing", inc, "-o", p_so, p_c, p_glue, "-lm", NULL};
+    /* Stack clash protection: a function with a large frame probes every page
+     * it allocates, so it faults on the guard page below the thread's stack
+     * (a clean trap) instead of writing past it into another thread's. */
+    char *cc[] = {sb->cc, "-O2", "-fPIC", "-shared", "-fstack-clash-protection",
+                  "-fvisibility=hidden", "-w", "-fno-strict-aliasing", inc, "-o", p_so, p_c,
+                  p_glue, "-lm", NULL};
     st = run_tool(cc, log, sizeof log);
-    if (st != 0) {
+    if (st != 0)
         rc = realm__error(REALM_ERR_IO, "compiling the module with %s failed: %.2000s", sb->cc,
                           log);
-        goto out;
-    }
-    remove_dir(entry);
-    if (rename(tmp, entry) != 0 && errno != ENOTEMPTY && errno != EEXIST)
-        rc = realm__error(REALM_ERR_IO, "rename %s: %s", entry, strerror(errno));
 out:
-    remove_dir(tmp);
+    if (rc < 0)
+        remove_dir(tmp);
     desc_free(&d);
     return rc;
 }
@@ -831,28 +978,81 @@ static int open_entry(const char *so_path, const char *key, realm__guest_so *so)
     return 0;
 }
 
-/* Find or make the cache entry for an image; with so_out, load it too. */
+/* Move a bad entry out of the way under a unique name (rename is atomic: a
+ * reader sees the old entry or none), then delete it. */
+static void discard_entry(const char *entry)
+{
+    static atomic_uint seq;
+    char aside[PATH_MAX];
+    for (int attempt = 0; attempt < 100; attempt++) {
+        unsigned n = atomic_fetch_add(&seq, 1);
+        if (pathf(aside, sizeof aside, "%s.old-%d-%d-%u", entry, (int)getpid(), (int)gettid(),
+                  n) < 0)
+            return;
+        if (rename(entry, aside) == 0) {
+            remove_dir(aside);
+            return;
+        }
+        if (errno != EEXIST && errno != ENOTEMPTY)
+            return; /* gone already (ENOENT), or not ours to move */
+    }
+}
+
+/*
+ * Put a freshly built tmp directory in place as entry and load it. If an
+ * entry appeared meanwhile (another process built the same module), it is
+ * used when it loads, else replaced. tmp is gone afterwards.
+ */
+static int install_entry(const char *tmp, const char *entry, const char *so_path,
+                         const char *key, realm__guest_so *so)
+{
+    int rc = REALM_ERR_IO;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (rename(tmp, entry) == 0)
+            return open_entry(so_path, key, so);
+        if (errno != EEXIST && errno != ENOTEMPTY) {
+            rc = realm__error(REALM_ERR_IO, "rename %s to %s: %s", tmp, entry, strerror(errno));
+            break;
+        }
+        if (open_entry(so_path, key, so) == 0) {
+            remove_dir(tmp);
+            return 0;
+        }
+        discard_entry(entry);
+        rc = realm__error(REALM_ERR_IO, "cannot replace the cache entry %s", entry);
+    }
+    remove_dir(tmp);
+    return rc;
+}
+
+/*
+ * Find or make the cache entry for an image; with so_out, load it too. A
+ * cached entry is opened without any lock; builds take sb->build_lock (never
+ * sb->lock, so model lookups by running guests do not wait for a compile).
+ */
 static int build_or_open(realm_sandbox *sb, const void *wasm, size_t len, char key[65],
                          realm__guest_so *so_out, char **path_out)
 {
     cache_key(wasm, len, key);
-    char entry[PATH_MAX], so_path[PATH_MAX];
+    char entry[PATH_MAX], so_path[PATH_MAX], tmp[PATH_MAX];
     int rc;
     if ((rc = pathf(entry, sizeof entry, "%s/%s", sb->cache_dir, key)) < 0 ||
         (rc = pathf(so_path, sizeof so_path, "%s/module.so", entry)) < 0)
         return rc;
-    rc = make_dirs(sb->cache_dir);
-    if (rc < 0)
+    if ((rc = make_dirs(sb->cache_dir)) < 0 || (rc = check_cache_root(sb->cache_dir, sb->cache_in_tmp)) < 0)
         return rc;
-    pthread_mutex_lock(&sb->lock);
     realm__guest_so so;
     rc = access(so_path, R_OK) == 0 ? open_entry(so_path, key, &so) : REALM_ERR_NOTFOUND;
-    if (rc < 0) { /* missing, corrupt or another ABI: (re)build */
-        rc = build_entry(sb, wasm, len, key, entry);
-        if (rc == 0)
-            rc = open_entry(so_path, key, &so);
+    if (rc < 0) { /* missing, corrupt or another ABI: (re)build, once per sandbox at a time */
+        pthread_mutex_lock(&sb->build_lock);
+        rc = access(so_path, R_OK) == 0 ? open_entry(so_path, key, &so) : REALM_ERR_NOTFOUND;
+        if (rc < 0) {
+            rc = build_entry(sb, wasm, len, key, entry, tmp);
+            if (rc == 0)
+                rc = install_entry(tmp, entry, so_path, key, &so);
+        }
+        pthread_mutex_unlock(&sb->build_lock);
     }
-    pthread_mutex_unlock(&sb->lock);
     if (rc < 0)
         return rc;
     if (so_out)

@@ -10,9 +10,10 @@
 #include "realm/sandbox.h"
 #include "wasm-rt.h"
 
-/* Bumped whenever the glue, wasm-rt.h or the host table changes: cache
- * entries built for another value are rebuilt. */
-#define REALM__SANDBOX_ABI 1u
+/* Bumped whenever the glue, wasm-rt.h, the host table or the way guests are
+ * compiled changes: cache entries built for another value are rebuilt.
+ * 2: -fstack-clash-protection, full-width function types. */
+#define REALM__SANDBOX_ABI 2u
 
 /*
  * The host functions of import module `realm`, ABI v1: (index, name, number of
@@ -60,6 +61,8 @@ typedef struct realm__rt_call {
     uint32_t *depth;       /* the guest object's thread-local depth counter */
     double t_deadline;     /* monotonic seconds; set by realm__rt_run */
     uint8_t *mem_lo, *mem_hi; /* reservation of the instance's memory (fault check) */
+    uint32_t mem_pages;    /* pages of linear memory the instance holds */
+    uint64_t table_bytes;  /* bytes of tables it holds; with mem_pages, under max_pages */
     char note[160];        /* context for a later trap (e.g. a refused grow) */
     char message[512];     /* the trap's message, set when realm__rt_run fails */
 } realm__rt_call;
@@ -79,7 +82,9 @@ int realm__rt_run(realm__rt_call *c, void (*fn)(void *), void *arg);
 realm__rt_call *realm__rt_current(void);
 
 /* Bracket host code called from guest code: while inside, the deadline
- * signal only records that time ran out; leaving traps if it did. */
+ * signal only records that time ran out; leaving traps if it did. Entering
+ * traps (call stack exhausted) when the thread has too little stack left for
+ * host code. */
 void realm__rt_host_enter(void);
 void realm__rt_host_leave(void);
 
@@ -114,7 +119,10 @@ void realm__host_fill(struct realm_wasm_rt_host *h);
 /* Module internals shared with host.c. */
 const realm__guest_so *realm__module_so(const realm_module *m);
 realm_sandbox *realm__module_sandbox(const realm_module *m);
+/* Look a registered model up by name; *name_out gets the registry's copy of
+ * the name (valid as long as the sandbox). */
 int realm__sandbox_find_model(realm_sandbox *sb, const char *name, size_t len,
-                              realm_engine **engine, const realm_model **model);
+                              realm_engine **engine, const realm_model **model,
+                              const char **name_out);
 
 #endif

@@ -11,6 +11,20 @@
  * (wasm2c adds a 32-bit address and a 32-bit offset in 64 bits, so no access
  * can land outside), and the first `size` bytes are made read-write. An access
  * beyond `size` faults inside the reservation and becomes an OOB trap.
+ * Tables are malloc'ed arrays; their bytes and the memory's pages together
+ * stay within the tenant's cap (max_pages * 64 KiB).
+ *
+ * in_guest says whether the thread runs guest code (the deadline signal may
+ * unwind it at once) or host code (the signal only sets deadline_hit). Every
+ * way back into guest code goes through rt_resume_guest, which sets in_guest
+ * and then looks at deadline_hit, so a deadline is never lost; host code
+ * (host functions and the runtime services below) finishes its bookkeeping
+ * before it returns to the guest.
+ *
+ * Stacks: guest code is compiled with stack clash protection, so running out
+ * of stack faults on the guard page (a trap). Host functions trap the guest
+ * on entry when too little stack is left for them (HOST_STACK_MARGIN): a
+ * fault in host code could not be unwound safely.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -30,8 +44,9 @@
 #define MEM_RESERVE ((uint64_t)1 << 33)
 #define MEM_GUARD ((uint64_t)WASM_PAGE)
 #define ALTSTACK_SIZE (64u * 1024u)
-#define TABLE_MAX_ELEMS 10000000u
+#define TABLE_MAX_ELEMS (1u << 20)
 #define STACK_GUARD_SLACK (256u * 1024u) /* faults this far below the stack count as overflow */
+#define HOST_STACK_MARGIN (256u * 1024u) /* stack a host function may need */
 
 typedef struct rt_thread {
     sigjmp_buf *target;                /* set only while a guest runs */
@@ -42,6 +57,7 @@ typedef struct rt_thread {
     int timer_ok;
     void *altstack; /* ours, or NULL when the thread already had one */
     uintptr_t stack_lo; /* lowest address of the thread's stack (0: unknown) */
+    size_t stack_size;
 } rt_thread;
 
 static _Thread_local rt_thread tls;
@@ -54,7 +70,7 @@ static int deadline_signo;
 static pthread_mutex_t types_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     uint32_t n_params, n_results;
-    wasm_rt_type_t types[16];
+    wasm_rt_type_t *types; /* n_params + n_results */
 } *func_types;
 static uint32_t n_func_types, cap_func_types;
 
@@ -189,8 +205,10 @@ static int thread_init(void)
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
         void *lo;
         size_t size;
-        if (pthread_attr_getstack(&attr, &lo, &size) == 0)
+        if (pthread_attr_getstack(&attr, &lo, &size) == 0) {
             tls.stack_lo = (uintptr_t)lo;
+            tls.stack_size = size;
+        }
         pthread_attr_destroy(&attr);
     }
     return 0;
@@ -222,6 +240,16 @@ static const char *trap_text(int code)
     return "trap";
 }
 
+/* Back from host code to guest code: the guest may run only while its
+ * deadline has not passed. in_guest is set first, so a timer signal either
+ * sees it and unwinds at once, or arrived before and left deadline_hit. */
+static void rt_resume_guest(void)
+{
+    tls.in_guest = 1;
+    if (tls.deadline_hit)
+        rt_unwind(REALM__TRAP_DEADLINE);
+}
+
 int realm__rt_run(realm__rt_call *c, void (*fn)(void *), void *arg)
 {
     int rc = thread_init();
@@ -240,7 +268,7 @@ int realm__rt_run(realm__rt_call *c, void (*fn)(void *), void *arg)
     if (code == 0) {
         if (c->deadline_ms)
             arm(c->deadline_ms);
-        tls.in_guest = 1;
+        rt_resume_guest(); /* a timer that fired already is not lost */
         fn(arg);
         tls.in_guest = 0;
     }
@@ -257,8 +285,8 @@ int realm__rt_run(realm__rt_call *c, void (*fn)(void *), void *arg)
         snprintf(c->message, sizeof c->message, "guest trapped: deadline of %u ms exceeded",
                  c->deadline_ms);
     else if (c->message[0] == '\0')
-        snprintf(c->message, sizeof c->message, "guest trapped: %s%s%s", trap_text(code),
-                 c->note[0] ? " (" : "", c->note[0] ? c->note : "");
+        snprintf(c->message, sizeof c->message, "guest trapped: %s%s%s%s", trap_text(code),
+                 c->note[0] ? " (" : "", c->note, c->note[0] ? ")" : "");
     if (c->note[0] && code != REALM__TRAP_DEADLINE &&
         strlen(c->message) + 4 < sizeof c->message && !strstr(c->message, c->note)) {
         size_t n = strlen(c->message);
@@ -267,14 +295,27 @@ int realm__rt_run(realm__rt_call *c, void (*fn)(void *), void *arg)
     return realm__error(REALM_ERR_TRAP, "%s", c->message);
 }
 
-void realm__rt_host_enter(void) { tls.in_guest = 0; }
-
-void realm__rt_host_leave(void)
+/* Entering host code from the guest. A guest that has used up its stack (deep
+ * recursion, then a host call) traps here rather than let host code run off
+ * the end of the stack, where a fault could not be turned into a trap. The
+ * margin is HOST_STACK_MARGIN, or half of a smaller stack. */
+void realm__rt_host_enter(void)
 {
-    if (tls.deadline_hit && tls.target)
-        rt_unwind(REALM__TRAP_DEADLINE);
-    tls.in_guest = 1;
+    tls.in_guest = 0;
+    if (!tls.stack_lo || !tls.target)
+        return;
+    size_t margin = HOST_STACK_MARGIN;
+    if (tls.stack_size / 2 < margin)
+        margin = tls.stack_size / 2;
+    if ((uintptr_t)__builtin_frame_address(0) < tls.stack_lo + margin) {
+        if (tls.call)
+            snprintf(tls.call->note, sizeof tls.call->note,
+                     "less than %zu KiB of stack left for a host call", margin / 1024);
+        rt_unwind(WASM_RT_TRAP_EXHAUSTION);
+    }
 }
+
+void realm__rt_host_leave(void) { rt_resume_guest(); }
 
 _Noreturn void realm__rt_trap_msg(int code, const char *fmt, ...)
 {
@@ -298,17 +339,16 @@ static _Noreturn void rt_trap(wasm_rt_trap_t t)
 }
 
 /* Function types are interned process-wide so that equal signatures get equal
- * indices (call_indirect compares indices). */
+ * indices (call_indirect compares indices). Called when a guest object is
+ * bound, outside guest code; the module checker bounds the width. */
 static uint32_t rt_register_func_type(uint32_t np, uint32_t nr, const wasm_rt_type_t *types)
 {
-    uint32_t n = np + nr;
-    if (n > 16) /* wider signatures: give each its own index */
-        n = 16;
+    size_t n = (size_t)np + nr;
     pthread_mutex_lock(&types_lock);
     uint32_t i;
     for (i = 0; i < n_func_types; i++)
-        if (np + nr <= 16 && func_types[i].n_params == np && func_types[i].n_results == nr &&
-            memcmp(func_types[i].types, types, n * sizeof *types) == 0)
+        if (func_types[i].n_params == np && func_types[i].n_results == nr &&
+            (n == 0 || memcmp(func_types[i].types, types, n * sizeof *types) == 0))
             break;
     if (i == n_func_types) {
         if (n_func_types == cap_func_types) {
@@ -321,13 +361,32 @@ static uint32_t rt_register_func_type(uint32_t np, uint32_t nr, const wasm_rt_ty
             func_types = p;
             cap_func_types = cap;
         }
+        wasm_rt_type_t *copy = malloc(n ? n * sizeof *types : 1);
+        if (!copy) {
+            pthread_mutex_unlock(&types_lock);
+            realm__assert_fail("out of memory interning function types", __FILE__, __LINE__);
+        }
+        if (n)
+            memcpy(copy, types, n * sizeof *types);
         func_types[i].n_params = np;
         func_types[i].n_results = nr;
-        memcpy(func_types[i].types, types, n * sizeof *types);
+        func_types[i].types = copy;
         n_func_types++;
     }
     pthread_mutex_unlock(&types_lock);
     return i;
+}
+
+/* Bytes the instance may still take for memory and tables: the tenant's cap
+ * (max_pages * 64 KiB) counts both. */
+static uint64_t cap_bytes(const realm__rt_call *c)
+{
+    return c ? (uint64_t)c->max_pages * WASM_PAGE : (uint64_t)65536u * WASM_PAGE;
+}
+
+static uint64_t used_bytes(const realm__rt_call *c)
+{
+    return c ? (uint64_t)c->mem_pages * WASM_PAGE + c->table_bytes : 0;
 }
 
 /* Reserve the memory's address range and open its first `initial` pages.
@@ -337,7 +396,7 @@ static void rt_allocate_memory(wasm_rt_memory_t *m, uint32_t initial, uint32_t m
     realm__rt_call *c = tls.call;
     tls.in_guest = 0;
     uint32_t cap = c ? c->max_pages : 65536u;
-    if (initial > cap || initial > 65536u)
+    if (initial > 65536u || (uint64_t)initial * WASM_PAGE + used_bytes(c) > cap_bytes(c))
         realm__rt_trap_msg(REALM__TRAP_HOST,
                            "initial memory of %u pages exceeds the tenant's cap of %u pages",
                            initial, cap);
@@ -353,45 +412,45 @@ static void rt_allocate_memory(wasm_rt_memory_t *m, uint32_t initial, uint32_t m
     m->data = p;
     m->pages = initial;
     m->max_pages = max;
-    m->size = (uint32_t)bytes; /* 65536 pages would be 4 GiB: beyond u32 size */
-    if (initial == 65536u)
-        m->size = UINT32_MAX;
+    m->size = initial == 65536u ? UINT32_MAX : (uint32_t)bytes; /* 4 GiB is beyond u32 */
     if (c) {
         c->mem_lo = p;
         c->mem_hi = (uint8_t *)p + MEM_RESERVE + MEM_GUARD;
+        c->mem_pages = initial;
     }
-    tls.in_guest = 1;
+    rt_resume_guest();
 }
 
 /* memory.grow: the new size must stay within the module's maximum and the
- * tenant's cap; a refusal returns -1 to the guest (wasm semantics) and leaves
- * a note that explains a later trap. */
+ * tenant's cap (which tables share); a refusal returns -1 to the guest (wasm
+ * semantics) and leaves a note that explains a later trap. */
 static uint32_t rt_grow_memory(wasm_rt_memory_t *m, uint32_t delta)
 {
     realm__rt_call *c = tls.call;
     tls.in_guest = 0;
     uint32_t cap = c ? c->max_pages : 65536u;
     uint64_t want = (uint64_t)m->pages + delta;
-    uint32_t old = m->pages;
-    if (want > m->max_pages || want > cap || want > 65535u) {
-        if (c && want > cap)
+    uint32_t old = m->pages, r = old;
+    if (want > m->max_pages || want > 65536u ||
+        (delta && used_bytes(c) + (uint64_t)delta * WASM_PAGE > cap_bytes(c))) {
+        if (c && want <= m->max_pages && want <= 65536u)
             snprintf(c->note, sizeof c->note,
-                     "memory.grow to %llu pages refused: tenant cap is %u pages",
-                     (unsigned long long)want, cap);
-        tls.in_guest = 1;
-        return UINT32_MAX;
-    }
-    if (delta) {
+                     "memory.grow to %llu pages refused: tenant cap is %u pages%s",
+                     (unsigned long long)want, cap, c->table_bytes ? " (tables included)" : "");
+        r = UINT32_MAX;
+    } else if (delta) {
         if (mprotect(m->data + (uint64_t)old * WASM_PAGE, (uint64_t)delta * WASM_PAGE,
                      PROT_READ | PROT_WRITE) != 0) {
-            tls.in_guest = 1;
-            return UINT32_MAX;
+            r = UINT32_MAX;
+        } else {
+            m->pages = (uint32_t)want;
+            m->size = want == 65536u ? UINT32_MAX : (uint32_t)(want * WASM_PAGE);
+            if (c)
+                c->mem_pages += delta;
         }
-        m->pages = (uint32_t)want;
-        m->size = (uint32_t)(want * WASM_PAGE);
     }
-    tls.in_guest = 1;
-    return old;
+    rt_resume_guest();
+    return r;
 }
 
 static void rt_free_memory(wasm_rt_memory_t *m)
@@ -402,17 +461,32 @@ static void rt_free_memory(wasm_rt_memory_t *m)
     m->pages = m->size = 0;
 }
 
-/* Tables: a plain array, grown by realloc up to the declared maximum. */
+/*
+ * Tables: a plain array, grown by realloc up to the declared maximum, at most
+ * TABLE_MAX_ELEMS elements, and charged to the tenant's memory cap. The
+ * bookkeeping is done in host mode (in_guest = 0): a deadline that fires
+ * meanwhile is recorded and taken on the way back to the guest, when the
+ * table is consistent again.
+ */
 static void *table_alloc(uint32_t n, size_t elem)
 {
+    realm__rt_call *c = tls.call;
     tls.in_guest = 0;
+    uint64_t bytes = (uint64_t)n * elem;
     if (n > TABLE_MAX_ELEMS)
-        realm__rt_trap_msg(REALM__TRAP_HOST, "table of %u elements is too large", n);
+        realm__rt_trap_msg(REALM__TRAP_HOST, "table of %u elements is too large (limit %u)", n,
+                           TABLE_MAX_ELEMS);
+    if (used_bytes(c) + bytes > cap_bytes(c))
+        realm__rt_trap_msg(REALM__TRAP_HOST,
+                           "table of %u elements (%llu bytes) exceeds the tenant's memory cap of "
+                           "%u pages",
+                           n, (unsigned long long)bytes, c ? c->max_pages : 65536u);
     void *p = calloc(n ? n : 1, elem);
     if (!p)
         realm__rt_trap_msg(REALM__TRAP_HOST, "out of memory for a table of %u elements", n);
-    tls.in_guest = 1;
-    return p;
+    if (c)
+        c->table_bytes += bytes;
+    return p; /* the caller stores it, then resumes the guest */
 }
 
 static void rt_allocate_funcref_table(wasm_rt_funcref_table_t *t, uint32_t n, uint32_t max)
@@ -420,6 +494,7 @@ static void rt_allocate_funcref_table(wasm_rt_funcref_table_t *t, uint32_t n, ui
     t->data = table_alloc(n, sizeof *t->data);
     t->size = n;
     t->max_size = max;
+    rt_resume_guest();
 }
 
 static void rt_allocate_externref_table(wasm_rt_externref_table_t *t, uint32_t n, uint32_t max)
@@ -427,8 +502,11 @@ static void rt_allocate_externref_table(wasm_rt_externref_table_t *t, uint32_t n
     t->data = table_alloc(n, sizeof *t->data);
     t->size = n;
     t->max_size = max;
+    rt_resume_guest();
 }
 
+/* Freed when the instance is dropped, outside guest code; the instance
+ * resets its table_bytes then. */
 static void rt_free_funcref_table(wasm_rt_funcref_table_t *t)
 {
     free(t->data);
@@ -443,41 +521,61 @@ static void rt_free_externref_table(wasm_rt_externref_table_t *t)
     t->size = 0;
 }
 
+/* table.grow: realloc *data to size + delta elements of elem bytes within
+ * the limits and the cap; returns the old size or UINT32_MAX (refused). Runs
+ * in host mode; the caller fills the new elements and resumes the guest. */
+static uint32_t table_grow(void **data, uint32_t size, uint32_t max, uint32_t delta, size_t elem)
+{
+    realm__rt_call *c = tls.call;
+    uint64_t want = (uint64_t)size + delta;
+    if (want > max || want > TABLE_MAX_ELEMS)
+        return UINT32_MAX;
+    uint64_t add = (uint64_t)delta * elem;
+    if (used_bytes(c) + add > cap_bytes(c)) {
+        if (c)
+            snprintf(c->note, sizeof c->note,
+                     "table.grow to %llu elements refused: tenant memory cap is %u pages",
+                     (unsigned long long)want, c->max_pages);
+        return UINT32_MAX;
+    }
+    void *p = realloc(*data, (size_t)(want ? want : 1) * elem);
+    if (!p)
+        return UINT32_MAX;
+    *data = p;
+    if (c)
+        c->table_bytes += add;
+    return size;
+}
+
 static uint32_t rt_grow_funcref_table(wasm_rt_funcref_table_t *t, uint32_t delta,
                                       wasm_rt_funcref_t init)
 {
-    uint64_t want = (uint64_t)t->size + delta;
-    if (want > t->max_size || want > TABLE_MAX_ELEMS)
-        return UINT32_MAX;
     tls.in_guest = 0;
-    void *p = realloc(t->data, (size_t)(want ? want : 1) * sizeof *t->data);
-    tls.in_guest = 1;
-    if (!p)
-        return UINT32_MAX;
-    t->data = p;
-    uint32_t old = t->size;
-    for (uint64_t i = old; i < want; i++)
-        t->data[i] = init;
-    t->size = (uint32_t)want;
+    void *data = t->data;
+    uint32_t old = table_grow(&data, t->size, t->max_size, delta, sizeof *t->data);
+    t->data = data;
+    if (old != UINT32_MAX) {
+        for (uint64_t i = old; i < (uint64_t)old + delta; i++)
+            t->data[i] = init;
+        t->size = old + delta;
+    }
+    rt_resume_guest();
     return old;
 }
 
 static uint32_t rt_grow_externref_table(wasm_rt_externref_table_t *t, uint32_t delta,
                                         wasm_rt_externref_t init)
 {
-    uint64_t want = (uint64_t)t->size + delta;
-    if (want > t->max_size || want > TABLE_MAX_ELEMS)
-        return UINT32_MAX;
     tls.in_guest = 0;
-    void *p = realloc(t->data, (size_t)(want ? want : 1) * sizeof *t->data);
-    tls.in_guest = 1;
-    if (!p)
-        return UINT32_MAX;
-    t->data = p;
-    uint32_t old = t->size;
-    for (uint64_t i = old; i < want; i++)
-        t->data[i] = init;
-    t->size = (uint32_t)want;
+    void *data = t->data;
+    uint32_t old = table_grow(&data, t->size, t->max_size, delta, sizeof *t->data);
+    t->data = data;
+    if (old != UINT32_MAX) {
+        for (uint64_t i = old; i < (uint64_t)old + delta; i++)
+            t->data[i] = init;
+        t->size = old + delta;
+    }
+    rt_resume_guest();
     return old;
 }
 
