@@ -89,6 +89,8 @@ typedef struct capture {
     size_t n_emitted;
     int status;
     char body[256];
+    char log[8192];
+    int log_level, n_logs;
 } capture;
 
 static void on_emit(void *ud, const char *d, size_t n)
@@ -108,6 +110,14 @@ static void on_respond(void *ud, int status, const char *d, size_t n)
     snprintf(c->body, sizeof c->body, "%.*s", (int)n, d);
 }
 
+static void on_log(void *ud, int level, const char *line, size_t n)
+{
+    capture *c = ud;
+    c->log_level = level;
+    c->n_logs++;
+    snprintf(c->log, sizeof c->log, "%.*s", (int)n, line);
+}
+
 /* One request: body `req`; returns the handle's result or the error code. */
 static int call(realm_instance *in, const char *req, size_t req_len, int32_t *ret, capture *cap)
 {
@@ -116,7 +126,7 @@ static int call(realm_instance *in, const char *req, size_t req_len, int32_t *re
         cap = &local;
     memset(cap, 0, sizeof *cap);
     realm_request_io io = {.body = req, .body_len = req_len, .emit = on_emit,
-                           .respond = on_respond, .ud = cap};
+                           .respond = on_respond, .log = on_log, .ud = cap};
     *ret = 0;
     return realm_instance_handle(in, &io, ret);
 }
@@ -181,7 +191,7 @@ static void test_rules(void)
     uint8_t *w = isolation_module("chk", &n);
     realm_module_info info;
     CHECK_RC(realm_module_check(w, n, &info), REALM_OK);
-    CHECK_EQ_INT(info.n_imports, 5);
+    CHECK_EQ_INT(info.n_imports, 6);
     int has_handle = 0;
     for (uint32_t i = 0; i < info.n_exports; i++)
         has_handle |= strcmp(info.exports[i], "handle (func)") == 0;
@@ -312,6 +322,19 @@ static void test_traps(void)
     CHECK_EQ_INT(ret, 4); /* the size needed */
     CHECK_RC(call(in, "x", 1, &ret, NULL), REALM_OK);
     CHECK(ret > 10); /* length of "model_open: no model named 'nope'" */
+    /* a log line stays one line: control characters escaped, level clamped,
+     * length bounded */
+    static const char forge[] = "Lok\n[tenant 0] forged\x1b[2J\tend";
+    CHECK_RC(call(in, forge, sizeof forge - 1, &ret, &cap), REALM_OK);
+    CHECK_EQ_INT(ret, 0);
+    CHECK_EQ_INT(cap.n_logs, 1);
+    CHECK_EQ_INT(cap.log_level, 3);
+    CHECK_EQ_STR(cap.log, "ok\\x0a[tenant 0] forged\\x1b[2J\tend");
+    static char big[4000];
+    memset(big, 'a', sizeof big);
+    big[0] = 'L';
+    CHECK_RC(call(in, big, sizeof big, &ret, &cap), REALM_OK);
+    CHECK(strlen(cap.log) <= 1024 && strstr(cap.log, "...") != NULL);
 
     static const trap_case cases[] = {
         {"o", "out-of-bounds memory access"},

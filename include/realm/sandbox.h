@@ -157,6 +157,9 @@ typedef struct realm_request_io {
     size_t body_len;
     void (*emit)(void *ud, const char *data, size_t len);
     void (*respond)(void *ud, int status, const char *data, size_t len);
+    /* a guest's log line, level 0..3 (error, warn, info, debug), at most
+     * 1024 bytes with no control character but tab: the embedder tags it
+     * with tenant and request and writes it as one line */
     void (*log)(void *ud, int level, const char *line, size_t len);
     void *ud;
 } realm_request_io;

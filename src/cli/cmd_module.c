@@ -94,9 +94,16 @@ static void on_emit(void *ud, const char *d, size_t n)
     fflush(stdout);
 }
 
+/* The one request: its response status, and the tenant its log lines are
+ * tagged with. */
+typedef struct run_ctx {
+    int status;
+    uint32_t tenant;
+} run_ctx;
+
 static void on_respond(void *ud, int status, const char *d, size_t n)
 {
-    *(int *)ud = status;
+    ((run_ctx *)ud)->status = status;
     printf("\n--- response %d\n", status);
     fwrite(d, 1, n, stdout);
     putchar('\n');
@@ -104,8 +111,10 @@ static void on_respond(void *ud, int status, const char *d, size_t n)
 
 static void on_log(void *ud, int level, const char *line, size_t n)
 {
-    (void)ud;
-    fprintf(stderr, "[guest log %d] %.*s\n", level, (int)n, line);
+    static const char *const names[4] = {"error", "warn", "info", "debug"};
+    const run_ctx *r = ud;
+    fprintf(stderr, "[tenant %u request 1] %s: %.*s\n", r->tenant, names[level & 3], (int)n,
+            line);
 }
 
 typedef struct run_opts {
@@ -123,7 +132,8 @@ static int do_run(run_opts *o)
     realm_module *m = NULL;
     realm_instance *in = NULL;
     char *req = NULL;
-    int status = 0, ret = 1;
+    run_ctx ctx = {.tenant = o->pol.tenant};
+    int ret = 1;
     if (realm_sandbox_new(&(realm_sandbox_params){.cache_dir = o->cache}, &sb) < 0) {
         cli_error(CMD, "%s", realm_last_error());
         goto out;
@@ -147,7 +157,7 @@ static int do_run(run_opts *o)
         goto out;
     }
     realm_request_io io = {.body = req, .body_len = n, .emit = on_emit, .respond = on_respond,
-                           .log = on_log, .ud = &status};
+                           .log = on_log, .ud = &ctx};
     int32_t hret = 0;
     if (realm_instance_handle(in, &io, &hret) < 0) {
         fflush(stdout);
@@ -155,7 +165,7 @@ static int do_run(run_opts *o)
         ret = 2;
         goto out;
     }
-    if (!status)
+    if (!ctx.status)
         printf("\n--- no response (handle returned %d)\n", hret);
     ret = 0;
 out:
@@ -209,6 +219,11 @@ static int run_module(int argc, char **argv)
                 return 1;
             o.pol.max_generations = (int32_t)x;
             i++;
+        } else if (strcmp(a, "--tenant") == 0) {
+            if (!cli_parse_int(CMD, a, v, 0, 0xffffffffL, &x))
+                return 1;
+            o.pol.tenant = (uint32_t)x;
+            i++;
         } else if (strcmp(a, "--allow-tensor-read") == 0) {
             o.pol.allow_tensor_read = true;
         } else if (a[0] == '-' && a[1]) {
@@ -238,7 +253,7 @@ const cli_command cli_cmd_module = {
     "       realm module build FILE.wasm [--cache DIR]\n"
     "       realm module run FILE.wasm -m NAME=MODEL.gguf [-m ...] [--cache DIR]\n"
     "                        [--max-pages N] [--deadline-ms N] [--max-generations N]\n"
-    "                        [--allow-tensor-read] < request.json\n"
+    "                        [--tenant ID] [--allow-tensor-read] < request.json\n"
     "\n"
     "check validates the module (wasm-validate and Realm's rules: only imports\n"
     "of host module 'realm', exports 'handle' and 'memory') and lists its\n"
@@ -246,7 +261,8 @@ const cli_command cli_cmd_module = {
     "the module cache, printing the shared object's path. run loads the models,\n"
     "sends standard input to the module as one request and prints what the\n"
     "client would receive: the streamed pieces, then '--- response STATUS' and\n"
-    "the body. A trap prints the error and exits with status 2.\n"
+    "the body. A trap prints the error and exits with status 2. The module's log\n"
+    "lines go to standard error, tagged with tenant and request.\n"
     "\n"
     "  -m, --model NAME=FILE   a model the module may open as NAME\n"
     "  --cache DIR             module cache (default $REALM_MODULE_CACHE or\n"
@@ -254,6 +270,7 @@ const cli_command cli_cmd_module = {
     "  --max-pages N           tenant memory cap in 64 KiB pages (default 1024)\n"
     "  --deadline-ms N         per-request deadline, 0 for none (default 30000)\n"
     "  --max-generations N     generations open at once (default 4)\n"
+    "  --tenant ID             the tenant the request runs as (default 0)\n"
     "  --allow-tensor-read     allow realm.tensor_read\n"
     "  --help                  this text\n"
     "\n"

@@ -185,12 +185,38 @@ static int session_open(session *se, model_slot *ms)
 
 /* ---- request and response ----------------------------------------------- */
 
+/*
+ * A guest's log line as one line of the operator's log: at most LOG_LINE_MAX
+ * bytes ("..." when cut), control characters other than tab written as \xNN
+ * (a newline could otherwise forge a line with another tenant's tags),
+ * levels above 3 as 3 (debug).
+ */
+#define LOG_LINE_MAX 1024
+
 static uint32_t h_log(void *c, uint32_t level, uint32_t ptr, uint32_t len)
 {
     HOST_BEGIN(c);
     const uint8_t *s = guest_range(in, "log", ptr, len);
-    if (in->io && in->io->log)
-        in->io->log(in->io->ud, (int)level, (const char *)s, len);
+    if (in->io && in->io->log) {
+        char line[LOG_LINE_MAX + 1];
+        size_t n = 0;
+        uint32_t i = 0;
+        for (; i < len; i++) {
+            const uint8_t ch = s[i];
+            const bool ctl = (ch < 0x20 && ch != '\t') || ch == 0x7f;
+            if (n + (ctl ? 4 : 1) > LOG_LINE_MAX - 3)
+                break;
+            if (ctl)
+                n += (size_t)snprintf(line + n, 5, "\\x%02x", ch);
+            else
+                line[n++] = (char)ch;
+        }
+        if (i < len) {
+            memcpy(line + n, "...", 3);
+            n += 3;
+        }
+        in->io->log(in->io->ud, level > 3 ? 3 : (int)level, line, n);
+    }
     HOST_RETURN(0);
 }
 

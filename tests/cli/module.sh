@@ -10,12 +10,15 @@ cat > "$TMP/echo.wat" <<'WAT'
   (import "realm" "request_read" (func $rr (param i32 i32) (result i32)))
   (import "realm" "emit" (func $emit (param i32 i32) (result i32)))
   (import "realm" "respond" (func $respond (param i32 i32 i32) (result i32)))
+  (import "realm" "log" (func $log (param i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (data (i32.const 0) "piece")
+  (data (i32.const 8) "a line\nforged")
   (func (export "handle") (result i32) (local $n i32)
     (local.set $n (call $rr (i32.const 64) (i32.const 1024)))
     (if (i32.eq (i32.load8_u (i32.const 64)) (i32.const 33)) (then unreachable))
     (drop (call $emit (i32.const 0) (i32.const 5)))
+    (drop (call $log (i32.const 2) (i32.const 8) (i32.const 13)))
     (drop (call $respond (i32.const 201) (i32.const 64) (local.get $n)))
     (i32.const 0)))
 WAT
@@ -47,6 +50,9 @@ expect_rc run 0
 expect_contains run "$OUT" "piece"
 expect_contains run "$OUT" "--- response 201"
 expect_contains run "$OUT" "hello"
+set +e; ERR=$(printf 'hello' | "$REALM_BIN" module run "$TMP/echo.wasm" --cache "$CACHE" --tenant 42 2>&1 >/dev/null); set -e
+expect_contains run-log "$ERR" '[tenant 42 request 1] info: a line\x0aforged'
+checks=$((checks + 1)); [ "$(printf '%s\n' "$ERR" | grep -c .)" = 1 ] || fail "run-log: not one line: $ERR"
 set +e; OUT=$(printf '!' | "$REALM_BIN" module run "$TMP/echo.wasm" --cache "$CACHE" 2>&1); RC=$?; set -e
 expect_rc run-trap 2
 expect_contains run-trap "$OUT" "guest trapped: unreachable executed"

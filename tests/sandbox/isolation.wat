@@ -7,6 +7,7 @@
   (import "realm" "respond" (func $respond (param i32 i32 i32) (result i32)))
   (import "realm" "last_error" (func $last_error (param i32 i32) (result i32)))
   (import "realm" "model_open" (func $model_open (param i32 i32) (result i32)))
+  (import "realm" "log" (func $log (param i32 i32 i32) (result i32)))
   (memory (export "memory") 2 1000)
   (global $counter (mut i32) (i32.const 0))
   (data (i32.const 16) "TAG")
@@ -69,4 +70,7 @@
       (return (i32.load (i32.const 20000)))))
     (if (i32.eq (local.get $op) (i32.const 87)) (then
       (return (i32.load (i32.const 20000)))))
+    ;; 'L': log the rest of the request at level 9
+    (if (i32.eq (local.get $op) (i32.const 76)) (then
+      (return (call $log (i32.const 9) (i32.const 1025) (i32.sub (local.get $n) (i32.const 1))))))
     (i32.const -2)))
