@@ -541,6 +541,90 @@ static void test_concurrent_submitters(void)
     realm_engine_free(e);
 }
 
+/* One of several threads on a KV pool too small for them all: requests that
+ * grow past it (preempted and resumed on the scheduler thread), some
+ * cancelled midway; every request read to its end must end by length with
+ * all its tokens. */
+typedef struct squeezer {
+    realm_engine *e;
+    int id, errors;
+} squeezer;
+
+static void *squeeze(void *arg)
+{
+    squeezer *sq = arg;
+    realm_token p[80];
+    for (int i = 0; i < 12; i++) {
+        const int np = 40 + (i * 7 + sq->id * 13) % 30, ng = 60 + (i * 11 + sq->id) % 30;
+        make_prompt(p, np, sq->id * 100 + i % 3);
+        realm_gen_options o = greedy(ng);
+        if (i % 2)
+            o.sampling.temperature = 0.7f, o.sampling.seed = (uint64_t)i;
+        realm_gen *g = NULL;
+        if (realm_engine_submit(sq->e,
+                                &(realm_gen_request){.prompt = p,
+                                                     .n_prompt = np,
+                                                     .tenant = (uint32_t)sq->id,
+                                                     .options = &o},
+                                &g) < 0)
+            continue; /* overloaded */
+        realm_gen_piece pc;
+        int n = 0;
+        const int stop_after = i % 4 == 3 ? 10 + i : 1 << 30;
+        while (n < stop_after && realm_gen_next(g, &pc, -1) > 0)
+            n += pc.token != REALM_TOKEN_NULL;
+        realm_gen_result r;
+        if (n >= stop_after) {
+            realm_gen_cancel(g);
+        } else if (realm_gen_result_get(g, &r) != REALM_OK || r.finish != REALM_FINISH_LENGTH ||
+                   r.n_completion != ng || n != ng) {
+            sq->errors++;
+        }
+        realm_gen_free(g);
+    }
+    return NULL;
+}
+
+static void test_concurrent_preemption(void)
+{
+    realm_engine *e;
+    CHECK_RC(realm_engine_new(model,
+                              &(realm_engine_params){.n_ctx = 256, /* 8 blocks */
+                                                     .n_threads = 2,
+                                                     .max_seqs = 6,
+                                                     .max_waiting = 16,
+                                                     .n_batch = 64,
+                                                     .prefix_cache_entries = 4},
+                              &e),
+             REALM_OK);
+    squeezer sq[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        sq[i] = (squeezer){.e = e, .id = i};
+        pthread_create(&th[i], NULL, squeeze, &sq[i]);
+    }
+    int errors = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        errors += sq[i].errors;
+    }
+    CHECK_EQ_INT(errors, 0);
+    /* one more request: once it ends, the last cancellations are processed */
+    realm_token p[8];
+    make_prompt(p, 8, 99);
+    realm_gen_options o = greedy(2);
+    realm_gen *g = submit(e, p, 8, 0, &o);
+    realm_gen_wait(g);
+    realm_gen_free(g);
+    realm_engine_stats st;
+    realm_engine_get_stats(e, &st);
+    CHECK_EQ_INT(st.n_running + st.n_waiting, 0);
+    CHECK(st.preemptions > 0);
+    printf("4 threads on 8 blocks: %llu preemptions, %llu steps\n",
+           (unsigned long long)st.preemptions, (unsigned long long)st.steps);
+    realm_engine_free(e);
+}
+
 int main(void)
 {
     test_begin("engine_sched", 300);
@@ -555,6 +639,7 @@ int main(void)
     test_limit_lowered();
     test_submit_cancel_cycles();
     test_concurrent_submitters();
+    test_concurrent_preemption();
     realm_model_free(model);
     return test_end();
 }
