@@ -349,23 +349,24 @@ int32_t realm_sampler_sample(realm_sampler *s, const float *logits)
     if (s->p.n_probs > 0)
         record_probs(s);
     const double lse = s->chosen_logprob;
-    int32_t best = 0;
-    for (int32_t i = 1; i < nv; i++)
-        if (c[i].logit > c[best].logit)
-            best = i;
-    if (s->p.temperature == 0 || c[best].logit == -INFINITY) {
+    int32_t n = nv, best = 0;
+    bool sorted = false;
+    if (s->p.temperature > 0 && s->p.top_k > 0 && s->p.top_k < nv) {
+        n = keep_top(c, nv, s->p.top_k); /* best first */
+        sorted = true;
+    } else {
+        for (int32_t i = 1; i < nv; i++)
+            if (c[i].logit > c[best].logit)
+                best = i;
+    }
+    const cand *b = &c[best]; /* c[0] when sorted */
+    if (s->p.temperature == 0 || b->logit == -INFINITY) {
         /* greedy, or every token banned (then the lowest id) */
         if (s->p.n_probs > 0)
-            s->chosen_logprob = (float)(c[best].logit - lse);
-        return best;
+            s->chosen_logprob = (float)(b->logit - lse);
+        return b->id;
     }
-    const float top = c[best].logit;
-    int32_t n = nv;
-    bool sorted = false;
-    if (s->p.top_k > 0 && s->p.top_k < nv) {
-        n = keep_top(c, nv, s->p.top_k);
-        sorted = true;
-    }
+    const float top = b->logit;
     /* softmax at the temperature over the survivors; dividing (not
      * multiplying by 1/t) keeps a tiny temperature from making 0 * inf */
     const float t = s->p.temperature;
