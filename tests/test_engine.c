@@ -2,7 +2,8 @@
  * The generation engine (realm/engine.h) on stories260K:
  *  - greedy output of the reference prompts, all submitted at once (batched,
  *    prompts chunked and mixed with decodes), equals llama.cpp's ids;
- *  - seeded sampling gives the same tokens alone and batched;
+ *  - seeded sampling gives the same tokens alone and batched (and, with
+ *    batch_invariant, the same log-probabilities to the bit);
  *  - stop strings split across tokens, at the very start; multibyte UTF-8
  *    never split across pieces; stop token ids; text prompts; the sink API;
  *  - cancellation frees KV blocks within one step; overload; context
@@ -27,6 +28,7 @@ static realm_model *model;
 
 typedef struct out {
     realm_token ids[MAXG];
+    float logprob[MAXG];
     int n;
     char text[4096];
     size_t len;
@@ -42,8 +44,10 @@ static void collect(realm_gen *g, out *o)
     int rc;
     while ((rc = realm_gen_next(g, &p, -1)) > 0) {
         o->n_pieces++;
-        if (p.token != REALM_TOKEN_NULL && o->n < MAXG)
+        if (p.token != REALM_TOKEN_NULL && o->n < MAXG) {
+            o->logprob[o->n] = p.logprob;
             o->ids[o->n++] = p.token;
+        }
         if (o->len + p.len < sizeof o->text) {
             memcpy(o->text + o->len, p.text, p.len);
             o->len += p.len;
@@ -141,20 +145,28 @@ static void test_batched_greedy_matches_reference(void)
 
 static const realm_token prompt1[] = {1, 403, 407, 261, 378}; /* "Once upon a time" */
 
-static void test_seeded_alone_vs_batched(void)
+/* With batch_invariant, the log-probabilities too are bitwise the same. */
+static void test_seeded_alone_vs_batched(bool invariant)
 {
     realm_gen_options o;
     realm_gen_options_init(&o);
     o.max_tokens = 48;
     o.ignore_eos = true;
-    o.sampling = (realm_sampler_params){
-        .temperature = 1.0f, .top_k = 40, .top_p = 0.95f, .seed = 4242, .repeat_penalty = 1.1f};
+    o.sampling = (realm_sampler_params){.temperature = 1.0f,
+                                        .top_k = 40,
+                                        .top_p = 0.95f,
+                                        .seed = 4242,
+                                        .repeat_penalty = 1.1f,
+                                        .n_probs = 3};
     out alone, batched;
     realm_engine *e;
-    CHECK_RC(
-        realm_engine_new(
-            model, &(realm_engine_params){.n_ctx = 2048, .n_threads = 2, .manual_step = true}, &e),
-        REALM_OK);
+    CHECK_RC(realm_engine_new(model,
+                              &(realm_engine_params){.n_ctx = 2048,
+                                                     .n_threads = 2,
+                                                     .manual_step = true,
+                                                     .batch_invariant = invariant},
+                              &e),
+             REALM_OK);
     realm_gen *g = submit(e, prompt1, 5, 0, &o);
     drive(e, g, &alone);
     realm_gen_free(g);
@@ -162,8 +174,12 @@ static void test_seeded_alone_vs_batched(void)
 
     CHECK_RC(realm_engine_new(
                  model,
-                 &(realm_engine_params){
-                     .n_ctx = 2048, .n_threads = 2, .n_batch = 8, .max_chunk = 2, .max_seqs = 6},
+                 &(realm_engine_params){.n_ctx = 2048,
+                                        .n_threads = 1,
+                                        .n_batch = 8,
+                                        .max_chunk = 2,
+                                        .max_seqs = 6,
+                                        .batch_invariant = invariant},
                  &e),
              REALM_OK);
     realm_gen *others[5];
@@ -179,6 +195,9 @@ static void test_seeded_alone_vs_batched(void)
     CHECK_EQ_INT(batched.n, alone.n);
     CHECK(memcmp(alone.ids, batched.ids, sizeof alone.ids[0] * (size_t)alone.n) == 0);
     CHECK_EQ_STR(batched.text, alone.text);
+    if (invariant)
+        CHECK(memcmp(alone.logprob, batched.logprob, sizeof alone.logprob[0] * (size_t)alone.n) ==
+              0);
     /* a different seed gives a different continuation */
     out other;
     collect(others[1], &other);
@@ -562,7 +581,8 @@ int main(void)
     if (!model)
         return test_end();
     test_batched_greedy_matches_reference();
-    test_seeded_alone_vs_batched();
+    test_seeded_alone_vs_batched(false);
+    test_seeded_alone_vs_batched(true);
     test_stop_strings_and_utf8();
     test_cancel_overload_context();
     test_sink_and_probs();

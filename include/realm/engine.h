@@ -50,9 +50,13 @@
  *     realm_engine_free(e);
  *
  * Sampling: each request has its own realm_sampler, seeded from its options,
- * and the forward pass gives each row the same logits whatever else shares
- * the batch, so the same seed, prompt and options give the same tokens alone
- * or batched. The penalty window sees the prompt, then the generated tokens.
+ * so the same seed, prompt and options give the same tokens alone or
+ * batched as long as the logits do. By default a row's logits equal, up to
+ * float rounding, what it gets in any other batch (a pass of one entry and a
+ * pass of several sum in different orders), which in rare near-ties can
+ * change a token; with params.batch_invariant they are bitwise the same, and
+ * so are the tokens and log-probabilities, at some cost to single-stream
+ * decoding. The penalty window sees the prompt, then the generated tokens.
  *
  * Output. Every sampled token that is part of the output yields one piece:
  * its id and the text that became safe to send (whole UTF-8 characters;
@@ -131,6 +135,9 @@ typedef struct realm_engine_params {
     int32_t n_threads;                /* compute threads; 0: one per CPU */
     int32_t prefix_cache_entries;     /* cached prompt prefixes; 0: 64; < 0: off */
     uint64_t kv_mem_budget;           /* bytes; 0: no limit */
+    bool batch_invariant;             /* a request's tokens and log-probabilities bitwise
+                                         the same alone or batched (realm_ctx_params);
+                                         costs single-stream decode speed */
     const realm_tokenizer *tokenizer; /* NULL: loaded from the model's file */
     bool manual_step;                 /* no scheduler thread: the caller calls realm_engine_step */
 } realm_engine_params;

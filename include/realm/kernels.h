@@ -92,6 +92,19 @@ void realm_matmul_rows(const realm_kernels *k, realm_type t, const void *W, int6
                        int64_t r0, int64_t r1, const void *act, size_t act_stride, int64_t n,
                        float *out, int64_t ld_out, bool accumulate);
 
+/*
+ * realm_matmul_rows without the n == 1 matvec loop: every (row, token) dot
+ * product is then computed by the same instructions in the same order
+ * whatever the number of tokens, the tile or the thread split (the blocked
+ * kernels keep one accumulator per pair and fixed column chunks), so a
+ * token's result is bitwise the same alone or with others. For
+ * batch-invariant inference; a single token costs more this way (its weights
+ * are repacked on the way).
+ */
+void realm_matmul_rows_invariant(const realm_kernels *k, realm_type t, const void *W, int64_t cols,
+                                 int64_t r0, int64_t r1, const void *act, size_t act_stride,
+                                 int64_t n, float *out, int64_t ld_out, bool accumulate);
+
 /* ---- element-wise and attention ops ------------------------------------ */
 
 /*

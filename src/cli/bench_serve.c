@@ -244,6 +244,7 @@ int cli_bench_serve(const realm_model *m, const cli_serve_opts *o, json_t *resul
                                                 .max_seqs = max_par,
                                                 .n_batch = n_batch,
                                                 .prefill_slice_ms = o->slice_ms,
+                                                .batch_invariant = o->batch_invariant,
                                                 .n_threads = o->threads},
                          &e) < 0)
         return cli_error(CMD, "%s", realm_last_error());

@@ -18,6 +18,7 @@ typedef struct cli_serve_opts {
     int slice_ms;   /* the engine's prefill slice (0: its default, < 0: off) */
     int prefix;     /* cached prefix for the prefix-cache test; 0: skip it */
     int reps;       /* repetitions, 1..CLI_BENCH_MAX_REPS */
+    bool batch_invariant;
 } cli_serve_opts;
 
 /* Run the levels, then the prefix-cache test; print a table, or append

@@ -150,7 +150,7 @@ static int run_bench(int argc, char **argv)
     long n_pp = 512, n_tg = 128, threads = 0, reps = 3, par_pp = 128, par_tg = 64;
     long step_batch = 512, prefix = 0, slice = 0;
     int par[8], n_par = 0, clients[8], n_clients = 0;
-    bool json = false;
+    bool json = false, invariant = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
@@ -181,6 +181,9 @@ static int run_bench(int argc, char **argv)
         else if (!strcmp(a, "--json")) {
             json = true;
             continue;
+        } else if (!strcmp(a, "--batch-invariant")) {
+            invariant = true;
+            continue;
         } else
             return cli_error(CMD, "unknown option '%s' (see 'realm help bench')", a);
         if (!ok)
@@ -207,7 +210,8 @@ static int run_bench(int argc, char **argv)
     const int nb = (int)(n_pp > 512 ? 512 : n_pp > 0 ? n_pp : 512);
     if (realm_kv_cache_new(b.m, &(realm_kv_params){.n_ctx = (int32_t)ctx_tokens + 64}, &b.kv) < 0 ||
         realm_ctx_new(b.m, b.kv, &(realm_ctx_params){.n_batch = nb > MAX_PAR ? nb : MAX_PAR,
-                                                     .n_threads = (int32_t)threads}, &b.ctx) < 0) {
+                                                     .n_threads = (int32_t)threads,
+                                                     .batch_invariant = invariant}, &b.ctx) < 0) {
         cli_error(CMD, "%s", realm_last_error());
         goto done;
     }
@@ -303,6 +307,7 @@ static int run_bench(int argc, char **argv)
                                    .n_batch = (int)step_batch,
                                    .slice_ms = (int)slice,
                                    .prefix = (int)prefix,
+                                   .batch_invariant = invariant,
                                    .reps = (int)reps};
         if (cli_bench_serve(b.m, &so, json ? jr : NULL) != 0) {
             json_decref(jr);
@@ -342,7 +347,8 @@ const cli_command cli_cmd_bench = {
     "benchmark prompt processing, generation, batched decoding and serving",
     "usage: realm bench -m MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPS]\n"
     "                   [--batched 1,2,4,8,16] [--parallel 1,2,4,8,16] [--npp 128]\n"
-    "                   [--ntg 64] [--batch 512] [--slice MS] [--prefix 1000] [--json]\n"
+    "                   [--ntg 64] [--batch 512] [--slice MS] [--prefix 1000]\n"
+    "                   [--batch-invariant] [--json]\n"
     "\n"
     "pp: one prompt of -p random tokens (in batches of up to 512); tg: -n tokens\n"
     "generated one at a time from an empty context (0 skips either). Both as\n"
@@ -359,5 +365,7 @@ const cli_command cli_cmd_bench = {
     "at p50 and p99. --batch sets the engine's per-step token budget, --slice its\n"
     "prefill slice (ms of prompt work per step while streams decode; -1: off).\n"
     "--prefix N: time to first token of a request whose first N tokens are in the\n"
-    "prefix cache, against the same request uncached.\n",
+    "prefix cache, against the same request uncached.\n"
+    "--batch-invariant: everything above with batch-invariant kernels (a token's\n"
+    "logits bitwise the same alone or batched; see realm_ctx_params).\n",
 };

@@ -141,7 +141,10 @@ int realm_engine_new(const realm_model *m, const realm_engine_params *params, re
     e->bs = realm_kv_block_size(e->kv);
     e->n_blocks = realm_kv_n_blocks(e->kv);
     rc = realm_ctx_new(
-        m, e->kv, &(realm_ctx_params){.n_batch = p.n_batch, .n_threads = p.n_threads}, &e->ctx);
+        m, e->kv,
+        &(realm_ctx_params){
+            .n_batch = p.n_batch, .n_threads = p.n_threads, .batch_invariant = p.batch_invariant},
+        &e->ctx);
     if (rc < 0)
         goto fail;
     const size_t nb = (size_t)p.n_batch;

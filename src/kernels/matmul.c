@@ -162,14 +162,14 @@ static void mm_dot_loop(const realm_kernels *k, realm_type t, const uint8_t *W, 
     }
 }
 
-void realm_matmul_rows(const realm_kernels *k, realm_type t, const void *W, int64_t cols,
-                       int64_t r0, int64_t r1, const void *act, size_t act_stride, int64_t n,
-                       float *out, int64_t ld_out, bool accumulate)
+static void matmul_rows(const realm_kernels *k, realm_type t, const void *W, int64_t cols,
+                        int64_t r0, int64_t r1, const void *act, size_t act_stride, int64_t n,
+                        float *out, int64_t ld_out, bool accumulate, bool matvec)
 {
     REALM_ASSERT(k->vec_dot[t] != NULL); /* callers check realm_type_check_supported */
     if (r0 >= r1 || n <= 0)
         return;
-    if (n == 1) {
+    if (n == 1 && matvec) {
         realm__matvec_rows(k, t, W, cols, r0, r1, act, out, accumulate);
         return;
     }
@@ -193,4 +193,18 @@ void realm_matmul_rows(const realm_kernels *k, realm_type t, const void *W, int6
         mm_blocked(&j, r0, r1, n);
     } else
         mm_dot_loop(k, t, W, row_size, cols, r0, r1, act, act_stride, n, out, ld_out, accumulate);
+}
+
+void realm_matmul_rows(const realm_kernels *k, realm_type t, const void *W, int64_t cols,
+                       int64_t r0, int64_t r1, const void *act, size_t act_stride, int64_t n,
+                       float *out, int64_t ld_out, bool accumulate)
+{
+    matmul_rows(k, t, W, cols, r0, r1, act, act_stride, n, out, ld_out, accumulate, true);
+}
+
+void realm_matmul_rows_invariant(const realm_kernels *k, realm_type t, const void *W, int64_t cols,
+                                 int64_t r0, int64_t r1, const void *act, size_t act_stride,
+                                 int64_t n, float *out, int64_t ld_out, bool accumulate)
+{
+    matmul_rows(k, t, W, cols, r0, r1, act, act_stride, n, out, ld_out, accumulate, false);
 }

@@ -36,6 +36,7 @@ struct realm_ctx {
     const realm_ops *ops;
     realm_threadpool *tp;
     int32_t n_batch;
+    bool invariant;      /* realm_ctx_params.batch_invariant */
     int64_t act_row_max; /* bytes of one converted activation row, worst case */
 
     float *x, *xn, *q, *kk, *vv, *att, *g, *u;
@@ -95,6 +96,7 @@ int realm_ctx_new(const realm_model *m, realm_kv_cache *kv, const realm_ctx_para
     ctx_dims(m, p, &c->n_batch, &n_threads, &width, &c->act_row_max);
     c->m = m;
     c->kv = kv;
+    c->invariant = p && p->batch_invariant;
     c->k = realm_kernels_best();
     c->ops = realm_ops_best();
     int rc = realm_threadpool_new(n_threads, &c->tp);
@@ -233,6 +235,7 @@ struct matmul_task {
     float *out[MM_MAX];
     int64_t ld[MM_MAX];      /* row stride of out, in floats */
     bool accumulate;         /* out += instead of out = */
+    bool invariant;          /* realm_matmul_rows_invariant */
     const uint8_t *act;
     size_t act_row;
     int32_t n;
@@ -253,8 +256,9 @@ static void matmul_part(void *arg, int ith, int nth)
         const int64_t lo = r0 > base ? r0 - base : 0;
         const int64_t hi = r1 - base < w->rows ? r1 - base : w->rows;
         if (lo < hi)
-            realm_matmul_rows(t->k, w->type, w->data, w->ne0, lo, hi, t->act, t->act_row, t->n,
-                              t->out[i], t->ld[i], t->accumulate);
+            (t->invariant ? realm_matmul_rows_invariant : realm_matmul_rows)(
+                t->k, w->type, w->data, w->ne0, lo, hi, t->act, t->act_row, t->n, t->out[i],
+                t->ld[i], t->accumulate);
         base += w->rows;
     }
 }
@@ -263,7 +267,7 @@ static void matmul(realm_ctx *c, int n_mats, const weight *const *w, float *cons
                    const int64_t *ld, bool accumulate, int32_t n)
 {
     struct matmul_task t = {.k = c->k, .n_mats = n_mats, .accumulate = accumulate,
-                            .act = c->act, .n = n};
+                            .invariant = c->invariant, .act = c->act, .n = n};
     for (int i = 0; i < n_mats; i++) {
         REALM_ASSERT(realm_type_get(w[i]->type)->vec_dot_type == c->act_type);
         t.w[i] = w[i];
