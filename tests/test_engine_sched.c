@@ -481,6 +481,18 @@ static void test_submit_cancel_cycles(void)
     realm_engine_free(e);
 }
 
+/* Run one more request to its end on the threaded engine e: by then every
+ * earlier cancellation has been processed by an earlier step. */
+static void settle(realm_engine *e)
+{
+    realm_token p[8];
+    make_prompt(p, 8, 99);
+    realm_gen_options o = greedy(2);
+    realm_gen *g = submit(e, p, 8, 0, &o);
+    realm_gen_wait(g);
+    realm_gen_free(g);
+}
+
 /* One of several submitting threads: 100 requests of its own tenant, some
  * read to the end, some cancelled at once or after a piece. */
 static void *submitter(void *arg)
@@ -526,12 +538,7 @@ static void test_concurrent_submitters(void)
         pthread_create(&th[i], NULL, submitter, e);
     for (int i = 0; i < 4; i++)
         pthread_join(th[i], NULL);
-    realm_token p[8];
-    make_prompt(p, 8, 99);
-    realm_gen_options o = greedy(2);
-    realm_gen *g = submit(e, p, 8, 0, &o);
-    realm_gen_wait(g);
-    realm_gen_free(g);
+    settle(e);
     realm_engine_stats st;
     realm_engine_get_stats(e, &st);
     CHECK_EQ_INT(st.n_running + st.n_waiting, 0);
@@ -609,13 +616,7 @@ static void test_concurrent_preemption(void)
         errors += sq[i].errors;
     }
     CHECK_EQ_INT(errors, 0);
-    /* one more request: once it ends, the last cancellations are processed */
-    realm_token p[8];
-    make_prompt(p, 8, 99);
-    realm_gen_options o = greedy(2);
-    realm_gen *g = submit(e, p, 8, 0, &o);
-    realm_gen_wait(g);
-    realm_gen_free(g);
+    settle(e);
     realm_engine_stats st;
     realm_engine_get_stats(e, &st);
     CHECK_EQ_INT(st.n_running + st.n_waiting, 0);
