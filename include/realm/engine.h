@@ -22,7 +22,8 @@
  * running request is preempted: the most-served tenant's lowest-priority,
  * latest request frees its blocks and waits again; re-admitted, it recomputes
  * what it had and continues where it was (same sampler state; the tokens
- * equal those of an uninterrupted run up to float rounding). A tenant's
+ * equal those of an uninterrupted run up to float rounding, exactly with
+ * batch_invariant). A tenant's
  * block limit is enforced the same way against its own requests.
  *
  * Prefix cache: after a request's prompt has been computed, its whole KV
