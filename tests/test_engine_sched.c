@@ -419,6 +419,64 @@ static void test_limit_lowered(void)
     realm_engine_free(e);
 }
 
+/* The log-probabilities of g's pieces (at most 128); frees g. */
+static int take_logprobs(realm_gen *g, float *lp)
+{
+    realm_gen_piece pc;
+    int k = 0;
+    while (realm_gen_next(g, &pc, 0) > 0)
+        if (pc.token != REALM_TOKEN_NULL && k < 128)
+            lp[k++] = pc.logprob;
+    realm_gen_free(g);
+    return k;
+}
+
+/* With batch_invariant, a preempted and resumed request recomputes its keys
+ * and values bitwise as they were: its log-probabilities equal, to the bit,
+ * those of the same request run alone on an ample pool. */
+static void test_preemption_exact(void)
+{
+    realm_engine_params p = sched_params, q = sched_params;
+    p.n_ctx = 512;
+    p.batch_invariant = q.batch_invariant = true;
+    realm_engine *e, *plain;
+    CHECK_RC(realm_engine_new(model, &p, &e), REALM_OK);
+    CHECK_RC(realm_engine_new(model, &q, &plain), REALM_OK);
+    enum { N = 6, NP = 40, NG = 120 };
+    realm_token prompt[N][NP];
+    realm_gen_options o[N];
+    realm_gen *g[N];
+    for (int i = 0; i < N; i++) {
+        make_prompt(prompt[i], NP, 40 + i);
+        o[i] = greedy(NG);
+        o[i].sampling.temperature = 0.9f;
+        o[i].sampling.seed = 77u + (uint32_t)i;
+        o[i].sampling.n_probs = 1;
+        g[i] = submit(e, prompt[i], NP, (uint32_t)i % 3, &o[i]);
+    }
+    bool all = false;
+    for (int steps = 0; !all && steps < 20000; steps++) {
+        realm_engine_step(e);
+        all = true;
+        for (int i = 0; i < N; i++)
+            all = all && ended(g[i]);
+    }
+    realm_engine_stats st;
+    realm_engine_get_stats(e, &st);
+    CHECK(st.preemptions > 0);
+    for (int i = 0; i < N; i++) {
+        float lp[128], ref[128];
+        const int n = take_logprobs(g[i], lp);
+        realm_gen *r = submit(plain, prompt[i], NP, 1, &o[i]);
+        while (!ended(r))
+            realm_engine_step(plain);
+        const int nr = take_logprobs(r, ref);
+        CHECK(n == NG && nr == NG && memcmp(lp, ref, sizeof lp[0] * NG) == 0);
+    }
+    realm_engine_free(e);
+    realm_engine_free(plain);
+}
+
 static void test_submit_cancel_cycles(void)
 {
     realm_engine *e;
@@ -635,6 +693,7 @@ int main(void)
     test_fairness();
     test_prefix_cache();
     test_preemption();
+    test_preemption_exact();
     test_fair_after_idle();
     test_prefix_kept_under_pressure();
     test_limit_lowered();
