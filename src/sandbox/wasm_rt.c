@@ -331,7 +331,7 @@ _Noreturn void realm__rt_trap_msg(int code, const char *fmt, ...)
 
 /* ---- the services wasm2c code calls ------------------------------------- */
 
-static _Noreturn void rt_trap(wasm_rt_trap_t t)
+static WASM_RT_NO_RETURN void rt_trap(wasm_rt_trap_t t)
 {
     if (!tls.target) /* cannot happen: guest code runs only under realm__rt_run */
         realm__assert_fail("wasm trap outside a sandboxed call", __FILE__, __LINE__);
