@@ -1,0 +1,20 @@
+;; Seed for fuzz_module: several tables, an element segment, globals, a
+;; start-less module with wide types and functions with many locals.
+(module
+  (import "realm" "emit" (func $emit (param i32 i32) (result i32)))
+  (type $wide (func (param i32 i64 f32 f64 i32 i64 f32 f64 i32 i64) (result i32 i64)))
+  (table $t0 4 funcref)
+  (table $t1 2 16 externref)
+  (memory (export "memory") 1 2)
+  (global $g (mut i32) (i32.const 0))
+  (global i64 (i64.const 7))
+  (elem (table $t0) (i32.const 0) func $many $handle)
+  (data (i32.const 8) "seed")
+  (func $many (type $wide)
+    (local i32 i32 i32 i64 i64 f32 f64 f64 f64 f64)
+    (local $x i32)
+    (i32.const 1) (i64.const 2))
+  (func $handle (export "handle") (result i32)
+    (drop (call $emit (i32.const 8) (i32.const 4)))
+    (drop (table.grow $t1 (ref.null extern) (i32.const 1)))
+    (global.get $g)))
