@@ -484,6 +484,105 @@ static void test_handles_and_sessions(void)
     realm_module_free(m);
 }
 
+/* The emitted lines of the tokens guest, gathered: ids, log-probabilities
+ * and alternatives in order; returns the number of tokens (-1 if a line is
+ * not the expected JSON). */
+static int gather_tokens(const char *emitted, int32_t *ids, float *lp, int *n_top, int cap)
+{
+    int n = 0;
+    for (const char *line = emitted; line && *line;) {
+        const char *end = strchr(line, '\n');
+        if (!end)
+            return -1;
+        json_t *a = json_loadb(line, (size_t)(end - line), 0, NULL);
+        if (!json_is_array(a)) {
+            json_decref(a);
+            return -1;
+        }
+        for (size_t i = 0; i < json_array_size(a) && n < cap; i++, n++) {
+            json_t *o = json_array_get(a, i);
+            ids[n] = (int32_t)json_integer_value(json_object_get(o, "id"));
+            json_t *l = json_object_get(o, "logprob");
+            lp[n] = l ? (float)json_real_value(l) : 1.0f;
+            json_t *top = json_object_get(o, "top");
+            n_top[n] = top ? (int)json_array_size(top) : -1;
+        }
+        json_decref(a);
+        line = end + 1;
+    }
+    return n;
+}
+
+/* gen_tokens: every sampled token once, in order, behind the pieces that
+ * carry it, with the engine's own log-probability and as many alternatives
+ * as asked; without "logprobs", ids only. */
+static void test_gen_tokens(void)
+{
+    realm_module *m = guest("tokens", "tests/sandbox/tokens.c");
+    realm_instance *in = NULL;
+    if (m)
+        CHECK_RC(realm_instance_new(m, NULL, &in), REALM_OK);
+    if (!in)
+        return;
+    enum { NT = 24 };
+    realm_gen_options o;
+    realm_gen_options_init(&o);
+    o.max_tokens = NT;
+    o.sampling.temperature = 0;
+    o.sampling.n_probs = 2;
+    realm_gen *g = NULL;
+    CHECK_RC(realm_engine_submit(engine,
+                                 &(realm_gen_request){.text = "Once upon a time", .text_len = 16,
+                                                      .options = &o},
+                                 &g),
+             REALM_OK);
+    int32_t want_ids[NT], ids[64];
+    float want_lp[NT], lp[64];
+    int n_top[64], nw = 0;
+    realm_gen_piece p;
+    while (g && realm_gen_next(g, &p, -1) > 0)
+        if (p.token != REALM_TOKEN_NULL && nw < NT) {
+            want_ids[nw] = p.token;
+            want_lp[nw++] = p.logprob;
+        }
+    realm_gen_free(g);
+    CHECK_EQ_INT(nw, NT);
+
+    capture cap;
+    CHECK_RC(request(in,
+                     "{\"prompt\":\"Once upon a time\",\"max_tokens\":24,\"temperature\":0,"
+                     "\"logprobs\":true,\"top_logprobs\":2}",
+                     &cap),
+             REALM_OK);
+    CHECK_EQ_INT(cap.status, 200);
+    int n = gather_tokens(cap.emitted, ids, lp, n_top, 64);
+    CHECK_EQ_INT(n, NT);
+    for (int i = 0; i < n && i < NT; i++) {
+        CHECK_EQ_INT(ids[i], want_ids[i]);
+        CHECK_MSG(lp[i] == want_lp[i], "token %d: logprob %g vs %g", i, lp[i], want_lp[i]);
+        CHECK_EQ_INT(n_top[i], 2);
+        CHECK(lp[i] <= 0);
+    }
+    capture_free(&cap);
+
+    /* without log-probabilities: ids only */
+    CHECK_RC(request(in, "{\"prompt\":\"Once upon a time\",\"max_tokens\":24,\"temperature\":0}",
+                     &cap),
+             REALM_OK);
+    n = gather_tokens(cap.emitted, ids, lp, n_top, 64);
+    CHECK_EQ_INT(n, NT);
+    CHECK(n > 0 && n_top[0] == -1 && lp[0] == 1.0f && ids[NT - 1] == want_ids[NT - 1]);
+    capture_free(&cap);
+
+    /* too many alternatives: a clear refusal */
+    CHECK_RC(request(in, "{\"prompt\":\"Once\",\"max_tokens\":2,\"top_logprobs\":21}", &cap),
+             REALM_OK);
+    CHECK_EQ_INT(cap.status, 400);
+    capture_free(&cap);
+    realm_instance_free(in);
+    realm_module_free(m);
+}
+
 int main(void)
 {
     test_begin("sandbox_engine", 300);
@@ -512,6 +611,7 @@ int main(void)
     test_tensor_read();
     test_generation_limit();
     test_handles_and_sessions();
+    test_gen_tokens();
     realm_sandbox_free(sb);
     realm_engine_free(engine);
     realm_model_free(model);

@@ -30,11 +30,28 @@
 #define SESSION_CTX 2048  /* most tokens in one session */
 #define SESSION_BATCH 64  /* tokens per forward call */
 
+/* One sampled token of a generation, for gen_tokens. */
+typedef struct tok_info {
+    int32_t id;
+    float logprob;
+    int32_t n_top;
+    realm_token_prob top[REALM_SAMPLER_MAX_PROBS];
+} tok_info;
+
+/* A growing list of tok_info. */
+typedef struct tok_list {
+    tok_info *v;
+    int32_t n, cap;
+} tok_list;
+
 typedef struct gen_slot {
     realm_gen *g;
     char *pending; /* a piece that did not fit the guest's buffer */
     size_t pending_len;
     int done;
+    int n_top;      /* alternatives per token asked for; -1: no log-probabilities */
+    tok_list acc;   /* tokens since the last piece returned (empty pieces are skipped) */
+    tok_list piece; /* the tokens of the piece gen_next returned last */
 } gen_slot;
 
 typedef struct model_slot {
@@ -492,6 +509,26 @@ static uint32_t h_generate(void *c, uint32_t h, uint32_t ptr, uint32_t len)
     opt.sampling.frequency_penalty = num(o, "frequency_penalty", opt.sampling.frequency_penalty);
     if (json_is_integer(v = json_object_get(o, "seed")))
         opt.sampling.seed = (uint64_t)json_integer_value(v);
+    /* log-probabilities, OpenAI style: "logprobs": true (chat) or k
+     * (completions), "top_logprobs": k alternatives per token */
+    int n_top = -1;
+    json_t *tl = json_object_get(o, "top_logprobs");
+    if (json_is_true(v = json_object_get(o, "logprobs")))
+        n_top = 0;
+    else if (json_is_integer(v))
+        n_top = (int)(json_integer_value(v) < 0 ? 99 : json_integer_value(v) > 99 ? 99
+                                                                   : json_integer_value(v));
+    if (json_is_integer(tl))
+        n_top = (int)(json_integer_value(tl) < 0 ? 99 : json_integer_value(tl) > 99 ? 99
+                                                                    : json_integer_value(tl));
+    if (n_top > REALM_SAMPLER_MAX_PROBS) {
+        free(prompt);
+        json_decref(o);
+        HOST_RETURN(fail(in, REALM_ERR_INVAL, "generate: top log-probabilities must be 0..%d",
+                         REALM_SAMPLER_MAX_PROBS));
+    }
+    if (n_top >= 0)
+        opt.sampling.n_probs = n_top > 0 ? n_top : 1; /* 1: the sampler records the chosen one */
     opt.ignore_eos = json_is_true(json_object_get(o, "ignore_eos"));
     const char *stops[8];
     json_t *st = json_object_get(o, "stop");
@@ -514,9 +551,29 @@ static uint32_t h_generate(void *c, uint32_t h, uint32_t ptr, uint32_t len)
     json_decref(o);
     if (rc < 0)
         HOST_RETURN(fail(in, rc, "generate: %s", realm_last_error()));
-    in->gens[slot] = (gen_slot){.g = g};
+    in->gens[slot] = (gen_slot){.g = g, .n_top = n_top};
     in->n_gens_open++;
     HOST_RETURN(slot + 1);
+}
+
+/* Append the token of p (with its log-probabilities) to l. */
+static int tok_push(tok_list *l, const realm_gen_piece *p)
+{
+    if (l->n == l->cap) {
+        const int32_t cap = l->cap ? 2 * l->cap : 16;
+        tok_info *v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v)
+            return REALM_ERR_NOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    tok_info *t = &l->v[l->n++];
+    t->id = p->token;
+    t->logprob = p->logprob;
+    t->n_top = p->n_probs;
+    if (p->n_probs > 0)
+        memcpy(t->top, p->probs, (size_t)p->n_probs * sizeof *p->probs);
+    return 0;
 }
 
 /* The next non-empty piece of text (0: the generation has ended). Waits in
@@ -552,8 +609,13 @@ static uint32_t h_gen_next(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
             in->n_gens_open--;
             break;
         }
+        if (piece.token != REALM_TOKEN_NULL && tok_push(&s->acc, &piece) < 0)
+            HOST_RETURN(fail(in, REALM_ERR_NOMEM, "gen_next: out of memory"));
         if (piece.len == 0)
             continue;
+        const tok_list t = s->piece; /* this piece's tokens are those gathered so far */
+        s->piece = s->acc;
+        s->acc = (tok_list){t.v, 0, t.cap};
         int32_t n = put(dst, cap, piece.text, piece.len);
         if (n >= 0 && (uint32_t)n > cap) {
             s->pending = malloc(piece.len);
@@ -569,6 +631,42 @@ static uint32_t h_gen_next(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
         HOST_RETURN(fail(in, res.error < 0 ? res.error : REALM_ERR_IO, "gen_next: %s",
                          res.message));
     HOST_RETURN(0);
+}
+
+/*
+ * The tokens of the piece gen_next returned last, as JSON:
+ * [{"id":N,"logprob":X,"top":[[id,logprob],...]},...]; "logprob" and "top"
+ * only when the generation asked for log-probabilities ("top" then has the
+ * number asked for). Buffer rule.
+ */
+static uint32_t h_gen_tokens(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
+{
+    HOST_BEGIN(c);
+    uint8_t *dst = guest_range(in, "gen_tokens", ptr, cap);
+    gen_slot *s = gen_get(in, h);
+    if (!s)
+        HOST_RETURN(fail(in, REALM_ERR_INVAL, "gen_tokens: bad generation handle %u", h));
+    json_t *a = json_array();
+    for (int32_t i = 0; a && i < s->piece.n; i++) {
+        const tok_info *t = &s->piece.v[i];
+        json_t *o = json_pack("{s:i}", "id", t->id);
+        if (o && s->n_top >= 0) {
+            json_t *top = json_array();
+            for (int32_t k = 0; top && k < t->n_top && k < s->n_top; k++)
+                json_array_append_new(top, json_pack("[i,f]", t->top[k].token,
+                                                     (double)t->top[k].logprob));
+            json_object_set_new(o, "logprob", json_real(t->logprob));
+            json_object_set_new(o, "top", top);
+        }
+        json_array_append_new(a, o);
+    }
+    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    if (!text)
+        HOST_RETURN(fail(in, REALM_ERR_NOMEM, "gen_tokens: out of memory"));
+    const int32_t n = put(dst, cap, text, strlen(text));
+    free(text);
+    HOST_RETURN(n);
 }
 
 static uint32_t h_gen_cancel(void *c, uint32_t h)
@@ -757,6 +855,7 @@ void realm__host_fill(struct realm_wasm_rt_host *t)
     t->host_fn[REALM__HOST_eval] = (wasm_rt_function_ptr_t)h_eval;
     t->host_fn[REALM__HOST_logits] = (wasm_rt_function_ptr_t)h_logits;
     t->host_fn[REALM__HOST_tensor_read] = (wasm_rt_function_ptr_t)h_tensor_read;
+    t->host_fn[REALM__HOST_gen_tokens] = (wasm_rt_function_ptr_t)h_gen_tokens;
 }
 
 /* ---- instances ---------------------------------------------------------- */
@@ -866,6 +965,8 @@ static void end_request(realm_instance *in)
         if (s->g)
             realm_gen_free(s->g);
         free(s->pending);
+        free(s->acc.v);
+        free(s->piece.v);
         *s = (gen_slot){0};
     }
     for (int i = 0; i < MAX_SESSIONS; i++)

@@ -12,8 +12,9 @@
 
 /* Bumped whenever the glue, wasm-rt.h, the host table or the way guests are
  * compiled changes: cache entries built for another value are rebuilt.
- * 2: -fstack-clash-protection, full-width function types. */
-#define REALM__SANDBOX_ABI 2u
+ * 2: -fstack-clash-protection, full-width function types.
+ * 3: gen_tokens (the host function table grew). */
+#define REALM__SANDBOX_ABI 3u
 
 /*
  * The host functions of import module `realm`, ABI v1: (index, name, number of
@@ -35,7 +36,8 @@
     XX(12, gen_result, 3)                                                      \
     XX(13, eval, 3)                                                            \
     XX(14, logits, 3)                                                          \
-    XX(15, tensor_read, 7)
+    XX(15, tensor_read, 7)                                                     \
+    XX(16, gen_tokens, 3)
 
 enum {
 #define XX(i, name, n) REALM__HOST_##name = (i),
