@@ -199,6 +199,58 @@ static void test_default_handler(void)
     json_decref(j);
     capture_free(&cap);
 
+    /* chat with log-probabilities: one item per generated token, whose
+     * texts make up the content, each with two alternatives; streamed, each
+     * chunk carries its tokens' items */
+    static const char lp_req[] =
+        "{\"model\":\"tiny\",\"messages\":[{\"role\":\"user\",\"content\":\"Tell me a story\"}],"
+        "\"chat_template\":\"chatml\",\"max_tokens\":12,\"temperature\":0,\"ignore_eos\":true,"
+        "\"logprobs\":true,\"top_logprobs\":2%s}";
+    char req[512];
+    snprintf(req, sizeof req, lp_req, "");
+    CHECK_RC(request(in, req, &cap), REALM_OK);
+    CHECK_EQ_INT(cap.status, 200);
+    j = cap.body ? json_loads(cap.body, 0, NULL) : NULL;
+    choice = json_array_get(json_object_get(j, "choices"), 0);
+    json_t *items = json_object_get(json_object_get(choice, "logprobs"), "content");
+    CHECK_MSG(json_array_size(items) == 12, "%s", cap.body ? cap.body : "(none)");
+    char joined[1024] = "";
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *it = json_array_get(items, i);
+        const char *tok = json_string_value(json_object_get(it, "token"));
+        if (tok && strlen(joined) + strlen(tok) < sizeof joined)
+            strcat(joined, tok);
+        CHECK(json_real_value(json_object_get(it, "logprob")) <= 0);
+        CHECK_EQ_INT((int)json_array_size(json_object_get(it, "top_logprobs")), 2);
+    }
+    const char *content =
+        json_string_value(json_object_get(json_object_get(choice, "message"), "content"));
+    CHECK_MSG(content && strcmp(joined, content) == 0, "tokens '%s' vs content '%s'", joined,
+              content ? content : "(none)");
+    json_decref(j);
+    capture_free(&cap);
+    snprintf(req, sizeof req, lp_req, ",\"stream\":true");
+    CHECK_RC(request(in, req, &cap), REALM_OK);
+    CHECK_EQ_INT(cap.status, 200);
+    size_t n_items = 0;
+    for (char *ev = cap.emitted; ev && (ev = strstr(ev, "data: "));) {
+        ev += 6;
+        char *end = strstr(ev, "\n\n");
+        json_t *e = json_loadb(ev, end ? (size_t)(end - ev) : strlen(ev), 0, NULL);
+        json_t *c0 = json_array_get(json_object_get(e, "choices"), 0);
+        n_items += json_array_size(json_object_get(json_object_get(c0, "logprobs"), "content"));
+        CHECK(json_is_string(json_object_get(json_object_get(c0, "delta"), "content")));
+        json_decref(e);
+        ev = end;
+    }
+    CHECK_EQ_INT((int)n_items, 12);
+    capture_free(&cap);
+    /* completions asking for log-probabilities: refused clearly */
+    CHECK_RC(request(in, "{\"model\":\"tiny\",\"prompt\":\"x\",\"logprobs\":2}", &cap), REALM_OK);
+    CHECK_EQ_INT(cap.status, 400);
+    CHECK_MSG(cap.body && strstr(cap.body, "chat completions only"), "%s", cap.body);
+    capture_free(&cap);
+
     /* errors become JSON error responses */
     CHECK_RC(request(in, "{\"model\":\"nope\",\"prompt\":\"x\"}", &cap), REALM_OK);
     CHECK_EQ_INT(cap.status, 404);
@@ -504,7 +556,12 @@ static int gather_tokens(const char *emitted, int32_t *ids, float *lp, int *n_to
             ids[n] = (int32_t)json_integer_value(json_object_get(o, "id"));
             json_t *l = json_object_get(o, "logprob");
             lp[n] = l ? (float)json_real_value(l) : 1.0f;
-            json_t *top = json_object_get(o, "top");
+            json_t *top = json_object_get(o, "top_logprobs");
+            if (!json_is_string(json_object_get(o, "token")) ||
+                !json_is_array(json_object_get(o, "bytes"))) {
+                json_decref(a);
+                return -1;
+            }
             n_top[n] = top ? (int)json_array_size(top) : -1;
         }
         json_decref(a);

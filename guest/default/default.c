@@ -8,7 +8,11 @@
  * With "stream": true each piece is emitted as one SSE event
  * (`data: {"choices":[{"index":0,"delta":{"content":"..."}}]}\n\n`) and the
  * response is the final event with usage; otherwise the response is the whole
- * completion object. Errors are answered as {"error":{"message":...}}.
+ * completion object. Chat requests with "logprobs": true (and optionally
+ * "top_logprobs": k) get OpenAI's "logprobs": {"content": [...]} in each
+ * chunk or in the choice, from realm.gen_tokens; completion requests asking
+ * for log-probabilities are refused (400). Errors are answered as
+ * {"error":{"message":...}}.
  */
 #include "realm_guest.h"
 
@@ -64,6 +68,11 @@ int32_t handle(void)
         return rg_respond_str(400, "{\"error\":{\"message\":\"'model' is required\"}}");
     int chat = find_messages(body, (size_t)n);
     int stream = rg_json_bool(body, (size_t)n, "stream", 0);
+    int logprobs = rg_json_bool(body, (size_t)n, "logprobs", 0);
+    if (!chat && (logprobs || rg_json_int(body, (size_t)n, "logprobs", -1) >= 0))
+        return rg_respond_str(400, "{\"error\":{\"message\":\"log-probabilities are served "
+                                   "for chat completions only\",\"type\":"
+                                   "\"invalid_request_error\"}}");
 
     int32_t h = realm_model_open(model, (uint32_t)strlen(model));
     if (h < 0)
@@ -73,7 +82,7 @@ int32_t handle(void)
         return reply_error(status_for(g), "cannot generate");
 
     static char small[PIECE_CAP];
-    rg_buf text = {0};
+    rg_buf text = {0}, lp = {0}; /* lp: the log-probability items so far, comma-separated */
     int32_t k;
     while ((k = realm_gen_next(g, small, sizeof small)) > 0) {
         char *piece = small;
@@ -87,6 +96,17 @@ int32_t handle(void)
             if (again != k)
                 return reply_error(500, "generation failed");
         }
+        /* this piece's tokens: a JSON array, its items go on in lp */
+        const char *items = 0;
+        size_t n_items = 0;
+        if (logprobs) {
+            int32_t need = realm_gen_tokens(g, 0, 0);
+            char *toks = need > 2 ? rg_alloc((size_t)need) : 0;
+            if (!toks || realm_gen_tokens(g, toks, (uint32_t)need) != need)
+                return reply_error(500, "no log-probabilities");
+            items = toks + 1;
+            n_items = (size_t)need - 2;
+        }
         if (stream) {
             rg_buf ev = {0};
             rg_buf_puts(&ev, chat ? "data: {\"object\":\"chat.completion.chunk\",\"choices\":"
@@ -94,10 +114,21 @@ int32_t handle(void)
                                   : "data: {\"object\":\"text_completion\",\"choices\":"
                                     "[{\"index\":0,\"text\":");
             rg_buf_put_json_str(&ev, piece, (size_t)k);
-            rg_buf_puts(&ev, chat ? "}}]}\n\n" : "}]}\n\n");
+            if (logprobs) {
+                rg_buf_puts(&ev, "},\"logprobs\":{\"content\":[");
+                rg_buf_put(&ev, items, n_items);
+                rg_buf_puts(&ev, "]}}]}\n\n");
+            } else {
+                rg_buf_puts(&ev, chat ? "}}]}\n\n" : "}]}\n\n");
+            }
             realm_emit(ev.data, (uint32_t)ev.len);
         } else {
             rg_buf_put(&text, piece, (size_t)k);
+            if (n_items) {
+                if (lp.len)
+                    rg_buf_puts(&lp, ",");
+                rg_buf_put(&lp, items, n_items);
+            }
         }
     }
     if (k < 0)
@@ -126,6 +157,11 @@ int32_t handle(void)
             rg_buf_puts(&out, "\"text\":");
         rg_buf_put_json_str(&out, text.data ? text.data : "", text.len);
         rg_buf_puts(&out, chat ? "}," : ",");
+        if (logprobs) {
+            rg_buf_puts(&out, "\"logprobs\":{\"content\":[");
+            rg_buf_put(&out, lp.data ? lp.data : "", lp.len);
+            rg_buf_puts(&out, "]},");
+        }
     }
     rg_buf_puts(&out, "\"finish_reason\":");
     rg_buf_put_json_str(&out, finish, strlen(finish));

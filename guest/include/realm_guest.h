@@ -102,9 +102,11 @@ RG_IMPORT(gen_cancel) int32_t realm_gen_cancel(int32_t gen);
 /* JSON: finish_reason, prompt_tokens, completion_tokens, cached_tokens,
  * time_to_first_token_ms, tokens_per_s[, error]. Waits for the end. */
 RG_IMPORT(gen_result) int32_t realm_gen_result(int32_t gen, char *buf, uint32_t cap);
-/* The tokens behind the piece realm_gen_next returned last, as JSON:
- * [{"id":N,"logprob":X,"top":[[id,logprob],...]},...] ("logprob" and "top"
- * only when the options asked for "logprobs" / "top_logprobs"). */
+/* The tokens behind the piece realm_gen_next returned last, as JSON shaped
+ * like the "content" list of OpenAI's chat log-probabilities:
+ * [{"id","token","bytes","logprob","top_logprobs":[{"id","token","bytes",
+ * "logprob"},...]},...] ("logprob" and "top_logprobs" only when the options
+ * asked for "logprobs" / "top_logprobs"). */
 RG_IMPORT(gen_tokens) int32_t realm_gen_tokens(int32_t gen, char *buf, uint32_t cap);
 
 /* ---- low level: sessions, logits, weights ---------------------------------- */

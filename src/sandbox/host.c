@@ -11,6 +11,7 @@
  */
 #include <jansson.h>
 #include <stdarg.h>
+#include <utf8proc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@ typedef struct gen_slot {
     size_t pending_len;
     int done;
     int n_top;      /* alternatives per token asked for; -1: no log-probabilities */
+    const realm_tokenizer *tok; /* for the tokens' text */
     tok_list acc;   /* tokens since the last piece returned (empty pieces are skipped) */
     tok_list piece; /* the tokens of the piece gen_next returned last */
 } gen_slot;
@@ -551,7 +553,7 @@ static uint32_t h_generate(void *c, uint32_t h, uint32_t ptr, uint32_t len)
     json_decref(o);
     if (rc < 0)
         HOST_RETURN(fail(in, rc, "generate: %s", realm_last_error()));
-    in->gens[slot] = (gen_slot){.g = g, .n_top = n_top};
+    in->gens[slot] = (gen_slot){.g = g, .n_top = n_top, .tok = realm_engine_tokenizer(s->engine)};
     in->n_gens_open++;
     HOST_RETURN(slot + 1);
 }
@@ -634,10 +636,49 @@ static uint32_t h_gen_next(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
 }
 
 /*
- * The tokens of the piece gen_next returned last, as JSON:
- * [{"id":N,"logprob":X,"top":[[id,logprob],...]},...]; "logprob" and "top"
- * only when the generation asked for log-probabilities ("top" then has the
- * number asked for). Buffer rule.
+ * One token as in OpenAI's chat log-probabilities: {"id", "token" (its text,
+ * a byte that is not part of valid UTF-8 shown as U+FFFD), "bytes" (exact),
+ * and with lp "logprob"}.
+ */
+static json_t *token_json(const realm_tokenizer *tok, int32_t id, const float *lp)
+{
+    size_t n = 0;
+    const char *b = realm_token_to_piece(tok, id, REALM_DETOK_RENDER_SPECIAL, &n);
+    if (!b)
+        n = 0;
+    char *text = malloc(3 * n + 1); /* each byte at most one U+FFFD */
+    size_t t = 0;
+    json_t *bytes = text ? json_array() : NULL;
+    for (size_t i = 0; i < n && bytes;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)b + i,
+                                              (utf8proc_ssize_t)(n - i), &cp);
+        if (k <= 0) {
+            k = 1;
+            memcpy(text + t, "\xEF\xBF\xBD", 3);
+            t += 3;
+        } else {
+            memcpy(text + t, b + i, (size_t)k);
+            t += (size_t)k;
+        }
+        for (utf8proc_ssize_t j = 0; j < k; j++)
+            json_array_append_new(bytes, json_integer((uint8_t)b[i + (size_t)j]));
+        i += (size_t)k;
+    }
+    json_t *o = bytes ? json_pack("{s:i, s:s%, s:o}", "id", id, "token", text, t, "bytes", bytes)
+                      : NULL;
+    free(text);
+    if (o && lp)
+        json_object_set_new(o, "logprob", json_real(*lp));
+    return o;
+}
+
+/*
+ * The tokens of the piece gen_next returned last, as JSON shaped like the
+ * "content" list of OpenAI's chat log-probabilities:
+ * [{"id","token","bytes","logprob","top_logprobs":[{"id","token","bytes",
+ * "logprob"},...]},...]; "logprob" and "top_logprobs" only when the
+ * generation asked for log-probabilities. Buffer rule.
  */
 static uint32_t h_gen_tokens(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
 {
@@ -649,14 +690,13 @@ static uint32_t h_gen_tokens(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
     json_t *a = json_array();
     for (int32_t i = 0; a && i < s->piece.n; i++) {
         const tok_info *t = &s->piece.v[i];
-        json_t *o = json_pack("{s:i}", "id", t->id);
+        json_t *o = token_json(s->tok, t->id, s->n_top >= 0 ? &t->logprob : NULL);
         if (o && s->n_top >= 0) {
             json_t *top = json_array();
             for (int32_t k = 0; top && k < t->n_top && k < s->n_top; k++)
-                json_array_append_new(top, json_pack("[i,f]", t->top[k].token,
-                                                     (double)t->top[k].logprob));
-            json_object_set_new(o, "logprob", json_real(t->logprob));
-            json_object_set_new(o, "top", top);
+                json_array_append_new(top,
+                                      token_json(s->tok, t->top[k].token, &t->top[k].logprob));
+            json_object_set_new(o, "top_logprobs", top);
         }
         json_array_append_new(a, o);
     }
