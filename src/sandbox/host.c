@@ -700,13 +700,8 @@ static uint32_t h_gen_tokens(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
         }
         json_array_append_new(a, o);
     }
-    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
-    json_decref(a);
-    if (!text)
-        HOST_RETURN(fail(in, REALM_ERR_NOMEM, "gen_tokens: out of memory"));
-    const int32_t n = put(dst, cap, text, strlen(text));
-    free(text);
-    HOST_RETURN(n);
+    const int32_t n = put_json(dst, cap, a);
+    HOST_RETURN(n < 0 ? fail(in, n, "gen_tokens: out of memory") : n);
 }
 
 static uint32_t h_gen_cancel(void *c, uint32_t h)
