@@ -513,22 +513,22 @@ static uint32_t h_generate(void *c, uint32_t h, uint32_t ptr, uint32_t len)
         opt.sampling.seed = (uint64_t)json_integer_value(v);
     /* log-probabilities, OpenAI style: "logprobs": true (chat) or k
      * (completions), "top_logprobs": k alternatives per token */
-    int n_top = -1;
+    json_int_t top = -1; /* alternatives asked for; -1: no log-probabilities */
+    bool negative = false;
     json_t *tl = json_object_get(o, "top_logprobs");
     if (json_is_true(v = json_object_get(o, "logprobs")))
-        n_top = 0;
+        top = 0;
     else if (json_is_integer(v))
-        n_top = (int)(json_integer_value(v) < 0 ? 99 : json_integer_value(v) > 99 ? 99
-                                                                   : json_integer_value(v));
+        negative |= (top = json_integer_value(v)) < 0;
     if (json_is_integer(tl))
-        n_top = (int)(json_integer_value(tl) < 0 ? 99 : json_integer_value(tl) > 99 ? 99
-                                                                    : json_integer_value(tl));
-    if (n_top > REALM_SAMPLER_MAX_PROBS) {
+        negative |= (top = json_integer_value(tl)) < 0;
+    if (negative || top > REALM_SAMPLER_MAX_PROBS) {
         free(prompt);
         json_decref(o);
         HOST_RETURN(fail(in, REALM_ERR_INVAL, "generate: top log-probabilities must be 0..%d",
                          REALM_SAMPLER_MAX_PROBS));
     }
+    const int n_top = (int)top;
     if (n_top >= 0)
         opt.sampling.n_probs = n_top > 0 ? n_top : 1; /* 1: the sampler records the chosen one */
     opt.ignore_eos = json_is_true(json_object_get(o, "ignore_eos"));
