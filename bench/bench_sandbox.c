@@ -164,10 +164,10 @@ int main(int argc, char **argv)
                 o.ignore_eos = true;
                 double t0 = now();
                 realm_gen *g;
-                realm_engine_submit(engine,
-                                    &(realm_gen_request){.text = "Once upon a time",
-                                                         .text_len = 16, .options = &o},
-                                    &g);
+                realm_engine_submit(
+                    engine,
+                    &(realm_gen_request){.text = "Once upon a time", .text_len = 16, .options = &o},
+                    &g);
                 realm_gen_piece p;
                 while (realm_gen_next(g, &p, -1) > 0)
                     pieces += round == 0;
@@ -177,10 +177,11 @@ int main(int argc, char **argv)
                 size_t bytes = 0;
                 int32_t r;
                 double t0 = now();
-                realm_instance_handle(in,
-                                      &(realm_request_io){.body = req, .body_len = strlen(req),
-                                                          .emit = sink_emit, .ud = &bytes},
-                                      &r);
+                realm_instance_handle(
+                    in,
+                    &(realm_request_io){
+                        .body = req, .body_len = strlen(req), .emit = sink_emit, .ud = &bytes},
+                    &r);
                 t_module += now() - t0;
             }
         }
@@ -243,10 +244,10 @@ int main(int argc, char **argv)
             o.sampling.temperature = 0;
             o.ignore_eos = true;
             realm_gen *g;
-            realm_engine_submit(engine,
-                                &(realm_gen_request){.text = "Once upon a time", .text_len = 16,
-                                                     .options = &o},
-                                &g);
+            realm_engine_submit(
+                engine,
+                &(realm_gen_request){.text = "Once upon a time", .text_len = 16, .options = &o},
+                &g);
             realm_gen_wait(g);
             realm_gen_piece p;
             int n = 0;
@@ -260,8 +261,8 @@ int main(int argc, char **argv)
         qsort(per_direct, DRAIN_ROUNDS, sizeof per_direct[0], cmp_double);
         printf("queued pieces: guest gen_next + emit %.0f ns per piece, realm_gen_next alone "
                "%.0f ns (medians of %d); overhead %.0f ns\n",
-               per_module[DRAIN_ROUNDS / 2] * 1e9, per_direct[DRAIN_ROUNDS / 2] * 1e9,
-               DRAIN_ROUNDS, (per_module[DRAIN_ROUNDS / 2] - per_direct[DRAIN_ROUNDS / 2]) * 1e9);
+               per_module[DRAIN_ROUNDS / 2] * 1e9, per_direct[DRAIN_ROUNDS / 2] * 1e9, DRAIN_ROUNDS,
+               (per_module[DRAIN_ROUNDS / 2] - per_direct[DRAIN_ROUNDS / 2]) * 1e9);
         realm_module_free(drain);
     }
     realm_instance_free(in);

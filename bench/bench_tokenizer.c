@@ -187,12 +187,11 @@ int main(int argc, char **argv)
             prompt_at[n_prompts++] = n;
     }
     prompt_at[n_prompts] = n;
-    printf("text: %.2f MB in %d prompts of ~16 KiB, %d distinct test strings\n",
-           (double)n / 1e6, n_prompts, n_cases);
+    printf("text: %.2f MB in %d prompts of ~16 KiB, %d distinct test strings\n", (double)n / 1e6,
+           n_prompts, n_cases);
 
-    static const char *vocabs[] = {"llama-spm", "phi-3", "gpt-2", "deepseek-llm",
-                                   "deepseek-coder", "falcon", "mpt", "refact",
-                                   "starcoder", "bert-bge"};
+    static const char *vocabs[] = {"llama-spm", "phi-3", "gpt-2",  "deepseek-llm", "deepseek-coder",
+                                   "falcon",    "mpt",   "refact", "starcoder",    "bert-bge"};
     realm_token *ids = malloc(sizeof *ids * 65536);
     printf("%-16s %-7s %8s %10s %10s %12s\n", "vocab", "model", "n_vocab", "load ms", "MB/s",
            "tokens");

@@ -24,17 +24,23 @@
 #include "realm/gguf.h"
 #include "test_util.h"
 
-#define CHECK_ERR(call, code, phrase)                                          \
-    do {                                                                       \
-        CHECK_RC((call), (code));                                              \
-        CHECK_MSG(strstr(realm_last_error(), (phrase)) != NULL,                \
-                  "message \"%s\" lacks \"%s\"", realm_last_error(), (phrase)); \
+#define CHECK_ERR(call, code, phrase)                                                              \
+    do {                                                                                           \
+        CHECK_RC((call), (code));                                                                  \
+        CHECK_MSG(strstr(realm_last_error(), (phrase)) != NULL, "message \"%s\" lacks \"%s\"",     \
+                  realm_last_error(), (phrase));                                                   \
     } while (0)
 
 /* DeepSeek's markers in UTF-8. */
-#define DS_USER "<\xef\xbd\x9c" "User\xef\xbd\x9c>"
-#define DS_ASSISTANT "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>"
-#define DS_EOS "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
+#define DS_USER                                                                                    \
+    "<\xef\xbd\x9c"                                                                                \
+    "User\xef\xbd\x9c>"
+#define DS_ASSISTANT                                                                               \
+    "<\xef\xbd\x9c"                                                                                \
+    "Assistant\xef\xbd\x9c>"
+#define DS_EOS                                                                                     \
+    "<\xef\xbd\x9c"                                                                                \
+    "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
 
 static const realm_chat_message conv_a[] = {
     {REALM_CHAT_SYSTEM, "You are a helpful assistant"},
@@ -47,19 +53,19 @@ static const realm_chat_message conv_b[] = {
     {REALM_CHAT_ASSISTANT, " Hi there "},
 };
 
-#define DEEPSEEK_CODER_SYSTEM                                                  \
-    "You are an AI programming assistant, utilizing the Deepseek Coder model, developed by " \
-    "Deepseek Company, and you only answer questions related to computer science. For "      \
-    "politically sensitive questions, security and privacy issues, and other non-computer "  \
+#define DEEPSEEK_CODER_SYSTEM                                                                      \
+    "You are an AI programming assistant, utilizing the Deepseek Coder model, developed by "       \
+    "Deepseek Company, and you only answer questions related to computer science. For "            \
+    "politically sensitive questions, security and privacy issues, and other non-computer "        \
     "science questions, you will refuse to answer\n"
-#define VICUNA_SYSTEM                                                          \
-    "A chat between a curious user and an artificial intelligence assistant. The assistant " \
+#define VICUNA_SYSTEM                                                                              \
+    "A chat between a curious user and an artificial intelligence assistant. The assistant "       \
     "gives helpful, detailed, and polite answers to the user's questions."
-#define ALPACA_SYSTEM                                                          \
-    "Below is an instruction that describes a task. Write a response that appropriately "    \
+#define ALPACA_SYSTEM                                                                              \
+    "Below is an instruction that describes a task. Write a response that appropriately "          \
     "completes the request."
-#define L31_SYSTEM_HEAD                                                        \
-    "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"  \
+#define L31_SYSTEM_HEAD                                                                            \
+    "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"        \
     "Today Date: 26 Jul 2024\n\n"
 
 typedef struct golden {
@@ -241,9 +247,8 @@ static void test_rules(void)
                  "<start_of_turn>user\nBe brief.\n\n<end_of_turn>\n<start_of_turn>model\n");
     check_render(REALM_CHAT_TEMPLATE_MISTRAL_V3, sys_only, 1, true, NULL, NULL,
                  "[INST] Be brief.\n\n[/INST]");
-    const realm_chat_message sys_asst[] = {{REALM_CHAT_SYSTEM, "S"},
-                                           {REALM_CHAT_ASSISTANT, "A"},
-                                           {REALM_CHAT_USER, "U"}};
+    const realm_chat_message sys_asst[] = {
+        {REALM_CHAT_SYSTEM, "S"}, {REALM_CHAT_ASSISTANT, "A"}, {REALM_CHAT_USER, "U"}};
     check_render(REALM_CHAT_TEMPLATE_MISTRAL_LEGACY, sys_asst, 3, true, NULL, NULL,
                  "[INST] S\n\n [/INST]A</s>[INST] U [/INST]");
     /* mistral-v3: the last user message carries S even when an answer follows. */
@@ -262,9 +267,8 @@ static void test_rules(void)
                  L31_SYSTEM_HEAD "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nU"
                                  "<|eot_id|><|start_header_id|>system<|end_header_id|>\n\nS"
                                  "<|eot_id|>");
-    const realm_chat_message two_sys[] = {{REALM_CHAT_SYSTEM, "S1"},
-                                          {REALM_CHAT_USER, "U"},
-                                          {REALM_CHAT_SYSTEM, "S2"}};
+    const realm_chat_message two_sys[] = {
+        {REALM_CHAT_SYSTEM, "S1"}, {REALM_CHAT_USER, "U"}, {REALM_CHAT_SYSTEM, "S2"}};
     check_render(REALM_CHAT_TEMPLATE_DEEPSEEK3, two_sys, 3, true, NULL, NULL,
                  "S1\n\nS2" DS_USER "U" DS_ASSISTANT);
     /* Phi-3.5 skips an empty system message. */
@@ -306,9 +310,9 @@ static void test_buffer_and_args(void)
     const int64_t len = (int64_t)strlen(want);
     char buf[512];
     memset(buf, 'x', sizeof buf);
-    CHECK_EQ_INT(realm_chat_render(REALM_CHAT_TEMPLATE_CHATML, conv_a, 4, true, NULL, NULL, buf,
-                                   sizeof buf),
-                 len);
+    CHECK_EQ_INT(
+        realm_chat_render(REALM_CHAT_TEMPLATE_CHATML, conv_a, 4, true, NULL, NULL, buf, sizeof buf),
+        len);
     CHECK_EQ_STR(buf, want);
     /* Exactly enough room, one byte short, no buffer at all. */
     char *exact = malloc((size_t)len + 1);
@@ -325,19 +329,18 @@ static void test_buffer_and_args(void)
     CHECK_EQ_INT(
         realm_chat_render(REALM_CHAT_TEMPLATE_CHATML, conv_a, 4, true, NULL, NULL, NULL, 0), len);
 
-    CHECK_ERR(realm_chat_render(REALM_CHAT_TEMPLATE_COUNT, conv_a, 4, true, NULL, NULL, buf,
-                                sizeof buf),
-              REALM_ERR_INVAL, "invalid template id");
-    CHECK_ERR(realm_chat_render((realm_chat_template)-1, conv_a, 4, true, NULL, NULL, buf,
-                                sizeof buf),
-              REALM_ERR_INVAL, "invalid template id");
+    CHECK_ERR(
+        realm_chat_render(REALM_CHAT_TEMPLATE_COUNT, conv_a, 4, true, NULL, NULL, buf, sizeof buf),
+        REALM_ERR_INVAL, "invalid template id");
+    CHECK_ERR(
+        realm_chat_render((realm_chat_template)-1, conv_a, 4, true, NULL, NULL, buf, sizeof buf),
+        REALM_ERR_INVAL, "invalid template id");
     CHECK_ERR(realm_chat_render(REALM_CHAT_TEMPLATE_CHATML, conv_a, 4, true, NULL, NULL, NULL, 8),
               REALM_ERR_INVAL, "NULL output buffer");
-    CHECK_ERR(realm_chat_render(REALM_CHAT_TEMPLATE_CHATML, NULL, 2, true, NULL, NULL, buf,
-                                sizeof buf),
-              REALM_ERR_INVAL, "NULL messages");
-    const realm_chat_message bad_role[] = {{REALM_CHAT_USER, "U"},
-                                           {(realm_chat_role)7, "?"}};
+    CHECK_ERR(
+        realm_chat_render(REALM_CHAT_TEMPLATE_CHATML, NULL, 2, true, NULL, NULL, buf, sizeof buf),
+        REALM_ERR_INVAL, "NULL messages");
+    const realm_chat_message bad_role[] = {{REALM_CHAT_USER, "U"}, {(realm_chat_role)7, "?"}};
     CHECK_ERR(realm_chat_render(REALM_CHAT_TEMPLATE_CHATML, bad_role, 2, true, NULL, NULL, buf,
                                 sizeof buf),
               REALM_ERR_INVAL, "message 1: invalid role id 7");
@@ -346,8 +349,8 @@ static void test_buffer_and_args(void)
                                 sizeof buf),
               REALM_ERR_INVAL, "message 0: NULL content");
     char *p = (char *)1;
-    CHECK_RC(realm_chat_render_alloc(REALM_CHAT_TEMPLATE_CHATML, null_content, 1, true, NULL,
-                                     NULL, &p, NULL),
+    CHECK_RC(realm_chat_render_alloc(REALM_CHAT_TEMPLATE_CHATML, null_content, 1, true, NULL, NULL,
+                                     &p, NULL),
              REALM_ERR_INVAL);
     CHECK(p == NULL);
 
@@ -666,8 +669,7 @@ static void test_detect(void)
             CHECK_MSG(rc == REALM_ERR_UNSUPPORTED, "%s: rc %d (%s), want UNSUPPORTED", dc->model,
                       rc, rc == 0 ? realm_chat_template_name(t) : realm_last_error());
             CHECK_MSG(strstr(realm_last_error(), realm_chat_template_names()) != NULL,
-                      "%s: message does not list the templates: %s", dc->model,
-                      realm_last_error());
+                      "%s: message does not list the templates: %s", dc->model, realm_last_error());
         }
     }
     /* The source need not be NUL-terminated: only len bytes are read. */

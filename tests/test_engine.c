@@ -172,15 +172,14 @@ static void test_seeded_alone_vs_batched(bool invariant)
     realm_gen_free(g);
     realm_engine_free(e);
 
-    CHECK_RC(realm_engine_new(
-                 model,
-                 &(realm_engine_params){.n_ctx = 2048,
-                                        .n_threads = 1,
-                                        .n_batch = 8,
-                                        .max_chunk = 2,
-                                        .max_seqs = 6,
-                                        .batch_invariant = invariant},
-                 &e),
+    CHECK_RC(realm_engine_new(model,
+                              &(realm_engine_params){.n_ctx = 2048,
+                                                     .n_threads = 1,
+                                                     .n_batch = 8,
+                                                     .max_chunk = 2,
+                                                     .max_seqs = 6,
+                                                     .batch_invariant = invariant},
+                              &e),
              REALM_OK);
     realm_gen *others[5];
     realm_gen_options oo = o;
@@ -517,14 +516,14 @@ static void test_free_with_sinks_and_bad_input(void)
     realm_gen *a = NULL, *b = NULL;
     const realm_gen_sink ka = {.on_done = cancel_sibling, .ud = &sa},
                          kb = {.on_done = cancel_sibling, .ud = &sb};
-    CHECK_RC(realm_engine_submit(e, &(realm_gen_request){.prompt = p, .n_prompt = 8, .options = &o,
-                                                         .sink = &ka},
-                                 &a),
-             REALM_OK);
-    CHECK_RC(realm_engine_submit(e, &(realm_gen_request){.prompt = p, .n_prompt = 8, .options = &o,
-                                                         .sink = &kb},
-                                 &b),
-             REALM_OK);
+    CHECK_RC(
+        realm_engine_submit(
+            e, &(realm_gen_request){.prompt = p, .n_prompt = 8, .options = &o, .sink = &ka}, &a),
+        REALM_OK);
+    CHECK_RC(
+        realm_engine_submit(
+            e, &(realm_gen_request){.prompt = p, .n_prompt = 8, .options = &o, .sink = &kb}, &b),
+        REALM_OK);
     sa.other = b;
     sb.other = a;
     alarm(60); /* a deadlock fails the test instead of hanging it */
@@ -536,21 +535,21 @@ static void test_free_with_sinks_and_bad_input(void)
     realm_gen_free(b);
 
     /* an engine whose compute context cannot be made: an error, no crash */
-    CHECK_RC(realm_engine_new(model, &(realm_engine_params){.n_ctx = 1024, .n_threads = 100000},
-                              &e),
-             REALM_ERR_INVAL);
+    CHECK_RC(
+        realm_engine_new(model, &(realm_engine_params){.n_ctx = 1024, .n_threads = 100000}, &e),
+        REALM_ERR_INVAL);
     CHECK(e == NULL);
 
-    CHECK_RC(realm_engine_new(model, &(realm_engine_params){.n_ctx = 1024, .manual_step = true},
-                              &e),
-             REALM_OK);
+    CHECK_RC(
+        realm_engine_new(model, &(realm_engine_params){.n_ctx = 1024, .manual_step = true}, &e),
+        REALM_OK);
     /* a stop string that is not UTF-8 could hold back half a character */
     const char *bad_stop[1] = {"\xA9Z"};
     o.stop = bad_stop;
     o.n_stop = 1;
-    CHECK_RC(realm_engine_submit(e, &(realm_gen_request){.prompt = p, .n_prompt = 8, .options = &o},
-                                 &a),
-             REALM_ERR_INVAL);
+    CHECK_RC(
+        realm_engine_submit(e, &(realm_gen_request){.prompt = p, .n_prompt = 8, .options = &o}, &a),
+        REALM_ERR_INVAL);
     o.n_stop = 0;
     /* tenant weights out of range */
     CHECK_RC(realm_engine_set_tenant(e, 1, &(realm_tenant_limits){.weight = INFINITY}),

@@ -404,8 +404,7 @@ static void test_limit_lowered(void)
     CHECK_RC(realm_engine_new(model, &sched_params, &e), REALM_OK);
     realm_token pr[100];
     make_prompt(pr, 100, 3);
-    CHECK_RC(realm_engine_set_tenant(e, 5, &(realm_tenant_limits){.max_kv_blocks = 100}),
-             REALM_OK);
+    CHECK_RC(realm_engine_set_tenant(e, 5, &(realm_tenant_limits){.max_kv_blocks = 100}), REALM_OK);
     realm_gen_options o = greedy(20);
     realm_gen *g = submit(e, pr, 100, 5, &o);
     CHECK_RC(realm_engine_set_tenant(e, 5, &(realm_tenant_limits){.max_kv_blocks = 2}), REALM_OK);
@@ -626,12 +625,11 @@ static void *squeeze(void *arg)
         if (i % 2)
             o.sampling.temperature = 0.7f, o.sampling.seed = (uint64_t)i;
         realm_gen *g = NULL;
-        if (realm_engine_submit(sq->e,
-                                &(realm_gen_request){.prompt = p,
-                                                     .n_prompt = np,
-                                                     .tenant = (uint32_t)sq->id,
-                                                     .options = &o},
-                                &g) < 0)
+        if (realm_engine_submit(
+                sq->e,
+                &(realm_gen_request){
+                    .prompt = p, .n_prompt = np, .tenant = (uint32_t)sq->id, .options = &o},
+                &g) < 0)
             continue; /* overloaded */
         realm_gen_piece pc;
         int n = 0;

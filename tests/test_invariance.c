@@ -22,8 +22,8 @@
 enum { NP = 20, NOTHER = 13, NDEC = 5 };
 
 static const char *const models[] = {
-    "tiny-f32",  "tiny-f16",  "tiny-bf16",   "tiny-q8_0",   "tiny-q4_0",
-    "tiny-q4_1", "tiny-q5_0", "tiny-q5_1",   "tiny-q2_k",   "tiny-q3_k_m",
+    "tiny-f32",    "tiny-f16",    "tiny-bf16", "tiny-q8_0",   "tiny-q4_0",
+    "tiny-q4_1",   "tiny-q5_0",   "tiny-q5_1", "tiny-q2_k",   "tiny-q3_k_m",
     "tiny-q4_k_m", "tiny-q5_k_m", "tiny-q6_k", "tiny-iq4_nl", "tiny-iq4_xs",
 };
 

@@ -12,8 +12,8 @@
 #include "kernels/kernels_internal.h"
 #include "realm/error.h"
 #include "realm/kernels.h"
-#include "test_util.h"
 #include "test_blocks.h"
+#include "test_util.h"
 
 static const realm_type weight_types[] = {
     REALM_TYPE_F32,    REALM_TYPE_F16,  REALM_TYPE_BF16,   REALM_TYPE_Q4_0,
@@ -74,7 +74,6 @@ static size_t type_align(realm_type t)
 }
 
 /* ---- random data ---------------------------------------------------------- */
-
 
 static void fill_normal(float *x, int64_t n, float scale)
 {

@@ -61,8 +61,10 @@ static void test_fork_cow_truncate(void)
 
     realm_kv_cache *kv;
     realm_ctx *ctx;
-    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 256, .block_size = 16}, &kv), REALM_OK);
-    CHECK_RC(realm_ctx_new(m, kv, &(realm_ctx_params){.n_batch = 64, .n_threads = 2}, &ctx), REALM_OK);
+    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 256, .block_size = 16}, &kv),
+             REALM_OK);
+    CHECK_RC(realm_ctx_new(m, kv, &(realm_ctx_params){.n_batch = 64, .n_threads = 2}, &ctx),
+             REALM_OK);
     CHECK_EQ_INT(realm_kv_n_blocks(kv), 16);
     int32_t a, b, c;
     CHECK_RC(realm_kv_seq_new(kv, &a), REALM_OK);
@@ -146,8 +148,10 @@ static void test_full_and_bad_batches(void)
 {
     realm_kv_cache *kv;
     realm_ctx *ctx;
-    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 64, .block_size = 16}, &kv), REALM_OK);
-    CHECK_RC(realm_ctx_new(m, kv, &(realm_ctx_params){.n_batch = 80, .n_threads = 2}, &ctx), REALM_OK);
+    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 64, .block_size = 16}, &kv),
+             REALM_OK);
+    CHECK_RC(realm_ctx_new(m, kv, &(realm_ctx_params){.n_batch = 80, .n_threads = 2}, &ctx),
+             REALM_OK);
     float *out = malloc((size_t)80 * n_vocab * 4);
     int32_t toks[80], pos[80], seq[80];
     int32_t s, s2;

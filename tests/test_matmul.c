@@ -19,8 +19,8 @@
 #include "kernels/matmul_internal.h"
 #include "realm/error.h"
 #include "realm/kernels.h"
-#include "test_util.h"
 #include "test_blocks.h"
+#include "test_util.h"
 
 static const realm_type weight_types[] = {
     REALM_TYPE_F32,    REALM_TYPE_F16,  REALM_TYPE_BF16,   REALM_TYPE_Q4_0,
@@ -56,7 +56,6 @@ static int64_t cols_for(realm_type t)
 }
 
 /* ---- random data (patch_scales etc. in test_blocks.h) --------------------- */
-
 
 static void fill_normal(float *x, int64_t n, float scale)
 {

@@ -119,8 +119,10 @@ static int run_interleaved(realm_ctx *ctx, realm_kv_cache *kv, const int32_t *to
     realm_batch b = {2 * n, t2, p2, s2, want};
     int rc = realm_forward(ctx, &b, both);
     for (int i = 0; rc == 0 && i < n; i++) {
-        memcpy(logits_a + (size_t)i * n_vocab, both + (size_t)(2 * i) * n_vocab, n_vocab * sizeof(float));
-        memcpy(logits_b + (size_t)i * n_vocab, both + (size_t)(2 * i + 1) * n_vocab, n_vocab * sizeof(float));
+        memcpy(logits_a + (size_t)i * n_vocab, both + (size_t)(2 * i) * n_vocab,
+               n_vocab * sizeof(float));
+        memcpy(logits_b + (size_t)i * n_vocab, both + (size_t)(2 * i + 1) * n_vocab,
+               n_vocab * sizeof(float));
     }
     free(both);
     realm_kv_seq_free(kv, sa);
@@ -134,7 +136,8 @@ static void check_stats(const char *what, const char *type, struct cmp_stats *st
     double mean = st->sum_diff / (double)st->n_vals;
     printf("  %-8s %-12s max %.5f mean %.5f argmax %ld/%ld\n", type, what, st->max_diff, mean,
            st->argmax_checked - st->argmax_bad, st->argmax_checked);
-    CHECK_MSG(st->max_diff <= tol_max, "%s %s: max diff %.5f > %.3f", type, what, st->max_diff, tol_max);
+    CHECK_MSG(st->max_diff <= tol_max, "%s %s: max diff %.5f > %.3f", type, what, st->max_diff,
+              tol_max);
     CHECK_MSG(mean <= tol_mean, "%s %s: mean diff %.5f > %.3f", type, what, mean, tol_mean);
     CHECK_MSG(st->argmax_bad == 0, "%s %s: %ld argmax mismatches", type, what, st->argmax_bad);
 }
@@ -154,11 +157,13 @@ static void test_tiny(const char *type, double tol_max, double tol_mean, const i
     float *got2 = malloc((size_t)n * n_vocab * sizeof *got2);
 
     realm_kv_cache *kv;
-    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 4 * MAX_TOKENS, .block_size = 16}, &kv),
-             REALM_OK);
+    CHECK_RC(
+        realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 4 * MAX_TOKENS, .block_size = 16}, &kv),
+        REALM_OK);
     realm_ctx *ctx;
-    CHECK_RC(realm_ctx_new(m, kv, &(realm_ctx_params){.n_batch = 2 * MAX_TOKENS, .n_threads = 2}, &ctx),
-             REALM_OK);
+    CHECK_RC(
+        realm_ctx_new(m, kv, &(realm_ctx_params){.n_batch = 2 * MAX_TOKENS, .n_threads = 2}, &ctx),
+        REALM_OK);
 
     static const struct {
         const char *name;
@@ -230,7 +235,8 @@ static void test_stories_greedy(void)
     int n_cases = 0, n_exact = 0;
     json_array_foreach(cases, i, cs)
     {
-        json_t *pids = json_object_get(cs, "prompt_ids"), *gids = json_object_get(cs, "generated_ids");
+        json_t *pids = json_object_get(cs, "prompt_ids"),
+               *gids = json_object_get(cs, "generated_ids");
         int32_t tok[MAX_TOKENS], pos[MAX_TOKENS], seqv[MAX_TOKENS];
         int np = (int)json_array_size(pids), ng = (int)json_array_size(gids);
         int32_t seq;
@@ -277,11 +283,11 @@ int main(void)
         const char *type;
         double max, mean;
     } types[] = {
-        {"f32", 0.005, 0.005}, {"f16", 0.01, 0.01}, {"bf16", 0.01, 0.01},
-        {"q8_0", 0.05, 0.008}, {"q4_0", 0.05, 0.008}, {"q4_1", 0.05, 0.008},
-        {"q5_0", 0.05, 0.008}, {"q5_1", 0.05, 0.008}, {"q2_k", 0.05, 0.008},
+        {"f32", 0.005, 0.005},   {"f16", 0.01, 0.01},     {"bf16", 0.01, 0.01},
+        {"q8_0", 0.05, 0.008},   {"q4_0", 0.05, 0.008},   {"q4_1", 0.05, 0.008},
+        {"q5_0", 0.05, 0.008},   {"q5_1", 0.05, 0.008},   {"q2_k", 0.05, 0.008},
         {"q3_k_m", 0.05, 0.008}, {"q4_k_m", 0.05, 0.008}, {"q5_k_m", 0.05, 0.008},
-        {"q6_k", 0.05, 0.008}, {"iq4_nl", 0.05, 0.008}, {"iq4_xs", 0.05, 0.008},
+        {"q6_k", 0.05, 0.008},   {"iq4_nl", 0.05, 0.008}, {"iq4_xs", 0.05, 0.008},
     };
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         test_tiny(types[i].type, types[i].max, types[i].mean, tok, n);

@@ -35,13 +35,15 @@ static void test_ops_isa(const realm_ops *o)
             dot += (double)realm_fp16_to_fp32(h[i]) * y[i];
             mag += fabs((double)realm_fp16_to_fp32(h[i]) * y[i]);
         }
-        CHECK_MSG(fabs(o->dot_f16_f32(n, h, y) - dot) <= 1e-5 * mag + 1e-6, "%s dot_f16_f32 n=%d", isa, n);
+        CHECK_MSG(fabs(o->dot_f16_f32(n, h, y) - dot) <= 1e-5 * mag + 1e-6, "%s dot_f16_f32 n=%d",
+                  isa, n);
 
         memcpy(out, y, (size_t)n * 4);
         o->axpy_f16(n, 0.37f, h, out);
         int bad = 0;
         for (int i = 0; i < n; i++)
-            bad += fabsf(out[i] - (y[i] + 0.37f * realm_fp16_to_fp32(h[i]))) > 1e-6f * (1 + fabsf(out[i]));
+            bad += fabsf(out[i] - (y[i] + 0.37f * realm_fp16_to_fp32(h[i]))) >
+                   1e-6f * (1 + fabsf(out[i]));
         CHECK_MSG(bad == 0, "%s axpy_f16 n=%d: %d wrong", isa, n, bad);
 
         memcpy(out, y, (size_t)n * 4);
@@ -73,13 +75,19 @@ static void test_ops_isa(const realm_ops *o)
             u[i] = y[i];
         }
         if (n > 3) {
-            g[0] = -200; g[1] = 200; g[2] = 0; g[3] = -87.5f;
+            g[0] = -200;
+            g[1] = 200;
+            g[2] = 0;
+            g[3] = -87.5f;
         }
         o->silu_mul(n, g, u);
         bad = 0;
         for (int i = 0; i < n; i++) {
-            const double z = i == 0 && n > 3 ? -200 : i == 1 && n > 3 ? 200 : i == 2 && n > 3 ? 0
-                           : i == 3 && n > 3 ? -87.5 : (double)(x[i] * 10);
+            const double z = i == 0 && n > 3   ? -200
+                             : i == 1 && n > 3 ? 200
+                             : i == 2 && n > 3 ? 0
+                             : i == 3 && n > 3 ? -87.5
+                                               : (double)(x[i] * 10);
             const double want = z / (1 + exp(-z)) * u[i];
             bad += !(fabs(g[i] - want) <= 2e-6 * (1 + fabs(want)));
         }
@@ -93,7 +101,7 @@ static void test_rope(void)
     const float ff[4] = {1, 2, 4, 8};
     for (int variant = 0; variant < 6; variant++) {
         hp.rope_type = variant & 1 ? REALM_ROPE_NEOX : REALM_ROPE_NORM;
-        hp.n_rot = variant >= 2 ? 4 : 8;                 /* partial rotation */
+        hp.n_rot = variant >= 2 ? 4 : 8;                  /* partial rotation */
         hp.rope_freq_scale = variant >= 4 ? 0.25f : 1.0f; /* linear scaling x4 */
         const float *factors = variant == 3 ? ff : NULL;
         for (int pos = 0; pos < 3000; pos += 97) {
@@ -107,7 +115,8 @@ static void test_rope(void)
                 float *r = ref + h * 8;
                 const int half = hp.n_rot / 2;
                 for (int i = 0; i < half; i++) {
-                    double th = pos * (double)hp.rope_freq_scale * pow(10000.0, -2.0 * i / hp.n_rot);
+                    double th =
+                        pos * (double)hp.rope_freq_scale * pow(10000.0, -2.0 * i / hp.n_rot);
                     if (factors)
                         th /= factors[i];
                     const int i0 = variant & 1 ? i : 2 * i, i1 = variant & 1 ? i + half : 2 * i + 1;
@@ -140,7 +149,8 @@ static void test_attention(const realm_ops *o)
     const realm_hparams *hp = realm_model_hparams(m);
     const int hd = hp->head_dim, n_kv = hp->n_head_kv;
     realm_kv_cache *kv;
-    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 256, .block_size = 8}, &kv), REALM_OK);
+    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 256, .block_size = 8}, &kv),
+             REALM_OK);
     /* interleave two sequences so each one's blocks are not contiguous */
     int32_t a, b;
     realm_kv_seq_new(kv, &a);
@@ -170,7 +180,8 @@ static void test_attention(const realm_ops *o)
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
                 const uint16_t *k = (const uint16_t *)(kv->k[l] + (size_t)blk * kv->block_bytes +
-                                                       (size_t)slot * kv->row_bytes) + g * hd;
+                                                       (size_t)slot * kv->row_bytes) +
+                                    g * hd;
                 sc[j] = 0;
                 for (int i = 0; i < hd; i++)
                     sc[j] += (double)q[i] * realm_fp16_to_fp32(k[i]);
@@ -181,7 +192,8 @@ static void test_attention(const realm_ops *o)
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
                 const uint16_t *v = (const uint16_t *)(kv->v[l] + (size_t)blk * kv->block_bytes +
-                                                       (size_t)slot * kv->row_bytes) + g * hd;
+                                                       (size_t)slot * kv->row_bytes) +
+                                    g * hd;
                 const double w = exp(sc[j] - mx);
                 sum += w;
                 for (int i = 0; i < hd; i++)

@@ -313,17 +313,19 @@ static void test_non_finite(void)
 {
     realm_sampler *s;
     const realm_logit_bias force = {4, INFINITY};
-    CHECK_RC(realm_sampler_new(&(realm_sampler_params){.temperature = 1, .min_p = 0, .seed = 1,
-                                                       .logit_bias = &force, .n_logit_bias = 1},
-                               NV, &s),
-             REALM_OK);
+    CHECK_RC(
+        realm_sampler_new(
+            &(realm_sampler_params){
+                .temperature = 1, .min_p = 0, .seed = 1, .logit_bias = &force, .n_logit_bias = 1},
+            NV, &s),
+        REALM_OK);
     for (int i = 0; i < 200; i++)
         CHECK_EQ_INT(realm_sampler_sample(s, L), 4);
     realm_sampler_free(s);
     const float inf_l[NV] = {1, 2, 3, 4, 5, 6, 7, INFINITY};
-    CHECK_RC(realm_sampler_new(&(realm_sampler_params){.temperature = 1, .top_k = 3, .seed = 2},
-                               NV, &s),
-             REALM_OK);
+    CHECK_RC(
+        realm_sampler_new(&(realm_sampler_params){.temperature = 1, .top_k = 3, .seed = 2}, NV, &s),
+        REALM_OK);
     for (int i = 0; i < 200; i++)
         CHECK_EQ_INT(realm_sampler_sample(s, inf_l), 7);
     realm_sampler_free(s);
@@ -351,10 +353,12 @@ static void test_non_finite(void)
     realm_logit_bias ban[NV];
     for (int i = 0; i < NV; i++)
         ban[i] = (realm_logit_bias){i, -INFINITY};
-    CHECK_RC(realm_sampler_new(&(realm_sampler_params){.temperature = 1, .top_p = 0.9f, .seed = 5,
-                                                       .logit_bias = ban, .n_logit_bias = NV},
-                               NV, &s),
-             REALM_OK);
+    CHECK_RC(
+        realm_sampler_new(
+            &(realm_sampler_params){
+                .temperature = 1, .top_p = 0.9f, .seed = 5, .logit_bias = ban, .n_logit_bias = NV},
+            NV, &s),
+        REALM_OK);
     CHECK_EQ_INT(realm_sampler_sample(s, L), 0);
     realm_sampler_free(s);
 }
@@ -389,10 +393,10 @@ static void test_typical_then_top_p(void)
         n_keep += keep[i];
     CHECK_EQ_INT(n_keep, 1);
     softmax_ref(l, keep, 1.0f, ref);
-    check_dist("typical 0.5 then top_p 0.5",
-               &(realm_sampler_params){.temperature = 1, .typical_p = 0.5f, .top_p = 0.5f,
-                                       .seed = 8},
-               l, ref);
+    check_dist(
+        "typical 0.5 then top_p 0.5",
+        &(realm_sampler_params){.temperature = 1, .typical_p = 0.5f, .top_p = 0.5f, .seed = 8}, l,
+        ref);
 }
 
 /*
@@ -418,8 +422,8 @@ static void test_large_vocab(void)
     const struct {
         float top_p, min_p, t;
         bool spike;
-    } cases[] = {{0.9f, 0, 1, false},      {0, 0.05f, 0.8f, false}, {0.95f, 0.05f, 0.8f, false},
-                 {0.5f, 0, 2, false},      {0, 0, 1, false},        {0.9f, 0, 1, true},
+    } cases[] = {{0.9f, 0, 1, false},     {0, 0.05f, 0.8f, false}, {0.95f, 0.05f, 0.8f, false},
+                 {0.5f, 0, 2, false},     {0, 0, 1, false},        {0.9f, 0, 1, true},
                  {0.97f, 0.001f, 1, true}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         for (int i = 0; i < BIG; i++)

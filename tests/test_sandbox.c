@@ -125,8 +125,12 @@ static int call(realm_instance *in, const char *req, size_t req_len, int32_t *re
     if (!cap)
         cap = &local;
     memset(cap, 0, sizeof *cap);
-    realm_request_io io = {.body = req, .body_len = req_len, .emit = on_emit,
-                           .respond = on_respond, .log = on_log, .ud = cap};
+    realm_request_io io = {.body = req,
+                           .body_len = req_len,
+                           .emit = on_emit,
+                           .respond = on_respond,
+                           .log = on_log,
+                           .ud = cap};
     *ret = 0;
     return realm_instance_handle(in, &io, ret);
 }
@@ -213,8 +217,8 @@ static void test_rules(void)
                     "(result i32) i32.const 0))",
                     REALM_ERR_DENIED, "imports a memory");
     expect_rejected("(module (memory (export \"memory\") 1))", REALM_ERR_INVAL, "'handle'");
-    expect_rejected("(module (func (export \"handle\") (result i32) i32.const 0))",
-                    REALM_ERR_INVAL, "'memory'");
+    expect_rejected("(module (func (export \"handle\") (result i32) i32.const 0))", REALM_ERR_INVAL,
+                    "'memory'");
     expect_rejected("(module (memory (export \"memory\") 1) (func (export \"handle\") (param i32) "
                     "(result i32) i32.const 0))",
                     REALM_ERR_INVAL, "() -> i32");
@@ -276,8 +280,7 @@ static void test_rules(void)
         int rc = realm__module_rules(bad, cut, &mi);
         if (rc == 0)
             realm_module_info_free(&mi);
-        CHECK(rc == 0 || rc == REALM_ERR_FORMAT || rc == REALM_ERR_DENIED ||
-              rc == REALM_ERR_INVAL);
+        CHECK(rc == 0 || rc == REALM_ERR_FORMAT || rc == REALM_ERR_DENIED || rc == REALM_ERR_INVAL);
     }
     free(bad);
     free(w);
@@ -348,9 +351,9 @@ static void test_traps(void)
         {"i", "deadline of 300 ms exceeded"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        CHECK_RC(call(in, cases[i].req, strlen(cases[i].req) + (cases[i].req[0] == 'd'), &ret,
-                      NULL),
-                 REALM_ERR_TRAP);
+        CHECK_RC(
+            call(in, cases[i].req, strlen(cases[i].req) + (cases[i].req[0] == 'd'), &ret, NULL),
+            REALM_ERR_TRAP);
         CHECK_MSG(strstr(realm_last_error(), cases[i].needle), "case %s: '%s'", cases[i].req,
                   realm_last_error());
         /* the same instance works again, rebuilt from scratch */
@@ -580,15 +583,16 @@ static uint8_t *stack_module(int n_locals, int host_call, int with_rec, size_t *
                   "  local.get $n\n  i32.const 1\n  i32.sub\n  call $f\n");
     for (int i = 0; i < n_locals; i++)
         sb_printf(&b, "  local.get $l%d\n  i64.%s\n", i, i % 2 ? "xor" : "add");
-    sb_printf(&b, " )\n"
-                  " (func $rec (param $d i32) (result i64)\n"
-                  "  (if (result i64) (i32.eqz (local.get $d)) (then (call $f (i32.const 1)))\n"
-                  "   (else (i64.add (call $rec (i32.sub (local.get $d) (i32.const 1)))"
-                  " (i64.const 1)))))\n"
-                  " (func (export \"handle\") (result i32)\n"
-                  "  (if (i32.eqz (call $rr (i32.const 65536) (i32.const 4)))"
-                  " (then (return (i32.const 7))))\n"
-                  "  (i32.wrap_i64 (call %s (i32.load (i32.const 65536))))))\n",
+    sb_printf(&b,
+              " )\n"
+              " (func $rec (param $d i32) (result i64)\n"
+              "  (if (result i64) (i32.eqz (local.get $d)) (then (call $f (i32.const 1)))\n"
+              "   (else (i64.add (call $rec (i32.sub (local.get $d) (i32.const 1)))"
+              " (i64.const 1)))))\n"
+              " (func (export \"handle\") (result i32)\n"
+              "  (if (i32.eqz (call $rr (i32.const 65536) (i32.const 4)))"
+              " (then (return (i32.const 7))))\n"
+              "  (i32.wrap_i64 (call %s (i32.load (i32.const 65536))))))\n",
               with_rec ? "$rec" : "$f");
     uint8_t *w = assemble_text(b.p, len);
     free(b.p);
@@ -781,10 +785,9 @@ static void *bounded_fn(void *p)
     for (size_t i = 0; i < b->n_cases; i++) {
         int32_t ret;
         double t0 = realm__rt_now();
-        CHECK_RC(call(b->in, b->cases[i].req, strlen(b->cases[i].req), &ret, NULL),
-                 REALM_ERR_TRAP);
-        CHECK_MSG(strstr(realm_last_error(), b->cases[i].needle), "case %s: '%s'",
-                  b->cases[i].req, realm_last_error());
+        CHECK_RC(call(b->in, b->cases[i].req, strlen(b->cases[i].req), &ret, NULL), REALM_ERR_TRAP);
+        CHECK_MSG(strstr(realm_last_error(), b->cases[i].needle), "case %s: '%s'", b->cases[i].req,
+                  realm_last_error());
         CHECK_MSG(realm__rt_now() - t0 < 10.0, "case %s took %.1f s", b->cases[i].req,
                   realm__rt_now() - t0);
         CHECK_RC(call(b->in, "", 0, &ret, NULL), REALM_OK);
@@ -1012,7 +1015,8 @@ static void test_cache_races(void)
         char cmd[1200];
         snprintf(cmd, sizeof cmd,
                  "d=$(dirname '%s') && rm -rf \"$d\" && mkdir -p \"$d/sub/deeper\" && "
-                 "echo junk > \"$d/module.so\" && echo x > \"$d/sub/deeper/f\"", so);
+                 "echo junk > \"$d/module.so\" && echo x > \"$d/sub/deeper/f\"",
+                 so);
         CHECK_EQ_INT(system(cmd), 0);
         CHECK_RC(load_and_run(s, w, n), REALM_OK);
         CHECK_RC(load_and_run(s, w, n), REALM_OK);

@@ -70,8 +70,8 @@ static void on_respond(void *ud, int status, const char *d, size_t n)
 static int request(realm_instance *in, const char *body, capture *cap)
 {
     memset(cap, 0, sizeof *cap);
-    realm_request_io io = {.body = body, .body_len = strlen(body), .emit = on_emit,
-                           .respond = on_respond, .ud = cap};
+    realm_request_io io = {
+        .body = body, .body_len = strlen(body), .emit = on_emit, .respond = on_respond, .ud = cap};
     int32_t ret = 0;
     return realm_instance_handle(in, &io, &ret);
 }
@@ -95,10 +95,10 @@ static char *direct(const char *prompt, int max_tokens)
     o.max_tokens = max_tokens;
     o.sampling.temperature = 0;
     realm_gen *g = NULL;
-    CHECK_RC(realm_engine_submit(engine,
-                                 &(realm_gen_request){.text = prompt, .text_len = strlen(prompt),
-                                                      .options = &o},
-                                 &g),
+    CHECK_RC(realm_engine_submit(
+                 engine,
+                 &(realm_gen_request){.text = prompt, .text_len = strlen(prompt), .options = &o},
+                 &g),
              REALM_OK);
     char *s = calloc(1, 1);
     size_t n = 0;
@@ -163,9 +163,8 @@ static void test_default_handler(void)
         ev += 6;
         char *end = strstr(ev, "\n\n");
         json_t *e = json_loadb(ev, end ? (size_t)(end - ev) : strlen(ev), 0, NULL);
-        const char *t =
-            json_string_value(json_object_get(json_array_get(json_object_get(e, "choices"), 0),
-                                              "text"));
+        const char *t = json_string_value(
+            json_object_get(json_array_get(json_object_get(e, "choices"), 0), "text"));
         CHECK(t != NULL);
         if (t) {
             got = realloc(got, gl + strlen(t) + 1);
@@ -270,8 +269,7 @@ static void test_default_handler(void)
                      "\"ignore_eos\":true,\"stream\":true}",
                      &cap),
              REALM_ERR_TRAP);
-    CHECK_MSG(strstr(realm_last_error(), "deadline of 100 ms exceeded"), "%s",
-              realm_last_error());
+    CHECK_MSG(strstr(realm_last_error(), "deadline of 100 ms exceeded"), "%s", realm_last_error());
     capture_free(&cap);
     /* the instance answers again (without generating: the 100 ms deadline
      * is not a promise about the engine's speed on a loaded machine) */
@@ -393,10 +391,9 @@ static void test_sampler(void)
     strcat(want, "]}");
     capture cap;
     /* greedy decoding in the guest gives the engine's greedy tokens */
-    CHECK_RC(request(in,
-                     "{\"model\":\"tiny\",\"prompt\":\"Once upon a time\",\"max_tokens\":10}",
-                     &cap),
-             REALM_OK);
+    CHECK_RC(
+        request(in, "{\"model\":\"tiny\",\"prompt\":\"Once upon a time\",\"max_tokens\":10}", &cap),
+        REALM_OK);
     CHECK_EQ_INT(cap.status, 200);
     CHECK_EQ_STR(cap.body, want);
     CHECK(cap.emitted && strlen(cap.emitted) > 0);
@@ -469,8 +466,7 @@ static void test_tensor_read(void)
         float *want = malloc((size_t)(2 * n) * sizeof *want);
         size_t rs = realm_row_size(t->type, n);
         for (int r = 0; r < 2; r++)
-            realm_dequantize_row(t->type, (const uint8_t *)t->data + (1 + r) * rs, want + r * n,
-                                 n);
+            realm_dequantize_row(t->type, (const uint8_t *)t->data + (1 + r) * rs, want + r * n, n);
         CHECK(cap.body_len == (size_t)(2 * n * 4) && memcmp(cap.body, want, cap.body_len) == 0);
         free(want);
     }
@@ -529,8 +525,10 @@ static void test_handles_and_sessions(void)
         realm_request_io io = {0};
         int32_t ret = 0;
         CHECK_RC(realm_instance_handle(in, &io, &ret), REALM_OK);
-        CHECK_MSG(ret == 1 * 16 + 2, "handles/sessions: %d (want 18; -1000 - rc of a failed "
-                                     "eval, -2 for the good one)", ret);
+        CHECK_MSG(ret == 1 * 16 + 2,
+                  "handles/sessions: %d (want 18; -1000 - rc of a failed "
+                  "eval, -2 for the good one)",
+                  ret);
     }
     realm_instance_free(in);
     realm_module_free(m);
@@ -588,10 +586,10 @@ static void test_gen_tokens(void)
     o.sampling.temperature = 0;
     o.sampling.n_probs = 2;
     realm_gen *g = NULL;
-    CHECK_RC(realm_engine_submit(engine,
-                                 &(realm_gen_request){.text = "Once upon a time", .text_len = 16,
-                                                      .options = &o},
-                                 &g),
+    CHECK_RC(realm_engine_submit(
+                 engine,
+                 &(realm_gen_request){.text = "Once upon a time", .text_len = 16, .options = &o},
+                 &g),
              REALM_OK);
     int32_t want_ids[NT], ids[64];
     float want_lp[NT], lp[64];
@@ -623,9 +621,9 @@ static void test_gen_tokens(void)
     capture_free(&cap);
 
     /* without log-probabilities: ids only */
-    CHECK_RC(request(in, "{\"prompt\":\"Once upon a time\",\"max_tokens\":24,\"temperature\":0}",
-                     &cap),
-             REALM_OK);
+    CHECK_RC(
+        request(in, "{\"prompt\":\"Once upon a time\",\"max_tokens\":24,\"temperature\":0}", &cap),
+        REALM_OK);
     n = gather_tokens(cap.emitted, ids, lp, n_top, 64);
     CHECK_EQ_INT(n, NT);
     CHECK(n > 0 && n_top[0] == -1 && lp[0] == 1.0f && ids[NT - 1] == want_ids[NT - 1]);
@@ -652,9 +650,9 @@ int main(void)
     CHECK_RC(realm_model_load(test_data("models/stories260K.gguf"), NULL, &model), REALM_OK);
     if (!model)
         return test_end();
-    CHECK_RC(realm_engine_new(model, &(realm_engine_params){.n_ctx = 1024, .n_threads = 2},
-                              &engine),
-             REALM_OK);
+    CHECK_RC(
+        realm_engine_new(model, &(realm_engine_params){.n_ctx = 1024, .n_threads = 2}, &engine),
+        REALM_OK);
     CHECK_RC(realm_sandbox_new(&(realm_sandbox_params){.cache_dir = "sandbox-cache"}, &sb),
              REALM_OK);
     CHECK_RC(realm_sandbox_add_model(sb, "tiny", model, engine), REALM_OK);

@@ -4,13 +4,13 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "realm/threads.h"
 #include "realm/error.h"
+#include "realm/threads.h"
 #include "test_util.h"
 
 struct count_task {
     int nth_seen;
-    int counts[64];      /* plain ints: the pool's barrier must publish them */
+    int counts[64]; /* plain ints: the pool's barrier must publish them */
     atomic_int total;
 };
 

@@ -163,8 +163,8 @@ static realm_tokenizer *load_vocab(const char *rel, realm_gguf **g_out)
 }
 
 /* detokenize(tokenize(text)) == want. */
-static bool roundtrip_to(const realm_tokenizer *tok, const char *text, size_t len,
-                         const char *want, size_t want_len, const char *what)
+static bool roundtrip_to(const realm_tokenizer *tok, const char *text, size_t len, const char *want,
+                         size_t want_len, const char *what)
 {
     realm_token *ids;
     int32_t n;
@@ -191,8 +191,7 @@ static bool roundtrip_to(const realm_tokenizer *tok, const char *text, size_t le
     return ok;
 }
 
-static bool roundtrip_ok(const realm_tokenizer *tok, const char *text, size_t len,
-                         const char *what)
+static bool roundtrip_ok(const realm_tokenizer *tok, const char *text, size_t len, const char *what)
 {
     return roundtrip_to(tok, text, len, text, len, what);
 }
@@ -221,9 +220,9 @@ static const struct {
     const char *name;
     bool roundtrip; /* WordPiece is lossy */
 } vocabs[] = {
-    {"llama-spm", true}, {"phi-3", true},    {"gpt-2", true},          {"deepseek-llm", true},
-    {"deepseek-coder", true}, {"falcon", true}, {"mpt", true},         {"refact", true},
-    {"starcoder", true}, {"bert-bge", false},
+    {"llama-spm", true},      {"phi-3", true},     {"gpt-2", true}, {"deepseek-llm", true},
+    {"deepseek-coder", true}, {"falcon", true},    {"mpt", true},   {"refact", true},
+    {"starcoder", true},      {"bert-bge", false},
 };
 #define N_VOCABS (int)(sizeof vocabs / sizeof vocabs[0])
 
@@ -234,9 +233,10 @@ static realm_tokenizer *toks[N_VOCABS];
 static size_t random_utf8(char *out, size_t max_cps, bool no_2581)
 {
     static const uint32_t ranges[][2] = {
-        {0x20, 0x7e}, {0x20, 0x7e}, {0x20, 0x7e}, {0x61, 0x7a}, {0x09, 0x0d}, {0xa0, 0x24f},
-        {0x400, 0x4ff}, {0x3040, 0x30ff}, {0x4e00, 0x9fff}, {0xac00, 0xd7a3}, {0x1f300, 0x1faff},
-        {0x2000, 0x206f}, {0x0600, 0x06ff}, {0x0e00, 0x0e7f}, {0x1780, 0x17ff}, {0x2580, 0x259f},
+        {0x20, 0x7e},        {0x20, 0x7e},     {0x20, 0x7e},       {0x61, 0x7a},
+        {0x09, 0x0d},        {0xa0, 0x24f},    {0x400, 0x4ff},     {0x3040, 0x30ff},
+        {0x4e00, 0x9fff},    {0xac00, 0xd7a3}, {0x1f300, 0x1faff}, {0x2000, 0x206f},
+        {0x0600, 0x06ff},    {0x0e00, 0x0e7f}, {0x1780, 0x17ff},   {0x2580, 0x259f},
         {0x10000, 0x10ffff},
     };
     const size_t n_ranges = sizeof ranges / sizeof ranges[0];
@@ -331,7 +331,8 @@ static void test_random_roundtrips(void)
             ok += r;
         }
         printf("vocab %-15s %d/%d random UTF-8 round trips (%d with bytes the vocabulary "
-               "lacks)\n", vocabs[v].name, ok, n, lossy);
+               "lacks)\n",
+               vocabs[v].name, ok, n, lossy);
     }
 }
 
@@ -351,7 +352,7 @@ static void test_stories260k(void)
     if (tok == NULL)
         return;
     static const char text[] = "Once upon a time, there was a little girl named Lily.";
-    static const realm_token want[] = {1, 403, 407, 261, 378, 432, 383, 286,
+    static const realm_token want[] = {1,   403, 407, 261, 378, 432, 383, 286,
                                        261, 376, 298, 315, 421, 395, 317, 426};
     realm_token ids[64];
     int32_t n = realm_tokenize(tok, text, sizeof text - 1, REALM_TOKENIZE_ADD_SPECIAL, ids, 64);
@@ -509,7 +510,10 @@ static void test_buffers(void)
      * its symbol, so a space there comes back as U+2581 (as byte tokens). */
     CHECK_RC(realm_tokenize_alloc(spm, "\xff a", 3, 0, &v, &n), 0);
     m = realm_detokenize(spm, v, n, 0, buf, sizeof buf);
-    CHECK(m == 5 && memcmp(buf, "\xff\xe2\x96\x81" "a", 5) == 0);
+    CHECK(m == 5 && memcmp(buf,
+                           "\xff\xe2\x96\x81"
+                           "a",
+                           5) == 0);
     free(v);
     static const char nul[] = "a\0b";
     CHECK(roundtrip_ok(gpt2, nul, 3, "gpt-2 NUL"));
@@ -546,8 +550,8 @@ static void test_long(void)
             double t0 = now();
             int32_t cnt = realm_tokenize(tok, s, n, 0, NULL, 0);
             double dt = now() - t0;
-            CHECK_MSG(cnt > 0 || (cnt == 0 && fill[f] == ' '), "%s: 1 MiB of '%c': %s",
-                      names[k], fill[f], realm_last_error());
+            CHECK_MSG(cnt > 0 || (cnt == 0 && fill[f] == ' '), "%s: 1 MiB of '%c': %s", names[k],
+                      fill[f], realm_last_error());
             CHECK_MSG(dt < 5.0, "%s: 1 MiB of '%c' took %.2f s", names[k], fill[f], dt);
         }
     }
@@ -578,8 +582,8 @@ static void *thread_main(void *p)
         for (int i = 0; i < a->vc->n; i++) {
             realm_token *ids;
             int32_t n;
-            if (realm_tokenize_alloc(toks[a->v], a->vc->c[i].text, a->vc->c[i].len, 0, &ids,
-                                     &n) < 0) {
+            if (realm_tokenize_alloc(toks[a->v], a->vc->c[i].text, a->vc->c[i].len, 0, &ids, &n) <
+                0) {
                 a->errors++;
                 continue;
             }
@@ -692,10 +696,14 @@ static void test_pretokenizers(void)
 
     /* Expected splits, worked out from the patterns (the token counts of the
      * .out files agree). */
-    check_split("llama-bpe", "Hello, y'all! How are you \xf0\x9f\x98\x81 ?\xe6\x88\x91\xe6\x83\xb3"
-                "\xe5\x9c\xa8" "apple\xe5\xb7\xa5\xe4\xbd\x9c" "1314151\xe5\xa4\xa9\xef\xbd\x9e",
+    check_split("llama-bpe",
+                "Hello, y'all! How are you \xf0\x9f\x98\x81 ?\xe6\x88\x91\xe6\x83\xb3"
+                "\xe5\x9c\xa8"
+                "apple\xe5\xb7\xa5\xe4\xbd\x9c"
+                "1314151\xe5\xa4\xa9\xef\xbd\x9e",
                 "Hello|,| y|'all|!| How| are| you| \xf0\x9f\x98\x81| ?|\xe6\x88\x91\xe6\x83\xb3"
-                "\xe5\x9c\xa8" "apple\xe5\xb7\xa5\xe4\xbd\x9c|131|415|1|\xe5\xa4\xa9|\xef\xbd\x9e");
+                "\xe5\x9c\xa8"
+                "apple\xe5\xb7\xa5\xe4\xbd\x9c|131|415|1|\xe5\xa4\xa9|\xef\xbd\x9e");
     check_split("llama-bpe", "    Hello\n    Hello", "   | Hello|\n|   | Hello");
     check_split("llama-bpe", "\n =", "\n| =");
     check_split("llama-bpe", "3333333", "333|333|3");
@@ -716,12 +724,12 @@ static void test_pretokenizers(void)
     check_split("deepseek-llm", "Hi\n\nthere  ", "Hi|\n|\n|there|  ");
 
     /* Every known name compiles; unknown ones are a clear error. */
-    static const char *names[] = {"default", "llama-bpe", "qwen2", "gpt-2", "deepseek-llm",
-                                  "deepseek-coder", "falcon", "starcoder", "refact", "command-r",
-                                  "olmo", "dbrx", "smaug-bpe", "poro-chat", "jais", "tekken",
-                                  "gpt-4o", "mpt", "chameleon", "tiny_aya", "exaone-moe",
-                                  "deepseek-v3", "youtu", "bailingmoe", "seed-coder", "viking",
-                                  "jais-2", "qwen35", "superbpe"};
+    static const char *names[] = {
+        "default",    "llama-bpe", "qwen2",      "gpt-2",       "deepseek-llm", "deepseek-coder",
+        "falcon",     "starcoder", "refact",     "command-r",   "olmo",         "dbrx",
+        "smaug-bpe",  "poro-chat", "jais",       "tekken",      "gpt-4o",       "mpt",
+        "chameleon",  "tiny_aya",  "exaone-moe", "deepseek-v3", "youtu",        "bailingmoe",
+        "seed-coder", "viking",    "jais-2",     "qwen35",      "superbpe"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         realm__pretok *p;
         int rc = realm__pretok_new(names[i], &p, NULL);
@@ -893,14 +901,14 @@ static void test_stream(void)
 /* ---- bad metadata -------------------------------------------------------- */
 
 struct kvspec {
-    const char *model;    /* NULL: no tokenizer.ggml.model */
-    const char *pre;      /* NULL: none */
-    int n_tokens;         /* -1: no tokens key */
-    bool dup;             /* make tokens 0 and 1 equal */
-    int n_scores;         /* -1: none */
-    int n_types;          /* -1: none */
+    const char *model; /* NULL: no tokenizer.ggml.model */
+    const char *pre;   /* NULL: none */
+    int n_tokens;      /* -1: no tokens key */
+    bool dup;          /* make tokens 0 and 1 equal */
+    int n_scores;      /* -1: none */
+    int n_types;       /* -1: none */
     bool merges;
-    int64_t bos;          /* -1: none */
+    int64_t bos; /* -1: none */
     bool tokens_as_ints;
 };
 

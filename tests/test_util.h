@@ -24,69 +24,69 @@ static int test_failures;
 static int test_checks;
 static const char *test_name_ = "test";
 
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        test_checks++;                                                         \
-        if (!(cond)) {                                                         \
-            test_failures++;                                                   \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-        }                                                                      \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        test_checks++;                                                                             \
+        if (!(cond)) {                                                                             \
+            test_failures++;                                                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_MSG(cond, ...)                                                   \
-    do {                                                                       \
-        test_checks++;                                                         \
-        if (!(cond)) {                                                         \
-            test_failures++;                                                   \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fputc('\n', stderr);                                               \
-        }                                                                      \
+#define CHECK_MSG(cond, ...)                                                                       \
+    do {                                                                                           \
+        test_checks++;                                                                             \
+        if (!(cond)) {                                                                             \
+            test_failures++;                                                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_EQ_INT(a, b)                                                     \
-    do {                                                                       \
-        long long a_ = (long long)(a), b_ = (long long)(b);                    \
-        test_checks++;                                                         \
-        if (a_ != b_) {                                                        \
-            test_failures++;                                                   \
-            fprintf(stderr, "%s:%d: CHECK_EQ_INT failed: %s == %s (%lld vs %lld)\n", \
-                    __FILE__, __LINE__, #a, #b, a_, b_);                       \
-        }                                                                      \
+#define CHECK_EQ_INT(a, b)                                                                         \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        test_checks++;                                                                             \
+        if (a_ != b_) {                                                                            \
+            test_failures++;                                                                       \
+            fprintf(stderr, "%s:%d: CHECK_EQ_INT failed: %s == %s (%lld vs %lld)\n", __FILE__,     \
+                    __LINE__, #a, #b, a_, b_);                                                     \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_EQ_STR(a, b)                                                     \
-    do {                                                                       \
-        const char *a_ = (a), *b_ = (b);                                       \
-        test_checks++;                                                         \
-        if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0) {                 \
-            test_failures++;                                                   \
-            fprintf(stderr, "%s:%d: CHECK_EQ_STR failed: %s == %s (\"%s\" vs \"%s\")\n", \
-                    __FILE__, __LINE__, #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)"); \
-        }                                                                      \
+#define CHECK_EQ_STR(a, b)                                                                         \
+    do {                                                                                           \
+        const char *a_ = (a), *b_ = (b);                                                           \
+        test_checks++;                                                                             \
+        if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0) {                                     \
+            test_failures++;                                                                       \
+            fprintf(stderr, "%s:%d: CHECK_EQ_STR failed: %s == %s (\"%s\" vs \"%s\")\n", __FILE__, \
+                    __LINE__, #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)");                     \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_NEAR(a, b, tol)                                                  \
-    do {                                                                       \
-        double a_ = (double)(a), b_ = (double)(b), t_ = (double)(tol);         \
-        test_checks++;                                                         \
-        if (!(fabs(a_ - b_) <= t_)) {                                          \
-            test_failures++;                                                   \
-            fprintf(stderr, "%s:%d: CHECK_NEAR failed: %s ~ %s (%.9g vs %.9g, tol %.3g)\n", \
-                    __FILE__, __LINE__, #a, #b, a_, b_, t_);                   \
-        }                                                                      \
+#define CHECK_NEAR(a, b, tol)                                                                      \
+    do {                                                                                           \
+        double a_ = (double)(a), b_ = (double)(b), t_ = (double)(tol);                             \
+        test_checks++;                                                                             \
+        if (!(fabs(a_ - b_) <= t_)) {                                                              \
+            test_failures++;                                                                       \
+            fprintf(stderr, "%s:%d: CHECK_NEAR failed: %s ~ %s (%.9g vs %.9g, tol %.3g)\n",        \
+                    __FILE__, __LINE__, #a, #b, a_, b_, t_);                                       \
+        }                                                                                          \
     } while (0)
 
 /* Check that a Realm call returned rc (0 or a negative code). */
-#define CHECK_RC(call, rc)                                                     \
-    do {                                                                       \
-        int got_ = (call);                                                     \
-        test_checks++;                                                         \
-        if (got_ != (rc)) {                                                    \
-            test_failures++;                                                   \
-            fprintf(stderr, "%s:%d: %s returned %d, expected %d (%s)\n",       \
-                    __FILE__, __LINE__, #call, got_, (int)(rc), realm_last_error()); \
-        }                                                                      \
+#define CHECK_RC(call, rc)                                                                         \
+    do {                                                                                           \
+        int got_ = (call);                                                                         \
+        test_checks++;                                                                             \
+        if (got_ != (rc)) {                                                                        \
+            test_failures++;                                                                       \
+            fprintf(stderr, "%s:%d: %s returned %d, expected %d (%s)\n", __FILE__, __LINE__,       \
+                    #call, got_, (int)(rc), realm_last_error());                                   \
+        }                                                                                          \
     } while (0)
 
 static void test_alarm_(int sig)

@@ -52,8 +52,10 @@ static int find_messages(const char *body, size_t n)
 
 static int32_t status_for(int32_t err)
 {
-    return err == RG_ERR_NOTFOUND ? 404 : err == RG_ERR_DENIED ? 403
-           : err == RG_ERR_OVERLOADED ? 429 : 400;
+    return err == RG_ERR_NOTFOUND     ? 404
+           : err == RG_ERR_DENIED     ? 403
+           : err == RG_ERR_OVERLOADED ? 429
+                                      : 400;
 }
 
 int32_t handle(void)

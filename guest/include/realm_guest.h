@@ -80,13 +80,13 @@ RG_IMPORT(model_info) int32_t realm_model_info(int32_t model, char *buf, uint32_
 /* flags: 1 add BOS/EOS as the vocabulary does, 2 parse special tokens.
  * cap counts tokens; returns the token count (buffer rule). */
 RG_IMPORT(tokenize)
-int32_t realm_tokenize(int32_t model, const char *text, uint32_t len, uint32_t flags,
-                       int32_t *ids, uint32_t cap);
+int32_t realm_tokenize(int32_t model, const char *text, uint32_t len, uint32_t flags, int32_t *ids,
+                       uint32_t cap);
 /* flags: 1 drop BOS/EOS, 2 render special tokens, 4 clean up spaces.
  * Returns the byte count (buffer rule). */
 RG_IMPORT(detokenize)
-int32_t realm_detokenize(int32_t model, const int32_t *ids, uint32_t n, uint32_t flags,
-                         char *buf, uint32_t cap);
+int32_t realm_detokenize(int32_t model, const int32_t *ids, uint32_t n, uint32_t flags, char *buf,
+                         uint32_t cap);
 
 /* ---- generation ------------------------------------------------------------ */
 

@@ -74,7 +74,10 @@ void *rg_alloc(size_t n)
     return (void *)p;
 }
 
-void rg_reset(void) { heap_top = (uintptr_t)&__heap_base; }
+void rg_reset(void)
+{
+    heap_top = (uintptr_t)&__heap_base;
+}
 
 int32_t rg_respond_str(int32_t status, const char *body)
 {
@@ -82,7 +85,10 @@ int32_t rg_respond_str(int32_t status, const char *body)
     return status;
 }
 
-int32_t rg_emit_str(const char *s) { return realm_emit(s, (uint32_t)strlen(s)); }
+int32_t rg_emit_str(const char *s)
+{
+    return realm_emit(s, (uint32_t)strlen(s));
+}
 
 /* ---- output buffer ----------------------------------------------------------- */
 
@@ -104,7 +110,10 @@ void rg_buf_put(rg_buf *b, const char *s, size_t n)
     b->len += n;
 }
 
-void rg_buf_puts(rg_buf *b, const char *s) { rg_buf_put(b, s, strlen(s)); }
+void rg_buf_puts(rg_buf *b, const char *s)
+{
+    rg_buf_put(b, s, strlen(s));
+}
 
 void rg_buf_put_int(rg_buf *b, int64_t v)
 {

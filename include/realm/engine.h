@@ -277,7 +277,7 @@ typedef struct realm_engine_stats {
     int32_t prefix_entries; /* cached prefixes */
     uint64_t prefix_hit_tokens;
     uint64_t tokens_prefilled, tokens_generated; /* prefilled counts recomputation too */
-    uint64_t preemptions; /* requests sent back to wait for KV blocks */
+    uint64_t preemptions;                        /* requests sent back to wait for KV blocks */
 } realm_engine_stats;
 
 void realm_engine_get_stats(realm_engine *e, realm_engine_stats *out);

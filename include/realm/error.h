@@ -18,21 +18,21 @@
 extern "C" {
 #endif
 
-#define REALM_ERR_MAP(XX)                                                      \
-    XX(NOMEM, -1, "out of memory")                                             \
-    XX(INVAL, -2, "invalid argument")                                          \
-    XX(IO, -3, "input/output error")                                           \
-    XX(FORMAT, -4, "malformed file")                                           \
-    XX(UNSUPPORTED, -5, "not supported")                                       \
-    XX(NOTFOUND, -6, "not found")                                              \
-    XX(TYPE, -7, "wrong type")                                                 \
-    XX(RANGE, -8, "value out of range")                                        \
-    XX(EXISTS, -9, "already exists")                                           \
-    XX(INTERRUPTED, -10, "interrupted")                                        \
-    XX(NOSPACE, -11, "no space left in the KV cache")                          \
-    XX(OVERLOADED, -12, "server overloaded, try again later")                  \
-    XX(TIMEOUT, -13, "timed out")                                              \
-    XX(TRAP, -14, "sandboxed module trapped")                                  \
+#define REALM_ERR_MAP(XX)                                                                          \
+    XX(NOMEM, -1, "out of memory")                                                                 \
+    XX(INVAL, -2, "invalid argument")                                                              \
+    XX(IO, -3, "input/output error")                                                               \
+    XX(FORMAT, -4, "malformed file")                                                               \
+    XX(UNSUPPORTED, -5, "not supported")                                                           \
+    XX(NOTFOUND, -6, "not found")                                                                  \
+    XX(TYPE, -7, "wrong type")                                                                     \
+    XX(RANGE, -8, "value out of range")                                                            \
+    XX(EXISTS, -9, "already exists")                                                               \
+    XX(INTERRUPTED, -10, "interrupted")                                                            \
+    XX(NOSPACE, -11, "no space left in the KV cache")                                              \
+    XX(OVERLOADED, -12, "server overloaded, try again later")                                      \
+    XX(TIMEOUT, -13, "timed out")                                                                  \
+    XX(TRAP, -14, "sandboxed module trapped")                                                      \
     XX(DENIED, -15, "not allowed by the tenant's policy")
 
 enum {

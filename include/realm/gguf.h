@@ -43,9 +43,9 @@
 extern "C" {
 #endif
 
-#define REALM_GGUF_MAGIC "GGUF"
+#define REALM_GGUF_MAGIC             "GGUF"
 #define REALM_GGUF_DEFAULT_ALIGNMENT 32
-#define REALM_GGUF_MAX_DIMS 4
+#define REALM_GGUF_MAX_DIMS          4
 
 /* Metadata value types, as numbered in the file format. */
 typedef enum realm_gguf_type {
@@ -94,13 +94,13 @@ typedef union realm_gguf_value {
 } realm_gguf_value;
 
 typedef struct realm_gguf_tensor {
-    const char *name;   /* NUL-terminated */
-    uint32_t n_dims;    /* 1..4 */
+    const char *name;                /* NUL-terminated */
+    uint32_t n_dims;                 /* 1..4 */
     int64_t ne[REALM_GGUF_MAX_DIMS]; /* ne[0] is contiguous; unused dims are 1 */
     realm_type type;
-    uint64_t offset;    /* relative to the start of the data section */
+    uint64_t offset; /* relative to the start of the data section */
     uint64_t nbytes;
-    const void *data;   /* inside the mapping, aligned as the file says */
+    const void *data; /* inside the mapping, aligned as the file says */
 } realm_gguf_tensor;
 
 typedef struct realm_gguf realm_gguf;
@@ -164,8 +164,8 @@ int realm_gguf_get_str(const realm_gguf *g, const char *key, realm_gguf_str *out
 int realm_gguf_get_int(const realm_gguf *g, const char *key, int64_t *out);
 /* An array: REALM_ERR_TYPE unless the key holds an ARRAY of elem_type. On
  * success *kv_index is the key's index for the kv_arr_* accessors. */
-int realm_gguf_get_arr(const realm_gguf *g, const char *key,
-                       realm_gguf_type elem_type, int64_t *kv_index, uint64_t *n);
+int realm_gguf_get_arr(const realm_gguf *g, const char *key, realm_gguf_type elem_type,
+                       int64_t *kv_index, uint64_t *n);
 
 int64_t realm_gguf_n_tensors(const realm_gguf *g);
 const realm_gguf_tensor *realm_gguf_tensor_at(const realm_gguf *g, int64_t i);
@@ -190,8 +190,8 @@ int realm_gguf_writer_new(realm_gguf_writer **out);
 void realm_gguf_writer_free(realm_gguf_writer *w);
 
 /* A scalar of type t (not STRING or ARRAY) from its bytes. */
-int realm_gguf_set_scalar(realm_gguf_writer *w, const char *key,
-                          realm_gguf_type t, const void *value);
+int realm_gguf_set_scalar(realm_gguf_writer *w, const char *key, realm_gguf_type t,
+                          const void *value);
 int realm_gguf_set_u32(realm_gguf_writer *w, const char *key, uint32_t v);
 int realm_gguf_set_i32(realm_gguf_writer *w, const char *key, int32_t v);
 int realm_gguf_set_u64(realm_gguf_writer *w, const char *key, uint64_t v);
@@ -199,10 +199,10 @@ int realm_gguf_set_f32(realm_gguf_writer *w, const char *key, float v);
 int realm_gguf_set_bool(realm_gguf_writer *w, const char *key, bool v);
 int realm_gguf_set_str(realm_gguf_writer *w, const char *key, const char *s, uint64_t len);
 /* An array of a scalar type: n packed little-endian elements. */
-int realm_gguf_set_arr(realm_gguf_writer *w, const char *key,
-                       realm_gguf_type elem_type, const void *data, uint64_t n);
-int realm_gguf_set_arr_str(realm_gguf_writer *w, const char *key,
-                           const realm_gguf_str *strs, uint64_t n);
+int realm_gguf_set_arr(realm_gguf_writer *w, const char *key, realm_gguf_type elem_type,
+                       const void *data, uint64_t n);
+int realm_gguf_set_arr_str(realm_gguf_writer *w, const char *key, const realm_gguf_str *strs,
+                           uint64_t n);
 /* Copy metadata entry i of g (any type) under the same key. */
 int realm_gguf_copy_kv(realm_gguf_writer *w, const realm_gguf *g, int64_t i);
 /* Remove a key; REALM_ERR_NOTFOUND if absent. */

@@ -59,9 +59,8 @@ const realm_kernels *realm_kernels_best(void);
  * owns out of `rows`; W is rows x cols of type t, row-major, y is the
  * activation row already converted to t's vec_dot_type.
  */
-void realm_matvec(const realm_kernels *k, realm_type t, const void *W,
-                  int64_t rows, int64_t cols, const void *y, float *out,
-                  int ith, int nth);
+void realm_matvec(const realm_kernels *k, realm_type t, const void *W, int64_t rows, int64_t cols,
+                  const void *y, float *out, int ith, int nth);
 
 /* ---- matrix products over several tokens ------------------------------- */
 

@@ -75,15 +75,15 @@ typedef struct realm_hparams {
     int32_t n_layer;
     int32_t n_head;
     int32_t n_head_kv;
-    int32_t head_dim;   /* per head, for Q, K and V */
+    int32_t head_dim; /* per head, for Q, K and V */
     int32_t n_ff;
-    int32_t n_rot;      /* dimensions rotated by RoPE (<= head_dim) */
+    int32_t n_rot; /* dimensions rotated by RoPE (<= head_dim) */
     realm_rope_type rope_type;
     float rope_freq_base;
     float rope_freq_scale; /* 1 / linear scaling factor */
     float norm_eps;
-    bool tied_output;      /* no output.weight: logits use token_embd */
-    bool has_rope_freqs;   /* LLaMA-3.1 rope_freqs factors */
+    bool tied_output;    /* no output.weight: logits use token_embd */
+    bool has_rope_freqs; /* LLaMA-3.1 rope_freqs factors */
 } realm_hparams;
 
 typedef struct realm_model realm_model;
@@ -115,10 +115,10 @@ const char *realm_arch_name(realm_arch a);
 typedef struct realm_kv_cache realm_kv_cache;
 
 typedef struct realm_kv_params {
-    int32_t n_ctx;        /* total tokens the pool holds, over all sequences */
-    int32_t block_size;   /* tokens per block; 0 means 32 */
-    realm_type type;      /* REALM_TYPE_F16 (the default, also for 0); nothing else yet */
-    uint64_t mem_budget;  /* bytes the pool may take; 0 means no limit */
+    int32_t n_ctx;       /* total tokens the pool holds, over all sequences */
+    int32_t block_size;  /* tokens per block; 0 means 32 */
+    realm_type type;     /* REALM_TYPE_F16 (the default, also for 0); nothing else yet */
+    uint64_t mem_budget; /* bytes the pool may take; 0 means no limit */
 } realm_kv_params;
 
 /* Bytes a cache with these parameters allocates for model m. */
@@ -153,8 +153,8 @@ int32_t realm_kv_seq_exclusive_blocks(const realm_kv_cache *kv, int32_t seq);
 typedef struct realm_ctx realm_ctx;
 
 typedef struct realm_ctx_params {
-    int32_t n_batch;     /* most entries per forward call; 0 means 512 */
-    int32_t n_threads;   /* 0 means one per CPU */
+    int32_t n_batch;      /* most entries per forward call; 0 means 512 */
+    int32_t n_threads;    /* 0 means one per CPU */
     bool batch_invariant; /* an entry's logits bitwise the same whatever else is in
                              the batch (realm_matmul_rows_invariant); slower when
                              a pass has one entry */

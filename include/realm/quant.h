@@ -68,10 +68,10 @@ typedef enum realm_type {
 } realm_type;
 
 typedef struct realm_type_traits {
-    const char *name;       /* "Q4_K" */
-    int64_t block_size;     /* elements per block (1 for plain types) */
-    size_t type_size;       /* bytes per block */
-    bool supported;         /* Realm can dequantize, quantize and dot it */
+    const char *name;        /* "Q4_K" */
+    int64_t block_size;      /* elements per block (1 for plain types) */
+    size_t type_size;        /* bytes per block */
+    bool supported;          /* Realm can dequantize, quantize and dot it */
     realm_type vec_dot_type; /* activation type its dot product takes */
 } realm_type_traits;
 
@@ -129,14 +129,14 @@ uint16_t realm_fp32_to_bf16(float f);
 
 /* ---- block layouts (on-disk format) ------------------------------------ */
 
-#define REALM_QK4_0 32
-#define REALM_QK4_1 32
-#define REALM_QK5_0 32
-#define REALM_QK5_1 32
-#define REALM_QK8_0 32
-#define REALM_QK8_1 32
-#define REALM_QK4_NL 32
-#define REALM_QK_K 256
+#define REALM_QK4_0        32
+#define REALM_QK4_1        32
+#define REALM_QK5_0        32
+#define REALM_QK5_1        32
+#define REALM_QK8_0        32
+#define REALM_QK8_1        32
+#define REALM_QK4_NL       32
+#define REALM_QK_K         256
 #define REALM_K_SCALE_SIZE 12
 
 /* Q4_0: x = d * (q - 8); q in 0..15. qs[j] holds element j (low nibble) and

@@ -54,7 +54,7 @@
 extern "C" {
 #endif
 
-#define REALM_SAMPLER_MAX_PROBS 20
+#define REALM_SAMPLER_MAX_PROBS              20
 #define REALM_SAMPLER_DEFAULT_PENALTY_WINDOW 64
 
 typedef struct realm_logit_bias {
@@ -73,14 +73,14 @@ typedef struct realm_sampler_params {
     float top_p;       /* >= 1 or <= 0: off */
     float min_p;       /* <= 0: off */
     uint64_t seed;
-    float typical_p;          /* >= 1 or <= 0: off */
-    float repeat_penalty;     /* 0 or 1: off; > 0 otherwise */
-    float presence_penalty;   /* 0: off; may be negative */
-    float frequency_penalty;  /* 0: off; may be negative */
-    int32_t penalty_last_n;   /* window of accepted tokens; <= 0 means 64 */
+    float typical_p;                    /* >= 1 or <= 0: off */
+    float repeat_penalty;               /* 0 or 1: off; > 0 otherwise */
+    float presence_penalty;             /* 0: off; may be negative */
+    float frequency_penalty;            /* 0: off; may be negative */
+    int32_t penalty_last_n;             /* window of accepted tokens; <= 0 means 64 */
     const realm_logit_bias *logit_bias; /* copied; may be NULL */
     int32_t n_logit_bias;
-    int32_t n_probs;          /* top log-probabilities to record, 0..20 */
+    int32_t n_probs; /* top log-probabilities to record, 0..20 */
 } realm_sampler_params;
 
 typedef struct realm_sampler realm_sampler;

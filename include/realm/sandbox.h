@@ -118,8 +118,7 @@ void realm_module_info_free(realm_module_info *info);
  * cached module does not wait for other builds; a build waits for other
  * builds of the same sandbox. REALM_ERR_DENIED for an unsafe cache root. */
 int realm_module_load(realm_sandbox *sb, const char *wasm_path, realm_module **out);
-int realm_module_load_bytes(realm_sandbox *sb, const void *wasm, size_t len,
-                            realm_module **out);
+int realm_module_load_bytes(realm_sandbox *sb, const void *wasm, size_t len, realm_module **out);
 /* Build into the cache without loading; *so_path (if not NULL) gets the
  * shared object's path (malloc'ed, caller frees). */
 int realm_module_build(realm_sandbox *sb, const void *wasm, size_t len, char **so_path);
@@ -131,12 +130,12 @@ void realm_module_free(realm_module *m);
 
 /* What a tenant's module may do. Start from realm_tenant_policy_init. */
 typedef struct realm_tenant_policy {
-    uint32_t tenant;          /* passed to the engine for fair scheduling */
-    uint32_t max_pages;       /* linear memory cap, 64 KiB pages; default 1024 (64 MiB) */
-    uint32_t deadline_ms;     /* per call; 0: none; default 30000 */
-    uint32_t max_call_depth;  /* guest call nesting; default 20000 */
-    int32_t max_generations;  /* generations open at once; default 4 */
-    bool allow_tensor_read;   /* realm.tensor_read; default false */
+    uint32_t tenant;           /* passed to the engine for fair scheduling */
+    uint32_t max_pages;        /* linear memory cap, 64 KiB pages; default 1024 (64 MiB) */
+    uint32_t deadline_ms;      /* per call; 0: none; default 30000 */
+    uint32_t max_call_depth;   /* guest call nesting; default 20000 */
+    int32_t max_generations;   /* generations open at once; default 4 */
+    bool allow_tensor_read;    /* realm.tensor_read; default false */
     const char *const *models; /* names it may open; NULL: every registered model */
     int32_t n_models;
 } realm_tenant_policy;

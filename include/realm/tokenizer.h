@@ -203,12 +203,12 @@ enum {
  * about two million letters with the gpt-4o, tekken or exaone-moe patterns,
  * whose groups repeat per letter; other patterns have no such limit).
  */
-int32_t realm_tokenize(const realm_tokenizer *tok, const char *text, size_t len,
-                       unsigned flags, realm_token *out, int32_t n_max);
+int32_t realm_tokenize(const realm_tokenizer *tok, const char *text, size_t len, unsigned flags,
+                       realm_token *out, int32_t n_max);
 /* The same into a new malloc'ed array (*out, *n_out tokens): the caller frees
  * it with free(). */
-int realm_tokenize_alloc(const realm_tokenizer *tok, const char *text, size_t len,
-                         unsigned flags, realm_token **out, int32_t *n_out);
+int realm_tokenize_alloc(const realm_tokenizer *tok, const char *text, size_t len, unsigned flags,
+                         realm_token **out, int32_t *n_out);
 
 /* ---- detokenizing ------------------------------------------------------ */
 
@@ -280,8 +280,7 @@ typedef struct realm_detok_stream realm_detok_stream;
 #define REALM_DETOK_STOPPED 1
 
 /* flags: REALM_DETOK_RENDER_SPECIAL or 0. */
-int realm_detok_stream_new(const realm_tokenizer *tok, unsigned flags,
-                           realm_detok_stream **out);
+int realm_detok_stream_new(const realm_tokenizer *tok, unsigned flags, realm_detok_stream **out);
 void realm_detok_stream_free(realm_detok_stream *s);
 /* Register a stop string (copied; non-empty). Only before the first push. */
 int realm_detok_stream_add_stop(realm_detok_stream *s, const char *stop, size_t len);

@@ -215,10 +215,10 @@ static int run_prefix(realm_engine *e, const cli_serve_opts *o, int n_vocab, uin
         return rc;
     const double c = median(cold, o->reps), w = median(warm, o->reps);
     if (results)
-        json_array_append_new(results,
-                              json_pack("{s:s, s:i, s:i, s:f, s:f, s:f}", "test", "prefix_cache",
-                                        "prefix", o->prefix, "cached_tokens", hit, "ttft_ms_uncached",
-                                        c * 1e3, "ttft_ms_cached", w * 1e3, "speedup", c / w));
+        json_array_append_new(results, json_pack("{s:s, s:i, s:i, s:f, s:f, s:f}", "test",
+                                                 "prefix_cache", "prefix", o->prefix,
+                                                 "cached_tokens", hit, "ttft_ms_uncached", c * 1e3,
+                                                 "ttft_ms_cached", w * 1e3, "speedup", c / w));
     else
         printf("\nprefix cache: a %d-token prefix + 8 new tokens, time to first token (median of "
                "%d)\n\n| prompt | TTFT ms |\n| --- | ---: |\n| uncached | %.1f |\n"
@@ -237,16 +237,16 @@ int cli_bench_serve(const realm_model *m, const cli_serve_opts *o, json_t *resul
     const int per_seq = o->npp + o->ntg > o->prefix + 64 ? o->npp + o->ntg : o->prefix + 64;
     realm_engine *e;
     const int n_batch = o->n_batch < max_par ? max_par : o->n_batch;
-    if (realm_engine_new(m,
-                         &(realm_engine_params){.n_ctx = max_par * (o->npp + o->ntg + 32) +
-                                                         2 * per_seq + 256,
-                                                .n_ctx_seq = per_seq,
-                                                .max_seqs = max_par,
-                                                .n_batch = n_batch,
-                                                .prefill_slice_ms = o->slice_ms,
-                                                .batch_invariant = o->batch_invariant,
-                                                .n_threads = o->threads},
-                         &e) < 0)
+    if (realm_engine_new(
+            m,
+            &(realm_engine_params){.n_ctx = max_par * (o->npp + o->ntg + 32) + 2 * per_seq + 256,
+                                   .n_ctx_seq = per_seq,
+                                   .max_seqs = max_par,
+                                   .n_batch = n_batch,
+                                   .prefill_slice_ms = o->slice_ms,
+                                   .batch_invariant = o->batch_invariant,
+                                   .n_threads = o->threads},
+            &e) < 0)
         return cli_error(CMD, "%s", realm_last_error());
     uint64_t rng = 0x9e3779b97f4a7c15ull;
     uint32_t tenant = 1;
@@ -286,19 +286,17 @@ int cli_bench_serve(const realm_model *m, const cli_serve_opts *o, json_t *resul
                      imax = quantile(lv.itl, lv.n_itl, 1.0) * 1e3;
         if (results)
             json_array_append_new(
-                results,
-                json_pack("{s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "test",
-                          "parallel", "parallel", o->par[i], "npp", o->npp, "ntg", o->ntg,
-                          "tokens_per_s", gen, "decode_tokens_per_s", dec, "ttft_ms_p50", t50,
-                          "ttft_ms_p99", t99, "itl_ms_p50", i50, "itl_ms_p99", i99, "itl_ms_max",
-                          imax));
-        else
-        {
+                results, json_pack("{s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+                                   "test", "parallel", "parallel", o->par[i], "npp", o->npp, "ntg",
+                                   o->ntg, "tokens_per_s", gen, "decode_tokens_per_s", dec,
+                                   "ttft_ms_p50", t50, "ttft_ms_p99", t99, "itl_ms_p50", i50,
+                                   "itl_ms_p99", i99, "itl_ms_max", imax));
+        else {
             char d[32] = "-"; /* no window where every stream was decoding */
             if (dec > 0)
                 snprintf(d, sizeof d, "%.1f", dec);
-            printf("| %d | %.1f | %s | %.1f | %.1f | %.1f | %.1f | %.1f |\n", o->par[i], gen, d, t50,
-                   t99, i50, i99, imax);
+            printf("| %d | %.1f | %s | %.1f | %.1f | %.1f | %.1f | %.1f |\n", o->par[i], gen, d,
+                   t50, t99, i50, i99, imax);
             fflush(stdout);
         }
     }

@@ -12,12 +12,12 @@
 typedef struct cli_serve_opts {
     const int *par; /* parallel levels */
     int n_par;
-    int npp, ntg;   /* prompt and generated tokens of each client */
-    int threads;    /* 0: one per CPU */
-    int n_batch;    /* the engine's step budget */
-    int slice_ms;   /* the engine's prefill slice (0: its default, < 0: off) */
-    int prefix;     /* cached prefix for the prefix-cache test; 0: skip it */
-    int reps;       /* repetitions, 1..CLI_BENCH_MAX_REPS */
+    int npp, ntg; /* prompt and generated tokens of each client */
+    int threads;  /* 0: one per CPU */
+    int n_batch;  /* the engine's step budget */
+    int slice_ms; /* the engine's prefill slice (0: its default, < 0: off) */
+    int prefix;   /* cached prefix for the prefix-cache test; 0: skip it */
+    int reps;     /* repetitions, 1..CLI_BENCH_MAX_REPS */
     bool batch_invariant;
 } cli_serve_opts;
 

@@ -19,10 +19,10 @@
 #include "realm/model.h"
 #include "realm/threads.h"
 
-#define CMD "bench"
-#define MAX_REPS CLI_BENCH_MAX_REPS
-#define MAX_PAR 16       /* --batched */
-#define MAX_CLIENTS 64   /* --parallel */
+#define CMD         "bench"
+#define MAX_REPS    CLI_BENCH_MAX_REPS
+#define MAX_PAR     16 /* --batched */
+#define MAX_CLIENTS 64 /* --parallel */
 
 typedef struct stats {
     double median, stdev;
@@ -209,9 +209,11 @@ static int run_bench(int argc, char **argv)
         ctx_tokens = (long)max_par * (par_pp + par_tg + 32); /* + a partial block each */
     const int nb = (int)(n_pp > 512 ? 512 : n_pp > 0 ? n_pp : 512);
     if (realm_kv_cache_new(b.m, &(realm_kv_params){.n_ctx = (int32_t)ctx_tokens + 64}, &b.kv) < 0 ||
-        realm_ctx_new(b.m, b.kv, &(realm_ctx_params){.n_batch = nb > MAX_PAR ? nb : MAX_PAR,
-                                                     .n_threads = (int32_t)threads,
-                                                     .batch_invariant = invariant}, &b.ctx) < 0) {
+        realm_ctx_new(b.m, b.kv,
+                      &(realm_ctx_params){.n_batch = nb > MAX_PAR ? nb : MAX_PAR,
+                                          .n_threads = (int32_t)threads,
+                                          .batch_invariant = invariant},
+                      &b.ctx) < 0) {
         cli_error(CMD, "%s", realm_last_error());
         goto done;
     }
@@ -246,8 +248,9 @@ static int run_bench(int argc, char **argv)
         }
         stats s = summarize(v, (int)reps);
         if (json)
-            json_array_append_new(jr, json_pack("{s:s, s:i, s:f, s:f}", "test", "pp", "tokens",
-                                                (int)n_pp, "tokens_per_s", s.median, "stdev", s.stdev));
+            json_array_append_new(jr,
+                                  json_pack("{s:s, s:i, s:f, s:f}", "test", "pp", "tokens",
+                                            (int)n_pp, "tokens_per_s", s.median, "stdev", s.stdev));
         else
             printf("| pp%ld | %.2f ± %.2f |\n", n_pp, s.median, s.stdev), fflush(stdout);
     }
@@ -260,14 +263,16 @@ static int run_bench(int argc, char **argv)
         }
         stats s = summarize(v, (int)reps);
         if (json)
-            json_array_append_new(jr, json_pack("{s:s, s:i, s:f, s:f}", "test", "tg", "tokens",
-                                                (int)n_tg, "tokens_per_s", s.median, "stdev", s.stdev));
+            json_array_append_new(jr,
+                                  json_pack("{s:s, s:i, s:f, s:f}", "test", "tg", "tokens",
+                                            (int)n_tg, "tokens_per_s", s.median, "stdev", s.stdev));
         else
             printf("| tg%ld | %.2f ± %.2f |\n", n_tg, s.median, s.stdev), fflush(stdout);
     }
     if (n_par > 0 && !json)
         printf("\nbatched decode: each sequence has a %ld-token prompt, then %ld decode steps\n\n"
-               "| parallel | prompt tokens/s | aggregate generation tokens/s |\n| ---: | ---: | ---: |\n",
+               "| parallel | prompt tokens/s | aggregate generation tokens/s |\n| ---: | ---: | "
+               "---: |\n",
                par_pp, par_tg);
     for (int i = 0; i < n_par; i++) {
         double vp[MAX_REPS];
@@ -287,11 +292,13 @@ static int run_bench(int argc, char **argv)
         }
         stats sp = summarize(vp, (int)reps), sg = summarize(v, (int)reps);
         if (json)
-            json_array_append_new(jr, json_pack("{s:s, s:i, s:f, s:f, s:f}", "test", "batched",
-                                                "parallel", par[i], "prompt_tokens_per_s", sp.median,
-                                                "tokens_per_s", sg.median, "stdev", sg.stdev));
+            json_array_append_new(jr,
+                                  json_pack("{s:s, s:i, s:f, s:f, s:f}", "test", "batched",
+                                            "parallel", par[i], "prompt_tokens_per_s", sp.median,
+                                            "tokens_per_s", sg.median, "stdev", sg.stdev));
         else
-            printf("| %d | %.2f | %.2f ± %.2f |\n", par[i], sp.median, sg.median, sg.stdev), fflush(stdout);
+            printf("| %d | %.2f | %.2f ± %.2f |\n", par[i], sp.median, sg.median, sg.stdev),
+                fflush(stdout);
     }
     if (n_clients > 0 || prefix > 0) {
         /* the engine has its own KV pool and threads */

@@ -158,8 +158,7 @@ static int run_bench(int argc, char **argv)
             i++;
         else if (strcmp(a, "-r") == 0 && cli_parse_int(CMD, a, v, 1, 1000, &reps))
             i++;
-        else if (strcmp(a, "--working-set") == 0 &&
-                 cli_parse_int(CMD, a, v, 1, 1 << 16, &ws_mib))
+        else if (strcmp(a, "--working-set") == 0 && cli_parse_int(CMD, a, v, 1, 1 << 16, &ws_mib))
             i++;
         else if (strcmp(a, "--types") == 0 && v) {
             only = v;
@@ -233,8 +232,8 @@ static int run_bench(int argc, char **argv)
 
     json_t *jtypes = json_array();
     static const realm_type types[] = {
-        REALM_TYPE_F32, REALM_TYPE_F16, REALM_TYPE_BF16, REALM_TYPE_Q8_0, REALM_TYPE_Q4_0,
-        REALM_TYPE_Q4_1, REALM_TYPE_Q5_0, REALM_TYPE_Q5_1, REALM_TYPE_Q2_K, REALM_TYPE_Q3_K,
+        REALM_TYPE_F32,  REALM_TYPE_F16,  REALM_TYPE_BF16, REALM_TYPE_Q8_0,   REALM_TYPE_Q4_0,
+        REALM_TYPE_Q4_1, REALM_TYPE_Q5_0, REALM_TYPE_Q5_1, REALM_TYPE_Q2_K,   REALM_TYPE_Q3_K,
         REALM_TYPE_Q4_K, REALM_TYPE_Q5_K, REALM_TYPE_Q6_K, REALM_TYPE_IQ4_NL, REALM_TYPE_IQ4_XS,
     };
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
@@ -292,10 +291,9 @@ static int run_bench(int argc, char **argv)
             json_t *jt = json_pack("{s:s, s:f}", "type", name, "mib", res.mib);
             json_t *per = json_array();
             for (int t = 0; t < n_thr; t++)
-                json_array_append_new(per, json_pack("{s:i, s:f, s:f, s:f}", "threads",
-                                                     (int)thr[t], "gbs", res.gbs[t], "ms",
-                                                     res.ms[t], "fraction_of_bw",
-                                                     res.gbs[t] / bw[t]));
+                json_array_append_new(per, json_pack("{s:i, s:f, s:f, s:f}", "threads", (int)thr[t],
+                                                     "gbs", res.gbs[t], "ms", res.ms[t],
+                                                     "fraction_of_bw", res.gbs[t] / bw[t]));
             json_object_set_new(jt, "runs", per);
             json_array_append_new(jtypes, jt);
         } else {
@@ -309,10 +307,11 @@ static int run_bench(int argc, char **argv)
     if (json) {
         json_t *jbw = json_array();
         for (int t = 0; t < n_thr; t++)
-            json_array_append_new(jbw, json_pack("{s:i, s:f}", "threads", (int)thr[t], "gbs", bw[t]));
+            json_array_append_new(jbw,
+                                  json_pack("{s:i, s:f}", "threads", (int)thr[t], "gbs", bw[t]));
         json_t *j = json_pack("{s:s, s:i, s:i, s:i, s:o, s:o}", "kernels", realm_isa_name(k->isa),
-                              "rows", (int)rows, "cols", (int)cols, "working_set_mib",
-                              (int)ws_mib, "read_bandwidth", jbw, "types", jtypes);
+                              "rows", (int)rows, "cols", (int)cols, "working_set_mib", (int)ws_mib,
+                              "read_bandwidth", jbw, "types", jtypes);
         json_dumpf(j, stdout, JSON_INDENT(2));
         putchar('\n');
         json_decref(j);

@@ -13,8 +13,8 @@
 #include "realm/error.h"
 #include "realm/gguf.h"
 
-#define ARRAY_HEAD 8        /* elements shown of a long array */
-#define STRING_HEAD 120     /* bytes shown of a long string */
+#define ARRAY_HEAD  8   /* elements shown of a long array */
+#define STRING_HEAD 120 /* bytes shown of a long string */
 
 /* Print s (len bytes) quoted, escaping control bytes; at most `max` bytes. */
 static void print_str(const char *s, uint64_t len, uint64_t max)
@@ -45,18 +45,41 @@ static void print_scalar(realm_gguf_type t, const void *p)
     realm_gguf_value v;
     memcpy(&v, p, realm_gguf_type_size(t));
     switch (t) {
-    case REALM_GGUF_UINT8: printf("%u", v.u8); break;
-    case REALM_GGUF_INT8: printf("%d", v.i8); break;
-    case REALM_GGUF_UINT16: printf("%u", v.u16); break;
-    case REALM_GGUF_INT16: printf("%d", v.i16); break;
-    case REALM_GGUF_UINT32: printf("%" PRIu32, v.u32); break;
-    case REALM_GGUF_INT32: printf("%" PRId32, v.i32); break;
-    case REALM_GGUF_UINT64: printf("%" PRIu64, v.u64); break;
-    case REALM_GGUF_INT64: printf("%" PRId64, v.i64); break;
-    case REALM_GGUF_FLOAT32: printf("%.9g", v.f32); break;
-    case REALM_GGUF_FLOAT64: printf("%.17g", v.f64); break;
-    case REALM_GGUF_BOOL: fputs(v.u8 ? "true" : "false", stdout); break;
-    default: fputs("?", stdout);
+    case REALM_GGUF_UINT8:
+        printf("%u", v.u8);
+        break;
+    case REALM_GGUF_INT8:
+        printf("%d", v.i8);
+        break;
+    case REALM_GGUF_UINT16:
+        printf("%u", v.u16);
+        break;
+    case REALM_GGUF_INT16:
+        printf("%d", v.i16);
+        break;
+    case REALM_GGUF_UINT32:
+        printf("%" PRIu32, v.u32);
+        break;
+    case REALM_GGUF_INT32:
+        printf("%" PRId32, v.i32);
+        break;
+    case REALM_GGUF_UINT64:
+        printf("%" PRIu64, v.u64);
+        break;
+    case REALM_GGUF_INT64:
+        printf("%" PRId64, v.i64);
+        break;
+    case REALM_GGUF_FLOAT32:
+        printf("%.9g", v.f32);
+        break;
+    case REALM_GGUF_FLOAT64:
+        printf("%.17g", v.f64);
+        break;
+    case REALM_GGUF_BOOL:
+        fputs(v.u8 ? "true" : "false", stdout);
+        break;
+    default:
+        fputs("?", stdout);
     }
 }
 
@@ -66,12 +89,18 @@ static json_t *json_scalar(realm_gguf_type t, const void *p)
     realm_gguf_value v;
     memcpy(&v, p, realm_gguf_type_size(t));
     switch (t) {
-    case REALM_GGUF_UINT8: return json_integer(v.u8);
-    case REALM_GGUF_INT8: return json_integer(v.i8);
-    case REALM_GGUF_UINT16: return json_integer(v.u16);
-    case REALM_GGUF_INT16: return json_integer(v.i16);
-    case REALM_GGUF_UINT32: return json_integer(v.u32);
-    case REALM_GGUF_INT32: return json_integer(v.i32);
+    case REALM_GGUF_UINT8:
+        return json_integer(v.u8);
+    case REALM_GGUF_INT8:
+        return json_integer(v.i8);
+    case REALM_GGUF_UINT16:
+        return json_integer(v.u16);
+    case REALM_GGUF_INT16:
+        return json_integer(v.i16);
+    case REALM_GGUF_UINT32:
+        return json_integer(v.u32);
+    case REALM_GGUF_INT32:
+        return json_integer(v.i32);
     case REALM_GGUF_UINT64: /* beyond int64: as a decimal string */
         if (v.u64 > INT64_MAX) {
             char buf[32];
@@ -79,11 +108,16 @@ static json_t *json_scalar(realm_gguf_type t, const void *p)
             return json_string(buf);
         }
         return json_integer((json_int_t)v.u64);
-    case REALM_GGUF_INT64: return json_integer(v.i64);
-    case REALM_GGUF_FLOAT32: return json_real(v.f32);
-    case REALM_GGUF_FLOAT64: return json_real(v.f64);
-    case REALM_GGUF_BOOL: return json_boolean(v.u8);
-    default: return json_null();
+    case REALM_GGUF_INT64:
+        return json_integer(v.i64);
+    case REALM_GGUF_FLOAT32:
+        return json_real(v.f32);
+    case REALM_GGUF_FLOAT64:
+        return json_real(v.f64);
+    case REALM_GGUF_BOOL:
+        return json_boolean(v.u8);
+    default:
+        return json_null();
     }
 }
 
@@ -217,9 +251,10 @@ static json_t *info_json(const realm_gguf *g, const char *path, bool full)
             const uint8_t *data = realm_gguf_kv_arr_data(g, i);
             json_t *arr = json_array();
             for (uint64_t j = 0; j < show; j++)
-                json_array_append_new(arr, et == REALM_GGUF_STRING
-                                               ? json_bytes(realm_gguf_kv_arr_str(g, i, j))
-                                               : json_scalar(et, data + j * realm_gguf_type_size(et)));
+                json_array_append_new(arr,
+                                      et == REALM_GGUF_STRING
+                                          ? json_bytes(realm_gguf_kv_arr_str(g, i, j))
+                                          : json_scalar(et, data + j * realm_gguf_type_size(et)));
             json_object_set_new(kv, "elem_type", json_string(realm_gguf_type_name(et)));
             json_object_set_new(kv, "n", json_integer((json_int_t)n));
             json_object_set_new(kv, "value", arr);
@@ -240,10 +275,10 @@ static json_t *info_json(const realm_gguf *g, const char *path, bool full)
         json_t *shape = json_array();
         for (uint32_t d = 0; d < t->n_dims; d++)
             json_array_append_new(shape, json_integer(t->ne[d]));
-        json_array_append_new(tensors, json_pack("{s:s, s:o, s:s, s:I, s:I}", "name", t->name,
-                                                 "shape", shape, "type", realm_type_name(t->type),
-                                                 "offset", (json_int_t)t->offset, "bytes",
-                                                 (json_int_t)t->nbytes));
+        json_array_append_new(tensors,
+                              json_pack("{s:s, s:o, s:s, s:I, s:I}", "name", t->name, "shape",
+                                        shape, "type", realm_type_name(t->type), "offset",
+                                        (json_int_t)t->offset, "bytes", (json_int_t)t->nbytes));
         total_bytes += t->nbytes;
         total_params += realm_gguf_tensor_nelements(t);
     }
@@ -251,8 +286,7 @@ static json_t *info_json(const realm_gguf *g, const char *path, bool full)
                      (json_int_t)realm_gguf_file_size(g), "version", (int)realm_gguf_version(g),
                      "alignment", (json_int_t)realm_gguf_alignment(g), "data_offset",
                      (json_int_t)realm_gguf_data_offset(g), "metadata", meta, "tensors", tensors,
-                     "n_params", (json_int_t)total_params, "tensor_bytes",
-                     (json_int_t)total_bytes);
+                     "n_params", (json_int_t)total_params, "tensor_bytes", (json_int_t)total_bytes);
 }
 
 static int run_info(int argc, char **argv)

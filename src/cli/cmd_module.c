@@ -14,7 +14,7 @@
 #include "realm/model.h"
 #include "realm/sandbox.h"
 
-#define CMD "module"
+#define CMD        "module"
 #define MAX_MODELS 8
 
 /* A whole file (or standard input for "-") into a malloc'ed buffer. */
@@ -113,8 +113,7 @@ static void on_log(void *ud, int level, const char *line, size_t n)
 {
     static const char *const names[4] = {"error", "warn", "info", "debug"};
     const run_ctx *r = ud;
-    fprintf(stderr, "[tenant %u request 1] %s: %.*s\n", r->tenant, names[level & 3], (int)n,
-            line);
+    fprintf(stderr, "[tenant %u request 1] %s: %.*s\n", r->tenant, names[level & 3], (int)n, line);
 }
 
 typedef struct run_opts {
@@ -156,8 +155,12 @@ static int do_run(run_opts *o)
         cli_error(CMD, "cannot read the request from standard input");
         goto out;
     }
-    realm_request_io io = {.body = req, .body_len = n, .emit = on_emit, .respond = on_respond,
-                           .log = on_log, .ud = &ctx};
+    realm_request_io io = {.body = req,
+                           .body_len = n,
+                           .emit = on_emit,
+                           .respond = on_respond,
+                           .log = on_log,
+                           .ud = &ctx};
     int32_t hret = 0;
     if (realm_instance_handle(in, &io, &hret) < 0) {
         fflush(stdout);

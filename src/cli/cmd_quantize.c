@@ -41,7 +41,7 @@ struct convert_task {
     uint8_t *dst;
     int64_t n_rows, row_len;
     size_t src_row_size, dst_row_size;
-    float **scratch; /* one row of floats per thread */
+    float **scratch;  /* one row of floats per thread */
     atomic_int error; /* first failing rc */
 };
 
@@ -57,8 +57,8 @@ static void convert_rows(void *arg, int ith, int nth)
     for (int64_t r = r0; r < r1; r++) {
         if (interrupted || atomic_load_explicit(&t->error, memory_order_relaxed))
             return;
-        int rc = realm_dequantize_row(t->src->type, src + (size_t)r * t->src_row_size, row,
-                                      t->row_len);
+        int rc =
+            realm_dequantize_row(t->src->type, src + (size_t)r * t->src_row_size, row, t->row_len);
         if (rc == REALM_OK)
             rc = realm_quantize_row(t->dst_type, row, t->dst + (size_t)r * t->dst_row_size,
                                     t->row_len);
@@ -102,7 +102,8 @@ static int make_plan(const realm_gguf *g, const quant_scheme *s, bool pure, bool
                      struct plan *p)
 {
     const int64_t n = realm_gguf_n_tensors(g);
-    quant_mix_state st = {.n_gqa = model_n_gqa(g), .pure = pure,
+    quant_mix_state st = {.n_gqa = model_n_gqa(g),
+                          .pure = pure,
                           .has_output = realm_gguf_find_tensor(g, "output.weight") != NULL};
     for (int64_t i = 0; i < n; i++) {
         const char *name = realm_gguf_tensor_at(g, i)->name;
@@ -117,7 +118,8 @@ static int make_plan(const realm_gguf *g, const quant_scheme *s, bool pure, bool
         realm_type to = quant_mix_choose(s, &st, t->name, t->n_dims, t->ne[0], t->type);
         p->types[i] = to;
         p->in_bytes += t->nbytes;
-        p->out_bytes += realm_row_size(to, t->ne[0]) * (uint64_t)(realm_gguf_tensor_nelements(t) / t->ne[0]);
+        p->out_bytes +=
+            realm_row_size(to, t->ne[0]) * (uint64_t)(realm_gguf_tensor_nelements(t) / t->ne[0]);
         if (to == t->type)
             continue;
         if (realm_type_check_supported(t->type) < 0)
@@ -184,8 +186,13 @@ static int write_tensor(realm_gguf_writer *w, realm_threadpool *tp, float **scra
         scratch[i] = row;
     }
     struct convert_task task = {
-        .src = t, .dst_type = to, .dst = dst, .n_rows = n_rows, .row_len = row_len,
-        .src_row_size = realm_row_size(t->type, row_len), .dst_row_size = dst_row,
+        .src = t,
+        .dst_type = to,
+        .dst = dst,
+        .n_rows = n_rows,
+        .row_len = row_len,
+        .src_row_size = realm_row_size(t->type, row_len),
+        .dst_row_size = dst_row,
         .scratch = scratch,
     };
     realm_threadpool_run(tp, convert_rows, &task);
@@ -334,8 +341,8 @@ static int run_quantize(int argc, char **argv)
         char b1[32], b2[32];
         fprintf(stderr, "%s: %s -> %s (%s, %s) in %.1f s\n", out,
                 cli_format_bytes(plan.in_bytes, b1, sizeof b1),
-                cli_format_bytes(plan.out_bytes, b2, sizeof b2), s->name,
-                pure ? "pure" : "mixture", cli_now() - t0);
+                cli_format_bytes(plan.out_bytes, b2, sizeof b2), s->name, pure ? "pure" : "mixture",
+                cli_now() - t0);
     }
     rc = 0;
 done:

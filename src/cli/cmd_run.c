@@ -37,8 +37,15 @@ static bool parse_float(const char *opt, const char *v, float lo, float hi, floa
 
 static int parse_args(int argc, char **argv, run_opts *o)
 {
-    *o = (run_opts){.n_predict = 128, .n_ctx = 0, .n_batch = 512, .top_k = 40, .temp = 0.8f,
-                    .top_p = 0.95f, .min_p = 0.05f, .seed = 0, .echo = true};
+    *o = (run_opts){.n_predict = 128,
+                    .n_ctx = 0,
+                    .n_batch = 512,
+                    .top_k = 40,
+                    .temp = 0.8f,
+                    .top_p = 0.95f,
+                    .min_p = 0.05f,
+                    .seed = 0,
+                    .echo = true};
     long seed = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -110,7 +117,8 @@ static int run_run(int argc, char **argv)
     float *logits = NULL;
     int rc = 1;
 
-    if (realm_model_load(o.model, NULL, &m) < 0 || realm_tokenizer_load(realm_model_gguf(m), &tok) < 0) {
+    if (realm_model_load(o.model, NULL, &m) < 0 ||
+        realm_tokenizer_load(realm_model_gguf(m), &tok) < 0) {
         cli_error(CMD, "%s", realm_last_error());
         goto done;
     }
@@ -130,7 +138,9 @@ static int run_run(int argc, char **argv)
         cli_error(CMD, "the prompt is empty and the model adds no BOS token");
         goto done;
     }
-    long n_ctx = o.n_ctx ? o.n_ctx : (n_prompt + o.n_predict < hp->n_ctx_train ? n_prompt + o.n_predict : hp->n_ctx_train);
+    long n_ctx = o.n_ctx ? o.n_ctx
+                         : (n_prompt + o.n_predict < hp->n_ctx_train ? n_prompt + o.n_predict
+                                                                     : hp->n_ctx_train);
     if (n_prompt + o.n_predict > n_ctx) {
         if (n_prompt >= n_ctx) {
             cli_error(CMD, "the prompt has %d tokens, the context only %ld (-c)", n_prompt, n_ctx);
@@ -147,10 +157,12 @@ static int run_run(int argc, char **argv)
             cli_format_bytes(realm_model_weight_bytes(m), b1, sizeof b1),
             cli_format_bytes(realm_kv_cache_bytes(m, &kvp), b2, sizeof b2), n_ctx,
             cli_format_bytes(realm_ctx_bytes(m, &cp), b3, sizeof b3));
-    if (realm_kv_cache_new(m, &kvp, &kv) < 0 ||
-        realm_ctx_new(m, kv, &cp, &ctx) < 0 ||
-        realm_sampler_new(&(realm_sampler_params){.temperature = o.temp, .top_k = (int32_t)o.top_k,
-                                                  .top_p = o.top_p, .min_p = o.min_p, .seed = o.seed},
+    if (realm_kv_cache_new(m, &kvp, &kv) < 0 || realm_ctx_new(m, kv, &cp, &ctx) < 0 ||
+        realm_sampler_new(&(realm_sampler_params){.temperature = o.temp,
+                                                  .top_k = (int32_t)o.top_k,
+                                                  .top_p = o.top_p,
+                                                  .min_p = o.min_p,
+                                                  .seed = o.seed},
                           hp->n_vocab, &smp) < 0 ||
         realm_detok_stream_new(tok, 0, &ds) < 0) {
         cli_error(CMD, "%s", realm_last_error());
@@ -220,9 +232,10 @@ static int run_run(int argc, char **argv)
     drain(ds);
     fputc('\n', stdout);
     fflush(stdout);
-    fprintf(stderr, "\nload %.0f ms | prompt %d tokens, %.1f tokens/s | generation %d tokens, %.1f tokens/s\n",
-            t_load * 1e3, n_prompt, n_prompt / t_prompt, n_gen,
-            n_gen > 1 ? (n_gen - 1) / t_gen : 0.0);
+    fprintf(
+        stderr,
+        "\nload %.0f ms | prompt %d tokens, %.1f tokens/s | generation %d tokens, %.1f tokens/s\n",
+        t_load * 1e3, n_prompt, n_prompt / t_prompt, n_gen, n_gen > 1 ? (n_gen - 1) / t_gen : 0.0);
     rc = 0;
 done:
     free(logits);

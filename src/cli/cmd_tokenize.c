@@ -69,8 +69,10 @@ static void print_json_string(const char *s, size_t n)
             putchar(c);
             i++;
         } else {
-            int k = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
-                  : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+            int k = c >= 0xc2 && c <= 0xdf   ? 2
+                    : c >= 0xe0 && c <= 0xef ? 3
+                    : c >= 0xf0 && c <= 0xf4 ? 4
+                                             : 0;
             bool ok = k > 0 && i + (size_t)k <= n;
             for (int j = 1; ok && j < k; j++)
                 ok = (u[i + (size_t)j] & 0xc0) == 0x80;

@@ -13,14 +13,8 @@
 #include "realm/kernels.h"
 
 static const cli_command *const commands[] = {
-    &cli_cmd_run,
-    &cli_cmd_bench,
-    &cli_cmd_info,
-    &cli_cmd_quantize,
-    &cli_cmd_bench_kernels,
-    &cli_cmd_chat_template,
-    &cli_cmd_tokenize,
-    &cli_cmd_module,
+    &cli_cmd_run,           &cli_cmd_bench,         &cli_cmd_info,     &cli_cmd_quantize,
+    &cli_cmd_bench_kernels, &cli_cmd_chat_template, &cli_cmd_tokenize, &cli_cmd_module,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -46,8 +40,7 @@ int cli_print_usage(const cli_command *cmd)
     return 0;
 }
 
-bool cli_parse_int(const char *cmd, const char *opt, const char *val, long min, long max,
-                   long *out)
+bool cli_parse_int(const char *cmd, const char *opt, const char *val, long min, long max, long *out)
 {
     char *end;
     if (val == NULL) {
@@ -88,8 +81,9 @@ double cli_now(void)
 
 static void print_help(FILE *f)
 {
-    fprintf(f, "realm %s — multi-tenant LLM inference server\n\n"
-               "usage: realm COMMAND [ARGS...]\n\ncommands:\n",
+    fprintf(f,
+            "realm %s — multi-tenant LLM inference server\n\n"
+            "usage: realm COMMAND [ARGS...]\n\ncommands:\n",
             realm_version());
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-14s %s\n", commands[i]->name, commands[i]->summary);

@@ -76,11 +76,20 @@ static realm_type fit_row(realm_type t, int64_t ne0)
     switch (t) {
     case REALM_TYPE_Q2_K:
     case REALM_TYPE_Q3_K:
-    case REALM_TYPE_IQ4_XS: t = REALM_TYPE_IQ4_NL; break;
-    case REALM_TYPE_Q4_K: t = REALM_TYPE_Q5_0; break;
-    case REALM_TYPE_Q5_K: t = REALM_TYPE_Q5_1; break;
-    case REALM_TYPE_Q6_K: t = REALM_TYPE_Q8_0; break;
-    default: return REALM_TYPE_F16;
+    case REALM_TYPE_IQ4_XS:
+        t = REALM_TYPE_IQ4_NL;
+        break;
+    case REALM_TYPE_Q4_K:
+        t = REALM_TYPE_Q5_0;
+        break;
+    case REALM_TYPE_Q5_K:
+        t = REALM_TYPE_Q5_1;
+        break;
+    case REALM_TYPE_Q6_K:
+        t = REALM_TYPE_Q8_0;
+        break;
+    default:
+        return REALM_TYPE_F16;
     }
     return ne0 % realm_type_get(t)->block_size == 0 ? t : REALM_TYPE_F16;
 }

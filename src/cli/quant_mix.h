@@ -12,19 +12,33 @@
 #include "realm/quant.h"
 
 typedef enum quant_scheme_id {
-    SCHEME_F32, SCHEME_F16, SCHEME_BF16,
-    SCHEME_Q4_0, SCHEME_Q4_1, SCHEME_Q5_0, SCHEME_Q5_1, SCHEME_Q8_0,
-    SCHEME_Q2_K, SCHEME_Q3_K_S, SCHEME_Q3_K_M, SCHEME_Q3_K_L,
-    SCHEME_Q4_K_S, SCHEME_Q4_K_M, SCHEME_Q5_K_S, SCHEME_Q5_K_M, SCHEME_Q6_K,
-    SCHEME_IQ4_NL, SCHEME_IQ4_XS,
+    SCHEME_F32,
+    SCHEME_F16,
+    SCHEME_BF16,
+    SCHEME_Q4_0,
+    SCHEME_Q4_1,
+    SCHEME_Q5_0,
+    SCHEME_Q5_1,
+    SCHEME_Q8_0,
+    SCHEME_Q2_K,
+    SCHEME_Q3_K_S,
+    SCHEME_Q3_K_M,
+    SCHEME_Q3_K_L,
+    SCHEME_Q4_K_S,
+    SCHEME_Q4_K_M,
+    SCHEME_Q5_K_S,
+    SCHEME_Q5_K_M,
+    SCHEME_Q6_K,
+    SCHEME_IQ4_NL,
+    SCHEME_IQ4_XS,
     SCHEME_COUNT
 } quant_scheme_id;
 
 typedef struct quant_scheme {
     quant_scheme_id id;
-    const char *name;    /* "q4_k_m" */
-    realm_type base;     /* type of most weights */
-    uint32_t file_type;  /* general.file_type value (llama.cpp's llama_ftype) */
+    const char *name;   /* "q4_k_m" */
+    realm_type base;    /* type of most weights */
+    uint32_t file_type; /* general.file_type value (llama.cpp's llama_ftype) */
 } quant_scheme;
 
 /* The scheme named `name` (case-insensitive), or NULL. */

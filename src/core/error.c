@@ -14,8 +14,8 @@ const char *realm_strerror(int code)
     switch (code) {
     case REALM_OK:
         return "success";
-#define XX(name, c, text)                                                      \
-    case c:                                                                    \
+#define XX(name, c, text)                                                                          \
+    case c:                                                                                        \
         return text;
         REALM_ERR_MAP(XX)
 #undef XX
@@ -28,8 +28,8 @@ const char *realm_err_name(int code)
     switch (code) {
     case REALM_OK:
         return "REALM_OK";
-#define XX(name, c, text)                                                      \
-    case c:                                                                    \
+#define XX(name, c, text)                                                                          \
+    case c:                                                                                        \
         return "REALM_ERR_" #name;
         REALM_ERR_MAP(XX)
 #undef XX
@@ -37,9 +37,15 @@ const char *realm_err_name(int code)
     return "REALM_ERR_UNKNOWN";
 }
 
-const char *realm_last_error(void) { return last_error; }
+const char *realm_last_error(void)
+{
+    return last_error;
+}
 
-void realm_clear_error(void) { last_error[0] = '\0'; }
+void realm_clear_error(void)
+{
+    last_error[0] = '\0';
+}
 
 int realm__error(int code, const char *fmt, ...)
 {
@@ -56,4 +62,7 @@ _Noreturn void realm__assert_fail(const char *expr, const char *file, int line)
     abort();
 }
 
-const char *realm_version(void) { return REALM_VERSION_STRING; }
+const char *realm_version(void)
+{
+    return REALM_VERSION_STRING;
+}

@@ -9,10 +9,10 @@ int realm__error(int code, const char *fmt, ...) __attribute__((format(printf, 2
 
 /* Bug check: prints both the expression and location, then aborts. Only for
  * conditions that cannot happen unless Realm itself is wrong. */
-#define REALM_ASSERT(x)                                                        \
-    do {                                                                       \
-        if (!(x))                                                              \
-            realm__assert_fail(#x, __FILE__, __LINE__);                        \
+#define REALM_ASSERT(x)                                                                            \
+    do {                                                                                           \
+        if (!(x))                                                                                  \
+            realm__assert_fail(#x, __FILE__, __LINE__);                                            \
     } while (0)
 _Noreturn void realm__assert_fail(const char *expr, const char *file, int line);
 

@@ -5,8 +5,14 @@
 #include "error_internal.h"
 #include "realm/quant.h"
 
-#define PLAIN(n, size, sup, dot) {n, 1, size, sup, dot}
-#define BLOCK(n, bs, size, sup, dot) {n, bs, size, sup, dot}
+#define PLAIN(n, size, sup, dot)                                                                   \
+    {                                                                                              \
+        n, 1, size, sup, dot                                                                       \
+    }
+#define BLOCK(n, bs, size, sup, dot)                                                               \
+    {                                                                                              \
+        n, bs, size, sup, dot                                                                      \
+    }
 
 static const realm_type_traits traits[REALM_TYPE_COUNT] = {
     [REALM_TYPE_F32] = PLAIN("F32", 4, true, REALM_TYPE_F32),
@@ -83,8 +89,8 @@ int realm_type_check_supported(uint32_t t)
     if (tr == NULL)
         return realm__error(REALM_ERR_UNSUPPORTED, "unknown tensor type id %u", t);
     if (!tr->supported)
-        return realm__error(REALM_ERR_UNSUPPORTED,
-                            "tensor type %s (id %u) is not supported", tr->name, t);
+        return realm__error(REALM_ERR_UNSUPPORTED, "tensor type %s (id %u) is not supported",
+                            tr->name, t);
     return REALM_OK;
 }
 
@@ -103,10 +109,11 @@ uint16_t realm_fp32_to_fp16(float f)
     const uint32_t sign = (x >> 16) & 0x8000;
     const uint32_t absx = x & 0x7fffffffu;
     if (absx >= 0x7f800000u) /* inf or NaN; keep NaN quiet and non-zero */
-        return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 | ((absx >> 13) & 0x3ff) : 0));
+        return (uint16_t)(sign | 0x7c00 |
+                          (absx > 0x7f800000u ? 0x200 | ((absx >> 13) & 0x3ff) : 0));
     if (absx >= 0x477ff000u) /* rounds to >= 65536: overflow to inf */
         return (uint16_t)(sign | 0x7c00);
-    if (absx < 0x38800000u) { /* below the smallest normal half: subnormal or 0 */
+    if (absx < 0x38800000u) {   /* below the smallest normal half: subnormal or 0 */
         if (absx < 0x33000000u) /* < 2^-25: rounds to zero */
             return (uint16_t)sign;
         const uint32_t e = absx >> 23;

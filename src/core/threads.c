@@ -125,8 +125,8 @@ int realm_threadpool_new(int n_threads, realm_threadpool **out)
         if (err != 0) {
             tp->n_threads = i + 1; /* join only the ones that started */
             realm_threadpool_free(tp);
-            return realm__error(REALM_ERR_NOMEM, "cannot start compute thread %d: errno %d",
-                                i + 1, err);
+            return realm__error(REALM_ERR_NOMEM, "cannot start compute thread %d: errno %d", i + 1,
+                                err);
         }
     }
     *out = tp;
@@ -151,7 +151,10 @@ void realm_threadpool_free(realm_threadpool *tp)
     free(tp);
 }
 
-int realm_threadpool_size(const realm_threadpool *tp) { return tp->n_threads; }
+int realm_threadpool_size(const realm_threadpool *tp)
+{
+    return tp->n_threads;
+}
 
 void realm_threadpool_run(realm_threadpool *tp, realm_task_fn fn, void *arg)
 {

@@ -34,7 +34,9 @@ void realm_gen_options_init(realm_gen_options *o)
     *o = (realm_gen_options){
         .version = REALM_GEN_OPTIONS_VERSION,
         .max_tokens = 256,
-        .sampling = {.temperature = 0.8f, .top_p = 0.95f, .min_p = 0.05f,
+        .sampling = {.temperature = 0.8f,
+                     .top_p = 0.95f,
+                     .min_p = 0.05f,
                      .seed = REALM_SEED_RANDOM},
     };
 }
@@ -140,11 +142,11 @@ int realm_engine_new(const realm_model *m, const realm_engine_params *params, re
         goto fail;
     e->bs = realm_kv_block_size(e->kv);
     e->n_blocks = realm_kv_n_blocks(e->kv);
-    rc = realm_ctx_new(
-        m, e->kv,
-        &(realm_ctx_params){
-            .n_batch = p.n_batch, .n_threads = p.n_threads, .batch_invariant = p.batch_invariant},
-        &e->ctx);
+    rc = realm_ctx_new(m, e->kv,
+                       &(realm_ctx_params){.n_batch = p.n_batch,
+                                           .n_threads = p.n_threads,
+                                           .batch_invariant = p.batch_invariant},
+                       &e->ctx);
     if (rc < 0)
         goto fail;
     const size_t nb = (size_t)p.n_batch;
@@ -271,8 +273,9 @@ tenant_state *realm__engine_tenant(realm_engine *e, uint32_t id)
 /* Replace a tenant's limits; they apply from the next admission on. */
 int realm_engine_set_tenant(realm_engine *e, uint32_t id, const realm_tenant_limits *l)
 {
-    if (l == NULL || !(l->weight == 0 || (l->weight >= REALM_TENANT_WEIGHT_MIN &&
-                                          l->weight <= REALM_TENANT_WEIGHT_MAX)) ||
+    if (l == NULL ||
+        !(l->weight == 0 ||
+          (l->weight >= REALM_TENANT_WEIGHT_MIN && l->weight <= REALM_TENANT_WEIGHT_MAX)) ||
         l->max_seqs < 0 || l->max_kv_blocks < 0)
         return realm__error(REALM_ERR_INVAL,
                             "bad limits for tenant %u (weight 0 or %g..%g, limits >= 0)", id,

@@ -57,12 +57,12 @@ struct realm_gen {
     int32_t n_fill; /* tokens[0..n_fill) to compute before decoding: the prompt,
                        or after a preemption everything fed so far */
     int32_t n_gen;
-    realm_token next_tok; /* sampled, to be fed next step */
-    int32_t logit_row;    /* row of this step's logits, -1 if none */
-    int32_t n_sched;      /* entries of this step */
-    bool prompt_done;     /* tokens[0..n_fill) are in the KV sequence */
-    bool resumed;         /* preempted after sampling: next_tok is waiting to be fed */
-    bool filling;         /* this step's entries are part of the fill */
+    realm_token next_tok;  /* sampled, to be fed next step */
+    int32_t logit_row;     /* row of this step's logits, -1 if none */
+    int32_t n_sched;       /* entries of this step */
+    bool prompt_done;      /* tokens[0..n_fill) are in the KV sequence */
+    bool resumed;          /* preempted after sampling: next_tok is waiting to be fed */
+    bool filling;          /* this step's entries are part of the fill */
     bool prompt_just_done; /* this step computed the (first) prompt's end */
     bool stalled;          /* no KV room for a fill chunk this step */
     double t_first;
@@ -110,9 +110,9 @@ struct realm_engine {
     tenant_state *tenants;
     int32_t n_tenants, cap_tenants;
     uint64_t arrivals, clock;
-    double vclock; /* fair-queuing clock, see realm__engine_vclock */
+    double vclock;              /* fair-queuing clock, see realm__engine_vclock */
     double ms_per_prompt_token; /* measured on prefill-heavy steps (moving average); 0: not yet */
-    prefix_entry *prefix; /* (prefix_cache_entries) */
+    prefix_entry *prefix;       /* (prefix_cache_entries) */
     int32_t n_prefix;
     realm_engine_stats stats;
     realm_gen **finished; /* (max_seqs + max_waiting) scratch of one step */

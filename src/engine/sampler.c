@@ -21,15 +21,15 @@ typedef struct cand {
 } cand;
 
 struct realm_sampler {
-    realm_sampler_params p;       /* logit_bias points at `bias` below */
+    realm_sampler_params p; /* logit_bias points at `bias` below */
     int32_t n_vocab;
-    cand *cands;                  /* (n_vocab) scratch, rebuilt per sample */
+    cand *cands; /* (n_vocab) scratch, rebuilt per sample */
     uint64_t rng[4];
-    realm_logit_bias *bias;       /* (n_logit_bias) own copy */
-    int32_t *window;              /* (penalty_last_n) ring of accepted ids */
-    int32_t n_window, window_at;  /* entries filled, next slot */
-    int32_t *counts;              /* (n_vocab) occurrences inside the window */
-    int32_t n_probs;              /* pairs recorded by the last sample */
+    realm_logit_bias *bias;      /* (n_logit_bias) own copy */
+    int32_t *window;             /* (penalty_last_n) ring of accepted ids */
+    int32_t n_window, window_at; /* entries filled, next slot */
+    int32_t *counts;             /* (n_vocab) occurrences inside the window */
+    int32_t n_probs;             /* pairs recorded by the last sample */
     float chosen_logprob;
     realm_token_prob probs[REALM_SAMPLER_MAX_PROBS];
 };
@@ -42,7 +42,10 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 /* xoshiro256** */
 static uint64_t next_u64(uint64_t s[4])
@@ -81,8 +84,8 @@ int realm_sampler_new(const realm_sampler_params *p, int32_t n_vocab, realm_samp
             isnan(p->logit_bias[i].bias))
             return realm__error(REALM_ERR_INVAL, "logit bias for token %d (vocabulary of %d)",
                                 p->logit_bias[i].token, n_vocab);
-    const int32_t win = p->penalty_last_n > 0 ? p->penalty_last_n
-                                              : REALM_SAMPLER_DEFAULT_PENALTY_WINDOW;
+    const int32_t win =
+        p->penalty_last_n > 0 ? p->penalty_last_n : REALM_SAMPLER_DEFAULT_PENALTY_WINDOW;
     if (win > (1 << 24))
         return realm__error(REALM_ERR_INVAL, "penalty window of %d tokens", win);
     realm_sampler *s = calloc(1, sizeof *s);
@@ -144,7 +147,10 @@ static int cmp_cand_desc(const void *a, const void *b)
 }
 
 /* a ranks after b: lower logit, or equal logit and higher id. */
-static bool worse(const cand *a, const cand *b) { return cmp_cand_desc(a, b) > 0; }
+static bool worse(const cand *a, const cand *b)
+{
+    return cmp_cand_desc(a, b) > 0;
+}
 
 /* Restore the heap (worst candidate at the root) below node i. */
 static void sift_down(cand *h, int32_t n, int32_t i)
@@ -250,11 +256,12 @@ static void record_probs(realm_sampler *s)
     int32_t n = 0;
     for (int32_t i = 0; i < nv; i++) {
         const cand x = c[i];
-        if (n == s->p.n_probs && !worse(&(cand){s->probs[n - 1].token, s->probs[n - 1].logprob, 0, 0},
-                                         &x))
+        if (n == s->p.n_probs &&
+            !worse(&(cand){s->probs[n - 1].token, s->probs[n - 1].logprob, 0, 0}, &x))
             continue;
         int32_t at = n < s->p.n_probs ? n++ : n - 1;
-        while (at > 0 && worse(&(cand){s->probs[at - 1].token, s->probs[at - 1].logprob, 0, 0}, &x)) {
+        while (at > 0 &&
+               worse(&(cand){s->probs[at - 1].token, s->probs[at - 1].logprob, 0, 0}, &x)) {
             s->probs[at] = s->probs[at - 1];
             at--;
         }

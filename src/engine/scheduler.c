@@ -186,10 +186,9 @@ static void admit(realm_engine *e, int32_t *n_fin)
             int32_t w = -1;
             for (int32_t j = 0; j < e->n_waiting; j++) {
                 const realm_gen *g = e->waiting[j];
-                if (g->tenant == t->id &&
-                    (w < 0 || g->priority > e->waiting[w]->priority ||
-                     (g->priority == e->waiting[w]->priority &&
-                      g->arrival < e->waiting[w]->arrival)))
+                if (g->tenant == t->id && (w < 0 || g->priority > e->waiting[w]->priority ||
+                                           (g->priority == e->waiting[w]->priority &&
+                                            g->arrival < e->waiting[w]->arrival)))
                     w = j;
             }
             const uint64_t arrival = e->waiting[w]->arrival;
@@ -210,8 +209,9 @@ static void admit(realm_engine *e, int32_t *n_fin)
             e->n_waiting--;
             best->n_waiting--;
             char msg[160];
-            snprintf(msg, sizeof msg, "the request needs %d KV blocks, over tenant %u's limit of %d",
-                     g->max_blocks, best->id, best->l.max_kv_blocks);
+            snprintf(msg, sizeof msg,
+                     "the request needs %d KV blocks, over tenant %u's limit of %d", g->max_blocks,
+                     best->id, best->l.max_kv_blocks);
             realm__gen_finish(g, REALM_FINISH_ERROR, REALM_ERR_RANGE, msg);
             e->finished[(*n_fin)++] = g;
             continue;

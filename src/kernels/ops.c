@@ -52,15 +52,15 @@ void realm__silu_mul_ref(int64_t n, float *g, const float *u)
         g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-#define OPS_TABLE(I)                                                           \
-    {                                                                          \
-        .isa = REALM_ISA_##I##_ID, .dot_f16_f32 = realm__dot_f16_f32_##I,      \
-        .axpy_f16 = realm__axpy_f16_##I, .scale_f32 = realm__scale_f32_##I,    \
-        .fp32_to_fp16 = realm__fp32_to_fp16_##I, .rmsnorm = realm__rmsnorm_##I, \
-        .silu_mul = realm__silu_mul_##I,                                       \
+#define OPS_TABLE(I)                                                                               \
+    {                                                                                              \
+        .isa = REALM_ISA_##I##_ID, .dot_f16_f32 = realm__dot_f16_f32_##I,                          \
+        .axpy_f16 = realm__axpy_f16_##I, .scale_f32 = realm__scale_f32_##I,                        \
+        .fp32_to_fp16 = realm__fp32_to_fp16_##I, .rmsnorm = realm__rmsnorm_##I,                    \
+        .silu_mul = realm__silu_mul_##I,                                                           \
     }
-#define REALM_ISA_ref_ID REALM_ISA_SCALAR
-#define REALM_ISA_avx2_ID REALM_ISA_AVX2
+#define REALM_ISA_ref_ID    REALM_ISA_SCALAR
+#define REALM_ISA_avx2_ID   REALM_ISA_AVX2
 #define REALM_ISA_avx512_ID REALM_ISA_AVX512
 
 static const realm_ops ops_tables[REALM_ISA_COUNT] = {

@@ -3,25 +3,64 @@
 #include <stdint.h>
 
 typedef __m256 V;
-#define VW 8
+#define VW       8
 #define FN(name) realm__##name##_avx2
-static inline V v_zero(void) { return _mm256_setzero_ps(); }
-static inline V v_set1(float a) { return _mm256_set1_ps(a); }
-static inline V v_load(const float *p) { return _mm256_loadu_ps(p); }
-static inline void v_store(float *p, V v) { _mm256_storeu_ps(p, v); }
-static inline V v_load_h(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+static inline V v_zero(void)
+{
+    return _mm256_setzero_ps();
+}
+static inline V v_set1(float a)
+{
+    return _mm256_set1_ps(a);
+}
+static inline V v_load(const float *p)
+{
+    return _mm256_loadu_ps(p);
+}
+static inline void v_store(float *p, V v)
+{
+    _mm256_storeu_ps(p, v);
+}
+static inline V v_load_h(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
 static inline void v_store_h(uint16_t *p, V v)
 {
     _mm_storeu_si128((__m128i *)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
 }
-static inline V v_add(V a, V b) { return _mm256_add_ps(a, b); }
-static inline V v_sub(V a, V b) { return _mm256_sub_ps(a, b); }
-static inline V v_mul(V a, V b) { return _mm256_mul_ps(a, b); }
-static inline V v_div(V a, V b) { return _mm256_div_ps(a, b); }
-static inline V v_fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-static inline V v_min(V a, V b) { return _mm256_min_ps(a, b); }
-static inline V v_max(V a, V b) { return _mm256_max_ps(a, b); }
-static inline V v_round(V a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+static inline V v_add(V a, V b)
+{
+    return _mm256_add_ps(a, b);
+}
+static inline V v_sub(V a, V b)
+{
+    return _mm256_sub_ps(a, b);
+}
+static inline V v_mul(V a, V b)
+{
+    return _mm256_mul_ps(a, b);
+}
+static inline V v_div(V a, V b)
+{
+    return _mm256_div_ps(a, b);
+}
+static inline V v_fma(V a, V b, V c)
+{
+    return _mm256_fmadd_ps(a, b, c);
+}
+static inline V v_min(V a, V b)
+{
+    return _mm256_min_ps(a, b);
+}
+static inline V v_max(V a, V b)
+{
+    return _mm256_max_ps(a, b);
+}
+static inline V v_round(V a)
+{
+    return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
 /* p * 2^k for integral k in [-128, 128], as two factors 2^h and 2^(k-h),
  * h = k/2, so neither exponent field over- or underflows. */
 static inline V v_ldexp(V p, V k)

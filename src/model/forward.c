@@ -42,8 +42,8 @@ struct realm_ctx {
     float *x, *xn, *q, *kk, *vv, *att, *g, *u;
     float *rope_cos, *rope_sin; /* (n, n_rot/2) for the batch's positions */
     uint8_t *act;
-    realm_type act_type;        /* what `act` currently holds */
-    float *attn_scratch;        /* per thread: head_dim + block_size floats */
+    realm_type act_type; /* what `act` currently holds */
+    float *attn_scratch; /* per thread: head_dim + block_size floats */
     int64_t attn_scratch_len;
     const int32_t **entry_blocks; /* per entry: its sequence's block list */
 };
@@ -123,8 +123,8 @@ int realm_ctx_new(const realm_model *m, realm_kv_cache *kv, const realm_ctx_para
     ALLOC(c->attn_scratch, (size_t)n_threads * (size_t)c->attn_scratch_len);
     ALLOC(c->entry_blocks, nb);
 #undef ALLOC
-    if (!c->x || !c->xn || !c->q || !c->kk || !c->vv || !c->att || !c->g || !c->u ||
-        !c->rope_cos || !c->rope_sin || !c->act || !c->attn_scratch || !c->entry_blocks) {
+    if (!c->x || !c->xn || !c->q || !c->kk || !c->vv || !c->att || !c->g || !c->u || !c->rope_cos ||
+        !c->rope_sin || !c->act || !c->attn_scratch || !c->entry_blocks) {
         realm_ctx_free(c);
         return realm__error(REALM_ERR_NOMEM, "out of memory for a compute context of %llu MiB",
                             (unsigned long long)(realm_ctx_bytes(m, p) >> 20));
@@ -233,9 +233,9 @@ struct matmul_task {
     int n_mats;
     const weight *w[MM_MAX];
     float *out[MM_MAX];
-    int64_t ld[MM_MAX];      /* row stride of out, in floats */
-    bool accumulate;         /* out += instead of out = */
-    bool invariant;          /* realm_matmul_rows_invariant */
+    int64_t ld[MM_MAX]; /* row stride of out, in floats */
+    bool accumulate;    /* out += instead of out = */
+    bool invariant;     /* realm_matmul_rows_invariant */
     const uint8_t *act;
     size_t act_row;
     int32_t n;
@@ -266,8 +266,12 @@ static void matmul_part(void *arg, int ith, int nth)
 static void matmul(realm_ctx *c, int n_mats, const weight *const *w, float *const *out,
                    const int64_t *ld, bool accumulate, int32_t n)
 {
-    struct matmul_task t = {.k = c->k, .n_mats = n_mats, .accumulate = accumulate,
-                            .invariant = c->invariant, .act = c->act, .n = n};
+    struct matmul_task t = {.k = c->k,
+                            .n_mats = n_mats,
+                            .accumulate = accumulate,
+                            .invariant = c->invariant,
+                            .act = c->act,
+                            .n = n};
     for (int i = 0; i < n_mats; i++) {
         REALM_ASSERT(realm_type_get(w[i]->type)->vec_dot_type == c->act_type);
         t.w[i] = w[i];
@@ -308,7 +312,8 @@ void realm__attention(const realm_ops *ops, const realm_kv_cache *kv, int l, con
         const int32_t cnt = n_pos - p0 < kv->block_size ? n_pos - p0 : kv->block_size;
         float mb = -INFINITY;
         for (int32_t j = 0; j < cnt; j++) {
-            sc[j] = ops->dot_f16_f32(hd, (const uint16_t *)(kb + (size_t)j * kv->row_bytes), q) * scale;
+            sc[j] =
+                ops->dot_f16_f32(hd, (const uint16_t *)(kb + (size_t)j * kv->row_bytes), q) * scale;
             mb = sc[j] > mb ? sc[j] : mb;
         }
         if (mb > m) {
@@ -355,24 +360,29 @@ static int prepare_batch(realm_ctx *c, const realm_batch *b)
     const realm_hparams *hp = &c->m->hp;
     realm_kv_cache *kv = c->kv;
     if (b->n < 1 || b->n > c->n_batch)
-        return realm__error(REALM_ERR_INVAL, "batch of %d entries (this context takes 1..%d)",
-                            b->n, c->n_batch);
+        return realm__error(REALM_ERR_INVAL, "batch of %d entries (this context takes 1..%d)", b->n,
+                            c->n_batch);
     int32_t need = 0;
     for (int32_t e = 0; e < b->n; e++) {
         const kv_seq *s = realm__kv_seq(kv, b->seq[e]);
         if (s == NULL)
-            return realm__error(REALM_ERR_INVAL, "batch entry %d: unknown sequence %d", e, b->seq[e]);
+            return realm__error(REALM_ERR_INVAL, "batch entry %d: unknown sequence %d", e,
+                                b->seq[e]);
         if (b->token[e] < 0 || b->token[e] >= hp->n_vocab)
-            return realm__error(REALM_ERR_INVAL, "batch entry %d: token %d is outside the vocabulary "
-                                "(0..%d)", e, b->token[e], hp->n_vocab - 1);
+            return realm__error(REALM_ERR_INVAL,
+                                "batch entry %d: token %d is outside the vocabulary "
+                                "(0..%d)",
+                                e, b->token[e], hp->n_vocab - 1);
         int32_t prev = -1, count = 0;
         for (int32_t j = e - 1; j >= 0 && prev < 0; j--)
             if (b->seq[j] == b->seq[e])
                 prev = j;
         const int32_t expect = prev >= 0 ? b->pos[prev] + 1 : s->len;
         if (b->pos[e] != expect)
-            return realm__error(REALM_ERR_INVAL, "batch entry %d: position %d of sequence %d, "
-                                "expected %d", e, b->pos[e], b->seq[e], expect);
+            return realm__error(REALM_ERR_INVAL,
+                                "batch entry %d: position %d of sequence %d, "
+                                "expected %d",
+                                e, b->pos[e], b->seq[e], expect);
         if (prev < 0) { /* first entry of its sequence: count them all */
             for (int32_t j = e; j < b->n; j++)
                 count += b->seq[j] == b->seq[e];
@@ -380,8 +390,10 @@ static int prepare_batch(realm_ctx *c, const realm_batch *b)
         }
     }
     if (need > kv->n_free)
-        return realm__error(REALM_ERR_NOSPACE, "KV cache full: the batch needs %d more blocks, "
-                            "%d of %d are free", need, kv->n_free, kv->n_blocks);
+        return realm__error(REALM_ERR_NOSPACE,
+                            "KV cache full: the batch needs %d more blocks, "
+                            "%d of %d are free",
+                            need, kv->n_free, kv->n_blocks);
     for (int32_t e = 0; e < b->n; e++) {
         bool first = true;
         for (int32_t j = 0; j < e && first; j++)
@@ -434,10 +446,12 @@ int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
 
     for (int32_t e = 0; e < n; e++)
         realm_dequantize_row(m->tok_embd.type,
-                             (const uint8_t *)m->tok_embd.data + (size_t)b->token[e] * m->tok_embd.row_size,
+                             (const uint8_t *)m->tok_embd.data +
+                                 (size_t)b->token[e] * m->tok_embd.row_size,
                              c->x + e * E, E);
     for (int32_t e = 0; e < n; e++)
-        realm__rope_cache(hp, m->rope_freqs, b->pos[e], c->rope_cos + e * half, c->rope_sin + e * half);
+        realm__rope_cache(hp, m->rope_freqs, b->pos[e], c->rope_cos + e * half,
+                          c->rope_sin + e * half);
 
     for (int l = 0; l < hp->n_layer; l++) {
         const layer *L = &m->layers[l];
@@ -462,9 +476,10 @@ int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
             add_bias(c->q + e * q_dim, L->bq, q_dim);
             add_bias(c->kk + e * kv_dim, L->bk, kv_dim);
             add_bias(c->vv + e * kv_dim, L->bv, kv_dim);
-            realm__rope_apply(hp, c->q + e * q_dim, hp->n_head, c->rope_cos + e * half, c->rope_sin + e * half);
+            realm__rope_apply(hp, c->q + e * q_dim, hp->n_head, c->rope_cos + e * half,
+                              c->rope_sin + e * half);
             realm__rope_apply(hp, c->kk + e * kv_dim, hp->n_head_kv, c->rope_cos + e * half,
-                       c->rope_sin + e * half);
+                              c->rope_sin + e * half);
             kv_store(c, b, l, e);
         }
         struct attn_task at = {c, b, l};
@@ -479,7 +494,8 @@ int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
         const weight *gu[2] = {&L->w_gate, &L->w_up};
         float *gu_out[2] = {c->g, c->u};
         const int64_t gu_ld[2] = {F, F};
-        if (realm_type_get(L->w_gate.type)->vec_dot_type == realm_type_get(L->w_up.type)->vec_dot_type) {
+        if (realm_type_get(L->w_gate.type)->vec_dot_type ==
+            realm_type_get(L->w_up.type)->vec_dot_type) {
             convert_act(c, c->xn, E, E, n, L->w_gate.type);
             matmul(c, 2, gu, gu_out, gu_ld, false, n);
         } else {

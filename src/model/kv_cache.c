@@ -24,8 +24,8 @@ static int kv_shape(const realm_model *m, const realm_kv_params *p, int32_t *bs,
                             realm_type_name(*type));
     const int64_t kv_dim = (int64_t)m->hp.n_head_kv * m->hp.head_dim;
     if (p->n_ctx < 1 || p->n_ctx > (1 << 26) || *bs > 4096)
-        return realm__error(REALM_ERR_INVAL, "KV cache of %d tokens in blocks of %d is out of range",
-                            p->n_ctx, *bs);
+        return realm__error(REALM_ERR_INVAL,
+                            "KV cache of %d tokens in blocks of %d is out of range", p->n_ctx, *bs);
     *n_blocks = (p->n_ctx + *bs - 1) / *bs;
     *row_bytes = realm_row_size(*type, kv_dim);
     return REALM_OK;
@@ -53,10 +53,9 @@ int realm_kv_cache_new(const realm_model *m, const realm_kv_params *p, realm_kv_
         return rc;
     const uint64_t bytes = realm_kv_cache_bytes(m, p);
     if (p->mem_budget && bytes > p->mem_budget)
-        return realm__error(REALM_ERR_RANGE,
-                            "a KV cache for %d tokens needs %llu MiB, over the budget of %llu MiB",
-                            p->n_ctx, (unsigned long long)(bytes >> 20),
-                            (unsigned long long)(p->mem_budget >> 20));
+        return realm__error(
+            REALM_ERR_RANGE, "a KV cache for %d tokens needs %llu MiB, over the budget of %llu MiB",
+            p->n_ctx, (unsigned long long)(bytes >> 20), (unsigned long long)(p->mem_budget >> 20));
     realm_kv_cache *kv = calloc(1, sizeof *kv);
     if (kv == NULL)
         return realm__error(REALM_ERR_NOMEM, "out of memory for the KV cache");
@@ -111,9 +110,18 @@ void realm_kv_cache_free(realm_kv_cache *kv)
     free(kv);
 }
 
-int32_t realm_kv_block_size(const realm_kv_cache *kv) { return kv->block_size; }
-int32_t realm_kv_n_blocks(const realm_kv_cache *kv) { return kv->n_blocks; }
-int32_t realm_kv_free_blocks(const realm_kv_cache *kv) { return kv->n_free; }
+int32_t realm_kv_block_size(const realm_kv_cache *kv)
+{
+    return kv->block_size;
+}
+int32_t realm_kv_n_blocks(const realm_kv_cache *kv)
+{
+    return kv->n_blocks;
+}
+int32_t realm_kv_free_blocks(const realm_kv_cache *kv)
+{
+    return kv->n_free;
+}
 
 kv_seq *realm__kv_seq(realm_kv_cache *kv, int32_t seq)
 {
@@ -207,8 +215,8 @@ int realm_kv_seq_truncate(realm_kv_cache *kv, int32_t seq, int32_t n_tokens)
     if (s == NULL)
         return realm__error(REALM_ERR_INVAL, "unknown sequence %d", seq);
     if (n_tokens < 0 || n_tokens > s->len)
-        return realm__error(REALM_ERR_INVAL, "cannot truncate sequence %d of %d tokens to %d",
-                            seq, s->len, n_tokens);
+        return realm__error(REALM_ERR_INVAL, "cannot truncate sequence %d of %d tokens to %d", seq,
+                            s->len, n_tokens);
     const int32_t keep = (n_tokens + kv->block_size - 1) / kv->block_size;
     for (int32_t i = keep; i < s->n_blocks; i++)
         block_release(kv, s->blocks[i]);
@@ -282,8 +290,10 @@ int realm__kv_reserve(realm_kv_cache *kv, int32_t seq, int32_t n)
         kv->refs[nb] = 1;
         const size_t used = kv->row_bytes * (size_t)(s->len % kv->block_size);
         for (int l = 0; l < kv->model->hp.n_layer; l++) {
-            memcpy(kv->k[l] + (size_t)nb * kv->block_bytes, kv->k[l] + (size_t)old * kv->block_bytes, used);
-            memcpy(kv->v[l] + (size_t)nb * kv->block_bytes, kv->v[l] + (size_t)old * kv->block_bytes, used);
+            memcpy(kv->k[l] + (size_t)nb * kv->block_bytes,
+                   kv->k[l] + (size_t)old * kv->block_bytes, used);
+            memcpy(kv->v[l] + (size_t)nb * kv->block_bytes,
+                   kv->v[l] + (size_t)old * kv->block_bytes, used);
         }
         block_release(kv, old);
         s->blocks[s->n_blocks - 1] = nb;

@@ -35,8 +35,9 @@ static int get_hp_int(const realm_gguf *g, const char *arch, const char *suffix,
     if (rc < 0)
         return realm__error(REALM_ERR_FORMAT, "model metadata '%s': %s", key, realm_last_error());
     if (v < min || v > max)
-        return realm__error(REALM_ERR_FORMAT, "model metadata '%s' = %lld is out of range %lld..%lld",
-                            key, (long long)v, (long long)min, (long long)max);
+        return realm__error(REALM_ERR_FORMAT,
+                            "model metadata '%s' = %lld is out of range %lld..%lld", key,
+                            (long long)v, (long long)min, (long long)max);
     *out = (int32_t)v;
     return REALM_OK;
 }
@@ -57,8 +58,9 @@ static int get_hp_float(const realm_gguf *g, const char *arch, const char *suffi
         return REALM_OK;
     }
     if (realm_gguf_find_kv(g, key) >= 0)
-        return realm__error(REALM_ERR_FORMAT, "model metadata '%s' is %s, not a float", key,
-                            realm_gguf_type_name(realm_gguf_kv_type(g, realm_gguf_find_kv(g, key))));
+        return realm__error(
+            REALM_ERR_FORMAT, "model metadata '%s' is %s, not a float", key,
+            realm_gguf_type_name(realm_gguf_kv_type(g, realm_gguf_find_kv(g, key))));
     return REALM_ERR_NOTFOUND;
 }
 
@@ -136,10 +138,13 @@ static int read_hparams(const realm_gguf *g, realm_hparams *hp, char *arch, size
     char key[160];
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     realm_gguf_str st;
-    if (realm_gguf_get_str(g, key, &st) == REALM_OK && !(st.len == 4 && !memcmp(st.data, "none", 4)) &&
+    if (realm_gguf_get_str(g, key, &st) == REALM_OK &&
+        !(st.len == 4 && !memcmp(st.data, "none", 4)) &&
         !(st.len == 6 && !memcmp(st.data, "linear", 6)))
-        return realm__error(REALM_ERR_UNSUPPORTED, "RoPE scaling type '%.*s' is not supported "
-                            "(supported: none, linear)", (int)(st.len < 32 ? st.len : 32), st.data);
+        return realm__error(REALM_ERR_UNSUPPORTED,
+                            "RoPE scaling type '%.*s' is not supported "
+                            "(supported: none, linear)",
+                            (int)(st.len < 32 ? st.len : 32), st.data);
     float factor = 0;
     rc = get_hp_float(g, arch, "rope.scaling.factor", &factor);
     if (rc == REALM_ERR_NOTFOUND)
@@ -157,11 +162,13 @@ static int bind_weight(const realm_gguf_tensor *t, int64_t ne0, int64_t rows, we
     if (t->n_dims != 2 || t->ne[0] != ne0 || t->ne[1] != rows)
         return realm__error(REALM_ERR_FORMAT,
                             "tensor '%s' has shape [%lld, %lld, %lld], expected [%lld, %lld]",
-                            t->name, (long long)t->ne[0], (long long)t->ne[1],
-                            (long long)t->ne[2], (long long)ne0, (long long)rows);
+                            t->name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                            (long long)ne0, (long long)rows);
     if (realm_type_check_supported(t->type) < 0 || t->type == REALM_TYPE_Q8_K)
-        return realm__error(REALM_ERR_UNSUPPORTED, "tensor '%s' has type %s, which Realm cannot "
-                            "compute with", t->name, realm_type_name(t->type));
+        return realm__error(REALM_ERR_UNSUPPORTED,
+                            "tensor '%s' has type %s, which Realm cannot "
+                            "compute with",
+                            t->name, realm_type_name(t->type));
     w->data = t->data;
     w->type = t->type;
     w->ne0 = ne0;
@@ -204,18 +211,30 @@ static int bind_tensor(realm_model *m, const realm_gguf_tensor *t, const char *a
         il < hp->n_layer) {
         layer *L = &m->layers[il];
         const bool qwen = hp->arch == REALM_ARCH_QWEN2;
-        if (!strcmp(rest, "attn_norm.weight")) return bind_vec(t, hp->n_embd, &L->attn_norm);
-        if (!strcmp(rest, "ffn_norm.weight")) return bind_vec(t, hp->n_embd, &L->ffn_norm);
-        if (!strcmp(rest, "attn_q.weight")) return bind_weight(t, hp->n_embd, q_dim, &L->wq);
-        if (!strcmp(rest, "attn_k.weight")) return bind_weight(t, hp->n_embd, kv_dim, &L->wk);
-        if (!strcmp(rest, "attn_v.weight")) return bind_weight(t, hp->n_embd, kv_dim, &L->wv);
-        if (!strcmp(rest, "attn_output.weight")) return bind_weight(t, q_dim, hp->n_embd, &L->wo);
-        if (!strcmp(rest, "ffn_gate.weight")) return bind_weight(t, hp->n_embd, hp->n_ff, &L->w_gate);
-        if (!strcmp(rest, "ffn_up.weight")) return bind_weight(t, hp->n_embd, hp->n_ff, &L->w_up);
-        if (!strcmp(rest, "ffn_down.weight")) return bind_weight(t, hp->n_ff, hp->n_embd, &L->w_down);
-        if (qwen && !strcmp(rest, "attn_q.bias")) return bind_vec(t, q_dim, &L->bq);
-        if (qwen && !strcmp(rest, "attn_k.bias")) return bind_vec(t, kv_dim, &L->bk);
-        if (qwen && !strcmp(rest, "attn_v.bias")) return bind_vec(t, kv_dim, &L->bv);
+        if (!strcmp(rest, "attn_norm.weight"))
+            return bind_vec(t, hp->n_embd, &L->attn_norm);
+        if (!strcmp(rest, "ffn_norm.weight"))
+            return bind_vec(t, hp->n_embd, &L->ffn_norm);
+        if (!strcmp(rest, "attn_q.weight"))
+            return bind_weight(t, hp->n_embd, q_dim, &L->wq);
+        if (!strcmp(rest, "attn_k.weight"))
+            return bind_weight(t, hp->n_embd, kv_dim, &L->wk);
+        if (!strcmp(rest, "attn_v.weight"))
+            return bind_weight(t, hp->n_embd, kv_dim, &L->wv);
+        if (!strcmp(rest, "attn_output.weight"))
+            return bind_weight(t, q_dim, hp->n_embd, &L->wo);
+        if (!strcmp(rest, "ffn_gate.weight"))
+            return bind_weight(t, hp->n_embd, hp->n_ff, &L->w_gate);
+        if (!strcmp(rest, "ffn_up.weight"))
+            return bind_weight(t, hp->n_embd, hp->n_ff, &L->w_up);
+        if (!strcmp(rest, "ffn_down.weight"))
+            return bind_weight(t, hp->n_ff, hp->n_embd, &L->w_down);
+        if (qwen && !strcmp(rest, "attn_q.bias"))
+            return bind_vec(t, q_dim, &L->bq);
+        if (qwen && !strcmp(rest, "attn_k.bias"))
+            return bind_vec(t, kv_dim, &L->bk);
+        if (qwen && !strcmp(rest, "attn_v.bias"))
+            return bind_vec(t, kv_dim, &L->bv);
     }
     return realm__error(REALM_ERR_UNSUPPORTED,
                         "tensor '%s' is not part of a '%s' model as Realm implements it", name,
@@ -236,9 +255,9 @@ static int check_complete(const realm_model *m)
             const void *p;
             const char *name;
         } req[] = {
-            {L->attn_norm, "attn_norm.weight"}, {L->wq.data, "attn_q.weight"},
-            {L->wk.data, "attn_k.weight"},      {L->wv.data, "attn_v.weight"},
-            {L->wo.data, "attn_output.weight"}, {L->ffn_norm, "ffn_norm.weight"},
+            {L->attn_norm, "attn_norm.weight"},  {L->wq.data, "attn_q.weight"},
+            {L->wk.data, "attn_k.weight"},       {L->wv.data, "attn_v.weight"},
+            {L->wo.data, "attn_output.weight"},  {L->ffn_norm, "ffn_norm.weight"},
             {L->w_gate.data, "ffn_gate.weight"}, {L->w_up.data, "ffn_up.weight"},
             {L->w_down.data, "ffn_down.weight"},
         };
@@ -313,6 +332,15 @@ void realm_model_free(realm_model *m)
     free(m);
 }
 
-const realm_hparams *realm_model_hparams(const realm_model *m) { return &m->hp; }
-const realm_gguf *realm_model_gguf(const realm_model *m) { return m->gguf; }
-uint64_t realm_model_weight_bytes(const realm_model *m) { return m->weight_bytes; }
+const realm_hparams *realm_model_hparams(const realm_model *m)
+{
+    return &m->hp;
+}
+const realm_gguf *realm_model_gguf(const realm_model *m)
+{
+    return m->gguf;
+}
+uint64_t realm_model_weight_bytes(const realm_model *m)
+{
+    return m->weight_bytes;
+}

@@ -10,8 +10,8 @@
 typedef struct weight {
     const void *data;
     realm_type type;
-    int64_t ne0;    /* row length (input features) */
-    int64_t rows;   /* output features */
+    int64_t ne0;  /* row length (input features) */
+    int64_t rows; /* output features */
     size_t row_size;
 } weight;
 
@@ -37,26 +37,26 @@ struct realm_model {
 /* Sequence bookkeeping of the paged cache. */
 typedef struct kv_seq {
     bool used;
-    int32_t len;       /* tokens */
-    int32_t n_blocks;  /* blocks in use: ceil(len / block_size) */
-    int32_t cap;       /* capacity of `blocks` */
+    int32_t len;      /* tokens */
+    int32_t n_blocks; /* blocks in use: ceil(len / block_size) */
+    int32_t cap;      /* capacity of `blocks` */
     int32_t *blocks;
 } kv_seq;
 
 struct realm_kv_cache {
     const realm_model *model;
-    realm_type type;       /* F16 */
+    realm_type type; /* F16 */
     int32_t block_size;
     int32_t n_blocks;
-    int64_t kv_dim;        /* n_head_kv * head_dim */
-    size_t row_bytes;      /* bytes of one token's K (or V) for one layer */
-    size_t block_bytes;    /* bytes of one block of one layer's K (or V) */
-    uint8_t **k, **v;      /* per layer: n_blocks * block_bytes */
-    int32_t *refs;         /* per block: sequences using it (0 = free) */
-    int32_t *free_list;    /* stack of free block ids */
+    int64_t kv_dim;     /* n_head_kv * head_dim */
+    size_t row_bytes;   /* bytes of one token's K (or V) for one layer */
+    size_t block_bytes; /* bytes of one block of one layer's K (or V) */
+    uint8_t **k, **v;   /* per layer: n_blocks * block_bytes */
+    int32_t *refs;      /* per block: sequences using it (0 = free) */
+    int32_t *free_list; /* stack of free block ids */
     int32_t n_free;
     kv_seq *seqs;
-    int32_t n_seqs;        /* slots in seqs */
+    int32_t n_seqs; /* slots in seqs */
 };
 
 /* Where token i of seq lives: block id and slot within the block. */

@@ -11,11 +11,11 @@
  */
 #include <jansson.h>
 #include <stdarg.h>
-#include <utf8proc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <utf8proc.h>
 
 #include "core/error_internal.h"
 #include "realm/chat.h"
@@ -24,12 +24,12 @@
 #include "realm/tokenizer.h"
 #include "sandbox_internal.h"
 
-#define MAX_MODELS 16
-#define MAX_GENS 64
-#define MAX_SESSIONS 8
-#define SESSION_BASE 1024 /* session handles: SESSION_BASE + slot */
-#define SESSION_CTX 2048  /* most tokens in one session */
-#define SESSION_BATCH 64  /* tokens per forward call */
+#define MAX_MODELS    16
+#define MAX_GENS      64
+#define MAX_SESSIONS  8
+#define SESSION_BASE  1024 /* session handles: SESSION_BASE + slot */
+#define SESSION_CTX   2048 /* most tokens in one session */
+#define SESSION_BATCH 64   /* tokens per forward call */
 
 /* One sampled token of a generation, for gen_tokens. */
 typedef struct tok_info {
@@ -50,7 +50,7 @@ typedef struct gen_slot {
     char *pending; /* a piece that did not fit the guest's buffer */
     size_t pending_len;
     int done;
-    int n_top;      /* alternatives per token asked for; -1: no log-probabilities */
+    int n_top;                  /* alternatives per token asked for; -1: no log-probabilities */
     const realm_tokenizer *tok; /* for the tokens' text */
     tok_list acc;   /* tokens since the last piece returned (empty pieces are skipped) */
     tok_list piece; /* the tokens of the piece gen_next returned last */
@@ -112,8 +112,8 @@ static uint8_t *guest_range(realm_instance *in, const char *fn, uint32_t ptr, ui
         return m->data;
     if ((uint64_t)ptr + len > m->size)
         realm__rt_trap_msg(REALM__TRAP_HOST,
-                           "realm.%s: range 0x%x + %llu outside guest memory of %u bytes", fn,
-                           ptr, (unsigned long long)len, m->size);
+                           "realm.%s: range 0x%x + %llu outside guest memory of %u bytes", fn, ptr,
+                           (unsigned long long)len, m->size);
     return m->data + ptr;
 }
 
@@ -180,13 +180,13 @@ static int session_open(session *se, model_slot *ms)
 {
     const realm_hparams *hp = realm_model_hparams(ms->model);
     memset(se, 0, sizeof *se);
-    se->n_ctx = hp->n_ctx_train > 0 && hp->n_ctx_train < SESSION_CTX ? hp->n_ctx_train
-                                                                      : SESSION_CTX;
+    se->n_ctx =
+        hp->n_ctx_train > 0 && hp->n_ctx_train < SESSION_CTX ? hp->n_ctx_train : SESSION_CTX;
     se->n_vocab = hp->n_vocab;
     int rc = realm_kv_cache_new(ms->model, &(realm_kv_params){.n_ctx = se->n_ctx}, &se->kv);
     if (rc == 0)
-        rc = realm_ctx_new(ms->model, se->kv, &(realm_ctx_params){.n_batch = SESSION_BATCH, .n_threads = 1},
-                           &se->ctx);
+        rc = realm_ctx_new(ms->model, se->kv,
+                           &(realm_ctx_params){.n_batch = SESSION_BATCH, .n_threads = 1}, &se->ctx);
     if (rc == 0)
         rc = realm_kv_seq_new(se->kv, &se->seq);
     if (rc == 0 && !(se->logits = malloc((size_t)se->n_vocab * sizeof(float))))
@@ -194,12 +194,14 @@ static int session_open(session *se, model_slot *ms)
     return rc;
 }
 
-#define HOST_BEGIN(c) realm_instance *in = (c); realm__rt_host_enter()
-#define HOST_RETURN(v)                                                         \
-    do {                                                                       \
-        uint32_t r_ = (uint32_t)(v);                                           \
-        realm__rt_host_leave();                                                \
-        return r_;                                                             \
+#define HOST_BEGIN(c)                                                                              \
+    realm_instance *in = (c);                                                                      \
+    realm__rt_host_enter()
+#define HOST_RETURN(v)                                                                             \
+    do {                                                                                           \
+        uint32_t r_ = (uint32_t)(v);                                                               \
+        realm__rt_host_leave();                                                                    \
+        return r_;                                                                                 \
     } while (0)
 
 /* ---- request and response ----------------------------------------------- */
@@ -298,8 +300,8 @@ static uint32_t h_model_open(void *c, uint32_t ptr, uint32_t len)
     if (!allowed)
         rc = fail(in, REALM_ERR_DENIED, "model_open: model '%s' is not allowed for this tenant",
                   shown);
-    else if (realm__sandbox_find_model(realm__module_sandbox(in->mod), name, len, &e, &m,
-                                       &full) < 0)
+    else if (realm__sandbox_find_model(realm__module_sandbox(in->mod), name, len, &e, &m, &full) <
+             0)
         rc = fail(in, REALM_ERR_NOTFOUND, "model_open: no model named '%s'", shown);
     else {
         rc = 0;
@@ -307,8 +309,7 @@ static uint32_t h_model_open(void *c, uint32_t ptr, uint32_t len)
             if (in->models[i].engine == e && strcmp(in->models[i].name, full) == 0)
                 rc = i + 1;
         if (!rc && in->n_models == MAX_MODELS)
-            rc = fail(in, REALM_ERR_RANGE, "model_open: at most %d models per request",
-                      MAX_MODELS);
+            rc = fail(in, REALM_ERR_RANGE, "model_open: at most %d models per request", MAX_MODELS);
         else if (!rc) {
             model_slot *s = &in->models[in->n_models++];
             s->engine = e;
@@ -341,14 +342,13 @@ static uint32_t h_model_info(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
         HOST_RETURN(fail(in, REALM_ERR_INVAL, "model_info: bad model handle %u", h));
     const realm_hparams *hp = realm_model_hparams(s->model);
     const realm_tokenizer *tok = realm_engine_tokenizer(s->engine);
-    json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "name", s->name,
-                          "architecture", realm_arch_name(hp->arch), "n_ctx_train",
-                          (json_int_t)hp->n_ctx_train, "n_vocab",
-                          (json_int_t)realm_tokenizer_n_vocab(tok), "n_embd",
-                          (json_int_t)hp->n_embd, "n_layer", (json_int_t)hp->n_layer, "n_head",
-                          (json_int_t)hp->n_head, "n_head_kv", (json_int_t)hp->n_head_kv,
-                          "bos", (json_int_t)realm_tokenizer_bos(tok), "eos",
-                          (json_int_t)realm_tokenizer_eos(tok));
+    json_t *j = json_pack(
+        "{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "name", s->name, "architecture",
+        realm_arch_name(hp->arch), "n_ctx_train", (json_int_t)hp->n_ctx_train, "n_vocab",
+        (json_int_t)realm_tokenizer_n_vocab(tok), "n_embd", (json_int_t)hp->n_embd, "n_layer",
+        (json_int_t)hp->n_layer, "n_head", (json_int_t)hp->n_head, "n_head_kv",
+        (json_int_t)hp->n_head_kv, "bos", (json_int_t)realm_tokenizer_bos(tok), "eos",
+        (json_int_t)realm_tokenizer_eos(tok));
     HOST_RETURN(put_json(dst, cap, j));
 }
 
@@ -367,8 +367,7 @@ static uint32_t h_tokenize(void *c, uint32_t h, uint32_t text, uint32_t len, uin
         HOST_RETURN(fail(in, REALM_ERR_INVAL, "tokenize: bad model handle %u", h));
     realm_token *ids = NULL;
     int32_t n = 0;
-    int rc = realm_tokenize_alloc(realm_engine_tokenizer(s->engine), t, len, flags & 3u, &ids,
-                                  &n);
+    int rc = realm_tokenize_alloc(realm_engine_tokenizer(s->engine), t, len, flags & 3u, &ids, &n);
     if (rc < 0)
         HOST_RETURN(fail(in, rc, "tokenize: %s", realm_last_error()));
     if ((uint32_t)n <= cap)
@@ -423,8 +422,9 @@ static char *build_prompt(realm_instance *in, model_slot *s, json_t *o, int *rc)
     }
     json_t *msgs = json_object_get(o, "messages");
     if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
-        *rc = fail(in, REALM_ERR_INVAL, "generate: give \"prompt\" (string) or \"messages\" "
-                                        "(non-empty array)");
+        *rc = fail(in, REALM_ERR_INVAL,
+                   "generate: give \"prompt\" (string) or \"messages\" "
+                   "(non-empty array)");
         return NULL;
     }
     size_t n = json_array_size(msgs);
@@ -441,7 +441,8 @@ static char *build_prompt(realm_instance *in, model_slot *s, json_t *o, int *rc)
             free(m);
             *rc = fail(in, REALM_ERR_INVAL,
                        "generate: messages[%zu] needs a role (system, user, assistant) and a "
-                       "string content", i);
+                       "string content",
+                       i);
             return NULL;
         }
         m[i].content = content;
@@ -488,8 +489,8 @@ static uint32_t h_generate(void *c, uint32_t h, uint32_t ptr, uint32_t len)
     json_t *o = json_loadb(src, len, 0, &jerr);
     if (!json_is_object(o)) {
         json_decref(o);
-        HOST_RETURN(fail(in, REALM_ERR_INVAL, "generate: options are not a JSON object: %s",
-                         jerr.text));
+        HOST_RETURN(
+            fail(in, REALM_ERR_INVAL, "generate: options are not a JSON object: %s", jerr.text));
     }
     int rc = 0;
     char *prompt = build_prompt(in, s, o, &rc);
@@ -545,10 +546,11 @@ static uint32_t h_generate(void *c, uint32_t h, uint32_t ptr, uint32_t len)
     }
     opt.stop = opt.n_stop ? stops : NULL;
     realm_gen *g = NULL;
-    rc = realm_engine_submit(s->engine,
-                             &(realm_gen_request){.text = prompt, .text_len = strlen(prompt),
-                                                  .tenant = in->pol.tenant, .options = &opt},
-                             &g);
+    rc = realm_engine_submit(
+        s->engine,
+        &(realm_gen_request){
+            .text = prompt, .text_len = strlen(prompt), .tenant = in->pol.tenant, .options = &opt},
+        &g);
     free(prompt);
     json_decref(o);
     if (rc < 0)
@@ -630,8 +632,8 @@ static uint32_t h_gen_next(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
     }
     realm_gen_result res;
     if (realm_gen_result_get(s->g, &res) == 0 && res.finish == REALM_FINISH_ERROR)
-        HOST_RETURN(fail(in, res.error < 0 ? res.error : REALM_ERR_IO, "gen_next: %s",
-                         res.message));
+        HOST_RETURN(
+            fail(in, res.error < 0 ? res.error : REALM_ERR_IO, "gen_next: %s", res.message));
     HOST_RETURN(0);
 }
 
@@ -651,8 +653,8 @@ static json_t *token_json(const realm_tokenizer *tok, int32_t id, const float *l
     json_t *bytes = text ? json_array() : NULL;
     for (size_t i = 0; i < n && bytes;) {
         utf8proc_int32_t cp;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)b + i,
-                                              (utf8proc_ssize_t)(n - i), &cp);
+        utf8proc_ssize_t k =
+            utf8proc_iterate((const utf8proc_uint8_t *)b + i, (utf8proc_ssize_t)(n - i), &cp);
         if (k <= 0) {
             k = 1;
             memcpy(text + t, "\xEF\xBF\xBD", 3);
@@ -665,8 +667,8 @@ static json_t *token_json(const realm_tokenizer *tok, int32_t id, const float *l
             json_array_append_new(bytes, json_integer((uint8_t)b[i + (size_t)j]));
         i += (size_t)k;
     }
-    json_t *o = bytes ? json_pack("{s:i, s:s%, s:o}", "id", id, "token", text, t, "bytes", bytes)
-                      : NULL;
+    json_t *o =
+        bytes ? json_pack("{s:i, s:s%, s:o}", "id", id, "token", text, t, "bytes", bytes) : NULL;
     free(text);
     if (o && lp)
         json_object_set_new(o, "logprob", json_real(*lp));
@@ -694,8 +696,7 @@ static uint32_t h_gen_tokens(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
         if (o && s->n_top >= 0) {
             json_t *top = json_array();
             for (int32_t k = 0; top && k < t->n_top && k < s->n_top; k++)
-                json_array_append_new(top,
-                                      token_json(s->tok, t->top[k].token, &t->top[k].logprob));
+                json_array_append_new(top, token_json(s->tok, t->top[k].token, &t->top[k].logprob));
             json_object_set_new(o, "top_logprobs", top);
         }
         json_array_append_new(a, o);
@@ -725,15 +726,13 @@ static uint32_t h_gen_result(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
     /* Waits for the end (a cancelled request ends at the engine's next step). */
     while (realm_gen_result_get(s->g, &res) < 0) {
         if (remaining_ms(in) == 0)
-            realm__rt_trap_msg(REALM__TRAP_HOST,
-                               "deadline of %u ms exceeded in realm.gen_result",
+            realm__rt_trap_msg(REALM__TRAP_HOST, "deadline of %u ms exceeded in realm.gen_result",
                                in->call.deadline_ms);
         nanosleep(&(struct timespec){0, 1000000}, NULL);
     }
     json_t *j = json_pack("{s:s, s:i, s:i, s:i, s:f, s:f}", "finish_reason",
-                          realm_finish_name(res.finish), "prompt_tokens",
-                          (json_int_t)res.n_prompt, "completion_tokens",
-                          (json_int_t)res.n_completion, "cached_tokens",
+                          realm_finish_name(res.finish), "prompt_tokens", (json_int_t)res.n_prompt,
+                          "completion_tokens", (json_int_t)res.n_completion, "cached_tokens",
                           (json_int_t)res.n_cached, "time_to_first_token_ms",
                           res.time_to_first_token_ms, "tokens_per_s", res.tokens_per_s);
     if (j && res.finish == REALM_FINISH_ERROR)
@@ -796,9 +795,9 @@ static uint32_t h_eval(void *c, uint32_t h, uint32_t ids, uint32_t n)
     }
     for (uint32_t off = 0; off < n && rc == 0; off += SESSION_BATCH) {
         int32_t k = (int32_t)(n - off < SESSION_BATCH ? n - off : SESSION_BATCH);
-        rc = realm_forward(se->ctx, &(realm_batch){.n = k, .token = tok + off, .pos = pos + off,
-                                                   .seq = seq + off},
-                           se->logits);
+        rc = realm_forward(
+            se->ctx, &(realm_batch){.n = k, .token = tok + off, .pos = pos + off, .seq = seq + off},
+            se->logits);
     }
     free(tok);
     if (rc < 0)
@@ -832,8 +831,7 @@ static uint32_t h_tensor_read(void *c, uint32_t h, uint32_t name, uint32_t name_
     const char *nm = (const char *)guest_range(in, "tensor_read", name, name_len);
     uint8_t *dst = guest_range(in, "tensor_read", out, (uint64_t)cap * 4);
     if (!in->pol.allow_tensor_read)
-        HOST_RETURN(fail(in, REALM_ERR_DENIED,
-                         "tensor_read: not allowed by this tenant's policy"));
+        HOST_RETURN(fail(in, REALM_ERR_DENIED, "tensor_read: not allowed by this tenant's policy"));
     model_slot *ms = model_get(in, h);
     if (!ms)
         HOST_RETURN(fail(in, REALM_ERR_INVAL, "tensor_read: bad model handle %u", h));
@@ -847,12 +845,12 @@ static uint32_t h_tensor_read(void *c, uint32_t h, uint32_t name, uint32_t name_
         HOST_RETURN(fail(in, REALM_ERR_NOTFOUND, "tensor_read: no tensor '%s'", key));
     int64_t row_len = t->ne[0], rows = realm_gguf_tensor_nelements(t) / (row_len ? row_len : 1);
     if ((int64_t)first_row + n_rows > rows || n_rows == 0)
-        HOST_RETURN(fail(in, REALM_ERR_RANGE, "tensor_read: rows %u..%u of %lld in '%s'",
-                         first_row, first_row + n_rows, (long long)rows, key));
+        HOST_RETURN(fail(in, REALM_ERR_RANGE, "tensor_read: rows %u..%u of %lld in '%s'", first_row,
+                         first_row + n_rows, (long long)rows, key));
     int64_t need = (int64_t)n_rows * row_len;
     if (need > INT32_MAX)
-        HOST_RETURN(fail(in, REALM_ERR_RANGE, "tensor_read: %lld floats is too many",
-                         (long long)need));
+        HOST_RETURN(
+            fail(in, REALM_ERR_RANGE, "tensor_read: %lld floats is too many", (long long)need));
     if (need > (int64_t)cap)
         HOST_RETURN(need);
     float *row = malloc((size_t)row_len * sizeof *row);

@@ -13,10 +13,10 @@
  * replaced.
  */
 
-#define MAX_TABLES 16             /* tables per module */
-#define MAX_LOCALS 50000u         /* locals (parameters included) per function */
-#define MAX_FUNC_ARITY 1000u      /* parameters, and results, of a function type */
-#define TOOL_TIMEOUT_S 120        /* wasm-validate, wasm2c, cc: killed after this */
+#define MAX_TABLES     16     /* tables per module */
+#define MAX_LOCALS     50000u /* locals (parameters included) per function */
+#define MAX_FUNC_ARITY 1000u  /* parameters, and results, of a function type */
+#define TOOL_TIMEOUT_S 120    /* wasm-validate, wasm2c, cc: killed after this */
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -426,32 +426,36 @@ static int parse_and_check(const uint8_t *w, size_t n, wasm_desc *d)
                         rc = realm__error(REALM_ERR_DENIED,
                                           "module imports WASI function %s.%s: WASI is not "
                                           "available in the Realm sandbox (build with -nostdlib "
-                                          "and the guest SDK)", sm, sf);
+                                          "and the guest SDK)",
+                                          sm, sf);
                     else
                         rc = realm__error(REALM_ERR_DENIED,
                                           "module imports %s.%s, which is not a Realm host "
-                                          "function (only module 'realm' may be imported)", sm, sf);
+                                          "function (only module 'realm' may be imported)",
+                                          sm, sf);
                     break;
                 }
                 if (kind != 0) {
                     rc = realm__error(REALM_ERR_DENIED,
                                       "module imports a %s (realm.%s): only host functions may "
-                                      "be imported", kind_names[kind], sf);
+                                      "be imported",
+                                      kind_names[kind], sf);
                     break;
                 }
                 int h = host_index(fld, fl);
                 if (h < 0) {
                     rc = realm__error(REALM_ERR_DENIED,
                                       "module imports realm.%s, which is not a Realm host "
-                                      "function of ABI v1", sf);
+                                      "function of ABI v1",
+                                      sf);
                     break;
                 }
                 if (type >= d->n_types || !d->types[type].all_i32 ||
                     d->types[type].n_params != host_arity[h] || d->types[type].n_results != 1) {
                     rc = realm__error(REALM_ERR_DENIED,
                                       "module imports realm.%s with the wrong signature "
-                                      "(expected %u i32 parameters and an i32 result)", sf,
-                                      host_arity[h]);
+                                      "(expected %u i32 parameters and an i32 result)",
+                                      sf, host_arity[h]);
                     break;
                 }
                 uint32_t *ft = realloc(d->func_type, (d->n_funcs + 1) * sizeof *ft);
@@ -475,8 +479,8 @@ static int parse_and_check(const uint8_t *w, size_t n, wasm_desc *d)
             uint32_t cnt = rd_u32(&s);
             if (!s.bad && cnt > MAX_TABLES)
                 return realm__error(REALM_ERR_DENIED,
-                                    "module declares %u tables; the sandbox allows at most %d",
-                                    cnt, MAX_TABLES);
+                                    "module declares %u tables; the sandbox allows at most %d", cnt,
+                                    MAX_TABLES);
             s.p = s.end; /* the entries themselves are not needed */
         } else if (id == 10) {
             /* Each body starts with its locals, run-length coded. A function
@@ -613,8 +617,8 @@ static int run_tool(char *const argv[], char *out, size_t cap)
     char tmp[4096];
     for (;;) {
         clock_gettime(CLOCK_MONOTONIC, &t);
-        long left_ms = TOOL_TIMEOUT_S * 1000L - ((t.tv_sec - t0.tv_sec) * 1000L +
-                                                 (t.tv_nsec - t0.tv_nsec) / 1000000L);
+        long left_ms = TOOL_TIMEOUT_S * 1000L -
+                       ((t.tv_sec - t0.tv_sec) * 1000L + (t.tv_nsec - t0.tv_nsec) / 1000000L);
         if (left_ms <= 0) {
             timed_out = 1;
             break;
@@ -660,8 +664,7 @@ static int run_tool(char *const argv[], char *out, size_t cap)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static int pathf(char *out, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static int pathf(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* snprintf for paths: REALM_ERR_RANGE instead of a truncated path. */
 static int pathf(char *out, size_t cap, const char *fmt, ...)
@@ -711,7 +714,10 @@ static void remove_tree_at(const char *dir, int depth)
     rmdir(dir);
 }
 
-static void remove_dir(const char *dir) { remove_tree_at(dir, 0); }
+static void remove_dir(const char *dir)
+{
+    remove_tree_at(dir, 0);
+}
 
 /* wasm-validate on the image (written to a file in dir). */
 static int validate(const char *wasm_path)
@@ -926,13 +932,25 @@ static int build_entry(realm_sandbox *sb, const uint8_t *wasm, size_t len, const
     /* Stack clash protection: a function with a large frame probes every page
      * it allocates, so it faults on the guard page below the thread's stack
      * (a clean trap) instead of writing past it into another thread's. */
-    char *cc[] = {sb->cc, "-O2", "-fPIC", "-shared", "-fstack-clash-protection",
-                  "-fvisibility=hidden", "-w", "-fno-strict-aliasing", inc, "-o", p_so, p_c,
-                  p_glue, "-lm", NULL};
+    char *cc[] = {sb->cc,
+                  "-O2",
+                  "-fPIC",
+                  "-shared",
+                  "-fstack-clash-protection",
+                  "-fvisibility=hidden",
+                  "-w",
+                  "-fno-strict-aliasing",
+                  inc,
+                  "-o",
+                  p_so,
+                  p_c,
+                  p_glue,
+                  "-lm",
+                  NULL};
     st = run_tool(cc, log, sizeof log);
     if (st != 0)
-        rc = realm__error(REALM_ERR_IO, "compiling the module with %s failed: %.2000s", sb->cc,
-                          log);
+        rc =
+            realm__error(REALM_ERR_IO, "compiling the module with %s failed: %.2000s", sb->cc, log);
 out:
     if (rc < 0)
         remove_dir(tmp);
@@ -966,9 +984,8 @@ static int open_entry(const char *so_path, const char *key, realm__guest_so *so)
     sym(dl, "realm_guest_handle", &so->handle);
     sym(dl, "realm_guest_memory", &so->memory);
     sym(dl, "realm_guest_depth", &so->depth);
-    if (!abi || !k || !bind || !so->instance_size || !so->instantiate || !so->free ||
-        !so->handle || !so->memory || !so->depth || abi() != REALM__SANDBOX_ABI ||
-        strcmp(k(), key) != 0) {
+    if (!abi || !k || !bind || !so->instance_size || !so->instantiate || !so->free || !so->handle ||
+        !so->memory || !so->depth || abi() != REALM__SANDBOX_ABI || strcmp(k(), key) != 0) {
         dlclose(dl);
         memset(so, 0, sizeof *so);
         return realm__error(REALM_ERR_FORMAT, "%s is not a module of this Realm ABI", so_path);
@@ -986,8 +1003,8 @@ static void discard_entry(const char *entry)
     char aside[PATH_MAX];
     for (int attempt = 0; attempt < 100; attempt++) {
         unsigned n = atomic_fetch_add(&seq, 1);
-        if (pathf(aside, sizeof aside, "%s.old-%d-%d-%u", entry, (int)getpid(), (int)gettid(),
-                  n) < 0)
+        if (pathf(aside, sizeof aside, "%s.old-%d-%d-%u", entry, (int)getpid(), (int)gettid(), n) <
+            0)
             return;
         if (rename(entry, aside) == 0) {
             remove_dir(aside);
@@ -1003,8 +1020,8 @@ static void discard_entry(const char *entry)
  * entry appeared meanwhile (another process built the same module), it is
  * used when it loads, else replaced. tmp is gone afterwards.
  */
-static int install_entry(const char *tmp, const char *entry, const char *so_path,
-                         const char *key, realm__guest_so *so)
+static int install_entry(const char *tmp, const char *entry, const char *so_path, const char *key,
+                         realm__guest_so *so)
 {
     int rc = REALM_ERR_IO;
     for (int attempt = 0; attempt < 3; attempt++) {
@@ -1039,7 +1056,8 @@ static int build_or_open(realm_sandbox *sb, const void *wasm, size_t len, char k
     if ((rc = pathf(entry, sizeof entry, "%s/%s", sb->cache_dir, key)) < 0 ||
         (rc = pathf(so_path, sizeof so_path, "%s/module.so", entry)) < 0)
         return rc;
-    if ((rc = make_dirs(sb->cache_dir)) < 0 || (rc = check_cache_root(sb->cache_dir, sb->cache_in_tmp)) < 0)
+    if ((rc = make_dirs(sb->cache_dir)) < 0 ||
+        (rc = check_cache_root(sb->cache_dir, sb->cache_in_tmp)) < 0)
         return rc;
     realm__guest_so so;
     rc = access(so_path, R_OK) == 0 ? open_entry(so_path, key, &so) : REALM_ERR_NOTFOUND;
@@ -1132,7 +1150,10 @@ int realm_module_load(realm_sandbox *sb, const char *wasm_path, realm_module **o
     return rc;
 }
 
-const char *realm_module_key(const realm_module *m) { return m->key; }
+const char *realm_module_key(const realm_module *m)
+{
+    return m->key;
+}
 
 void realm_module_free(realm_module *m)
 {
@@ -1143,6 +1164,12 @@ void realm_module_free(realm_module *m)
     free(m);
 }
 
-const realm__guest_so *realm__module_so(const realm_module *m) { return &m->so; }
+const realm__guest_so *realm__module_so(const realm_module *m)
+{
+    return &m->so;
+}
 
-realm_sandbox *realm__module_sandbox(const realm_module *m) { return m->sb; }
+realm_sandbox *realm__module_sandbox(const realm_module *m)
+{
+    return m->sb;
+}

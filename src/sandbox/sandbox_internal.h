@@ -20,30 +20,30 @@
  * The host functions of import module `realm`, ABI v1: (index, name, number of
  * i32 parameters). Every one returns an i32. Append only.
  */
-#define REALM__HOST_FN_MAP(XX)                                                 \
-    XX(0, log, 3)                                                              \
-    XX(1, request_read, 2)                                                     \
-    XX(2, emit, 2)                                                             \
-    XX(3, respond, 3)                                                          \
-    XX(4, last_error, 2)                                                       \
-    XX(5, model_open, 2)                                                       \
-    XX(6, model_info, 3)                                                       \
-    XX(7, tokenize, 6)                                                         \
-    XX(8, detokenize, 6)                                                       \
-    XX(9, generate, 3)                                                         \
-    XX(10, gen_next, 3)                                                        \
-    XX(11, gen_cancel, 1)                                                      \
-    XX(12, gen_result, 3)                                                      \
-    XX(13, eval, 3)                                                            \
-    XX(14, logits, 3)                                                          \
-    XX(15, tensor_read, 7)                                                     \
+#define REALM__HOST_FN_MAP(XX)                                                                     \
+    XX(0, log, 3)                                                                                  \
+    XX(1, request_read, 2)                                                                         \
+    XX(2, emit, 2)                                                                                 \
+    XX(3, respond, 3)                                                                              \
+    XX(4, last_error, 2)                                                                           \
+    XX(5, model_open, 2)                                                                           \
+    XX(6, model_info, 3)                                                                           \
+    XX(7, tokenize, 6)                                                                             \
+    XX(8, detokenize, 6)                                                                           \
+    XX(9, generate, 3)                                                                             \
+    XX(10, gen_next, 3)                                                                            \
+    XX(11, gen_cancel, 1)                                                                          \
+    XX(12, gen_result, 3)                                                                          \
+    XX(13, eval, 3)                                                                                \
+    XX(14, logits, 3)                                                                              \
+    XX(15, tensor_read, 7)                                                                         \
     XX(16, gen_tokens, 3)
 
 enum {
 #define XX(i, name, n) REALM__HOST_##name = (i),
     REALM__HOST_FN_MAP(XX)
 #undef XX
-    REALM__HOST_FN_COUNT
+        REALM__HOST_FN_COUNT
 };
 
 /* Extra trap codes beyond wasm_rt_trap_t, raised by the host. */
@@ -57,16 +57,16 @@ enum {
 
 /* What the runtime needs to know about the call running on this thread. */
 typedef struct realm__rt_call {
-    uint32_t max_pages;    /* tenant cap on linear memory */
-    uint32_t deadline_ms;  /* 0: none */
-    uint32_t call_depth;   /* guest call-depth budget */
-    uint32_t *depth;       /* the guest object's thread-local depth counter */
-    double t_deadline;     /* monotonic seconds; set by realm__rt_run */
+    uint32_t max_pages;       /* tenant cap on linear memory */
+    uint32_t deadline_ms;     /* 0: none */
+    uint32_t call_depth;      /* guest call-depth budget */
+    uint32_t *depth;          /* the guest object's thread-local depth counter */
+    double t_deadline;        /* monotonic seconds; set by realm__rt_run */
     uint8_t *mem_lo, *mem_hi; /* reservation of the instance's memory (fault check) */
-    uint32_t mem_pages;    /* pages of linear memory the instance holds */
-    uint64_t table_bytes;  /* bytes of tables it holds; with mem_pages, under max_pages */
-    char note[160];        /* context for a later trap (e.g. a refused grow) */
-    char message[512];     /* the trap's message, set when realm__rt_run fails */
+    uint32_t mem_pages;       /* pages of linear memory the instance holds */
+    uint64_t table_bytes;     /* bytes of tables it holds; with mem_pages, under max_pages */
+    char note[160];           /* context for a later trap (e.g. a refused grow) */
+    char message[512];        /* the trap's message, set when realm__rt_run fails */
 } realm__rt_call;
 
 /* The runtime table handed to every guest object. */

@@ -28,29 +28,29 @@
 #include <string.h>
 
 #if defined(__GNUC__)
-#define UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define LIKELY(x) __builtin_expect(!!(x), 1)
-#define wasm_rt_memcpy __builtin_memcpy
+#define UNLIKELY(x)         __builtin_expect(!!(x), 0)
+#define LIKELY(x)           __builtin_expect(!!(x), 1)
+#define wasm_rt_memcpy      __builtin_memcpy
 #define wasm_rt_unreachable __builtin_unreachable
-#define WASM_RT_NO_RETURN __attribute__((noreturn))
+#define WASM_RT_NO_RETURN   __attribute__((noreturn))
 #else
-#define UNLIKELY(x) (x)
-#define LIKELY(x) (x)
-#define wasm_rt_memcpy memcpy
+#define UNLIKELY(x)         (x)
+#define LIKELY(x)           (x)
+#define wasm_rt_memcpy      memcpy
 #define wasm_rt_unreachable abort
 #define WASM_RT_NO_RETURN
 #endif
 
 /* Bounds of linear memory: guard pages, never explicit checks. */
-#define WASM_RT_MEMCHECK_SIGNAL_HANDLER 1
-#define WASM_RT_SIGNAL_RECOVERY_SUPPORTED 1
-#define WASM_RT_SKIP_SIGNAL_RECOVERY 0
+#define WASM_RT_MEMCHECK_SIGNAL_HANDLER         1
+#define WASM_RT_SIGNAL_RECOVERY_SUPPORTED       1
+#define WASM_RT_SKIP_SIGNAL_RECOVERY            0
 #define WASM_RT_MERGED_OOB_AND_EXHAUSTION_TRAPS 0
 
 /* Stack exhaustion: a per-thread counter of guest call depth. The host sets
  * it to WASM_RT_MAX_CALL_STACK_DEPTH - budget before entering the guest. */
 #define WASM_RT_USE_STACK_DEPTH_COUNT 1
-#define WASM_RT_MAX_CALL_STACK_DEPTH 0x7fffffffu
+#define WASM_RT_MAX_CALL_STACK_DEPTH  0x7fffffffu
 extern _Thread_local uint32_t wasm_rt_call_stack_depth;
 
 typedef enum {
@@ -152,7 +152,7 @@ uint32_t wasm_rt_grow_externref_table(wasm_rt_externref_table_t *, uint32_t delt
                                       wasm_rt_externref_t init);
 
 #define WASM_RT_UNWIND_TARGET jmp_buf
-#define WASM_RT_SETJMP(buf) sigsetjmp(buf, 1)
-#define wasm_rt_try(target) WASM_RT_SETJMP(target)
+#define WASM_RT_SETJMP(buf)   sigsetjmp(buf, 1)
+#define wasm_rt_try(target)   WASM_RT_SETJMP(target)
 
 #endif /* WASM_RT_H_ */

@@ -40,22 +40,22 @@
 #include "core/error_internal.h"
 #include "sandbox_internal.h"
 
-#define WASM_PAGE 65536u
-#define MEM_RESERVE ((uint64_t)1 << 33)
-#define MEM_GUARD ((uint64_t)WASM_PAGE)
-#define ALTSTACK_SIZE (64u * 1024u)
-#define TABLE_MAX_ELEMS (1u << 20)
+#define WASM_PAGE         65536u
+#define MEM_RESERVE       ((uint64_t)1 << 33)
+#define MEM_GUARD         ((uint64_t)WASM_PAGE)
+#define ALTSTACK_SIZE     (64u * 1024u)
+#define TABLE_MAX_ELEMS   (1u << 20)
 #define STACK_GUARD_SLACK (256u * 1024u) /* faults this far below the stack count as overflow */
 #define HOST_STACK_MARGIN (256u * 1024u) /* stack a host function may need */
 
 typedef struct rt_thread {
-    sigjmp_buf *target;                /* set only while a guest runs */
-    volatile sig_atomic_t in_guest;    /* 1: guest code, 0: host code */
+    sigjmp_buf *target;             /* set only while a guest runs */
+    volatile sig_atomic_t in_guest; /* 1: guest code, 0: host code */
     volatile sig_atomic_t deadline_hit;
     realm__rt_call *call;
     timer_t timer;
     int timer_ok;
-    void *altstack; /* ours, or NULL when the thread already had one */
+    void *altstack;     /* ours, or NULL when the thread already had one */
     uintptr_t stack_lo; /* lowest address of the thread's stack (0: unknown) */
     size_t stack_size;
 } rt_thread;
@@ -71,7 +71,7 @@ static pthread_mutex_t types_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     uint32_t n_params, n_results;
     wasm_rt_type_t *types; /* n_params + n_results */
-} *func_types;
+} * func_types;
 static uint32_t n_func_types, cap_func_types;
 
 double realm__rt_now(void)
@@ -81,7 +81,10 @@ double realm__rt_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-realm__rt_call *realm__rt_current(void) { return tls.call; }
+realm__rt_call *realm__rt_current(void)
+{
+    return tls.call;
+}
 
 /* Unwind to the host call site. Only ever reached on a thread that is inside
  * realm__rt_run (the guest object cannot run otherwise). */
@@ -181,8 +184,8 @@ static int thread_init(void)
         return 0;
     stack_t cur;
     if (sigaltstack(NULL, &cur) == 0 && (cur.ss_flags & SS_DISABLE)) {
-        void *st = mmap(NULL, ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void *st =
+            mmap(NULL, ALTSTACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (st == MAP_FAILED)
             return realm__error(REALM_ERR_NOMEM, "sandbox: no memory for a signal stack");
         stack_t ss = {.ss_sp = st, .ss_size = ALTSTACK_SIZE, .ss_flags = 0};
@@ -226,16 +229,26 @@ static void arm(uint32_t ms)
 static const char *trap_text(int code)
 {
     switch (code) {
-    case WASM_RT_TRAP_OOB: return "out-of-bounds memory access";
-    case WASM_RT_TRAP_INT_OVERFLOW: return "integer overflow";
-    case WASM_RT_TRAP_DIV_BY_ZERO: return "integer divide by zero";
-    case WASM_RT_TRAP_INVALID_CONVERSION: return "invalid conversion to integer";
-    case WASM_RT_TRAP_UNREACHABLE: return "unreachable executed";
-    case WASM_RT_TRAP_CALL_INDIRECT: return "invalid call_indirect";
-    case WASM_RT_TRAP_UNCAUGHT_EXCEPTION: return "uncaught exception";
-    case WASM_RT_TRAP_EXHAUSTION: return "call stack exhausted";
-    case REALM__TRAP_DEADLINE: return "deadline exceeded";
-    case REALM__TRAP_MEMORY: return "memory over the tenant's cap";
+    case WASM_RT_TRAP_OOB:
+        return "out-of-bounds memory access";
+    case WASM_RT_TRAP_INT_OVERFLOW:
+        return "integer overflow";
+    case WASM_RT_TRAP_DIV_BY_ZERO:
+        return "integer divide by zero";
+    case WASM_RT_TRAP_INVALID_CONVERSION:
+        return "invalid conversion to integer";
+    case WASM_RT_TRAP_UNREACHABLE:
+        return "unreachable executed";
+    case WASM_RT_TRAP_CALL_INDIRECT:
+        return "invalid call_indirect";
+    case WASM_RT_TRAP_UNCAUGHT_EXCEPTION:
+        return "uncaught exception";
+    case WASM_RT_TRAP_EXHAUSTION:
+        return "call stack exhausted";
+    case REALM__TRAP_DEADLINE:
+        return "deadline exceeded";
+    case REALM__TRAP_MEMORY:
+        return "memory over the tenant's cap";
     }
     return "trap";
 }
@@ -287,8 +300,8 @@ int realm__rt_run(realm__rt_call *c, void (*fn)(void *), void *arg)
     else if (c->message[0] == '\0')
         snprintf(c->message, sizeof c->message, "guest trapped: %s%s%s%s", trap_text(code),
                  c->note[0] ? " (" : "", c->note, c->note[0] ? ")" : "");
-    if (c->note[0] && code != REALM__TRAP_DEADLINE &&
-        strlen(c->message) + 4 < sizeof c->message && !strstr(c->message, c->note)) {
+    if (c->note[0] && code != REALM__TRAP_DEADLINE && strlen(c->message) + 4 < sizeof c->message &&
+        !strstr(c->message, c->note)) {
         size_t n = strlen(c->message);
         snprintf(c->message + n, sizeof c->message - n, " (%s)", c->note);
     }
@@ -315,7 +328,10 @@ void realm__rt_host_enter(void)
     }
 }
 
-void realm__rt_host_leave(void) { rt_resume_guest(); }
+void realm__rt_host_leave(void)
+{
+    rt_resume_guest();
+}
 
 _Noreturn void realm__rt_trap_msg(int code, const char *fmt, ...)
 {

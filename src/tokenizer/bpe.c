@@ -108,8 +108,7 @@ static int64_t id_of(struct builder *b, const char *s, size_t len)
     memcpy(tok->virt_keys + tok->virt_keys_len, s, len);
     const uint32_t off = (uint32_t)tok->virt_keys_len;
     tok->virt_keys_len += len;
-    return realm__strmap_put(&tok->virt_map, tok->virt_keys, off, (uint32_t)len,
-                             b->next_virtual++);
+    return realm__strmap_put(&tok->virt_map, tok->virt_keys, off, (uint32_t)len, b->next_virtual++);
 }
 
 /*
@@ -196,8 +195,8 @@ static inline bool before(const struct bigram *a, const struct bigram *b)
 
 REALM__BINARY_HEAP(struct bigram, before)
 
-static inline void try_pair(const realm_tokenizer *tok, const struct sym *sym, int32_t l,
-                            int32_t r, struct bigram *heap, size_t *n_heap)
+static inline void try_pair(const realm_tokenizer *tok, const struct sym *sym, int32_t l, int32_t r,
+                            struct bigram *heap, size_t *n_heap)
 {
     if (l < 0 || r < 0)
         return;
@@ -277,7 +276,7 @@ static int merge_piece(const realm_tokenizer *tok, realm__scratch *s, const char
 
 /* ---- the per-call piece cache ------------------------------------------ */
 
-#define CACHE_MAX_KEY 48    /* longer pieces are rare and not cached */
+#define CACHE_MAX_KEY   48 /* longer pieces are rare and not cached */
 #define CACHE_MAX_SLOTS 8192
 
 /*
@@ -338,8 +337,8 @@ static int cache_put(realm__scratch *s, const char *p, size_t n, uint64_t h, uin
         return REALM_OK;
     const size_t k = out->n - from;
     int rc;
-    if ((rc = realm__grow((void **)&s->cache_keys, &s->cache_keys_cap, s->cache_keys_len + n,
-                          1)) < 0 ||
+    if ((rc = realm__grow((void **)&s->cache_keys, &s->cache_keys_cap, s->cache_keys_len + n, 1)) <
+            0 ||
         (rc = realm__grow((void **)&s->cache_toks, &s->cache_toks_cap, s->cache_toks_len + k,
                           sizeof *s->cache_toks)) < 0)
         return rc;
@@ -361,8 +360,8 @@ static int cache_put(realm__scratch *s, const char *p, size_t n, uint64_t h, uin
  * with the pre-tokenizer, merge each piece (or copy the tokens of the same
  * piece seen before in this call: merging depends on the piece alone).
  */
-int realm__bpe_tokenize(const realm_tokenizer *tok, realm__scratch *s, const char *text,
-                        size_t len, realm__tokvec *out)
+int realm__bpe_tokenize(const realm_tokenizer *tok, realm__scratch *s, const char *text, size_t len,
+                        realm__tokvec *out)
 {
     const char *t;
     size_t tl;

@@ -63,7 +63,8 @@ static size_t clean_spaces(char *t, size_t n)
             const char x1 = t[i + 1];
             if (x1 == 's' || x1 == 'm')
                 o--;
-            else if (i + 2 < n && ((x1 == 'r' && t[i + 2] == 'e') || (x1 == 'v' && t[i + 2] == 'e')))
+            else if (i + 2 < n &&
+                     ((x1 == 'r' && t[i + 2] == 'e') || (x1 == 'v' && t[i + 2] == 'e')))
                 o--;
         }
         t[o++] = x;
@@ -89,8 +90,10 @@ static int64_t join(const realm_tokenizer *tok, const realm_token *ids, int32_t 
         size_t len;
         const char *p = realm_token_to_piece(tok, ids[i], flags, &len);
         if (p == NULL)
-            return realm__error(REALM_ERR_INVAL, "token id %d at position %d is not in the "
-                                "vocabulary (%d tokens)", ids[i], i, tok->n_vocab);
+            return realm__error(REALM_ERR_INVAL,
+                                "token id %d at position %d is not in the "
+                                "vocabulary (%d tokens)",
+                                ids[i], i, tok->n_vocab);
         if (strip_space && len > 0 && p[0] == ' ') {
             p++;
             len--;
@@ -134,8 +137,8 @@ int32_t realm_detokenize(const realm_tokenizer *tok, const realm_token *ids, int
             memcpy(buf, tmp, m);
         free(tmp);
         if (buf != NULL && m > cap)
-            return realm__error(REALM_ERR_RANGE, "the text has %zu bytes; the buffer holds %zu",
-                                m, cap);
+            return realm__error(REALM_ERR_RANGE, "the text has %zu bytes; the buffer holds %zu", m,
+                                cap);
     }
     return (int32_t)m;
 }
@@ -322,8 +325,10 @@ int realm_detok_stream_push_bytes(realm_detok_stream *s, const char *bytes, size
     if (s->stopped >= 0)
         return REALM_DETOK_STOPPED;
     if (len > MAX_OUT || s->len + len > MAX_OUT)
-        return realm__error(REALM_ERR_RANGE, "more than %zu bytes pending in a stream: take() "
-                            "the text as it comes", MAX_OUT);
+        return realm__error(REALM_ERR_RANGE,
+                            "more than %zu bytes pending in a stream: take() "
+                            "the text as it comes",
+                            MAX_OUT);
     int rc = realm__grow((void **)&s->buf, &s->cap, s->len + len, 1);
     if (rc < 0)
         return rc;
@@ -340,8 +345,8 @@ int realm_detok_stream_push(realm_detok_stream *s, realm_token id)
     size_t len;
     const char *p = realm_token_to_piece(s->tok, id, s->flags, &len);
     if (p == NULL)
-        return realm__error(REALM_ERR_INVAL, "token id %d is not in the vocabulary (%d tokens)",
-                            id, s->tok->n_vocab);
+        return realm__error(REALM_ERR_INVAL, "token id %d is not in the vocabulary (%d tokens)", id,
+                            s->tok->n_vocab);
     return realm_detok_stream_push_bytes(s, p, len);
 }
 

@@ -255,7 +255,7 @@ struct realm__pretok {
     int n;
     pcre2_code *re[MAX_PATTERNS];
     bool jit[MAX_PATTERNS]; /* JIT-compiled: matched with pcre2_jit_match */
-    uint32_t max_pairs; /* capture groups + 1, over all patterns */
+    uint32_t max_pairs;     /* capture groups + 1, over all patterns */
 };
 
 static const struct pre_def *find_def(const char *name)
@@ -286,8 +286,10 @@ int realm__pretok_new(const char *name, realm__pretok **out, unsigned *flags)
             return realm__error(REALM_ERR_UNSUPPORTED,
                                 "pre-tokenizer '%s' is not supported (it is not regex-based)",
                                 name);
-        return realm__error(REALM_ERR_UNSUPPORTED, "unknown pre-tokenizer '%s' "
-                            "(tokenizer.ggml.pre)", name);
+        return realm__error(REALM_ERR_UNSUPPORTED,
+                            "unknown pre-tokenizer '%s' "
+                            "(tokenizer.ggml.pre)",
+                            name);
     }
     realm__pretok *p = calloc(1, sizeof *p);
     if (p == NULL)
@@ -297,9 +299,9 @@ int realm__pretok_new(const char *name, realm__pretok **out, unsigned *flags)
         REALM_ASSERT(i < MAX_PATTERNS);
         int err;
         PCRE2_SIZE err_off;
-        pcre2_code *re = pcre2_compile((PCRE2_SPTR)d->patterns[i], PCRE2_ZERO_TERMINATED,
-                                       PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY, &err,
-                                       &err_off, NULL);
+        pcre2_code *re =
+            pcre2_compile((PCRE2_SPTR)d->patterns[i], PCRE2_ZERO_TERMINATED,
+                          PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY, &err, &err_off, NULL);
         if (re == NULL) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(err, msg, sizeof msg);
@@ -362,8 +364,7 @@ static int match_once(struct matcher *m, const pcre2_code *re, bool jit, const c
          * UTF-8 already); it cannot anchor at match time, which only the
          * rare retry after an empty match asks for. */
         int rc = jit && !(options & PCRE2_ANCHORED)
-                     ? pcre2_jit_match(re, (PCRE2_SPTR)subject, len, start, options, m->md,
-                                       m->mctx)
+                     ? pcre2_jit_match(re, (PCRE2_SPTR)subject, len, start, options, m->md, m->mctx)
                      : pcre2_match(re, (PCRE2_SPTR)subject, len, start,
                                    options | PCRE2_NO_UTF_CHECK, m->md, m->mctx);
         if (rc >= 0 || rc == PCRE2_ERROR_NOMATCH)

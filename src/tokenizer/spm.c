@@ -102,8 +102,8 @@ static int merge_and_emit(const realm_tokenizer *tok, realm__scratch *s, const c
      * be: those go out byte by byte. */
     for (int32_t i = 0; i >= 0; i = sym[i].next) {
         const int32_t id = sym[i].id >= 0 ? sym[i].id
-                           : realm__strmap_find(&tok->text_map, tok->text, e + sym[i].start,
-                                                sym[i].n);
+                                          : realm__strmap_find(&tok->text_map, tok->text,
+                                                               e + sym[i].start, sym[i].n);
         if (id >= 0) {
             if ((rc = realm__tokvec_push(out, id)) < 0)
                 return rc;
@@ -118,8 +118,8 @@ static int merge_and_emit(const realm_tokenizer *tok, realm__scratch *s, const c
     return REALM_OK;
 }
 
-int realm__spm_tokenize(const realm_tokenizer *tok, realm__scratch *s, const char *text,
-                        size_t len, bool prefix_space, realm__tokvec *out)
+int realm__spm_tokenize(const realm_tokenizer *tok, realm__scratch *s, const char *text, size_t len,
+                        bool prefix_space, realm__tokvec *out)
 {
     /* Escape: ' ' -> U+2581 (3 bytes), with the optional leading space. */
     size_t n_space = prefix_space ? 1 : 0;

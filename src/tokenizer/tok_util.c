@@ -141,14 +141,16 @@ size_t realm__utf8_incomplete_tail(const unsigned char *s, size_t n)
         const unsigned char c = s[n - k];
         if ((c & 0xc0) == 0x80)
             continue; /* a continuation byte: look further back */
-        int need = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
-                 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        int need = c >= 0xc2 && c <= 0xdf   ? 2
+                   : c >= 0xe0 && c <= 0xef ? 3
+                   : c >= 0xf0 && c <= 0xf4 ? 4
+                                            : 0;
         if (need == 0 || (size_t)need <= k)
             return 0;
         if (k >= 2) {
             const unsigned char c1 = s[n - k + 1];
-            if ((c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 > 0x9f) ||
-                (c == 0xf0 && c1 < 0x90) || (c == 0xf4 && c1 > 0x8f))
+            if ((c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 > 0x9f) || (c == 0xf0 && c1 < 0x90) ||
+                (c == 0xf4 && c1 > 0x8f))
                 return 0;
         }
         return k;
@@ -221,8 +223,7 @@ int realm__grow(void **p, size_t *cap, size_t n, size_t sz)
         c *= 2;
     void *q = realloc(*p, c * sz);
     if (q == NULL)
-        return realm__error(REALM_ERR_NOMEM, "out of memory (%zu bytes) while tokenizing",
-                            c * sz);
+        return realm__error(REALM_ERR_NOMEM, "out of memory (%zu bytes) while tokenizing", c * sz);
     *p = q;
     *cap = c;
     return REALM_OK;

@@ -76,8 +76,8 @@ static int64_t find_occurrences(const realm_tokenizer *tok, const char *text, si
         const uint32_t bucket = (uint32_t)(u[i] << 8 | u[i + 1]) % REALM__N_SPECIAL_BUCKETS;
         for (uint32_t k = tok->bucket_start[bucket];
              k < tok->bucket_start[bucket + 1] && rc == REALM_OK; k++)
-            rc = try_occ(tok, text, len, i, tok->special_by_bucket[k], parse_special, occ, &n,
-                         &cap);
+            rc =
+                try_occ(tok, text, len, i, tok->special_by_bucket[k], parse_special, occ, &n, &cap);
     }
     if (rc < 0 || n == 0) {
         free(*occ);
@@ -176,8 +176,7 @@ static int tokenize_vec(const realm_tokenizer *tok, const char *text, size_t len
             size_t j = i + 1;
             while (j < len && (state == NULL || state[j] == FREE))
                 j++;
-            rc = run_model(tok, &s, text + i, j - i, tok->add_space_prefix && after_special,
-                           out);
+            rc = run_model(tok, &s, text + i, j - i, tok->add_space_prefix && after_special, out);
             after_special = false;
             i = j;
         } else if (state[i] == START) {
@@ -211,14 +210,16 @@ static int tokenize_vec(const realm_tokenizer *tok, const char *text, size_t len
     return REALM_OK;
 }
 
-int32_t realm_tokenize(const realm_tokenizer *tok, const char *text, size_t len,
-                       unsigned flags, realm_token *out, int32_t n_max)
+int32_t realm_tokenize(const realm_tokenizer *tok, const char *text, size_t len, unsigned flags,
+                       realm_token *out, int32_t n_max)
 {
     if (tok == NULL || (text == NULL && len > 0) || n_max < 0 || (out == NULL && n_max > 0))
         return realm__error(REALM_ERR_INVAL, "realm_tokenize: bad arguments");
     if (len > MAX_TEXT)
-        return realm__error(REALM_ERR_RANGE, "text of %zu bytes is too long to tokenize "
-                            "(at most %zu)", len, MAX_TEXT);
+        return realm__error(REALM_ERR_RANGE,
+                            "text of %zu bytes is too long to tokenize "
+                            "(at most %zu)",
+                            len, MAX_TEXT);
     realm__tokvec v = {0};
     int rc = tokenize_vec(tok, text, len, flags, &v);
     if (rc < 0) {
@@ -241,8 +242,8 @@ int32_t realm_tokenize(const realm_tokenizer *tok, const char *text, size_t len,
     return n;
 }
 
-int realm_tokenize_alloc(const realm_tokenizer *tok, const char *text, size_t len,
-                         unsigned flags, realm_token **out, int32_t *n_out)
+int realm_tokenize_alloc(const realm_tokenizer *tok, const char *text, size_t len, unsigned flags,
+                         realm_token **out, int32_t *n_out)
 {
     if (out == NULL || n_out == NULL)
         return realm__error(REALM_ERR_INVAL, "realm_tokenize_alloc: bad arguments");
@@ -251,8 +252,10 @@ int realm_tokenize_alloc(const realm_tokenizer *tok, const char *text, size_t le
     if (tok == NULL || (text == NULL && len > 0))
         return realm__error(REALM_ERR_INVAL, "realm_tokenize_alloc: bad arguments");
     if (len > MAX_TEXT)
-        return realm__error(REALM_ERR_RANGE, "text of %zu bytes is too long to tokenize "
-                            "(at most %zu)", len, MAX_TEXT);
+        return realm__error(REALM_ERR_RANGE,
+                            "text of %zu bytes is too long to tokenize "
+                            "(at most %zu)",
+                            len, MAX_TEXT);
     realm__tokvec v = {0};
     int rc = tokenize_vec(tok, text, len, flags, &v);
     if (rc < 0) {

@@ -262,18 +262,17 @@ int realm__utf8_sanitize(realm__scratch *s, const char *text, size_t len, const 
 
 /* Tokenize one raw text fragment (no special tokens in it) with each model,
  * appending to out. prefix_space: SentencePiece's leading space rule. */
-int realm__spm_tokenize(const realm_tokenizer *tok, realm__scratch *s, const char *text,
-                        size_t len, bool prefix_space, realm__tokvec *out);
-int realm__bpe_tokenize(const realm_tokenizer *tok, realm__scratch *s, const char *text,
-                        size_t len, realm__tokvec *out);
-int realm__wpm_tokenize(const realm_tokenizer *tok, realm__scratch *s, const char *text,
-                        size_t len, realm__tokvec *out);
+int realm__spm_tokenize(const realm_tokenizer *tok, realm__scratch *s, const char *text, size_t len,
+                        bool prefix_space, realm__tokvec *out);
+int realm__bpe_tokenize(const realm_tokenizer *tok, realm__scratch *s, const char *text, size_t len,
+                        realm__tokvec *out);
+int realm__wpm_tokenize(const realm_tokenizer *tok, realm__scratch *s, const char *text, size_t len,
+                        realm__tokvec *out);
 
 /* Byte-level BPE tables: built at load from tokens and merges. */
 int realm__bpe_build(realm_tokenizer *tok, const realm_gguf *g, int64_t merges_kv,
                      uint64_t n_merges);
 void realm__bpe_free(realm_tokenizer *tok);
-
 
 /*
  * heap_push / heap_pop of a binary min-heap of T in an array (the caller

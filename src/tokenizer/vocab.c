@@ -103,13 +103,20 @@ static int get_id(const realm_gguf *g, const char *key, int32_t n_vocab, bool re
 static uint32_t type_to_attr(int32_t t)
 {
     switch (t) {
-    case REALM_TOKEN_TYPE_NORMAL: return REALM_TOKEN_ATTR_NORMAL;
-    case REALM_TOKEN_TYPE_UNKNOWN: return REALM_TOKEN_ATTR_UNKNOWN;
-    case REALM_TOKEN_TYPE_CONTROL: return REALM_TOKEN_ATTR_CONTROL;
-    case REALM_TOKEN_TYPE_USER_DEFINED: return REALM_TOKEN_ATTR_USER_DEFINED;
-    case REALM_TOKEN_TYPE_UNUSED: return REALM_TOKEN_ATTR_UNUSED;
-    case REALM_TOKEN_TYPE_BYTE: return REALM_TOKEN_ATTR_BYTE;
-    default: return REALM_TOKEN_ATTR_UNDEFINED;
+    case REALM_TOKEN_TYPE_NORMAL:
+        return REALM_TOKEN_ATTR_NORMAL;
+    case REALM_TOKEN_TYPE_UNKNOWN:
+        return REALM_TOKEN_ATTR_UNKNOWN;
+    case REALM_TOKEN_TYPE_CONTROL:
+        return REALM_TOKEN_ATTR_CONTROL;
+    case REALM_TOKEN_TYPE_USER_DEFINED:
+        return REALM_TOKEN_ATTR_USER_DEFINED;
+    case REALM_TOKEN_TYPE_UNUSED:
+        return REALM_TOKEN_ATTR_UNUSED;
+    case REALM_TOKEN_TYPE_BYTE:
+        return REALM_TOKEN_ATTR_BYTE;
+    default:
+        return REALM_TOKEN_ATTR_UNDEFINED;
     }
 }
 
@@ -125,14 +132,15 @@ static int load_tokens(realm_tokenizer *tok, const realm_gguf *g)
     int rc = realm_gguf_get_arr(g, "tokenizer.ggml.tokens", REALM_GGUF_STRING, &kv, &n);
     if (rc == REALM_ERR_NOTFOUND)
         return realm__error(REALM_ERR_FORMAT, "no tokenizer.ggml.tokens: the file has no "
-                            "vocabulary");
+                                              "vocabulary");
     if (rc < 0)
         return metadata_error(REALM_ERR_FORMAT);
     if (n == 0)
         return realm__error(REALM_ERR_FORMAT, "tokenizer.ggml.tokens is empty");
     if (n > MAX_TOKENS)
-        return realm__error(REALM_ERR_FORMAT, "tokenizer.ggml.tokens has %" PRIu64
-                            " entries (at most %d supported)", n, MAX_TOKENS);
+        return realm__error(REALM_ERR_FORMAT,
+                            "tokenizer.ggml.tokens has %" PRIu64 " entries (at most %d supported)",
+                            n, MAX_TOKENS);
     const int32_t n_vocab = (int32_t)n;
     tok->n_vocab = n_vocab;
 
@@ -142,8 +150,9 @@ static int load_tokens(realm_tokenizer *tok, const realm_gguf *g)
         total += (len ? len : 24) + 1;
     }
     if (total >= UINT32_MAX)
-        return realm__error(REALM_ERR_FORMAT, "tokenizer.ggml.tokens: %" PRIu64
-                            " bytes of token text is too much", total);
+        return realm__error(REALM_ERR_FORMAT,
+                            "tokenizer.ggml.tokens: %" PRIu64 " bytes of token text is too much",
+                            total);
     tok->text = malloc(total);
     tok->text_off = malloc(((size_t)n_vocab + 1) * sizeof *tok->text_off);
     tok->score = calloc((size_t)n_vocab, sizeof *tok->score);
@@ -176,7 +185,8 @@ static int load_tokens(realm_tokenizer *tok, const realm_gguf *g)
             const char *t = tok_text(tok, (int32_t)got, &l);
             return realm__error(REALM_ERR_FORMAT,
                                 "tokenizer.ggml.tokens: token %" PRId32 " has the same text as "
-                                "token %" PRId64 " ('%.*s')", i, got, (int)(l > 60 ? 60 : l), t);
+                                "token %" PRId64 " ('%.*s')",
+                                i, got, (int)(l > 60 ? 60 : l), t);
         }
         off += len + 1;
     }
@@ -187,8 +197,10 @@ static int load_tokens(realm_tokenizer *tok, const realm_gguf *g)
     rc = realm_gguf_get_arr(g, "tokenizer.ggml.scores", REALM_GGUF_FLOAT32, &kv, &n2);
     if (rc == REALM_OK) {
         if (n2 != n)
-            return realm__error(REALM_ERR_FORMAT, "tokenizer.ggml.scores has %" PRIu64
-                                " entries but there are %" PRIu64 " tokens", n2, n);
+            return realm__error(REALM_ERR_FORMAT,
+                                "tokenizer.ggml.scores has %" PRIu64
+                                " entries but there are %" PRIu64 " tokens",
+                                n2, n);
         memcpy(tok->score, realm_gguf_kv_arr_data(g, kv), (size_t)n * sizeof(float));
     } else if (rc != REALM_ERR_NOTFOUND) {
         return metadata_error(REALM_ERR_FORMAT);
@@ -200,8 +212,10 @@ static int load_tokens(realm_tokenizer *tok, const realm_gguf *g)
         rc = realm_gguf_get_arr(g, "tokenizer.ggml.token_type", REALM_GGUF_UINT32, &kv, &n2);
     if (rc == REALM_OK) {
         if (n2 != n)
-            return realm__error(REALM_ERR_FORMAT, "tokenizer.ggml.token_type has %" PRIu64
-                                " entries but there are %" PRIu64 " tokens", n2, n);
+            return realm__error(REALM_ERR_FORMAT,
+                                "tokenizer.ggml.token_type has %" PRIu64
+                                " entries but there are %" PRIu64 " tokens",
+                                n2, n);
         const unsigned char *p = realm_gguf_kv_arr_data(g, kv);
         for (int32_t i = 0; i < n_vocab; i++) {
             int32_t t;
@@ -223,29 +237,77 @@ static int load_tokens(realm_tokenizer *tok, const realm_gguf *g)
 /* ---- special tokens ----------------------------------------------------- */
 
 /* Texts by which llama.cpp recognises tokens whose ids the file may omit. */
-static const char *const eot_names[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-    "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]", "<\xef\xbd\x9c" "end\xe2\x96\x81of"
-    "\xe2\x96\x81sentence\xef\xbd\x9c>", "<end_of_utterance>", NULL};
+static const char *const eot_names[] = {"<|eot_id|>",
+                                        "<|im_end|>",
+                                        "<|end|>",
+                                        "<end_of_turn>",
+                                        "<|endoftext|>",
+                                        "<|end_of_text|>",
+                                        "<EOT>",
+                                        "_<EOT>",
+                                        "[EOT]",
+                                        "<\xef\xbd\x9c"
+                                        "end\xe2\x96\x81of"
+                                        "\xe2\x96\x81sentence\xef\xbd\x9c>",
+                                        "<end_of_utterance>",
+                                        NULL};
 static const char *const eom_names[] = {"<|eom_id|>", NULL};
-static const char *const fim_pre_names[] = {
-    "<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<\xef\xbd\x9c" "fim\xe2\x96\x81"
-    "begin\xef\xbd\x9c>", "<PRE>", "\xe2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>", NULL};
-static const char *const fim_suf_names[] = {
-    "<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<\xef\xbd\x9c" "fim\xe2\x96\x81"
-    "hole\xef\xbd\x9c>", "<SUF>", "\xe2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>", NULL};
-static const char *const fim_mid_names[] = {
-    "<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<\xef\xbd\x9c" "fim\xe2\x96\x81"
-    "end\xef\xbd\x9c>", "<MID>", "\xe2\x96\x81<MID>", "<|code_middle|>", "<|middle|>", NULL};
-static const char *const fim_pad_names[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>",
-                                            "[PAD]", NULL};
+static const char *const fim_pre_names[] = {"<|fim_prefix|>",
+                                            "<fim-prefix>",
+                                            "<fim_prefix>",
+                                            "<\xef\xbd\x9c"
+                                            "fim\xe2\x96\x81"
+                                            "begin\xef\xbd\x9c>",
+                                            "<PRE>",
+                                            "\xe2\x96\x81<PRE>",
+                                            "<|code_prefix|>",
+                                            "<|prefix|>",
+                                            NULL};
+static const char *const fim_suf_names[] = {"<|fim_suffix|>",
+                                            "<fim-suffix>",
+                                            "<fim_suffix>",
+                                            "<\xef\xbd\x9c"
+                                            "fim\xe2\x96\x81"
+                                            "hole\xef\xbd\x9c>",
+                                            "<SUF>",
+                                            "\xe2\x96\x81<SUF>",
+                                            "<|code_suffix|>",
+                                            "<|suffix|>",
+                                            NULL};
+static const char *const fim_mid_names[] = {"<|fim_middle|>",
+                                            "<fim-middle>",
+                                            "<fim_middle>",
+                                            "<\xef\xbd\x9c"
+                                            "fim\xe2\x96\x81"
+                                            "end\xef\xbd\x9c>",
+                                            "<MID>",
+                                            "\xe2\x96\x81<MID>",
+                                            "<|code_middle|>",
+                                            "<|middle|>",
+                                            NULL};
+static const char *const fim_pad_names[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>",
+                                            "<PAD>",       "[PAD]",     NULL};
 static const char *const fim_rep_names[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
-                                            "<REPO>", "<reponame>", NULL};
+                                            "<REPO>",       "<reponame>",    NULL};
 static const char *const fim_sep_names[] = {"<|file_sep|>", NULL};
-static const char *const eog_names[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
-    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
-    "<|end_of_text|>", "<end_of_utterance>", NULL};
+static const char *const eog_names[] = {"<|eot_id|>",
+                                        "<|im_end|>",
+                                        "<|end|>",
+                                        "<|return|>",
+                                        "<|call|>",
+                                        "<|flush|>",
+                                        "<|calls|>",
+                                        "<end_of_turn>",
+                                        "<|endoftext|>",
+                                        "</s>",
+                                        "<|eom_id|>",
+                                        "<EOT>",
+                                        "_<EOT>",
+                                        "[EOT]",
+                                        "[EOS]",
+                                        "<|end_of_text|>",
+                                        "<end_of_utterance>",
+                                        NULL};
 /* gpt-oss: always rendered, so always user-defined. */
 static const char *const render_names[] = {"<|channel|>", "<|message|>", "<|start|>",
                                            "<|constrain|>", NULL};
@@ -285,19 +347,19 @@ static int build_eog(realm_tokenizer *tok)
     int32_t *eog = malloc((size_t)cap * sizeof *eog);
     if (eog == NULL)
         return realm__error(REALM_ERR_NOMEM, "out of memory");
-#define ADD_EOG(x)                                                                             \
-    do {                                                                                       \
-        if ((x) != REALM_TOKEN_NULL) {                                                         \
-            if (n == cap) {                                                                    \
-                int32_t *q = realloc(eog, (size_t)(cap *= 2) * sizeof *eog);                   \
-                if (q == NULL) {                                                               \
-                    free(eog);                                                                 \
-                    return realm__error(REALM_ERR_NOMEM, "out of memory");                     \
-                }                                                                              \
-                eog = q;                                                                       \
-            }                                                                                  \
-            eog[n++] = (x);                                                                    \
-        }                                                                                      \
+#define ADD_EOG(x)                                                                                 \
+    do {                                                                                           \
+        if ((x) != REALM_TOKEN_NULL) {                                                             \
+            if (n == cap) {                                                                        \
+                int32_t *q = realloc(eog, (size_t)(cap *= 2) * sizeof *eog);                       \
+                if (q == NULL) {                                                                   \
+                    free(eog);                                                                     \
+                    return realm__error(REALM_ERR_NOMEM, "out of memory");                         \
+                }                                                                                  \
+                eog = q;                                                                           \
+            }                                                                                      \
+            eog[n++] = (x);                                                                        \
+        }                                                                                          \
     } while (0)
     ADD_EOG(tok->fim_pad);
     ADD_EOG(tok->fim_rep);
@@ -365,8 +427,8 @@ static int build_special(realm_tokenizer *tok)
 {
     int32_t n = 0;
     for (int32_t i = 0; i < tok->n_vocab; i++)
-        if (tok->attr[i] & (REALM_TOKEN_ATTR_CONTROL | REALM_TOKEN_ATTR_USER_DEFINED |
-                            REALM_TOKEN_ATTR_UNKNOWN))
+        if (tok->attr[i] &
+            (REALM_TOKEN_ATTR_CONTROL | REALM_TOKEN_ATTR_USER_DEFINED | REALM_TOKEN_ATTR_UNKNOWN))
             n++;
     tok->special = malloc(((size_t)n + 1) * sizeof *tok->special);
     tok->special_by_bucket = malloc(((size_t)n + 1) * sizeof *tok->special_by_bucket);
@@ -378,8 +440,8 @@ static int build_special(realm_tokenizer *tok)
         return realm__error(REALM_ERR_NOMEM, "out of memory");
     n = 0;
     for (int32_t i = 0; i < tok->n_vocab; i++)
-        if (tok->attr[i] & (REALM_TOKEN_ATTR_CONTROL | REALM_TOKEN_ATTR_USER_DEFINED |
-                            REALM_TOKEN_ATTR_UNKNOWN))
+        if (tok->attr[i] &
+            (REALM_TOKEN_ATTR_CONTROL | REALM_TOKEN_ATTR_USER_DEFINED | REALM_TOKEN_ATTR_UNKNOWN))
             order[n++] = (struct by_len){tok->text_off[i + 1] - tok->text_off[i], i};
     qsort(order, (size_t)n, sizeof *order, cmp_by_len);
     for (int32_t k = 0; k < n; k++)
@@ -441,8 +503,8 @@ static int build_pieces(realm_tokenizer *tok)
         const uint32_t a = tok->attr[id];
         char *dst = tok->piece + o;
         size_t n = 0;
-        if (a & (REALM_TOKEN_ATTR_UNKNOWN | REALM_TOKEN_ATTR_CONTROL |
-                 REALM_TOKEN_ATTR_USER_DEFINED)) {
+        if (a &
+            (REALM_TOKEN_ATTR_UNKNOWN | REALM_TOKEN_ATTR_CONTROL | REALM_TOKEN_ATTR_USER_DEFINED)) {
             memcpy(dst, t, len);
             n = len;
         } else if (a & REALM_TOKEN_ATTR_NORMAL) {
@@ -516,7 +578,7 @@ static int load(realm_tokenizer *tok, const realm_gguf *g)
         return rc;
     if (!found)
         return realm__error(REALM_ERR_FORMAT, "no tokenizer.ggml.model: the file has no "
-                            "tokenizer");
+                                              "tokenizer");
     char pre[sizeof tok->pre];
     bool has_pre;
     if ((rc = get_str(g, "tokenizer.ggml.pre", pre, sizeof pre, &has_pre)) < 0)
@@ -550,11 +612,15 @@ static int load(realm_tokenizer *tok, const realm_gguf *g)
     } else if (strcmp(tok->model, "t5") == 0 || strcmp(tok->model, "rwkv") == 0 ||
                strcmp(tok->model, "plamo2") == 0 || strcmp(tok->model, "none") == 0 ||
                strcmp(tok->model, "no_vocab") == 0) {
-        return realm__error(REALM_ERR_UNSUPPORTED, "tokenizer model '%s' "
-                            "(tokenizer.ggml.model) is not supported", tok->model);
+        return realm__error(REALM_ERR_UNSUPPORTED,
+                            "tokenizer model '%s' "
+                            "(tokenizer.ggml.model) is not supported",
+                            tok->model);
     } else {
-        return realm__error(REALM_ERR_UNSUPPORTED, "unknown tokenizer model '%s' "
-                            "(tokenizer.ggml.model)", tok->model);
+        return realm__error(REALM_ERR_UNSUPPORTED,
+                            "unknown tokenizer model '%s' "
+                            "(tokenizer.ggml.model)",
+                            tok->model);
     }
 
     if (tok->type == REALM_VOCAB_BPE) {
@@ -586,7 +652,7 @@ static int load(realm_tokenizer *tok, const realm_gguf *g)
         rc = realm_gguf_get_arr(g, "tokenizer.ggml.merges", REALM_GGUF_STRING, &kv, &n_merges);
         if (rc == REALM_ERR_NOTFOUND)
             return realm__error(REALM_ERR_FORMAT, "no tokenizer.ggml.merges: a byte-level BPE "
-                                "(gpt2) vocabulary needs its merges");
+                                                  "(gpt2) vocabulary needs its merges");
         if (rc < 0)
             return metadata_error(REALM_ERR_FORMAT);
         if ((rc = realm__bpe_build(tok, g, kv, n_merges)) < 0)
@@ -634,10 +700,10 @@ static int load(realm_tokenizer *tok, const realm_gguf *g)
         return rc;
     if (tok->add_bos && tok->bos == REALM_TOKEN_NULL && tok->type != REALM_VOCAB_WPM)
         return realm__error(REALM_ERR_FORMAT, "tokenizer.ggml.add_bos_token is set but the "
-                            "vocabulary has no BOS token");
+                                              "vocabulary has no BOS token");
     if (tok->add_eos && tok->eos == REALM_TOKEN_NULL)
         return realm__error(REALM_ERR_FORMAT, "tokenizer.ggml.add_eos_token is set but the "
-                            "vocabulary has no EOS token");
+                                              "vocabulary has no EOS token");
 
     /* Tokens recognised by their text when the file does not name them. */
     detect_by_name(tok, &tok->eot, eot_names);

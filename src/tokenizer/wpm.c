@@ -68,8 +68,8 @@ static int cut_word(const realm_tokenizer *tok, const char *w, size_t n, realm__
     return REALM_OK;
 }
 
-int realm__wpm_tokenize(const realm_tokenizer *tok, realm__scratch *s, const char *text,
-                        size_t len, realm__tokvec *out)
+int realm__wpm_tokenize(const realm_tokenizer *tok, realm__scratch *s, const char *text, size_t len,
+                        realm__tokvec *out)
 {
     /* Each code point becomes at most 4 bytes; its lower case can be longer
      * than the original, so size by code points: 3 (U+2581) + 4 per cp. */
@@ -104,15 +104,14 @@ int realm__wpm_tokenize(const realm_tokenizer *tok, realm__scratch *s, const cha
                 break;
             continue;
         }
-        if (cp == 0 || cp == 0xfffd || cat == UTF8PROC_CATEGORY_CC ||
-            cat == UTF8PROC_CATEGORY_CF || cat == UTF8PROC_CATEGORY_CO ||
-            cat == UTF8PROC_CATEGORY_CS)
+        if (cp == 0 || cp == 0xfffd || cat == UTF8PROC_CATEGORY_CC || cat == UTF8PROC_CATEGORY_CF ||
+            cat == UTF8PROC_CATEGORY_CO || cat == UTF8PROC_CATEGORY_CS)
             continue;
         const uint32_t lc = (uint32_t)utf8proc_tolower((utf8proc_int32_t)cp);
-        const bool alone = (cat >= UTF8PROC_CATEGORY_PC && cat <= UTF8PROC_CATEGORY_PO) ||
-                           (cp < 0x7f && cat >= UTF8PROC_CATEGORY_SM &&
-                            cat <= UTF8PROC_CATEGORY_SO) ||
-                           is_chinese(cp);
+        const bool alone =
+            (cat >= UTF8PROC_CATEGORY_PC && cat <= UTF8PROC_CATEGORY_PO) ||
+            (cp < 0x7f && cat >= UTF8PROC_CATEGORY_SM && cat <= UTF8PROC_CATEGORY_SO) ||
+            is_chinese(cp);
         if (alone) {
             if (wn > 3 && (rc = cut_word(tok, w, wn, out)) < 0)
                 return rc;
