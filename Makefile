@@ -4,6 +4,7 @@
 #   make test [SANITIZE=1]         install dependencies, build, run every test
 #   make fuzz [FUZZ_SECONDS=60]    build the libFuzzer targets with clang and run them
 #   make bench                     build and run the kernel benchmark
+#   make format | format-check     rewrite / check the sources with clang-format
 #
 # Build directories: build/ (normal), build-asan/ (SANITIZE=1), build-fuzz/.
 
@@ -19,7 +20,7 @@ else
 BUILD_DIR ?= build
 endif
 
-.PHONY: all deps build test serve fuzz bench clean format
+.PHONY: all deps build test serve fuzz bench clean format format-check
 
 all: build
 
@@ -46,10 +47,14 @@ fuzz: deps
 	cd build-fuzz && ctest --output-on-failure -R '^fuzz_' --timeout $$(( $(FUZZ_SECONDS) + 300 ))
 
 bench: build
-	$(BUILD_DIR)/bench_kernels
+	$(BUILD_DIR)/realm bench-kernels
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+
+# Fails (and names the files) when a tracked source is not clang-formatted.
+format-check: deps
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
 clean:
 	rm -rf build build-asan build-fuzz

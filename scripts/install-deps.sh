@@ -6,6 +6,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git
+  clang-format                          # formatting check (make format-check, CI)
   clang lld libclang-rt-14-dev          # fuzzer and sanitizer runtimes
   libssl-dev                            # SHA-256 (tests, module cache, API keys)
   libjansson-dev                        # JSON (CLI output, later the HTTP API)
