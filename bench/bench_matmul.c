@@ -20,21 +20,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
+#include "core/clock_internal.h"
 #include "realm/error.h"
 #include "realm/kernels.h"
 #include "realm/threads.h"
 
 #define WORKING_SET ((size_t)1 << 30)
 #define MAX_REPS    400
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static float rand_normal(void)
@@ -177,13 +170,13 @@ static void bench_shape(const realm_kernels *k, realm_type type, int64_t rows, i
                                  .pairs = im == 1};
                 double secs[MAX_REPS];
                 int reps = 0, copy = 0;
-                const double start = now();
-                while (reps < MAX_REPS && (reps < 3 || now() - start < seconds)) {
+                const double start = realm__now();
+                while (reps < MAX_REPS && (reps < 3 || realm__now() - start < seconds)) {
                     t.w = w + (size_t)copy * mat_size;
                     copy = (copy + 1) % copies;
-                    const double t0 = now();
+                    const double t0 = realm__now();
                     realm_threadpool_run(pools[ti], part, &t);
-                    secs[reps++] = now() - t0;
+                    secs[reps++] = realm__now() - t0;
                     if (secs[0] > seconds) /* one slow repetition is enough */
                         break;
                 }

@@ -12,16 +12,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "core/clock_internal.h"
 #include "realm/sampler.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int main(int argc, char **argv)
 {
@@ -57,10 +50,10 @@ int main(int argc, char **argv)
         if (realm_sampler_new(&cases[c].p, nv, &s) < 0)
             return 1;
         long sum = 0;
-        const double t0 = now();
+        const double t0 = realm__now();
         for (int i = 0; i < draws; i++)
             sum += realm_sampler_sample(s, l);
-        printf("| %s | %.3f |\n", cases[c].name, (now() - t0) / draws * 1e3);
+        printf("| %s | %.3f |\n", cases[c].name, (realm__now() - t0) / draws * 1e3);
         realm_sampler_free(s);
         if (sum < 0)
             return 1;

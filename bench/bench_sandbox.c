@@ -16,19 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "core/clock_internal.h"
 #include "realm/engine.h"
 #include "realm/model.h"
 #include "realm/sandbox.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -74,7 +67,7 @@ static void stamp_emit(void *ud, const char *d, size_t n)
     (void)d;
     (void)n;
     stamps *s = ud;
-    s->last = now();
+    s->last = realm__now();
     if (s->n++ == 0)
         s->first = s->last;
 }
@@ -97,13 +90,13 @@ int main(int argc, char **argv)
     enum { N_INST = 2000 };
     static double t[N_INST];
     for (int i = 0; i < N_INST; i++) {
-        double t0 = now();
+        double t0 = realm__now();
         realm_instance *in;
         realm_instance_new(empty, NULL, &in);
         int32_t r;
         realm_instance_handle(in, &(realm_request_io){0}, &r);
         realm_instance_free(in);
-        t[i] = now() - t0;
+        t[i] = realm__now() - t0;
     }
     qsort(t, N_INST, sizeof t[0], cmp_double);
     printf("instantiate + empty call: median %.1f us (p90 %.1f us)\n", t[N_INST / 2] * 1e6,
@@ -123,9 +116,9 @@ int main(int argc, char **argv)
         realm_instance_new(emitter, NULL, &in);
         size_t bytes = 0;
         int32_t r;
-        double t0 = now();
+        double t0 = realm__now();
         realm_instance_handle(in, &(realm_request_io){.emit = sink_emit, .ud = &bytes}, &r);
-        printf("host call (emit, 8 bytes): %.1f ns\n", (now() - t0) / 1e6 * 1e9);
+        printf("host call (emit, 8 bytes): %.1f ns\n", (realm__now() - t0) / 1e6 * 1e9);
         realm_instance_free(in);
         realm_module_free(emitter);
     }
@@ -162,7 +155,7 @@ int main(int argc, char **argv)
                 o.max_tokens = n_tokens;
                 o.sampling.temperature = 0;
                 o.ignore_eos = true;
-                double t0 = now();
+                double t0 = realm__now();
                 realm_gen *g;
                 realm_engine_submit(
                     engine,
@@ -172,17 +165,17 @@ int main(int argc, char **argv)
                 while (realm_gen_next(g, &p, -1) > 0)
                     pieces += round == 0;
                 realm_gen_free(g);
-                t_direct += now() - t0;
+                t_direct += realm__now() - t0;
             } else {
                 size_t bytes = 0;
                 int32_t r;
-                double t0 = now();
+                double t0 = realm__now();
                 realm_instance_handle(
                     in,
                     &(realm_request_io){
                         .body = req, .body_len = strlen(req), .emit = sink_emit, .ud = &bytes},
                     &r);
-                t_module += now() - t0;
+                t_module += realm__now() - t0;
             }
         }
     }
@@ -251,10 +244,10 @@ int main(int argc, char **argv)
             realm_gen_wait(g);
             realm_gen_piece p;
             int n = 0;
-            double t0 = now();
+            double t0 = realm__now();
             while (realm_gen_next(g, &p, -1) > 0)
                 n++;
-            per_direct[round] = n > 0 ? (now() - t0) / n : 0;
+            per_direct[round] = n > 0 ? (realm__now() - t0) / n : 0;
             realm_gen_free(g);
         }
         qsort(per_module, DRAIN_ROUNDS, sizeof per_module[0], cmp_double);

@@ -15,19 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "core/clock_internal.h"
 #include "realm/error.h"
 #include "realm/gguf.h"
 #include "realm/tokenizer.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static char *read_all(const char *path, size_t *len)
 {
@@ -118,9 +111,9 @@ static double synthetic_150k_load(const char *dir)
     if (rc == 0 && realm_gguf_open(tmp, &g) == 0) {
         for (int pass = 0; pass < 3; pass++) {
             realm_tokenizer *tok;
-            double t0 = now();
+            double t0 = realm__now();
             rc = realm_tokenizer_load(g, &tok);
-            double dt = now() - t0;
+            double dt = realm__now() - t0;
             if (rc < 0) {
                 fprintf(stderr, "synthetic vocabulary: %s\n", realm_last_error());
                 best = -1;
@@ -203,9 +196,9 @@ int main(int argc, char **argv)
             return 1;
         }
         realm_tokenizer *tok;
-        double t0 = now();
+        double t0 = realm__now();
         int rc = realm_tokenizer_load(g, &tok);
-        double load = now() - t0;
+        double load = realm__now() - t0;
         realm_gguf_close(g);
         if (rc < 0) {
             fprintf(stderr, "%s: %s\n", path, realm_last_error());
@@ -215,7 +208,7 @@ int main(int argc, char **argv)
         long long n_tok = 0;
         for (int pass = 0; pass < 3; pass++) {
             n_tok = 0;
-            t0 = now();
+            t0 = realm__now();
             for (int p = 0; p < n_prompts; p++) {
                 int32_t k = realm_tokenize(tok, text + prompt_at[p],
                                            prompt_at[p + 1] - prompt_at[p], 0, ids, 65536);
@@ -225,7 +218,7 @@ int main(int argc, char **argv)
                 }
                 n_tok += k;
             }
-            double dt = now() - t0;
+            double dt = realm__now() - t0;
             if (dt < best)
                 best = dt;
         }

@@ -6,8 +6,8 @@
  */
 #include <pthread.h>
 #include <stdbool.h>
-#include <time.h>
 
+#include "core/clock_internal.h"
 #include "realm/error.h"
 #include "realm/gguf.h"
 #include "realm/tokenizer.h"
@@ -33,13 +33,6 @@ static char *read_all(const char *path, size_t *len)
     buf[n] = '\0';
     *len = n;
     return buf;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* Print s quoted with escapes, for diffs. */
@@ -148,9 +141,9 @@ static realm_tokenizer *load_vocab(const char *rel, realm_gguf **g_out)
     if (rc < 0)
         return NULL;
     realm_tokenizer *tok = NULL;
-    double t0 = now();
+    double t0 = realm__now();
     rc = realm_tokenizer_load(g, &tok);
-    double dt = now() - t0;
+    double dt = realm__now() - t0;
     CHECK_MSG(rc == 0, "load %s: %s", rel, realm_last_error());
     if (rc == 0)
         printf("  loaded %-40s n_vocab %6d in %6.1f ms\n", rel, realm_tokenizer_n_vocab(tok),
@@ -547,9 +540,9 @@ static void test_long(void)
         const char fill[] = {'a', ' ', '1'};
         for (int f = 0; f < 3; f++) {
             memset(s, fill[f], n);
-            double t0 = now();
+            double t0 = realm__now();
             int32_t cnt = realm_tokenize(tok, s, n, 0, NULL, 0);
-            double dt = now() - t0;
+            double dt = realm__now() - t0;
             CHECK_MSG(cnt > 0 || (cnt == 0 && fill[f] == ' '), "%s: 1 MiB of '%c': %s", names[k],
                       fill[f], realm_last_error());
             CHECK_MSG(dt < 5.0, "%s: 1 MiB of '%c' took %.2f s", names[k], fill[f], dt);
@@ -560,9 +553,9 @@ static void test_long(void)
     if (gpt2) {
         for (size_t i = 0; i < n; i++)
             s[i] = "abcdefghij"[i % 10];
-        double t0 = now();
+        double t0 = realm__now();
         CHECK(roundtrip_ok(gpt2, s, n, "gpt-2 1 MiB word"));
-        CHECK(now() - t0 < 5.0);
+        CHECK(realm__now() - t0 < 5.0);
     }
     free(s);
 }

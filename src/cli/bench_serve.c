@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "bench_serve.h"
+#include "core/clock_internal.h"
 #include "realm/engine.h"
 #include "realm/error.h"
 
@@ -45,7 +46,7 @@ static void *client_main(void *arg)
     o.sampling.temperature = 0;
     o.no_prefix_cache = true;
     realm_gen *g;
-    c->t_start = cli_now();
+    c->t_start = realm__now();
     c->rc = realm_engine_submit(
         c->e,
         &(realm_gen_request){
@@ -58,7 +59,7 @@ static void *client_main(void *arg)
     realm_gen_piece p;
     while (realm_gen_next(g, &p, -1) > 0)
         if (p.token != REALM_TOKEN_NULL && c->n_tokens < c->ntg)
-            c->at[c->n_tokens++] = cli_now();
+            c->at[c->n_tokens++] = realm__now();
     realm_gen_result r;
     realm_gen_result_get(g, &r);
     if (r.finish == REALM_FINISH_ERROR) {
@@ -119,7 +120,7 @@ static int run_once(realm_engine *e, const cli_serve_opts *o, int par, int n_voc
             c[i].prompt[j] = rand_token(rng, n_vocab);
     }
     int started = 0;
-    const double t0 = cli_now();
+    const double t0 = realm__now();
     for (; started < par && rc == 0; started++)
         if (pthread_create(&th[started], NULL, client_main, &c[started]) != 0)
             rc = cli_error(CMD, "cannot start a client thread");
@@ -138,7 +139,7 @@ static int run_once(realm_engine *e, const cli_serve_opts *o, int par, int n_voc
         for (int j = 1; j < c[i].n_tokens; j++)
             lv->itl[lv->n_itl++] = c[i].at[j] - c[i].at[j - 1];
     }
-    const double wall = cli_now() - t0;
+    const double wall = realm__now() - t0;
     /* the decode rate: tokens inside the window where every client had its
      * first token and none had its last (all streams decoding) */
     long in_window = 0;
@@ -172,14 +173,14 @@ static double ttft_once(realm_engine *e, const realm_token *p, int n, uint32_t t
     o.max_tokens = 1;
     o.sampling.temperature = 0;
     realm_gen *g;
-    const double t0 = cli_now();
+    const double t0 = realm__now();
     if (realm_engine_submit(
             e, &(realm_gen_request){.prompt = p, .n_prompt = n, .tenant = tenant, .options = &o},
             &g) < 0)
         return -1;
     realm_gen_piece pc;
     realm_gen_next(g, &pc, -1);
-    const double t = cli_now() - t0;
+    const double t = realm__now() - t0;
     realm_gen_wait(g);
     realm_gen_result r;
     realm_gen_result_get(g, &r);

@@ -32,7 +32,5 @@ bool cli_parse_int(const char *cmd, const char *opt, const char *val, long min, 
                    long *out);
 /* "1.50 GiB" etc. into buf. */
 const char *cli_format_bytes(uint64_t bytes, char *buf, int cap);
-/* Monotonic seconds. */
-double cli_now(void);
 
 #endif

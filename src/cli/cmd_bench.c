@@ -15,6 +15,7 @@
 
 #include "bench_serve.h"
 #include "cli.h"
+#include "core/clock_internal.h"
 #include "realm/error.h"
 #include "realm/model.h"
 #include "realm/threads.h"
@@ -86,9 +87,9 @@ static double run_pp(bench *b, int n, int nb)
 {
     int32_t s;
     realm_kv_seq_new(b->kv, &s);
-    double t0 = cli_now();
+    double t0 = realm__now();
     int rc = prefill(b, s, n, nb);
-    double t = cli_now() - t0;
+    double t = realm__now() - t0;
     realm_kv_seq_free(b->kv, s);
     return rc < 0 ? -1 : t;
 }
@@ -102,7 +103,7 @@ static double run_tg(bench *b, int par, int start, int n, int nb)
         if (start > 0 && prefill(b, s[p], start, nb) < 0)
             return -1;
     }
-    double t0 = cli_now();
+    double t0 = realm__now();
     for (int step = 0; step < n; step++) {
         for (int p = 0; p < par; p++) {
             b->tok[p] = rand_token(b);
@@ -114,7 +115,7 @@ static double run_tg(bench *b, int par, int start, int n, int nb)
         if (realm_forward(b->ctx, &bb, b->logits) < 0)
             return -1;
     }
-    double t = cli_now() - t0;
+    double t = realm__now() - t0;
     for (int p = 0; p < par; p++)
         realm_kv_seq_free(b->kv, s[p]);
     return t;

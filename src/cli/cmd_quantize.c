@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "core/clock_internal.h"
 #include "quant_mix.h"
 #include "realm/error.h"
 #include "realm/gguf.h"
@@ -298,7 +299,7 @@ static int run_quantize(int argc, char **argv)
         goto done;
     }
 
-    double t0 = cli_now();
+    double t0 = realm__now();
     if (realm_gguf_writer_begin(w, f) < 0) {
         cli_error(CMD, "writing '%s': %s", tmp, realm_last_error());
         goto done;
@@ -342,7 +343,7 @@ static int run_quantize(int argc, char **argv)
         fprintf(stderr, "%s: %s -> %s (%s, %s) in %.1f s\n", out,
                 cli_format_bytes(plan.in_bytes, b1, sizeof b1),
                 cli_format_bytes(plan.out_bytes, b2, sizeof b2), s->name, pure ? "pure" : "mixture",
-                cli_now() - t0);
+                realm__now() - t0);
     }
     rc = 0;
 done:

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "core/clock_internal.h"
 #include "realm/error.h"
 #include "realm/model.h"
 #include "realm/sampler.h"
@@ -106,7 +107,7 @@ static int run_run(int argc, char **argv)
     run_opts o;
     if (parse_args(argc, argv, &o) != 0)
         return 1;
-    double t_load = cli_now();
+    double t_load = realm__now();
     realm_model *m = NULL;
     realm_tokenizer *tok = NULL;
     realm_kv_cache *kv = NULL;
@@ -173,7 +174,7 @@ static int run_run(int argc, char **argv)
         cli_error(CMD, "out of memory");
         goto done;
     }
-    t_load = cli_now() - t_load;
+    t_load = realm__now() - t_load;
 
     if (o.echo) {
         for (int32_t i = 0; i < n_prompt; i++)
@@ -184,7 +185,7 @@ static int run_run(int argc, char **argv)
     /* Prompt, in chunks of the batch size. */
     int32_t seq;
     realm_kv_seq_new(kv, &seq);
-    double t0 = cli_now();
+    double t0 = realm__now();
     const int32_t nb = (int32_t)(o.n_batch < n_ctx ? o.n_batch : n_ctx);
     int32_t *pos = malloc((size_t)nb * sizeof *pos), *seqs = malloc((size_t)nb * sizeof *seqs);
     for (int32_t at = 0; at < n_prompt; at += nb) {
@@ -203,10 +204,10 @@ static int run_run(int argc, char **argv)
     }
     free(pos);
     free(seqs);
-    const double t_prompt = cli_now() - t0;
+    const double t_prompt = realm__now() - t0;
 
     /* Generation. */
-    t0 = cli_now();
+    t0 = realm__now();
     int32_t n_gen = 0;
     for (; n_gen < o.n_predict; n_gen++) {
         realm_token next = realm_sampler_sample(smp, logits);
@@ -227,7 +228,7 @@ static int run_run(int argc, char **argv)
         ; /* stopped at end of generation */
     else
         n_gen = (int32_t)o.n_predict;
-    const double t_gen = cli_now() - t0;
+    const double t_gen = realm__now() - t0;
     realm_detok_stream_flush(ds);
     drain(ds);
     fputc('\n', stdout);

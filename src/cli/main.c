@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "realm/error.h"
@@ -70,13 +69,6 @@ const char *cli_format_bytes(uint64_t bytes, char *buf, int cap)
     else
         snprintf(buf, (size_t)cap, "%.2f %s", v, units[u]);
     return buf;
-}
-
-double cli_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static void print_help(FILE *f)

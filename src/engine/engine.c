@@ -12,15 +12,9 @@
 
 #include <utf8proc.h>
 
+#include "core/clock_internal.h"
 #include "core/error_internal.h"
 #include "engine_internal.h"
-
-double realm__engine_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 const char *realm_finish_name(realm_finish f)
 {
@@ -323,7 +317,7 @@ void realm__gen_unref(realm_gen *g)
 
 void realm__gen_finish(realm_gen *g, realm_finish f, int err, const char *msg)
 {
-    const double now = realm__engine_now();
+    const double now = realm__now();
     pthread_mutex_lock(&g->mu);
     if (!g->done) {
         g->res.finish = f;
@@ -349,7 +343,7 @@ static uint64_t random_seed(void)
     uint64_t v;
     if (getrandom(&v, sizeof v, GRND_NONBLOCK) == (ssize_t)sizeof v && v != REALM_SEED_RANDOM)
         return v;
-    return (uint64_t)(realm__engine_now() * 1e9) ^ (++counter * 0x9e3779b97f4a7c15ull);
+    return (uint64_t)(realm__now() * 1e9) ^ (++counter * 0x9e3779b97f4a7c15ull);
 }
 
 static bool valid_utf8(const char *s)
@@ -561,7 +555,7 @@ int realm_engine_submit(realm_engine *e, const realm_gen_request *r, realm_gen *
     }
     t->n_waiting++;
     g->arrival = e->arrivals++;
-    g->t_submit = realm__engine_now();
+    g->t_submit = realm__now();
     g->res.step_submitted = e->stats.steps;
     e->waiting[e->n_waiting++] = g;
     e->events++;

@@ -123,7 +123,6 @@ struct realm_engine {
     float *logits;
 };
 
-double realm__engine_now(void);
 tenant_state *realm__engine_tenant(realm_engine *e, uint32_t id);
 double realm__engine_vclock(realm_engine *e);
 /* One step of the scheduler (scheduler.c); the caller holds no lock. */

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock_internal.h"
 #include "core/error_internal.h"
 #include "engine_internal.h"
 
@@ -472,7 +473,7 @@ static void sample_one(realm_engine *e, realm_gen *g, uint64_t step)
     const realm_token tok = realm_sampler_sample(g->smp, row);
     realm_sampler_accept(g->smp, tok);
     if (g->t_first == 0) {
-        g->t_first = realm__engine_now();
+        g->t_first = realm__now();
         g->res.step_first_token = step;
     }
     if ((!g->ignore_eos && realm_tokenizer_is_eog(e->tok, tok)) || is_stop_token(g, tok)) {
@@ -564,9 +565,9 @@ int realm__engine_step(realm_engine *e)
     int rc = REALM_OK;
     if (n > 0) {
         const realm_batch b = {n, e->b_tok, e->b_pos, e->b_seq, e->b_want};
-        const double t0 = realm__engine_now();
+        const double t0 = realm__now();
         rc = realm_forward(e->ctx, &b, e->logits);
-        note_step_time(e, n, realm__engine_now() - t0);
+        note_step_time(e, n, realm__now() - t0);
         const char *msg = rc < 0 ? realm_last_error() : NULL;
         for (int32_t i = 0; i < e->n_running; i++) {
             realm_gen *g = e->running[i];
