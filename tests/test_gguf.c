@@ -11,6 +11,8 @@
  *   phrase; every prefix of a valid file must fail; byte flips must never
  *   crash.
  *
+ * - The string table both the reader and the tokenizer index names with.
+ *
  * The tests assume a little-endian host (as does Realm).
  * Set GGUF_TEST_VERBOSE=1 to print every expected error message.
  */
@@ -20,6 +22,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "core/strmap_internal.h"
 #include "realm/error.h"
 #include "realm/gguf.h"
 #include "test_util.h"
@@ -1512,6 +1515,102 @@ static void test_malformed(void)
     b_free(&b);
 }
 
+/* ---- the string table (core/strmap_internal.h) --------------------------- */
+
+/*
+ * realm__strmap: keys of every length around the hash's block sizes, keys
+ * that differ only in trailing zero bytes, lookups by unterminated strings,
+ * growth while the arena moves, clear, the size limit, and keys that differ
+ * the way a fixed-key multiply-xorshift hash cannot tell apart whatever its
+ * seed: such a family of 1024 keys must not collide here.
+ */
+static void test_strmap(void)
+{
+    realm__strmap m = {0};
+    CHECK_EQ_INT(realm__strmap_find(&m, NULL, "x", 1), -1);
+
+    /* Keys "k<i>" padded with i % 41 zero bytes, in an arena that grows. */
+    char *arena = NULL;
+    size_t len = 0, cap = 0;
+    uint64_t *off = malloc(5000 * sizeof *off);
+    uint32_t *klen = malloc(5000 * sizeof *klen);
+    for (int i = 0; i < 5000; i++) {
+        char key[80];
+        int n = snprintf(key, sizeof key, "k%d", i);
+        memset(key + n, 0, (size_t)(i % 41));
+        n += i % 41;
+        if (len + (size_t)n > cap) {
+            cap = cap ? 2 * cap : 64;
+            arena = realloc(arena, cap);
+        }
+        memcpy(arena + len, key, (size_t)n);
+        off[i] = len;
+        klen[i] = (uint32_t)n;
+        len += (size_t)n;
+        CHECK_EQ_INT(realm__strmap_put(&m, arena, off[i], (size_t)n, i), i);
+    }
+    CHECK_EQ_INT(m.n, 5000);
+    int found = 0;
+    for (int i = 0; i < 5000; i++) {
+        char *copy = malloc(klen[i] + 1); /* not in the arena, one byte more */
+        memcpy(copy, arena + off[i], klen[i]);
+        copy[klen[i]] = 'z';
+        found += realm__strmap_find(&m, arena, copy, klen[i]) == i;
+        CHECK_EQ_INT(realm__strmap_find(&m, arena, copy, klen[i] + 1), -1);
+        free(copy);
+    }
+    CHECK_EQ_INT(found, 5000);
+    CHECK_EQ_INT(realm__strmap_find(&m, arena, "k41", 3), 41);
+    CHECK_EQ_INT(realm__strmap_find(&m, arena, "k41\0", 4), -1);
+    CHECK_EQ_INT(realm__strmap_find(&m, arena, "k1\0", 3), 1);
+    CHECK_EQ_INT(realm__strmap_find(&m, arena, "k1", 2), -1);
+    CHECK_EQ_INT(realm__strmap_put(&m, arena, off[7], klen[7], 99), 7); /* the old value */
+
+    realm__strmap_clear(&m);
+    CHECK_EQ_INT(realm__strmap_find(&m, arena, "k41", 3), -1);
+    CHECK_EQ_INT(realm__strmap_put(&m, arena, off[41], klen[41], 3), 3);
+    CHECK_EQ_INT(realm__strmap_find(&m, arena, "k41", 3), 3);
+    realm__strmap_free(&m);
+    free(arena);
+    free(off);
+    free(klen);
+
+    /* Sizes are checked before allocating; every table has its own secret. */
+    realm__strmap big;
+    CHECK_RC(realm__strmap_init(&big, (uint64_t)REALM__STRMAP_MAX + 1), REALM_ERR_RANGE);
+    CHECK(big.slots == NULL && big.ent == NULL);
+    realm__strmap a, b;
+    CHECK_RC(realm__strmap_init(&a, 0), REALM_OK);
+    CHECK_RC(realm__strmap_init(&b, 0), REALM_OK);
+    CHECK(a.key[0] != b.key[0] && a.key[1] != b.key[1]);
+    realm__strmap_free(&b);
+
+    /* 160-byte keys, ten pairs of 8-byte words each either (x, y) or
+     * (x ^ 2^63, y ^ (2^63 | 2^34)): one difference a hash that does
+     * h = (h ^ w) * C; h ^= h >> 29 cancels for every seed. */
+    enum { WORDS = 20, KEYS = 1 << (WORDS / 2) };
+    uint64_t *fam = malloc(sizeof(uint64_t) * WORDS * KEYS);
+    uint64_t *hashes = malloc(sizeof(uint64_t) * KEYS);
+    for (int k = 0; k < KEYS; k++) {
+        for (int w = 0; w < WORDS; w++)
+            fam[k * WORDS + w] = 0x0101010101010101ull * (uint64_t)(w + 1);
+        for (int pair = 0; pair < WORDS / 2; pair++)
+            if (k >> pair & 1) {
+                fam[k * WORDS + 2 * pair] ^= 1ull << 63;
+                fam[k * WORDS + 2 * pair + 1] ^= 1ull << 63 | 1ull << 34;
+            }
+        hashes[k] = realm__strmap_hash(&a, &fam[k * WORDS], WORDS * 8);
+    }
+    int same = 0;
+    for (int i = 0; i < KEYS; i++)
+        for (int j = i + 1; j < KEYS; j++)
+            same += hashes[i] == hashes[j];
+    CHECK_EQ_INT(same, 0);
+    free(fam);
+    free(hashes);
+    realm__strmap_free(&a);
+}
+
 int main(void)
 {
     test_begin("gguf", 300);
@@ -1533,5 +1632,6 @@ int main(void)
     test_truncation();
     test_mutations();
     test_malformed();
+    test_strmap();
     return test_end();
 }

@@ -27,6 +27,7 @@
 
 #include "error_internal.h"
 #include "gguf_internal.h"
+#include "strmap_internal.h"
 
 /* The smallest possible encodings, used to bound counts by the file size. */
 #define MIN_KV_BYTES     13u /* key length, type id, one-byte value */
@@ -70,7 +71,7 @@ struct realm_gguf {
     int64_t n_kv;
     struct gguf_kv *kv;
     struct name_arena keys;
-    realm__name_index kv_index;
+    realm__strmap kv_index; /* key (in keys) -> entry */
     /* File offset of each string-array element's length field; a string
      * array's elements are consecutive, starting at its str_first. */
     uint64_t *str_offs;
@@ -80,7 +81,7 @@ struct realm_gguf {
     int64_t n_tensors;
     realm_gguf_tensor *tensors;
     struct name_arena tensor_names;
-    realm__name_index tensor_index;
+    realm__strmap tensor_index; /* name (in tensor_names) -> tensor */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -164,112 +165,6 @@ size_t realm_gguf_type_size(realm_gguf_type t)
     default:
         return 0;
     }
-}
-
-/* ---- name hash table (shared with the writer) ---------------------------- */
-
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
-static uint64_t hash_name(const char *s, uint64_t seed)
-{
-    uint64_t h = seed ^ 0xcbf29ce484222325ull;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        h = (h ^ *p) * 0x100000001b3ull;
-    return mix64(h);
-}
-
-/* Rehash into a table of new_cap slots (a power of two above 2 * count). */
-static int index_resize(realm__name_index *ix, uint64_t new_cap)
-{
-    realm__name_slot *slots = calloc(new_cap, sizeof *slots);
-    if (slots == NULL)
-        return realm__error(REALM_ERR_NOMEM, "out of memory for a name index of %" PRIu64 " slots",
-                            new_cap);
-    if (ix->seed == 0) /* the heap address differs from run to run (ASLR) */
-        ix->seed = mix64((uint64_t)(uintptr_t)slots) | 1;
-    for (uint64_t i = 0; i < ix->cap; i++) {
-        const realm__name_slot *s = &ix->slots[i];
-        if (s->name == NULL)
-            continue;
-        uint64_t j = s->hash & (new_cap - 1);
-        while (slots[j].name != NULL)
-            j = (j + 1) & (new_cap - 1);
-        slots[j] = *s;
-    }
-    free(ix->slots);
-    ix->slots = slots;
-    ix->cap = new_cap;
-    return REALM_OK;
-}
-
-int realm__index_reserve(realm__name_index *ix, uint64_t n)
-{
-    if (n > (UINT64_MAX >> 3))
-        return realm__error(REALM_ERR_NOMEM, "name index of %" PRIu64 " entries is too large", n);
-    uint64_t cap = ix->cap ? ix->cap : 16;
-    while (cap < 2 * n)
-        cap *= 2;
-    if (cap == ix->cap)
-        return REALM_OK;
-    if (cap > SIZE_MAX / sizeof(realm__name_slot))
-        return realm__error(REALM_ERR_NOMEM, "name index of %" PRIu64 " entries is too large", n);
-    return index_resize(ix, cap);
-}
-
-int64_t realm__index_find(const realm__name_index *ix, const char *name)
-{
-    if (ix->cap == 0)
-        return -1;
-    uint64_t h = hash_name(name, ix->seed);
-    for (uint64_t j = h & (ix->cap - 1);; j = (j + 1) & (ix->cap - 1)) {
-        const realm__name_slot *s = &ix->slots[j];
-        if (s->name == NULL)
-            return -1;
-        if (s->hash == h && strcmp(s->name, name) == 0)
-            return s->idx;
-    }
-}
-
-int realm__index_put(realm__name_index *ix, const char *name, int64_t idx, int64_t *prev)
-{
-    if (ix->cap == 0 || 2 * (ix->count + 1) > ix->cap) {
-        int rc = realm__index_reserve(ix, ix->count + 1 > 8 ? 2 * (ix->count + 1) : 8);
-        if (rc < 0)
-            return rc;
-    }
-    uint64_t h = hash_name(name, ix->seed);
-    uint64_t j = h & (ix->cap - 1);
-    for (; ix->slots[j].name != NULL; j = (j + 1) & (ix->cap - 1)) {
-        if (ix->slots[j].hash == h && strcmp(ix->slots[j].name, name) == 0) {
-            if (prev)
-                *prev = ix->slots[j].idx;
-            return REALM_ERR_EXISTS;
-        }
-    }
-    ix->slots[j] = (realm__name_slot){name, h, idx};
-    ix->count++;
-    return REALM_OK;
-}
-
-void realm__index_clear(realm__name_index *ix)
-{
-    if (ix->slots)
-        memset(ix->slots, 0, ix->cap * sizeof *ix->slots);
-    ix->count = 0;
-}
-
-void realm__index_free(realm__name_index *ix)
-{
-    free(ix->slots);
-    *ix = (realm__name_index){0};
 }
 
 /* ---- the parser ---------------------------------------------------------- */
@@ -656,23 +551,24 @@ static int parse_header(parser *ps, uint64_t *n_tensors, uint64_t *n_kv)
 static int index_keys(parser *ps)
 {
     realm_gguf *g = ps->g;
-    int rc = realm__index_reserve(&g->kv_index, (uint64_t)g->n_kv);
+    int rc = realm__strmap_init(&g->kv_index, (uint64_t)g->n_kv);
     if (rc < 0)
         return rc;
     for (int64_t i = 0; i < g->n_kv; i++) {
         struct gguf_kv *kv = &g->kv[i];
         kv->key = g->keys.buf + kv->key_at;
-        int64_t prev = -1;
-        rc = realm__index_put(&g->kv_index, kv->key, i, &prev);
-        if (rc == REALM_ERR_EXISTS) {
+        const size_t len = strlen(kv->key);
+        const int64_t prev =
+            realm__strmap_put(&g->kv_index, g->keys.buf, kv->key_at, len, (int32_t)i);
+        if (prev < 0)
+            return (int)prev;
+        if (prev != i) {
             char shown[SHOW_NAME_MAX + 4];
             ps->ctx[0] = '\0';
             return fail(ps, kv->file_off, REALM_ERR_FORMAT,
                         "duplicate metadata key '%s' (entries %" PRId64 " and %" PRId64 ")",
-                        show_name(shown, (const uint8_t *)kv->key, strlen(kv->key)), prev, i);
+                        show_name(shown, (const uint8_t *)kv->key, len), prev, i);
         }
-        if (rc < 0)
-            return rc;
     }
     return REALM_OK;
 }
@@ -682,7 +578,7 @@ static int index_keys(parser *ps)
 static int check_tensors(parser *ps, const uint64_t *name_at, const uint64_t *info_offs)
 {
     realm_gguf *g = ps->g;
-    int rc = realm__index_reserve(&g->tensor_index, (uint64_t)g->n_tensors);
+    int rc = realm__strmap_init(&g->tensor_index, (uint64_t)g->n_tensors);
     if (rc < 0)
         return rc;
     ps->ctx[0] = '\0';
@@ -690,14 +586,14 @@ static int check_tensors(parser *ps, const uint64_t *name_at, const uint64_t *in
         realm_gguf_tensor *t = &g->tensors[i];
         t->name = g->tensor_names.buf + name_at[i];
         char shown[SHOW_NAME_MAX + 4];
-        int64_t prev = -1;
-        rc = realm__index_put(&g->tensor_index, t->name, i, &prev);
-        if (rc == REALM_ERR_EXISTS)
+        const int64_t prev = realm__strmap_put(&g->tensor_index, g->tensor_names.buf, name_at[i],
+                                               strlen(t->name), (int32_t)i);
+        if (prev < 0)
+            return (int)prev;
+        if (prev != i)
             return fail(ps, info_offs[i], REALM_ERR_FORMAT,
                         "duplicate tensor name '%s' (tensors %" PRId64 " and %" PRId64 ")",
                         show_name(shown, (const uint8_t *)t->name, strlen(t->name)), prev, i);
-        if (rc < 0)
-            return rc;
         if (t->offset > UINT64_MAX - g->data_offset ||
             t->nbytes > UINT64_MAX - g->data_offset - t->offset)
             return realm__error(REALM_ERR_FORMAT,
@@ -851,10 +747,10 @@ void realm_gguf_close(realm_gguf *g)
     free(g->kv);
     free(g->keys.buf);
     free(g->str_offs);
-    realm__index_free(&g->kv_index);
+    realm__strmap_free(&g->kv_index);
     free(g->tensors);
     free(g->tensor_names.buf);
-    realm__index_free(&g->tensor_index);
+    realm__strmap_free(&g->tensor_index);
     free(g);
 }
 
@@ -889,7 +785,7 @@ int64_t realm_gguf_find_kv(const realm_gguf *g, const char *key)
 {
     if (key == NULL)
         return -1;
-    return realm__index_find(&g->kv_index, key);
+    return realm__strmap_find(&g->kv_index, g->keys.buf, key, strlen(key));
 }
 
 static const struct gguf_kv *kv_at(const realm_gguf *g, int64_t i)
@@ -978,7 +874,7 @@ static int lookup(const realm_gguf *g, const char *key, const struct gguf_kv **o
 {
     if (g == NULL || key == NULL)
         return realm__error(REALM_ERR_INVAL, "realm_gguf_get: NULL argument");
-    const int64_t i = realm__index_find(&g->kv_index, key);
+    const int64_t i = realm__strmap_find(&g->kv_index, g->keys.buf, key, strlen(key));
     if (i < 0)
         return realm__error(REALM_ERR_NOTFOUND, "metadata key '%s' not found", key);
     *out = &g->kv[i];
@@ -1193,7 +1089,7 @@ const realm_gguf_tensor *realm_gguf_find_tensor(const realm_gguf *g, const char 
 {
     if (name == NULL)
         return NULL;
-    const int64_t i = realm__index_find(&g->tensor_index, name);
+    const int64_t i = realm__strmap_find(&g->tensor_index, g->tensor_names.buf, name, strlen(name));
     return i < 0 ? NULL : &g->tensors[i];
 }
 

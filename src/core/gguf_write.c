@@ -14,18 +14,19 @@
 
 #include "error_internal.h"
 #include "gguf_internal.h"
+#include "strmap_internal.h"
 
 #define GGUF_WRITE_VERSION 3u
 
 struct wkv {
-    char *key;
+    uint64_t key_at; /* in the writer's names */
     realm_gguf_type type;
     uint8_t *val;  /* encoded value (after the type id) */
     uint64_t size; /* bytes in val */
 };
 
 struct wtensor {
-    char *name;
+    uint64_t name_at; /* in the writer's names */
     uint32_t n_dims;
     int64_t ne[REALM_GGUF_MAX_DIMS];
     realm_type type;
@@ -38,12 +39,17 @@ struct realm_gguf_writer {
     struct wkv *kv;
     int64_t n_kv;
     int64_t cap_kv;
-    realm__name_index kv_index;
+    realm__strmap kv_index; /* key -> entry of kv */
 
     struct wtensor *t;
     int64_t n_t;
     int64_t cap_t;
-    realm__name_index t_index;
+    realm__strmap t_index; /* name -> entry of t */
+
+    /* Keys and tensor names, each NUL-terminated, back to back (a removed
+     * key's bytes stay until the writer is freed). */
+    char *names;
+    uint64_t names_len, names_cap;
 
     /* Between begin and end: */
     FILE *f;            /* the caller's stream; NULL when no write is in progress */
@@ -78,16 +84,13 @@ void realm_gguf_writer_free(realm_gguf_writer *w)
 {
     if (w == NULL)
         return;
-    for (int64_t i = 0; i < w->n_kv; i++) {
-        free(w->kv[i].key);
+    for (int64_t i = 0; i < w->n_kv; i++)
         free(w->kv[i].val);
-    }
     free(w->kv);
-    realm__index_free(&w->kv_index);
-    for (int64_t i = 0; i < w->n_t; i++)
-        free(w->t[i].name);
+    realm__strmap_free(&w->kv_index);
     free(w->t);
-    realm__index_free(&w->t_index);
+    realm__strmap_free(&w->t_index);
+    free(w->names);
     free(w);
 }
 
@@ -116,6 +119,35 @@ static int check_name(const char *name, const char *kind)
     return REALM_OK;
 }
 
+/* The key or tensor name stored at `at` in the names. */
+static const char *name_of(const realm_gguf_writer *w, uint64_t at)
+{
+    return w->names + at;
+}
+
+/* Append name[0..len) and a NUL to the names (len <= REALM__GGUF_MAX_NAME,
+ * name not inside them); *at gets where it starts. */
+static int names_add(realm_gguf_writer *w, const char *name, size_t len, uint64_t *at)
+{
+    const uint64_t want = w->names_len + len + 1;
+    if (want > w->names_cap) {
+        uint64_t cap = w->names_cap ? w->names_cap : 1024;
+        while (cap < want)
+            cap *= 2;
+        char *names = cap <= SIZE_MAX ? realloc(w->names, (size_t)cap) : NULL;
+        if (names == NULL)
+            return realm__error(REALM_ERR_NOMEM, "out of memory for %" PRIu64 " bytes of names",
+                                cap);
+        w->names = names;
+        w->names_cap = cap;
+    }
+    memcpy(w->names + w->names_len, name, len);
+    w->names[w->names_len + len] = '\0';
+    *at = w->names_len;
+    w->names_len = want;
+    return REALM_OK;
+}
+
 /*
  * Store key = (type, val). Takes ownership of val (size bytes, malloc'd)
  * whether or not it succeeds. An existing key keeps its position.
@@ -130,7 +162,8 @@ static int set_value(realm_gguf_writer *w, const char *key, realm_gguf_type type
         free(val);
         return rc;
     }
-    const int64_t i = realm__index_find(&w->kv_index, key);
+    const size_t len = strlen(key);
+    const int64_t i = realm__strmap_find(&w->kv_index, w->names, key, len);
     if (i >= 0) {
         free(w->kv[i].val);
         w->kv[i].type = type;
@@ -148,17 +181,18 @@ static int set_value(realm_gguf_writer *w, const char *key, realm_gguf_type type
         w->kv = kv;
         w->cap_kv = cap;
     }
-    char *k = strdup(key);
-    if (k == NULL) {
-        free(val);
-        return realm__error(REALM_ERR_NOMEM, "out of memory for metadata");
-    }
-    if ((rc = realm__index_put(&w->kv_index, k, w->n_kv, NULL)) < 0) {
-        free(k);
+    uint64_t at;
+    if ((rc = names_add(w, key, len, &at)) < 0) {
         free(val);
         return rc;
     }
-    w->kv[w->n_kv++] = (struct wkv){k, type, val, size};
+    const int64_t got = realm__strmap_put(&w->kv_index, w->names, at, len, (int32_t)w->n_kv);
+    if (got < 0) {
+        w->names_len = at;
+        free(val);
+        return (int)got;
+    }
+    w->kv[w->n_kv++] = (struct wkv){at, type, val, size};
     return REALM_OK;
 }
 
@@ -317,19 +351,20 @@ int realm_gguf_remove_kv(realm_gguf_writer *w, const char *key)
     int rc = check_idle(w, "realm_gguf_remove_kv");
     if (rc < 0)
         return rc;
-    const int64_t i = key ? realm__index_find(&w->kv_index, key) : -1;
+    const int64_t i = key ? realm__strmap_find(&w->kv_index, w->names, key, strlen(key)) : -1;
     if (i < 0)
         return realm__error(REALM_ERR_NOTFOUND, "metadata key '%s' not found",
                             key ? key : "(null)");
-    free(w->kv[i].key);
     free(w->kv[i].val);
     memmove(&w->kv[i], &w->kv[i + 1], (size_t)(w->n_kv - i - 1) * sizeof *w->kv);
     w->n_kv--;
     /* Indexes after i moved down by one: rebuild (the table keeps its size,
      * so this cannot fail). */
-    realm__index_clear(&w->kv_index);
-    for (int64_t j = 0; j < w->n_kv; j++)
-        realm__index_put(&w->kv_index, w->kv[j].key, j, NULL);
+    realm__strmap_clear(&w->kv_index);
+    for (int64_t j = 0; j < w->n_kv; j++) {
+        const uint64_t at = w->kv[j].key_at;
+        realm__strmap_put(&w->kv_index, w->names, at, strlen(name_of(w, at)), (int32_t)j);
+    }
     return REALM_OK;
 }
 
@@ -381,7 +416,8 @@ int realm_gguf_add_tensor(realm_gguf_writer *w, const char *name, uint32_t n_dim
         return realm__error(REALM_ERR_RANGE, "tensor '%s': size in bytes overflows 64 bits", name);
     t.nbytes = row * rows;
 
-    if (realm__index_find(&w->t_index, name) >= 0)
+    const size_t len = strlen(name);
+    if (realm__strmap_find(&w->t_index, w->names, name, len) >= 0)
         return realm__error(REALM_ERR_EXISTS, "duplicate tensor name '%s'", name);
     if (w->n_t == w->cap_t) {
         const int64_t cap = w->cap_t ? 2 * w->cap_t : 64;
@@ -391,11 +427,12 @@ int realm_gguf_add_tensor(realm_gguf_writer *w, const char *name, uint32_t n_dim
         w->t = ts;
         w->cap_t = cap;
     }
-    if ((t.name = strdup(name)) == NULL)
-        return realm__error(REALM_ERR_NOMEM, "out of memory for tensor infos");
-    if ((rc = realm__index_put(&w->t_index, t.name, w->n_t, NULL)) < 0) {
-        free(t.name);
+    if ((rc = names_add(w, name, len, &t.name_at)) < 0)
         return rc;
+    const int64_t got = realm__strmap_put(&w->t_index, w->names, t.name_at, len, (int32_t)w->n_t);
+    if (got < 0) {
+        w->names_len = t.name_at;
+        return (int)got;
     }
     w->t[w->n_t++] = t;
     return REALM_OK;
@@ -457,7 +494,7 @@ static int emit_pad(realm_gguf_writer *w)
 static int writer_alignment(const realm_gguf_writer *w, uint64_t *out)
 {
     *out = REALM_GGUF_DEFAULT_ALIGNMENT;
-    const int64_t i = realm__index_find(&w->kv_index, "general.alignment");
+    const int64_t i = realm__strmap_find(&w->kv_index, w->names, "general.alignment", 17);
     if (i < 0)
         return REALM_OK;
     const struct wkv *kv = &w->kv[i];
@@ -493,7 +530,7 @@ int realm_gguf_writer_begin(realm_gguf_writer *w, FILE *f)
         const uint64_t padded = t->nbytes + (align - t->nbytes % align) % align;
         if (padded < t->nbytes || off > UINT64_MAX - padded)
             return realm__error(REALM_ERR_RANGE, "tensor data exceeds 2^64 bytes at tensor '%s'",
-                                t->name);
+                                name_of(w, t->name_at));
         t->offset = off;
         off += padded;
     }
@@ -507,13 +544,14 @@ int realm_gguf_writer_begin(realm_gguf_writer *w, FILE *f)
         return rc;
     for (int64_t i = 0; i < w->n_kv; i++) {
         const struct wkv *kv = &w->kv[i];
-        if ((rc = emit_name(w, kv->key)) < 0 || (rc = emit_u32(w, (uint32_t)kv->type)) < 0 ||
+        if ((rc = emit_name(w, name_of(w, kv->key_at))) < 0 ||
+            (rc = emit_u32(w, (uint32_t)kv->type)) < 0 ||
             (rc = emit(w, kv->val, (size_t)kv->size)) < 0)
             return rc;
     }
     for (int64_t i = 0; i < w->n_t; i++) {
         const struct wtensor *t = &w->t[i];
-        if ((rc = emit_name(w, t->name)) < 0 || (rc = emit_u32(w, t->n_dims)) < 0)
+        if ((rc = emit_name(w, name_of(w, t->name_at))) < 0 || (rc = emit_u32(w, t->n_dims)) < 0)
             return rc;
         for (uint32_t d = 0; d < t->n_dims; d++)
             if ((rc = emit_u64(w, (uint64_t)t->ne[d])) < 0)
@@ -537,10 +575,11 @@ int realm_gguf_writer_put_tensor(realm_gguf_writer *w, const void *data, uint64_
     const struct wtensor *t = &w->t[w->next];
     if (nbytes != t->nbytes)
         return realm__error(REALM_ERR_INVAL,
-                            "put_tensor: tensor '%s' is %" PRIu64 " bytes, got %" PRIu64, t->name,
-                            t->nbytes, nbytes);
+                            "put_tensor: tensor '%s' is %" PRIu64 " bytes, got %" PRIu64,
+                            name_of(w, t->name_at), t->nbytes, nbytes);
     if (data == NULL)
-        return realm__error(REALM_ERR_INVAL, "put_tensor: tensor '%s': data is NULL", t->name);
+        return realm__error(REALM_ERR_INVAL, "put_tensor: tensor '%s': data is NULL",
+                            name_of(w, t->name_at));
     int rc = emit(w, data, (size_t)nbytes);
     if (rc == REALM_OK)
         rc = emit_pad(w);
@@ -557,7 +596,7 @@ int realm_gguf_writer_end(realm_gguf_writer *w)
         return realm__error(REALM_ERR_INVAL,
                             "writer_end: only %" PRId64 " of %" PRId64
                             " tensors were written (next: '%s')",
-                            w->next, w->n_t, w->t[w->next].name);
+                            w->next, w->n_t, name_of(w, w->t[w->next].name_at));
     FILE *f = w->f;
     w->f = NULL;
     if (fflush(f) != 0 || ferror(f))
@@ -579,7 +618,7 @@ int realm_gguf_writer_write(realm_gguf_writer *w, const char *path)
             return realm__error(REALM_ERR_INVAL,
                                 "tensor '%s' has no data (stream it with "
                                 "realm_gguf_writer_begin/put_tensor/end)",
-                                w->t[i].name);
+                                name_of(w, w->t[i].name_at));
     uint64_t align; /* checked before the file is created or truncated */
     if ((rc = writer_alignment(w, &align)) < 0)
         return rc;

@@ -384,7 +384,7 @@ int realm__bpe_tokenize(const realm_tokenizer *tok, realm__scratch *s, const cha
                 return rc;
             continue;
         }
-        const uint64_t h = realm__hash_bytes(p, n);
+        const uint64_t h = realm__strmap_hash(&tok->text_map, p, n);
         uint32_t slot;
         if (cache_get(s, p, n, h, &slot, out, &rc)) {
             if (rc < 0)

@@ -1,99 +1,12 @@
 /*
- * Building blocks of the tokenizer: hash tables, UTF-8, GPT-2's byte <->
- * character mapping, per-call scratch.
+ * Building blocks of the tokenizer: UTF-8, GPT-2's byte <-> character
+ * mapping, per-call scratch. (Its string tables are core/strmap.c.)
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error_internal.h"
 #include "tokenizer/tokenizer_internal.h"
-
-/* ---- string map --------------------------------------------------------- */
-
-static uint32_t pow2_at_least(uint64_t n)
-{
-    uint32_t c = 16;
-    while (c < n)
-        c <<= 1;
-    return c;
-}
-
-int realm__strmap_init(realm__strmap *m, uint32_t n_expected)
-{
-    memset(m, 0, sizeof *m);
-    uint32_t cap = pow2_at_least((uint64_t)n_expected * 2);
-    m->slots = calloc(cap, sizeof *m->slots);
-    m->n_max = n_expected > 16 ? n_expected : 16;
-    m->ent = malloc(m->n_max * sizeof *m->ent);
-    if (!m->slots || !m->ent) {
-        realm__strmap_free(m);
-        return realm__error(REALM_ERR_NOMEM, "out of memory for a token table");
-    }
-    m->mask = cap - 1;
-    return REALM_OK;
-}
-
-void realm__strmap_free(realm__strmap *m)
-{
-    free(m->slots);
-    free(m->ent);
-    memset(m, 0, sizeof *m);
-}
-
-/* Double the slot array and re-insert every entry. */
-static int strmap_rehash(realm__strmap *m, const char *arena)
-{
-    const uint32_t cap = (m->mask + 1) * 2;
-    uint64_t *slots = calloc(cap, sizeof *slots);
-    if (slots == NULL)
-        return realm__error(REALM_ERR_NOMEM, "out of memory for a token table");
-    for (uint32_t e = 0; e < m->n; e++) {
-        const uint64_t h = realm__hash_bytes(arena + m->ent[e].off, m->ent[e].len);
-        uint32_t i = (uint32_t)h & (cap - 1);
-        while (slots[i] != 0)
-            i = (i + 1) & (cap - 1);
-        slots[i] = (h >> 32 << 32) | (uint64_t)(e + 1);
-    }
-    free(m->slots);
-    m->slots = slots;
-    m->mask = cap - 1;
-    return REALM_OK;
-}
-
-int64_t realm__strmap_put(realm__strmap *m, const char *arena, uint32_t off, uint32_t len,
-                          int32_t val)
-{
-    if ((uint64_t)(m->n + 1) * 2 > (uint64_t)m->mask + 1) {
-        int rc = strmap_rehash(m, arena);
-        if (rc < 0)
-            return rc;
-    }
-    if (m->n == m->n_max) {
-        realm__strmap_entry *ent = realloc(m->ent, (size_t)m->n_max * 2 * sizeof *ent);
-        if (ent == NULL)
-            return realm__error(REALM_ERR_NOMEM, "out of memory for a token table");
-        m->ent = ent;
-        m->n_max *= 2;
-    }
-    const char *s = arena + off;
-    const uint64_t h = realm__hash_bytes(s, len);
-    const uint32_t tag = (uint32_t)(h >> 32);
-    uint32_t i = (uint32_t)h & m->mask;
-    for (;; i = (i + 1) & m->mask) {
-        const uint64_t slot = m->slots[i];
-        if (slot == 0)
-            break;
-        if ((uint32_t)(slot >> 32) != tag)
-            continue;
-        const realm__strmap_entry *e = &m->ent[(uint32_t)slot - 1];
-        if (e->len == len && memcmp(arena + e->off, s, len) == 0)
-            return e->val;
-    }
-    const uint32_t e = m->n++;
-    m->ent[e] = (realm__strmap_entry){off, len, val};
-    m->slots[i] = ((uint64_t)tag << 32) | (uint64_t)(e + 1);
-    return val;
-}
 
 /* ---- UTF-8 -------------------------------------------------------------- */
 

@@ -11,82 +11,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/strmap_internal.h"
 #include "realm/tokenizer.h"
 
 /* ---- hash tables built once at load ------------------------------------ */
 
-/*
- * Byte string -> int32 value. Keys live in an arena the caller passes to
- * every call (as offsets, so the arena may grow while building). Open
- * addressing with linear probing; slots hold (hash << 32 | entry + 1).
- */
-typedef struct realm__strmap_entry {
-    uint32_t off, len; /* the key: arena + off, len bytes */
-    int32_t val;
-} realm__strmap_entry;
-
-typedef struct realm__strmap {
-    uint64_t *slots;
-    uint32_t mask;  /* capacity - 1 (capacity a power of two) */
-    uint32_t n;     /* entries */
-    uint32_t n_max; /* entries allocated */
-    realm__strmap_entry *ent;
-} realm__strmap;
-
-/*
- * A fast non-cryptographic hash of a byte string: 8 bytes per multiply, then
- * a final mix. Keys come from model files, not from clients, so flooding is
- * no concern. Inline: token lookups are the tokenizers' inner loop.
- */
-static inline uint64_t realm__hash_bytes(const void *p, size_t n)
-{
-    const unsigned char *s = (const unsigned char *)p;
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ (n * 0xff51afd7ed558ccdull);
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 29;
-        s += 8;
-        n -= 8;
-    }
-    if (n > 0) {
-        uint64_t w = 0;
-        memcpy(&w, s, n);
-        h = (h ^ w) * 0x94d049bb133111ebull;
-    }
-    h ^= h >> 32;
-    h *= 0xd6e8feb86659fd93ull;
-    h ^= h >> 32;
-    return h;
-}
-
-int realm__strmap_init(realm__strmap *m, uint32_t n_expected);
-void realm__strmap_free(realm__strmap *m);
-
-/* The value for key s[0..len), or -1. */
-static inline int32_t realm__strmap_find(const realm__strmap *m, const char *arena, const char *s,
-                                         size_t len)
-{
-    if (m->slots == NULL)
-        return -1;
-    const uint64_t h = realm__hash_bytes(s, len);
-    const uint32_t tag = (uint32_t)(h >> 32);
-    for (uint32_t i = (uint32_t)h & m->mask;; i = (i + 1) & m->mask) {
-        const uint64_t slot = m->slots[i];
-        if (slot == 0)
-            return -1;
-        if ((uint32_t)(slot >> 32) != tag)
-            continue;
-        const realm__strmap_entry *e = &m->ent[(uint32_t)slot - 1];
-        if (e->len == len && memcmp(arena + e->off, s, len) == 0)
-            return e->val;
-    }
-}
-/* Insert (arena + off, len) -> val unless present. Returns the value now
- * stored for the key (the old one if it was present), or REALM_ERR_NOMEM. */
-int64_t realm__strmap_put(realm__strmap *m, const char *arena, uint32_t off, uint32_t len,
-                          int32_t val);
+/* Texts -> ids are realm__strmap tables (core/strmap_internal.h). */
 
 /* (left id, right id) -> (merge rank, merged id); one slot per cache
  * access. */
