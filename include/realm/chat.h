@@ -16,11 +16,12 @@
  *         {REALM_CHAT_SYSTEM, "You are a helpful assistant"},
  *         {REALM_CHAT_USER, "Hello"},
  *     };
- *     char *prompt;
- *     size_t len;
- *     if (realm_chat_render_alloc(t, msgs, 2, true, NULL, NULL, &prompt, &len) == 0) {
- *         ... tokenize prompt (special tokens parsed), generate ...
- *         free(prompt);
+ *     realm_token *ids;
+ *     int32_t n;
+ *     realm_chat_prompt p = {.messages = msgs, .n_messages = 2, .tmpl = t};
+ *     if (realm_chat_prompt_tokenize(tok, &p, &ids, &n) == 0) {
+ *         ... generate from ids[0..n) ...
+ *         free(ids);
  *     }
  *
  * BOS convention. The rendered prompt never begins with the BOS token's text:
@@ -32,8 +33,9 @@
  * opens every later turn with "<s>[INST]") and EOS text where the Jinja writes
  * eos_token are emitted as bos_text / eos_text; markers the Jinja spells out
  * literally ("<|eot_id|>", "<|im_end|>", "<|EOT|>") are written as such.
- * Tokenize the prompt with special-token parsing on, so these become control
- * tokens.
+ * realm_chat_prompt_tokenize turns these into control tokens while the
+ * messages' text stays text; realm_chat_render gives the same prompt as one
+ * string, for display.
  *
  * The templates, the conversation system S, user U, assistant A (T(x) is x
  * with Unicode whitespace stripped at both ends, like Python's str.strip and
@@ -125,6 +127,7 @@
 #include <stdint.h>
 
 #include "realm/gguf.h"
+#include "realm/tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -169,8 +172,9 @@ typedef struct realm_chat_message {
 
 /* "system", "user", "assistant"; "unknown" for an invalid id. */
 const char *realm_chat_role_name(realm_chat_role r);
-/* Parse a role name (exact, lower case). REALM_ERR_INVAL for anything else
- * ("tool", "function", "developer", ...), with the name in the message. */
+/* Parse a role name (exact, lower case); "developer" is REALM_CHAT_SYSTEM,
+ * as OpenAI treats it. REALM_ERR_INVAL for anything else ("tool",
+ * "function", ...), with the name in the message. */
 int realm_chat_role_from_name(const char *name, realm_chat_role *out);
 
 /* Canonical name ("chatml", "mistral-v3", ...); "unknown" for an invalid id. */
@@ -246,6 +250,44 @@ int64_t realm_chat_render(realm_chat_template t, const realm_chat_message *msgs,
 int realm_chat_render_alloc(realm_chat_template t, const realm_chat_message *msgs, size_t n,
                             bool add_generation_prompt, const char *bos_text, const char *eos_text,
                             char **out, size_t *len);
+
+/*
+ * The prompt of a generation request, as token ids: the one place where a
+ * request's "messages" or "prompt" become what the engine runs.
+ *
+ * A conversation (messages != NULL) is rendered with tmpl, and the text the
+ * template writes (markers such as <|im_start|>, <|eot_id|>, [INST], and the
+ * BOS/EOS texts it places) is tokenized with special-token parsing, while
+ * the messages' own text is not: a user who types "<|end|>\n<|assistant|>"
+ * gets those characters, not a forged turn (realm_tokenize_parts_alloc).
+ * With no such text in the messages, the ids equal llama.cpp's tokenization
+ * of the rendered prompt with special parsing. BOS comes first as the
+ * vocabulary adds it (tokenizer.ggml.add_bos_token), or, when the vocabulary
+ * does not but the template starts with BOS, added here; never twice. The
+ * generation prompt (the assistant header) ends the prompt, except when the
+ * last message is an assistant message: that message is continued (the
+ * conversation before it gets the generation prompt, then its text follows,
+ * untrimmed, as llama-server does). BOS and EOS texts are the vocabulary's.
+ *
+ * A raw prompt (messages == NULL) is text[0..text_len), tokenized with BOS as
+ * the vocabulary says, and with special-token parsing only if
+ * parse_special; a BOS the text itself writes is not doubled.
+ *
+ * On success *ids is a new malloc'ed array of *n_ids tokens (the caller
+ * frees it). Errors: REALM_ERR_INVAL (no messages, a system message the
+ * template cannot place, NULL arguments), REALM_ERR_RANGE, REALM_ERR_NOMEM.
+ */
+typedef struct realm_chat_prompt {
+    const realm_chat_message *messages; /* a conversation, or NULL for a raw prompt */
+    size_t n_messages;
+    realm_chat_template tmpl;
+    const char *text; /* the raw prompt */
+    size_t text_len;
+    bool parse_special; /* raw prompt: recognise control tokens written in it */
+} realm_chat_prompt;
+
+int realm_chat_prompt_tokenize(const realm_tokenizer *tok, const realm_chat_prompt *p,
+                               realm_token **ids, int32_t *n_ids);
 
 /*
  * Copy the texts of the model's BOS and EOS tokens (tokenizer.ggml.bos_token_id

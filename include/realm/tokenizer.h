@@ -210,6 +210,29 @@ int32_t realm_tokenize(const realm_tokenizer *tok, const char *text, size_t len,
 int realm_tokenize_alloc(const realm_tokenizer *tok, const char *text, size_t len, unsigned flags,
                          realm_token **out, int32_t *n_out);
 
+/*
+ * A text made of parts, some written by a trusted party (a chat template's
+ * markers) and some not (the messages): control and unknown tokens are
+ * recognised only where they lie wholly inside a part with `special` set.
+ * Everything else is as realm_tokenize on the concatenated text with
+ * REALM_TOKENIZE_PARSE_SPECIAL: text between two special tokens is one
+ * stretch whatever parts it spans, so when no untrusted part contains a
+ * control token's text the ids are exactly those of the whole text
+ * tokenized with special parsing (llama.cpp's tokenization of a rendered
+ * chat prompt).
+ */
+typedef struct realm_text_part {
+    const char *text;
+    size_t len;
+    bool special; /* control tokens written in this part are recognised */
+} realm_text_part;
+
+/* Tokenize parts[0..n) into a new malloc'ed array (*out, *n_out tokens; the
+ * caller frees it). flags: REALM_TOKENIZE_ADD_SPECIAL; PARSE_SPECIAL is
+ * ignored (each part says). Errors as realm_tokenize_alloc. */
+int realm_tokenize_parts_alloc(const realm_tokenizer *tok, const realm_text_part *parts, size_t n,
+                               unsigned flags, realm_token **out, int32_t *n_out);
+
 /* ---- detokenizing ------------------------------------------------------ */
 
 enum {

@@ -14,6 +14,7 @@
 
 #include "core/error_internal.h"
 #include "realm/chat.h"
+#include "realm/tokenizer.h"
 
 /* DeepSeek's markers, spelled in UTF-8 (U+FF5C fullwidth bar, U+2581 lower
  * one-eighth block); split literals keep hex escapes from running on. */
@@ -24,13 +25,20 @@
 #define DS_BOS       "<" DS_BAR "begin" DS_SP "of" DS_SP "sentence" DS_BAR ">"
 #define DS_EOS       "<" DS_BAR "end" DS_SP "of" DS_SP "sentence" DS_BAR ">"
 
+/* Token ids being built (malloc'ed). */
+typedef struct id_list {
+    realm_token *ids;
+    int32_t n;
+} id_list;
+
 /* ---- output sink ------------------------------------------------------- */
 
 typedef struct chat_out {
-    char *buf;     /* may be NULL when cap is 0 */
-    size_t cap;    /* bytes available, including the terminating NUL */
-    size_t len;    /* bytes the prompt needs so far (may exceed cap) */
-    bool overflow; /* len wrapped around SIZE_MAX */
+    char *buf;           /* may be NULL when cap is 0 */
+    unsigned char *from; /* NULL, or cap bytes: 1 where buf holds message text */
+    size_t cap;          /* bytes available, including the terminating NUL */
+    size_t len;          /* bytes the prompt needs so far (may exceed cap) */
+    bool overflow;       /* len wrapped around SIZE_MAX */
 } chat_out;
 
 /* Everything a renderer needs; bos/eos are never NULL here. */
@@ -44,8 +52,9 @@ typedef struct chat_ctx {
 } chat_ctx;
 
 /* Append s[0..n): copied while it fits with room for the NUL, always
- * counted, so out.len ends as the prompt's full length. */
-static void put_n(chat_ctx *c, const char *s, size_t n)
+ * counted, so out.len ends as the prompt's full length. msg: the bytes are
+ * a message's text (never read for special tokens), not the template's. */
+static void put_n(chat_ctx *c, const char *s, size_t n, bool msg)
 {
     chat_out *o = &c->out;
     if (n == 0 || o->overflow)
@@ -54,14 +63,24 @@ static void put_n(chat_ctx *c, const char *s, size_t n)
         o->overflow = true;
         return;
     }
-    if (o->cap > 0 && o->len < o->cap - 1 && n <= o->cap - 1 - o->len)
+    if (o->cap > 0 && o->len < o->cap - 1 && n <= o->cap - 1 - o->len) {
         memcpy(o->buf + o->len, s, n);
+        if (o->from)
+            memset(o->from + o->len, msg, n);
+    }
     o->len += n;
 }
 
+/* Template text: markers, role names, separators, BOS/EOS texts. */
 static void put(chat_ctx *c, const char *s)
 {
-    put_n(c, s, strlen(s));
+    put_n(c, s, strlen(s), false);
+}
+
+/* A message's text (or a part of one). */
+static void put_msg(chat_ctx *c, const char *s)
+{
+    put_n(c, s, strlen(s), true);
 }
 
 /* ---- Python's str.strip() ---------------------------------------------- */
@@ -131,6 +150,7 @@ static size_t space_before(const char *s, size_t n)
 typedef struct span {
     const char *p;
     size_t n;
+    bool msg; /* message text, as put_n */
 } span;
 
 /*
@@ -162,13 +182,14 @@ static void put_strip(chat_ctx *c, const span *parts, size_t np)
     }
     for (size_t i = i0; i <= i1; i++) {
         size_t from = i == i0 ? off0 : 0, to = i == i1 ? end1 : parts[i].n;
-        put_n(c, parts[i].p + from, to - from);
+        put_n(c, parts[i].p + from, to - from, parts[i].msg);
     }
 }
 
-static void put_trim(chat_ctx *c, const char *s)
+/* A message's text, stripped. */
+static void put_msg_trim(chat_ctx *c, const char *s)
 {
-    span p = {s, strlen(s)};
+    span p = {s, strlen(s), true};
     put_strip(c, &p, 1);
 }
 
@@ -237,10 +258,14 @@ static void llama2_user(chat_ctx *c, const char *sys, const char *u)
     put(c, "[INST] ");
     if (sys) {
         span parts[] = {
-            {"<<SYS>>\n", 8}, {sys, strlen(sys)}, {"\n<</SYS>>\n\n", 11}, {u, strlen(u)}};
+            {"<<SYS>>\n", 8, false},
+            {sys, strlen(sys), true},
+            {"\n<</SYS>>\n\n", 11, false},
+            {u, strlen(u), true},
+        };
         put_strip(c, parts, 4);
     } else {
-        put_trim(c, u);
+        put_msg_trim(c, u);
     }
     put(c, " [/INST]");
 }
@@ -248,7 +273,7 @@ static void llama2_user(chat_ctx *c, const char *sys, const char *u)
 static void llama2_assistant(chat_ctx *c, const char *a)
 {
     put(c, " ");
-    put_trim(c, a);
+    put_msg_trim(c, a);
     put(c, " ");
     put(c, c->eos);
 }
@@ -258,16 +283,16 @@ static void mistral_legacy_user(chat_ctx *c, const char *sys, const char *u)
 {
     put(c, "[INST] ");
     if (sys) {
-        put(c, sys);
+        put_msg(c, sys);
         put(c, "\n\n");
     }
-    put(c, u);
+    put_msg(c, u);
     put(c, " [/INST]");
 }
 
 static void mistral_legacy_assistant(chat_ctx *c, const char *a)
 {
-    put(c, a);
+    put_msg(c, a);
     put(c, c->eos);
 }
 
@@ -276,17 +301,17 @@ static void mistral_v1_user(chat_ctx *c, const char *sys, const char *u)
 {
     put(c, " [INST] ");
     if (sys) {
-        put(c, sys);
+        put_msg(c, sys);
         put(c, "\n\n");
     }
-    put(c, u);
+    put_msg(c, u);
     put(c, " [/INST]");
 }
 
 static void mistral_v1_assistant(chat_ctx *c, const char *a)
 {
     put(c, " ");
-    put(c, a);
+    put_msg(c, a);
     put(c, c->eos);
 }
 
@@ -295,17 +320,17 @@ static void mistral_v3_user(chat_ctx *c, const char *sys, const char *u)
 {
     put(c, "[INST] ");
     if (sys) {
-        put(c, sys);
+        put_msg(c, sys);
         put(c, "\n\n");
     }
-    put(c, u);
+    put_msg(c, u);
     put(c, "[/INST]");
 }
 
 static void mistral_v3_assistant(chat_ctx *c, const char *a)
 {
     put(c, " ");
-    put_trim(c, a);
+    put_msg_trim(c, a);
     put(c, c->eos);
 }
 
@@ -314,16 +339,16 @@ static void mistral_tekken_user(chat_ctx *c, const char *sys, const char *u)
 {
     put(c, "[INST]");
     if (sys) {
-        put(c, sys);
+        put_msg(c, sys);
         put(c, "\n\n");
     }
-    put(c, u);
+    put_msg(c, u);
     put(c, "[/INST]");
 }
 
 static void mistral_tekken_assistant(chat_ctx *c, const char *a)
 {
-    put(c, a);
+    put_msg(c, a);
     put(c, c->eos);
 }
 
@@ -333,17 +358,17 @@ static void gemma_user(chat_ctx *c, const char *sys, const char *u)
 {
     put(c, "<start_of_turn>user\n");
     if (sys) {
-        put(c, sys);
+        put_msg(c, sys);
         put(c, "\n\n");
     }
-    put_trim(c, u);
+    put_msg_trim(c, u);
     put(c, "<end_of_turn>\n");
 }
 
 static void gemma_assistant(chat_ctx *c, const char *a)
 {
     put(c, "<start_of_turn>model\n");
-    put_trim(c, a);
+    put_msg_trim(c, a);
     put(c, "<end_of_turn>\n");
 }
 
@@ -372,18 +397,18 @@ static void render_mistral_v7_common(chat_ctx *c, const char *sp)
         case REALM_CHAT_SYSTEM:
             put(c, "[SYSTEM_PROMPT]");
             put(c, sp);
-            put(c, s);
+            put_msg(c, s);
             put(c, "[/SYSTEM_PROMPT]");
             break;
         case REALM_CHAT_USER:
             put(c, "[INST]");
             put(c, sp);
-            put(c, s);
+            put_msg(c, s);
             put(c, "[/INST]");
             break;
         default:
             put(c, sp);
-            put(c, s);
+            put_msg(c, s);
             put(c, c->eos);
         }
     }
@@ -405,7 +430,7 @@ static void render_chatml(chat_ctx *c)
         put(c, "<|im_start|>");
         put(c, role_str(c->msg[i].role));
         put(c, "\n");
-        put(c, c->msg[i].content);
+        put_msg(c, c->msg[i].content);
         put(c, "<|im_end|>\n");
     }
     if (c->gen)
@@ -420,7 +445,7 @@ static void render_zephyr(chat_ctx *c)
         put(c, "<|");
         put(c, role_str(c->msg[i].role));
         put(c, "|>\n");
-        put(c, c->msg[i].content);
+        put_msg(c, c->msg[i].content);
         put(c, c->eos);
         put(c, "\n");
     }
@@ -433,7 +458,7 @@ static void llama3_turn(chat_ctx *c, const char *role, const char *content)
     put(c, "<|start_header_id|>");
     put(c, role);
     put(c, "<|end_header_id|>\n\n");
-    put_trim(c, content);
+    put_msg_trim(c, content);
     put(c, "<|eot_id|>");
 }
 
@@ -458,7 +483,7 @@ static void render_llama31(chat_ctx *c)
            "Cutting Knowledge Date: December 2023\n"
            "Today Date: 26 Jul 2024\n\n");
     if (c->n > 0 && c->msg[0].role == REALM_CHAT_SYSTEM) {
-        put_trim(c, c->msg[0].content);
+        put_msg_trim(c, c->msg[0].content);
         first = 1;
     }
     put(c, "<|eot_id|>");
@@ -478,7 +503,7 @@ static void render_phi3(chat_ctx *c)
         put(c, "<|");
         put(c, role_str(c->msg[i].role));
         put(c, "|>\n");
-        put(c, c->msg[i].content);
+        put_msg(c, c->msg[i].content);
         put(c, "<|end|>\n");
     }
     put(c, c->gen ? "<|assistant|>\n" : c->eos);
@@ -503,16 +528,16 @@ static void render_deepseek(chat_ctx *c)
         const char *s = c->msg[i].content;
         switch (c->msg[i].role) {
         case REALM_CHAT_SYSTEM:
-            put(c, s);
+            put_msg(c, s);
             break;
         case REALM_CHAT_USER:
             put(c, "### Instruction:\n");
-            put(c, s);
+            put_msg(c, s);
             put(c, "\n");
             break;
         default:
             put(c, "### Response:\n");
-            put(c, s);
+            put_msg(c, s);
             put(c, "\n<|EOT|>\n");
         }
     }
@@ -527,17 +552,17 @@ static void render_deepseek2(chat_ctx *c)
         const char *s = c->msg[i].content;
         switch (c->msg[i].role) {
         case REALM_CHAT_SYSTEM:
-            put(c, s);
+            put_msg(c, s);
             put(c, "\n\n");
             break;
         case REALM_CHAT_USER:
             put(c, "User: ");
-            put(c, s);
+            put_msg(c, s);
             put(c, "\n\n");
             break;
         default:
             put(c, "Assistant: ");
-            put(c, s);
+            put_msg(c, s);
             put(c, c->eos);
         }
     }
@@ -555,16 +580,16 @@ static void render_deepseek3(chat_ctx *c)
             continue;
         if (!first_system)
             put(c, "\n\n");
-        put(c, c->msg[i].content);
+        put_msg(c, c->msg[i].content);
         first_system = false;
     }
     for (size_t i = 0; i < c->n; i++) {
         if (c->msg[i].role == REALM_CHAT_USER) {
             put(c, DS_USER);
-            put(c, c->msg[i].content);
+            put_msg(c, c->msg[i].content);
         } else if (c->msg[i].role == REALM_CHAT_ASSISTANT) {
             put(c, DS_ASSISTANT);
-            put(c, c->msg[i].content);
+            put_msg(c, c->msg[i].content);
             put(c, DS_EOS);
         }
     }
@@ -581,15 +606,15 @@ static void render_command_r(chat_ctx *c)
         switch (c->msg[i].role) {
         case REALM_CHAT_SYSTEM: /* only ever messages[0] */
             put(c, "<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>");
-            put(c, s);
+            put_msg(c, s);
             break;
         case REALM_CHAT_USER:
             put(c, "<|START_OF_TURN_TOKEN|><|USER_TOKEN|>");
-            put_trim(c, s);
+            put_msg_trim(c, s);
             break;
         default:
             put(c, "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>");
-            put_trim(c, s);
+            put_msg_trim(c, s);
         }
         put(c, "<|END_OF_TURN_TOKEN|>");
     }
@@ -608,7 +633,7 @@ static void render_vicuna(chat_ctx *c)
 {
     size_t first = 0;
     if (c->n > 0 && c->msg[0].role == REALM_CHAT_SYSTEM) {
-        put(c, c->msg[0].content);
+        put_msg(c, c->msg[0].content);
         first = 1;
     } else {
         put(c, vicuna_default_system);
@@ -617,11 +642,11 @@ static void render_vicuna(chat_ctx *c)
     for (size_t i = first; i < c->n; i++) {
         if (c->msg[i].role == REALM_CHAT_USER) {
             put(c, "USER: ");
-            put(c, c->msg[i].content);
+            put_msg(c, c->msg[i].content);
             put(c, " ");
         } else {
             put(c, "ASSISTANT: ");
-            put(c, c->msg[i].content);
+            put_msg(c, c->msg[i].content);
             put(c, c->eos);
         }
     }
@@ -641,7 +666,7 @@ static void render_alpaca(chat_ctx *c)
 {
     size_t first = 0;
     if (c->n > 0 && c->msg[0].role == REALM_CHAT_SYSTEM) {
-        put(c, c->msg[0].content);
+        put_msg(c, c->msg[0].content);
         first = 1;
     } else {
         put(c, alpaca_default_system);
@@ -649,10 +674,10 @@ static void render_alpaca(chat_ctx *c)
     for (size_t i = first; i < c->n; i++) {
         if (c->msg[i].role == REALM_CHAT_USER) {
             put(c, "\n\n### Instruction:\n");
-            put(c, c->msg[i].content);
+            put_msg(c, c->msg[i].content);
         } else {
             put(c, "\n\n### Response:");
-            put(c, c->msg[i].content);
+            put_msg(c, c->msg[i].content);
             put(c, c->eos);
         }
     }
@@ -835,8 +860,13 @@ int realm_chat_role_from_name(const char *name, realm_chat_role *out)
             *out = (realm_chat_role)r;
             return REALM_OK;
         }
+    if (strcmp(name, "developer") == 0) { /* OpenAI's newer name for system */
+        *out = REALM_CHAT_SYSTEM;
+        return REALM_OK;
+    }
     return realm__error(REALM_ERR_INVAL,
-                        "unknown chat role '%.64s' (expected system, user or assistant)", name);
+                        "unknown chat role '%.64s' (expected system, developer, user or assistant)",
+                        name);
 }
 
 int realm_chat_template_from_name(const char *name, realm_chat_template *out)
@@ -1049,9 +1079,11 @@ static int check_messages(const template_desc *d, const realm_chat_message *msgs
     return REALM_OK;
 }
 
-int64_t realm_chat_render(realm_chat_template t, const realm_chat_message *msgs, size_t n,
-                          bool add_generation_prompt, const char *bos_text, const char *eos_text,
-                          char *out, size_t cap)
+/* realm_chat_render, also marking in from[0..cap) (when not NULL) which
+ * bytes are message text. */
+static int64_t render(realm_chat_template t, const realm_chat_message *msgs, size_t n,
+                      bool add_generation_prompt, const char *bos_text, const char *eos_text,
+                      char *out, unsigned char *from, size_t cap)
 {
     if (!valid_template(t))
         return realm__error(REALM_ERR_INVAL, "chat render: invalid template id %d", (int)t);
@@ -1068,7 +1100,7 @@ int64_t realm_chat_render(realm_chat_template t, const realm_chat_message *msgs,
         .gen = add_generation_prompt,
         .bos = bos_text ? bos_text : d->bos,
         .eos = eos_text ? eos_text : d->eos,
-        .out = {out, cap, 0, false},
+        .out = {out, from, cap, 0, false},
     };
     if (d->fold)
         render_folded(&c, d->fold);
@@ -1081,6 +1113,13 @@ int64_t realm_chat_render(realm_chat_template t, const realm_chat_message *msgs,
     else if (cap > 0)
         out[0] = '\0'; /* never hand back a truncated prompt */
     return (int64_t)c.out.len;
+}
+
+int64_t realm_chat_render(realm_chat_template t, const realm_chat_message *msgs, size_t n,
+                          bool add_generation_prompt, const char *bos_text, const char *eos_text,
+                          char *out, size_t cap)
+{
+    return render(t, msgs, n, add_generation_prompt, bos_text, eos_text, out, NULL, cap);
 }
 
 int realm_chat_render_alloc(realm_chat_template t, const realm_chat_message *msgs, size_t n,
@@ -1153,4 +1192,117 @@ int realm_chat_special_texts(const realm_gguf *g, char *bos, size_t bos_cap, cha
     if (rc < 0)
         return rc;
     return copy_token_text(g, "tokenizer.ggml.eos_token_id", eos, eos_cap);
+}
+
+/* ---- prompts as token ids ---------------------------------------------- */
+
+/* The text of token id, or "" when the vocabulary has none. */
+static const char *token_text_or_empty(const realm_tokenizer *tok, realm_token id)
+{
+    const char *s = id == REALM_TOKEN_NULL ? NULL : realm_token_text(tok, id, NULL);
+    return s ? s : "";
+}
+
+/*
+ * A conversation as ids. A final assistant message is continued: the
+ * conversation before it is rendered with the generation prompt, and its
+ * text follows as is (llama-server's assistant prefill).
+ */
+static int conversation_ids(const realm_tokenizer *tok, const realm_chat_prompt *p, id_list *res)
+{
+    size_t n = p->n_messages;
+    const char *cont = NULL;
+    if (n > 0 && p->messages[n - 1].role == REALM_CHAT_ASSISTANT) {
+        cont = p->messages[n - 1].content;
+        if (cont == NULL)
+            return realm__error(REALM_ERR_INVAL, "message %zu: NULL content", n - 1);
+        n--;
+    }
+    const char *bos = token_text_or_empty(tok, realm_tokenizer_bos(tok));
+    const char *eos = token_text_or_empty(tok, realm_tokenizer_eos(tok));
+    int64_t need = render(p->tmpl, p->messages, n, true, bos, eos, NULL, NULL, 0);
+    if (need < 0)
+        return (int)need;
+    if ((uint64_t)need >= SIZE_MAX / 2)
+        return realm__error(REALM_ERR_RANGE, "chat prompt too large");
+    char *text = malloc((size_t)need + 1);
+    unsigned char *from = malloc((size_t)need + 1);
+    realm_text_part *parts = malloc(((size_t)need + 2) * sizeof *parts);
+    int rc = REALM_OK;
+    if (text == NULL || from == NULL || parts == NULL)
+        rc = realm__error(REALM_ERR_NOMEM, "out of memory for a chat prompt of %lld bytes",
+                          (long long)need);
+    if (rc == REALM_OK &&
+        render(p->tmpl, p->messages, n, true, bos, eos, text, from, (size_t)need + 1) != need)
+        rc = realm__error(REALM_ERR_INVAL, "chat render: size changed");
+    size_t np = 0;
+    for (size_t i = 0; rc == REALM_OK && i < (size_t)need;) {
+        size_t j = i + 1;
+        while (j < (size_t)need && from[j] == from[i])
+            j++;
+        parts[np++] = (realm_text_part){text + i, j - i, from[i] == 0};
+        i = j;
+    }
+    if (rc == REALM_OK && cont != NULL)
+        parts[np++] = (realm_text_part){cont, strlen(cont), false};
+    if (rc == REALM_OK)
+        rc = realm_tokenize_parts_alloc(tok, parts, np, REALM_TOKENIZE_ADD_SPECIAL, &res->ids,
+                                        &res->n);
+    free(text);
+    free(from);
+    free(parts);
+    if (rc < 0)
+        return rc;
+    /* The template expects BOS but the vocabulary does not add it. */
+    const realm_token b = realm_tokenizer_bos(tok);
+    if (realm_chat_template_starts_with_bos(p->tmpl) && b != REALM_TOKEN_NULL &&
+        (res->n == 0 || res->ids[0] != b)) {
+        realm_token *v = realloc(res->ids, ((size_t)res->n + 1) * sizeof *v);
+        if (v == NULL)
+            return realm__error(REALM_ERR_NOMEM, "out of memory");
+        memmove(v + 1, v, (size_t)res->n * sizeof *v);
+        v[0] = b;
+        res->ids = v;
+        res->n++;
+    }
+    return REALM_OK;
+}
+
+int realm_chat_prompt_tokenize(const realm_tokenizer *tok, const realm_chat_prompt *p,
+                               realm_token **ids, int32_t *n_ids)
+{
+    if (ids == NULL || n_ids == NULL)
+        return realm__error(REALM_ERR_INVAL, "chat prompt: NULL output");
+    *ids = NULL;
+    *n_ids = 0;
+    if (tok == NULL || p == NULL || (p->messages == NULL && p->n_messages > 0) ||
+        (p->text == NULL && p->text_len > 0))
+        return realm__error(REALM_ERR_INVAL, "chat prompt: bad arguments");
+    id_list res = {NULL, 0};
+    int rc;
+    if (p->messages != NULL) {
+        if (p->n_messages == 0)
+            return realm__error(REALM_ERR_INVAL, "chat prompt: no messages");
+        rc = conversation_ids(tok, p, &res);
+    } else {
+        unsigned flags = REALM_TOKENIZE_ADD_SPECIAL;
+        if (p->parse_special)
+            flags |= REALM_TOKENIZE_PARSE_SPECIAL;
+        rc =
+            realm_tokenize_alloc(tok, p->text ? p->text : "", p->text_len, flags, &res.ids, &res.n);
+        /* A raw prompt that writes BOS itself gets it once. */
+        const realm_token b = realm_tokenizer_bos(tok);
+        if (rc == REALM_OK && res.n >= 2 && b != REALM_TOKEN_NULL && res.ids[0] == b &&
+            res.ids[1] == b && realm_tokenizer_add_bos(tok)) {
+            memmove(res.ids, res.ids + 1, (size_t)(res.n - 1) * sizeof *res.ids);
+            res.n--;
+        }
+    }
+    if (rc < 0) {
+        free(res.ids);
+        return rc;
+    }
+    *ids = res.ids;
+    *n_ids = res.n;
+    return REALM_OK;
 }

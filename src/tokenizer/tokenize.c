@@ -24,10 +24,24 @@ static int cmp_occ(const void *a, const void *b)
     return (x->pos > y->pos) - (x->pos < y->pos);
 }
 
-static bool allowed(const realm_tokenizer *tok, int32_t id, bool parse_special)
+/* Where control and unknown tokens may be recognised: everywhere
+ * (parse_special), nowhere, or where mask[] is set (mixed parts). */
+typedef struct special_scope {
+    bool parse_special;
+    const unsigned char *mask; /* one byte per text byte, or NULL */
+} special_scope;
+
+/* May the special token id be taken at text[pos..pos + tl)? */
+static bool allowed(const realm_tokenizer *tok, int32_t id, special_scope sc, size_t pos, size_t tl)
 {
-    return parse_special ||
-           !(tok->attr[id] & (REALM_TOKEN_ATTR_CONTROL | REALM_TOKEN_ATTR_UNKNOWN));
+    if (!(tok->attr[id] & (REALM_TOKEN_ATTR_CONTROL | REALM_TOKEN_ATTR_UNKNOWN)))
+        return true;
+    if (sc.mask == NULL)
+        return sc.parse_special;
+    for (size_t i = 0; i < tl; i++)
+        if (!sc.mask[pos + i])
+            return false;
+    return true;
 }
 
 static inline bool is_c_space(char c)
@@ -37,12 +51,12 @@ static inline bool is_c_space(char c)
 
 /* Append occurrence (pos, rank) if that special token is at text + pos. */
 static int try_occ(const realm_tokenizer *tok, const char *text, size_t len, size_t pos,
-                   int32_t rank, bool parse_special, struct occ **occ, size_t *n, size_t *cap)
+                   int32_t rank, special_scope sc, struct occ **occ, size_t *n, size_t *cap)
 {
     const int32_t id = tok->special[rank];
     const uint32_t tl = tok->text_off[id + 1] - tok->text_off[id] - 1;
     if (tl > len - pos || memcmp(text + pos, tok->text + tok->text_off[id], tl) != 0 ||
-        !allowed(tok, id, parse_special))
+        !allowed(tok, id, sc, pos, tl))
         return REALM_OK;
     int rc = realm__grow((void **)occ, cap, *n + 1, sizeof **occ);
     if (rc < 0)
@@ -57,7 +71,7 @@ static int try_occ(const realm_tokenizer *tok, const char *text, size_t len, siz
  * next two bytes. Returns the count (0 leaves *occ NULL), or an error.
  */
 static int64_t find_occurrences(const realm_tokenizer *tok, const char *text, size_t len,
-                                bool parse_special, struct occ **occ)
+                                special_scope sc, struct occ **occ)
 {
     *occ = NULL;
     if (tok->n_special == 0)
@@ -70,14 +84,13 @@ static int64_t find_occurrences(const realm_tokenizer *tok, const char *text, si
             continue;
         const int32_t one = tok->special_1byte[u[i]];
         if (one >= 0)
-            rc = try_occ(tok, text, len, i, one, parse_special, occ, &n, &cap);
+            rc = try_occ(tok, text, len, i, one, sc, occ, &n, &cap);
         if (i + 1 == len)
             break;
         const uint32_t bucket = (uint32_t)(u[i] << 8 | u[i + 1]) % REALM__N_SPECIAL_BUCKETS;
         for (uint32_t k = tok->bucket_start[bucket];
              k < tok->bucket_start[bucket + 1] && rc == REALM_OK; k++)
-            rc =
-                try_occ(tok, text, len, i, tok->special_by_bucket[k], parse_special, occ, &n, &cap);
+            rc = try_occ(tok, text, len, i, tok->special_by_bucket[k], sc, occ, &n, &cap);
     }
     if (rc < 0 || n == 0) {
         free(*occ);
@@ -136,12 +149,12 @@ static int run_model(const realm_tokenizer *tok, realm__scratch *s, const char *
     }
 }
 
-/* The whole pipeline into a growable vector. */
+/* The whole pipeline into a growable vector; sc says where control tokens
+ * written in the text are recognised. */
 static int tokenize_vec(const realm_tokenizer *tok, const char *text, size_t len, unsigned flags,
-                        realm__tokvec *out)
+                        special_scope sc, realm__tokvec *out)
 {
     const bool add_special = flags & REALM_TOKENIZE_ADD_SPECIAL;
-    const bool parse_special = flags & REALM_TOKENIZE_PARSE_SPECIAL;
     realm__scratch s = {0};
     int rc = REALM_OK;
 
@@ -155,7 +168,7 @@ static int tokenize_vec(const realm_tokenizer *tok, const char *text, size_t len
 
     struct occ *occ = NULL;
     unsigned char *state = NULL;
-    int64_t n_occ = len ? find_occurrences(tok, text, len, parse_special, &occ) : 0;
+    int64_t n_occ = len ? find_occurrences(tok, text, len, sc, &occ) : 0;
     if (n_occ < 0)
         return (int)n_occ;
     if (n_occ > 0) {
@@ -210,6 +223,11 @@ static int tokenize_vec(const realm_tokenizer *tok, const char *text, size_t len
     return REALM_OK;
 }
 
+static special_scope scope_of(unsigned flags)
+{
+    return (special_scope){(flags & REALM_TOKENIZE_PARSE_SPECIAL) != 0, NULL};
+}
+
 int32_t realm_tokenize(const realm_tokenizer *tok, const char *text, size_t len, unsigned flags,
                        realm_token *out, int32_t n_max)
 {
@@ -221,7 +239,7 @@ int32_t realm_tokenize(const realm_tokenizer *tok, const char *text, size_t len,
                             "(at most %zu)",
                             len, MAX_TEXT);
     realm__tokvec v = {0};
-    int rc = tokenize_vec(tok, text, len, flags, &v);
+    int rc = tokenize_vec(tok, text, len, flags, scope_of(flags), &v);
     if (rc < 0) {
         free(v.v);
         return rc;
@@ -242,6 +260,20 @@ int32_t realm_tokenize(const realm_tokenizer *tok, const char *text, size_t len,
     return n;
 }
 
+/* Hand v over as a malloc'ed array (never NULL on success), or free it. */
+static int vec_out(int rc, realm__tokvec *v, realm_token **out, int32_t *n_out)
+{
+    if (rc < 0) {
+        free(v->v);
+        return rc;
+    }
+    if (v->v == NULL && (v->v = malloc(sizeof *v->v)) == NULL)
+        return realm__error(REALM_ERR_NOMEM, "out of memory");
+    *out = v->v;
+    *n_out = (int32_t)v->n;
+    return REALM_OK;
+}
+
 int realm_tokenize_alloc(const realm_tokenizer *tok, const char *text, size_t len, unsigned flags,
                          realm_token **out, int32_t *n_out)
 {
@@ -257,14 +289,45 @@ int realm_tokenize_alloc(const realm_tokenizer *tok, const char *text, size_t le
                             "(at most %zu)",
                             len, MAX_TEXT);
     realm__tokvec v = {0};
-    int rc = tokenize_vec(tok, text, len, flags, &v);
-    if (rc < 0) {
-        free(v.v);
-        return rc;
+    int rc = tokenize_vec(tok, text, len, flags, scope_of(flags), &v);
+    return vec_out(rc, &v, out, n_out);
+}
+
+int realm_tokenize_parts_alloc(const realm_tokenizer *tok, const realm_text_part *parts, size_t n,
+                               unsigned flags, realm_token **out, int32_t *n_out)
+{
+    if (out == NULL || n_out == NULL)
+        return realm__error(REALM_ERR_INVAL, "realm_tokenize_parts_alloc: bad arguments");
+    *out = NULL;
+    *n_out = 0;
+    if (tok == NULL || (parts == NULL && n > 0))
+        return realm__error(REALM_ERR_INVAL, "realm_tokenize_parts_alloc: bad arguments");
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i].text == NULL && parts[i].len > 0)
+            return realm__error(REALM_ERR_INVAL, "realm_tokenize_parts_alloc: part %zu has no text",
+                                i);
+        if (parts[i].len > MAX_TEXT - len)
+            return realm__error(REALM_ERR_RANGE,
+                                "text of more than %zu bytes is too long to tokenize", MAX_TEXT);
+        len += parts[i].len;
     }
-    if (v.v == NULL && (v.v = malloc(sizeof *v.v)) == NULL)
-        return realm__error(REALM_ERR_NOMEM, "out of memory");
-    *out = v.v;
-    *n_out = (int32_t)v.n;
-    return REALM_OK;
+    /* One text and a mask of the bytes where control tokens may be taken. */
+    char *text = malloc(len + 1);
+    unsigned char *mask = malloc(len + 1);
+    if (text == NULL || mask == NULL) {
+        free(text);
+        free(mask);
+        return realm__error(REALM_ERR_NOMEM, "out of memory (%zu bytes)", 2 * len);
+    }
+    for (size_t i = 0, at = 0; i < n; at += parts[i].len, i++) {
+        if (parts[i].len > 0)
+            memcpy(text + at, parts[i].text, parts[i].len);
+        memset(mask + at, parts[i].special ? 1 : 0, parts[i].len);
+    }
+    realm__tokvec v = {0};
+    int rc = tokenize_vec(tok, text, len, flags, (special_scope){false, mask}, &v);
+    free(text);
+    free(mask);
+    return vec_out(rc, &v, out, n_out);
 }
