@@ -131,7 +131,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: %s\n", argv[1], realm_last_error());
         return 1;
     }
-    realm_sandbox_add_model(sb, "m", model, engine);
+    realm_token *prompt_ids;
+    int32_t n_prompt_ids;
+    if (realm_tokenize_alloc(realm_engine_tokenizer(engine), "Once upon a time", 16,
+                             REALM_TOKENIZE_ADD_SPECIAL, &prompt_ids, &n_prompt_ids) < 0) {
+        fprintf(stderr, "tokenize: %s\n", realm_last_error());
+        return 1;
+    }
+    realm_sandbox_add_model(sb, "m", model, engine, NULL);
     realm_module *def;
     if (realm_module_load(sb, argv[2], &def) < 0) {
         fprintf(stderr, "%s: %s\n", argv[2], realm_last_error());
@@ -157,10 +164,11 @@ int main(int argc, char **argv)
                 o.ignore_eos = true;
                 double t0 = realm__now();
                 realm_gen *g;
-                realm_engine_submit(
-                    engine,
-                    &(realm_gen_request){.text = "Once upon a time", .text_len = 16, .options = &o},
-                    &g);
+                realm_engine_submit(engine,
+                                    &(realm_gen_request){.prompt = prompt_ids,
+                                                         .n_prompt = n_prompt_ids,
+                                                         .options = &o},
+                                    &g);
                 realm_gen_piece p;
                 while (realm_gen_next(g, &p, -1) > 0)
                     pieces += round == 0;
@@ -239,7 +247,7 @@ int main(int argc, char **argv)
             realm_gen *g;
             realm_engine_submit(
                 engine,
-                &(realm_gen_request){.text = "Once upon a time", .text_len = 16, .options = &o},
+                &(realm_gen_request){.prompt = prompt_ids, .n_prompt = n_prompt_ids, .options = &o},
                 &g);
             realm_gen_wait(g);
             realm_gen_piece p;
@@ -262,6 +270,7 @@ int main(int argc, char **argv)
     realm_module_free(def);
     realm_module_free(empty);
     realm_sandbox_free(sb);
+    free(prompt_ids);
     realm_engine_free(engine);
     realm_model_free(model);
     return 0;

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <unistd.h>
 
+#include "realm/chat.h"
 #include "realm/engine.h"
 #include "realm/error.h"
 #include "test_util.h"
@@ -286,14 +287,20 @@ static void test_stop_strings_and_utf8(void)
     CHECK_EQ_INT(texts, 1);
     realm_gen_free(g);
 
-    /* a text prompt tokenizes as the ids above */
+    /* a raw text prompt tokenizes as the ids above */
     realm_gen *gt = NULL;
     realm_gen_options og = greedy(8);
-    CHECK_RC(realm_engine_submit(
-                 e,
-                 &(realm_gen_request){.text = "Once upon a time", .text_len = 16, .options = &og},
-                 &gt),
+    realm_token *tids = NULL;
+    int32_t n_tids = 0;
+    CHECK_RC(realm_chat_prompt_tokenize(
+                 realm_engine_tokenizer(e),
+                 &(realm_chat_prompt){.text = "Once upon a time", .text_len = 16}, &tids, &n_tids),
              REALM_OK);
+    CHECK_EQ_INT(n_tids, 5);
+    CHECK_RC(realm_engine_submit(
+                 e, &(realm_gen_request){.prompt = tids, .n_prompt = n_tids, .options = &og}, &gt),
+             REALM_OK);
+    free(tids);
     drive(e, gt, &r);
     CHECK_EQ_INT(r.res.n_prompt, 5);
     CHECK(strncmp(r.text, ", there was a little", 20) == 0);
@@ -388,8 +395,17 @@ static void test_cancel_overload_context(void)
     realm_engine_get_stats(e, &st);
     CHECK_EQ_INT(st.kv_blocks_free, total);
 
+    /* no max_tokens: until the context is full */
+    o = greedy(0);
+    o.ignore_eos = true;
+    g = submit(e, long_prompt, 60, 0, &o);
+    drive(e, g, &r);
+    CHECK_EQ_INT(r.res.finish, REALM_FINISH_LENGTH);
+    CHECK_EQ_INT(r.res.n_completion, 5);
+    realm_gen_free(g);
+
     /* bad requests */
-    realm_gen_options bad = greedy(0);
+    realm_gen_options bad = greedy(-1);
     CHECK_RC(realm_engine_submit(
                  e, &(realm_gen_request){.prompt = prompt1, .n_prompt = 5, .options = &bad}, &x),
              REALM_ERR_INVAL);

@@ -95,11 +95,15 @@ static char *direct(const char *prompt, int max_tokens)
     o.max_tokens = max_tokens;
     o.sampling.temperature = 0;
     realm_gen *g = NULL;
-    CHECK_RC(realm_engine_submit(
-                 engine,
-                 &(realm_gen_request){.text = prompt, .text_len = strlen(prompt), .options = &o},
-                 &g),
+    realm_token *ids = NULL;
+    int32_t n_ids = 0;
+    CHECK_RC(realm_tokenize_alloc(realm_engine_tokenizer(engine), prompt, strlen(prompt),
+                                  REALM_TOKENIZE_ADD_SPECIAL, &ids, &n_ids),
              REALM_OK);
+    CHECK_RC(realm_engine_submit(
+                 engine, &(realm_gen_request){.prompt = ids, .n_prompt = n_ids, .options = &o}, &g),
+             REALM_OK);
+    free(ids);
     char *s = calloc(1, 1);
     size_t n = 0;
     realm_gen_piece p;
@@ -484,8 +488,8 @@ static void test_tensor_read(void)
 
 static void test_handles_and_sessions(void)
 {
-    CHECK_RC(realm_sandbox_add_model(sb, LONG_NAME "-x", model, engine), REALM_OK);
-    CHECK_RC(realm_sandbox_add_model(sb, LONG_NAME "-y", model, engine), REALM_OK);
+    CHECK_RC(realm_sandbox_add_model(sb, LONG_NAME "-x", model, engine, NULL), REALM_OK);
+    CHECK_RC(realm_sandbox_add_model(sb, LONG_NAME "-y", model, engine, NULL), REALM_OK);
     char wat[2048], in_path[400], out_path[400], cmd[1000];
     snprintf(wat, sizeof wat,
              "(module\n"
@@ -586,11 +590,16 @@ static void test_gen_tokens(void)
     o.sampling.temperature = 0;
     o.sampling.n_probs = 2;
     realm_gen *g = NULL;
-    CHECK_RC(realm_engine_submit(
-                 engine,
-                 &(realm_gen_request){.text = "Once upon a time", .text_len = 16, .options = &o},
-                 &g),
+    realm_token *pids = NULL;
+    int32_t n_pids = 0;
+    CHECK_RC(realm_tokenize_alloc(realm_engine_tokenizer(engine), "Once upon a time", 16,
+                                  REALM_TOKENIZE_ADD_SPECIAL, &pids, &n_pids),
              REALM_OK);
+    CHECK_RC(
+        realm_engine_submit(
+            engine, &(realm_gen_request){.prompt = pids, .n_prompt = n_pids, .options = &o}, &g),
+        REALM_OK);
+    free(pids);
     int32_t want_ids[NT], ids[64];
     float want_lp[NT], lp[64];
     int n_top[64], nw = 0;
@@ -655,10 +664,10 @@ int main(void)
         REALM_OK);
     CHECK_RC(realm_sandbox_new(&(realm_sandbox_params){.cache_dir = "sandbox-cache"}, &sb),
              REALM_OK);
-    CHECK_RC(realm_sandbox_add_model(sb, "tiny", model, engine), REALM_OK);
-    CHECK_RC(realm_sandbox_add_model(sb, "tiny", model, engine), REALM_ERR_EXISTS);
-    CHECK_RC(realm_sandbox_add_model(sb, "small", model, engine), REALM_OK);
-    CHECK_RC(realm_sandbox_add_model(sb, "large", model, engine), REALM_OK);
+    CHECK_RC(realm_sandbox_add_model(sb, "tiny", model, engine, NULL), REALM_OK);
+    CHECK_RC(realm_sandbox_add_model(sb, "tiny", model, engine, NULL), REALM_ERR_EXISTS);
+    CHECK_RC(realm_sandbox_add_model(sb, "small", model, engine, NULL), REALM_OK);
+    CHECK_RC(realm_sandbox_add_model(sb, "large", model, engine, NULL), REALM_OK);
     test_default_handler();
     test_router();
     test_redact();

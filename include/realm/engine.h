@@ -39,7 +39,7 @@
  *     o.max_tokens = 128;
  *     o.sampling.temperature = 0.7f;
  *     realm_gen *g;
- *     int rc = realm_engine_submit(e, &(realm_gen_request){.text = "Hello", .text_len = 5,
+ *     int rc = realm_engine_submit(e, &(realm_gen_request){.prompt = ids, .n_prompt = n,
  *                                                          .tenant = 7, .options = &o}, &g);
  *     if (rc == REALM_ERR_OVERLOADED) ...          // answer 429 / 503
  *     realm_gen_piece piece;
@@ -189,7 +189,9 @@ const char *realm_finish_name(realm_finish f);
  */
 typedef struct realm_gen_options {
     int32_t version;
-    int32_t max_tokens;             /* default 256; generation also ends at the context */
+    int32_t max_tokens;             /* 0 (the default): no limit but the context (and the
+                                       tenant's KV blocks); generation always ends at the
+                                       context */
     realm_sampler_params sampling;  /* default: temperature 0.8, top_p 0.95,
                                        min_p 0.05, a random seed (REALM_SEED_RANDOM);
                                        all as in realm/sampler.h */
@@ -235,10 +237,9 @@ typedef struct realm_gen_sink {
 } realm_gen_sink;
 
 typedef struct realm_gen_request {
-    const realm_token *prompt; /* prompt ids, or NULL to tokenize `text` */
+    const realm_token *prompt; /* prompt ids (realm_chat_prompt_tokenize makes them from
+                                  text or messages); the engine never tokenizes */
     int32_t n_prompt;
-    const char *text; /* with ADD_SPECIAL (BOS), without PARSE_SPECIAL */
-    size_t text_len;
     uint32_t tenant;
     const realm_gen_options *options; /* NULL: defaults */
     const realm_gen_sink *sink;       /* NULL: pull with realm_gen_next */

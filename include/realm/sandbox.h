@@ -13,7 +13,7 @@
  *
  *     realm_sandbox *sb;
  *     realm_sandbox_new(&(realm_sandbox_params){0}, &sb);
- *     realm_sandbox_add_model(sb, "tiny", model, engine); // the operator's models
+ *     realm_sandbox_add_model(sb, "tiny", model, engine, NULL); // the operator's models
  *     realm_module *m;
  *     if (realm_module_load(sb, "handler.wasm", &m) < 0)
  *         fprintf(stderr, "%s\n", realm_last_error()); // e.g. "imports
@@ -90,10 +90,19 @@ typedef struct realm_sandbox_params {
 int realm_sandbox_new(const realm_sandbox_params *p, realm_sandbox **out);
 /* Frees the sandbox; every module must have been freed. NULL is a no-op. */
 void realm_sandbox_free(realm_sandbox *sb);
-/* Make a model and its engine available to modules as `name` (copied). Both
- * must outlive the sandbox. REALM_ERR_EXISTS if the name is taken. */
+/*
+ * Make a model and its engine available to modules as `name` (copied). Both
+ * must outlive the sandbox. The chat template its "messages" are rendered
+ * with is fixed here: chat_template if not NULL (a name
+ * realm_chat_template_from_name knows), else the one recognised from the
+ * model's tokenizer.chat_template, else — the model has none — chatml, as
+ * llama-server does, with a warning in the log (realm/log.h). Errors:
+ * REALM_ERR_EXISTS if the name is taken; REALM_ERR_UNSUPPORTED for a template
+ * that is present but not recognised, REALM_ERR_NOTFOUND for an unknown
+ * chat_template name (both name the known templates).
+ */
 int realm_sandbox_add_model(realm_sandbox *sb, const char *name, const realm_model *model,
-                            realm_engine *engine);
+                            realm_engine *engine, const char *chat_template);
 
 /* ---- modules ---------------------------------------------------------------- */
 
@@ -135,6 +144,8 @@ typedef struct realm_tenant_policy {
     uint32_t deadline_ms;      /* per call; 0: none; default 30000 */
     uint32_t max_call_depth;   /* guest call nesting; default 20000 */
     int32_t max_generations;   /* generations open at once; default 4 */
+    int32_t max_tokens;        /* cap on a generation's max_tokens (also when the request
+                                  sets none); 0: none (the default) */
     bool allow_tensor_read;    /* realm.tensor_read; default false */
     const char *const *models; /* names it may open; NULL: every registered model */
     int32_t n_models;

@@ -13,6 +13,7 @@
 #include "realm/error.h"
 #include "realm/model.h"
 #include "realm/sandbox.h"
+#include "sandbox/options_internal.h"
 
 #define CMD        "module"
 #define MAX_MODELS 8
@@ -120,6 +121,8 @@ typedef struct run_opts {
     const char *path, *cache;
     const char *names[MAX_MODELS], *files[MAX_MODELS];
     int n_models;
+    const char *tmpl_names[MAX_MODELS], *tmpls[MAX_MODELS]; /* --chat-template NAME=T */
+    int n_tmpls;
     realm_tenant_policy pol;
 } run_opts;
 
@@ -137,10 +140,24 @@ static int do_run(run_opts *o)
         cli_error(CMD, "%s", realm_last_error());
         goto out;
     }
+    for (int i = 0; i < o->n_tmpls; i++) {
+        int known = 0;
+        for (int k = 0; k < o->n_models; k++)
+            known |= strcmp(o->names[k], o->tmpl_names[i]) == 0;
+        if (!known) {
+            cli_error(CMD, "--chat-template %s=...: no model named '%s' (give it with -m)",
+                      o->tmpl_names[i], o->tmpl_names[i]);
+            goto out;
+        }
+    }
     for (int i = 0; i < o->n_models; i++) {
+        const char *tmpl = NULL;
+        for (int k = 0; k < o->n_tmpls; k++)
+            if (strcmp(o->names[i], o->tmpl_names[k]) == 0)
+                tmpl = o->tmpls[k];
         if (realm_model_load(o->files[i], NULL, &models[i]) < 0 ||
             realm_engine_new(models[i], &(realm_engine_params){0}, &engines[i]) < 0 ||
-            realm_sandbox_add_model(sb, o->names[i], models[i], engines[i]) < 0) {
+            realm_sandbox_add_model(sb, o->names[i], models[i], engines[i], tmpl) < 0) {
             cli_error(CMD, "%s: %s", o->files[i], realm_last_error());
             goto out;
         }
@@ -188,6 +205,14 @@ static int run_module(int argc, char **argv)
     if (argc < 2 || cli_is_help(argv[1]))
         return argc < 2 ? (cli_print_usage(&cli_cmd_module), 2) : cli_print_usage(&cli_cmd_module);
     const char *sub = argv[1];
+    if (strcmp(sub, "options") == 0) { /* the generate options, as docs/host-abi.md has them */
+        char *md = realm__gen_opts_markdown();
+        if (!md)
+            return cli_error(CMD, "out of memory");
+        fputs(md, stdout);
+        free(md);
+        return 0;
+    }
     run_opts o = {0};
     realm_tenant_policy_init(&o.pol);
     for (int i = 2; i < argc; i++) {
@@ -206,6 +231,20 @@ static int run_module(int argc, char **argv)
             *eq = '\0';
             o.names[o.n_models] = argv[i + 1];
             o.files[o.n_models++] = eq + 1;
+            i++;
+        } else if (strcmp(a, "--chat-template") == 0 && v) {
+            char *eq = strchr(argv[i + 1], '=');
+            if (!eq || eq == v || !eq[1] || o.n_tmpls == MAX_MODELS)
+                return cli_error(CMD, "--chat-template takes NAME=TEMPLATE (at most %d)",
+                                 MAX_MODELS);
+            *eq = '\0';
+            o.tmpl_names[o.n_tmpls] = argv[i + 1];
+            o.tmpls[o.n_tmpls++] = eq + 1;
+            i++;
+        } else if (strcmp(a, "--max-tokens") == 0) {
+            if (!cli_parse_int(CMD, a, v, 0, INT32_MAX, &x))
+                return 1;
+            o.pol.max_tokens = (int32_t)x;
             i++;
         } else if (strcmp(a, "--max-pages") == 0) {
             if (!cli_parse_int(CMD, a, v, 1, 65535, &x))
@@ -245,7 +284,7 @@ static int run_module(int argc, char **argv)
         return do_build(o.path, o.cache);
     if (strcmp(sub, "run") == 0)
         return do_run(&o);
-    return cli_error(CMD, "unknown subcommand '%s' (check, build, run)", sub);
+    return cli_error(CMD, "unknown subcommand '%s' (check, build, run, options)", sub);
 }
 
 const cli_command cli_cmd_module = {
@@ -253,8 +292,10 @@ const cli_command cli_cmd_module = {
     run_module,
     "check, build or try a tenant's WebAssembly module",
     "usage: realm module check FILE.wasm\n"
+    "       realm module options\n"
     "       realm module build FILE.wasm [--cache DIR]\n"
     "       realm module run FILE.wasm -m NAME=MODEL.gguf [-m ...] [--cache DIR]\n"
+    "                        [--chat-template NAME=TEMPLATE] [--max-tokens N]\n"
     "                        [--max-pages N] [--deadline-ms N] [--max-generations N]\n"
     "                        [--tenant ID] [--allow-tensor-read] < request.json\n"
     "\n"
@@ -265,9 +306,13 @@ const cli_command cli_cmd_module = {
     "sends standard input to the module as one request and prints what the\n"
     "client would receive: the streamed pieces, then '--- response STATUS' and\n"
     "the body. A trap prints the error and exits with status 2. The module's log\n"
-    "lines go to standard error, tagged with tenant and request.\n"
+    "lines go to standard error, tagged with tenant and request. options prints\n"
+    "the options realm.generate takes (a Markdown table).\n"
     "\n"
     "  -m, --model NAME=FILE   a model the module may open as NAME\n"
+    "  --chat-template NAME=T  render model NAME's chat prompts with template T\n"
+    "                          (default: its own; chatml when it has none)\n"
+    "  --max-tokens N          cap on tokens per generation, 0 for none (default 0)\n"
     "  --cache DIR             module cache (default $REALM_MODULE_CACHE or\n"
     "                          ~/.cache/realm/modules)\n"
     "  --max-pages N           tenant memory cap in 64 KiB pages (default 1024)\n"

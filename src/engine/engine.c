@@ -27,7 +27,7 @@ void realm_gen_options_init(realm_gen_options *o)
 {
     *o = (realm_gen_options){
         .version = REALM_GEN_OPTIONS_VERSION,
-        .max_tokens = 256,
+        .max_tokens = 0,
         .sampling = {.temperature = 0.8f,
                      .top_p = 0.95f,
                      .min_p = 0.05f,
@@ -396,8 +396,8 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
             0, sizeof(realm_gen_options)};
         memcpy(&o, r->options, version_size[r->options->version]);
     }
-    if (o.max_tokens <= 0)
-        return realm__error(REALM_ERR_INVAL, "max_tokens %d must be > 0", o.max_tokens);
+    if (o.max_tokens < 0)
+        return realm__error(REALM_ERR_INVAL, "max_tokens %d must be >= 0", o.max_tokens);
     if (o.n_stop < 0 || o.n_stop_tokens < 0 || (o.n_stop && !o.stop) ||
         (o.n_stop_tokens && !o.stop_tokens))
         return realm__error(REALM_ERR_INVAL, "malformed stop lists");
@@ -415,6 +415,7 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
     g->tenant = r->tenant;
     g->priority = o.priority;
     g->max_tokens = o.max_tokens;
+    g->unlimited = o.max_tokens == 0;
     g->ignore_eos = o.ignore_eos;
     g->no_prefix_cache = o.no_prefix_cache;
     if (r->sink) {
@@ -434,11 +435,6 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
             goto fail;
         }
         memcpy(g->tokens, r->prompt, (size_t)r->n_prompt * sizeof *g->tokens);
-    } else if (r->text) {
-        rc = realm_tokenize_alloc(e->tok, r->text, r->text_len, REALM_TOKENIZE_ADD_SPECIAL,
-                                  &g->tokens, &g->n_prompt);
-        if (rc < 0)
-            goto fail;
     }
     if (g->n_prompt == 0) {
         rc = realm__error(REALM_ERR_INVAL, "the prompt is empty");
@@ -457,8 +453,12 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
                           g->n_prompt, e->p.n_ctx_seq);
         goto fail;
     }
+    /* no limit: until the context is full (the sampled token that fills
+     * it is the last) */
+    if (g->unlimited)
+        g->max_tokens = e->p.n_ctx_seq - g->n_prompt + 1;
     /* the last sampled token is never fed back, so it takes no KV slot */
-    int64_t kv_tokens = (int64_t)g->n_prompt + o.max_tokens - 1;
+    int64_t kv_tokens = (int64_t)g->n_prompt + g->max_tokens - 1;
     if (kv_tokens > e->p.n_ctx_seq)
         kv_tokens = e->p.n_ctx_seq;
     g->max_blocks = (int32_t)((kv_tokens + e->bs - 1) / e->bs);
@@ -531,6 +531,11 @@ int realm_engine_submit(realm_engine *e, const realm_gen_request *r, realm_gen *
     tenant_state *t = realm__engine_tenant(e, r->tenant);
     if (t == NULL) {
         rc = realm__error(REALM_ERR_NOMEM, "out of memory for a tenant");
+    } else if (t->l.max_kv_blocks && g->max_blocks > t->l.max_kv_blocks && g->unlimited &&
+               (int64_t)t->l.max_kv_blocks * e->bs >= g->n_prompt) {
+        /* no limit asked: generate until the tenant's blocks are full */
+        g->max_blocks = t->l.max_kv_blocks;
+        g->max_tokens = t->l.max_kv_blocks * e->bs - g->n_prompt + 1;
     } else if (t->l.max_kv_blocks && g->max_blocks > t->l.max_kv_blocks) {
         rc = realm__error(REALM_ERR_RANGE,
                           "the request needs %d KV blocks, over tenant %u's "

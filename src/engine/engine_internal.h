@@ -32,6 +32,7 @@ struct realm_gen {
                             min(n_prompt + max_tokens, n_ctx_seq) */
     int32_t n_prompt;
     int32_t max_tokens;
+    bool unlimited;     /* the options set no max_tokens */
     int32_t max_blocks; /* KV blocks the request holds at most */
     bool ignore_eos, no_prefix_cache;
     realm_token *stop_tokens; /* (n_stop_tokens) own copy */

@@ -37,26 +37,12 @@
 
 #include <openssl/evp.h>
 
+#include "core/clock_internal.h"
 #include "core/error_internal.h"
+#include "host_internal.h"
 #include "sandbox_internal.h"
 
 extern const unsigned char realm__wasm_rt_h[]; /* src/sandbox/wasm-rt.h, embedded by CMake */
-
-typedef struct sb_model {
-    char *name;
-    const realm_model *model;
-    realm_engine *engine;
-} sb_model;
-
-struct realm_sandbox {
-    char *cache_dir;
-    bool cache_in_tmp; /* the /tmp fallback */
-    char *cc;
-    pthread_mutex_t lock;       /* models[] */
-    pthread_mutex_t build_lock; /* builds and installs into the cache (never held with lock) */
-    sb_model *models;
-    int32_t n_models;
-};
 
 struct realm_module {
     realm_sandbox *sb;
@@ -64,7 +50,7 @@ struct realm_module {
     realm__guest_so so;
 };
 
-/* ---- sandbox ------------------------------------------------------------ */
+/* ---- the module cache --------------------------------------------------- */
 
 static char *xstrdup(const char *s)
 {
@@ -120,101 +106,6 @@ static int check_cache_root(const char *dir, bool in_shared_tmp)
                             "refusing to load code from it",
                             dir, (unsigned)(st.st_mode & 07777));
     return 0;
-}
-
-int realm_sandbox_new(const realm_sandbox_params *p, realm_sandbox **out)
-{
-    *out = NULL;
-    char dir[PATH_MAX];
-    const char *env;
-    if (p && p->cache_dir)
-        snprintf(dir, sizeof dir, "%s", p->cache_dir);
-    else if ((env = getenv("REALM_MODULE_CACHE")) && *env)
-        snprintf(dir, sizeof dir, "%s", env);
-    else if ((env = getenv("XDG_CACHE_HOME")) && *env)
-        snprintf(dir, sizeof dir, "%s/realm/modules", env);
-    else if ((env = getenv("HOME")) && *env)
-        snprintf(dir, sizeof dir, "%s/.cache/realm/modules", env);
-    else
-        snprintf(dir, sizeof dir, "/tmp/realm-modules-%d", (int)geteuid()); /* checked */
-    const char *cc = p && p->cc ? p->cc : getenv("REALM_CC");
-    if (!cc || !*cc)
-        cc = "cc";
-    realm_sandbox *sb = calloc(1, sizeof *sb);
-    if (!sb)
-        return realm__error(REALM_ERR_NOMEM, "out of memory");
-    sb->cache_dir = xstrdup(dir);
-    sb->cache_in_tmp = !(p && p->cache_dir) && strncmp(dir, "/tmp/", 5) == 0;
-    sb->cc = xstrdup(cc);
-    pthread_mutex_init(&sb->lock, NULL);
-    pthread_mutex_init(&sb->build_lock, NULL);
-    if (!sb->cache_dir || !sb->cc) {
-        realm_sandbox_free(sb);
-        return realm__error(REALM_ERR_NOMEM, "out of memory");
-    }
-    *out = sb;
-    return 0;
-}
-
-void realm_sandbox_free(realm_sandbox *sb)
-{
-    if (!sb)
-        return;
-    for (int32_t i = 0; i < sb->n_models; i++)
-        free(sb->models[i].name);
-    free(sb->models);
-    free(sb->cache_dir);
-    free(sb->cc);
-    pthread_mutex_destroy(&sb->lock);
-    pthread_mutex_destroy(&sb->build_lock);
-    free(sb);
-}
-
-int realm_sandbox_add_model(realm_sandbox *sb, const char *name, const realm_model *model,
-                            realm_engine *engine)
-{
-    if (!name || !*name || !engine || !model)
-        return realm__error(REALM_ERR_INVAL, "sandbox: model name and engine required");
-    pthread_mutex_lock(&sb->lock);
-    int rc = 0;
-    for (int32_t i = 0; i < sb->n_models; i++)
-        if (strcmp(sb->models[i].name, name) == 0)
-            rc = realm__error(REALM_ERR_EXISTS, "sandbox: model '%s' already registered", name);
-    if (rc == 0) {
-        sb_model *m = realloc(sb->models, (size_t)(sb->n_models + 1) * sizeof *m);
-        char *n = xstrdup(name);
-        if (!m || !n) {
-            free(n);
-            if (m)
-                sb->models = m;
-            rc = realm__error(REALM_ERR_NOMEM, "out of memory");
-        } else {
-            sb->models = m;
-            m[sb->n_models].name = n;
-            m[sb->n_models].engine = engine;
-            m[sb->n_models].model = model;
-            sb->n_models++;
-        }
-    }
-    pthread_mutex_unlock(&sb->lock);
-    return rc;
-}
-
-int realm__sandbox_find_model(realm_sandbox *sb, const char *name, size_t len,
-                              realm_engine **engine, const realm_model **model,
-                              const char **name_out)
-{
-    int rc = REALM_ERR_NOTFOUND;
-    pthread_mutex_lock(&sb->lock);
-    for (int32_t i = 0; i < sb->n_models; i++)
-        if (strlen(sb->models[i].name) == len && memcmp(sb->models[i].name, name, len) == 0) {
-            *engine = sb->models[i].engine;
-            *model = sb->models[i].model;
-            *name_out = sb->models[i].name;
-            rc = 0;
-        }
-    pthread_mutex_unlock(&sb->lock);
-    return rc;
 }
 
 /* ---- reading the binary ------------------------------------------------- */
@@ -296,21 +187,11 @@ static void desc_free(wasm_desc *d)
 
 static const char *const kind_names[] = {"func", "table", "memory", "global", "tag"};
 
-static const char *host_names[] = {
-#define XX(i, name, n) #name,
-    REALM__HOST_FN_MAP(XX)
-#undef XX
-};
-static const uint32_t host_arity[] = {
-#define XX(i, name, n) n,
-    REALM__HOST_FN_MAP(XX)
-#undef XX
-};
-
 static int host_index(const uint8_t *name, uint32_t len)
 {
     for (int i = 0; i < REALM__HOST_FN_COUNT; i++)
-        if (strlen(host_names[i]) == len && memcmp(host_names[i], name, len) == 0)
+        if (strlen(realm__host_fns[i].name) == len &&
+            memcmp(realm__host_fns[i].name, name, len) == 0)
             return i;
     return -1;
 }
@@ -446,16 +327,17 @@ static int parse_and_check(const uint8_t *w, size_t n, wasm_desc *d)
                 if (h < 0) {
                     rc = realm__error(REALM_ERR_DENIED,
                                       "module imports realm.%s, which is not a Realm host "
-                                      "function of ABI v1",
+                                      "function (docs/host-abi.md)",
                                       sf);
                     break;
                 }
                 if (type >= d->n_types || !d->types[type].all_i32 ||
-                    d->types[type].n_params != host_arity[h] || d->types[type].n_results != 1) {
+                    d->types[type].n_params != realm__host_fns[h].n_params ||
+                    d->types[type].n_results != 1) {
                     rc = realm__error(REALM_ERR_DENIED,
                                       "module imports realm.%s with the wrong signature "
                                       "(expected %u i32 parameters and an i32 result)",
-                                      sf, host_arity[h]);
+                                      sf, realm__host_fns[h].n_params);
                     break;
                 }
                 uint32_t *ft = realloc(d->func_type, (d->n_funcs + 1) * sizeof *ft);
@@ -610,15 +492,12 @@ static int run_tool(char *const argv[], char *out, size_t cap)
     }
     setpgid(pid, 0); /* also here: no window in which a kill misses the group */
     close(pfd[1]);
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t0 = realm__now();
     size_t len = 0;
     int timed_out = 0;
     char tmp[4096];
     for (;;) {
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long left_ms = TOOL_TIMEOUT_S * 1000L -
-                       ((t.tv_sec - t0.tv_sec) * 1000L + (t.tv_nsec - t0.tv_nsec) / 1000000L);
+        long left_ms = (long)((TOOL_TIMEOUT_S - (realm__now() - t0)) * 1000.0);
         if (left_ms <= 0) {
             timed_out = 1;
             break;
@@ -644,8 +523,7 @@ static int run_tool(char *const argv[], char *out, size_t cap)
     pid_t w;
     /* The output has ended; the tool gets the rest of its time to exit. */
     while (!timed_out && (w = waitpid(pid, &st, WNOHANG)) == 0) {
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if (t.tv_sec - t0.tv_sec >= TOOL_TIMEOUT_S)
+        if (realm__now() - t0 >= TOOL_TIMEOUT_S)
             timed_out = 1;
         else
             nanosleep(&(struct timespec){0, 10000000}, NULL);
@@ -861,19 +739,19 @@ static int write_glue(const char *path, const char *key, const char *mod, const 
     for (int h = 0; h < REALM__HOST_FN_COUNT; h++) {
         int imported = 0;
         char want[64];
-        snprintf(want, sizeof want, "realm.%s (func)", host_names[h]);
+        snprintf(want, sizeof want, "realm.%s (func)", realm__host_fns[h].name);
         for (uint32_t i = 0; i < d->info.n_imports; i++)
             imported |= strcmp(d->info.imports[i], want) == 0;
         if (!imported)
             continue;
-        fprintf(f, "u32 Z_realmZ_%s(struct Z_realm_instance_t *c", host_names[h]);
-        for (uint32_t a = 0; a < host_arity[h]; a++)
+        fprintf(f, "u32 Z_realmZ_%s(struct Z_realm_instance_t *c", realm__host_fns[h].name);
+        for (uint32_t a = 0; a < realm__host_fns[h].n_params; a++)
             fprintf(f, ", u32 a%u", a);
         fprintf(f, ") {\n  return ((u32 (*)(void *");
-        for (uint32_t a = 0; a < host_arity[h]; a++)
+        for (uint32_t a = 0; a < realm__host_fns[h].n_params; a++)
             fprintf(f, ", u32");
         fprintf(f, "))rt->host_fn[%d])(c", h);
-        for (uint32_t a = 0; a < host_arity[h]; a++)
+        for (uint32_t a = 0; a < realm__host_fns[h].n_params; a++)
             fprintf(f, ", a%u", a);
         fprintf(f, ");\n}\n");
     }
@@ -959,6 +837,24 @@ out:
 }
 
 /* A function from the guest object (dlsym gives an object pointer). */
+/* What a guest is bound to: the runtime's table with the host functions
+ * filled in from the one list. */
+static struct realm_wasm_rt_host guest_rt;
+static pthread_once_t guest_rt_once = PTHREAD_ONCE_INIT;
+
+static void guest_table_init(void)
+{
+    guest_rt = *realm__rt_host();
+    for (int i = 0; i < REALM__HOST_FN_COUNT; i++)
+        guest_rt.host_fn[i] = realm__host_fns[i].fn;
+}
+
+static const struct realm_wasm_rt_host *guest_table(void)
+{
+    pthread_once(&guest_rt_once, guest_table_init);
+    return &guest_rt;
+}
+
 static void sym(void *dl, const char *name, void *fn_out)
 {
     void *p = dlsym(dl, name);
@@ -990,7 +886,7 @@ static int open_entry(const char *so_path, const char *key, realm__guest_so *so)
         memset(so, 0, sizeof *so);
         return realm__error(REALM_ERR_FORMAT, "%s is not a module of this Realm ABI", so_path);
     }
-    bind(realm__rt_host());
+    bind(guest_table());
     so->dl = dl;
     return 0;
 }

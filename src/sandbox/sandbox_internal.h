@@ -1,50 +1,25 @@
 /* Internal interfaces of the sandbox: the runtime (wasm_rt.c), the module
- * pipeline (module.c) and the host ABI (host.c). */
+ * pipeline (module.c), the sandbox's models (sandbox.c). The host ABI's
+ * internals are in host_internal.h. */
 #ifndef REALM_SANDBOX_INTERNAL_H
 #define REALM_SANDBOX_INTERNAL_H
 
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "realm/chat.h"
 #include "realm/sandbox.h"
 #include "wasm-rt.h"
 
 /* Bumped whenever the glue, wasm-rt.h, the host table or the way guests are
  * compiled changes: cache entries built for another value are rebuilt.
  * 2: -fstack-clash-protection, full-width function types.
- * 3: gen_tokens (the host function table grew). */
-#define REALM__SANDBOX_ABI 3u
-
-/*
- * The host functions of import module `realm`, ABI v1: (index, name, number of
- * i32 parameters). Every one returns an i32. Append only.
- */
-#define REALM__HOST_FN_MAP(XX)                                                                     \
-    XX(0, log, 3)                                                                                  \
-    XX(1, request_read, 2)                                                                         \
-    XX(2, emit, 2)                                                                                 \
-    XX(3, respond, 3)                                                                              \
-    XX(4, last_error, 2)                                                                           \
-    XX(5, model_open, 2)                                                                           \
-    XX(6, model_info, 3)                                                                           \
-    XX(7, tokenize, 6)                                                                             \
-    XX(8, detokenize, 6)                                                                           \
-    XX(9, generate, 3)                                                                             \
-    XX(10, gen_next, 3)                                                                            \
-    XX(11, gen_cancel, 1)                                                                          \
-    XX(12, gen_result, 3)                                                                          \
-    XX(13, eval, 3)                                                                                \
-    XX(14, logits, 3)                                                                              \
-    XX(15, tensor_read, 7)                                                                         \
-    XX(16, gen_tokens, 3)
-
-enum {
-#define XX(i, name, n) REALM__HOST_##name = (i),
-    REALM__HOST_FN_MAP(XX)
-#undef XX
-        REALM__HOST_FN_COUNT
-};
+ * 3: gen_tokens (the host function table grew).
+ * 4: last_error_param; the table moved out of the runtime. */
+#define REALM__SANDBOX_ABI 4u
 
 /* Extra trap codes beyond wasm_rt_trap_t, raised by the host. */
 enum {
@@ -95,9 +70,6 @@ void realm__rt_host_leave(void);
 _Noreturn void realm__rt_trap_msg(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Monotonic time in seconds. */
-double realm__rt_now(void);
-
 /* ---- the loaded guest object (module.c) -------------------------------- */
 
 typedef struct realm__guest_so {
@@ -115,16 +87,33 @@ typedef struct realm__guest_so {
  * on images that wasm-validate accepts. */
 int realm__module_rules(const void *wasm, size_t len, realm_module_info *info);
 
-/* The host function table entries (host.c). */
-void realm__host_fill(struct realm_wasm_rt_host *h);
+/* ---- the sandbox (sandbox.c) -------------------------------------------- */
 
-/* Module internals shared with host.c. */
+/* A model the operator registered, with the chat template its prompts use
+ * (resolved at registration). */
+typedef struct realm__sb_model {
+    char *name;
+    const realm_model *model;
+    realm_engine *engine;
+    realm_chat_template tmpl;
+} realm__sb_model;
+
+struct realm_sandbox {
+    char *cache_dir;
+    bool cache_in_tmp; /* the /tmp fallback */
+    char *cc;
+    pthread_mutex_t lock;       /* models[] */
+    pthread_mutex_t build_lock; /* builds and installs into the cache (never held with lock) */
+    realm__sb_model *models;
+    int32_t n_models;
+};
+
+/* Module internals shared with the instances (instance.c, host_*.c). */
 const realm__guest_so *realm__module_so(const realm_module *m);
 realm_sandbox *realm__module_sandbox(const realm_module *m);
-/* Look a registered model up by name; *name_out gets the registry's copy of
- * the name (valid as long as the sandbox). */
+/* Look a registered model up by name: a copy of its entry, whose name is
+ * the registry's (valid as long as the sandbox). REALM_ERR_NOTFOUND. */
 int realm__sandbox_find_model(realm_sandbox *sb, const char *name, size_t len,
-                              realm_engine **engine, const realm_model **model,
-                              const char **name_out);
+                              realm__sb_model *out);
 
 #endif

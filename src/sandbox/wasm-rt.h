@@ -125,7 +125,8 @@ struct realm_wasm_rt_host {
     uint32_t (*grow_externref_table)(wasm_rt_externref_table_t *, uint32_t delta,
                                      wasm_rt_externref_t init);
     /* Host functions of the `realm` import module, indexed by the ABI table
-     * (src/sandbox/sandbox_internal.h); each takes the call context first. */
+     * (REALM__HOST_FN_MAP, src/sandbox/host_internal.h); each takes the call
+     * context first. */
     wasm_rt_function_ptr_t host_fn[64];
 };
 

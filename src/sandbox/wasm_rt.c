@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock_internal.h"
 #include "core/error_internal.h"
 #include "sandbox_internal.h"
 
@@ -73,13 +74,6 @@ static struct {
     wasm_rt_type_t *types; /* n_params + n_results */
 } * func_types;
 static uint32_t n_func_types, cap_func_types;
-
-double realm__rt_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 realm__rt_call *realm__rt_current(void)
 {
@@ -276,7 +270,7 @@ int realm__rt_run(realm__rt_call *c, void (*fn)(void *), void *arg)
     tls.deadline_hit = 0;
     if (c->depth)
         *c->depth = WASM_RT_MAX_CALL_STACK_DEPTH - c->call_depth;
-    c->t_deadline = c->deadline_ms ? realm__rt_now() + c->deadline_ms / 1000.0 : 0;
+    c->t_deadline = c->deadline_ms ? realm__now() + c->deadline_ms / 1000.0 : 0;
     int code = sigsetjmp(jb, 1);
     if (code == 0) {
         if (c->deadline_ms)
@@ -612,7 +606,6 @@ static void table_init(void)
     rt_table.allocate_externref_table = rt_allocate_externref_table;
     rt_table.free_externref_table = rt_free_externref_table;
     rt_table.grow_externref_table = rt_grow_externref_table;
-    realm__host_fill(&rt_table);
 }
 
 const struct realm_wasm_rt_host *realm__rt_host(void)

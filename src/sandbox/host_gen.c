@@ -1,0 +1,284 @@
+/*
+ * Host functions for generation: generate (options from options.c, the
+ * prompt's ids from realm_chat_prompt_tokenize), gen_next, gen_tokens,
+ * gen_cancel, gen_result (docs/host-abi.md).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <utf8proc.h>
+
+#include "core/error_internal.h"
+#include "host_internal.h"
+#include "options_internal.h"
+#include "realm/tokenizer.h"
+
+static gen_slot *gen_get(realm_instance *in, uint32_t h)
+{
+    return h >= 1 && h <= MAX_GENS && in->gens[h - 1].g ? &in->gens[h - 1] : NULL;
+}
+
+void realm__host_gens_close(realm_instance *in)
+{
+    for (int i = 0; i < MAX_GENS; i++) {
+        gen_slot *s = &in->gens[i];
+        if (s->g)
+            realm_gen_free(s->g);
+        free(s->pending);
+        free(s->acc.v);
+        free(s->piece.v);
+        *s = (gen_slot){0};
+    }
+    in->n_gens_open = 0;
+}
+
+/*
+ * generate(model, opts): the options are parsed against the table
+ * (options.c; a refusal names the option for last_error_param), the
+ * prompt becomes ids in one place (realm_chat_prompt_tokenize: the model's
+ * chat template, or the request's "chat_template"), the tenant's
+ * max_tokens caps the request's, and the engine gets the ids.
+ */
+uint32_t realm__host_generate(void *c, uint32_t h, uint32_t ptr, uint32_t len)
+{
+    HOST_BEGIN(c);
+    const char *src = (const char *)realm__host_range(in, "generate", ptr, len);
+    model_slot *s = realm__host_model(in, h);
+    if (!s)
+        HOST_RETURN(realm__host_fail(in, REALM_ERR_INVAL, "generate: bad model handle %u", h));
+    if (in->n_gens_open >= in->pol.max_generations)
+        HOST_RETURN(realm__host_fail(in, REALM_ERR_DENIED,
+                                     "generate: at most %d generations at once",
+                                     in->pol.max_generations));
+    int slot = -1;
+    for (int i = 0; i < MAX_GENS && slot < 0; i++)
+        if (!in->gens[i].g)
+            slot = i;
+    if (slot < 0)
+        HOST_RETURN(
+            realm__host_fail(in, REALM_ERR_RANGE, "generate: too many generations in one request"));
+    const realm_tokenizer *tok = realm_engine_tokenizer(s->engine);
+    realm__gen_opts o;
+    realm__opt_error err;
+    int rc = realm__gen_opts_parse(src, len, realm_tokenizer_n_vocab(tok), &o, &err);
+    if (rc < 0)
+        HOST_RETURN(realm__host_fail_param(in, rc, err.param, "generate: %s", err.message));
+    const char *prompt_param = o.msgs ? "messages" : "prompt";
+    realm_chat_prompt p = {.messages = o.msgs,
+                           .n_messages = o.n_msgs,
+                           .tmpl = s->tmpl,
+                           .text = o.prompt,
+                           .text_len = o.prompt_len,
+                           .parse_special = o.parse_special};
+    if (o.chat_template)
+        realm_chat_template_from_name(o.chat_template, &p.tmpl); /* checked by the parser */
+    realm_token *ids = NULL;
+    int32_t n_ids = 0;
+    rc = realm_chat_prompt_tokenize(tok, &p, &ids, &n_ids);
+    if (rc < 0) {
+        realm__gen_opts_free(&o);
+        HOST_RETURN(
+            realm__host_fail_param(in, rc, prompt_param, "generate: %s", realm_last_error()));
+    }
+    if (in->pol.max_tokens > 0 && (!o.has_max_tokens || o.gen.max_tokens > in->pol.max_tokens))
+        o.gen.max_tokens = in->pol.max_tokens;
+    realm_gen *g = NULL;
+    rc = realm_engine_submit(
+        s->engine,
+        &(realm_gen_request){
+            .prompt = ids, .n_prompt = n_ids, .tenant = in->pol.tenant, .options = &o.gen},
+        &g);
+    free(ids);
+    const int n_top = o.n_top;
+    realm__gen_opts_free(&o);
+    if (rc < 0)
+        HOST_RETURN(realm__host_fail_param(in, rc, rc == REALM_ERR_RANGE ? prompt_param : "",
+                                           "generate: %s", realm_last_error()));
+    in->gens[slot] = (gen_slot){.g = g, .n_top = n_top, .tok = tok};
+    in->n_gens_open++;
+    HOST_RETURN(slot + 1);
+}
+
+/* Append the token of p (with its log-probabilities) to l. */
+static int tok_push(tok_list *l, const realm_gen_piece *p)
+{
+    if (l->n == l->cap) {
+        const int32_t cap = l->cap ? 2 * l->cap : 16;
+        tok_info *v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v)
+            return REALM_ERR_NOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    tok_info *t = &l->v[l->n++];
+    t->id = p->token;
+    t->logprob = p->logprob;
+    t->n_top = p->n_probs;
+    if (p->n_probs > 0)
+        memcpy(t->top, p->probs, (size_t)p->n_probs * sizeof *p->probs);
+    return 0;
+}
+
+/* The next non-empty piece of text (0: the generation has ended). Waits in
+ * slices so that the call's deadline is honoured while blocked. */
+uint32_t realm__host_gen_next(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
+{
+    HOST_BEGIN(c);
+    uint8_t *dst = realm__host_range(in, "gen_next", ptr, cap);
+    gen_slot *s = gen_get(in, h);
+    if (!s)
+        HOST_RETURN(realm__host_fail(in, REALM_ERR_INVAL, "gen_next: bad generation handle %u", h));
+    if (s->pending) {
+        int32_t n = realm__host_put(dst, cap, s->pending, s->pending_len);
+        if (n >= 0 && (uint32_t)n <= cap) {
+            free(s->pending);
+            s->pending = NULL;
+        }
+        HOST_RETURN(n);
+    }
+    while (!s->done) {
+        realm_gen_piece piece;
+        int left = realm__host_remaining_ms(in);
+        if (left == 0)
+            realm__rt_trap_msg(REALM__TRAP_HOST, "deadline of %u ms exceeded in realm.gen_next",
+                               in->call.deadline_ms);
+        int rc = realm_gen_next(s->g, &piece, left < 0 || left > 100 ? 100 : left);
+        if (rc == REALM_ERR_TIMEOUT)
+            continue;
+        if (rc < 0)
+            HOST_RETURN(realm__host_fail(in, rc, "gen_next: %s", realm_last_error()));
+        if (rc == 0) {
+            s->done = 1;
+            in->n_gens_open--;
+            break;
+        }
+        if (piece.token != REALM_TOKEN_NULL && tok_push(&s->acc, &piece) < 0)
+            HOST_RETURN(realm__host_fail(in, REALM_ERR_NOMEM, "gen_next: out of memory"));
+        if (piece.len == 0)
+            continue;
+        const tok_list t = s->piece; /* this piece's tokens are those gathered so far */
+        s->piece = s->acc;
+        s->acc = (tok_list){t.v, 0, t.cap};
+        int32_t n = realm__host_put(dst, cap, piece.text, piece.len);
+        if (n >= 0 && (uint32_t)n > cap) {
+            s->pending = malloc(piece.len);
+            if (!s->pending)
+                HOST_RETURN(realm__host_fail(in, REALM_ERR_NOMEM, "gen_next: out of memory"));
+            memcpy(s->pending, piece.text, piece.len);
+            s->pending_len = piece.len;
+        }
+        HOST_RETURN(n);
+    }
+    realm_gen_result res;
+    if (realm_gen_result_get(s->g, &res) == 0 && res.finish == REALM_FINISH_ERROR)
+        HOST_RETURN(realm__host_fail(in, res.error < 0 ? res.error : REALM_ERR_IO, "gen_next: %s",
+                                     res.message));
+    HOST_RETURN(0);
+}
+
+/*
+ * One token as in OpenAI's chat log-probabilities: {"id", "token" (its text,
+ * a byte that is not part of valid UTF-8 shown as U+FFFD), "bytes" (exact),
+ * and with lp "logprob"}.
+ */
+static json_t *token_json(const realm_tokenizer *tok, int32_t id, const float *lp)
+{
+    size_t n = 0;
+    const char *b = realm_token_to_piece(tok, id, REALM_DETOK_RENDER_SPECIAL, &n);
+    if (!b)
+        n = 0;
+    char *text = malloc(3 * n + 1); /* each byte at most one U+FFFD */
+    size_t t = 0;
+    json_t *bytes = text ? json_array() : NULL;
+    for (size_t i = 0; i < n && bytes;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t k =
+            utf8proc_iterate((const utf8proc_uint8_t *)b + i, (utf8proc_ssize_t)(n - i), &cp);
+        if (k <= 0) {
+            k = 1;
+            memcpy(text + t, "\xEF\xBF\xBD", 3);
+            t += 3;
+        } else {
+            memcpy(text + t, b + i, (size_t)k);
+            t += (size_t)k;
+        }
+        for (utf8proc_ssize_t j = 0; j < k; j++)
+            json_array_append_new(bytes, json_integer((uint8_t)b[i + (size_t)j]));
+        i += (size_t)k;
+    }
+    json_t *o =
+        bytes ? json_pack("{s:i, s:s%, s:o}", "id", id, "token", text, t, "bytes", bytes) : NULL;
+    free(text);
+    if (o && lp)
+        json_object_set_new(o, "logprob", json_real(*lp));
+    return o;
+}
+
+/*
+ * The tokens of the piece gen_next returned last, as JSON shaped like the
+ * "content" list of OpenAI's chat log-probabilities:
+ * [{"id","token","bytes","logprob","top_logprobs":[{"id","token","bytes",
+ * "logprob"},...]},...]; "logprob" and "top_logprobs" only when the
+ * generation asked for log-probabilities. Buffer rule.
+ */
+uint32_t realm__host_gen_tokens(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
+{
+    HOST_BEGIN(c);
+    uint8_t *dst = realm__host_range(in, "gen_tokens", ptr, cap);
+    gen_slot *s = gen_get(in, h);
+    if (!s)
+        HOST_RETURN(
+            realm__host_fail(in, REALM_ERR_INVAL, "gen_tokens: bad generation handle %u", h));
+    json_t *a = json_array();
+    for (int32_t i = 0; a && i < s->piece.n; i++) {
+        const tok_info *t = &s->piece.v[i];
+        json_t *o = token_json(s->tok, t->id, s->n_top >= 0 ? &t->logprob : NULL);
+        if (o && s->n_top >= 0) {
+            json_t *top = json_array();
+            for (int32_t k = 0; top && k < t->n_top && k < s->n_top; k++)
+                json_array_append_new(top, token_json(s->tok, t->top[k].token, &t->top[k].logprob));
+            json_object_set_new(o, "top_logprobs", top);
+        }
+        json_array_append_new(a, o);
+    }
+    const int32_t n = realm__host_put_json(dst, cap, a);
+    HOST_RETURN(n < 0 ? realm__host_fail(in, n, "gen_tokens: out of memory") : n);
+}
+
+uint32_t realm__host_gen_cancel(void *c, uint32_t h)
+{
+    HOST_BEGIN(c);
+    gen_slot *s = gen_get(in, h);
+    if (!s)
+        HOST_RETURN(
+            realm__host_fail(in, REALM_ERR_INVAL, "gen_cancel: bad generation handle %u", h));
+    realm_gen_cancel(s->g);
+    HOST_RETURN(0);
+}
+
+uint32_t realm__host_gen_result(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
+{
+    HOST_BEGIN(c);
+    uint8_t *dst = realm__host_range(in, "gen_result", ptr, cap);
+    gen_slot *s = gen_get(in, h);
+    if (!s)
+        HOST_RETURN(
+            realm__host_fail(in, REALM_ERR_INVAL, "gen_result: bad generation handle %u", h));
+    realm_gen_result res;
+    /* Waits for the end (a cancelled request ends at the engine's next step). */
+    while (realm_gen_result_get(s->g, &res) < 0) {
+        if (realm__host_remaining_ms(in) == 0)
+            realm__rt_trap_msg(REALM__TRAP_HOST, "deadline of %u ms exceeded in realm.gen_result",
+                               in->call.deadline_ms);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    json_t *j = json_pack("{s:s, s:i, s:i, s:i, s:f, s:f}", "finish_reason",
+                          realm_finish_name(res.finish), "prompt_tokens", (json_int_t)res.n_prompt,
+                          "completion_tokens", (json_int_t)res.n_completion, "cached_tokens",
+                          (json_int_t)res.n_cached, "time_to_first_token_ms",
+                          res.time_to_first_token_ms, "tokens_per_s", res.tokens_per_s);
+    if (j && res.finish == REALM_FINISH_ERROR)
+        json_object_set_new(j, "error", json_string(res.message));
+    HOST_RETURN(realm__host_put_json(dst, cap, j));
+}
