@@ -11,101 +11,156 @@
  * completion object. Chat requests with "logprobs": true (and optionally
  * "top_logprobs": k) get OpenAI's "logprobs": {"content": [...]} in each
  * chunk or in the choice, from realm.gen_tokens; completion requests asking
- * for log-probabilities are refused (400). Errors are answered as
- * {"error":{"message":...}}.
+ * for log-probabilities are refused (400).
+ *
+ * Only the body's top-level members count: "model" (a string of fewer than
+ * MODEL_CAP bytes; a longer one is refused, never cut), "messages" (present:
+ * a chat request), "stream", "logprobs". Errors are answered in OpenAI's
+ * shape, {"error":{"message","type","param","code"}}, with param the
+ * request option at fault (the host's rg_last_error_param when a host call
+ * failed) and the status from the host's error code (status_for).
  */
 #include "realm_guest.h"
 
 #define PIECE_CAP 4096
+#define MODEL_CAP 128
 
-/* Reply with an OpenAI-style error carrying the host's last message. */
-static int32_t reply_error(int32_t status, const char *what)
+/*
+ * The one way errors leave this handler: OpenAI's shape,
+ * {"error":{"message","type","param","code"}}, type "invalid_request_error"
+ * for 4xx and "server_error" for 5xx; param and code are JSON null when
+ * NULL or empty. Returns status.
+ */
+static int32_t reply_error(int32_t status, const char *message, size_t message_len,
+                           const char *param, size_t param_len, const char *code)
 {
-    char msg[512];
-    int32_t n = realm_last_error(msg, sizeof msg);
-    if (n < 0 || n > (int32_t)sizeof msg)
-        n = 0;
     rg_buf b = {0};
     rg_buf_puts(&b, "{\"error\":{\"message\":");
-    rg_buf tmp = {0};
-    rg_buf_puts(&tmp, what);
-    if (n) {
-        rg_buf_puts(&tmp, ": ");
-        rg_buf_put(&tmp, msg, (size_t)n);
-    }
-    rg_buf_put_json_str(&b, tmp.data, tmp.len);
-    rg_buf_puts(&b, ",\"type\":\"invalid_request_error\"}}");
-    realm_respond(status, b.data, (uint32_t)b.len);
+    rg_buf_put_json_str(&b, message, message_len);
+    rg_buf_puts(&b, status >= 500 ? ",\"type\":\"server_error\",\"param\":"
+                                  : ",\"type\":\"invalid_request_error\",\"param\":");
+    if (param && param_len)
+        rg_buf_put_json_str(&b, param, param_len);
+    else
+        rg_buf_puts(&b, "null");
+    rg_buf_puts(&b, ",\"code\":");
+    if (code)
+        rg_buf_put_json_str(&b, code, strlen(code));
+    else
+        rg_buf_puts(&b, "null");
+    rg_buf_puts(&b, "}}");
+    rg_respond(status, b.data, (uint32_t)b.len);
     return status;
 }
 
-/* A chat request has "messages" (the host renders them with the model's chat
- * template); a completion request has "prompt". */
-static int find_messages(const char *body, size_t n)
+/* An error found by the handler itself, about the request option param
+ * (NULL: not about one option). */
+static int32_t bad_reply(int32_t status, const char *message, const char *param)
 {
-    static const char key[] = "\"messages\"";
-    for (size_t i = 0; i + sizeof key - 1 <= n; i++)
-        if (memcmp(body + i, key, sizeof key - 1) == 0)
-            return 1;
-    return 0;
+    return reply_error(status, message, strlen(message), param, param ? strlen(param) : 0, 0);
 }
 
+/* The text of the host's last error (rg_last_error or rg_last_error_param),
+ * rg_alloc'ed; *n is its length, 0 when there is none. */
+static char *host_text(int32_t (*get)(char *, uint32_t), size_t *n)
+{
+    int32_t need = get(0, 0);
+    char *s = need > 0 ? rg_alloc((size_t)need) : 0;
+    *n = s && get(s, (uint32_t)need) == need ? (size_t)need : 0;
+    return s;
+}
+
+/* The reply for the host call that just failed: message "what: <the host's
+ * message>", param as the host names it, the given status and code. */
+static int32_t host_error(int32_t status, const char *what, const char *code)
+{
+    size_t n_msg, n_param;
+    char *msg = host_text(rg_last_error, &n_msg);
+    char *param = host_text(rg_last_error_param, &n_param);
+    rg_buf m = {0};
+    rg_buf_puts(&m, what);
+    if (n_msg) {
+        rg_buf_puts(&m, ": ");
+        rg_buf_put(&m, msg, n_msg);
+    }
+    return reply_error(status, m.data, m.len, param, n_param, code);
+}
+
+/* The HTTP status for a failed model_open or generate. */
 static int32_t status_for(int32_t err)
 {
-    return err == RG_ERR_NOTFOUND     ? 404
-           : err == RG_ERR_DENIED     ? 403
-           : err == RG_ERR_OVERLOADED ? 429
-                                      : 400;
+    switch (err) {
+    case RG_ERR_NOTFOUND:
+        return 404;
+    case RG_ERR_DENIED:
+        return 403;
+    case RG_ERR_OVERLOADED:
+        return 503;
+    case RG_ERR_INVAL:
+    case RG_ERR_RANGE:
+    case RG_ERR_UNSUPPORTED:
+    case RG_ERR_TYPE:
+        return 400;
+    default:
+        return 500;
+    }
 }
 
 int32_t handle(void)
 {
     rg_reset();
-    int32_t n = realm_request_read(0, 0);
+    int32_t n = rg_request_read(0, 0);
     char *body = n > 0 ? rg_alloc((size_t)n + 1) : 0;
-    if (!body || realm_request_read(body, (uint32_t)n) != n)
-        return rg_respond_str(400, "{\"error\":{\"message\":\"empty request\"}}");
-    char model[128];
-    if (rg_json_string(body, (size_t)n, "model", model, sizeof model) < 0)
-        return rg_respond_str(400, "{\"error\":{\"message\":\"'model' is required\"}}");
-    int chat = find_messages(body, (size_t)n);
-    int stream = rg_json_bool(body, (size_t)n, "stream", 0);
-    int logprobs = rg_json_bool(body, (size_t)n, "logprobs", 0);
-    if (!chat && (logprobs || rg_json_int(body, (size_t)n, "logprobs", -1) >= 0))
-        return rg_respond_str(400, "{\"error\":{\"message\":\"log-probabilities are served "
-                                   "for chat completions only\",\"type\":"
-                                   "\"invalid_request_error\"}}");
+    if (!body || rg_request_read(body, (uint32_t)n) != n)
+        return bad_reply(400, "empty request", 0);
+    size_t len = (size_t)n;
+    char model[MODEL_CAP];
+    int32_t model_len = rg_json_string(body, len, "model", model, sizeof model);
+    if (model_len < 0)
+        return bad_reply(400,
+                         rg_json_has(body, len, "model") ? "'model' must be a string"
+                                                         : "'model' is required",
+                         "model");
+    if (model_len >= (int32_t)sizeof model)
+        return bad_reply(400, "'model' is too long", "model");
+    /* a chat request has "messages" (the host renders them with the model's
+     * chat template); a completion request has "prompt" */
+    int chat = rg_json_has(body, len, "messages");
+    int stream = rg_json_bool(body, len, "stream", 0);
+    int logprobs = rg_json_bool(body, len, "logprobs", 0);
+    if (!chat && (logprobs || rg_json_int(body, len, "logprobs", -1) >= 0))
+        return bad_reply(400, "log-probabilities are served for chat completions only", "logprobs");
 
-    int32_t h = realm_model_open(model, (uint32_t)strlen(model));
+    int32_t h = rg_model_open(model, (uint32_t)model_len);
     if (h < 0)
-        return reply_error(status_for(h), "cannot open the model");
-    int32_t g = realm_generate(h, body, (uint32_t)n);
+        return host_error(status_for(h), "cannot open the model",
+                          h == RG_ERR_NOTFOUND ? "model_not_found" : 0);
+    int32_t g = rg_generate(h, body, (uint32_t)n);
     if (g < 0)
-        return reply_error(status_for(g), "cannot generate");
-
+        return host_error(status_for(g), "cannot generate", 0);
     static char small[PIECE_CAP];
     rg_buf text = {0}, lp = {0}; /* lp: the log-probability items so far, comma-separated */
     int32_t k;
-    while ((k = realm_gen_next(g, small, sizeof small)) > 0) {
+    while ((k = rg_gen_next(g, small, sizeof small)) > 0) {
         char *piece = small;
         if (k > PIECE_CAP) {
             /* A piece larger than the buffer was kept by the host: fetch it
              * whole into a buffer of its size. */
             piece = rg_alloc((size_t)k);
             if (!piece)
-                return reply_error(500, "out of memory for a piece of text");
-            int32_t again = realm_gen_next(g, piece, (uint32_t)k);
+                return bad_reply(500, "out of memory for a piece of text", 0);
+            int32_t again = rg_gen_next(g, piece, (uint32_t)k);
             if (again != k)
-                return reply_error(500, "generation failed");
+                return host_error(500, "generation failed", 0);
         }
         /* this piece's tokens: a JSON array, its items go on in lp */
         const char *items = 0;
         size_t n_items = 0;
         if (logprobs) {
-            int32_t need = realm_gen_tokens(g, 0, 0);
+            int32_t need = rg_gen_tokens(g, 0, 0);
             char *toks = need > 2 ? rg_alloc((size_t)need) : 0;
-            if (!toks || realm_gen_tokens(g, toks, (uint32_t)need) != need)
-                return reply_error(500, "no log-probabilities");
+            if (!toks || rg_gen_tokens(g, toks, (uint32_t)need) != need)
+                return host_error(500, "no log-probabilities", 0);
             items = toks + 1;
             n_items = (size_t)need - 2;
         }
@@ -123,7 +178,7 @@ int32_t handle(void)
             } else {
                 rg_buf_puts(&ev, chat ? "}}]}\n\n" : "}]}\n\n");
             }
-            realm_emit(ev.data, (uint32_t)ev.len);
+            rg_emit(ev.data, (uint32_t)ev.len);
         } else {
             rg_buf_put(&text, piece, (size_t)k);
             if (n_items) {
@@ -134,12 +189,12 @@ int32_t handle(void)
         }
     }
     if (k < 0)
-        return reply_error(500, "generation failed");
+        return host_error(500, "generation failed", 0);
 
     char res[1024];
-    int32_t rn = realm_gen_result(g, res, sizeof res);
+    int32_t rn = rg_gen_result(g, res, sizeof res);
     if (rn < 0 || rn > (int32_t)sizeof res)
-        return reply_error(500, "no result");
+        return host_error(500, "no result", 0);
     char finish[32];
     if (rg_json_string(res, (size_t)rn, "finish_reason", finish, sizeof finish) < 0)
         finish[0] = '\0';
@@ -150,7 +205,7 @@ int32_t handle(void)
     rg_buf_puts(&out, stream ? "data: {" : "{");
     rg_buf_puts(&out, chat ? "\"object\":\"chat.completion\",\"model\":"
                            : "\"object\":\"text_completion\",\"model\":");
-    rg_buf_put_json_str(&out, model, strlen(model));
+    rg_buf_put_json_str(&out, model, (size_t)model_len);
     rg_buf_puts(&out, ",\"choices\":[{\"index\":0,");
     if (!stream) {
         if (chat)
@@ -174,6 +229,6 @@ int32_t handle(void)
     rg_buf_puts(&out, ",\"total_tokens\":");
     rg_buf_put_int(&out, n_prompt + n_gen);
     rg_buf_puts(&out, stream ? "}}\n\ndata: [DONE]\n\n" : "}}");
-    realm_respond(200, out.data, (uint32_t)out.len);
+    rg_respond(200, out.data, (uint32_t)out.len);
     return 200;
 }

@@ -11,25 +11,25 @@
 int32_t handle(void)
 {
     rg_reset();
-    int32_t n = realm_request_read(0, 0);
+    int32_t n = rg_request_read(0, 0);
     char *body = n > 0 ? rg_alloc((size_t)n) : 0;
-    if (!body || realm_request_read(body, (uint32_t)n) != n)
+    if (!body || rg_request_read(body, (uint32_t)n) != n)
         return rg_respond_str(400, "{\"error\":\"empty request\"}");
     char prompt[1024];
     int32_t pl = rg_json_string(body, (size_t)n, "prompt", prompt, sizeof prompt);
     if (pl < 0)
         return rg_respond_str(400, "{\"error\":\"prompt required\"}");
     const char *name = pl <= 32 ? "small" : "large";
-    int32_t h = realm_model_open(name, (uint32_t)strlen(name));
+    int32_t h = rg_model_open(name, (uint32_t)strlen(name));
     if (h < 0)
         return rg_respond_str(503, "{\"error\":\"model unavailable\"}");
-    int32_t g = realm_generate(h, body, (uint32_t)n);
+    int32_t g = rg_generate(h, body, (uint32_t)n);
     if (g < 0)
         return rg_respond_str(400, "{\"error\":\"cannot generate\"}");
     rg_buf text = {0};
     static char piece[1024];
     int32_t k;
-    while ((k = realm_gen_next(g, piece, sizeof piece)) > 0 && k <= (int32_t)sizeof piece)
+    while ((k = rg_gen_next(g, piece, sizeof piece)) > 0 && k <= (int32_t)sizeof piece)
         rg_buf_put(&text, piece, (size_t)k);
     rg_buf r = {0};
     rg_buf_puts(&r, "{\"model\":");
@@ -37,6 +37,6 @@ int32_t handle(void)
     rg_buf_puts(&r, ",\"text\":");
     rg_buf_put_json_str(&r, text.data ? text.data : "", text.len);
     rg_buf_puts(&r, "}");
-    realm_respond(200, r.data, (uint32_t)r.len);
+    rg_respond(200, r.data, (uint32_t)r.len);
     return 0;
 }

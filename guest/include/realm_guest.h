@@ -1,10 +1,12 @@
 /*
- * realm_guest.h — the guest side of Realm's host ABI v1, for tenant modules
+ * realm_guest.h — the guest side of Realm's host ABI, for tenant modules
  * written in C (docs/host-abi.md is the full contract).
  *
  * A module exports `int32_t handle(void)` and its memory, and imports only
- * these functions. Build it freestanding, without WASI (the sandbox offers no
- * WASI imports) — guest/RealmGuest.cmake does this:
+ * these functions. Their C names start with rg_ (the wasm imports are
+ * realm.log, realm.emit, ...), so they are not mistaken for the host
+ * library's realm_* functions. Build freestanding, without WASI (the sandbox
+ * offers no WASI imports) — guest/RealmGuest.cmake does this:
  *
  *     clang --target=wasm32-wasi -O2 -nostdlib -ffreestanding \
  *           -Iguest/include -Wl,--no-entry -Wl,--export=handle \
@@ -13,15 +15,18 @@
  *
  *     #include "realm_guest.h"
  *     int32_t handle(void) {
- *         static char body[4096];
- *         int32_t n = realm_request_read(body, sizeof body);
+ *         static char body[4096], model[64];
+ *         int32_t n = rg_request_read(body, sizeof body);
  *         if (n > (int32_t)sizeof body) return rg_respond_str(413, "too large");
- *         realm_emit(body, (uint32_t)n);               // echo, streamed
+ *         int32_t m = rg_json_string(body, (size_t)n, "model", model, sizeof model);
+ *         if (m < 0 || m >= (int32_t)sizeof model) return rg_respond_str(400, "bad model");
+ *         rg_emit(body, (uint32_t)n);                  // echo, streamed
  *         return rg_respond_str(200, "{}");
  *     }
  *
  * Return values: >= 0 is success (a length, a count or a handle); negative is
- * a Realm error code (RG_ERR_*), and realm_last_error gives the message.
+ * a Realm error code (RG_ERR_*), and rg_last_error gives the message,
+ * rg_last_error_param the request option it was about.
  * Output buffers: every call returns the full size of its output; when that
  * is larger than the buffer, nothing was written — call again with a buffer
  * at least that large. A pointer or length outside the module's memory is
@@ -35,7 +40,8 @@
 
 #define RG_IMPORT(name) __attribute__((import_module("realm"), import_name(#name)))
 
-/* Error codes (the same values as the host's realm/error.h). */
+/* Error codes: the host's list (REALM_ERR_MAP in include/realm/error.h), same
+ * names and values. RG_ERR_TRAP never reaches a guest: a trap ends the request. */
 enum {
     RG_ERR_NOMEM = -1,
     RG_ERR_INVAL = -2,
@@ -50,64 +56,69 @@ enum {
     RG_ERR_NOSPACE = -11,
     RG_ERR_OVERLOADED = -12,
     RG_ERR_TIMEOUT = -13,
+    RG_ERR_TRAP = -14,
     RG_ERR_DENIED = -15,
 };
 
-/* Log levels for realm_log. */
+/* Log levels for rg_log. */
 enum { RG_LOG_ERROR = 0, RG_LOG_WARN = 1, RG_LOG_INFO = 2, RG_LOG_DEBUG = 3 };
 
 /* ---- the request and the response ---------------------------------------- */
 
 /* A line for the operator's log, tagged with tenant and request. Returns 0. */
-RG_IMPORT(log) int32_t realm_log(int32_t level, const char *text, uint32_t len);
+RG_IMPORT(log) int32_t rg_log(int32_t level, const char *text, uint32_t len);
 /* Copy the request body into buf; returns its length (see the buffer rule). */
-RG_IMPORT(request_read) int32_t realm_request_read(void *buf, uint32_t cap);
+RG_IMPORT(request_read) int32_t rg_request_read(void *buf, uint32_t cap);
 /* Stream bytes to the client (one SSE chunk or WebSocket message). Returns 0. */
-RG_IMPORT(emit) int32_t realm_emit(const void *data, uint32_t len);
+RG_IMPORT(emit) int32_t rg_emit(const void *data, uint32_t len);
 /* The final response (HTTP status 100..599 and body); once per request. */
-RG_IMPORT(respond) int32_t realm_respond(int32_t status, const void *body, uint32_t len);
+RG_IMPORT(respond) int32_t rg_respond(int32_t status, const void *body, uint32_t len);
 /* The message behind the last negative return (buffer rule). */
-RG_IMPORT(last_error) int32_t realm_last_error(char *buf, uint32_t cap);
+RG_IMPORT(last_error) int32_t rg_last_error(char *buf, uint32_t cap);
+/* The request option the last negative return was about, as a name for the
+ * "param" field of OpenAI's errors ("temperature", "messages[1].content",
+ * "stop"); length 0 when the failure was not about one option (buffer rule). */
+RG_IMPORT(last_error_param) int32_t rg_last_error_param(char *buf, uint32_t cap);
 
 /* ---- models and tokens ----------------------------------------------------- */
 
 /* Open a model by its registry name; returns a handle > 0. RG_ERR_DENIED if
  * the tenant may not use it, RG_ERR_NOTFOUND if there is none. */
-RG_IMPORT(model_open) int32_t realm_model_open(const char *name, uint32_t len);
+RG_IMPORT(model_open) int32_t rg_model_open(const char *name, uint32_t len);
 /* JSON: name, architecture, n_ctx_train, n_vocab, n_embd, n_layer, n_head,
  * n_head_kv, bos, eos (buffer rule). */
-RG_IMPORT(model_info) int32_t realm_model_info(int32_t model, char *buf, uint32_t cap);
+RG_IMPORT(model_info) int32_t rg_model_info(int32_t model, char *buf, uint32_t cap);
 /* flags: 1 add BOS/EOS as the vocabulary does, 2 parse special tokens.
  * cap counts tokens; returns the token count (buffer rule). */
 RG_IMPORT(tokenize)
-int32_t realm_tokenize(int32_t model, const char *text, uint32_t len, uint32_t flags, int32_t *ids,
-                       uint32_t cap);
+int32_t rg_tokenize(int32_t model, const char *text, uint32_t len, uint32_t flags, int32_t *ids,
+                    uint32_t cap);
 /* flags: 1 drop BOS/EOS, 2 render special tokens, 4 clean up spaces.
  * Returns the byte count (buffer rule). */
 RG_IMPORT(detokenize)
-int32_t realm_detokenize(int32_t model, const int32_t *ids, uint32_t n, uint32_t flags, char *buf,
-                         uint32_t cap);
+int32_t rg_detokenize(int32_t model, const int32_t *ids, uint32_t n, uint32_t flags, char *buf,
+                      uint32_t cap);
 
 /* ---- generation ------------------------------------------------------------ */
 
 /* Start a generation; opts is JSON (docs/host-abi.md): "prompt" or
  * "messages", "max_tokens", "temperature", "top_p", "top_k", "min_p",
  * "seed", "stop", "ignore_eos", ... Returns a generation handle > 0. */
-RG_IMPORT(generate) int32_t realm_generate(int32_t model, const char *opts, uint32_t len);
+RG_IMPORT(generate) int32_t rg_generate(int32_t model, const char *opts, uint32_t len);
 /* The next piece of text (blocks until there is one): its length; 0 when the
  * generation has ended. A piece that does not fit is kept for the next call. */
-RG_IMPORT(gen_next) int32_t realm_gen_next(int32_t gen, char *buf, uint32_t cap);
+RG_IMPORT(gen_next) int32_t rg_gen_next(int32_t gen, char *buf, uint32_t cap);
 /* Stop early. Returns 0. */
-RG_IMPORT(gen_cancel) int32_t realm_gen_cancel(int32_t gen);
+RG_IMPORT(gen_cancel) int32_t rg_gen_cancel(int32_t gen);
 /* JSON: finish_reason, prompt_tokens, completion_tokens, cached_tokens,
  * time_to_first_token_ms, tokens_per_s[, error]. Waits for the end. */
-RG_IMPORT(gen_result) int32_t realm_gen_result(int32_t gen, char *buf, uint32_t cap);
-/* The tokens behind the piece realm_gen_next returned last, as JSON shaped
+RG_IMPORT(gen_result) int32_t rg_gen_result(int32_t gen, char *buf, uint32_t cap);
+/* The tokens behind the piece rg_gen_next returned last, as JSON shaped
  * like the "content" list of OpenAI's chat log-probabilities:
  * [{"id","token","bytes","logprob","top_logprobs":[{"id","token","bytes",
  * "logprob"},...]},...] ("logprob" and "top_logprobs" only when the options
  * asked for "logprobs" / "top_logprobs"). */
-RG_IMPORT(gen_tokens) int32_t realm_gen_tokens(int32_t gen, char *buf, uint32_t cap);
+RG_IMPORT(gen_tokens) int32_t rg_gen_tokens(int32_t gen, char *buf, uint32_t cap);
 
 /* ---- low level: sessions, logits, weights ---------------------------------- */
 
@@ -115,16 +126,16 @@ RG_IMPORT(gen_tokens) int32_t realm_gen_tokens(int32_t gen, char *buf, uint32_t 
  * session (its own KV cache, up to 2048 tokens or the model's context); with
  * a session handle (>= 1024): continue it. Returns the session handle.
  * Sessions count against the tenant's max_generations. */
-RG_IMPORT(eval) int32_t realm_eval(int32_t model, const int32_t *ids, uint32_t n);
+RG_IMPORT(eval) int32_t rg_eval(int32_t model, const int32_t *ids, uint32_t n);
 /* The logits (n_vocab floats) of the session's last evaluated token; cap in
  * floats. Returns n_vocab. */
-RG_IMPORT(logits) int32_t realm_logits(int32_t session, float *out, uint32_t cap);
+RG_IMPORT(logits) int32_t rg_logits(int32_t session, float *out, uint32_t cap);
 /* Rows [first_row, first_row + n_rows) of a weight tensor, dequantized to
  * f32; cap in floats. Returns the floats needed. RG_ERR_DENIED unless the
  * tenant's policy allows it. */
 RG_IMPORT(tensor_read)
-int32_t realm_tensor_read(int32_t model, const char *name, uint32_t name_len, uint32_t first_row,
-                          uint32_t n_rows, float *out, uint32_t cap);
+int32_t rg_tensor_read(int32_t model, const char *name, uint32_t name_len, uint32_t first_row,
+                       uint32_t n_rows, float *out, uint32_t cap);
 
 /* ---- helpers (guest/lib/realm_guest.c) ------------------------------------- */
 
@@ -138,9 +149,9 @@ size_t strlen(const char *s);
 void *rg_alloc(size_t n);
 void rg_reset(void);
 
-/* realm_respond with a NUL-terminated body; returns status (for `return`). */
+/* rg_respond with a NUL-terminated body; returns status (for `return`). */
 int32_t rg_respond_str(int32_t status, const char *body);
-/* realm_emit of a NUL-terminated string. */
+/* rg_emit of a NUL-terminated string. */
 int32_t rg_emit_str(const char *s);
 
 /* A growable output buffer (rg_alloc'ed). */
@@ -155,14 +166,36 @@ void rg_buf_put_int(rg_buf *b, int64_t v);
 void rg_buf_put_json_str(rg_buf *b, const char *s, size_t n);
 
 /*
- * Minimal JSON lookups for handlers: the value of the first member named key
- * anywhere in json[0..len) (not only at the top level: keep keys unique).
- * rg_json_string decodes the string into out (NUL-terminated, truncated to
- * cap) and returns its length, or -1 if absent or not a string.
- * rg_json_int returns the number, or def. rg_json_bool returns 1, 0, or def.
+ * JSON lookups for handlers. Each reads one member of the JSON object in
+ * json[0..len) — a TOP-LEVEL member only: a "model" inside "metadata" or
+ * inside a message is not the request's "model". A key given twice counts
+ * the last time, as the host's parser does. Keys are compared after
+ * decoding their escapes. Nothing is read outside json[0..len); input that
+ * is not one JSON object (unbalanced brackets, an unterminated string,
+ * missing ':' or ',', text after the closing brace) has no members. Values
+ * of other members are only skipped: their brackets must balance and their
+ * strings end, nothing more is checked.
  */
+
+/* Decode the string member key into out (UTF-8, NUL-terminated). Returns the
+ * FULL decoded length; when that is >= cap the value did not fit and out
+ * holds the longest prefix of whole characters that does (still
+ * NUL-terminated; nothing is written when cap is 0, out may then be NULL).
+ * -1 if the member is absent, not a string, or not valid JSON (a bad escape,
+ * a lone surrogate in \uXXXX, a raw control character, invalid UTF-8). A
+ * decoded string may contain NUL (\u0000): use the length, not strlen. */
 int32_t rg_json_string(const char *json, size_t len, const char *key, char *out, size_t cap);
+/* The integer member key (JSON's integer syntax: no fraction or exponent);
+ * def if absent, of another type, or outside int64_t. */
 int64_t rg_json_int(const char *json, size_t len, const char *key, int64_t def);
+/* 1 for true, 0 for false; def if absent or of another type. */
 int rg_json_bool(const char *json, size_t len, const char *key, int def);
+/* 1 if the member key is present (any type, null included), else 0. */
+int rg_json_has(const char *json, size_t len, const char *key);
+/* The member's value as raw JSON text: *value points into json, *value_len
+ * bytes, whatever its type ("[1,2]", "\"a\\n\"", "null"). Returns 0, or -1
+ * (and *value = NULL, *value_len = 0) if absent. */
+int32_t rg_json_raw(const char *json, size_t len, const char *key, const char **value,
+                    size_t *value_len);
 
 #endif

@@ -5,10 +5,10 @@
 int32_t handle(void)
 {
     static const char opts[] = "{\"prompt\":\"Once\",\"max_tokens\":2}";
-    int32_t h = realm_model_open("tiny", 4);
+    int32_t h = rg_model_open("tiny", 4);
     int32_t n = 0, code = 0;
     while (n < 8) {
-        int32_t g = realm_generate(h, opts, sizeof opts - 1);
+        int32_t g = rg_generate(h, opts, sizeof opts - 1);
         if (g < 0) {
             code = g;
             break;
@@ -19,6 +19,6 @@ int32_t handle(void)
     rg_buf_put_int(&b, n);
     rg_buf_puts(&b, ",");
     rg_buf_put_int(&b, code);
-    realm_respond(200, b.data, (uint32_t)b.len);
+    rg_respond(200, b.data, (uint32_t)b.len);
     return 0;
 }
