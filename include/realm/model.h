@@ -88,9 +88,17 @@ typedef struct realm_hparams {
 
 typedef struct realm_model realm_model;
 
+/* Options of realm_model_load; NULL params mean all defaults (zero). */
 typedef struct realm_model_params {
-    /* Reserved for future options (e.g. locking weights in memory); NULL
-     * params mean defaults. */
+    /*
+     * Lock the mapped file (weights and metadata) in RAM once the model is
+     * loaded, so that memory pressure can never page weights out and stall a
+     * forward pass on disk reads. Locked pages count against RLIMIT_MEMLOCK
+     * (`ulimit -l`) unless the process has CAP_IPC_LOCK. When the kernel
+     * refuses (limit too low, or not enough free RAM), realm_model_load fails
+     * with REALM_ERR_NOMEM and a message giving the size asked, the current
+     * RLIMIT_MEMLOCK soft limit and the fix. realm_model_free unlocks.
+     */
     bool mlock;
 } realm_model_params;
 

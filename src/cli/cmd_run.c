@@ -21,7 +21,7 @@ typedef struct run_opts {
     long n_predict, n_threads, n_ctx, n_batch, top_k, mem_budget_mib;
     float temp, top_p, min_p;
     unsigned long long seed;
-    bool echo;
+    bool echo, mlock;
 } run_opts;
 
 static bool parse_float(const char *opt, const char *v, float lo, float hi, float *out)
@@ -77,6 +77,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
             ok = parse_float(a, v, 0, 1, &o->min_p);
         else if (!strcmp(a, "--no-echo"))
             o->echo = false, takes = false;
+        else if (!strcmp(a, "--mlock"))
+            o->mlock = true, takes = false;
         else
             return cli_error(CMD, "unknown option '%s' (see 'realm help run')", a);
         if (!ok)
@@ -118,7 +120,7 @@ static int run_run(int argc, char **argv)
     float *logits = NULL;
     int rc = 1;
 
-    if (realm_model_load(o.model, NULL, &m) < 0 ||
+    if (realm_model_load(o.model, &(realm_model_params){.mlock = o.mlock}, &m) < 0 ||
         realm_tokenizer_load(realm_model_gguf(m), &tok) < 0) {
         cli_error(CMD, "%s", realm_last_error());
         goto done;
@@ -256,6 +258,7 @@ const cli_command cli_cmd_run = {
     "generate text from a prompt",
     "usage: realm run -m MODEL.gguf -p PROMPT [-n N] [-t THREADS] [-c CTX] [-b BATCH]\n"
     "                 [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--no-echo]\n"
+    "                 [--mlock]\n"
     "\n"
     "Streams the prompt and then the generated text to stdout as it is produced,\n"
     "and prints timing (prompt and generation tokens/s) to stderr. Stops after N\n"
@@ -269,5 +272,7 @@ const cli_command cli_cmd_run = {
     "  --top-p P     nucleus sampling (default 0.95; 1 = off)\n"
     "  --min-p P     drop tokens below P x the best one's probability (default 0.05)\n"
     "  --seed S      random seed (default: the time)\n"
-    "  --no-echo     do not print the prompt\n",
+    "  --no-echo     do not print the prompt\n"
+    "  --mlock       lock the model in RAM so it is never paged out; fails if the\n"
+    "                locked-memory limit is too low (raise it with `ulimit -l`)\n",
 };

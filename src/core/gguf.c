@@ -756,6 +756,12 @@ void realm_gguf_close(realm_gguf *g)
 
 /* ---- accessors ----------------------------------------------------------- */
 
+void realm__gguf_mapping(const realm_gguf *g, void **base, size_t *size)
+{
+    *base = g->map;
+    *size = g->map ? g->map_size : 0;
+}
+
 uint32_t realm_gguf_version(const realm_gguf *g)
 {
     return g->version;

@@ -20,4 +20,9 @@
  * after its type id: the bytes a writer emits to reproduce it. */
 void realm__gguf_kv_raw(const realm_gguf *g, int64_t i, const uint8_t **data, uint64_t *size);
 
+/* The mapping realm_gguf_open made of the whole file (owned by g, unmapped
+ * by realm_gguf_close): NULL and 0 when g reads memory it was given, or the
+ * file is empty. Lets the model lock its weights in memory. */
+void realm__gguf_mapping(const realm_gguf *g, void **base, size_t *size);
+
 #endif

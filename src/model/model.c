@@ -1,13 +1,18 @@
 /*
  * Model loading: map the GGUF file, read the hyper-parameters of a supported
  * architecture, and bind every tensor to its place in the model, checking
- * names, shapes and types. Weights stay in the mapping.
+ * names, shapes and types. Weights stay in the mapping, locked in RAM if
+ * asked.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 
 #include "core/error_internal.h"
+#include "core/gguf_internal.h"
 #include "model_internal.h"
 
 static const char *const arch_names[REALM_ARCH_COUNT] = {
@@ -271,9 +276,68 @@ static int check_complete(const realm_model *m)
     return REALM_OK;
 }
 
+/* "8.00 MiB" etc. into buf. */
+static const char *format_bytes(uint64_t n, char *buf, size_t cap)
+{
+    static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%llu bytes", (unsigned long long)n);
+    else
+        snprintf(buf, cap, "%.2f %s", v, units[u]);
+    return buf;
+}
+
+/*
+ * Lock the model's file mapping in RAM (params->mlock). The kernel refuses
+ * beyond RLIMIT_MEMLOCK without CAP_IPC_LOCK (ENOMEM; EPERM where the limit
+ * is 0), or when free RAM is short (EAGAIN, ENOMEM): REALM_ERR_NOMEM then,
+ * with the size asked, the current soft limit and the fix.
+ */
+static int lock_mapping(realm_model *m, const char *path)
+{
+    void *base;
+    size_t size;
+    realm__gguf_mapping(m->gguf, &base, &size);
+    if (base == NULL) /* an empty file maps nothing */
+        return REALM_OK;
+    if (mlock(base, size) == 0) {
+        m->locked = base;
+        m->locked_size = size;
+        return REALM_OK;
+    }
+    const int e = errno;
+    char want[32], limit[64];
+    struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+    const bool known = getrlimit(RLIMIT_MEMLOCK, &rl) == 0;
+    if (!known)
+        snprintf(limit, sizeof limit, "unknown");
+    else if (rl.rlim_cur == RLIM_INFINITY)
+        snprintf(limit, sizeof limit, "unlimited");
+    else {
+        char h[32];
+        snprintf(limit, sizeof limit, "%s (%llu bytes)", format_bytes(rl.rlim_cur, h, sizeof h),
+                 (unsigned long long)rl.rlim_cur);
+    }
+    /* With no limit, only RAM can be short. */
+    const bool by_limit = !known || rl.rlim_cur != RLIM_INFINITY;
+    return realm__error(REALM_ERR_NOMEM,
+                        "%s: cannot lock the model in memory (mlock of %s, %zu bytes: %s); the "
+                        "locked-memory limit RLIMIT_MEMLOCK is %s: %s",
+                        path, format_bytes(size, want, sizeof want), size, strerror(e), limit,
+                        by_limit ? "raise it (`ulimit -l`, memlock in limits.conf, LimitMEMLOCK= "
+                                   "under systemd) or run with CAP_IPC_LOCK"
+                                 : "the machine lacks the free memory; free some or load "
+                                   "without mlock");
+}
+
 int realm_model_load(const char *path, const realm_model_params *params, realm_model **out)
 {
-    (void)params;
     *out = NULL;
     realm_model *m = calloc(1, sizeof *m);
     if (m == NULL)
@@ -311,6 +375,8 @@ int realm_model_load(const char *path, const realm_model_params *params, realm_m
     if (m->hp.tied_output)
         m->output = m->tok_embd;
     m->hp.has_rope_freqs = m->rope_freqs != NULL;
+    if (params != NULL && params->mlock && (rc = lock_mapping(m, path)) < 0)
+        goto fail;
     *out = m;
     return REALM_OK;
 fail:
@@ -327,6 +393,8 @@ void realm_model_free(realm_model *m)
 {
     if (m == NULL)
         return;
+    if (m->locked != NULL)
+        munlock(m->locked, m->locked_size);
     free(m->layers);
     realm_gguf_close(m->gguf);
     free(m);

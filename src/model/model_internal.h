@@ -32,6 +32,8 @@ struct realm_model {
     const float *rope_freqs; /* n_rot / 2 factors, or NULL */
     layer *layers;
     uint64_t weight_bytes;
+    void *locked; /* the mapping mlock()ed by params->mlock, else NULL */
+    size_t locked_size;
 };
 
 /* Sequence bookkeeping of the paged cache. */
