@@ -133,6 +133,9 @@
 extern "C" {
 #endif
 
+/* The public API: exported from the shared library, which hides the rest. */
+#pragma GCC visibility push(default)
+
 /* Template ids. Append-only. */
 typedef enum realm_chat_template {
     REALM_CHAT_TEMPLATE_LLAMA2,
@@ -299,6 +302,8 @@ int realm_chat_prompt_tokenize(const realm_tokenizer *tok, const realm_chat_prom
  */
 int realm_chat_special_texts(const realm_gguf *g, char *bos, size_t bos_cap, char *eos,
                              size_t eos_cap);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

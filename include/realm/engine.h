@@ -117,6 +117,9 @@
 extern "C" {
 #endif
 
+/* The public API: exported from the shared library, which hides the rest. */
+#pragma GCC visibility push(default)
+
 typedef struct realm_engine realm_engine;
 typedef struct realm_gen realm_gen;
 
@@ -282,6 +285,8 @@ typedef struct realm_engine_stats {
 } realm_engine_stats;
 
 void realm_engine_get_stats(realm_engine *e, realm_engine_stats *out);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,9 @@
 extern "C" {
 #endif
 
+/* The public API: exported from the shared library, which hides the rest. */
+#pragma GCC visibility push(default)
+
 #define REALM_ERR_MAP(XX)                                                                          \
     XX(NOMEM, -1, "out of memory")                                                                 \
     XX(INVAL, -2, "invalid argument")                                                              \
@@ -53,6 +56,8 @@ void realm_clear_error(void);
 
 /* Library version, "MAJOR.MINOR.PATCH". */
 const char *realm_version(void);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -43,6 +43,9 @@
 extern "C" {
 #endif
 
+/* The public API: exported from the shared library, which hides the rest. */
+#pragma GCC visibility push(default)
+
 #define REALM_GGUF_MAGIC             "GGUF"
 #define REALM_GGUF_DEFAULT_ALIGNMENT 32
 #define REALM_GGUF_MAX_DIMS          4
@@ -230,6 +233,8 @@ int realm_gguf_writer_write(realm_gguf_writer *w, const char *path);
 int realm_gguf_writer_begin(realm_gguf_writer *w, FILE *f);
 int realm_gguf_writer_put_tensor(realm_gguf_writer *w, const void *data, uint64_t nbytes);
 int realm_gguf_writer_end(realm_gguf_writer *w);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -25,6 +25,9 @@
 extern "C" {
 #endif
 
+/* The public API: exported from the shared library, which hides the rest. */
+#pragma GCC visibility push(default)
+
 typedef enum realm_isa {
     REALM_ISA_SCALAR = 0,
     REALM_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
@@ -131,6 +134,8 @@ typedef struct realm_ops {
 const realm_ops *realm_ops_get(realm_isa isa);
 /* The best table, capped by REALM_ISA like realm_kernels_best. */
 const realm_ops *realm_ops_best(void);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,9 @@
 extern "C" {
 #endif
 
+/* The public API: exported from the shared library, which hides the rest. */
+#pragma GCC visibility push(default)
+
 typedef enum realm_log_level {
     REALM_LOG_ERROR,
     REALM_LOG_WARN,
@@ -34,6 +37,8 @@ void realm_log_set_level(realm_log_level max_level);
 
 /* "error", "warning", "info", "debug". */
 const char *realm_log_level_name(realm_log_level level);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

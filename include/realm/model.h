@@ -56,6 +56,9 @@
 extern "C" {
 #endif
 
+/* The public API: exported from the shared library, which hides the rest. */
+#pragma GCC visibility push(default)
+
 typedef enum realm_arch {
     REALM_ARCH_LLAMA = 0, /* LLaMA 1/2/3, TinyLlama, Mistral, llama2.c models */
     REALM_ARCH_QWEN2 = 1, /* Qwen2: Q/K/V biases, NeoX RoPE */
@@ -189,6 +192,8 @@ typedef struct realm_batch {
  * checked (sequence ids, positions, token ids, free blocks) before any work.
  */
 int realm_forward(realm_ctx *ctx, const realm_batch *b, float *logits);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

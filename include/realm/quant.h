@@ -30,6 +30,9 @@
 extern "C" {
 #endif
 
+/* The public API: exported from the shared library, which hides the rest. */
+#pragma GCC visibility push(default)
+
 /* GGML type ids (append-only; gaps are ids GGML retired). */
 typedef enum realm_type {
     REALM_TYPE_F32 = 0,
@@ -283,6 +286,8 @@ int realm_dequantize_row(realm_type t, const void *src, float *dst, int64_t n);
  * llama.cpp's reference quantizers do. Returns REALM_OK or an error.
  */
 int realm_quantize_row(realm_type t, const float *src, void *dst, int64_t n);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

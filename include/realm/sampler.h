@@ -54,6 +54,9 @@
 extern "C" {
 #endif
 
+/* The public API: exported from the shared library, which hides the rest. */
+#pragma GCC visibility push(default)
+
 #define REALM_SAMPLER_MAX_PROBS              20
 #define REALM_SAMPLER_DEFAULT_PENALTY_WINDOW 64
 
@@ -97,6 +100,8 @@ void realm_sampler_accept(realm_sampler *s, int32_t token);
  * most likely first, in out[0..n) (n <= n_probs). Returns n (0 when n_probs
  * is 0). */
 int32_t realm_sampler_last_probs(const realm_sampler *s, float *chosen, realm_token_prob *out);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

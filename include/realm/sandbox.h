@@ -75,6 +75,9 @@
 extern "C" {
 #endif
 
+/* The public API: exported from the shared library, which hides the rest. */
+#pragma GCC visibility push(default)
+
 typedef struct realm_sandbox realm_sandbox;
 typedef struct realm_module realm_module;
 typedef struct realm_instance realm_instance;
@@ -181,6 +184,8 @@ typedef struct realm_request_io {
  * freed before returning.
  */
 int realm_instance_handle(realm_instance *in, const realm_request_io *io, int32_t *ret);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

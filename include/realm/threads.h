@@ -20,6 +20,9 @@
 extern "C" {
 #endif
 
+/* The public API: exported from the shared library, which hides the rest. */
+#pragma GCC visibility push(default)
+
 typedef struct realm_threadpool realm_threadpool;
 typedef void (*realm_task_fn)(void *arg, int ith, int nth);
 
@@ -32,6 +35,8 @@ void realm_threadpool_run(realm_threadpool *tp, realm_task_fn fn, void *arg);
 
 /* Number of online CPUs (>= 1). */
 int realm_cpu_count(void);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -87,6 +87,9 @@
 extern "C" {
 #endif
 
+/* The public API: exported from the shared library, which hides the rest. */
+#pragma GCC visibility push(default)
+
 typedef int32_t realm_token;
 #define REALM_TOKEN_NULL (-1)
 
@@ -323,6 +326,8 @@ void realm_detok_stream_flush(realm_detok_stream *s);
 /* Index (in registration order) of the stop string that stopped the stream,
  * or -1. */
 int realm_detok_stream_stop_index(const realm_detok_stream *s);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }
