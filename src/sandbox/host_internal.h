@@ -149,6 +149,7 @@ typedef struct session {
 struct realm_instance {
     realm_module *mod;
     const realm__guest_so *so;
+    realm_sandbox *sb; /* where its models are registered */
     realm_tenant_policy pol;
     char **allowed; /* copies of pol.models */
     void *guest;    /* wasm2c instance, realm__guest_so.instance_size bytes */

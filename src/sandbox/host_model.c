@@ -28,7 +28,7 @@ uint32_t realm__host_model_open(void *c, uint32_t ptr, uint32_t len)
     if (!allowed)
         rc = realm__host_fail(in, REALM_ERR_DENIED,
                               "model_open: model '%s' is not allowed for this tenant", shown);
-    else if (realm__sandbox_find_model(realm__module_sandbox(in->mod), name, len, &found) < 0)
+    else if (realm__sandbox_find_model(in->sb, name, len, &found) < 0)
         rc = realm__host_fail(in, REALM_ERR_NOTFOUND, "model_open: no model named '%s'", shown);
     else {
         rc = 0;

@@ -79,6 +79,7 @@ int realm_instance_new(realm_module *m, const realm_tenant_policy *p, realm_inst
         return realm__error(REALM_ERR_NOMEM, "out of memory");
     in->mod = m;
     in->so = realm__module_so(m);
+    in->sb = realm__module_sandbox(m);
     if (p)
         in->pol = *p;
     else
