@@ -355,6 +355,18 @@ static void test_registration(void)
         json_decref(j);
         free(cap.body);
         realm_tokenizer_free(tok);
+
+        /* a tenant names models; a file path is not one */
+        char req[4400];
+        snprintf(req, sizeof req, "{\"model\":\"%s\",\"prompt\":\"x\",\"max_tokens\":1}",
+                 test_data("models/stories260K.gguf"));
+        capture c2 = {0};
+        realm_request_io io2 = {
+            .body = req, .body_len = strlen(req), .respond = on_respond, .ud = &c2};
+        CHECK_RC(realm_instance_handle(in, &io2, NULL), REALM_OK);
+        CHECK_MSG(c2.status == 404 && c2.body && strstr(c2.body, "model_not_found"), "%d %s",
+                  c2.status, c2.body ? c2.body : "");
+        free(c2.body);
     }
     realm_instance_free(in);
     realm_module_free(m);

@@ -188,6 +188,12 @@ static void test_values(void)
     CHECK_EQ_INT(o.n_top, 4);
     CHECK_EQ_INT(o.gen.n_stop, 1);
     realm__gen_opts_free(&o);
+    CHECK_RC(parse("{" PROMPT ",\"keep_alive\":\"1h30m\"}", &o, &e), 0);
+    CHECK(o.has_keep_alive && o.keep_alive_s == 5400);
+    realm__gen_opts_free(&o);
+    CHECK_RC(parse("{" PROMPT ",\"keep_alive\":-1}", &o, &e), 0);
+    CHECK(o.has_keep_alive && o.keep_alive_s == -1);
+    realm__gen_opts_free(&o);
     CHECK_RC(parse("{" PROMPT ",\"logprobs\":false}", &o, &e), 0);
     CHECK_EQ_INT(o.n_top, -1);
     realm__gen_opts_free(&o);
@@ -247,6 +253,9 @@ static void test_refusals(void)
                   "between -100 and 100");
     CHECK_REFUSED("{" PROMPT ",\"logprobs\":21}", REALM_ERR_INVAL, "logprobs", "0 and 20");
     CHECK_REFUSED("{" PROMPT ",\"logprobs\":\"yes\"}", REALM_ERR_INVAL, "logprobs", NULL);
+    CHECK_REFUSED("{" PROMPT ",\"keep_alive\":\"soon\"}", REALM_ERR_INVAL, "keep_alive",
+                  "'keep_alive' must be a duration");
+    CHECK_REFUSED("{" PROMPT ",\"keep_alive\":true}", REALM_ERR_INVAL, "keep_alive", NULL);
     /* known, not supported yet: refused by name */
     CHECK_REFUSED("{" PROMPT ",\"n\":3}", REALM_ERR_UNSUPPORTED, "n", "not supported");
     CHECK_REFUSED("{" PROMPT ",\"tools\":[{\"type\":\"function\"}]}", REALM_ERR_UNSUPPORTED,

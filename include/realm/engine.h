@@ -137,6 +137,9 @@ typedef struct realm_engine_params {
                                          block's worth. 0: 500; < 0: off. Off in manual mode
                                          (steps are counted, not timed). */
     int32_t n_threads;                /* compute threads; 0: one per CPU */
+    realm_threadpool *pool;           /* compute threads shared with other engines
+                                         (borrowed; realm_ctx_params.pool): their
+                                         steps alternate. NULL: a pool of its own */
     int32_t prefix_cache_entries;     /* cached prompt prefixes; 0: 64; < 0: off */
     uint64_t kv_mem_budget;           /* bytes; 0: no limit */
     bool batch_invariant;             /* a request's tokens and log-probabilities bitwise
@@ -145,6 +148,11 @@ typedef struct realm_engine_params {
     const realm_tokenizer *tokenizer; /* NULL: loaded from the model's file */
     bool manual_step;                 /* no scheduler thread: the caller calls realm_engine_step */
 } realm_engine_params;
+
+/* Bytes an engine with these parameters allocates for m: its KV pool, compute
+ * scratch and per-step buffers (the weights are m's). 0 for invalid
+ * parameters (realm_engine_new says why). */
+uint64_t realm_engine_bytes(const realm_model *m, const realm_engine_params *p);
 
 /* Create an engine for m (which must outlive it). On failure *out is NULL. */
 int realm_engine_new(const realm_model *m, const realm_engine_params *p, realm_engine **out);

@@ -51,6 +51,7 @@
 
 #include "realm/gguf.h"
 #include "realm/quant.h"
+#include "realm/threads.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -169,6 +170,10 @@ typedef struct realm_ctx_params {
     bool batch_invariant; /* an entry's logits bitwise the same whatever else is in
                              the batch (realm_matmul_rows_invariant); slower when
                              a pass has one entry */
+    realm_threadpool *pool; /* compute threads shared with other contexts (borrowed,
+                               must outlive the context; n_threads is then its
+                               size): each forward pass holds it (acquire/release);
+                               NULL: a pool of its own */
 } realm_ctx_params;
 
 /* Bytes of scratch a context with these parameters allocates. */

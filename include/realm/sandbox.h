@@ -70,6 +70,7 @@
 
 #include "realm/engine.h"
 #include "realm/error.h"
+#include "realm/registry.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -83,18 +84,21 @@ typedef struct realm_module realm_module;
 typedef struct realm_instance realm_instance;
 
 typedef struct realm_sandbox_params {
-    const char *cache_dir; /* NULL: $REALM_MODULE_CACHE, else $XDG_CACHE_HOME/realm/modules,
-                              else ~/.cache/realm/modules ($HOME), else
-                              /tmp/realm-modules-<euid>; created 0700 if missing,
-                              refused if another user's or group/world-writable */
-    const char *cc;        /* C compiler; NULL: $REALM_CC, else "cc" */
+    const char *cache_dir;    /* NULL: $REALM_MODULE_CACHE, else $XDG_CACHE_HOME/realm/modules,
+                                 else ~/.cache/realm/modules ($HOME), else
+                                 /tmp/realm-modules-<euid>; created 0700 if missing,
+                                 refused if another user's or group/world-writable */
+    const char *cc;           /* C compiler; NULL: $REALM_CC, else "cc" */
+    realm_registry *registry; /* where modules' models come from (borrowed; must outlive
+                                 the sandbox); NULL: a registry of the sandbox's own */
 } realm_sandbox_params;
 
 int realm_sandbox_new(const realm_sandbox_params *p, realm_sandbox **out);
 /* Frees the sandbox; every module must have been freed. NULL is a no-op. */
 void realm_sandbox_free(realm_sandbox *sb);
 /*
- * Make a model and its engine available to modules as `name` (copied). Both
+ * Make a model the caller loaded, and its engine, available to modules as
+ * `name` (copied): realm_registry_add_loaded on the sandbox's registry. Both
  * must outlive the sandbox. The chat template its "messages" are rendered
  * with is fixed here: chat_template if not NULL (a name
  * realm_chat_template_from_name knows), else the one recognised from the
@@ -103,9 +107,15 @@ void realm_sandbox_free(realm_sandbox *sb);
  * REALM_ERR_EXISTS if the name is taken; REALM_ERR_UNSUPPORTED for a template
  * that is present but not recognised, REALM_ERR_NOTFOUND for an unknown
  * chat_template name (both name the known templates).
+ *
+ * Modules open models by name from the registry (realm_registry_acquire,
+ * names only, never file paths); a request's handles hold references until
+ * it ends.
  */
 int realm_sandbox_add_model(realm_sandbox *sb, const char *name, const realm_model *model,
                             realm_engine *engine, const char *chat_template);
+/* The registry the sandbox's modules open models from. */
+realm_registry *realm_sandbox_registry(const realm_sandbox *sb);
 
 /* ---- modules ---------------------------------------------------------------- */
 

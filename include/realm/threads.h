@@ -12,6 +12,11 @@
  * microseconds in a forward pass), then sleep on a condition variable, so an
  * idle pool uses no CPU. A task splits its own work by (ith, nth) and needs no
  * locks. One thread at a time may call realm_threadpool_run on a given pool.
+ *
+ * Sharing: several users (the engines of several loaded models) can share one
+ * pool so the cores are never oversubscribed. Each brackets a sequence of
+ * tasks (a forward pass) with realm_threadpool_acquire / _release; holders
+ * are served in arrival order, so busy users alternate pass by pass.
  */
 #ifndef REALM_THREADS_H
 #define REALM_THREADS_H
@@ -32,6 +37,12 @@ void realm_threadpool_free(realm_threadpool *tp);
 int realm_threadpool_size(const realm_threadpool *tp);
 /* Run fn(arg, ith, nth) on every thread; returns when all parts are done. */
 void realm_threadpool_run(realm_threadpool *tp, realm_task_fn fn, void *arg);
+
+/* Take the pool for a sequence of runs, waiting (in arrival order) while
+ * another user holds it; give it back with realm_threadpool_release. Not
+ * recursive. */
+void realm_threadpool_acquire(realm_threadpool *tp);
+void realm_threadpool_release(realm_threadpool *tp);
 
 /* Number of online CPUs (>= 1). */
 int realm_cpu_count(void);

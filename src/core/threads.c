@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -47,6 +48,11 @@ struct realm_threadpool {
     pthread_cond_t done_cv; /* pending reached 0 */
     int sleepers;           /* workers waiting on work_cv, under mutex */
     bool caller_waiting;    /* caller waiting on done_cv, under mutex */
+
+    /* Holders of a shared pool, served in ticket order (acquire/release). */
+    pthread_mutex_t owner_mutex;
+    pthread_cond_t owner_cv;
+    uint64_t next_ticket, serving;
 };
 
 int realm_cpu_count(void)
@@ -108,6 +114,8 @@ int realm_threadpool_new(int n_threads, realm_threadpool **out)
         return realm__error(REALM_ERR_NOMEM, "out of memory creating a thread pool");
     tp->n_threads = n_threads;
     pthread_mutex_init(&tp->mutex, NULL);
+    pthread_mutex_init(&tp->owner_mutex, NULL);
+    pthread_cond_init(&tp->owner_cv, NULL);
     pthread_cond_init(&tp->work_cv, NULL);
     pthread_cond_init(&tp->done_cv, NULL);
     if (n_threads > 1) {
@@ -145,10 +153,32 @@ void realm_threadpool_free(realm_threadpool *tp)
         for (int i = 0; i < tp->n_threads - 1; i++)
             pthread_join(tp->workers[i].thread, NULL);
     pthread_mutex_destroy(&tp->mutex);
+    pthread_mutex_destroy(&tp->owner_mutex);
+    pthread_cond_destroy(&tp->owner_cv);
     pthread_cond_destroy(&tp->work_cv);
     pthread_cond_destroy(&tp->done_cv);
     free(tp->workers);
     free(tp);
+}
+
+/* A ticket lock: each caller takes the next number and waits until it is
+ * served, so callers get the pool in arrival order and two busy users
+ * alternate. */
+void realm_threadpool_acquire(realm_threadpool *tp)
+{
+    pthread_mutex_lock(&tp->owner_mutex);
+    const uint64_t ticket = tp->next_ticket++;
+    while (tp->serving != ticket)
+        pthread_cond_wait(&tp->owner_cv, &tp->owner_mutex);
+    pthread_mutex_unlock(&tp->owner_mutex);
+}
+
+void realm_threadpool_release(realm_threadpool *tp)
+{
+    pthread_mutex_lock(&tp->owner_mutex);
+    tp->serving++;
+    pthread_cond_broadcast(&tp->owner_cv);
+    pthread_mutex_unlock(&tp->owner_mutex);
 }
 
 int realm_threadpool_size(const realm_threadpool *tp)

@@ -99,6 +99,20 @@ static int normalise_params(const realm_model *m, const realm_engine_params *in,
     return REALM_OK;
 }
 
+uint64_t realm_engine_bytes(const realm_model *m, const realm_engine_params *params)
+{
+    realm_engine_params p;
+    if (normalise_params(m, params, &p) < 0)
+        return 0;
+    const uint64_t kv = realm_kv_cache_bytes(
+        m, &(realm_kv_params){.n_ctx = p.n_ctx, .block_size = p.block_size});
+    const uint64_t ctx = realm_ctx_bytes(
+        m, &(realm_ctx_params){.n_batch = p.n_batch, .n_threads = p.n_threads, .pool = p.pool});
+    /* logits of a step and the sampler's scratch, per running sequence */
+    const uint64_t step = (uint64_t)p.max_seqs * (uint64_t)realm_model_hparams(m)->n_vocab * 12;
+    return kv + ctx + step;
+}
+
 /*
  * Build the engine: tokenizer (borrowed or loaded), KV pool, compute context,
  * every buffer a step needs (sized by n_batch and max_seqs, so steps
@@ -139,6 +153,7 @@ int realm_engine_new(const realm_model *m, const realm_engine_params *params, re
     rc = realm_ctx_new(m, e->kv,
                        &(realm_ctx_params){.n_batch = p.n_batch,
                                            .n_threads = p.n_threads,
+                                           .pool = p.pool,
                                            .batch_invariant = p.batch_invariant},
                        &e->ctx);
     if (rc < 0)

@@ -35,6 +35,7 @@ struct realm_ctx {
     const realm_kernels *k;
     const realm_ops *ops;
     realm_threadpool *tp;
+    bool own_tp; /* tp is this context's; else shared, held per forward pass */
     int32_t n_batch;
     bool invariant;      /* realm_ctx_params.batch_invariant */
     int64_t act_row_max; /* bytes of one converted activation row, worst case */
@@ -61,7 +62,9 @@ static void ctx_dims(const realm_model *m, const realm_ctx_params *p, int32_t *n
 {
     const realm_hparams *hp = &m->hp;
     *n_batch = p && p->n_batch > 0 ? p->n_batch : 512;
-    *n_threads = p && p->n_threads > 0 ? p->n_threads : realm_cpu_count();
+    *n_threads = p && p->pool              ? realm_threadpool_size(p->pool)
+                 : p && p->n_threads > 0 ? p->n_threads
+                                         : realm_cpu_count();
     *width = max3(hp->n_embd, (int64_t)hp->n_head * hp->head_dim, hp->n_ff);
     /* F32 activations are the largest conversion: 4 bytes per element. */
     *act_row = *width * 4 + 64;
@@ -99,11 +102,14 @@ int realm_ctx_new(const realm_model *m, realm_kv_cache *kv, const realm_ctx_para
     c->invariant = p && p->batch_invariant;
     c->k = realm_kernels_best();
     c->ops = realm_ops_best();
-    int rc = realm_threadpool_new(n_threads, &c->tp);
-    if (rc < 0) {
+    int rc = REALM_OK;
+    if (p && p->pool)
+        c->tp = p->pool;
+    else if ((rc = realm_threadpool_new(n_threads, &c->tp)) < 0) {
         free(c);
         return rc;
-    }
+    } else
+        c->own_tp = true;
     const size_t nb = (size_t)c->n_batch;
     const size_t q_dim = (size_t)hp->n_head * (size_t)hp->head_dim;
     const size_t kv_dim = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
@@ -137,7 +143,8 @@ void realm_ctx_free(realm_ctx *c)
 {
     if (c == NULL)
         return;
-    realm_threadpool_free(c->tp);
+    if (c->own_tp)
+        realm_threadpool_free(c->tp);
     free(c->x);
     free(c->xn);
     free(c->q);
@@ -431,7 +438,7 @@ static void add_bias(float *x, const float *bias, int64_t n)
             x[i] += bias[i];
 }
 
-int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
+static int forward(realm_ctx *c, const realm_batch *b, float *logits)
 {
     int rc = prepare_batch(c, b);
     if (rc < 0)
@@ -533,4 +540,14 @@ int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
         matmul(c, 1, &wout, &logits, &ld, false, n_out);
     }
     return REALM_OK;
+}
+
+int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
+{
+    if (c->own_tp)
+        return forward(c, b, logits);
+    realm_threadpool_acquire(c->tp); /* a shared pool: one pass at a time, in turn */
+    int rc = forward(c, b, logits);
+    realm_threadpool_release(c->tp);
+    return rc;
 }

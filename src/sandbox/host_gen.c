@@ -81,6 +81,8 @@ uint32_t realm__host_generate(void *c, uint32_t h, uint32_t ptr, uint32_t len)
         HOST_RETURN(
             realm__host_fail_param(in, rc, prompt_param, "generate: %s", realm_last_error()));
     }
+    if (o.has_keep_alive)
+        realm_model_ref_set_keep_alive(s->ref, o.keep_alive_s);
     if (in->pol.max_tokens > 0 && (!o.has_max_tokens || o.gen.max_tokens > in->pol.max_tokens))
         o.gen.max_tokens = in->pol.max_tokens;
     realm_gen *g = NULL;

@@ -28,6 +28,7 @@
 #include "realm/chat.h"
 #include "realm/engine.h"
 #include "realm/model.h"
+#include "realm/registry.h"
 #include "sandbox_internal.h"
 
 /*
@@ -131,9 +132,10 @@ typedef struct gen_slot {
 } gen_slot;
 
 typedef struct model_slot {
+    realm_model_ref *ref; /* held until the request ends */
     realm_engine *engine;
     const realm_model *model;
-    const char *name;         /* the registry's copy (lives as long as the sandbox) */
+    const char *name;         /* the registry's (valid while ref is held) */
     realm_chat_template tmpl; /* for "messages" */
 } model_slot;
 

@@ -24,27 +24,30 @@ uint32_t realm__host_model_open(void *c, uint32_t ptr, uint32_t len)
     int allowed = in->pol.models == NULL;
     for (int32_t i = 0; i < in->pol.n_models && !allowed; i++)
         allowed = strlen(in->allowed[i]) == len && memcmp(in->allowed[i], name, len) == 0;
-    realm__sb_model found;
-    if (!allowed)
+    rc = 0;
+    for (int i = 0; i < in->n_models && !rc; i++) /* the same model twice: the same handle */
+        if (strlen(in->models[i].name) == len && memcmp(in->models[i].name, name, len) == 0)
+            rc = i + 1;
+    realm_model_ref *ref = NULL;
+    int err;
+    if (rc)
+        ;
+    else if (!allowed)
         rc = realm__host_fail(in, REALM_ERR_DENIED,
                               "model_open: model '%s' is not allowed for this tenant", shown);
-    else if (realm__sandbox_find_model(in->sb, name, len, &found) < 0)
-        rc = realm__host_fail(in, REALM_ERR_NOTFOUND, "model_open: no model named '%s'", shown);
+    else if (in->n_models == MAX_MODELS)
+        rc = realm__host_fail(in, REALM_ERR_RANGE, "model_open: at most %d models per request",
+                              MAX_MODELS);
+    else if ((err = realm_registry_acquire(in->sb->reg, name, len,
+                                           &(realm_acquire_opts){.names_only = true}, &ref)) < 0)
+        rc = realm__host_fail(in, err, "model_open: %s", realm_last_error());
     else {
-        rc = 0;
-        for (int i = 0; i < in->n_models && !rc; i++)
-            if (in->models[i].engine == found.engine && strcmp(in->models[i].name, found.name) == 0)
-                rc = i + 1;
-        if (!rc && in->n_models == MAX_MODELS)
-            rc = realm__host_fail(in, REALM_ERR_RANGE, "model_open: at most %d models per request",
-                                  MAX_MODELS);
-        else if (!rc) {
-            in->models[in->n_models++] = (model_slot){.engine = found.engine,
-                                                      .model = found.model,
-                                                      .name = found.name,
-                                                      .tmpl = found.tmpl};
-            rc = in->n_models;
-        }
+        in->models[in->n_models++] = (model_slot){.ref = ref,
+                                                  .engine = realm_model_ref_engine(ref),
+                                                  .model = realm_model_ref_model(ref),
+                                                  .name = realm_model_ref_name(ref),
+                                                  .tmpl = realm_model_ref_chat_template(ref)};
+        rc = in->n_models;
     }
     HOST_RETURN(rc);
 }
@@ -137,7 +140,7 @@ uint32_t realm__host_tensor_read(void *c, uint32_t h, uint32_t name, uint32_t na
         HOST_RETURN(realm__host_fail(in, REALM_ERR_RANGE, "tensor_read: name too long"));
     memcpy(key, nm, name_len);
     key[name_len] = '\0';
-    const realm_gguf_tensor *t = realm_gguf_find_tensor(realm_model_gguf(ms->model), key);
+    const realm_gguf_tensor *t = realm_model_find_tensor(ms->model, key);
     if (!t)
         HOST_RETURN(realm__host_fail(in, REALM_ERR_NOTFOUND, "tensor_read: no tensor '%s'", key));
     int64_t row_len = t->ne[0], rows = realm_gguf_tensor_nelements(t) / (row_len ? row_len : 1);

@@ -123,6 +123,8 @@ static void end_request(realm_instance *in)
 {
     realm__host_gens_close(in);
     realm__host_sessions_close(in);
+    for (int i = 0; i < in->n_models; i++)
+        realm_registry_release(in->models[i].ref);
     in->n_models = 0;
     in->io = NULL;
 }

@@ -14,6 +14,7 @@
 
 #include "core/error_internal.h"
 #include "options_internal.h"
+#include "realm/registry.h"
 
 typedef enum opt_kind {
     K_NUMBER, /* a JSON number into a float at `off` */
@@ -354,6 +355,21 @@ static int set_response_format(realm__gen_opts *o, json_t *v, const opt_desc *d,
     return 0;
 }
 
+static int set_keep_alive(realm__gen_opts *o, json_t *v, const opt_desc *d, int32_t n_vocab,
+                          realm__opt_error *e)
+{
+    if (json_is_number(v)) {
+        o->keep_alive_s = json_number_value(v);
+    } else if (!json_is_string(v) ||
+               realm_parse_duration(json_string_value(v), &o->keep_alive_s) < 0) {
+        return refuse(e, REALM_ERR_INVAL, d->key,
+                      "'keep_alive' must be a duration such as \"5m\", \"30s\", \"1h\", a number "
+                      "of seconds, 0 (unload when idle) or -1 (never)");
+    }
+    o->has_keep_alive = true;
+    return 0;
+}
+
 /* ---- the table ------------------------------------------------------------ */
 
 #define OFF(field) offsetof(realm__gen_opts, field)
@@ -411,6 +427,9 @@ static const opt_desc opts[] = {
     {"ignore_eos", K_BOOL, 0, 0, OFF(gen.ignore_eos), NULL, "boolean", "false",
      "go on past end-of-generation tokens"},
     {"n", K_CUSTOM, 1, 8, 0, set_n, "integer", "1", "choices: only 1 is supported yet"},
+    {"keep_alive", K_CUSTOM, 0, 0, 0, set_keep_alive, "string or number", "the server's",
+     "how long the model stays loaded once idle, as Ollama takes it: `\"5m\"`, `\"1h\"`, "
+     "seconds, `0` unloads it when idle, `-1` never"},
     {"tools", K_CUSTOM, 0, 0, 0, set_tools, "array", "",
      "tool calling is not supported yet: only an empty list is accepted"},
     {"functions", K_CUSTOM, 0, 0, 0, set_tools, "array", "",

@@ -31,6 +31,8 @@ typedef struct realm__gen_opts {
     bool parse_special;
     bool has_max_tokens; /* the request set a limit */
     int n_top;           /* alternatives per token; -1: no log-probabilities */
+    bool has_keep_alive; /* the request set how long the model stays loaded when idle */
+    double keep_alive_s;
 } realm__gen_opts;
 
 /* Why options were refused: a realm/error.h code (REALM_ERR_INVAL for a

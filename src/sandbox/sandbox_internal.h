@@ -1,5 +1,5 @@
 /* Internal interfaces of the sandbox: the runtime (wasm_rt.c), the module
- * pipeline (module.c), the sandbox's models (sandbox.c). The host ABI's
+ * pipeline (module.c), the sandbox itself (sandbox.c). The host ABI's
  * internals are in host_internal.h. */
 #ifndef REALM_SANDBOX_INTERNAL_H
 #define REALM_SANDBOX_INTERNAL_H
@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "realm/chat.h"
+#include "realm/registry.h"
 #include "realm/sandbox.h"
 #include "wasm-rt.h"
 
@@ -89,31 +90,16 @@ int realm__module_rules(const void *wasm, size_t len, realm_module_info *info);
 
 /* ---- the sandbox (sandbox.c) -------------------------------------------- */
 
-/* A model the operator registered, with the chat template its prompts use
- * (resolved at registration). */
-typedef struct realm__sb_model {
-    char *name;
-    const realm_model *model;
-    realm_engine *engine;
-    realm_chat_template tmpl;
-} realm__sb_model;
-
 struct realm_sandbox {
     char *cache_dir;
     bool cache_in_tmp; /* the /tmp fallback */
     char *cc;
-    pthread_mutex_t lock;       /* models[] */
-    pthread_mutex_t build_lock; /* builds and installs into the cache (never held with lock) */
-    realm__sb_model *models;
-    int32_t n_models;
+    pthread_mutex_t build_lock; /* builds and installs into the cache */
+    realm_registry *reg;        /* the models modules open */
+    bool own_reg;
 };
 
 /* Module internals shared with the instances (instance.c, host_*.c). */
 const realm__guest_so *realm__module_so(const realm_module *m);
 realm_sandbox *realm__module_sandbox(const realm_module *m);
-/* Look a registered model up by name: a copy of its entry, whose name is
- * the registry's (valid as long as the sandbox). REALM_ERR_NOTFOUND. */
-int realm__sandbox_find_model(realm_sandbox *sb, const char *name, size_t len,
-                              realm__sb_model *out);
-
 #endif

@@ -1,0 +1,193 @@
+/*
+ * realm/registry.h — models by name: loaded on demand within a memory budget,
+ * shared by every tenant, unloaded when idle.
+ *
+ * A registry maps names to model files and, while a model is loaded, to its
+ * realm_model and realm_engine. Every loaded model's engine runs its forward
+ * passes on one compute thread pool, so N models never oversubscribe the
+ * cores; busy models take turns pass by pass (realm/threads.h).
+ *
+ *     realm_registry_params p;
+ *     realm_registry_params_init(&p);             // budget: 3/4 of available memory
+ *     p.mem_budget = 6ull << 30;
+ *     realm_registry *r;
+ *     realm_registry_new(&p, &r);
+ *     realm_registry_add(r, "tiny", "models/stories260K.gguf", NULL);  // the operator's
+ *     realm_model_ref *ref;
+ *     if (realm_registry_acquire(r, "tiny", NULL, &ref) == 0) {        // loads it
+ *         realm_engine *e = realm_model_ref_engine(ref);
+ *         ... submit requests ...
+ *         realm_registry_release(ref);            // idle: unloaded after keep-alive
+ *     }
+ *     realm_registry_free(r);
+ *
+ * Where a model comes from. realm_registry_acquire takes a name or a path:
+ *   1. an existing file path wins (a GGUF file, or any part of a split model);
+ *      it is registered under its file name without ".gguf" (and without
+ *      "-00001-of-0000N" for a split model);
+ *   2. else a name the operator registered (realm_registry_add, or
+ *      realm_registry_add_loaded for a model the caller loaded itself);
+ *   3. else NAME.gguf (or NAME-00001-of-0000N.gguf) in the models directory,
+ *      where `realm pull` puts models with a NAME.json manifest beside them.
+ *
+ * Memory. Each loaded model counts its mapped weights, its engine's KV pool
+ * (at the cache type) and scratch (realm_engine_bytes). Loading a model that
+ * does not fit unloads the least recently used idle models (no reference
+ * held, not pinned); if that cannot make room the acquire fails with
+ * REALM_ERR_OVERLOADED and a message giving the sizes (a server answers 503).
+ * A model being loaded is loaded once: other acquires of it wait, and a
+ * failed load is reported to all of them.
+ *
+ * Keep-alive, as Ollama users know it: when the last reference to a model is
+ * released, it stays loaded for its keep-alive (the registry's default, or
+ * the value the last reference set with realm_model_ref_set_keep_alive): 0
+ * unloads it at once, a negative value never. Pinned models are never
+ * unloaded (nor evicted).
+ *
+ * KV pool per model: engine.n_ctx tokens if set; else n_ctx_seq × max_seqs
+ * (n_ctx_seq defaults to the model's training context, max_seqs to 16),
+ * reduced to what fits in the budget beside the weights, but at least one
+ * whole sequence.
+ *
+ * Ownership and threads: every function is thread-safe. A realm_model_ref
+ * belongs to its caller until realm_registry_release; while held, the model
+ * and engine it gives stay loaded. realm_registry_free needs every reference
+ * released; it unloads everything (models added with _add_loaded are the
+ * caller's and are not freed).
+ */
+#ifndef REALM_REGISTRY_H
+#define REALM_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "realm/chat.h"
+#include "realm/engine.h"
+#include "realm/error.h"
+#include "realm/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The public API: exported from the shared library, which hides the rest. */
+#pragma GCC visibility push(default)
+
+typedef struct realm_registry realm_registry;
+typedef struct realm_model_ref realm_model_ref;
+
+typedef struct realm_registry_params {
+    const char *models_dir;     /* pulled models; NULL: $REALM_MODELS_DIR, else
+                                   $XDG_CACHE_HOME/realm/models, else ~/.cache/realm/models */
+    uint64_t mem_budget;        /* bytes for all loaded models; 0: 3/4 of the memory available
+                                   (MemAvailable) when the registry is made */
+    double keep_alive_s;        /* default keep-alive; init sets 300 (5 minutes) */
+    int32_t n_threads;          /* the shared compute pool; 0: one per CPU */
+    realm_engine_params engine; /* every model's engine; n_ctx, n_ctx_seq and max_seqs as
+                                   described above; pool and tokenizer are the registry's */
+} realm_registry_params;
+
+/* Defaults: everything 0 but keep_alive_s = 300. */
+void realm_registry_params_init(realm_registry_params *p);
+
+/* The default budget: 3/4 of MemAvailable (from /proc/meminfo), or of the
+ * physical memory where that is unknown. */
+uint64_t realm_registry_default_budget(void);
+
+int realm_registry_new(const realm_registry_params *p, realm_registry **out);
+void realm_registry_free(realm_registry *r);
+
+/* Operator settings of one model. NULL: all defaults. */
+typedef struct realm_model_config {
+    const char *chat_template; /* NULL: the model's own (chatml, with a warning, when it
+                                  has none; an unrecognised one fails the load) */
+    bool pinned;               /* never unloaded */
+    bool has_keep_alive;       /* keep_alive_s below overrides the registry's default */
+    double keep_alive_s;
+} realm_model_config;
+
+/*
+ * Register path under name (NULL: derived from the file name as above).
+ * Nothing is loaded yet. REALM_ERR_EXISTS if the name is taken,
+ * REALM_ERR_NOTFOUND if path is not a readable file, REALM_ERR_INVAL for a
+ * name with characters other than [A-Za-z0-9._:-] or longer than 128 bytes.
+ */
+int realm_registry_add(realm_registry *r, const char *name, const char *path,
+                       const realm_model_config *c);
+
+/* Register a model the caller loaded, with its engine (both must outlive the
+ * registry; never unloaded; their memory is counted). The chat template is
+ * resolved now, so an unrecognised one is refused here. */
+int realm_registry_add_loaded(realm_registry *r, const char *name, const realm_model *m,
+                              realm_engine *e, const realm_model_config *c);
+
+/* Per acquisition. NULL: defaults. */
+typedef struct realm_acquire_opts {
+    bool has_keep_alive; /* set the model's keep-alive from this request on */
+    double keep_alive_s;
+    bool names_only; /* registered and pulled names only, never a file path (what a
+                        tenant asks for must not open arbitrary files) */
+} realm_acquire_opts;
+
+/*
+ * A duration as Ollama's keep_alive takes it: "5m", "30s", "1h", "1h30m",
+ * "250ms", a plain number of seconds ("300", "0.5"), "0", or a negative value
+ * ("-1", "-1s": never). Sets *seconds. REALM_ERR_INVAL, naming the text, for
+ * anything else.
+ */
+int realm_parse_duration(const char *text, double *seconds);
+
+/*
+ * A reference to the model name_or_path[0..len) (see "Where a model comes
+ * from"), loading it if needed. Errors: REALM_ERR_NOTFOUND (no such model; the
+ * message lists the registered names), REALM_ERR_OVERLOADED (it does not fit
+ * the budget beside the models in use), the load's own error (a malformed
+ * file, an unrecognised chat template ...). On failure *out is NULL.
+ */
+int realm_registry_acquire(realm_registry *r, const char *name_or_path, size_t len,
+                           const realm_acquire_opts *o, realm_model_ref **out);
+/* Give the reference back. NULL is a no-op. */
+void realm_registry_release(realm_model_ref *ref);
+
+const char *realm_model_ref_name(const realm_model_ref *ref);
+const realm_model *realm_model_ref_model(const realm_model_ref *ref);
+realm_engine *realm_model_ref_engine(const realm_model_ref *ref);
+realm_chat_template realm_model_ref_chat_template(const realm_model_ref *ref);
+/* The keep-alive the model gets when this is the last reference released. */
+void realm_model_ref_set_keep_alive(realm_model_ref *ref, double keep_alive_s);
+
+/* Pin (never unload) or unpin a registered model. REALM_ERR_NOTFOUND. */
+int realm_registry_pin(realm_registry *r, const char *name, bool pinned);
+/* Unload a model now if no reference is held (REALM_ERR_EXISTS if one is;
+ * REALM_ERR_NOTFOUND). A pinned model is unpinned first. */
+int realm_registry_unload(realm_registry *r, const char *name);
+
+typedef struct realm_model_status {
+    char name[129];
+    char path[4096];
+    bool loaded, loading, pinned, external; /* external: added with _add_loaded */
+    bool pulled;                            /* found in the models directory */
+    int32_t refs;
+    uint64_t file_bytes; /* on disk (all parts) */
+    uint64_t mem_bytes;  /* counted against the budget while loaded */
+    double idle_s;       /* since the last reference was released (loaded, no refs) */
+    double expires_in_s; /* keep-alive left; < 0: never (pinned or keep-alive < 0) */
+} realm_model_status;
+
+/* Every registered model and every model in the models directory, sorted by
+ * name, as a malloc'ed array (*n entries; free() it). */
+int realm_registry_list(realm_registry *r, realm_model_status **out, int32_t *n);
+
+/* The budget, and the bytes the loaded models count now. */
+uint64_t realm_registry_budget(const realm_registry *r);
+uint64_t realm_registry_used(realm_registry *r);
+/* The directory pulled models are looked up in. */
+const char *realm_registry_models_dir(const realm_registry *r);
+
+#pragma GCC visibility pop
+
+#ifdef __cplusplus
+}
+#endif
+#endif

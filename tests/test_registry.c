@@ -1,0 +1,395 @@
+/*
+ * The model registry: names, paths and the models directory; loading on
+ * demand within a budget that fits one model at a time (least recently used
+ * idle models unloaded, models in use never); keep-alive and pinning; one
+ * load for many waiters and a failed load reported to all; many threads
+ * acquiring, generating on the shared thread pool and releasing at once.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <sys/stat.h>
+
+#include "realm/log.h"
+#include "realm/registry.h"
+#include "test_util.h"
+
+static char work[256];
+static const char *path_a, *path_b; /* two small models */
+
+static void quiet(void *ud, realm_log_level level, const char *msg)
+{
+    (void)ud, (void)level, (void)msg;
+}
+
+static void test_durations(void)
+{
+    static const struct {
+        const char *text;
+        double s;
+    } ok[] = {{"5m", 300},     {"30s", 30},  {"1h", 3600},  {"1h30m", 5400},
+              {"250ms", 0.25}, {"300", 300}, {"0.5", 0.5},  {"0", 0},
+              {"-1", -1},      {"-1s", -1},  {"2m30s", 150}};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        double s = NAN;
+        CHECK_RC(realm_parse_duration(ok[i].text, &s), REALM_OK);
+        CHECK_MSG(fabs(s - ok[i].s) < 1e-9, "%s: %g", ok[i].text, s);
+    }
+    const char *bad[] = {"", "5x", "m", "5m-3s", "abc", "--1", "1.5.2s", "5 m"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        double s;
+        CHECK_MSG(realm_parse_duration(bad[i], &s) == REALM_ERR_INVAL, "'%s' accepted", bad[i]);
+    }
+}
+
+static realm_registry *make(uint64_t budget, double keep_alive)
+{
+    realm_registry_params p;
+    realm_registry_params_init(&p);
+    p.mem_budget = budget;
+    p.keep_alive_s = keep_alive;
+    p.n_threads = 2;
+    p.models_dir = work;
+    p.engine.n_ctx = 512;
+    p.engine.max_seqs = 4;
+    realm_registry *r = NULL;
+    CHECK_RC(realm_registry_new(&p, &r), REALM_OK);
+    return r;
+}
+
+static const realm_model_status *status_of(realm_model_status *s, int32_t n, const char *name)
+{
+    for (int32_t i = 0; i < n; i++)
+        if (strcmp(s[i].name, name) == 0)
+            return &s[i];
+    return NULL;
+}
+
+/* Is name loaded? */
+static bool loaded(realm_registry *r, const char *name)
+{
+    realm_model_status *s = NULL;
+    int32_t n = 0;
+    CHECK_RC(realm_registry_list(r, &s, &n), REALM_OK);
+    const realm_model_status *t = status_of(s, n, name);
+    bool l = t && t->loaded;
+    free(s);
+    return l;
+}
+
+static uint64_t need_of(const char *name)
+{
+    realm_registry *r = make(UINT64_C(1) << 40, 300);
+    realm_model_ref *ref = NULL;
+    CHECK_RC(realm_registry_acquire(r, name, strlen(name), NULL, &ref), REALM_OK);
+    uint64_t u = realm_registry_used(r);
+    realm_registry_release(ref);
+    realm_registry_free(r);
+    return u;
+}
+
+static void test_names(void)
+{
+    realm_registry *r = make(UINT64_C(1) << 40, 300);
+    if (!r)
+        return;
+    CHECK_RC(realm_registry_add(r, "a", path_a, NULL), REALM_OK);
+    CHECK_RC(realm_registry_add(r, "a", path_b, NULL), REALM_ERR_EXISTS);
+    CHECK_RC(realm_registry_add(r, "bad name", path_b, NULL), REALM_ERR_INVAL);
+    CHECK_RC(realm_registry_add(r, "x", "/no/such/file.gguf", NULL), REALM_ERR_NOTFOUND);
+    CHECK_RC(realm_registry_add(r, "y", path_b, &(realm_model_config){.chat_template = "nope"}),
+             REALM_ERR_NOTFOUND);
+    CHECK_RC(realm_registry_add(r, NULL, path_b, NULL), REALM_OK); /* named tiny-q8_0 */
+
+    realm_model_ref *ref = NULL, *ref2 = NULL;
+    CHECK_RC(realm_registry_acquire(r, "a", 1, NULL, &ref), REALM_OK);
+    CHECK(ref && realm_model_ref_model(ref) && realm_model_ref_engine(ref));
+    CHECK_EQ_STR(realm_model_ref_name(ref), "a");
+    /* stories260K has no chat template: chatml */
+    CHECK_EQ_INT(realm_model_ref_chat_template(ref), REALM_CHAT_TEMPLATE_CHATML);
+    /* the same file by path is the same entry, the same model */
+    CHECK_RC(realm_registry_acquire(r, path_a, strlen(path_a), NULL, &ref2), REALM_OK);
+    CHECK(ref2 && realm_model_ref_model(ref2) == realm_model_ref_model(ref));
+    realm_registry_release(ref2);
+    CHECK_RC(realm_registry_acquire(r, "tiny-q8_0", 9, NULL, &ref2), REALM_OK);
+    realm_registry_release(ref2);
+    /* a tenant's name is never a path */
+    CHECK_EQ_INT(realm_registry_acquire(r, path_b, strlen(path_b),
+                                        &(realm_acquire_opts){.names_only = true}, &ref2),
+                 REALM_ERR_NOTFOUND);
+    CHECK(ref2 == NULL);
+    CHECK_EQ_INT(realm_registry_acquire(r, "nothing", 7, NULL, &ref2), REALM_ERR_NOTFOUND);
+    CHECK_MSG(strstr(realm_last_error(), "registered: a, tiny-q8_0"), "%s", realm_last_error());
+    CHECK_EQ_INT(realm_registry_unload(r, "a"), REALM_ERR_EXISTS); /* held */
+    realm_registry_release(ref);
+    CHECK_RC(realm_registry_unload(r, "a"), REALM_OK);
+    CHECK(!loaded(r, "a"));
+
+    /* a pulled model: NAME.gguf in the models directory */
+    char pulled[512], cmd[1200];
+    snprintf(pulled, sizeof pulled, "%s/story.gguf", work);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", path_a, pulled);
+    CHECK_EQ_INT(system(cmd), 0);
+    realm_model_status *s = NULL;
+    int32_t n = 0;
+    CHECK_RC(realm_registry_list(r, &s, &n), REALM_OK);
+    const realm_model_status *t = status_of(s, n, "story");
+    CHECK(t && t->pulled && !t->loaded && t->file_bytes > 0);
+    free(s);
+    CHECK_RC(realm_registry_acquire(r, "story", 5, &(realm_acquire_opts){.names_only = true}, &ref),
+             REALM_OK);
+    CHECK_RC(realm_registry_list(r, &s, &n), REALM_OK);
+    t = status_of(s, n, "story");
+    CHECK(t && t->loaded && t->refs == 1 && t->mem_bytes > t->file_bytes);
+    free(s);
+    realm_registry_release(ref);
+    realm_registry_free(r);
+}
+
+static void test_budget(uint64_t need_a, uint64_t need_b)
+{
+    /* room for either model, never both */
+    const uint64_t big = need_a > need_b ? need_a : need_b;
+    realm_registry *r = make(big + big / 8, 300);
+    if (!r)
+        return;
+    CHECK(need_a + need_b > big + big / 8);
+    CHECK_RC(realm_registry_add(r, "a", path_a, NULL), REALM_OK);
+    CHECK_RC(realm_registry_add(r, "b", path_b, NULL), REALM_OK);
+    realm_model_ref *ra = NULL, *rb = NULL;
+    CHECK_RC(realm_registry_acquire(r, "a", 1, NULL, &ra), REALM_OK);
+    /* a is in use: b cannot load, with a clear error */
+    CHECK_EQ_INT(realm_registry_acquire(r, "b", 1, NULL, &rb), REALM_ERR_OVERLOADED);
+    CHECK_MSG(strstr(realm_last_error(), "model 'b' needs") &&
+                  strstr(realm_last_error(), "held by models in use"),
+              "%s", realm_last_error());
+    realm_registry_release(ra);
+    CHECK(loaded(r, "a")); /* idle, kept alive */
+    CHECK_RC(realm_registry_acquire(r, "b", 1, NULL, &rb), REALM_OK);
+    CHECK(!loaded(r, "a")); /* evicted: least recently used and idle */
+    CHECK(realm_registry_used(r) <= realm_registry_budget(r));
+    realm_registry_release(rb);
+    /* pinned models are never evicted */
+    CHECK_RC(realm_registry_pin(r, "b", true), REALM_OK);
+    CHECK_EQ_INT(realm_registry_acquire(r, "a", 1, NULL, &ra), REALM_ERR_OVERLOADED);
+    CHECK_RC(realm_registry_pin(r, "b", false), REALM_OK);
+    CHECK_RC(realm_registry_acquire(r, "a", 1, NULL, &ra), REALM_OK);
+    CHECK(!loaded(r, "b"));
+    realm_registry_release(ra);
+    realm_registry_free(r);
+
+    /* a model over the whole budget */
+    r = make(need_a / 2, 300);
+    CHECK_RC(realm_registry_add(r, "a", path_a, NULL), REALM_OK);
+    CHECK_EQ_INT(realm_registry_acquire(r, "a", 1, NULL, &ra), REALM_ERR_OVERLOADED);
+    CHECK_MSG(strstr(realm_last_error(), "more than the memory budget"), "%s", realm_last_error());
+    realm_registry_free(r);
+}
+
+static void test_keep_alive(void)
+{
+    realm_registry *r = make(UINT64_C(1) << 40, 0.3);
+    if (!r)
+        return;
+    CHECK_RC(realm_registry_add(r, "a", path_a, NULL), REALM_OK);
+    CHECK_RC(realm_registry_add(r, "b", path_b, &(realm_model_config){.pinned = true}), REALM_OK);
+    realm_model_ref *ra = NULL, *rb = NULL;
+    CHECK_RC(realm_registry_acquire(r, "a", 1, NULL, &ra), REALM_OK);
+    CHECK_RC(realm_registry_acquire(r, "b", 1, NULL, &rb), REALM_OK);
+    realm_registry_release(ra);
+    realm_registry_release(rb);
+    CHECK(loaded(r, "a"));
+    for (int i = 0; i < 100 && loaded(r, "a"); i++) /* 0.3 s keep-alive, up to 5 s */
+        usleep(50000);
+    CHECK(!loaded(r, "a"));
+    CHECK(loaded(r, "b")); /* pinned */
+
+    /* a request's keep-alive: 0 unloads at release, -1 never */
+    CHECK_RC(realm_registry_acquire(
+                 r, "a", 1, &(realm_acquire_opts){.has_keep_alive = true, .keep_alive_s = 0}, &ra),
+             REALM_OK);
+    realm_registry_release(ra);
+    CHECK(!loaded(r, "a"));
+    CHECK_RC(realm_registry_acquire(r, "a", 1, NULL, &ra), REALM_OK);
+    realm_model_ref_set_keep_alive(ra, -1);
+    realm_registry_release(ra);
+    usleep(600000);
+    CHECK(loaded(r, "a"));
+    realm_model_status *s = NULL;
+    int32_t n = 0;
+    CHECK_RC(realm_registry_list(r, &s, &n), REALM_OK);
+    const realm_model_status *t = status_of(s, n, "a");
+    CHECK(t && t->expires_in_s < 0 && t->idle_s > 0.5);
+    free(s);
+    realm_registry_free(r);
+}
+
+/* ---- threads --------------------------------------------------------------------- */
+
+typedef struct worker {
+    realm_registry *r;
+    int id, iters;
+    int ok, overloaded, other;
+    char error[256];
+} worker;
+
+/* Greedy-generate a few tokens on the model behind ref; returns the count. */
+static int generate(realm_model_ref *ref)
+{
+    realm_engine *e = realm_model_ref_engine(ref);
+    realm_token prompt[] = {1, 403, 407, 261, 378};
+    realm_gen_options o;
+    realm_gen_options_init(&o);
+    o.max_tokens = 4;
+    o.sampling.temperature = 0;
+    o.ignore_eos = true;
+    realm_gen *g = NULL;
+    if (realm_engine_submit(e, &(realm_gen_request){.prompt = prompt, .n_prompt = 5, .options = &o},
+                            &g) < 0)
+        return -1;
+    realm_gen_piece p;
+    int n = 0;
+    while (realm_gen_next(g, &p, -1) > 0)
+        n += p.token != REALM_TOKEN_NULL;
+    realm_gen_free(g);
+    return n;
+}
+
+static void *work_main(void *arg)
+{
+    worker *w = arg;
+    uint64_t s = 0x9e3779b97f4a7c15ull * (uint64_t)(w->id + 1);
+    for (int i = 0; i < w->iters; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        const char *name = s & 1 ? "a" : "b";
+        realm_model_ref *ref = NULL;
+        int rc = realm_registry_acquire(w->r, name, 1, NULL, &ref);
+        if (rc == REALM_OK) {
+            if (s & 2) {
+                int n = generate(ref);
+                if (n == 4)
+                    w->ok++;
+                else
+                    w->other++;
+            } else {
+                w->ok++;
+            }
+            realm_registry_release(ref);
+        } else if (rc == REALM_ERR_OVERLOADED) {
+            w->overloaded++;
+        } else {
+            w->other++;
+            snprintf(w->error, sizeof w->error, "%s", realm_last_error());
+        }
+    }
+    return NULL;
+}
+
+/* One acquisition on its own thread (test_threads). */
+struct acq_arg {
+    realm_registry *r;
+    const char *name;
+    realm_model_ref **ref;
+    int *rc;
+    char *err;
+};
+
+static void *acquire_main(void *p)
+{
+    struct acq_arg *a = p;
+    *a->rc = realm_registry_acquire(a->r, a->name, strlen(a->name), NULL, a->ref);
+    snprintf(a->err, 256, "%s", *a->rc < 0 ? realm_last_error() : "");
+    return NULL;
+}
+
+static void test_threads(uint64_t need_a, uint64_t need_b)
+{
+    const uint64_t big = need_a > need_b ? need_a : need_b;
+    realm_registry *r = make(big + big / 8, 0.05);
+    if (!r)
+        return;
+    CHECK_RC(realm_registry_add(r, "a", path_a, NULL), REALM_OK);
+    CHECK_RC(realm_registry_add(r, "b", path_b, NULL), REALM_OK);
+    enum { N = 6 };
+    worker w[N];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        w[i] = (worker){.r = r, .id = i, .iters = 25};
+        CHECK_EQ_INT(pthread_create(&t[i], NULL, work_main, &w[i]), 0);
+    }
+    int ok = 0, over = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        ok += w[i].ok;
+        over += w[i].overloaded;
+        CHECK_MSG(w[i].other == 0, "worker %d: %d unexpected results (%s)", i, w[i].other,
+                  w[i].error);
+    }
+    CHECK(ok > 0);
+    CHECK_EQ_INT(ok + over, N * 25);
+    CHECK(realm_registry_used(r) <= realm_registry_budget(r));
+    realm_registry_free(r);
+
+    /* many waiters, one load; a failed load reaches every waiter */
+    r = make(UINT64_C(1) << 40, 300);
+    char broken[512], cmd[1200];
+    snprintf(broken, sizeof broken, "%s/broken.gguf", work);
+    snprintf(cmd, sizeof cmd, "head -c 5000 '%s' > '%s'", path_a, broken);
+    CHECK_EQ_INT(system(cmd), 0);
+    CHECK_RC(realm_registry_add(r, "a", path_a, NULL), REALM_OK);
+    CHECK_RC(realm_registry_add(r, "broken", broken, NULL), REALM_OK);
+    for (int round = 0; round < 2; round++) {
+        const char *name = round == 0 ? "a" : "broken";
+        realm_model_ref *refs[N] = {0};
+        int rcs[N];
+        char errs[N][256];
+        struct acq_arg args[N];
+        for (int i = 0; i < N; i++)
+            args[i] = (struct acq_arg){r, name, &refs[i], &rcs[i], errs[i]};
+        for (int i = 0; i < N; i++)
+            CHECK_EQ_INT(pthread_create(&t[i], NULL, acquire_main, &args[i]), 0);
+        for (int i = 0; i < N; i++)
+            pthread_join(t[i], NULL);
+        for (int i = 0; i < N; i++) {
+            if (round == 0) {
+                CHECK_RC(rcs[i], REALM_OK);
+                CHECK(refs[i] && realm_model_ref_model(refs[i]) == realm_model_ref_model(refs[0]));
+            } else {
+                CHECK_EQ_INT(rcs[i], rcs[0]);
+                CHECK(rcs[i] < 0 && refs[i] == NULL);
+                CHECK_MSG(strstr(errs[i], "broken.gguf"), "waiter %d: %s", i, errs[i]);
+            }
+        }
+        for (int i = 0; i < N; i++)
+            realm_registry_release(refs[i]);
+    }
+    realm_registry_free(r);
+}
+
+int main(void)
+{
+    test_begin("registry", 600);
+    const char *t = getenv("TMPDIR");
+    snprintf(work, sizeof work, "%s/realm-reg-XXXXXX", t && *t ? t : "/tmp");
+    if (!mkdtemp(work)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    static char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s", test_data("models/stories260K.gguf"));
+    snprintf(b, sizeof b, "%s", test_data("quant/tiny-q8_0.gguf"));
+    path_a = a;
+    path_b = b;
+    realm_log_set_handler(quiet, NULL);
+    test_durations();
+    test_names();
+    const uint64_t need_a = need_of(path_a), need_b = need_of(path_b);
+    CHECK(need_a > 0 && need_b > 0);
+    test_budget(need_a, need_b);
+    test_keep_alive();
+    test_threads(need_a, need_b);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", work);
+    return test_end();
+}
