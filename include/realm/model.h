@@ -165,11 +165,11 @@ int32_t realm_kv_seq_exclusive_blocks(const realm_kv_cache *kv, int32_t seq);
 typedef struct realm_ctx realm_ctx;
 
 typedef struct realm_ctx_params {
-    int32_t n_batch;      /* most entries per forward call; 0 means 512 */
-    int32_t n_threads;    /* 0 means one per CPU */
-    bool batch_invariant; /* an entry's logits bitwise the same whatever else is in
-                             the batch (realm_matmul_rows_invariant); slower when
-                             a pass has one entry */
+    int32_t n_batch;        /* most entries per forward call; 0 means 512 */
+    int32_t n_threads;      /* 0 means one per CPU */
+    bool batch_invariant;   /* an entry's logits bitwise the same whatever else is in
+                               the batch (realm_matmul_rows_invariant); slower when
+                               a pass has one entry */
     realm_threadpool *pool; /* compute threads shared with other contexts (borrowed,
                                must outlive the context; n_threads is then its
                                size): each forward pass holds it (acquire/release);
