@@ -41,6 +41,26 @@ static void test_durations(void)
     }
 }
 
+static void test_sizes(void)
+{
+    static const struct {
+        const char *text;
+        uint64_t b;
+    } ok[] = {{"4096", 4096},      {"800k", 800 * 1024}, {"512M", 512ull << 20},
+              {"6G", 6ull << 30},  {"6g", 6ull << 30},   {"1.5GiB", 3ull << 29},
+              {"2TB", 2ull << 40}, {"100B", 100},        {"0", 0}};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        uint64_t b = 1;
+        CHECK_RC(realm_parse_size(ok[i].text, &b), REALM_OK);
+        CHECK_MSG(b == ok[i].b, "%s: %llu", ok[i].text, (unsigned long long)b);
+    }
+    const char *bad[] = {"", "-1G", "G", "5X", "5GG", "5 G", "99999999T", "1e30"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        uint64_t b;
+        CHECK_MSG(realm_parse_size(bad[i], &b) == REALM_ERR_INVAL, "'%s' accepted", bad[i]);
+    }
+}
+
 static realm_registry *make(uint64_t budget, double keep_alive)
 {
     realm_registry_params p;
@@ -381,6 +401,7 @@ int main(void)
     path_b = b;
     realm_log_set_handler(quiet, NULL);
     test_durations();
+    test_sizes();
     test_names();
     const uint64_t need_a = need_of(path_a), need_b = need_of(path_b);
     CHECK(need_a > 0 && need_b > 0);

@@ -139,6 +139,14 @@ typedef struct realm_acquire_opts {
 int realm_parse_duration(const char *text, double *seconds);
 
 /*
+ * A size in bytes with an optional unit: "6G", "512M", "1.5GiB", "800k",
+ * "4096" (bytes); K/M/G/T (with or without "i"/"iB"/"B") are powers of 1024,
+ * case-insensitive. REALM_ERR_INVAL, naming the text, for anything else or
+ * for more than 2^62 bytes.
+ */
+int realm_parse_size(const char *text, uint64_t *bytes);
+
+/*
  * A reference to the model name_or_path[0..len) (see "Where a model comes
  * from"), loading it if needed. Errors: REALM_ERR_NOTFOUND (no such model; the
  * message lists the registered names), REALM_ERR_OVERLOADED (it does not fit

@@ -50,11 +50,11 @@ typedef struct entry {
     realm_chat_template tmpl;
     uint64_t mem_bytes;
     int32_t refs;
-    double released_at; /* when refs last went to 0 */
-    double expires_at;  /* unload time while idle; INFINITY: never */
-    uint64_t load_seq;  /* load attempts so far */
+    double released_at;  /* when refs last went to 0 */
+    double expires_at;   /* unload time while idle; INFINITY: never */
+    uint64_t load_seq;   /* load attempts so far */
     uint64_t failed_seq; /* the last attempt that failed */
-    int load_rc;        /* the last failed attempt's error and message */
+    int load_rc;         /* the last failed attempt's error and message */
     char load_msg[512];
 } entry;
 
@@ -962,4 +962,60 @@ bad:
                         "duration '%.40s' must be like 5m, 30s, 1h30m, 250ms, a number of "
                         "seconds, 0 or -1",
                         text);
+}
+
+int realm_parse_size(const char *text, uint64_t *bytes)
+{
+    char *end;
+    if (!text || !*text || *text == '-')
+        goto bad;
+    double v = strtod(text, &end);
+    if (end == text || !(v >= 0))
+        goto bad;
+    double unit = 1;
+    switch (*end) {
+    case 'k':
+    case 'K':
+        unit = 1024.0;
+        break;
+    case 'm':
+    case 'M':
+        unit = 1024.0 * 1024;
+        break;
+    case 'g':
+    case 'G':
+        unit = 1024.0 * 1024 * 1024;
+        break;
+    case 't':
+    case 'T':
+        unit = 1024.0 * 1024 * 1024 * 1024;
+        break;
+    case '\0':
+        break;
+    case 'b':
+    case 'B':
+        if (end[1] == '\0')
+            break;
+        goto bad;
+    default:
+        goto bad;
+    }
+    if (unit > 1) {
+        end++;
+        if (*end == 'i' || *end == 'I')
+            end++;
+        if (*end == 'b' || *end == 'B')
+            end++;
+    } else if (*end) {
+        end++;
+    }
+    if (*end != '\0' || v * unit > 4.6e18)
+        goto bad;
+    *bytes = (uint64_t)(v * unit);
+    return REALM_OK;
+bad:
+    return realm__error(REALM_ERR_INVAL,
+                        "size '%.40s' must be a number of bytes with an optional unit "
+                        "(K, M, G, T: 512M, 6G, 1.5GiB)",
+                        text ? text : "");
 }
