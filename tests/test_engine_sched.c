@@ -239,6 +239,36 @@ static void test_prefix_cache(void)
     realm_engine_free(plain);
 }
 
+/* The next turn of a conversation: a request's output stays cached, so a
+ * prompt that repeats it computes only what is new. */
+static void test_prefix_keeps_output(void)
+{
+    realm_engine_params p = sched_params;
+    p.prefix_cache_entries = 4;
+    p.n_ctx = 512;
+    realm_engine *e, *plain;
+    CHECK_RC(realm_engine_new(model, &p, &e), REALM_OK);
+    CHECK_RC(realm_engine_new(model, &sched_params, &plain), REALM_OK);
+    realm_token turn[128], out1[64], out2[64], ref[64];
+    make_prompt(turn, 40, 5);
+    realm_gen_result r;
+    int n1 = run_ids(e, turn, 40, 3, 60, out1, &r);
+    CHECK_EQ_INT(n1, 60);
+    CHECK_EQ_INT(r.n_cached, 0);
+    /* 40 + 59 tokens were computed (the last one sampled is never fed): 96 cached */
+    memcpy(turn + 40, out1, 60 * sizeof *turn);
+    for (int i = 0; i < 10; i++)
+        turn[100 + i] = 300 + i;
+    int n2 = run_ids(e, turn, 110, 3, 8, out2, &r);
+    CHECK_EQ_INT(r.n_cached, 96); /* the prompt alone would give 32 */
+    CHECK_EQ_INT(r.n_prompt, 110);
+    int nr = run_ids(plain, turn, 110, 3, 8, ref, &r);
+    CHECK_EQ_INT(n2, nr);
+    CHECK(memcmp(out2, ref, sizeof ref[0] * (size_t)nr) == 0);
+    realm_engine_free(e);
+    realm_engine_free(plain);
+}
+
 /*
  * Six requests of 40 + 120 tokens (5 blocks each) on a pool of 16 blocks:
  * they outgrow it, requests are preempted and resumed, and each ends with
@@ -690,6 +720,7 @@ int main(void)
         return test_end();
     test_fairness();
     test_prefix_cache();
+    test_prefix_keeps_output();
     test_preemption();
     test_preemption_exact();
     test_fair_after_idle();

@@ -27,8 +27,10 @@
  * block limit is enforced the same way against its own requests.
  *
  * Prefix cache: after a request's prompt has been computed, its whole KV
- * blocks are kept (per tenant) and a later request of the same tenant whose
- * prompt starts with the same blocks forks them instead of recomputing.
+ * blocks are kept (per tenant), and when a request ends (stop or length) the
+ * whole blocks of its prompt and output; a later request of the same tenant
+ * whose prompt starts with the same blocks forks them instead of
+ * recomputing (the next turn of a conversation computes only its new part).
  * Entries are evicted least-recently-used when blocks are needed. A tenant
  * never hits another tenant's entries.
  *

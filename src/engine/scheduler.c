@@ -603,6 +603,11 @@ int realm__engine_step(realm_engine *e)
             realm__prefix_insert(e, g->tenant, g->tokens, g->n_prompt, g->seq);
         g->prompt_just_done = false;
         g->n_sched = 0;
+        /* a request that ended well leaves its prompt and output cached, so
+         * the next turn of a conversation computes only what is new */
+        if (rc == 0 && (g->fin == REALM_FINISH_STOP || g->fin == REALM_FINISH_LENGTH) &&
+            g->prompt_done && g->seq >= 0 && !g->no_prefix_cache && e->p.prefix_cache_entries)
+            realm__prefix_insert(e, g->tenant, g->tokens, g->n_past, g->seq);
         if (g->fin != REALM_FINISH_NONE)
             retire(e, i, g->fin, g->fin_err, g->fin_msg[0] ? g->fin_msg : NULL, &n_fin);
     }
