@@ -177,6 +177,52 @@ const realm_gguf_tensor *realm_gguf_find_tensor(const realm_gguf *g, const char 
 /* Product of ne[0..n_dims). */
 int64_t realm_gguf_tensor_nelements(const realm_gguf_tensor *t);
 
+/* ---- split models ------------------------------------------------------ */
+
+/*
+ * llama.cpp's gguf-split writes one model as N complete GGUF files named
+ * NAME-00001-of-0000N.gguf ... NAME-0000N-of-0000N.gguf. The first holds all
+ * the metadata; every part holds split.no (u16, its 0-based place),
+ * split.count (u16, N) and split.tensors.count (i32, the tensors of all
+ * parts), and each tensor lives, with its data, in exactly one part.
+ * realm_model_load (realm/model.h) loads such a model from any part's path;
+ * these helpers read the keys and the file names.
+ */
+#define REALM_GGUF_KEY_SPLIT_NO            "split.no"
+#define REALM_GGUF_KEY_SPLIT_COUNT         "split.count"
+#define REALM_GGUF_KEY_SPLIT_TENSORS_COUNT "split.tensors.count"
+
+typedef struct realm_gguf_split {
+    int32_t no;        /* 0-based place of this part: 0 .. count-1 */
+    int32_t count;     /* parts of the model; 1 for a file that is not split */
+    int64_t n_tensors; /* split.tensors.count, or -1 when absent */
+} realm_gguf_split;
+
+/*
+ * The split keys of g, of any integer type. Without split.count, or with
+ * split.count 0 or 1, the file is the whole model: {0, 1, n_tensors}.
+ * REALM_ERR_FORMAT (naming the key) if a key is not an integer or out of
+ * range (count <= 65535, 0 <= no < count, n_tensors >= 0), or split.no is
+ * missing when split.count > 1.
+ */
+int realm_gguf_split_info(const realm_gguf *g, realm_gguf_split *out);
+
+/*
+ * Parse a part's file name, PREFIX-NNNNN-of-MMMMM.gguf with exactly five
+ * digits in each number and 1 <= NNNNN <= MMMMM: *no = NNNNN - 1 and
+ * *count = MMMMM. REALM_ERR_NOTFOUND (no message) for any other name.
+ */
+int realm_gguf_split_parse_path(const char *path, int32_t *no, int32_t *count);
+
+/*
+ * The path of part `no` (0-based) of the split model that `path` is a part
+ * of, by the name pattern above: same directory, prefix and count. It is as
+ * long as path, and written NUL-terminated to buf (cap bytes).
+ * REALM_ERR_INVAL if path is not named like a part or no is not below its
+ * count; REALM_ERR_RANGE if buf is too small.
+ */
+int realm_gguf_split_path(const char *path, int32_t no, char *buf, size_t cap);
+
 /* ---- writing ----------------------------------------------------------- */
 
 /*

@@ -4,9 +4,9 @@
  *
  * Three objects, with separate lifetimes:
  *
- *   realm_model     the weights, memory-mapped from a GGUF file and never
- *                   copied: one loaded model is shared, read-only, by every
- *                   cache, context and thread.
+ *   realm_model     the weights, memory-mapped from a GGUF file (or the
+ *                   parts of a split one) and never copied: one loaded model
+ *                   is shared, read-only, by every cache, context and thread.
  *   realm_kv_cache  a pool of fixed-size blocks holding keys and values
  *                   (F16). A sequence owns a list of blocks;
  *                   sequences can share prefix blocks (fork), copied only
@@ -26,6 +26,17 @@
  *     realm_batch b = { n, tokens, positions, seqs, want_logits };
  *     realm_forward(ctx, &b, logits);     // logits: one n_vocab row per wanted entry
  *
+ * Split models. llama.cpp's gguf-split writes one model as files
+ * NAME-00001-of-0000N.gguf ... NAME-0000N-of-0000N.gguf (see "split models"
+ * in realm/gguf.h). realm_model_load takes the path of any part: it finds the
+ * others next to it by that pattern, opens each with the same checks as a
+ * single file, and maps them all. The parts must agree: every one says the
+ * same split.count, split.no matches the number in its name, no tensor is in
+ * two parts, and together they hold split.tensors.count tensors. A missing or
+ * unreadable part, or any disagreement, fails the load with a message naming
+ * the file. Metadata is read from the first part only; tensors are found in
+ * whichever part holds them (realm_model_find_tensor).
+ *
  * Batches. An entry is (sequence, token, position, wants logits). Entries of
  * one sequence must come in position order and continue that sequence:
  * positions len, len+1, ... where len is the sequence's current length. Any
@@ -38,7 +49,9 @@
  *
  * Errors: negative codes (realm/error.h) with a message: REALM_ERR_FORMAT /
  * REALM_ERR_UNSUPPORTED at load for a malformed or unsupported model (the
- * message names the architecture, tensor or key), REALM_ERR_NOSPACE when the
+ * message names the file, and the architecture, tensor or key),
+ * REALM_ERR_IO when a file (or a part of a split model) cannot be read,
+ * REALM_ERR_NOSPACE when the
  * KV cache has no free block, REALM_ERR_RANGE when a memory budget or the
  * context length is exceeded, REALM_ERR_INVAL for a malformed batch.
  */
@@ -95,7 +108,8 @@ typedef struct realm_model realm_model;
 /* Options of realm_model_load; NULL params mean all defaults (zero). */
 typedef struct realm_model_params {
     /*
-     * Lock the mapped file (weights and metadata) in RAM once the model is
+     * Lock the mapped file (weights and metadata; every part of a split
+     * model) in RAM once the model is
      * loaded, so that memory pressure can never page weights out and stall a
      * forward pass on disk reads. Locked pages count against RLIMIT_MEMLOCK
      * (`ulimit -l`) unless the process has CAP_IPC_LOCK. When the kernel
@@ -107,17 +121,33 @@ typedef struct realm_model_params {
 } realm_model_params;
 
 /*
- * Map the GGUF file at path and bind the architecture's tensors. Every tensor
- * of the file must be one the architecture uses, with the expected shape and
- * a supported type; every required tensor must be present. On failure *out
- * is NULL and the message names the problem.
+ * Map the GGUF file at path (for a split model, the path of any part: all
+ * parts are loaded) and bind the architecture's tensors. Every tensor of the
+ * file(s) must be one the architecture uses, with the expected shape and a
+ * supported type; every required tensor must be present. On failure *out is
+ * NULL and the message starts with the file at fault (path, or the part that
+ * holds a bad tensor) and names the problem.
  */
 int realm_model_load(const char *path, const realm_model_params *params, realm_model **out);
+/* Unmap every part (and unlock what params->mlock locked); NULL is a no-op. */
 void realm_model_free(realm_model *m);
 const realm_hparams *realm_model_hparams(const realm_model *m);
-/* The model's file, for metadata (tokenizer, chat template). Owned by m. */
+/*
+ * The model's file, for metadata (tokenizer, chat template): for a split
+ * model, the first part, which holds all the metadata but only its own share
+ * of the tensors; look tensors up with realm_model_find_tensor. Owned by m.
+ */
 const realm_gguf *realm_model_gguf(const realm_model *m);
-/* Bytes of weight data in the mapping. */
+/* Files the model was loaded from: 1, or split.count of a split model. */
+int32_t realm_model_n_parts(const realm_model *m);
+/* Part i (0-based, in split.no order), or NULL if i is out of range. Owned by m. */
+const realm_gguf *realm_model_part(const realm_model *m, int32_t i);
+/*
+ * The tensor of that name in whichever part holds it, or NULL. The info and
+ * its data point into the mapping, owned by m, valid until realm_model_free.
+ */
+const realm_gguf_tensor *realm_model_find_tensor(const realm_model *m, const char *name);
+/* Bytes of weight data in the mappings (all parts). */
 uint64_t realm_model_weight_bytes(const realm_model *m);
 /* "llama", "qwen2". */
 const char *realm_arch_name(realm_arch a);

@@ -1,7 +1,8 @@
 /*
- * realm info — describe a GGUF file: header, metadata (long arrays and long
- * strings abbreviated unless --full), tensor table, totals. --json prints the
- * same as one JSON object for machines.
+ * realm info — describe a GGUF file: header, which part of a split model it
+ * is, metadata (long arrays and long strings abbreviated unless --full),
+ * tensor table, totals. --json prints the same as one JSON object for
+ * machines.
  */
 #include <inttypes.h>
 #include <jansson.h>
@@ -164,12 +165,61 @@ static void print_shape(const realm_gguf_tensor *t, char *buf, size_t cap)
         snprintf(buf + o, cap - o, "]");
 }
 
+/*
+ * For a part of a split model (realm/gguf.h, "split models"): which part it
+ * is, and with --full every part's path, size and tensor count (a missing or
+ * bad part says why). Nothing for a whole file.
+ */
+static void print_split(const realm_gguf *g, const char *path, bool full)
+{
+    realm_gguf_split s;
+    if (realm_gguf_split_info(g, &s) < 0) {
+        printf("split:    malformed split keys: %s\n", realm_last_error());
+        return;
+    }
+    if (s.count == 1)
+        return;
+    printf("split:    part %d of %d of a split model", (int)s.no + 1, (int)s.count);
+    if (s.n_tensors >= 0)
+        printf(", %" PRId64 " tensors in all", s.n_tensors);
+    int32_t name_no, name_count;
+    const bool named = realm_gguf_split_parse_path(path, &name_no, &name_count) == REALM_OK &&
+                       name_no == s.no && name_count == s.count;
+    if (!named) {
+        printf("; the file name does not end in -%05d-of-%05d.gguf, so the other parts "
+               "cannot be found\n",
+               (int)s.no + 1, (int)s.count);
+        return;
+    }
+    printf("%s\n", full ? "" : " (--full lists the parts)");
+    if (!full)
+        return;
+    const size_t cap = strlen(path) + 1;
+    char *part = malloc(cap);
+    for (int32_t i = 0; part != NULL && i < s.count; i++) {
+        realm_gguf_split_path(path, i, part, cap);
+        realm_gguf *pg = NULL;
+        char b[32];
+        if (i != s.no && realm_gguf_open(part, &pg) < 0) {
+            printf("  part %d: %s (%s)\n", (int)i + 1, part, realm_last_error());
+            continue;
+        }
+        const realm_gguf *pi = pg ? pg : g;
+        printf("  part %d: %s (%s, %" PRId64 " tensor%s)\n", (int)i + 1, part,
+               cli_format_bytes(realm_gguf_file_size(pi), b, sizeof b), realm_gguf_n_tensors(pi),
+               realm_gguf_n_tensors(pi) == 1 ? "" : "s");
+        realm_gguf_close(pg);
+    }
+    free(part);
+}
+
 static void print_text(const realm_gguf *g, const char *path, bool full)
 {
     char b1[32], b2[32];
     printf("file:     %s (%s)\n", path, cli_format_bytes(realm_gguf_file_size(g), b1, sizeof b1));
     printf("format:   GGUF v%u, alignment %" PRIu64 ", tensor data at offset %" PRIu64 "\n",
            realm_gguf_version(g), realm_gguf_alignment(g), realm_gguf_data_offset(g));
+    print_split(g, path, full);
 
     int64_t n_kv = realm_gguf_n_kv(g);
     printf("\nmetadata (%" PRId64 " entries):\n", n_kv);
@@ -282,11 +332,29 @@ static json_t *info_json(const realm_gguf *g, const char *path, bool full)
         total_bytes += t->nbytes;
         total_params += realm_gguf_tensor_nelements(t);
     }
-    return json_pack("{s:s, s:I, s:i, s:I, s:I, s:o, s:o, s:I, s:I}", "file", path, "file_size",
-                     (json_int_t)realm_gguf_file_size(g), "version", (int)realm_gguf_version(g),
-                     "alignment", (json_int_t)realm_gguf_alignment(g), "data_offset",
-                     (json_int_t)realm_gguf_data_offset(g), "metadata", meta, "tensors", tensors,
-                     "n_params", (json_int_t)total_params, "tensor_bytes", (json_int_t)total_bytes);
+    json_t *j =
+        json_pack("{s:s, s:I, s:i, s:I, s:I, s:o, s:o, s:I, s:I}", "file", path, "file_size",
+                  (json_int_t)realm_gguf_file_size(g), "version", (int)realm_gguf_version(g),
+                  "alignment", (json_int_t)realm_gguf_alignment(g), "data_offset",
+                  (json_int_t)realm_gguf_data_offset(g), "metadata", meta, "tensors", tensors,
+                  "n_params", (json_int_t)total_params, "tensor_bytes", (json_int_t)total_bytes);
+    /* A part of a split model: "split": {no (1-based), count, tensors, parts}. */
+    realm_gguf_split s;
+    if (j != NULL && realm_gguf_split_info(g, &s) == REALM_OK && s.count > 1) {
+        json_t *parts = json_array();
+        const size_t cap = strlen(path) + 1;
+        char *part = malloc(cap);
+        for (int32_t i = 0; part != NULL && i < s.count; i++)
+            if (realm_gguf_split_path(path, i, part, cap) == REALM_OK)
+                json_array_append_new(parts, json_string(part));
+        free(part);
+        json_object_set_new(
+            j, "split",
+            json_pack("{s:i, s:i, s:o, s:o}", "no", (int)s.no + 1, "count", (int)s.count, "tensors",
+                      s.n_tensors >= 0 ? json_integer((json_int_t)s.n_tensors) : json_null(),
+                      "parts", parts));
+    }
+    return j;
 }
 
 static int run_info(int argc, char **argv)
@@ -333,8 +401,9 @@ const cli_command cli_cmd_info = {
     "Prints the file's GGUF version and alignment, every metadata entry (arrays\n"
     "longer than 8 elements and strings longer than 120 bytes abbreviated), a table\n"
     "of tensors (name, shape in GGUF order, type, bytes), and totals with the\n"
-    "parameter count.\n"
+    "parameter count. For one part of a split model (NAME-00002-of-00003.gguf, as\n"
+    "gguf-split writes) it says which part it is; the tensors are this part's.\n"
     "\n"
-    "  --json   one JSON object instead of text\n"
-    "  --full   do not abbreviate long arrays and strings\n",
+    "  --json   one JSON object instead of text (with \"split\" for a part)\n"
+    "  --full   do not abbreviate long arrays and strings; list a split's parts\n",
 };

@@ -1106,3 +1106,105 @@ int64_t realm_gguf_tensor_nelements(const realm_gguf_tensor *t)
         n *= t->ne[d];
     return n;
 }
+
+/* ---- split models -------------------------------------------------------- */
+
+/* Integer split key in [min, max]: REALM_ERR_NOTFOUND (no message) when
+ * absent, REALM_ERR_FORMAT when not an integer or out of range. */
+static int get_split_key(const realm_gguf *g, const char *key, int64_t min, int64_t max,
+                         int64_t *out)
+{
+    if (realm_gguf_find_kv(g, key) < 0)
+        return REALM_ERR_NOTFOUND;
+    int64_t v;
+    if (realm_gguf_get_int(g, key, &v) < 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", realm_last_error());
+        return realm__error(REALM_ERR_FORMAT, "%s", msg);
+    }
+    if (v < min || v > max)
+        return realm__error(REALM_ERR_FORMAT,
+                            "metadata '%s' = %" PRId64 " is out of range %" PRId64 "..%" PRId64,
+                            key, v, min, max);
+    *out = v;
+    return REALM_OK;
+}
+
+int realm_gguf_split_info(const realm_gguf *g, realm_gguf_split *out)
+{
+    int64_t count = 1, no = -1, n = -1;
+    int rc = get_split_key(g, REALM_GGUF_KEY_SPLIT_COUNT, 0, UINT16_MAX, &count);
+    if (rc < 0 && rc != REALM_ERR_NOTFOUND)
+        return rc;
+    if (count < 1)
+        count = 1;
+    rc = get_split_key(g, REALM_GGUF_KEY_SPLIT_NO, 0, count - 1, &no);
+    if (rc < 0 && rc != REALM_ERR_NOTFOUND)
+        return rc;
+    if (rc == REALM_ERR_NOTFOUND && count > 1)
+        return realm__error(REALM_ERR_FORMAT,
+                            "metadata '" REALM_GGUF_KEY_SPLIT_COUNT "' = %" PRId64
+                            " but '" REALM_GGUF_KEY_SPLIT_NO "' is missing",
+                            count);
+    rc = get_split_key(g, REALM_GGUF_KEY_SPLIT_TENSORS_COUNT, 0, INT64_MAX, &n);
+    if (rc < 0 && rc != REALM_ERR_NOTFOUND)
+        return rc;
+    out->no = no < 0 ? 0 : (int32_t)no;
+    out->count = (int32_t)count;
+    out->n_tensors = n;
+    return REALM_OK;
+}
+
+/* "-NNNNN-of-MMMMM.gguf", the end of every part's name. */
+#define SPLIT_SUFFIX_LEN 20u
+
+/* The five decimal digits at s, or -1. */
+static int32_t parse_5digits(const char *s)
+{
+    int32_t v = 0;
+    for (int i = 0; i < 5; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+int realm_gguf_split_parse_path(const char *path, int32_t *no, int32_t *count)
+{
+    const size_t len = path ? strlen(path) : 0;
+    if (len < SPLIT_SUFFIX_LEN)
+        return REALM_ERR_NOTFOUND;
+    const char *s = path + len - SPLIT_SUFFIX_LEN;
+    if (s[0] != '-' || memcmp(s + 6, "-of-", 4) != 0 || memcmp(s + 15, ".gguf", 5) != 0)
+        return REALM_ERR_NOTFOUND;
+    const int32_t i = parse_5digits(s + 1), n = parse_5digits(s + 10);
+    if (i < 1 || n < 1 || i > n)
+        return REALM_ERR_NOTFOUND;
+    *no = i - 1;
+    *count = n;
+    return REALM_OK;
+}
+
+int realm_gguf_split_path(const char *path, int32_t no, char *buf, size_t cap)
+{
+    int32_t self, count;
+    if (realm_gguf_split_parse_path(path, &self, &count) < 0)
+        return realm__error(REALM_ERR_INVAL,
+                            "'%s' is not named like a part of a split model "
+                            "(NAME-00001-of-00003.gguf)",
+                            path ? path : "(null)");
+    if (no < 0 || no >= count)
+        return realm__error(REALM_ERR_INVAL, "'%s': there is no part %d of %d", path, no + 1,
+                            count);
+    const size_t len = strlen(path);
+    if (cap <= len)
+        return realm__error(REALM_ERR_RANGE, "buffer of %zu bytes is too small for '%s'", cap,
+                            path);
+    /* Both numbers are at most 99999 (parsed from five digits): 20 bytes. */
+    char tail[48];
+    snprintf(tail, sizeof tail, "-%05d-of-%05d.gguf", (int)no + 1, (int)count);
+    memcpy(buf, path, len - SPLIT_SUFFIX_LEN);
+    memcpy(buf + len - SPLIT_SUFFIX_LEN, tail, SPLIT_SUFFIX_LEN + 1);
+    return REALM_OK;
+}

@@ -1,8 +1,8 @@
 /*
- * Model loading: map the GGUF file, read the hyper-parameters of a supported
- * architecture, and bind every tensor to its place in the model, checking
- * names, shapes and types. Weights stay in the mapping, locked in RAM if
- * asked.
+ * Model loading: map the GGUF file (or every part of a split one, checked
+ * for consistency), read the hyper-parameters of a supported architecture,
+ * and bind every tensor to its place in the model, checking names, shapes
+ * and types. Weights stay in the mappings, locked in RAM if asked.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include "core/error_internal.h"
 #include "core/gguf_internal.h"
@@ -294,25 +295,40 @@ static const char *format_bytes(uint64_t n, char *buf, size_t cap)
 }
 
 /*
- * Lock the model's file mapping in RAM (params->mlock). The kernel refuses
- * beyond RLIMIT_MEMLOCK without CAP_IPC_LOCK (ENOMEM; EPERM where the limit
- * is 0), or when free RAM is short (EAGAIN, ENOMEM): REALM_ERR_NOMEM then,
- * with the size asked, the current soft limit and the fix.
+ * Lock every part's file mapping in RAM (params->mlock), counting the parts
+ * locked in m->n_locked so that realm_model_free unlocks exactly those. The
+ * kernel refuses beyond RLIMIT_MEMLOCK without CAP_IPC_LOCK (ENOMEM; EPERM
+ * where the limit is 0), or when free RAM is short (EAGAIN, ENOMEM):
+ * REALM_ERR_NOMEM then, naming the part, the size asked, the current soft
+ * limit and the fix.
  */
-static int lock_mapping(realm_model *m, const char *path)
+static int lock_mappings(realm_model *m)
 {
-    void *base;
-    size_t size;
-    realm__gguf_mapping(m->gguf, &base, &size);
-    if (base == NULL) /* an empty file maps nothing */
-        return REALM_OK;
-    if (mlock(base, size) == 0) {
-        m->locked = base;
-        m->locked_size = size;
-        return REALM_OK;
+    uint64_t total = 0;
+    for (int32_t p = 0; p < m->n_parts; p++) {
+        void *base;
+        size_t size;
+        realm__gguf_mapping(m->parts[p], &base, &size);
+        total += size;
     }
+    void *base = NULL;
+    size_t size = 0;
+    for (; m->n_locked < m->n_parts; m->n_locked++) {
+        realm__gguf_mapping(m->parts[m->n_locked], &base, &size);
+        if (base != NULL && mlock(base, size) != 0) /* an empty file maps nothing */
+            break;
+    }
+    if (m->n_locked == m->n_parts)
+        return REALM_OK;
     const int e = errno;
-    char want[32], limit[64];
+    char want[32], all[32], what[128], limit[64];
+    format_bytes(size, want, sizeof want);
+    if (m->n_parts > 1)
+        snprintf(what, sizeof what, "part %d of %d, %s, %zu bytes, of %s in all",
+                 (int)m->n_locked + 1, (int)m->n_parts, want, size,
+                 format_bytes(total, all, sizeof all));
+    else
+        snprintf(what, sizeof what, "%s, %zu bytes", want, size);
     struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
     const bool known = getrlimit(RLIMIT_MEMLOCK, &rl) == 0;
     if (!known)
@@ -327,13 +343,125 @@ static int lock_mapping(realm_model *m, const char *path)
     /* With no limit, only RAM can be short. */
     const bool by_limit = !known || rl.rlim_cur != RLIM_INFINITY;
     return realm__error(REALM_ERR_NOMEM,
-                        "%s: cannot lock the model in memory (mlock of %s, %zu bytes: %s); the "
+                        "%s: cannot lock the model in memory (mlock of %s: %s); the "
                         "locked-memory limit RLIMIT_MEMLOCK is %s: %s",
-                        path, format_bytes(size, want, sizeof want), size, strerror(e), limit,
+                        m->part_paths[m->n_locked], what, strerror(e), limit,
                         by_limit ? "raise it (`ulimit -l`, memlock in limits.conf, LimitMEMLOCK= "
                                    "under systemd) or run with CAP_IPC_LOCK"
                                  : "the machine lacks the free memory; free some or load "
                                    "without mlock");
+}
+
+/* Open part i of the split model whose part `self` is at path into m. */
+static int open_part(realm_model *m, const char *path, int32_t i, const realm_gguf_split *self)
+{
+    const size_t len = strlen(path);
+    if ((m->part_paths[i] = malloc(len + 1)) == NULL)
+        return realm__error(REALM_ERR_NOMEM, "out of memory loading a model");
+    const char *pp = m->part_paths[i];
+    int rc = realm_gguf_split_path(path, i, m->part_paths[i], len + 1);
+    if (rc < 0)
+        return rc;
+    struct stat st;
+    if (stat(pp, &st) != 0 && errno == ENOENT)
+        return realm__error(REALM_ERR_IO, "%s: part %d of %d of the split model, '%s', is missing",
+                            path, (int)i + 1, (int)self->count, pp);
+    char msg[400];
+    if ((rc = realm_gguf_open(pp, &m->parts[i])) < 0) {
+        snprintf(msg, sizeof msg, "%s", realm_last_error());
+        return realm__error(rc, "%s: part %d of %d of the split model: %s", path, (int)i + 1,
+                            (int)self->count, msg);
+    }
+    realm_gguf_split s;
+    if ((rc = realm_gguf_split_info(m->parts[i], &s)) < 0) {
+        snprintf(msg, sizeof msg, "%s", realm_last_error());
+        return realm__error(rc, "%s: part %d of %d of the split model, '%s': %s", path, (int)i + 1,
+                            (int)self->count, pp, msg);
+    }
+    if (s.count != self->count)
+        return realm__error(REALM_ERR_FORMAT,
+                            "%s: part %d of %d of the split model, '%s', has split.count %d; "
+                            "every part must say %d",
+                            path, (int)i + 1, (int)self->count, pp, (int)s.count, (int)self->count);
+    if (s.no != i)
+        return realm__error(REALM_ERR_FORMAT,
+                            "%s: '%s' has split.no %d, which makes it part %d, not part %d as "
+                            "its name says",
+                            path, pp, (int)s.no, (int)s.no + 1, (int)i + 1);
+    if (s.n_tensors >= 0 && self->n_tensors >= 0 && s.n_tensors != self->n_tensors)
+        return realm__error(REALM_ERR_FORMAT,
+                            "%s: part %d of %d of the split model, '%s', has "
+                            "split.tensors.count %lld, but '%s' has %lld",
+                            path, (int)i + 1, (int)self->count, pp, (long long)s.n_tensors, path,
+                            (long long)self->n_tensors);
+    return REALM_OK;
+}
+
+/*
+ * Open the file at path into m->parts and, when its split.count says it is
+ * one part of a split model, every other part, named like it in the same
+ * directory (realm_gguf_split_path). The parts must agree (realm/model.h):
+ * each failure is an error whose message starts with path and names the
+ * part at fault.
+ */
+static int open_parts(realm_model *m, const char *path)
+{
+    realm_gguf *g;
+    int rc = realm_gguf_open(path, &g);
+    if (rc < 0)
+        return rc;
+    realm_gguf_split self;
+    if ((rc = realm_gguf_split_info(g, &self)) < 0) {
+        realm_gguf_close(g);
+        return rc;
+    }
+    m->parts = calloc((size_t)self.count, sizeof *m->parts);
+    m->part_paths = calloc((size_t)self.count, sizeof *m->part_paths);
+    if (m->parts == NULL || m->part_paths == NULL) {
+        realm_gguf_close(g);
+        return realm__error(REALM_ERR_NOMEM, "out of memory loading a model");
+    }
+    m->n_parts = self.count;
+    m->parts[self.no] = g;
+    if ((m->part_paths[self.no] = strdup(path)) == NULL)
+        return realm__error(REALM_ERR_NOMEM, "out of memory loading a model");
+    if (self.count == 1)
+        return REALM_OK;
+
+    int32_t name_no, name_count;
+    if (realm_gguf_split_parse_path(path, &name_no, &name_count) < 0 || name_no != self.no ||
+        name_count != self.count)
+        return realm__error(REALM_ERR_FORMAT,
+                            "%s: split.no %d and split.count %d make this part %d of %d of a "
+                            "split model, but its name does not end in -%05d-of-%05d.gguf, so "
+                            "the other parts cannot be found",
+                            path, (int)self.no, (int)self.count, (int)self.no + 1, (int)self.count,
+                            (int)self.no + 1, (int)self.count);
+    for (int32_t i = 0; i < self.count; i++)
+        if (i != self.no && (rc = open_part(m, path, i, &self)) < 0)
+            return rc;
+
+    /* Each tensor in one part only, and all of them there. */
+    int64_t total = 0;
+    for (int32_t i = 0; i < m->n_parts; i++) {
+        for (int64_t t = 0; t < realm_gguf_n_tensors(m->parts[i]); t++) {
+            const char *name = realm_gguf_tensor_at(m->parts[i], t)->name;
+            for (int32_t j = 0; j < i; j++)
+                if (realm_gguf_find_tensor(m->parts[j], name) != NULL)
+                    return realm__error(REALM_ERR_FORMAT,
+                                        "%s: tensor '%s' is in both part %d ('%s') and part %d "
+                                        "('%s') of the split model",
+                                        path, name, (int)j + 1, m->part_paths[j], (int)i + 1,
+                                        m->part_paths[i]);
+        }
+        total += realm_gguf_n_tensors(m->parts[i]);
+    }
+    if (self.n_tensors >= 0 && total != self.n_tensors)
+        return realm__error(REALM_ERR_FORMAT,
+                            "%s: the %d parts of the split model hold %lld tensors, but "
+                            "split.tensors.count says %lld",
+                            path, (int)self.count, (long long)total, (long long)self.n_tensors);
+    return REALM_OK;
 }
 
 int realm_model_load(const char *path, const realm_model_params *params, realm_model **out)
@@ -342,13 +470,16 @@ int realm_model_load(const char *path, const realm_model_params *params, realm_m
     realm_model *m = calloc(1, sizeof *m);
     if (m == NULL)
         return realm__error(REALM_ERR_NOMEM, "out of memory loading a model");
-    int rc = realm_gguf_open(path, &m->gguf);
+    const char *err_path = path; /* the file a message without one names */
+    int rc = open_parts(m, path);
     if (rc < 0)
         goto fail;
+    err_path = m->part_paths[0];
     char arch[72];
-    if ((rc = read_hparams(m->gguf, &m->hp, arch, sizeof arch)) < 0)
+    if ((rc = read_hparams(m->parts[0], &m->hp, arch, sizeof arch)) < 0)
         goto fail;
-    const realm_gguf_tensor *te = realm_gguf_find_tensor(m->gguf, "token_embd.weight");
+    err_path = path;
+    const realm_gguf_tensor *te = realm_model_find_tensor(m, "token_embd.weight");
     if (te == NULL) {
         rc = realm__error(REALM_ERR_FORMAT, "tensor 'token_embd.weight' is missing");
         goto fail;
@@ -363,27 +494,30 @@ int realm_model_load(const char *path, const realm_model_params *params, realm_m
         rc = realm__error(REALM_ERR_NOMEM, "out of memory loading a model");
         goto fail;
     }
-    for (int64_t i = 0; i < realm_gguf_n_tensors(m->gguf); i++) {
-        const realm_gguf_tensor *t = realm_gguf_tensor_at(m->gguf, i);
-        if ((rc = bind_tensor(m, t, arch)) < 0)
-            goto fail;
-        m->weight_bytes += t->nbytes;
-    }
+    for (int32_t p = 0; p < m->n_parts; p++)
+        for (int64_t i = 0; i < realm_gguf_n_tensors(m->parts[p]); i++) {
+            const realm_gguf_tensor *t = realm_gguf_tensor_at(m->parts[p], i);
+            if ((rc = bind_tensor(m, t, arch)) < 0) {
+                err_path = m->part_paths[p];
+                goto fail;
+            }
+            m->weight_bytes += t->nbytes;
+        }
     if ((rc = check_complete(m)) < 0)
         goto fail;
     m->hp.tied_output = m->output.data == NULL;
     if (m->hp.tied_output)
         m->output = m->tok_embd;
     m->hp.has_rope_freqs = m->rope_freqs != NULL;
-    if (params != NULL && params->mlock && (rc = lock_mapping(m, path)) < 0)
+    if (params != NULL && params->mlock && (rc = lock_mappings(m)) < 0)
         goto fail;
     *out = m;
     return REALM_OK;
 fail:
-    if (rc != REALM_ERR_NOMEM && strncmp(realm_last_error(), path, strlen(path)) != 0) {
+    if (rc != REALM_ERR_NOMEM && strncmp(realm_last_error(), err_path, strlen(err_path)) != 0) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", realm_last_error());
-        realm__error(rc, "%s: %s", path, msg);
+        realm__error(rc, "%s: %s", err_path, msg);
     }
     realm_model_free(m);
     return rc;
@@ -393,10 +527,20 @@ void realm_model_free(realm_model *m)
 {
     if (m == NULL)
         return;
-    if (m->locked != NULL)
-        munlock(m->locked, m->locked_size);
+    for (int32_t p = 0; p < m->n_locked; p++) {
+        void *base;
+        size_t size;
+        realm__gguf_mapping(m->parts[p], &base, &size);
+        if (base != NULL)
+            munlock(base, size);
+    }
     free(m->layers);
-    realm_gguf_close(m->gguf);
+    for (int32_t p = 0; p < m->n_parts; p++) {
+        realm_gguf_close(m->parts[p]);
+        free(m->part_paths[p]);
+    }
+    free(m->parts);
+    free(m->part_paths);
     free(m);
 }
 
@@ -406,7 +550,24 @@ const realm_hparams *realm_model_hparams(const realm_model *m)
 }
 const realm_gguf *realm_model_gguf(const realm_model *m)
 {
-    return m->gguf;
+    return m->parts[0];
+}
+int32_t realm_model_n_parts(const realm_model *m)
+{
+    return m->n_parts;
+}
+const realm_gguf *realm_model_part(const realm_model *m, int32_t i)
+{
+    return i >= 0 && i < m->n_parts ? m->parts[i] : NULL;
+}
+const realm_gguf_tensor *realm_model_find_tensor(const realm_model *m, const char *name)
+{
+    for (int32_t p = 0; p < m->n_parts; p++) {
+        const realm_gguf_tensor *t = realm_gguf_find_tensor(m->parts[p], name);
+        if (t != NULL)
+            return t;
+    }
+    return NULL;
 }
 uint64_t realm_model_weight_bytes(const realm_model *m)
 {

@@ -24,7 +24,10 @@ typedef struct layer {
 } layer;
 
 struct realm_model {
-    realm_gguf *gguf;
+    realm_gguf **parts; /* n_parts files in split.no order; parts[0] has the metadata */
+    char **part_paths;  /* their paths, for messages */
+    int32_t n_parts;
+    int32_t n_locked; /* parts [0, n_locked) are mlock()ed (params->mlock) */
     realm_hparams hp;
     weight tok_embd;
     const float *output_norm;
@@ -32,8 +35,6 @@ struct realm_model {
     const float *rope_freqs; /* n_rot / 2 factors, or NULL */
     layer *layers;
     uint64_t weight_bytes;
-    void *locked; /* the mapping mlock()ed by params->mlock, else NULL */
-    size_t locked_size;
 };
 
 /* Sequence bookkeeping of the paged cache. */

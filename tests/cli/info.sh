@@ -37,6 +37,34 @@ PY
 
 run "$REALM_BIN" info "$TD/quant/tiny-q4_k_m.gguf"; expect_rc q4k 0; expect_contains q4k "$OUT" "Q4_K"
 
+# A model split as gguf-split does (split.no u16, split.count u16,
+# split.tensors.count i32; one F32 tensor per part): which part, and the parts.
+python3 - "$TMP" <<'PY'
+import struct, sys
+def gstr(b): return struct.pack('<Q', len(b)) + b
+def part(path, no, meta):
+    kv = meta + [(b'split.no', 2, struct.pack('<H', no)), (b'split.count', 2, struct.pack('<H', 2)),
+                 (b'split.tensors.count', 5, struct.pack('<i', 2))]
+    out = b'GGUF' + struct.pack('<IQQ', 3, 1, len(kv))
+    out += b''.join(gstr(k) + struct.pack('<I', t) + v for k, t, v in kv)
+    out += gstr(b'w%d' % no) + struct.pack('<IQIQ', 1, 8, 0, 0)  # [8], F32, offset 0
+    out += bytes(-len(out) % 32) + struct.pack('<8f', *range(8))
+    open(path, 'wb').write(out)
+part(sys.argv[1] + '/m-00001-of-00002.gguf', 0, [(b'general.architecture', 8, gstr(b'llama'))])
+part(sys.argv[1] + '/m-00002-of-00002.gguf', 1, [])
+PY
+run "$REALM_BIN" info "$TMP/m-00001-of-00002.gguf"; expect_rc split 0
+expect_contains split "$OUT" "split:    part 1 of 2 of a split model, 2 tensors in all"
+run "$REALM_BIN" info --full "$TMP/m-00002-of-00002.gguf"; expect_rc split_full 0
+expect_contains split_full "$OUT" "part 2 of 2"
+expect_contains split_full "$OUT" "part 1: $TMP/m-00001-of-00002.gguf ("
+expect_contains split_full "$OUT" "part 2: $TMP/m-00002-of-00002.gguf ("
+run "$REALM_BIN" info --json "$TMP/m-00002-of-00002.gguf"; expect_rc split_json 0
+expect_contains split_json "$OUT" '"count": 2'
+rm "$TMP/m-00002-of-00002.gguf"
+run "$REALM_BIN" info --full "$TMP/m-00001-of-00002.gguf"; expect_rc split_missing 0
+expect_contains split_missing "$OUT" "part 2: $TMP/m-00002-of-00002.gguf (cannot open"
+
 # Bad inputs: a clear error, never a crash.
 head -c 1000 "$M" > "$TMP/trunc.gguf"
 run "$REALM_BIN" info "$TMP/trunc.gguf"; expect_rc truncated 1
