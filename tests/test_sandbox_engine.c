@@ -647,6 +647,51 @@ static void test_gen_tokens(void)
     realm_module_free(m);
 }
 
+/* eval sessions run in the engine's pool under the tenant's limits: 100
+ * tokens need 4 blocks of 32, over a limit of 2 */
+static void test_eval_tenant_limits(void)
+{
+    const char *wat = "(module\n"
+                      " (import \"realm\" \"model_open\" (func $mo (param i32 i32) (result i32)))\n"
+                      " (import \"realm\" \"eval\" (func $ev (param i32 i32 i32) (result i32)))\n"
+                      " (memory (export \"memory\") 1)\n"
+                      " (data (i32.const 16) \"tiny\")\n"
+                      " (func (export \"handle\") (result i32)\n"
+                      "  (call $ev (call $mo (i32.const 16) (i32.const 4)) (i32.const 1024)"
+                      " (i32.const 100))))\n";
+    char in_path[400], out_path[400], cmd[1000];
+    snprintf(in_path, sizeof in_path, "%s/evallimit.wat", work);
+    snprintf(out_path, sizeof out_path, "%s/evallimit.wasm", work);
+    FILE *f = fopen(in_path, "w");
+    if (f) {
+        fputs(wat, f);
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd, "wat2wasm '%s' -o '%s'", in_path, out_path);
+    CHECK_EQ_INT(system(cmd), 0);
+    realm_module *m = NULL;
+    CHECK_RC(realm_module_load(sb, out_path, &m), REALM_OK);
+    CHECK_RC(realm_engine_set_tenant(engine, 77, &(realm_tenant_limits){.max_kv_blocks = 2}),
+             REALM_OK);
+    for (uint32_t tenant = 77; m && tenant <= 78; tenant++) {
+        realm_tenant_policy pol;
+        realm_tenant_policy_init(&pol);
+        pol.tenant = tenant;
+        realm_instance *in = NULL;
+        CHECK_RC(realm_instance_new(m, &pol, &in), REALM_OK);
+        realm_request_io io = {0};
+        int32_t ret = 0;
+        if (in)
+            CHECK_RC(realm_instance_handle(in, &io, &ret), REALM_OK);
+        if (tenant == 77)
+            CHECK_MSG(ret == REALM_ERR_RANGE, "tenant 77 (2 blocks): eval gave %d", ret);
+        else
+            CHECK_MSG(ret == 1024, "tenant 78: eval gave %d", ret);
+        realm_instance_free(in);
+    }
+    realm_module_free(m);
+}
+
 int main(void)
 {
     test_begin("sandbox_engine", 300);
@@ -675,6 +720,7 @@ int main(void)
     test_tensor_read();
     test_generation_limit();
     test_handles_and_sessions();
+    test_eval_tenant_limits();
     test_gen_tokens();
     realm_sandbox_free(sb);
     realm_engine_free(engine);

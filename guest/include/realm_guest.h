@@ -123,9 +123,10 @@ RG_IMPORT(gen_tokens) int32_t rg_gen_tokens(int32_t gen, char *buf, uint32_t cap
 /* ---- low level: sessions, logits, weights ---------------------------------- */
 
 /* Run n tokens (1..4096) through the model. With a model handle: a new
- * session (its own KV cache, up to 2048 tokens or the model's context); with
- * a session handle (>= 1024): continue it. Returns the session handle.
- * Sessions count against the tenant's max_generations. */
+ * session; with a session handle (>= 1024): continue it (up to the model's
+ * context). It runs in the engine's KV pool under the tenant's limits
+ * (RG_ERR_RANGE over them). Returns the session handle. Sessions count
+ * against the tenant's max_generations. */
 RG_IMPORT(eval) int32_t rg_eval(int32_t model, const int32_t *ids, uint32_t n);
 /* The logits (n_vocab floats) of the session's last evaluated token; cap in
  * floats. Returns n_vocab. */

@@ -256,7 +256,15 @@ typedef struct realm_gen_request {
     uint32_t tenant;
     const realm_gen_options *options; /* NULL: defaults */
     const realm_gen_sink *sink;       /* NULL: pull with realm_gen_next */
+    float *logits; /* not NULL: a logits-only request: compute the prompt, write its last
+                      token's logits (n_vocab floats) here, generate nothing (finish
+                      reason stop, no pieces). Its whole blocks stay in the prefix cache,
+                      so a longer prompt starting with it computes only the rest (the
+                      host ABI's eval sessions). The buffer must live until the end. */
 } realm_gen_request;
+
+/* The longest sequence a request may have (prompt and output). */
+int32_t realm_engine_n_ctx_seq(const realm_engine *e);
 
 /* Queue a request. On success *out is a new handle; on failure NULL. */
 int realm_engine_submit(realm_engine *e, const realm_gen_request *r, realm_gen **out);

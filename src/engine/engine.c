@@ -104,8 +104,8 @@ uint64_t realm_engine_bytes(const realm_model *m, const realm_engine_params *par
     realm_engine_params p;
     if (normalise_params(m, params, &p) < 0)
         return 0;
-    const uint64_t kv = realm_kv_cache_bytes(
-        m, &(realm_kv_params){.n_ctx = p.n_ctx, .block_size = p.block_size});
+    const uint64_t kv =
+        realm_kv_cache_bytes(m, &(realm_kv_params){.n_ctx = p.n_ctx, .block_size = p.block_size});
     const uint64_t ctx = realm_ctx_bytes(
         m, &(realm_ctx_params){.n_batch = p.n_batch, .n_threads = p.n_threads, .pool = p.pool});
     /* logits of a step and the sampler's scratch, per running sequence */
@@ -252,6 +252,11 @@ void realm_engine_free(realm_engine *e)
     pthread_cond_destroy(&e->work);
     pthread_mutex_destroy(&e->mu);
     free(e);
+}
+
+int32_t realm_engine_n_ctx_seq(const realm_engine *e)
+{
+    return e->p.n_ctx_seq;
 }
 
 const realm_tokenizer *realm_engine_tokenizer(const realm_engine *e)
@@ -429,8 +434,9 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
     g->logit_row = -1;
     g->tenant = r->tenant;
     g->priority = o.priority;
-    g->max_tokens = o.max_tokens;
-    g->unlimited = o.max_tokens == 0;
+    g->max_tokens = r->logits ? 1 : o.max_tokens;
+    g->unlimited = !r->logits && o.max_tokens == 0;
+    g->logits_out = r->logits;
     g->ignore_eos = o.ignore_eos;
     g->no_prefix_cache = o.no_prefix_cache;
     if (r->sink) {

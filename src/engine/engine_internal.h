@@ -60,6 +60,7 @@ struct realm_gen {
     int32_t n_gen;
     realm_token next_tok;  /* sampled, to be fed next step */
     int32_t logit_row;     /* row of this step's logits, -1 if none */
+    float *logits_out;     /* a logits-only request's output (realm_gen_request.logits) */
     int32_t n_sched;       /* entries of this step */
     bool prompt_done;      /* tokens[0..n_fill) are in the KV sequence */
     bool resumed;          /* preempted after sampling: next_tok is waiting to be fed */

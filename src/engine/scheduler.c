@@ -470,6 +470,12 @@ static void set_fin(realm_gen *g, realm_finish f, int err, const char *msg)
 static void sample_one(realm_engine *e, realm_gen *g, uint64_t step)
 {
     const float *row = e->logits + (size_t)g->logit_row * (size_t)e->n_vocab;
+    if (g->logits_out) { /* logits only: hand them over, generate nothing */
+        memcpy(g->logits_out, row, (size_t)e->n_vocab * sizeof *row);
+        g->res.step_first_token = step;
+        set_fin(g, REALM_FINISH_STOP, 0, NULL);
+        return;
+    }
     const realm_token tok = realm_sampler_sample(g->smp, row);
     realm_sampler_accept(g->smp, tok);
     if (g->t_first == 0) {

@@ -1,6 +1,6 @@
 /*
- * Low-level host functions: eval (a session with its own KV cache) and
- * logits (docs/host-abi.md).
+ * Low-level host functions: eval (sessions evaluated through the engine, in
+ * its KV pool and under the tenant's limits) and logits (docs/host-abi.md).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,43 +11,59 @@
 static session *session_get(realm_instance *in, uint32_t h)
 {
     return h >= SESSION_BASE && h < SESSION_BASE + MAX_SESSIONS &&
-                   in->sessions[h - SESSION_BASE].ctx
+                   in->sessions[h - SESSION_BASE].engine
                ? &in->sessions[h - SESSION_BASE]
                : NULL;
 }
 
 static void session_close(session *se)
 {
-    realm_ctx_free(se->ctx);
-    realm_kv_cache_free(se->kv);
+    free(se->tokens);
     free(se->logits);
     memset(se, 0, sizeof *se);
 }
 
-/* A session on model ms: KV cache for up to SESSION_CTX tokens, one thread. */
-static int session_open(session *se, model_slot *ms)
+/*
+ * Run se's tokens as one logits-only request of the tenant and wait for it
+ * within the call's deadline (a trap when it passes: the request is freed,
+ * so cancelled, at the end of the request). 0, or a negative code with the
+ * guest's error set.
+ */
+static int session_run(realm_instance *in, session *se)
 {
-    const realm_hparams *hp = realm_model_hparams(ms->model);
-    memset(se, 0, sizeof *se);
-    se->n_ctx =
-        hp->n_ctx_train > 0 && hp->n_ctx_train < SESSION_CTX ? hp->n_ctx_train : SESSION_CTX;
-    se->n_vocab = hp->n_vocab;
-    int rc = realm_kv_cache_new(ms->model, &(realm_kv_params){.n_ctx = se->n_ctx}, &se->kv);
-    if (rc == 0)
-        rc = realm_ctx_new(ms->model, se->kv,
-                           &(realm_ctx_params){.n_batch = SESSION_BATCH, .n_threads = 1}, &se->ctx);
-    if (rc == 0)
-        rc = realm_kv_seq_new(se->kv, &se->seq);
-    if (rc == 0 && !(se->logits = malloc((size_t)se->n_vocab * sizeof(float))))
-        rc = realm__error(REALM_ERR_NOMEM, "out of memory");
-    return rc;
+    realm_gen_options o;
+    realm_gen_options_init(&o);
+    realm_gen *g = NULL;
+    int rc = realm_engine_submit(se->engine,
+                                 &(realm_gen_request){.prompt = se->tokens,
+                                                      .n_prompt = se->n,
+                                                      .tenant = in->pol.tenant,
+                                                      .options = &o,
+                                                      .logits = se->logits},
+                                 &g);
+    if (rc < 0)
+        return realm__host_fail(in, rc, "eval: %s", realm_last_error());
+    in->eval_gen = g; /* freed (and so cancelled) if the guest traps while waiting */
+    realm_gen_piece piece;
+    while ((rc = realm_gen_next(g, &piece, 100)) == REALM_ERR_TIMEOUT || rc > 0)
+        if (realm__host_remaining_ms(in) == 0)
+            realm__rt_trap_msg(REALM__TRAP_HOST, "deadline of %u ms exceeded in realm.eval",
+                               in->call.deadline_ms);
+    realm_gen_result res;
+    realm_gen_result_get(g, &res);
+    in->eval_gen = NULL;
+    realm_gen_free(g);
+    if (res.finish != REALM_FINISH_STOP)
+        return realm__host_fail(in, res.error < 0 ? res.error : REALM_ERR_IO, "eval: %s",
+                                res.message[0] ? res.message : realm_finish_name(res.finish));
+    return 0;
 }
 
-/* ---- low level: sessions with their own KV cache, logits, weights -------- */
+/* ---- low level: sessions, logits, weights ---------------------------------- */
 
 /* eval(h, ids, n): h is a model handle (a new session) or a session handle
- * (continue it). Runs the tokens through the model in the session's private
- * KV cache, keeping the logits of the last one. Returns the session handle. */
+ * (continue it). Runs the tokens through the model after what the session
+ * holds, keeping the logits of the last one. Returns the session handle. */
 uint32_t realm__host_eval(void *c, uint32_t h, uint32_t ids, uint32_t n)
 {
     HOST_BEGIN(c);
@@ -59,55 +75,56 @@ uint32_t realm__host_eval(void *c, uint32_t h, uint32_t ids, uint32_t n)
             realm__host_fail(in, REALM_ERR_INVAL, "eval: %u is neither a model nor a session", h));
     if (n == 0 || n > 4096)
         HOST_RETURN(realm__host_fail(in, REALM_ERR_RANGE, "eval: %u tokens (1..4096 per call)", n));
-    int rc = 0;
-    if (!se) {
+    const bool opened = se == NULL;
+    if (opened) {
         int slot = -1;
         for (int i = 0; i < MAX_SESSIONS && slot < 0; i++)
-            if (!in->sessions[i].ctx)
+            if (!in->sessions[i].engine)
                 slot = i;
         if (slot < 0 || in->n_gens_open >= in->pol.max_generations)
             HOST_RETURN(realm__host_fail(in, REALM_ERR_DENIED,
                                          "eval: at most %d generations and sessions at once",
                                          in->pol.max_generations));
         se = &in->sessions[slot];
-        rc = session_open(se, ms);
-        if (rc < 0) {
+        *se = (session){.engine = ms->engine,
+                        .n_ctx = realm_engine_n_ctx_seq(ms->engine),
+                        .n_vocab = realm_model_hparams(ms->model)->n_vocab};
+        se->logits = malloc((size_t)se->n_vocab * sizeof(float));
+        if (!se->logits) {
             session_close(se);
-            HOST_RETURN(realm__host_fail(in, rc, "eval: %s", realm_last_error()));
+            HOST_RETURN(realm__host_fail(in, REALM_ERR_NOMEM, "eval: out of memory"));
         }
         in->n_gens_open++;
         h = (uint32_t)(SESSION_BASE + slot);
     }
-    int32_t len = realm_kv_seq_len(se->kv, se->seq);
-    if (len + (int64_t)n > se->n_ctx) {
+    int rc = 0;
+    if (se->n + (int64_t)n > se->n_ctx)
         rc = realm__host_fail(in, REALM_ERR_RANGE, "eval: session would hold %lld tokens, limit %d",
-                              (long long)len + n, se->n_ctx);
-        if (ms) { /* the session was opened by this call: it must not stay open */
-            session_close(se);
-            in->n_gens_open--;
-        }
-        HOST_RETURN(rc);
+                              (long long)se->n + n, se->n_ctx);
+    if (rc == 0 && se->n + (int32_t)n > se->cap) {
+        int32_t cap = se->cap ? se->cap : 256;
+        while (cap < se->n + (int32_t)n)
+            cap *= 2;
+        realm_token *t = realloc(se->tokens, (size_t)cap * sizeof *t);
+        if (!t)
+            rc = realm__host_fail(in, REALM_ERR_NOMEM, "eval: out of memory");
+        else
+            se->tokens = t, se->cap = cap;
     }
-    int32_t *tok = malloc((size_t)n * 3 * sizeof *tok);
-    if (!tok)
-        HOST_RETURN(realm__host_fail(in, REALM_ERR_NOMEM, "eval: out of memory"));
-    int32_t *pos = tok + n, *seq = pos + n;
-    memcpy(tok, src, (size_t)n * 4);
-    for (uint32_t i = 0; i < n; i++) {
-        pos[i] = len + (int32_t)i;
-        seq[i] = se->seq;
+    if (rc == 0) {
+        memcpy(se->tokens + se->n, src, (size_t)n * 4); /* guest memory is unaligned */
+        se->n += (int32_t)n;
+        rc = session_run(in, se);
+        if (rc < 0)
+            se->n -= (int32_t)n; /* the session stays as it was */
+        else
+            se->has_logits = 1;
     }
-    for (uint32_t off = 0; off < n && rc == 0; off += SESSION_BATCH) {
-        int32_t k = (int32_t)(n - off < SESSION_BATCH ? n - off : SESSION_BATCH);
-        rc = realm_forward(
-            se->ctx, &(realm_batch){.n = k, .token = tok + off, .pos = pos + off, .seq = seq + off},
-            se->logits);
+    if (rc < 0 && opened) { /* opened by this call: it must not stay open */
+        session_close(se);
+        in->n_gens_open--;
     }
-    free(tok);
-    if (rc < 0)
-        HOST_RETURN(realm__host_fail(in, rc, "eval: %s", realm_last_error()));
-    se->has_logits = 1;
-    HOST_RETURN(h);
+    HOST_RETURN(rc < 0 ? rc : (int)h);
 }
 
 /* logits(session, out, cap): the last evaluated token's logits, n_vocab f32
@@ -127,6 +144,8 @@ uint32_t realm__host_logits(void *c, uint32_t h, uint32_t out, uint32_t cap)
 }
 void realm__host_sessions_close(realm_instance *in)
 {
+    realm_gen_free(in->eval_gen); /* an eval the guest trapped in */
+    in->eval_gen = NULL;
     for (int i = 0; i < MAX_SESSIONS; i++)
         session_close(&in->sessions[i]);
 }

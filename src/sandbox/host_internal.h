@@ -99,12 +99,10 @@ uint32_t realm__host_tensor_read(void *c, uint32_t h, uint32_t name, uint32_t na
 
 /* ---- the state of an instance -------------------------------------------- */
 
-#define MAX_MODELS    16
-#define MAX_GENS      64
-#define MAX_SESSIONS  8
-#define SESSION_BASE  1024 /* session handles: SESSION_BASE + slot */
-#define SESSION_CTX   2048 /* most tokens in one session */
-#define SESSION_BATCH 64   /* tokens per forward call */
+#define MAX_MODELS   16
+#define MAX_GENS     64
+#define MAX_SESSIONS 8
+#define SESSION_BASE 1024 /* session handles: SESSION_BASE + slot */
 
 /* One sampled token of a generation, for gen_tokens. */
 typedef struct tok_info {
@@ -140,10 +138,14 @@ typedef struct model_slot {
 } model_slot;
 
 /* A low-level session (realm.eval): a private KV cache and compute context. */
+/* A low-level session (realm.eval): the tokens evaluated so far on a model.
+ * Each eval is a logits-only engine request for all of them, in the
+ * engine's KV pool under the tenant's limits; the prefix cache holds the
+ * session's blocks between calls, so only the new tail is computed. */
 typedef struct session {
-    realm_kv_cache *kv;
-    realm_ctx *ctx;
-    int32_t seq, n_ctx, n_vocab;
+    realm_engine *engine; /* NULL: the slot is free */
+    realm_token *tokens;
+    int32_t n, cap, n_ctx, n_vocab;
     float *logits; /* n_vocab, of the last evaluated token */
     int has_logits;
 } session;
@@ -166,6 +168,7 @@ struct realm_instance {
     int n_models;
     gen_slot gens[MAX_GENS];
     session sessions[MAX_SESSIONS];
+    realm_gen *eval_gen; /* the eval request being waited for, if any */
     int n_gens_open;
     uint32_t result; /* handle's return value */
 };
