@@ -21,6 +21,20 @@ extern const cli_command cli_cmd_chat_template;
 extern const cli_command cli_cmd_tokenize;
 extern const cli_command cli_cmd_module;
 
+/* realm pull, and the models directory it fills (models_dir.c): a pulled model
+ * is DIR/NAME.gguf with its manifest DIR/NAME.json. */
+extern const cli_command cli_cmd_pull;
+#define CLI_MODEL_NAME_MAX 128
+/* The models directory into buf: opt (a --models-dir value) if not NULL, else
+ * $REALM_MODELS_DIR, else $XDG_CACHE_HOME/realm/models, else
+ * ~/.cache/realm/models. False, with a message for cmd, if there is none. */
+bool cli_models_dir(const char *cmd, const char *opt, char *buf, int cap);
+/* Create dir and its missing parents with mode 0700; false with a message. */
+bool cli_models_dir_create(const char *cmd, const char *dir);
+/* NULL if name is a valid model name ([A-Za-z0-9._-], not starting with '.',
+ * 1..CLI_MODEL_NAME_MAX bytes), else what is wrong with it. */
+const char *cli_model_name_problem(const char *name);
+
 /* Print "realm CMD: message" to stderr; returns the exit status 1. */
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* True if arg is -h or --help. */

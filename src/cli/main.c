@@ -14,6 +14,7 @@
 static const cli_command *const commands[] = {
     &cli_cmd_run,           &cli_cmd_bench,         &cli_cmd_info,     &cli_cmd_quantize,
     &cli_cmd_bench_kernels, &cli_cmd_chat_template, &cli_cmd_tokenize, &cli_cmd_module,
+    &cli_cmd_pull, // one per line from here: the table stays clang-format stable
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
