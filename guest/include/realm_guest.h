@@ -79,6 +79,14 @@ RG_IMPORT(last_error) int32_t rg_last_error(char *buf, uint32_t cap);
  * "param" field of OpenAI's errors ("temperature", "messages[1].content",
  * "stop"); length 0 when the failure was not about one option (buffer rule). */
 RG_IMPORT(last_error_param) int32_t rg_last_error_param(char *buf, uint32_t cap);
+/* The request as JSON (buffer rule): {"method","path","query","transport",
+ * "tenant","request_id","created","remote","headers":{lower-case names}}; the
+ * server gives these (realm module run gives what it knows). */
+RG_IMPORT(request_info) int32_t rg_request_info(char *buf, uint32_t cap);
+/* The response's status and headers, a JSON object of strings
+ * ({"content-type":"text/event-stream"}), before the first rg_emit or
+ * rg_respond (RG_ERR_EXISTS after). Returns 0. */
+RG_IMPORT(set_response) int32_t rg_set_response(int32_t status, const char *headers, uint32_t len);
 
 /* ---- models and tokens ----------------------------------------------------- */
 

@@ -228,6 +228,8 @@ typedef struct realm_gen_piece {
     const realm_token_prob *probs; /* top n_probs, most likely first */
 } realm_gen_piece;
 
+#define REALM_ITL_BUCKETS 19 /* vLLM's inter-token latency buckets */
+
 typedef struct realm_gen_result {
     realm_finish finish;
     int error;                     /* the code behind REALM_FINISH_ERROR */
@@ -239,7 +241,16 @@ typedef struct realm_gen_result {
     double tokens_per_s;           /* generation rate after the first token */
     uint64_t step_submitted;       /* engine step counter at submission ... */
     uint64_t step_first_token;     /* ... and at the step that sampled the first token */
+    double queue_ms;               /* from submission until it first ran (0: never ran) */
+    double e2e_ms;                 /* from submission to its end */
+    /* gaps between consecutive sampled tokens, counted in the buckets of
+     * realm_itl_bounds (the last counts gaps above every bound) */
+    uint32_t itl_counts[REALM_ITL_BUCKETS + 1];
+    double itl_sum_s;
 } realm_gen_result;
+
+/* The upper bounds, in seconds, of the inter-token latency buckets. */
+const double *realm_itl_bounds(void);
 
 /* Push-style output (see the overview): on_piece for each piece, then
  * on_done once with the result; both on the scheduler thread. */

@@ -184,13 +184,30 @@ typedef struct realm_request_io {
      * 1024 bytes with no control character but tab: the embedder tags it
      * with tenant and request and writes it as one line */
     void (*log)(void *ud, int level, const char *line, size_t len);
+    /* the request as realm.request_info gives it: a JSON object (method, path,
+     * query, transport, tenant, request_id, created, headers ...); NULL: "{}" */
+    const char *info;
+    size_t info_len;
+    /* realm.set_response: the status and headers (names and values checked:
+     * tokens, no CR/LF) before the first emit or respond; returns 0, or a
+     * negative error the guest gets (e.g. REALM_ERR_EXISTS: too late) */
+    int (*set_response)(void *ud, int status, const char *const *names, const char *const *values,
+                        int n);
+    /* polled while the guest waits (every 20 ms at most): nonzero once the
+     * client has gone away; the request's generations are then cancelled and
+     * realm_instance_handle returns REALM_ERR_INTERRUPTED */
+    int (*cancelled)(void *ud);
+    /* a generation of the request ended (or was cancelled with it): its
+     * model's name and result, for usage and metrics */
+    void (*on_generation)(void *ud, const char *model, const realm_gen_result *res);
     void *ud;
 } realm_request_io;
 
 /*
  * Run the module's `handle` export for one request. Returns 0 with the
- * guest's return value in *ret (if not NULL), or REALM_ERR_TRAP (message in
- * realm_last_error()). Generations the guest left open are cancelled and
+ * guest's return value in *ret (if not NULL), REALM_ERR_TRAP (message in
+ * realm_last_error()), or REALM_ERR_INTERRUPTED when io->cancelled said the
+ * client went away. Generations the guest left open are cancelled and
  * freed before returning.
  */
 int realm_instance_handle(realm_instance *in, const realm_request_io *io, int32_t *ret);

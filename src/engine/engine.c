@@ -335,6 +335,28 @@ void realm__gen_unref(realm_gen *g)
         gen_destroy(g);
 }
 
+static const double itl_bounds[REALM_ITL_BUCKETS] = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,
+                                                     0.3,  0.4,   0.5,  0.75,  1.0, 2.5,  5.0,
+                                                     7.5,  10.0,  20.0, 40.0,  80.0};
+
+const double *realm_itl_bounds(void)
+{
+    return itl_bounds;
+}
+
+void realm__gen_note_token(realm_gen *g, double now)
+{
+    if (g->t_last > 0) {
+        const double gap = now - g->t_last;
+        int b = 0;
+        while (b < REALM_ITL_BUCKETS && gap > itl_bounds[b])
+            b++;
+        g->res.itl_counts[b]++;
+        g->res.itl_sum_s += gap;
+    }
+    g->t_last = now;
+}
+
 void realm__gen_finish(realm_gen *g, realm_finish f, int err, const char *msg)
 {
     const double now = realm__now();
@@ -349,6 +371,9 @@ void realm__gen_finish(realm_gen *g, realm_finish f, int err, const char *msg)
             g->res.time_to_first_token_ms = (g->t_first - g->t_submit) * 1e3;
         if (g->n_gen > 1 && now > g->t_first)
             g->res.tokens_per_s = (g->n_gen - 1) / (now - g->t_first);
+        if (g->t_admit > 0)
+            g->res.queue_ms = (g->t_admit - g->t_submit) * 1e3;
+        g->res.e2e_ms = (now - g->t_submit) * 1e3;
         g->done = true;
         pthread_cond_broadcast(&g->cv);
     }

@@ -68,6 +68,8 @@ struct realm_gen {
     bool prompt_just_done; /* this step computed the (first) prompt's end */
     bool stalled;          /* no KV room for a fill chunk this step */
     double t_first;
+    double t_admit;   /* first admitted (0: not yet) */
+    double t_last;    /* the last token sampled */
     realm_finish fin; /* decided this step, applied under e->mu */
     int fin_err;
     char fin_msg[200];
@@ -133,6 +135,9 @@ int realm__engine_step(realm_engine *e);
 void realm__gen_finish(realm_gen *g, realm_finish f, int err, const char *msg);
 /* Drop one reference; frees g at zero. Takes g->mu. */
 void realm__gen_unref(realm_gen *g);
+
+/* Count the gap since g's previous sampled token (stepping thread). */
+void realm__gen_note_token(realm_gen *g, double now);
 
 /* Prefix cache (prefix_cache.c); all under e->mu, on the stepping thread. */
 int32_t realm__prefix_lookup(realm_engine *e, uint32_t tenant, const realm_token *t, int32_t n,

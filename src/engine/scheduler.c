@@ -161,6 +161,8 @@ static int start(realm_engine *e, realm_gen *g, int32_t entry, int32_t n_cached,
     g->n_past = n_cached;
     if (!g->resumed)
         g->res.n_cached = n_cached;
+    if (g->t_admit == 0)
+        g->t_admit = realm__now();
     e->stats.prefix_hit_tokens += (uint64_t)n_cached;
     t->n_running++;
     t->vtime += (double)(g->n_fill - n_cached) / t->l.weight;
@@ -478,10 +480,12 @@ static void sample_one(realm_engine *e, realm_gen *g, uint64_t step)
     }
     const realm_token tok = realm_sampler_sample(g->smp, row);
     realm_sampler_accept(g->smp, tok);
+    const double now = realm__now();
     if (g->t_first == 0) {
-        g->t_first = realm__now();
+        g->t_first = now;
         g->res.step_first_token = step;
     }
+    realm__gen_note_token(g, now);
     if ((!g->ignore_eos && realm_tokenizer_is_eog(e->tok, tok)) || is_stop_token(g, tok)) {
         set_fin(g, REALM_FINISH_STOP, 0, NULL);
     } else {

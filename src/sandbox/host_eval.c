@@ -45,10 +45,10 @@ static int session_run(realm_instance *in, session *se)
         return realm__host_fail(in, rc, "eval: %s", realm_last_error());
     in->eval_gen = g; /* freed (and so cancelled) if the guest traps while waiting */
     realm_gen_piece piece;
-    while ((rc = realm_gen_next(g, &piece, 100)) == REALM_ERR_TIMEOUT || rc > 0)
-        if (realm__host_remaining_ms(in) == 0)
-            realm__rt_trap_msg(REALM__TRAP_HOST, "deadline of %u ms exceeded in realm.eval",
-                               in->call.deadline_ms);
+    while ((rc = realm_gen_next(g, &piece, realm__host_wait_slice(in, "eval"))) ==
+               REALM_ERR_TIMEOUT ||
+           rc > 0)
+        ;
     realm_gen_result res;
     realm_gen_result_get(g, &res);
     in->eval_gen = NULL;

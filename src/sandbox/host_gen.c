@@ -14,6 +14,17 @@
 #include "options_internal.h"
 #include "realm/tokenizer.h"
 
+/* Hand an ended generation's result to the embedder (once). */
+static void report(realm_instance *in, gen_slot *s)
+{
+    realm_gen_result res;
+    if (s->reported || realm_gen_result_get(s->g, &res) < 0)
+        return;
+    s->reported = 1;
+    if (in->io && in->io->on_generation)
+        in->io->on_generation(in->io->ud, s->model, &res);
+}
+
 static gen_slot *gen_get(realm_instance *in, uint32_t h)
 {
     return h >= 1 && h <= MAX_GENS && in->gens[h - 1].g ? &in->gens[h - 1] : NULL;
@@ -23,6 +34,11 @@ void realm__host_gens_close(realm_instance *in)
 {
     for (int i = 0; i < MAX_GENS; i++) {
         gen_slot *s = &in->gens[i];
+        if (s->g && !s->reported) { /* cancelled: its work so far is still reported */
+            realm_gen_cancel(s->g);
+            realm_gen_wait(s->g);
+            report(in, s);
+        }
         if (s->g)
             realm_gen_free(s->g);
         free(s->pending);
@@ -97,7 +113,7 @@ uint32_t realm__host_generate(void *c, uint32_t h, uint32_t ptr, uint32_t len)
     if (rc < 0)
         HOST_RETURN(realm__host_fail_param(in, rc, rc == REALM_ERR_RANGE ? prompt_param : "",
                                            "generate: %s", realm_last_error()));
-    in->gens[slot] = (gen_slot){.g = g, .n_top = n_top, .tok = tok};
+    in->gens[slot] = (gen_slot){.g = g, .n_top = n_top, .tok = tok, .model = s->name};
     in->n_gens_open++;
     HOST_RETURN(slot + 1);
 }
@@ -141,11 +157,7 @@ uint32_t realm__host_gen_next(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
     }
     while (!s->done) {
         realm_gen_piece piece;
-        int left = realm__host_remaining_ms(in);
-        if (left == 0)
-            realm__rt_trap_msg(REALM__TRAP_HOST, "deadline of %u ms exceeded in realm.gen_next",
-                               in->call.deadline_ms);
-        int rc = realm_gen_next(s->g, &piece, left < 0 || left > 100 ? 100 : left);
+        int rc = realm_gen_next(s->g, &piece, realm__host_wait_slice(in, "gen_next"));
         if (rc == REALM_ERR_TIMEOUT)
             continue;
         if (rc < 0)
@@ -153,6 +165,7 @@ uint32_t realm__host_gen_next(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
         if (rc == 0) {
             s->done = 1;
             in->n_gens_open--;
+            report(in, s);
             break;
         }
         if (piece.token != REALM_TOKEN_NULL && tok_push(&s->acc, &piece) < 0)
@@ -270,9 +283,7 @@ uint32_t realm__host_gen_result(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
     realm_gen_result res;
     /* Waits for the end (a cancelled request ends at the engine's next step). */
     while (realm_gen_result_get(s->g, &res) < 0) {
-        if (realm__host_remaining_ms(in) == 0)
-            realm__rt_trap_msg(REALM__TRAP_HOST, "deadline of %u ms exceeded in realm.gen_result",
-                               in->call.deadline_ms);
+        realm__host_wait_slice(in, "gen_result");
         nanosleep(&(struct timespec){0, 1000000}, NULL);
     }
     json_t *j = json_pack("{s:s, s:i, s:i, s:i, s:f, s:f}", "finish_reason",
@@ -282,5 +293,6 @@ uint32_t realm__host_gen_result(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
                           res.time_to_first_token_ms, "tokens_per_s", res.tokens_per_s);
     if (j && res.finish == REALM_FINISH_ERROR)
         json_object_set_new(j, "error", json_string(res.message));
+    report(in, s);
     HOST_RETURN(realm__host_put_json(dst, cap, j));
 }

@@ -55,7 +55,9 @@
     XX(14, logits, 3)                                                                              \
     XX(15, tensor_read, 7)                                                                         \
     XX(16, gen_tokens, 3)                                                                          \
-    XX(17, last_error_param, 2)
+    XX(17, last_error_param, 2)                                                                    \
+    XX(18, request_info, 2)                                                                        \
+    XX(19, set_response, 3)
 
 enum {
 #define XX(i, name, n) REALM__HOST_##name = (i),
@@ -81,6 +83,8 @@ uint32_t realm__host_emit(void *c, uint32_t ptr, uint32_t len);
 uint32_t realm__host_respond(void *c, uint32_t status, uint32_t ptr, uint32_t len);
 uint32_t realm__host_last_error(void *c, uint32_t ptr, uint32_t cap);
 uint32_t realm__host_last_error_param(void *c, uint32_t ptr, uint32_t cap);
+uint32_t realm__host_request_info(void *c, uint32_t ptr, uint32_t cap);
+uint32_t realm__host_set_response(void *c, uint32_t status, uint32_t ptr, uint32_t len);
 uint32_t realm__host_model_open(void *c, uint32_t ptr, uint32_t len);
 uint32_t realm__host_model_info(void *c, uint32_t h, uint32_t ptr, uint32_t cap);
 uint32_t realm__host_tokenize(void *c, uint32_t h, uint32_t text, uint32_t len, uint32_t flags,
@@ -125,8 +129,10 @@ typedef struct gen_slot {
     int done;
     int n_top;                  /* alternatives per token asked for; -1: no log-probabilities */
     const realm_tokenizer *tok; /* for the tokens' text */
-    tok_list acc;   /* tokens since the last piece returned (empty pieces are skipped) */
-    tok_list piece; /* the tokens of the piece gen_next returned last */
+    tok_list acc;      /* tokens since the last piece returned (empty pieces are skipped) */
+    tok_list piece;    /* the tokens of the piece gen_next returned last */
+    const char *model; /* its model's name (valid while the request holds the model) */
+    int reported;      /* its result went to io->on_generation */
 } gen_slot;
 
 typedef struct model_slot {
@@ -162,6 +168,7 @@ struct realm_instance {
     realm__rt_call call;
     const realm_request_io *io;
     int responded;
+    int resp_started; /* status and headers are fixed (emit, respond, set_response) */
     char last_error[512];
     char last_param[64]; /* the option at fault in the last failure, or "" */
     model_slot models[MAX_MODELS];
@@ -193,6 +200,13 @@ int32_t realm__host_put(uint8_t *dst, uint32_t cap, const void *src, size_t len)
 int32_t realm__host_put_json(uint8_t *dst, uint32_t cap, json_t *j);
 /* Milliseconds left before the call's deadline; -1 when there is none. */
 int realm__host_remaining_ms(realm_instance *in);
+/* How long the guest's thread may block now, in ms (at most 20 when the
+ * request can be cancelled, else 100): traps when the call's deadline has
+ * passed (naming realm.fn), or — after cancelling the request's
+ * generations — when its client went away (realm_instance_handle then
+ * returns REALM_ERR_INTERRUPTED). */
+int realm__host_wait_slice(realm_instance *in, const char *fn);
+
 /* The model behind handle h, or NULL. */
 model_slot *realm__host_model(realm_instance *in, uint32_t h);
 

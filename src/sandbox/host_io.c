@@ -1,10 +1,13 @@
 /*
  * Host functions for the request and the response: log, request_read,
- * emit, respond, last_error, last_error_param (docs/host-abi.md).
+ * request_info, set_response, emit, respond, last_error, last_error_param
+ * (docs/host-abi.md).
  */
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/error_internal.h"
 #include "host_internal.h"
@@ -56,6 +59,7 @@ uint32_t realm__host_emit(void *c, uint32_t ptr, uint32_t len)
 {
     HOST_BEGIN(c);
     const uint8_t *s = realm__host_range(in, "emit", ptr, len);
+    in->resp_started = 1;
     if (in->io && in->io->emit)
         in->io->emit(in->io->ud, (const char *)s, len);
     HOST_RETURN(0);
@@ -73,6 +77,7 @@ uint32_t realm__host_respond(void *c, uint32_t status, uint32_t ptr, uint32_t le
                               status);
     else {
         in->responded = 1;
+        in->resp_started = 1;
         if (in->io && in->io->respond)
             in->io->respond(in->io->ud, (int)status, (const char *)s, len);
     }
@@ -92,4 +97,91 @@ uint32_t realm__host_last_error_param(void *c, uint32_t ptr, uint32_t cap)
     HOST_BEGIN(c);
     uint8_t *dst = realm__host_range(in, "last_error_param", ptr, cap);
     HOST_RETURN(realm__host_put(dst, cap, in->last_param, strlen(in->last_param)));
+}
+
+/* The request as the embedder describes it (JSON; "{}" when it gives none). */
+uint32_t realm__host_request_info(void *c, uint32_t ptr, uint32_t cap)
+{
+    HOST_BEGIN(c);
+    uint8_t *dst = realm__host_range(in, "request_info", ptr, cap);
+    const bool has = in->io && in->io->info;
+    HOST_RETURN(realm__host_put(dst, cap, has ? in->io->info : "{}", has ? in->io->info_len : 2));
+}
+
+#define MAX_HEADERS 32
+
+/* A header name: an HTTP token, not one the server sets itself. */
+static bool header_name_ok(const char *n)
+{
+    static const char *const reserved[] = {
+        "content-length", "transfer-encoding", "connection", "x-request-id",
+        "keep-alive",     "upgrade",           "date",       "server"};
+    if (!*n || strlen(n) > 64)
+        return false;
+    for (const char *p = n; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", *p)))
+            return false;
+    for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
+        if (strcasecmp(n, reserved[i]) == 0)
+            return false;
+    return true;
+}
+
+static bool header_value_ok(const char *v, size_t len)
+{
+    if (len > 4096)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0')
+            return false;
+    return true;
+}
+
+/*
+ * set_response(status, headers_json): the response's status and headers,
+ * before the first emit or respond. headers is a JSON object of strings
+ * ({"content-type": "text/event-stream", "retry-after": "3"}; len 0: none).
+ */
+uint32_t realm__host_set_response(void *c, uint32_t status, uint32_t ptr, uint32_t len)
+{
+    HOST_BEGIN(c);
+    const char *src = (const char *)realm__host_range(in, "set_response", ptr, len);
+    if (in->resp_started)
+        HOST_RETURN(realm__host_fail(in, REALM_ERR_EXISTS,
+                                     "set_response: the response has already started"));
+    if (status < 100 || status > 599)
+        HOST_RETURN(realm__host_fail(in, REALM_ERR_INVAL,
+                                     "set_response: status %u is not an HTTP status", status));
+    json_error_t jerr;
+    json_t *h = len ? json_loadb(src, len, 0, &jerr) : json_object();
+    if (!json_is_object(h) || json_object_size(h) > MAX_HEADERS) {
+        json_decref(h);
+        HOST_RETURN(realm__host_fail(in, REALM_ERR_INVAL,
+                                     "set_response: headers must be a JSON object of at most %d "
+                                     "strings",
+                                     MAX_HEADERS));
+    }
+    const char *names[MAX_HEADERS], *values[MAX_HEADERS];
+    int n = 0, rc = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(h, k, v)
+    {
+        if (!json_is_string(v) || !header_name_ok(k) ||
+            !header_value_ok(json_string_value(v), json_string_length(v))) {
+            rc = realm__host_fail(in, REALM_ERR_INVAL,
+                                  "set_response: header '%.64s' is not allowed or its value is "
+                                  "not a string without line breaks",
+                                  k);
+            break;
+        }
+        names[n] = k;
+        values[n++] = json_string_value(v);
+    }
+    if (rc == 0 && in->io && in->io->set_response &&
+        (rc = in->io->set_response(in->io->ud, (int)status, names, values, n)) < 0)
+        rc = realm__host_fail(in, rc, "set_response: %s", realm_last_error());
+    json_decref(h);
+    HOST_RETURN(rc);
 }

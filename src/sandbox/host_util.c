@@ -71,6 +71,24 @@ int realm__host_remaining_ms(realm_instance *in)
     return left <= 0 ? 0 : (int)(left * 1000.0) + 1;
 }
 
+int realm__host_wait_slice(realm_instance *in, const char *fn)
+{
+    if (in->io && in->io->cancelled && in->io->cancelled(in->io->ud)) {
+        for (int i = 0; i < MAX_GENS; i++) /* free the engine's work at its next step */
+            if (in->gens[i].g)
+                realm_gen_cancel(in->gens[i].g);
+        if (in->eval_gen)
+            realm_gen_cancel(in->eval_gen);
+        realm__rt_trap_msg(REALM__TRAP_CANCELLED, "request cancelled: the client went away");
+    }
+    const int left = realm__host_remaining_ms(in);
+    if (left == 0)
+        realm__rt_trap_msg(REALM__TRAP_HOST, "deadline of %u ms exceeded in realm.%s",
+                           in->call.deadline_ms, fn);
+    const int slice = in->io && in->io->cancelled ? 20 : 100;
+    return left < 0 || left > slice ? slice : left;
+}
+
 model_slot *realm__host_model(realm_instance *in, uint32_t h)
 {
     return h >= 1 && h <= (uint32_t)in->n_models ? &in->models[h - 1] : NULL;

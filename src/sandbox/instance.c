@@ -137,6 +137,7 @@ int realm_instance_handle(realm_instance *in, const realm_request_io *io, int32_
     in->io = io;
     in->last_error[0] = '\0';
     in->responded = 0;
+    in->resp_started = 0;
     setup_call(in);
     rc = realm__rt_run(&in->call, run_handle, in);
     if (rc < 0)

@@ -19,14 +19,16 @@
  * compiled changes: cache entries built for another value are rebuilt.
  * 2: -fstack-clash-protection, full-width function types.
  * 3: gen_tokens (the host function table grew).
- * 4: last_error_param; the table moved out of the runtime. */
-#define REALM__SANDBOX_ABI 4u
+ * 4: last_error_param; the table moved out of the runtime.
+ * 5: request_info, set_response. */
+#define REALM__SANDBOX_ABI 5u
 
 /* Extra trap codes beyond wasm_rt_trap_t, raised by the host. */
 enum {
-    REALM__TRAP_DEADLINE = 100, /* the per-call deadline passed */
-    REALM__TRAP_HOST = 101,     /* a host function rejected the guest (message set) */
-    REALM__TRAP_MEMORY = 102,   /* initial memory over the tenant's cap */
+    REALM__TRAP_DEADLINE = 100,  /* the per-call deadline passed */
+    REALM__TRAP_HOST = 101,      /* a host function rejected the guest (message set) */
+    REALM__TRAP_MEMORY = 102,    /* initial memory over the tenant's cap */
+    REALM__TRAP_CANCELLED = 103, /* the request was cancelled (its client went away) */
 };
 
 /* ---- runtime (wasm_rt.c) ------------------------------------------------ */

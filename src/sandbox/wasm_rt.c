@@ -288,6 +288,8 @@ int realm__rt_run(realm__rt_call *c, void (*fn)(void *), void *arg)
         return 0;
     if (code == REALM__TRAP_HOST) /* message already written */
         return realm__error(REALM_ERR_TRAP, "%s", c->message);
+    if (code == REALM__TRAP_CANCELLED)
+        return realm__error(REALM_ERR_INTERRUPTED, "%s", c->message + strlen("guest trapped: "));
     if (code == REALM__TRAP_DEADLINE)
         snprintf(c->message, sizeof c->message, "guest trapped: deadline of %u ms exceeded",
                  c->deadline_ms);
@@ -336,7 +338,7 @@ _Noreturn void realm__rt_trap_msg(int code, const char *fmt, ...)
     int n = snprintf(c->message, sizeof c->message, "guest trapped: ");
     vsnprintf(c->message + n, sizeof c->message - (size_t)n, fmt, ap);
     va_end(ap);
-    rt_unwind(code == REALM__TRAP_HOST ? code : REALM__TRAP_HOST);
+    rt_unwind(code == REALM__TRAP_HOST || code == REALM__TRAP_CANCELLED ? code : REALM__TRAP_HOST);
 }
 
 /* ---- the services wasm2c code calls ------------------------------------- */
