@@ -20,6 +20,11 @@ extern const cli_command cli_cmd_bench_kernels;
 extern const cli_command cli_cmd_chat_template;
 extern const cli_command cli_cmd_tokenize;
 extern const cli_command cli_cmd_module;
+/* The registry's models by name: realm models, show, rm (model_files.h), ps. */
+extern const cli_command cli_cmd_models;
+extern const cli_command cli_cmd_show;
+extern const cli_command cli_cmd_rm;
+extern const cli_command cli_cmd_ps;
 
 /* realm pull, and the models directory it fills (models_dir.c): a pulled model
  * is DIR/NAME.gguf with its manifest DIR/NAME.json. */

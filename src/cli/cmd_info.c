@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "model_files.h"
 #include "realm/error.h"
 #include "realm/gguf.h"
 
@@ -375,13 +376,19 @@ static int run_info(int argc, char **argv)
     }
     if (path == NULL)
         return cli_error("info", "missing MODEL.gguf (see 'realm help info')");
+    return cli_info_print("info", path, json, full, NULL);
+}
 
+int cli_info_print(const char *cmd, const char *path, bool json, bool full, json_t *extra)
+{
     realm_gguf *g;
     int rc = realm_gguf_open(path, &g);
     if (rc < 0)
-        return cli_error("info", "%s", realm_last_error());
+        return cli_error(cmd, "%s", realm_last_error());
     if (json) {
         json_t *j = info_json(g, path, full);
+        if (extra != NULL)
+            json_object_update(j, extra);
         json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
         putchar('\n');
         json_decref(j);
@@ -389,7 +396,7 @@ static int run_info(int argc, char **argv)
         print_text(g, path, full);
     }
     realm_gguf_close(g);
-    return ferror(stdout) ? cli_error("info", "error writing output") : 0;
+    return ferror(stdout) ? cli_error(cmd, "error writing output") : 0;
 }
 
 const cli_command cli_cmd_info = {
