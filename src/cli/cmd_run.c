@@ -1,6 +1,7 @@
 /*
  * realm run — generate text from a prompt with one model, streaming it to
- * stdout as it is produced; timing goes to stderr.
+ * stdout as it is produced; timing goes to stderr. Without -p, an
+ * interactive chat (run_chat.c). The model is a path or a pulled model's name.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,19 +10,24 @@
 
 #include "cli.h"
 #include "core/clock_internal.h"
+#include "model_files.h"
+#include "realm/engine.h"
 #include "realm/error.h"
 #include "realm/model.h"
+#include "realm/registry.h"
 #include "realm/sampler.h"
 #include "realm/tokenizer.h"
+#include "run_chat.h"
 
 #define CMD "run"
 
 typedef struct run_opts {
-    const char *model, *prompt;
-    long n_predict, n_threads, n_ctx, n_batch, top_k, mem_budget_mib;
+    const char *model, *prompt, *models_dir, *chat_template;
+    long n_predict, n_threads, n_ctx, n_batch, top_k;
+    uint64_t mem_budget; /* bytes; 0: no limit (one prompt) or the registry's default (chat) */
     float temp, top_p, min_p;
     unsigned long long seed;
-    bool echo, mlock;
+    bool echo, mlock, verbose, n_predict_set, seed_set;
 } run_opts;
 
 static bool parse_float(const char *opt, const char *v, float lo, float hi, float *out)
@@ -51,20 +57,31 @@ static int parse_args(int argc, char **argv, run_opts *o)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true, takes = true;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+        if (a[0] != '-' || a[1] == '\0') {
+            if (o->model != NULL)
+                return cli_error(CMD, "unexpected argument '%s' (the model is %s)", a, o->model);
+            o->model = a, takes = false;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model"))
             o->model = v, ok = v != NULL;
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
             o->prompt = v, ok = v != NULL;
+        else if (!strcmp(a, "--models-dir"))
+            o->models_dir = v, ok = v != NULL;
+        else if (!strcmp(a, "--chat-template"))
+            o->chat_template = v, ok = v != NULL;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
-            ok = cli_parse_int(CMD, a, v, 0, 1 << 24, &o->n_predict);
+            ok = o->n_predict_set = cli_parse_int(CMD, a, v, 0, 1 << 24, &o->n_predict);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
             ok = cli_parse_int(CMD, a, v, 1, 1024, &o->n_threads);
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size"))
             ok = cli_parse_int(CMD, a, v, 1, 1 << 24, &o->n_ctx);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size"))
             ok = cli_parse_int(CMD, a, v, 1, 1 << 16, &o->n_batch);
-        else if (!strcmp(a, "--mem-budget"))
-            ok = cli_parse_int(CMD, a, v, 1, 1L << 30, &o->mem_budget_mib);
+        else if (!strcmp(a, "--mem-budget") && v != NULL) {
+            if (realm_parse_size(v, &o->mem_budget) < 0)
+                return cli_error(CMD, "option --mem-budget: %s", realm_last_error());
+        } else if (!strcmp(a, "--mem-budget"))
+            ok = false;
         else if (!strcmp(a, "--top-k"))
             ok = cli_parse_int(CMD, a, v, 0, 1 << 24, &o->top_k);
         else if (!strcmp(a, "--seed"))
@@ -79,6 +96,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
             o->echo = false, takes = false;
         else if (!strcmp(a, "--mlock"))
             o->mlock = true, takes = false;
+        else if (!strcmp(a, "--verbose"))
+            o->verbose = true, takes = false;
         else
             return cli_error(CMD, "unknown option '%s' (see 'realm help run')", a);
         if (!ok)
@@ -87,9 +106,14 @@ static int parse_args(int argc, char **argv, run_opts *o)
             i++;
     }
     if (o->model == NULL)
-        return cli_error(CMD, "missing -m MODEL.gguf");
-    if (o->prompt == NULL)
-        return cli_error(CMD, "missing -p PROMPT");
+        return cli_error(CMD, "missing -m MODEL (a pulled model's name or a GGUF file)");
+    if (o->prompt != NULL && o->chat_template != NULL)
+        return cli_error(CMD, "--chat-template is for the chat (without -p); -p takes the prompt "
+                              "as it is");
+    if (o->prompt == NULL && o->mlock)
+        return cli_error(CMD, "--mlock works with -p only (the chat loads the model through a "
+                              "registry)");
+    o->seed_set = seed >= 0;
     o->seed = seed >= 0 ? (unsigned long long)seed : (unsigned long long)time(NULL);
     return 0;
 }
@@ -104,10 +128,36 @@ static void drain(realm_detok_stream *ds)
     fflush(stdout);
 }
 
+static int run_chat(const run_opts *o)
+{
+    const run_chat_opts c = {
+        .model = o->model,
+        .models_dir = o->models_dir,
+        .chat_template = o->chat_template,
+        .n_threads = (int32_t)o->n_threads,
+        .n_ctx = (int32_t)o->n_ctx,
+        .n_batch = (int32_t)o->n_batch,
+        .max_tokens = o->n_predict_set ? (int32_t)o->n_predict : 0,
+        .mem_budget = o->mem_budget,
+        .sampling = {.temperature = o->temp,
+                     .top_k = (int32_t)o->top_k,
+                     .top_p = o->top_p,
+                     .min_p = o->min_p,
+                     .seed = o->seed_set ? o->seed : REALM_SEED_RANDOM},
+        .verbose = o->verbose,
+    };
+    return cli_run_chat(&c);
+}
+
 static int run_run(int argc, char **argv)
 {
     run_opts o;
     if (parse_args(argc, argv, &o) != 0)
+        return 1;
+    if (o.prompt == NULL)
+        return run_chat(&o);
+    char path[4096];
+    if (!cli_model_resolve(CMD, o.models_dir, o.model, path, sizeof path))
         return 1;
     double t_load = realm__now();
     realm_model *m = NULL;
@@ -120,7 +170,7 @@ static int run_run(int argc, char **argv)
     float *logits = NULL;
     int rc = 1;
 
-    if (realm_model_load(o.model, &(realm_model_params){.mlock = o.mlock}, &m) < 0 ||
+    if (realm_model_load(path, &(realm_model_params){.mlock = o.mlock}, &m) < 0 ||
         realm_tokenizer_load(realm_model_gguf(m), &tok) < 0) {
         cli_error(CMD, "%s", realm_last_error());
         goto done;
@@ -151,15 +201,23 @@ static int run_run(int argc, char **argv)
         }
         o.n_predict = n_ctx - n_prompt;
     }
-    const realm_kv_params kvp = {.n_ctx = (int32_t)n_ctx,
-                                 .mem_budget = (uint64_t)o.mem_budget_mib << 20};
+    const realm_kv_params kvp = {.n_ctx = (int32_t)n_ctx};
     const realm_ctx_params cp = {.n_batch = (int32_t)(o.n_batch < n_ctx ? o.n_batch : n_ctx),
                                  .n_threads = (int32_t)o.n_threads};
-    char b1[32], b2[32], b3[32];
+    const uint64_t weights = realm_model_weight_bytes(m), kv_bytes = realm_kv_cache_bytes(m, &kvp),
+                   scratch = realm_ctx_bytes(m, &cp);
+    char b1[32], b2[32], b3[32], b4[32], b5[32];
     fprintf(stderr, "memory: weights %s (mapped, shared), KV cache %s for %ld tokens, scratch %s\n",
-            cli_format_bytes(realm_model_weight_bytes(m), b1, sizeof b1),
-            cli_format_bytes(realm_kv_cache_bytes(m, &kvp), b2, sizeof b2), n_ctx,
-            cli_format_bytes(realm_ctx_bytes(m, &cp), b3, sizeof b3));
+            cli_format_bytes(weights, b1, sizeof b1), cli_format_bytes(kv_bytes, b2, sizeof b2),
+            n_ctx, cli_format_bytes(scratch, b3, sizeof b3));
+    if (o.mem_budget > 0 && weights + kv_bytes + scratch > o.mem_budget) {
+        cli_error(CMD,
+                  "the model needs %s (weights, KV cache and scratch), more than the memory "
+                  "budget of %s (--mem-budget)",
+                  cli_format_bytes(weights + kv_bytes + scratch, b4, sizeof b4),
+                  cli_format_bytes(o.mem_budget, b5, sizeof b5));
+        goto done;
+    }
     if (realm_kv_cache_new(m, &kvp, &kv) < 0 || realm_ctx_new(m, kv, &cp, &ctx) < 0 ||
         realm_sampler_new(&(realm_sampler_params){.temperature = o.temp,
                                                   .top_k = (int32_t)o.top_k,
@@ -255,24 +313,48 @@ done:
 const cli_command cli_cmd_run = {
     "run",
     run_run,
-    "generate text from a prompt",
-    "usage: realm run -m MODEL.gguf -p PROMPT [-n N] [-t THREADS] [-c CTX] [-b BATCH]\n"
-    "                 [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S] [--no-echo]\n"
-    "                 [--mlock]\n"
+    "chat with a model, or generate text from a prompt",
+    "usage: realm run NAME|MODEL.gguf [-p PROMPT] [-n N] [-t THREADS] [-c CTX] [-b BATCH]\n"
+    "                 [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S]\n"
+    "                 [--mem-budget SIZE] [--models-dir DIR] [--chat-template NAME]\n"
+    "                 [--no-echo] [--mlock] [--verbose]\n"
     "\n"
-    "Streams the prompt and then the generated text to stdout as it is produced,\n"
-    "and prints timing (prompt and generation tokens/s) to stderr. Stops after N\n"
-    "tokens (default 128) or at an end-of-generation token.\n"
+    "The model is a GGUF file (any part of a split one) or the name of a pulled model\n"
+    "(see 'realm models'); -m NAME|MODEL.gguf works too.\n"
     "\n"
-    "  -c CTX        context size (default: prompt + N, at most the trained context)\n"
+    "With -p: streams the prompt and then the generated text to stdout as it is\n"
+    "produced, and prints timing (prompt and generation tokens/s) to stderr. Stops\n"
+    "after N tokens (default 128) or at an end-of-generation token.\n"
+    "\n"
+    "Without -p: a chat. Each message (a line; or lines from one starting with \"\"\"\n"
+    "to one ending with \"\"\") is added to the conversation, which is rendered with\n"
+    "the model's chat template, and the reply is streamed. Earlier turns stay in the\n"
+    "KV cache, so a turn computes only its new tokens. Commands: /set parameter NAME\n"
+    "VALUE (temperature, top_p, top_k, min_p, repeat_penalty, seed, num_predict),\n"
+    "/set system TEXT, /show, /clear, /help, /bye. Ctrl-C stops a reply; Ctrl-D or\n"
+    "/bye exits. On a terminal it prompts with \">>> \"; otherwise it reads messages\n"
+    "line by line without prompts, so it can be scripted.\n"
+    "\n"
+    "  -n N          -p: tokens to generate (default 128); chat: most tokens of a reply\n"
+    "                (default: until the model stops)\n"
+    "  -c CTX        context size (-p default: prompt + N, at most the trained context;\n"
+    "                chat default: the trained context, at most 4096)\n"
     "  -b BATCH      prompt tokens per forward pass (default 512)\n"
-    "  --mem-budget MIB  fail (cleanly) if the KV cache would need more\n"
+    "  --mem-budget SIZE  memory for the model: weights, KV cache and scratch (e.g.\n"
+    "                512M, 6G); -p fails (cleanly) if they need more; the chat's KV\n"
+    "                cache is sized to fit (default: -p no limit, chat 3/4 of the\n"
+    "                available memory)\n"
     "  --temp T      temperature (default 0.8); 0 is greedy\n"
     "  --top-k K     keep the K most likely tokens (default 40; 0 = off)\n"
     "  --top-p P     nucleus sampling (default 0.95; 1 = off)\n"
     "  --min-p P     drop tokens below P x the best one's probability (default 0.05)\n"
-    "  --seed S      random seed (default: the time)\n"
-    "  --no-echo     do not print the prompt\n"
-    "  --mlock       lock the model in RAM so it is never paged out; fails if the\n"
-    "                locked-memory limit is too low (raise it with `ulimit -l`)\n",
+    "  --seed S      random seed (default: the time; in a chat, one per reply)\n"
+    "  --models-dir DIR  where pulled models are (see 'realm help models')\n"
+    "  --chat-template NAME  chat: this template instead of the model's own (see\n"
+    "                'realm chat-template --list')\n"
+    "  --no-echo     -p: do not print the prompt\n"
+    "  --mlock       -p: lock the model in RAM so it is never paged out; fails if the\n"
+    "                locked-memory limit is too low (raise it with `ulimit -l`)\n"
+    "  --verbose     chat: a line per turn on stderr with the prompt's tokens, how many\n"
+    "                came from the cache, and the speed\n",
 };

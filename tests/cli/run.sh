@@ -25,7 +25,7 @@ checks=$((checks + 1)); [ "$different" -gt 0 ] || fail "temperature 1 always gav
 
 run "$REALM_BIN" run -m "$M" -p "Hello" -n 0; expect_rc "n 0" 0
 run "$REALM_BIN" run -p "Hello"; expect_rc "no model" 1; expect_contains "no model" "$OUT" "missing -m"
-run "$REALM_BIN" run -m "$M"; expect_rc "no prompt" 1
+run "$REALM_BIN" run -m "$M" -t 1 < /dev/null; expect_rc "no prompt: a chat, ended by EOF" 0
 run "$REALM_BIN" run -m "$TMP/none.gguf" -p x; expect_rc "bad model" 1; expect_contains "bad model" "$OUT" "none.gguf"
 run "$REALM_BIN" run -m "$M" -p "Once upon a time there was a dog" -c 4; expect_rc "prompt too long" 1
 expect_contains "prompt too long" "$OUT" "context only 4"
@@ -33,8 +33,8 @@ run "$REALM_BIN" run -m "$M" -p x --temp -1; expect_rc "bad temp" 1
 run "$REALM_BIN" run -m "$M" -p x -n; expect_rc "missing value" 1
 run "$REALM_BIN" run -m "$TD/vocab/ggml-vocab-llama-spm.gguf" -p x; expect_rc "vocab only" 1
 expect_contains "vocab only" "$OUT" "missing"
-run "$REALM_BIN" run -m "$M" -p x -c 100000 --mem-budget 10; expect_rc "over budget" 1
-expect_contains "over budget" "$OUT" "over the budget of 10 MiB"
-run "$REALM_BIN" run -m "$M" -p x -n 4 --mem-budget 10; expect_rc "within budget" 0
+run "$REALM_BIN" run -m "$M" -p x -c 100000 --mem-budget 10M; expect_rc "over budget" 1
+expect_contains "over budget" "$OUT" "more than the memory budget of 10.00 MiB"
+run "$REALM_BIN" run -m "$M" -p x -n 4 --mem-budget 10M; expect_rc "within budget" 0
 expect_contains "memory line" "$OUT" "memory: weights"
 finish

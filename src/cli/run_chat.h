@@ -1,0 +1,26 @@
+/* realm run without -p: an interactive chat with one model (run_chat.c). */
+#ifndef REALM_CLI_RUN_CHAT_H
+#define REALM_CLI_RUN_CHAT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "realm/sampler.h"
+
+typedef struct run_chat_opts {
+    const char *model;         /* a path or a pulled model's name */
+    const char *models_dir;    /* --models-dir, or NULL */
+    const char *chat_template; /* a template's name instead of the model's own, or NULL */
+    int32_t n_threads;         /* 0: one per CPU */
+    int32_t n_ctx;             /* longest conversation in tokens; 0: the model's, at most 4096 */
+    int32_t n_batch;
+    int32_t max_tokens;  /* per reply; 0: until the model stops or the context is full */
+    uint64_t mem_budget; /* 0: the registry's default */
+    realm_sampler_params sampling;
+    bool verbose; /* a line per turn on stderr: prompt and cached tokens, speed */
+} run_chat_opts;
+
+/* Run the chat on stdin/stdout until /bye or end of input; the exit status. */
+int cli_run_chat(const run_chat_opts *o);
+
+#endif
