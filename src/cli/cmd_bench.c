@@ -7,15 +7,16 @@
  * (bench_serve.c).
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <jansson.h>
 
 #include "bench_serve.h"
 #include "cli.h"
 #include "core/clock_internal.h"
+#include "opts.h"
 #include "realm/error.h"
 #include "realm/model.h"
 #include "realm/threads.h"
@@ -121,76 +122,65 @@ static double run_tg(bench *b, int par, int start, int n, int nb)
     return t;
 }
 
-/* A comma-separated list of at most `max` counts in [1, hi]; -1 if bad. */
-static int parse_list(const char *opt, const char *v, int *out, int max, int hi)
-{
-    int n = 0;
-    char *copy = strdup(v), *save = NULL;
-    if (copy == NULL)
-        return -1;
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        long x;
-        if (n == max) {
-            cli_error(CMD, "%s: at most %d values", opt, max);
-            n = -1;
-            break;
-        }
-        if (!cli_parse_int(CMD, opt, t, 1, hi, &x)) {
-            n = -1;
-            break;
-        }
-        out[n++] = (int)x;
-    }
-    free(copy);
-    return n;
-}
+typedef struct bench_cfg {
+    const char *model;
+    long long n_pp, n_tg, threads, reps;
+    cli_ints batched, parallel;
+    long long npp, ntg, batch, slice, prefix;
+    bool invariant, json;
+} bench_cfg;
+
+/* REALM_THREADS applies, as to the server (the figures should be those of
+ * the machine as configured); the rest are per invocation. */
+static const cli_opt bench_opts[] = {
+    {"model", 'm', CLI_OPT_STRING, "FILE", NULL, "the GGUF file", offsetof(bench_cfg, model),
+     .env = false},
+    {"n-prompt", 'p', CLI_OPT_INT, "N", "512", "pp: prompt tokens, 0 to skip",
+     offsetof(bench_cfg, n_pp), .env = false, .min = 0, .max = 1 << 16},
+    {"n-gen", 'n', CLI_OPT_INT, "N", "128", "tg: generated tokens, 0 to skip",
+     offsetof(bench_cfg, n_tg), .env = false, .min = 0, .max = 1 << 16},
+    {"threads", 't', CLI_OPT_INT, "N", NULL, "worker threads (default: all CPUs)",
+     offsetof(bench_cfg, threads), .env = true, .min = 1, .max = 1024},
+    {"reps", 'r', CLI_OPT_INT, "REPS", "3", "repetitions of each test", offsetof(bench_cfg, reps),
+     .env = false, .min = 1, .max = MAX_REPS},
+    {"batched", 0, CLI_OPT_INT_LIST, "N,...", NULL,
+     "batched decoding with N sequences per pass, for each N", offsetof(bench_cfg, batched),
+     .env = false, .min = 1, .max = MAX_PAR, .n_max = 8},
+    {"parallel", 0, CLI_OPT_INT_LIST, "N,...", NULL,
+     "serving through the engine with N clients at once, for each N", offsetof(bench_cfg, parallel),
+     .env = false, .min = 1, .max = MAX_CLIENTS, .n_max = 8},
+    {"npp", 0, CLI_OPT_INT, "N", "128", "prompt tokens of each sequence or client",
+     offsetof(bench_cfg, npp), .env = false, .min = 0, .max = 1 << 16},
+    {"ntg", 0, CLI_OPT_INT, "N", "64", "generated tokens of each sequence or client",
+     offsetof(bench_cfg, ntg), .env = false, .min = 1, .max = 1 << 16},
+    {"batch", 0, CLI_OPT_INT, "N", "512", "the engine's per-step token budget",
+     offsetof(bench_cfg, batch), .env = false, .min = 1, .max = 1 << 14},
+    {"slice", 0, CLI_OPT_INT, "MS", NULL, "the engine's prefill slice (default: its own; -1: off)",
+     offsetof(bench_cfg, slice), .env = false, .min = -1, .max = 1 << 20},
+    {"prefix", 0, CLI_OPT_INT, "N", NULL, "time to first token with N prompt tokens cached",
+     offsetof(bench_cfg, prefix), .env = false, .min = 1, .max = 1 << 16},
+    {"batch-invariant", 0, CLI_OPT_FLAG, NULL, NULL, "use batch-invariant kernels",
+     offsetof(bench_cfg, invariant), .env = false},
+    {"json", 0, CLI_OPT_FLAG, NULL, NULL, "one JSON document instead of tables",
+     offsetof(bench_cfg, json), .env = false},
+};
 
 static int run_bench(int argc, char **argv)
 {
-    const char *path = NULL;
-    long n_pp = 512, n_tg = 128, threads = 0, reps = 3, par_pp = 128, par_tg = 64;
-    long step_batch = 512, prefix = 0, slice = 0;
-    int par[8], n_par = 0, clients[8], n_clients = 0;
-    bool json = false, invariant = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool ok = true;
-        if (!strcmp(a, "-m"))
-            path = v, ok = v != NULL;
-        else if (!strcmp(a, "-p"))
-            ok = cli_parse_int(CMD, a, v, 0, 1 << 16, &n_pp);
-        else if (!strcmp(a, "-n"))
-            ok = cli_parse_int(CMD, a, v, 0, 1 << 16, &n_tg);
-        else if (!strcmp(a, "-t"))
-            ok = cli_parse_int(CMD, a, v, 1, 1024, &threads);
-        else if (!strcmp(a, "-r"))
-            ok = cli_parse_int(CMD, a, v, 1, MAX_REPS, &reps);
-        else if (!strcmp(a, "--batched"))
-            ok = v && (n_par = parse_list(a, v, par, 8, MAX_PAR)) >= 0;
-        else if (!strcmp(a, "--parallel"))
-            ok = v && (n_clients = parse_list(a, v, clients, 8, MAX_CLIENTS)) >= 0;
-        else if (!strcmp(a, "--batch"))
-            ok = cli_parse_int(CMD, a, v, 1, 1 << 14, &step_batch);
-        else if (!strcmp(a, "--slice"))
-            ok = cli_parse_int(CMD, a, v, -1, 1 << 20, &slice);
-        else if (!strcmp(a, "--prefix"))
-            ok = cli_parse_int(CMD, a, v, 1, 1 << 16, &prefix);
-        else if (!strcmp(a, "--npp"))
-            ok = cli_parse_int(CMD, a, v, 0, 1 << 16, &par_pp);
-        else if (!strcmp(a, "--ntg"))
-            ok = cli_parse_int(CMD, a, v, 1, 1 << 16, &par_tg);
-        else if (!strcmp(a, "--json")) {
-            json = true;
-            continue;
-        } else if (!strcmp(a, "--batch-invariant")) {
-            invariant = true;
-            continue;
-        } else
-            return cli_error(CMD, "unknown option '%s' (see 'realm help bench')", a);
-        if (!ok)
-            return v ? 1 : cli_error(CMD, "option %s needs a value", a);
-        i++;
-    }
+    bench_cfg cfg = {0};
+    int status = cli_opts_parse(CMD, bench_opts, CLI_OPTS_N(bench_opts), argc, argv, &cfg, NULL);
+    if (status != 0)
+        return status == 2 ? 0 : status;
+    const char *path = cfg.model;
+    const long n_pp = (long)cfg.n_pp, n_tg = (long)cfg.n_tg, threads = (long)cfg.threads;
+    const long reps = (long)cfg.reps, par_pp = (long)cfg.npp, par_tg = (long)cfg.ntg;
+    const long step_batch = (long)cfg.batch, prefix = (long)cfg.prefix, slice = (long)cfg.slice;
+    const bool json = cfg.json, invariant = cfg.invariant;
+    int par[8], n_par = cfg.batched.n, clients[8], n_clients = cfg.parallel.n;
+    for (int i = 0; i < n_par; i++)
+        par[i] = (int)cfg.batched.v[i];
+    for (int i = 0; i < n_clients; i++)
+        clients[i] = (int)cfg.parallel.v[i];
     if (path == NULL)
         return cli_error(CMD, "missing -m MODEL.gguf");
     if (n_clients > 0 && (par_pp < 1 || par_tg < 2))
@@ -349,10 +339,7 @@ done:
     return rc;
 }
 
-const cli_command cli_cmd_bench = {
-    "bench",
-    run_bench,
-    "benchmark prompt processing, generation, batched decoding and serving",
+static const char usage_head[] =
     "usage: realm bench -m MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPS]\n"
     "                   [--batched 1,2,4,8,16] [--parallel 1,2,4,8,16] [--npp 128]\n"
     "                   [--ntg 64] [--batch 512] [--slice MS] [--prefix 1000]\n"
@@ -375,5 +362,18 @@ const cli_command cli_cmd_bench = {
     "--prefix N: time to first token of a request whose first N tokens are in the\n"
     "prefix cache, against the same request uncached.\n"
     "--batch-invariant: everything above with batch-invariant kernels (a token's\n"
-    "logits bitwise the same alone or batched; see realm_ctx_params).\n",
+    "logits bitwise the same alone or batched; see realm_ctx_params).\n";
+static char usage[4096];
+
+/* main prints the usage before any command runs: build it before main. */
+__attribute__((constructor)) static void make_usage(void)
+{
+    cli_opts_usage(usage, sizeof usage, usage_head, bench_opts, CLI_OPTS_N(bench_opts));
+}
+
+const cli_command cli_cmd_bench = {
+    "bench",
+    run_bench,
+    "benchmark prompt processing, generation, batched decoding and serving",
+    usage,
 };

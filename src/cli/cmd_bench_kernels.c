@@ -13,12 +13,14 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "core/clock_internal.h"
+#include "opts.h"
 #include "realm/error.h"
 #include "realm/kernels.h"
 #include "realm/threads.h"
@@ -141,42 +143,48 @@ struct type_result {
     double ms[2];
 };
 
+typedef struct bench_kernels_cfg {
+    long long rows, cols, reps, ws_mib;
+    cli_ints threads;
+    const char *types;
+    bool json;
+} bench_kernels_cfg;
+
+/* Per invocation: no environment variables (-t lists thread counts to
+ * compare, not the machine's setting). */
+static const cli_opt bench_kernels_opts[] = {
+    {"rows", 0, CLI_OPT_INT, "N", "5632", "matrix rows", offsetof(bench_kernels_cfg, rows),
+     .env = false, .min = 1, .max = 1 << 20},
+    {"cols", 0, CLI_OPT_INT, "N", "2048", "matrix columns, a multiple of 256",
+     offsetof(bench_kernels_cfg, cols), .env = false, .min = 256, .max = 1 << 20},
+    {"threads", 't', CLI_OPT_INT_LIST, "N,...", NULL,
+     "thread counts to measure, the first two of them (default: 1,2; 1 on one CPU)",
+     offsetof(bench_kernels_cfg, threads), .env = false, .min = 1, .max = 1024, .n_max = 8},
+    {"reps", 'r', CLI_OPT_INT, "REPS", "21", "runs of each matrix-vector product",
+     offsetof(bench_kernels_cfg, reps), .env = false, .min = 1, .max = 1000},
+    {"types", 0, CLI_OPT_STRING, "TYPE,...", NULL, "only these tensor types (default: all)",
+     offsetof(bench_kernels_cfg, types), .env = false},
+    {"working-set", 0, CLI_OPT_INT, "MIB", "1024", "MiB of matrix copies cycled through",
+     offsetof(bench_kernels_cfg, ws_mib), .env = false, .min = 1, .max = 1 << 16},
+    {"json", 0, CLI_OPT_FLAG, NULL, NULL, "one JSON document instead of a table",
+     offsetof(bench_kernels_cfg, json), .env = false},
+};
+
 static int run_bench(int argc, char **argv)
 {
-    long rows = 5632, cols = 2048, reps = 0, ws_mib = 1024;
-    bool json = false;
-    const char *only = NULL;
-    int n_thr = 0;
+    bench_kernels_cfg cfg = {0};
+    int rc = cli_opts_parse(CMD, bench_kernels_opts, CLI_OPTS_N(bench_kernels_opts), argc, argv,
+                            &cfg, NULL);
+    if (rc != 0)
+        return rc == 2 ? 0 : rc;
+    const long rows = (long)cfg.rows, cols = (long)cfg.cols, reps = (long)cfg.reps;
+    const long ws_mib = (long)cfg.ws_mib;
+    const bool json = cfg.json;
+    const char *only = cfg.types;
+    int n_thr = cfg.threads.n;
     long thr[8];
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--json") == 0)
-            json = true;
-        else if (strcmp(a, "--rows") == 0 && cli_parse_int(CMD, a, v, 1, 1 << 20, &rows))
-            i++;
-        else if (strcmp(a, "--cols") == 0 && cli_parse_int(CMD, a, v, 256, 1 << 20, &cols))
-            i++;
-        else if (strcmp(a, "-r") == 0 && cli_parse_int(CMD, a, v, 1, 1000, &reps))
-            i++;
-        else if (strcmp(a, "--working-set") == 0 && cli_parse_int(CMD, a, v, 1, 1 << 16, &ws_mib))
-            i++;
-        else if (strcmp(a, "--types") == 0 && v) {
-            only = v;
-            i++;
-        } else if (strcmp(a, "-t") == 0 && v) {
-            char *copy = strdup(v), *save = NULL;
-            for (char *tok = strtok_r(copy, ",", &save); tok && n_thr < 8;
-                 tok = strtok_r(NULL, ",", &save))
-                if (!cli_parse_int(CMD, "-t", tok, 1, 1024, &thr[n_thr++])) {
-                    free(copy);
-                    return 1;
-                }
-            free(copy);
-            i++;
-        } else
-            return cli_error(CMD, "bad or unknown option '%s' (see 'realm help %s')", a, CMD);
-    }
+    for (int t = 0; t < n_thr; t++)
+        thr[t] = (long)cfg.threads.v[t];
     if (cols % 256 != 0)
         return cli_error(CMD, "--cols must be a multiple of 256");
     if (n_thr == 0) {
@@ -186,8 +194,6 @@ static int run_bench(int argc, char **argv)
     }
     if (n_thr > 2)
         n_thr = 2;
-    if (reps == 0)
-        reps = 21;
 
     const realm_kernels *k = realm_kernels_best();
     const size_t ws_bytes = (size_t)ws_mib << 20;
@@ -328,10 +334,7 @@ static int run_bench(int argc, char **argv)
     return 0;
 }
 
-const cli_command cli_cmd_bench_kernels = {
-    "bench-kernels",
-    run_bench,
-    "benchmark matrix-vector kernels against memory bandwidth",
+static const char usage_head[] =
     "usage: realm bench-kernels [--rows N] [--cols N] [-t 1,2] [-r REPS]\n"
     "                           [--types q4_k,q8_0,...] [--working-set MIB] [--json]\n"
     "\n"
@@ -340,5 +343,19 @@ const cli_command cli_cmd_bench_kernels = {
     "kernels (cap them with REALM_ISA=scalar|avx2|avx512). Prints GB/s of weight\n"
     "bytes read and the fraction of the memory read bandwidth measured by the same\n"
     "program with the same threads. Copies of the matrix are cycled through\n"
-    "--working-set MiB (default 1024) so the weights come from memory, not cache.\n",
+    "--working-set MiB (default 1024) so the weights come from memory, not cache.\n";
+static char usage[4096];
+
+/* main prints the usage before any command runs: build it before main. */
+__attribute__((constructor)) static void make_usage(void)
+{
+    cli_opts_usage(usage, sizeof usage, usage_head, bench_kernels_opts,
+                   CLI_OPTS_N(bench_kernels_opts));
+}
+
+const cli_command cli_cmd_bench_kernels = {
+    "bench-kernels",
+    run_bench,
+    "benchmark matrix-vector kernels against memory bandwidth",
+    usage,
 };

@@ -4,11 +4,13 @@
  * with no newline added.
  */
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "opts.h"
 #include "realm/chat.h"
 #include "realm/error.h"
 #include "realm/gguf.h"
@@ -124,29 +126,38 @@ static bool choose_template(const char *model, const char *name, realm_chat_temp
     return ok;
 }
 
+typedef struct chat_template_cfg {
+    const char *model, *name;
+    bool detect, list;
+} chat_template_cfg;
+
+/* Per invocation: no environment variables. */
+static const cli_opt chat_template_opts[] = {
+    {"model", 'm', CLI_OPT_STRING, "PATH", NULL, "the model (its template and BOS/EOS token texts)",
+     offsetof(chat_template_cfg, model), .env = false},
+    {"template", 't', CLI_OPT_STRING, "NAME", NULL,
+     "use this template instead of the model's; without -m, the template's usual BOS/EOS "
+     "texts are used",
+     offsetof(chat_template_cfg, name), .env = false},
+    {"detect", 0, CLI_OPT_FLAG, NULL, NULL, "print the template's name and exit",
+     offsetof(chat_template_cfg, detect), .env = false},
+    {"list", 0, CLI_OPT_FLAG, NULL, NULL, "print the names of the templates Realm knows",
+     offsetof(chat_template_cfg, list), .env = false},
+};
+
 static int run_chat_template(int argc, char **argv)
 {
-    const char *model = NULL, *name = NULL;
-    bool detect_only = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool is_model = strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0;
-        bool is_template = strcmp(a, "-t") == 0 || strcmp(a, "--template") == 0;
-        if (is_model || is_template) {
-            if (i + 1 >= argc)
-                return cli_error(CMD, "option %s needs a value", a);
-            *(is_model ? &model : &name) = argv[++i];
-        } else if (strcmp(a, "--detect") == 0) {
-            detect_only = true;
-        } else if (strcmp(a, "--list") == 0) {
-            printf("%s\n", realm_chat_template_names());
-            return 0;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cli_error(CMD, "unknown option '%s' (see 'realm help " CMD "')", a);
-        } else {
-            return cli_error(CMD, "unexpected argument '%s'", a);
-        }
+    chat_template_cfg cfg = {0};
+    int rc = cli_opts_parse(CMD, chat_template_opts, CLI_OPTS_N(chat_template_opts), argc, argv,
+                            &cfg, NULL);
+    if (rc != 0)
+        return rc == 2 ? 0 : rc;
+    if (cfg.list) {
+        printf("%s\n", realm_chat_template_names());
+        return 0;
     }
+    const char *model = cfg.model, *name = cfg.name;
+    const bool detect_only = cfg.detect;
     if (model == NULL && name == NULL)
         return cli_error(CMD, "need -m MODEL.gguf or --template NAME (see 'realm help " CMD "')");
 
@@ -186,10 +197,7 @@ static int run_chat_template(int argc, char **argv)
     return status;
 }
 
-const cli_command cli_cmd_chat_template = {
-    CMD,
-    run_chat_template,
-    "render a chat conversation (JSON on stdin) with a model's template",
+static const char usage_head[] =
     "usage: realm chat-template -m MODEL.gguf [--template NAME] < messages.json\n"
     "       realm chat-template --template NAME < messages.json\n"
     "       realm chat-template -m MODEL.gguf [--template NAME] --detect\n"
@@ -202,11 +210,19 @@ const cli_command cli_cmd_chat_template = {
     "exactly, without a trailing newline. Roles are system, user and assistant;\n"
     "add_generation_prompt (default true) ends the prompt with the assistant's\n"
     "header. The template is recognised from the model's tokenizer.chat_template;\n"
-    "the prompt does not start with BOS (the tokenizer adds it).\n"
-    "\n"
-    "  -m, --model PATH      the model (its template and BOS/EOS token texts)\n"
-    "  -t, --template NAME   use this template instead of the model's; without\n"
-    "                        -m, the template's usual BOS/EOS texts are used\n"
-    "  --detect              print the template's name and exit\n"
-    "  --list                print the names of the templates Realm knows\n",
+    "the prompt does not start with BOS (the tokenizer adds it).\n";
+static char usage[4096];
+
+/* main prints the usage before any command runs: build it before main. */
+__attribute__((constructor)) static void make_usage(void)
+{
+    cli_opts_usage(usage, sizeof usage, usage_head, chat_template_opts,
+                   CLI_OPTS_N(chat_template_opts));
+}
+
+const cli_command cli_cmd_chat_template = {
+    CMD,
+    run_chat_template,
+    "render a chat conversation (JSON on stdin) with a model's template",
+    usage,
 };

@@ -6,12 +6,14 @@
  */
 #include <inttypes.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "model_files.h"
+#include "opts.h"
 #include "realm/error.h"
 #include "realm/gguf.h"
 
@@ -358,25 +360,32 @@ static json_t *info_json(const realm_gguf *g, const char *path, bool full)
     return j;
 }
 
+typedef struct info_cfg {
+    bool json, full;
+} info_cfg;
+
+/* Per invocation: no environment variables. */
+static const cli_opt info_opts[] = {
+    {"json", 0, CLI_OPT_FLAG, NULL, NULL,
+     "one JSON object instead of text (with \"split\" for a part)", offsetof(info_cfg, json),
+     .env = false},
+    {"full", 0, CLI_OPT_FLAG, NULL, NULL,
+     "do not abbreviate long arrays and strings; list a split's parts", offsetof(info_cfg, full),
+     .env = false},
+};
+
 static int run_info(int argc, char **argv)
 {
-    const char *path = NULL;
-    bool json = false, full = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = true;
-        else if (strcmp(argv[i], "--full") == 0)
-            full = true;
-        else if (argv[i][0] == '-' && argv[i][1] != '\0')
-            return cli_error("info", "unknown option '%s' (see 'realm help info')", argv[i]);
-        else if (path == NULL)
-            path = argv[i];
-        else
-            return cli_error("info", "unexpected argument '%s'", argv[i]);
-    }
-    if (path == NULL)
+    info_cfg cfg = {0};
+    cli_args args;
+    int rc = cli_opts_parse("info", info_opts, CLI_OPTS_N(info_opts), argc, argv, &cfg, &args);
+    if (rc != 0)
+        return rc == 2 ? 0 : rc;
+    if (args.n > 1)
+        return cli_error("info", "unexpected argument '%s'", args.v[1]);
+    if (args.n == 0)
         return cli_error("info", "missing MODEL.gguf (see 'realm help info')");
-    return cli_info_print("info", path, json, full, NULL);
+    return cli_info_print("info", args.v[0], cfg.json, cfg.full, NULL);
 }
 
 int cli_info_print(const char *cmd, const char *path, bool json, bool full, json_t *extra)
@@ -399,18 +408,25 @@ int cli_info_print(const char *cmd, const char *path, bool json, bool full, json
     return ferror(stdout) ? cli_error(cmd, "error writing output") : 0;
 }
 
-const cli_command cli_cmd_info = {
-    "info",
-    run_info,
-    "describe a GGUF file: metadata, tensors, totals",
+static const char usage_head[] =
     "usage: realm info MODEL.gguf [--json] [--full]\n"
     "\n"
     "Prints the file's GGUF version and alignment, every metadata entry (arrays\n"
     "longer than 8 elements and strings longer than 120 bytes abbreviated), a table\n"
     "of tensors (name, shape in GGUF order, type, bytes), and totals with the\n"
     "parameter count. For one part of a split model (NAME-00002-of-00003.gguf, as\n"
-    "gguf-split writes) it says which part it is; the tensors are this part's.\n"
-    "\n"
-    "  --json   one JSON object instead of text (with \"split\" for a part)\n"
-    "  --full   do not abbreviate long arrays and strings; list a split's parts\n",
+    "gguf-split writes) it says which part it is; the tensors are this part's.\n";
+static char usage[2048];
+
+/* main prints the usage before any command runs: build it before main. */
+__attribute__((constructor)) static void make_usage(void)
+{
+    cli_opts_usage(usage, sizeof usage, usage_head, info_opts, CLI_OPTS_N(info_opts));
+}
+
+const cli_command cli_cmd_info = {
+    "info",
+    run_info,
+    "describe a GGUF file: metadata, tensors, totals",
+    usage,
 };

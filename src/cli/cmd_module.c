@@ -4,11 +4,13 @@
  * the module cache ahead of time, run sends one request (standard input)
  * through it against local models and prints what the client would receive.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "opts.h"
 #include "realm/engine.h"
 #include "realm/error.h"
 #include "realm/model.h"
@@ -200,6 +202,64 @@ out:
     return ret;
 }
 
+typedef struct module_cfg {
+    const char *cache;
+    cli_strings models, templates; /* NAME=FILE, NAME=TEMPLATE */
+    long long max_tokens, max_pages, deadline_ms, max_generations, tenant;
+    bool allow_tensor_read;
+} module_cfg;
+
+/* Per invocation: no environment variables from the table (the sandbox falls
+ * back to $REALM_MODULE_CACHE for the cache itself). The defaults are those
+ * of realm_tenant_policy_init. */
+static const cli_opt module_opts[] = {
+    {"model", 'm', CLI_OPT_STRING_LIST, "NAME=FILE", NULL,
+     "a model the module may open as NAME (repeatable)", offsetof(module_cfg, models), .env = false,
+     .n_max = MAX_MODELS},
+    {"chat-template", 0, CLI_OPT_STRING_LIST, "NAME=T", NULL,
+     "render model NAME's chat prompts with template T (default: its own; chatml when it has "
+     "none)",
+     offsetof(module_cfg, templates), .env = false, .n_max = MAX_MODELS},
+    {"max-tokens", 0, CLI_OPT_INT, "N", "0", "cap on tokens per generation, 0 for none",
+     offsetof(module_cfg, max_tokens), .env = false, .min = 0, .max = INT32_MAX},
+    {"cache", 0, CLI_OPT_STRING, "DIR", NULL,
+     "module cache (default: $REALM_MODULE_CACHE or ~/.cache/realm/modules)",
+     offsetof(module_cfg, cache), .env = false},
+    {"max-pages", 0, CLI_OPT_INT, "N", "1024", "tenant memory cap in 64 KiB pages",
+     offsetof(module_cfg, max_pages), .env = false, .min = 1, .max = 65535},
+    {"deadline-ms", 0, CLI_OPT_INT, "N", "30000", "per-request deadline, 0 for none",
+     offsetof(module_cfg, deadline_ms), .env = false, .min = 0, .max = 3600000},
+    {"max-generations", 0, CLI_OPT_INT, "N", "4", "generations open at once",
+     offsetof(module_cfg, max_generations), .env = false, .min = 1, .max = 64},
+    {"tenant", 0, CLI_OPT_INT, "ID", "0", "the tenant the request runs as",
+     offsetof(module_cfg, tenant), .env = false, .min = 0, .max = UINT32_MAX},
+    {"allow-tensor-read", 0, CLI_OPT_FLAG, NULL, NULL, "allow realm.tensor_read",
+     offsetof(module_cfg, allow_tensor_read), .env = false},
+};
+
+/* Split each "NAME=VALUE" of l into names[i] and values[i], which point into
+ * one copy of the spec, left in copies[i] for the caller to free. False, with
+ * a message, for a spec without NAME, or without VALUE when one is needed. */
+static bool split_specs(const char *opt, const char *form, const cli_strings *l, bool need_value,
+                        const char **names, const char **values, char **copies)
+{
+    for (int i = 0; i < l->n; i++) {
+        const char *eq = strchr(l->v[i], '=');
+        if (eq == NULL || eq == l->v[i] || (need_value && eq[1] == '\0')) {
+            cli_error(CMD, "%s takes %s, not '%s'", opt, form, l->v[i]);
+            return false;
+        }
+        if ((copies[i] = strdup(l->v[i])) == NULL) {
+            cli_error(CMD, "out of memory");
+            return false;
+        }
+        copies[i][eq - l->v[i]] = '\0';
+        names[i] = copies[i];
+        values[i] = copies[i] + (eq - l->v[i]) + 1;
+    }
+    return true;
+}
+
 static int run_module(int argc, char **argv)
 {
     if (argc < 2 || cli_is_help(argv[1]))
@@ -213,84 +273,51 @@ static int run_module(int argc, char **argv)
         free(md);
         return 0;
     }
+    module_cfg cfg = {0};
+    cli_args args;
     run_opts o = {0};
-    realm_tenant_policy_init(&o.pol);
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long x;
-        if (cli_is_help(a))
-            return cli_print_usage(&cli_cmd_module);
-        if (strcmp(a, "--cache") == 0 && v) {
-            o.cache = v;
-            i++;
-        } else if ((strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) && v) {
-            char *eq = strchr(argv[i + 1], '=');
-            if (!eq || eq == v || o.n_models == MAX_MODELS)
-                return cli_error(CMD, "-m takes NAME=MODEL.gguf (at most %d)", MAX_MODELS);
-            *eq = '\0';
-            o.names[o.n_models] = argv[i + 1];
-            o.files[o.n_models++] = eq + 1;
-            i++;
-        } else if (strcmp(a, "--chat-template") == 0 && v) {
-            char *eq = strchr(argv[i + 1], '=');
-            if (!eq || eq == v || !eq[1] || o.n_tmpls == MAX_MODELS)
-                return cli_error(CMD, "--chat-template takes NAME=TEMPLATE (at most %d)",
-                                 MAX_MODELS);
-            *eq = '\0';
-            o.tmpl_names[o.n_tmpls] = argv[i + 1];
-            o.tmpls[o.n_tmpls++] = eq + 1;
-            i++;
-        } else if (strcmp(a, "--max-tokens") == 0) {
-            if (!cli_parse_int(CMD, a, v, 0, INT32_MAX, &x))
-                return 1;
-            o.pol.max_tokens = (int32_t)x;
-            i++;
-        } else if (strcmp(a, "--max-pages") == 0) {
-            if (!cli_parse_int(CMD, a, v, 1, 65535, &x))
-                return 1;
-            o.pol.max_pages = (uint32_t)x;
-            i++;
-        } else if (strcmp(a, "--deadline-ms") == 0) {
-            if (!cli_parse_int(CMD, a, v, 0, 3600000, &x))
-                return 1;
-            o.pol.deadline_ms = (uint32_t)x;
-            i++;
-        } else if (strcmp(a, "--max-generations") == 0) {
-            if (!cli_parse_int(CMD, a, v, 1, 64, &x))
-                return 1;
-            o.pol.max_generations = (int32_t)x;
-            i++;
-        } else if (strcmp(a, "--tenant") == 0) {
-            if (!cli_parse_int(CMD, a, v, 0, 0xffffffffL, &x))
-                return 1;
-            o.pol.tenant = (uint32_t)x;
-            i++;
-        } else if (strcmp(a, "--allow-tensor-read") == 0) {
-            o.pol.allow_tensor_read = true;
-        } else if (a[0] == '-' && a[1]) {
-            return cli_error(CMD, "unknown option %s", a);
-        } else if (!o.path) {
-            o.path = a;
-        } else {
-            return cli_error(CMD, "unexpected argument %s", a);
-        }
+    char *copies[2 * MAX_MODELS] = {0};
+    int rc =
+        cli_opts_parse(CMD, module_opts, CLI_OPTS_N(module_opts), argc - 1, argv + 1, &cfg, &args);
+    if (rc != 0) {
+        rc = rc == 2 ? 0 : rc;
+    } else if (args.n > 1) {
+        rc = cli_error(CMD, "unexpected argument '%s'", args.v[1]);
+    } else if (args.n == 0) {
+        rc = cli_error(CMD, "%s needs a FILE.wasm", sub);
+    } else if (!split_specs("-m", "NAME=MODEL.gguf", &cfg.models, false, o.names, o.files,
+                            copies) ||
+               !split_specs("--chat-template", "NAME=TEMPLATE", &cfg.templates, true, o.tmpl_names,
+                            o.tmpls, copies + MAX_MODELS)) {
+        rc = 1;
+    } else {
+        o.path = args.v[0];
+        o.cache = cfg.cache;
+        o.n_models = cfg.models.n;
+        o.n_tmpls = cfg.templates.n;
+        realm_tenant_policy_init(&o.pol);
+        o.pol.max_tokens = (int32_t)cfg.max_tokens;
+        o.pol.max_pages = (uint32_t)cfg.max_pages;
+        o.pol.deadline_ms = (uint32_t)cfg.deadline_ms;
+        o.pol.max_generations = (int32_t)cfg.max_generations;
+        o.pol.tenant = (uint32_t)cfg.tenant;
+        o.pol.allow_tensor_read = cfg.allow_tensor_read;
+        if (strcmp(sub, "check") == 0)
+            rc = do_check(o.path);
+        else if (strcmp(sub, "build") == 0)
+            rc = do_build(o.path, o.cache);
+        else if (strcmp(sub, "run") == 0)
+            rc = do_run(&o);
+        else
+            rc = cli_error(CMD, "unknown subcommand '%s' (check, build, run, options)", sub);
     }
-    if (!o.path)
-        return cli_error(CMD, "%s needs a FILE.wasm", sub);
-    if (strcmp(sub, "check") == 0)
-        return do_check(o.path);
-    if (strcmp(sub, "build") == 0)
-        return do_build(o.path, o.cache);
-    if (strcmp(sub, "run") == 0)
-        return do_run(&o);
-    return cli_error(CMD, "unknown subcommand '%s' (check, build, run, options)", sub);
+    for (int i = 0; i < 2 * MAX_MODELS; i++)
+        free(copies[i]);
+    cli_opts_free(module_opts, CLI_OPTS_N(module_opts), &cfg);
+    return rc;
 }
 
-const cli_command cli_cmd_module = {
-    "module",
-    run_module,
-    "check, build or try a tenant's WebAssembly module",
+static const char usage_head[] =
     "usage: realm module check FILE.wasm\n"
     "       realm module options\n"
     "       realm module build FILE.wasm [--cache DIR]\n"
@@ -307,20 +334,19 @@ const cli_command cli_cmd_module = {
     "client would receive: the streamed pieces, then '--- response STATUS' and\n"
     "the body. A trap prints the error and exits with status 2. The module's log\n"
     "lines go to standard error, tagged with tenant and request. options prints\n"
-    "the options realm.generate takes (a Markdown table).\n"
-    "\n"
-    "  -m, --model NAME=FILE   a model the module may open as NAME\n"
-    "  --chat-template NAME=T  render model NAME's chat prompts with template T\n"
-    "                          (default: its own; chatml when it has none)\n"
-    "  --max-tokens N          cap on tokens per generation, 0 for none (default 0)\n"
-    "  --cache DIR             module cache (default $REALM_MODULE_CACHE or\n"
-    "                          ~/.cache/realm/modules)\n"
-    "  --max-pages N           tenant memory cap in 64 KiB pages (default 1024)\n"
-    "  --deadline-ms N         per-request deadline, 0 for none (default 30000)\n"
-    "  --max-generations N     generations open at once (default 4)\n"
-    "  --tenant ID             the tenant the request runs as (default 0)\n"
-    "  --allow-tensor-read     allow realm.tensor_read\n"
-    "  --help                  this text\n"
-    "\n"
-    "The host ABI: docs/host-abi.md.\n",
+    "the options realm.generate takes (a Markdown table). The host ABI:\n"
+    "docs/host-abi.md.\n";
+static char usage[4096];
+
+/* main prints the usage before any command runs: build it before main. */
+__attribute__((constructor)) static void make_usage(void)
+{
+    cli_opts_usage(usage, sizeof usage, usage_head, module_opts, CLI_OPTS_N(module_opts));
+}
+
+const cli_command cli_cmd_module = {
+    "module",
+    run_module,
+    "check, build or try a tenant's WebAssembly module",
+    usage,
 };

@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 
 #include "cli.h"
 #include "core/clock_internal.h"
+#include "opts.h"
 #include "quant_mix.h"
 #include "realm/error.h"
 #include "realm/gguf.h"
@@ -208,32 +210,40 @@ static int write_tensor(realm_gguf_writer *w, realm_threadpool *tp, float **scra
     return rc;
 }
 
+typedef struct quantize_cfg {
+    long long threads; /* 0: one per CPU */
+    bool pure, allow_requant, quiet;
+} quantize_cfg;
+
+/* REALM_THREADS applies, as to the server: how much of the machine realm may
+ * use is the operator's setting; the rest are per invocation. */
+static const cli_opt quantize_opts[] = {
+    {"threads", 't', CLI_OPT_INT, "N", NULL, "worker threads (default: all CPUs)",
+     offsetof(quantize_cfg, threads), .env = true, .min = 1, .max = 1024},
+    {"pure", 0, CLI_OPT_FLAG, NULL, NULL, "every quantized tensor gets TYPE itself, no mixture",
+     offsetof(quantize_cfg, pure), .env = false},
+    {"allow-requantize", 0, CLI_OPT_FLAG, NULL, NULL,
+     "allow converting already-quantized tensors (loses quality)",
+     offsetof(quantize_cfg, allow_requant), .env = false},
+    {"quiet", 'q', CLI_OPT_FLAG, NULL, NULL, "no progress output", offsetof(quantize_cfg, quiet),
+     .env = false},
+};
+
 static int run_quantize(int argc, char **argv)
 {
-    const char *pos[3] = {0};
-    int n_pos = 0;
-    long threads = 0;
-    bool allow_requant = false, pure = false, quiet = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--allow-requantize") == 0)
-            allow_requant = true;
-        else if (strcmp(a, "--pure") == 0)
-            pure = true;
-        else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0)
-            quiet = true;
-        else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
-            if (!cli_parse_int(CMD, a, i + 1 < argc ? argv[++i] : NULL, 1, 1024, &threads))
-                return 1;
-        } else if (a[0] == '-' && a[1] != '\0')
-            return cli_error(CMD, "unknown option '%s' (see 'realm help quantize')", a);
-        else if (n_pos < 3)
-            pos[n_pos++] = a;
-        else
-            return cli_error(CMD, "unexpected argument '%s'", a);
-    }
-    if (n_pos != 3)
+    quantize_cfg cfg = {0};
+    cli_args args;
+    int status =
+        cli_opts_parse(CMD, quantize_opts, CLI_OPTS_N(quantize_opts), argc, argv, &cfg, &args);
+    if (status != 0)
+        return status == 2 ? 0 : status;
+    if (args.n > 3)
+        return cli_error(CMD, "unexpected argument '%s'", args.v[3]);
+    if (args.n != 3)
         return cli_error(CMD, "expected IN.gguf OUT.gguf TYPE (see 'realm help quantize')");
+    const char *const *pos = args.v;
+    const long threads = (long)cfg.threads;
+    const bool allow_requant = cfg.allow_requant, pure = cfg.pure, quiet = cfg.quiet;
     const char *in = pos[0], *out = pos[1];
     const quant_scheme *s = quant_scheme_find(pos[2]);
     if (s == NULL)
@@ -364,10 +374,7 @@ done:
     return rc;
 }
 
-const cli_command cli_cmd_quantize = {
-    "quantize",
-    run_quantize,
-    "convert a model's weights to another tensor type or mixture",
+static const char usage_head[] =
     "usage: realm quantize IN.gguf OUT.gguf TYPE [-t THREADS] [--pure] [--allow-requantize]\n"
     "\n"
     "TYPE: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k_s, q3_k_m,\n"
@@ -377,10 +384,18 @@ const cli_command cli_cmd_quantize = {
     "weights as Q4_K but output.weight and part of attn_v/ffn_down as Q6_K.\n"
     "Norms and other 1-D tensors keep their type. f32 dequantizes any file.\n"
     "The output is written to a temporary file and renamed when complete, so an\n"
-    "interrupted run leaves nothing behind; OUT may not be the input file.\n"
-    "\n"
-    "  -t, --threads N       worker threads (default: all CPUs)\n"
-    "  --pure                every quantized tensor gets TYPE itself, no mixture\n"
-    "  --allow-requantize    allow converting already-quantized tensors (loses quality)\n"
-    "  -q, --quiet           no progress output\n",
+    "interrupted run leaves nothing behind; OUT may not be the input file.\n";
+static char usage[2048];
+
+/* main prints the usage before any command runs: build it before main. */
+__attribute__((constructor)) static void make_usage(void)
+{
+    cli_opts_usage(usage, sizeof usage, usage_head, quantize_opts, CLI_OPTS_N(quantize_opts));
+}
+
+const cli_command cli_cmd_quantize = {
+    "quantize",
+    run_quantize,
+    "convert a model's weights to another tensor type or mixture",
+    usage,
 };

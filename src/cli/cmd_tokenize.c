@@ -3,11 +3,13 @@
  * text: token ids with their pieces (llama-tokenize's format), the ids only,
  * the pieces as JSON, or the count.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "opts.h"
 #include "realm/error.h"
 #include "realm/gguf.h"
 #include "realm/tokenizer.h"
@@ -92,39 +94,49 @@ static void print_json_string(const char *s, size_t n)
     putchar('"');
 }
 
+typedef struct tokenize_cfg {
+    const char *model;
+    int mode; /* enum mode */
+    bool no_special, parse_special;
+} tokenize_cfg;
+
+/* Per invocation: no environment variables. */
+static const cli_opt tokenize_opts[] = {
+    {"model", 'm', CLI_OPT_STRING, "FILE", NULL, "the GGUF file", offsetof(tokenize_cfg, model),
+     .env = false},
+    {"ids", 0, CLI_OPT_CONST, NULL, NULL, "print the ids only: [1, 2, 3]",
+     offsetof(tokenize_cfg, mode), .env = false, .value = MODE_IDS},
+    {"pieces", 0, CLI_OPT_CONST, NULL, NULL, "print the pieces as a JSON array of strings",
+     offsetof(tokenize_cfg, mode), .env = false, .value = MODE_PIECES},
+    {"count", 0, CLI_OPT_CONST, NULL, NULL, "print the number of tokens",
+     offsetof(tokenize_cfg, mode), .env = false, .value = MODE_COUNT},
+    {"no-special", 0, CLI_OPT_FLAG, NULL, NULL,
+     "do not add BOS/EOS (by default added as the model says)", offsetof(tokenize_cfg, no_special),
+     .env = false},
+    {"parse-special", 0, CLI_OPT_FLAG, NULL, NULL,
+     "recognise control tokens such as <|im_end|> in the text (by default their text is "
+     "tokenized as plain text)",
+     offsetof(tokenize_cfg, parse_special), .env = false},
+};
+
 static int run_tokenize(int argc, char **argv)
 {
-    const char *model = NULL, *text = NULL;
-    enum mode mode = MODE_TABLE;
-    unsigned flags = REALM_TOKENIZE_ADD_SPECIAL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
-            if (++i == argc)
-                return cli_error(CMD, "option %s needs a value", a);
-            model = argv[i];
-        } else if (strcmp(a, "--ids") == 0) {
-            mode = MODE_IDS;
-        } else if (strcmp(a, "--pieces") == 0) {
-            mode = MODE_PIECES;
-        } else if (strcmp(a, "--count") == 0) {
-            mode = MODE_COUNT;
-        } else if (strcmp(a, "--no-special") == 0) {
-            flags &= ~(unsigned)REALM_TOKENIZE_ADD_SPECIAL;
-        } else if (strcmp(a, "--parse-special") == 0) {
-            flags |= REALM_TOKENIZE_PARSE_SPECIAL;
-        } else if (strcmp(a, "--") == 0 && i + 1 < argc && text == NULL) {
-            text = argv[++i];
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return cli_error(CMD, "unknown option '%s' (see 'realm help tokenize')", a);
-        } else if (text == NULL) {
-            text = a;
-        } else {
-            return cli_error(CMD, "unexpected argument '%s' (quote the text)", a);
-        }
-    }
-    if (model == NULL)
+    tokenize_cfg cfg = {.mode = MODE_TABLE};
+    cli_args args;
+    int rc = cli_opts_parse(CMD, tokenize_opts, CLI_OPTS_N(tokenize_opts), argc, argv, &cfg, &args);
+    if (rc != 0)
+        return rc == 2 ? 0 : rc;
+    if (args.n > 1)
+        return cli_error(CMD, "unexpected argument '%s' (quote the text)", args.v[1]);
+    if (cfg.model == NULL)
         return cli_error(CMD, "missing -m MODEL.gguf (see 'realm help tokenize')");
+    const char *model = cfg.model, *text = args.n ? args.v[0] : NULL;
+    const enum mode mode = (enum mode)cfg.mode;
+    unsigned flags = 0;
+    if (!cfg.no_special)
+        flags |= REALM_TOKENIZE_ADD_SPECIAL;
+    if (cfg.parse_special)
+        flags |= REALM_TOKENIZE_PARSE_SPECIAL;
 
     size_t len;
     char *owned = NULL;
@@ -138,7 +150,7 @@ static int run_tokenize(int argc, char **argv)
     }
 
     realm_gguf *g;
-    int rc = realm_gguf_open(model, &g);
+    rc = realm_gguf_open(model, &g);
     if (rc < 0) {
         free(owned);
         return cli_error(CMD, "%s: %s", model, realm_last_error());
@@ -195,23 +207,25 @@ static int run_tokenize(int argc, char **argv)
     return ferror(stdout) ? cli_error(CMD, "error writing output") : 0;
 }
 
-const cli_command cli_cmd_tokenize = {
-    "tokenize",
-    run_tokenize,
-    "split text into a model's tokens",
+static const char usage_head[] =
     "usage: realm tokenize -m MODEL.gguf [--ids|--pieces|--count]\n"
     "                      [--no-special] [--parse-special] [TEXT]\n"
     "\n"
     "Tokenizes TEXT, or all of standard input when TEXT is absent, with the\n"
     "tokenizer stored in MODEL.gguf (SentencePiece, byte-level BPE or WordPiece).\n"
     "By default prints one line per token, \"ID -> 'PIECE'\", as llama-tokenize\n"
-    "does.\n"
-    "\n"
-    "  -m, --model FILE   the GGUF file\n"
-    "  --ids              print the ids only: [1, 2, 3]\n"
-    "  --pieces           print the pieces as a JSON array of strings\n"
-    "  --count            print the number of tokens\n"
-    "  --no-special       do not add BOS/EOS (by default added as the model says)\n"
-    "  --parse-special    recognise control tokens such as <|im_end|> in the text\n"
-    "                     (by default their text is tokenized as plain text)\n",
+    "does. A TEXT that starts with '-' goes after \"--\".\n";
+static char usage[2048];
+
+/* main prints the usage before any command runs: build it before main. */
+__attribute__((constructor)) static void make_usage(void)
+{
+    cli_opts_usage(usage, sizeof usage, usage_head, tokenize_opts, CLI_OPTS_N(tokenize_opts));
+}
+
+const cli_command cli_cmd_tokenize = {
+    "tokenize",
+    run_tokenize,
+    "split text into a model's tokens",
+    usage,
 };
