@@ -12,6 +12,7 @@ packages=(
   libjansson-dev                        # JSON (CLI output, later the HTTP API)
   libpcre2-dev                          # pre-tokenizer regexes (Unicode properties, JIT)
   libutf8proc-dev                       # WordPiece normalisation (decomposition, case)
+  libsqlite3-dev                        # tenants, API keys, usage (the data directory)
   libcurl4-openssl-dev                  # realm pull: downloads (resume, TLS, redirects)
   wabt                                  # tenant modules: wasm-validate, wasm2c, wat2wasm (tests)
   wasi-libc libclang-rt-14-dev-wasm32   # building guest modules with clang --target=wasm32-wasi

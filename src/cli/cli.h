@@ -25,6 +25,10 @@ extern const cli_command cli_cmd_models;
 extern const cli_command cli_cmd_show;
 extern const cli_command cli_cmd_rm;
 extern const cli_command cli_cmd_ps;
+/* realm tenant, key, usage: the data directory (cmd_tenants.c, realm/store.h). */
+extern const cli_command cli_cmd_tenant;
+extern const cli_command cli_cmd_key;
+extern const cli_command cli_cmd_usage;
 
 /* realm pull, and the models directory it fills (models_dir.c): a pulled model
  * is DIR/NAME.gguf with its manifest DIR/NAME.json. */
