@@ -1,6 +1,6 @@
 # Realm — the two commands of the README, and a few helpers.
 #
-#   make serve [MODEL=path.gguf]   install dependencies, build, run the main job
+#   make serve [MODEL=path.gguf] [PORT=8080]   install dependencies, build, serve the model
 #   make test [SANITIZE=1]         install dependencies, build, run every test
 #   make fuzz [FUZZ_SECONDS=60]    build the libFuzzer targets with clang and run them
 #   make bench                     build and run the kernel benchmark
@@ -11,7 +11,9 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SANITIZE ?= 0
 FUZZ_SECONDS ?= 60
-MODEL ?= ../shared/testdata/models/stories260K.gguf
+MODEL ?= models/stories260K.gguf
+HOST ?= 127.0.0.1
+PORT ?= 8080
 
 ifeq ($(SANITIZE),1)
 BUILD_DIR ?= build-asan
@@ -34,11 +36,10 @@ build: deps
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
-# The HTTP server does not exist yet: until it does, the main job describes a
-# model (metadata and tensor table) with `realm info`.
+# The main job: serve MODEL (default: the small model kept in models/) on
+# 127.0.0.1:$(PORT); the startup lines say how to call it. Ctrl-C drains and stops.
 serve: build
-	@echo "realm: the server is not built yet; showing 'realm info $(MODEL)' instead" >&2
-	$(BUILD_DIR)/realm info $(MODEL)
+	$(BUILD_DIR)/realm serve --model $(MODEL) --host $(HOST) --port $(PORT)
 
 fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DREALM_FUZZ=ON \

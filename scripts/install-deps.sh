@@ -9,7 +9,8 @@ packages=(
   clang-format                          # formatting check (make format-check, CI)
   clang lld libclang-rt-14-dev          # fuzzer and sanitizer runtimes
   libssl-dev                            # SHA-256 (tests, module cache, API keys)
-  libjansson-dev                        # JSON (CLI output, later the HTTP API)
+  libjansson-dev                        # JSON (CLI output, the HTTP API)
+  libmicrohttpd-dev                     # the HTTP server (realm serve)
   libpcre2-dev                          # pre-tokenizer regexes (Unicode properties, JIT)
   libutf8proc-dev                       # WordPiece normalisation (decomposition, case)
   libsqlite3-dev                        # tenants, API keys, usage (the data directory)

@@ -5,10 +5,15 @@
  * Request: the OpenAI JSON body ("model", "messages" or "prompt",
  * "max_tokens", "temperature", "top_p", "stop", "seed", "stream", ...). The
  * body goes to realm.generate unchanged: the host reads the options it knows.
- * With "stream": true each piece is emitted as one SSE event
- * (`data: {"choices":[{"index":0,"delta":{"content":"..."}}]}\n\n`) and the
- * response is the final event with usage; otherwise the response is the whole
- * completion object. Chat requests with "logprobs": true (and optionally
+ * The route (rg_request_info's path) decides chat or text completion. The
+ * objects are OpenAI's: "id" (chatcmpl- or cmpl- and the request id),
+ * "object", "created", "model", "system_fingerprint", "choices", "usage"
+ * (with prompt_tokens_details.cached_tokens). With "stream": true each piece
+ * is one SSE event (`data: {...}` chunk; the first chat chunk's delta
+ * carries role "assistant"), then a chunk with an empty delta and the
+ * finish_reason, then — with stream_options.include_usage — a chunk with
+ * "choices": [] and the usage, then `data: [DONE]`; an error after the stream
+ * started is a `data: {"error":{...}}` event. Chat requests with "logprobs": true (and optionally
  * "top_logprobs": k) get OpenAI's "logprobs": {"content": [...]} in each
  * chunk or in the choice, from realm.gen_tokens; completion requests asking
  * for log-probabilities are refused (400).
@@ -106,6 +111,98 @@ static int32_t status_for(int32_t err)
     }
 }
 
+/* The request as the server describes it (rg_request_info): path, id, time. */
+typedef struct req_info {
+    char path[128];
+    char id[64];
+    int64_t created;
+} req_info;
+
+static void read_info(req_info *ri)
+{
+    ri->path[0] = ri->id[0] = '\0';
+    ri->created = 0;
+    int32_t n = rg_request_info(0, 0);
+    char *info = n > 0 ? rg_alloc((size_t)n) : 0;
+    if (!info || rg_request_info(info, (uint32_t)n) != n)
+        return;
+    if (rg_json_string(info, (size_t)n, "path", ri->path, sizeof ri->path) >=
+        (int32_t)sizeof ri->path)
+        ri->path[0] = '\0';
+    for (char *q = ri->path; *q; q++)
+        if (*q == '?')
+            *q = '\0';
+    if (rg_json_string(info, (size_t)n, "request_id", ri->id, sizeof ri->id) >=
+        (int32_t)sizeof ri->id)
+        ri->id[0] = '\0';
+    ri->created = rg_json_int(info, (size_t)n, "created", 0);
+}
+
+static int streq(const char *a, const char *b)
+{
+    while (*a && *a == *b)
+        a++, b++;
+    return *a == *b;
+}
+
+/* The members every chunk (and the whole response) starts with:
+ * "id","object","created","model","system_fingerprint". */
+static void put_head(rg_buf *b, const req_info *ri, int chat, int chunk, const char *model,
+                     size_t model_len)
+{
+    rg_buf_puts(b, "{\"id\":\"");
+    rg_buf_puts(b, chat ? "chatcmpl-" : "cmpl-");
+    rg_buf_puts(b, ri->id[0] ? ri->id : "local");
+    rg_buf_puts(b, "\",\"object\":\"");
+    rg_buf_puts(b,
+                chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion");
+    rg_buf_puts(b, "\",\"created\":");
+    rg_buf_put_int(b, ri->created);
+    rg_buf_puts(b, ",\"model\":");
+    rg_buf_put_json_str(b, model, model_len);
+    rg_buf_puts(b, ",\"system_fingerprint\":\"fp_realm\"");
+}
+
+static void put_usage(rg_buf *b, int64_t n_prompt, int64_t n_cached, int64_t n_gen)
+{
+    rg_buf_puts(b, "\"usage\":{\"prompt_tokens\":");
+    rg_buf_put_int(b, n_prompt);
+    rg_buf_puts(b, ",\"completion_tokens\":");
+    rg_buf_put_int(b, n_gen);
+    rg_buf_puts(b, ",\"total_tokens\":");
+    rg_buf_put_int(b, n_prompt + n_gen);
+    rg_buf_puts(b, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+    rg_buf_put_int(b, n_cached);
+    rg_buf_puts(b, "}}");
+}
+
+/* Emit one SSE event: "data: " + b + "\n\n". */
+static void emit_event(rg_buf *b)
+{
+    rg_buf_puts(b, "\n\n");
+    rg_emit(b->data, (uint32_t)b->len);
+}
+
+/* An error after streaming started: a data event with the error object. */
+static int32_t stream_error(const char *what)
+{
+    size_t n_msg;
+    char *msg = host_text(rg_last_error, &n_msg);
+    rg_buf b = {0};
+    rg_buf_puts(&b, "data: {\"error\":{\"message\":");
+    rg_buf m = {0};
+    rg_buf_puts(&m, what);
+    if (n_msg) {
+        rg_buf_puts(&m, ": ");
+        rg_buf_put(&m, msg, n_msg);
+    }
+    rg_buf_put_json_str(&b, m.data, m.len);
+    rg_buf_puts(&b, ",\"type\":\"server_error\",\"param\":null,\"code\":null}}");
+    emit_event(&b);
+    rg_respond(200, "", 0);
+    return 500;
+}
+
 int32_t handle(void)
 {
     rg_reset();
@@ -114,6 +211,26 @@ int32_t handle(void)
     if (!body || rg_request_read(body, (uint32_t)n) != n)
         return bad_reply(400, "empty request", 0);
     size_t len = (size_t)n;
+    req_info ri;
+    read_info(&ri);
+    /* the route decides: chat or text completion (without one, as under
+     * `realm module run`, a body with "messages" is a chat) */
+    int chat;
+    if (streq(ri.path, "/v1/chat/completions"))
+        chat = 1;
+    else if (streq(ri.path, "/v1/completions"))
+        chat = 0;
+    else if (!ri.path[0])
+        chat = rg_json_has(body, len, "messages");
+    else
+        return bad_reply(404, "this module serves /v1/chat/completions and /v1/completions", 0);
+    if (chat && !rg_json_has(body, len, "messages"))
+        return bad_reply(400, "'messages' is required", "messages");
+    if (!chat && !rg_json_has(body, len, "prompt"))
+        return bad_reply(400, "'prompt' is required", "prompt");
+    if (!chat && rg_json_has(body, len, "messages"))
+        return bad_reply(400, "'messages' belongs to /v1/chat/completions; send 'prompt' here",
+                         "messages");
     char model[MODEL_CAP];
     int32_t model_len = rg_json_string(body, len, "model", model, sizeof model);
     if (model_len < 0)
@@ -123,23 +240,35 @@ int32_t handle(void)
                          "model");
     if (model_len >= (int32_t)sizeof model)
         return bad_reply(400, "'model' is too long", "model");
-    /* a chat request has "messages" (the host renders them with the model's
-     * chat template); a completion request has "prompt" */
-    int chat = rg_json_has(body, len, "messages");
     int stream = rg_json_bool(body, len, "stream", 0);
     int logprobs = rg_json_bool(body, len, "logprobs", 0);
     if (!chat && (logprobs || rg_json_int(body, len, "logprobs", -1) >= 0))
         return bad_reply(400, "log-probabilities are served for chat completions only", "logprobs");
+    /* stream_options.include_usage: a last chunk with the usage */
+    int include_usage = 0;
+    const char *so;
+    size_t so_len;
+    if (rg_json_raw(body, len, "stream_options", &so, &so_len) == 0)
+        include_usage = rg_json_bool(so, so_len, "include_usage", 0);
 
     int32_t h = rg_model_open(model, (uint32_t)model_len);
     if (h < 0)
         return host_error(status_for(h), "cannot open the model",
                           h == RG_ERR_NOTFOUND ? "model_not_found" : 0);
     int32_t g = rg_generate(h, body, (uint32_t)n);
-    if (g < 0)
+    if (g < 0) {
+        if (g == RG_ERR_OVERLOADED) /* the engine's queue is full: try again soon */
+            rg_set_response(503, "{\"retry-after\":\"1\"}", 19);
         return host_error(status_for(g), "cannot generate", 0);
+    }
+    if (stream) {
+        static const char sse[] = "{\"content-type\":\"text/event-stream\","
+                                  "\"cache-control\":\"no-cache\"}";
+        rg_set_response(200, sse, sizeof sse - 1);
+    }
     static char small[PIECE_CAP];
     rg_buf text = {0}, lp = {0}; /* lp: the log-probability items so far, comma-separated */
+    int first = 1;
     int32_t k;
     while ((k = rg_gen_next(g, small, sizeof small)) > 0) {
         char *piece = small;
@@ -151,7 +280,8 @@ int32_t handle(void)
                 return bad_reply(500, "out of memory for a piece of text", 0);
             int32_t again = rg_gen_next(g, piece, (uint32_t)k);
             if (again != k)
-                return host_error(500, "generation failed", 0);
+                return stream ? stream_error("generation failed")
+                              : host_error(500, "generation failed", 0);
         }
         /* this piece's tokens: a JSON array, its items go on in lp */
         const char *items = 0;
@@ -160,25 +290,36 @@ int32_t handle(void)
             int32_t need = rg_gen_tokens(g, 0, 0);
             char *toks = need > 2 ? rg_alloc((size_t)need) : 0;
             if (!toks || rg_gen_tokens(g, toks, (uint32_t)need) != need)
-                return host_error(500, "no log-probabilities", 0);
+                return stream ? stream_error("no log-probabilities")
+                              : host_error(500, "no log-probabilities", 0);
             items = toks + 1;
             n_items = (size_t)need - 2;
         }
         if (stream) {
             rg_buf ev = {0};
-            rg_buf_puts(&ev, chat ? "data: {\"object\":\"chat.completion.chunk\",\"choices\":"
-                                    "[{\"index\":0,\"delta\":{\"content\":"
-                                  : "data: {\"object\":\"text_completion\",\"choices\":"
-                                    "[{\"index\":0,\"text\":");
-            rg_buf_put_json_str(&ev, piece, (size_t)k);
-            if (logprobs) {
-                rg_buf_puts(&ev, "},\"logprobs\":{\"content\":[");
-                rg_buf_put(&ev, items, n_items);
-                rg_buf_puts(&ev, "]}}]}\n\n");
+            rg_buf_puts(&ev, "data: ");
+            put_head(&ev, &ri, chat, 1, model, (size_t)model_len);
+            if (chat) {
+                rg_buf_puts(&ev, first ? ",\"choices\":[{\"index\":0,\"delta\":{\"role\":"
+                                         "\"assistant\",\"content\":"
+                                       : ",\"choices\":[{\"index\":0,\"delta\":{\"content\":");
+                rg_buf_put_json_str(&ev, piece, (size_t)k);
+                rg_buf_puts(&ev, "},\"logprobs\":");
             } else {
-                rg_buf_puts(&ev, chat ? "}}]}\n\n" : "}]}\n\n");
+                rg_buf_puts(&ev, ",\"choices\":[{\"index\":0,\"text\":");
+                rg_buf_put_json_str(&ev, piece, (size_t)k);
+                rg_buf_puts(&ev, ",\"logprobs\":");
             }
-            rg_emit(ev.data, (uint32_t)ev.len);
+            if (logprobs) {
+                rg_buf_puts(&ev, "{\"content\":[");
+                rg_buf_put(&ev, items, n_items);
+                rg_buf_puts(&ev, "]}");
+            } else {
+                rg_buf_puts(&ev, "null");
+            }
+            rg_buf_puts(&ev, ",\"finish_reason\":null}]}");
+            emit_event(&ev);
+            first = 0;
         } else {
             rg_buf_put(&text, piece, (size_t)k);
             if (n_items) {
@@ -189,46 +330,69 @@ int32_t handle(void)
         }
     }
     if (k < 0)
-        return host_error(500, "generation failed", 0);
+        return stream ? stream_error("generation failed") : host_error(500, "generation failed", 0);
 
     char res[1024];
     int32_t rn = rg_gen_result(g, res, sizeof res);
     if (rn < 0 || rn > (int32_t)sizeof res)
-        return host_error(500, "no result", 0);
+        return stream ? stream_error("no result") : host_error(500, "no result", 0);
     char finish[32];
     if (rg_json_string(res, (size_t)rn, "finish_reason", finish, sizeof finish) < 0)
         finish[0] = '\0';
+    if (streq(finish, "cancelled") || streq(finish, "error"))
+        return stream ? stream_error("generation ended early")
+                      : host_error(500, "generation ended early", 0);
     int64_t n_prompt = rg_json_int(res, (size_t)rn, "prompt_tokens", 0);
     int64_t n_gen = rg_json_int(res, (size_t)rn, "completion_tokens", 0);
+    int64_t n_cached = rg_json_int(res, (size_t)rn, "cached_tokens", 0);
 
     rg_buf out = {0};
-    rg_buf_puts(&out, stream ? "data: {" : "{");
-    rg_buf_puts(&out, chat ? "\"object\":\"chat.completion\",\"model\":"
-                           : "\"object\":\"text_completion\",\"model\":");
-    rg_buf_put_json_str(&out, model, (size_t)model_len);
-    rg_buf_puts(&out, ",\"choices\":[{\"index\":0,");
-    if (!stream) {
+    if (stream) {
+        /* the last chunk: an empty delta (with the role if nothing came) and the reason */
+        rg_buf_puts(&out, "data: ");
+        put_head(&out, &ri, chat, 1, model, (size_t)model_len);
         if (chat)
-            rg_buf_puts(&out, "\"message\":{\"role\":\"assistant\",\"content\":");
+            rg_buf_puts(&out, first ? ",\"choices\":[{\"index\":0,\"delta\":{\"role\":"
+                                      "\"assistant\",\"content\":\"\"},\"logprobs\":null,"
+                                      "\"finish_reason\":"
+                                    : ",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,"
+                                      "\"finish_reason\":");
         else
-            rg_buf_puts(&out, "\"text\":");
-        rg_buf_put_json_str(&out, text.data ? text.data : "", text.len);
-        rg_buf_puts(&out, chat ? "}," : ",");
-        if (logprobs) {
-            rg_buf_puts(&out, "\"logprobs\":{\"content\":[");
-            rg_buf_put(&out, lp.data ? lp.data : "", lp.len);
-            rg_buf_puts(&out, "]},");
+            rg_buf_puts(&out, ",\"choices\":[{\"index\":0,\"text\":\"\",\"logprobs\":null,"
+                              "\"finish_reason\":");
+        rg_buf_put_json_str(&out, finish, strlen(finish));
+        rg_buf_puts(&out, "}]}\n\n");
+        if (include_usage) {
+            rg_buf_puts(&out, "data: ");
+            put_head(&out, &ri, chat, 1, model, (size_t)model_len);
+            rg_buf_puts(&out, ",\"choices\":[],");
+            put_usage(&out, n_prompt, n_cached, n_gen);
+            rg_buf_puts(&out, "}\n\n");
         }
+        rg_buf_puts(&out, "data: [DONE]\n\n");
+        rg_respond(200, out.data, (uint32_t)out.len);
+        return 200;
     }
-    rg_buf_puts(&out, "\"finish_reason\":");
+    put_head(&out, &ri, chat, 0, model, (size_t)model_len);
+    rg_buf_puts(&out, ",\"choices\":[{\"index\":0,");
+    if (chat)
+        rg_buf_puts(&out, "\"message\":{\"role\":\"assistant\",\"content\":");
+    else
+        rg_buf_puts(&out, "\"text\":");
+    rg_buf_put_json_str(&out, text.data ? text.data : "", text.len);
+    rg_buf_puts(&out, chat ? "},\"logprobs\":" : ",\"logprobs\":");
+    if (logprobs) {
+        rg_buf_puts(&out, "{\"content\":[");
+        rg_buf_put(&out, lp.data ? lp.data : "", lp.len);
+        rg_buf_puts(&out, "]}");
+    } else {
+        rg_buf_puts(&out, "null");
+    }
+    rg_buf_puts(&out, ",\"finish_reason\":");
     rg_buf_put_json_str(&out, finish, strlen(finish));
-    rg_buf_puts(&out, "}],\"usage\":{\"prompt_tokens\":");
-    rg_buf_put_int(&out, n_prompt);
-    rg_buf_puts(&out, ",\"completion_tokens\":");
-    rg_buf_put_int(&out, n_gen);
-    rg_buf_puts(&out, ",\"total_tokens\":");
-    rg_buf_put_int(&out, n_prompt + n_gen);
-    rg_buf_puts(&out, stream ? "}}\n\ndata: [DONE]\n\n" : "}}");
+    rg_buf_puts(&out, "}],");
+    put_usage(&out, n_prompt, n_cached, n_gen);
+    rg_buf_puts(&out, "}");
     rg_respond(200, out.data, (uint32_t)out.len);
     return 200;
 }

@@ -165,6 +165,10 @@ realm_chat_template realm_model_ref_chat_template(const realm_model_ref *ref);
 /* The keep-alive the model gets when this is the last reference released. */
 void realm_model_ref_set_keep_alive(realm_model_ref *ref, double keep_alive_s);
 
+/* A tenant's scheduling limits (realm_engine_set_tenant) for every model's
+ * engine, loaded now or later. REALM_ERR_INVAL for bad limits. */
+int realm_registry_set_tenant(realm_registry *r, uint32_t tenant, const realm_tenant_limits *l);
+
 /* Pin (never unload) or unpin a registered model. REALM_ERR_NOTFOUND. */
 int realm_registry_pin(realm_registry *r, const char *name, bool pinned);
 /* Unload a model now if no reference is held (REALM_ERR_EXISTS if one is;
@@ -186,6 +190,13 @@ typedef struct realm_model_status {
 /* Every registered model and every model in the models directory, sorted by
  * name, as a malloc'ed array (*n entries; free() it). */
 int realm_registry_list(realm_registry *r, realm_model_status **out, int32_t *n);
+
+/* Call fn for every loaded model with its engine's statistics and the bytes
+ * it counts (under the registry's lock: fn must not call the registry). */
+void realm_registry_foreach_loaded(realm_registry *r,
+                                   void (*fn)(void *ud, const char *name,
+                                              const realm_engine_stats *st, uint64_t mem_bytes),
+                                   void *ud);
 
 /* The budget, and the bytes the loaded models count now. */
 uint64_t realm_registry_budget(const realm_registry *r);

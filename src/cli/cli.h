@@ -29,6 +29,7 @@ extern const cli_command cli_cmd_ps;
 extern const cli_command cli_cmd_tenant;
 extern const cli_command cli_cmd_key;
 extern const cli_command cli_cmd_usage;
+extern const cli_command cli_cmd_serve;
 
 /* realm pull, and the models directory it fills (models_dir.c): a pulled model
  * is DIR/NAME.gguf with its manifest DIR/NAME.json. */

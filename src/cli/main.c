@@ -16,7 +16,7 @@ static const cli_command *const commands[] = {
     &cli_cmd_bench_kernels, &cli_cmd_chat_template, &cli_cmd_tokenize, &cli_cmd_module,
     &cli_cmd_pull, // one per line from here: the table stays clang-format stable
     &cli_cmd_models,        &cli_cmd_show,          &cli_cmd_rm,       &cli_cmd_ps,
-    &cli_cmd_tenant,        &cli_cmd_key,           &cli_cmd_usage,
+    &cli_cmd_tenant,        &cli_cmd_key,           &cli_cmd_usage,    &cli_cmd_serve,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

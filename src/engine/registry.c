@@ -70,6 +70,11 @@ struct realm_registry {
     bool reaper_started, stop;
     entry **entries;
     int32_t n, cap;
+    struct tenant_lim {
+        uint32_t tenant;
+        realm_tenant_limits l;
+    } * tenants; /* applied to every engine made */
+    int32_t n_tenants;
 };
 
 struct realm_model_ref {
@@ -364,6 +369,7 @@ void realm_registry_free(realm_registry *r)
         entry_free(e);
     }
     free(r->entries);
+    free(r->tenants);
     realm_threadpool_free(r->pool);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->loaded);
@@ -589,7 +595,13 @@ static int load_entry(realm_registry *r, entry *e)
                             e->name, s_need, s_busy, s_budget);
     }
     realm_engine *eng = NULL;
-    if ((rc = realm_engine_new(m, &ep, &eng)) < 0) {
+    if ((rc = realm_engine_new(m, &ep, &eng)) == 0) {
+        pthread_mutex_lock(&r->mu);
+        for (int32_t i = 0; i < r->n_tenants; i++)
+            realm_engine_set_tenant(eng, r->tenants[i].tenant, &r->tenants[i].l);
+        pthread_mutex_unlock(&r->mu);
+    }
+    if (rc < 0) {
         pthread_mutex_lock(&r->mu);
         r->used -= need;
         pthread_mutex_unlock(&r->mu);
@@ -778,6 +790,30 @@ void realm_model_ref_set_keep_alive(realm_model_ref *ref, double keep_alive_s)
 
 /* ---- operator's controls and listing ------------------------------------------------ */
 
+int realm_registry_set_tenant(realm_registry *r, uint32_t tenant, const realm_tenant_limits *l)
+{
+    int rc = REALM_OK;
+    pthread_mutex_lock(&r->mu);
+    int32_t i = 0;
+    while (i < r->n_tenants && r->tenants[i].tenant != tenant)
+        i++;
+    if (i == r->n_tenants) {
+        struct tenant_lim *v = realloc(r->tenants, (size_t)(r->n_tenants + 1) * sizeof *v);
+        if (!v)
+            rc = realm__error(REALM_ERR_NOMEM, "out of memory");
+        else
+            r->tenants = v, r->n_tenants++;
+    }
+    if (rc == 0) {
+        r->tenants[i] = (struct tenant_lim){tenant, *l};
+        for (int32_t k = 0; k < r->n && rc == 0; k++)
+            if (r->entries[k]->state == E_LOADED && r->entries[k]->engine)
+                rc = realm_engine_set_tenant(r->entries[k]->engine, tenant, l);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
 int realm_registry_pin(realm_registry *r, const char *name, bool pinned)
 {
     pthread_mutex_lock(&r->mu);
@@ -898,6 +934,23 @@ int realm_registry_list(realm_registry *r, realm_model_status **out, int32_t *n_
     *out = s;
     *n_out = n;
     return REALM_OK;
+}
+
+void realm_registry_foreach_loaded(realm_registry *r,
+                                   void (*fn)(void *ud, const char *name,
+                                              const realm_engine_stats *st, uint64_t mem_bytes),
+                                   void *ud)
+{
+    pthread_mutex_lock(&r->mu);
+    for (int32_t i = 0; i < r->n; i++) {
+        const entry *e = r->entries[i];
+        if (e->state != E_LOADED || !e->engine)
+            continue;
+        realm_engine_stats st;
+        realm_engine_get_stats(e->engine, &st);
+        fn(ud, e->name, &st, e->mem_bytes);
+    }
+    pthread_mutex_unlock(&r->mu);
 }
 
 uint64_t realm_registry_budget(const realm_registry *r)

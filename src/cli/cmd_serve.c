@@ -1,0 +1,305 @@
+/*
+ * realm serve — the HTTP server (realm/server.h) over the model registry and
+ * the tenants' store, every setting from one table (flag, REALM_* variable,
+ * type, default, help).
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "core/log_internal.h"
+#include "opts.h"
+#include "realm/registry.h"
+#include "realm/server.h"
+#include "realm/store.h"
+
+#define CMD "serve"
+
+extern const unsigned char realm_cli_default_wasm[];
+extern const size_t realm_cli_default_wasm_len;
+
+typedef struct serve_cfg {
+    cli_strings models, pins, templates, cors;
+    const char *host, *models_dir, *data_dir, *admin_key_file, *api_key, *tls_cert, *tls_key;
+    const char *module_cache;
+    long long port, threads, ctx, parallel, workers, metrics_tenants;
+    uint64_t mem_budget, max_body;
+    double keep_alive, drain_timeout, read_timeout;
+    bool no_auth;
+} serve_cfg;
+
+#define O(f) offsetof(serve_cfg, f)
+static const cli_opt serve_opts[] = {
+    {"model", 'm', CLI_OPT_STRING_LIST, "NAME=PATH", NULL,
+     "a model to serve (repeatable); a bare PATH is named after its file; pulled models (realm "
+     "pull) are served by name without this",
+     O(models), .env = true},
+    {"host", 0, CLI_OPT_STRING, "ADDR", "127.0.0.1",
+     "address to listen on (::1 for IPv6, 0.0.0.0 or :: for every interface)", O(host),
+     .env = true},
+    {"port", 0, CLI_OPT_INT, "N", "8080", "TCP port (0: any free port)", O(port), .env = true,
+     .min = 0, .max = 65535},
+    {"threads", 't', CLI_OPT_INT, "N", "0",
+     "compute threads, shared by every model (0: one per CPU)", O(threads), .env = true, .min = 0,
+     .max = 1024},
+    {"ctx", 'c', CLI_OPT_INT, "N", "0",
+     "the longest sequence per request, prompt and output (0: the model's training context)",
+     O(ctx), .env = true, .min = 0, .max = 1 << 24},
+    {"parallel", 0, CLI_OPT_INT, "N", "16", "the most sequences running at once per model",
+     O(parallel), .env = true, .min = 1, .max = 512},
+    {"mem-budget", 0, CLI_OPT_SIZE, "SIZE", NULL,
+     "memory for all loaded models: weights, KV pools, scratch (512M, 6G); default 3/4 of the "
+     "available memory",
+     O(mem_budget), .env = true},
+    {"keep-alive", 0, CLI_OPT_DURATION, "DUR", "5m",
+     "how long an idle model stays loaded (0: unload when idle, -1: never)", O(keep_alive),
+     .env = true, .fmin = -1, .fmax = 1e9},
+    {"pin", 0, CLI_OPT_STRING_LIST, "NAME", NULL, "a model never unloaded (repeatable)", O(pins),
+     .env = true},
+    {"chat-template", 0, CLI_OPT_STRING_LIST, "MODEL=NAME", NULL,
+     "the chat template of a model (repeatable; default: its own, chatml when it has none)",
+     O(templates), .env = true},
+    {"models-dir", 0, CLI_OPT_STRING, "DIR", NULL,
+     "pulled models (default $XDG_CACHE_HOME/realm/models or ~/.cache/realm/models)", O(models_dir),
+     .env = true},
+    {"data-dir", 0, CLI_OPT_STRING, "DIR", NULL,
+     "tenants, keys and usage (default ~/.local/share/realm)", O(data_dir), .env = true},
+    {"api-key", 0, CLI_OPT_STRING, "KEY", NULL, "one API key, for tenant 'default'", O(api_key),
+     .env = true},
+    {"admin-key-file", 0, CLI_OPT_STRING, "FILE", NULL,
+     "the admin API's key, on one line (or REALM_ADMIN_KEY); without one the admin API answers 404",
+     O(admin_key_file), .env = true},
+    {"no-auth", 0, CLI_OPT_FLAG, NULL, NULL,
+     "serve a non-loopback address without API keys (everyone is tenant 'default')", O(no_auth),
+     .env = true},
+    {"tls-cert", 0, CLI_OPT_STRING, "FILE", NULL, "PEM certificate: serve HTTPS", O(tls_cert),
+     .env = true},
+    {"tls-key", 0, CLI_OPT_STRING, "FILE", NULL, "PEM private key of --tls-cert", O(tls_key),
+     .env = true},
+    {"cors-origin", 0, CLI_OPT_STRING_LIST, "ORIGIN", NULL,
+     "an origin browsers may call from (repeatable; * for any); default: none", O(cors),
+     .env = true},
+    {"max-body", 0, CLI_OPT_SIZE, "SIZE", "1M", "largest request body (413 beyond)", O(max_body),
+     .env = true, .min = 1024, .max = 1ll << 30},
+    {"workers", 0, CLI_OPT_INT, "N", "64", "requests running modules at once", O(workers),
+     .env = true, .min = 1, .max = 4096},
+    {"read-timeout", 0, CLI_OPT_DURATION, "DUR", "30s",
+     "time a client has to send its request (slowloris)", O(read_timeout), .env = true, .fmin = 0.1,
+     .fmax = 3600},
+    {"drain-timeout", 0, CLI_OPT_DURATION, "DUR", "30s",
+     "time running requests get to finish at SIGTERM/SIGINT", O(drain_timeout), .env = true,
+     .fmin = 0, .fmax = 86400},
+    {"module-cache", 0, CLI_OPT_STRING, "DIR", NULL,
+     "compiled tenant modules (default ~/.cache/realm/modules)", O(module_cache), .env = true},
+    {"metrics-tenants", 0, CLI_OPT_INT, "N", "32",
+     "tenants named in /metrics; the rest are counted as 'other'", O(metrics_tenants), .env = true,
+     .min = 1, .max = 10000},
+};
+
+static realm_server *volatile running;
+static volatile sig_atomic_t n_signals;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    n_signals++;
+    if (running)
+        realm_server_stop(running, n_signals > 1);
+}
+
+/* The value after '=' in "NAME=VALUE" items of list, for name; NULL if none. */
+static const char *lookup(const cli_strings *list, const char *name)
+{
+    const size_t n = strlen(name);
+    for (int i = 0; i < list->n; i++)
+        if (strncmp(list->v[i], name, n) == 0 && list->v[i][n] == '=')
+            return list->v[i] + n + 1;
+    return NULL;
+}
+
+static char *read_key_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char line[512] = "";
+    if (!fgets(line, sizeof line, f))
+        line[0] = '\0';
+    fclose(f);
+    line[strcspn(line, "\r\n")] = '\0';
+    return line[0] ? strdup(line) : NULL;
+}
+
+static int serve(serve_cfg *c)
+{
+    int ret = 1;
+    realm_registry *reg = NULL;
+    realm_store *store = NULL;
+    realm_server *srv = NULL;
+    char *admin_key = NULL;
+
+    realm_registry_params rp;
+    realm_registry_params_init(&rp);
+    rp.models_dir = c->models_dir;
+    rp.mem_budget = c->mem_budget;
+    rp.keep_alive_s = c->keep_alive;
+    rp.n_threads = (int32_t)c->threads;
+    rp.engine.n_ctx_seq = (int32_t)c->ctx;
+    rp.engine.max_seqs = (int32_t)c->parallel;
+    if (realm_registry_new(&rp, &reg) < 0) {
+        cli_error(CMD, "%s", realm_last_error());
+        goto out;
+    }
+    for (int i = 0; i < c->models.n; i++) {
+        char name[256] = "";
+        const char *path = c->models.v[i], *eq = strchr(path, '=');
+        if (eq) {
+            snprintf(name, sizeof name, "%.*s", (int)(eq - path), path);
+            path = eq + 1;
+        }
+        char derived[256];
+        const char *key = name[0] ? name : NULL;
+        if (!key) { /* the registry derives it; look it up for the settings below */
+            const char *b = strrchr(path, '/');
+            snprintf(derived, sizeof derived, "%s", b ? b + 1 : path);
+            size_t l = strlen(derived);
+            if (l > 5 && strcmp(derived + l - 5, ".gguf") == 0)
+                derived[l - 5] = '\0';
+        }
+        const char *n = key ? key : derived;
+        realm_model_config mc = {.chat_template = lookup(&c->templates, n)};
+        for (int k = 0; k < c->pins.n; k++)
+            mc.pinned |= strcmp(c->pins.v[k], n) == 0;
+        if (realm_registry_add(reg, key, path, &mc) < 0) {
+            cli_error(CMD, "--model %s: %s", c->models.v[i], realm_last_error());
+            goto out;
+        }
+    }
+    char data_dir[4096];
+    if (c->data_dir)
+        snprintf(data_dir, sizeof data_dir, "%s", c->data_dir);
+    else if (realm_store_default_dir(data_dir, sizeof data_dir) < 0) {
+        cli_error(CMD, "%s", realm_last_error());
+        goto out;
+    }
+    if (realm_store_open(data_dir, &store) < 0) {
+        cli_error(CMD, "%s", realm_last_error());
+        goto out;
+    }
+    const char *env_admin = getenv("REALM_ADMIN_KEY");
+    if (c->admin_key_file && !(admin_key = read_key_file(c->admin_key_file))) {
+        cli_error(CMD, "--admin-key-file %s: no key in it (or it cannot be read)",
+                  c->admin_key_file);
+        goto out;
+    } else if (!admin_key && env_admin && *env_admin) {
+        admin_key = strdup(env_admin);
+    }
+
+    realm_server_params sp;
+    realm_server_params_init(&sp);
+    sp.host = c->host;
+    sp.port = (int)c->port;
+    sp.registry = reg;
+    sp.store = store;
+    sp.default_module = realm_cli_default_wasm;
+    sp.default_module_len = realm_cli_default_wasm_len;
+    sp.module_cache = c->module_cache;
+    sp.api_key = c->api_key;
+    sp.no_auth = c->no_auth;
+    sp.admin_key = admin_key;
+    sp.tls_cert = c->tls_cert;
+    sp.tls_key = c->tls_key;
+    sp.cors_origins = c->cors.n ? c->cors.v : NULL;
+    sp.n_cors_origins = c->cors.n;
+    sp.max_body = c->max_body;
+    sp.workers = (int32_t)c->workers;
+    sp.read_timeout_s = c->read_timeout;
+    sp.drain_timeout_s = c->drain_timeout;
+    sp.metrics_tenants = (int32_t)c->metrics_tenants;
+    if (realm_server_new(&sp, &srv) < 0) {
+        cli_error(CMD, "%s", realm_last_error());
+        goto out;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old); /* (the server's threads were made with them) */
+    running = srv;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    const bool v6 = strchr(c->host, ':') != NULL;
+    char url[400];
+    snprintf(url, sizeof url, "%s://%s%s%s:%d", c->tls_cert ? "https" : "http", v6 ? "[" : "",
+             strcmp(c->host, "0.0.0.0") == 0 ? "127.0.0.1" : c->host, v6 ? "]" : "",
+             realm_server_port(srv));
+    realm_model_status *st = NULL;
+    int32_t n_models = 0;
+    realm_registry_list(reg, &st, &n_models);
+    const char *first = n_models > 0 ? st[0].name : "MODEL";
+    const bool keyless = !c->api_key && realm_store_key_count(store) == 0;
+    printf("realm serve: listening on %s (%d model%s; data in %s)\n", url, (int)n_models,
+           n_models == 1 ? "" : "s", data_dir);
+    if (keyless)
+        printf("realm serve: no API keys yet: requests are served as tenant 'default' "
+               "(create keys with: realm key create TENANT)\n");
+    printf("try: curl %s/v1/chat/completions -H 'Content-Type: application/json'%s -d "
+           "'{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],"
+           "\"max_tokens\":32}'\n",
+           url, keyless ? "" : " -H 'Authorization: Bearer KEY'", first);
+    fflush(stdout);
+    free(st);
+    ret = realm_server_run(srv) == 0 ? 0 : 1;
+    running = NULL;
+    printf("realm serve: stopped\n");
+out:
+    realm_server_free(srv);
+    realm_store_close(store);
+    realm_registry_free(reg);
+    free(admin_key);
+    return ret;
+}
+
+static int run_serve(int argc, char **argv)
+{
+    serve_cfg c = {0};
+    const int rc = cli_opts_parse(CMD, serve_opts, CLI_OPTS_N(serve_opts), argc, argv, &c, NULL);
+    int ret = rc == 2 ? 0 : rc;
+    if (rc == 0)
+        ret = serve(&c);
+    cli_opts_free(serve_opts, CLI_OPTS_N(serve_opts), &c);
+    return ret;
+}
+
+static const char usage_head[] =
+    "usage: realm serve [--model NAME=PATH ...] [--host ADDR] [--port N] [options]\n"
+    "\n"
+    "Serves /v1/chat/completions and /v1/completions (streamed with SSE when asked),\n"
+    "/v1/models, /tokenize, /detokenize, /health, /ready and /metrics. Each tenant's\n"
+    "requests run in its WebAssembly module (the default OpenAI handler unless set\n"
+    "with realm tenant set T --module FILE); API keys select tenants (realm key\n"
+    "create). Every option can also be set with its REALM_* environment variable\n"
+    "(--data-dir: REALM_DATA_DIR). SIGINT or SIGTERM drains (running requests get\n"
+    "--drain-timeout to finish); a second one stops at once.\n";
+
+static char usage[8192];
+
+__attribute__((constructor)) static void make_usage(void)
+{
+    cli_opts_usage(usage, sizeof usage, usage_head, serve_opts, CLI_OPTS_N(serve_opts));
+}
+
+const cli_command cli_cmd_serve = {
+    "serve",
+    run_serve,
+    "serve models over OpenAI-compatible HTTP to tenants with API keys",
+    usage,
+};

@@ -1,0 +1,474 @@
+#!/usr/bin/env python3
+"""realm serve end to end, over real sockets on 127.0.0.1 (standard library only).
+
+Started by tests/cli/serve.sh with REALM_BIN and REALM_TESTDATA. Every wait is
+bounded; each server is killed at the end. Prints one line per failed check and
+a summary "N passed, N failed"; exits 1 on any failure.
+"""
+import http.client
+import json
+import os
+import select
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REALM = os.environ["REALM_BIN"]
+TD = os.environ["REALM_TESTDATA"]
+MODEL = os.path.join(TD, "models", "stories260K.gguf")
+TMP = tempfile.mkdtemp(prefix="realm-serve-test-")
+DATA = os.path.join(TMP, "data")
+passed = failed = 0
+servers = []
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL:", what, flush=True)
+    return cond
+
+
+def cli(*args):
+    r = subprocess.run([REALM] + list(args), capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stdout, r.stderr
+
+
+class Server:
+    def __init__(self, *extra, host="127.0.0.1"):
+        self.host = host
+        args = [REALM, "serve", "-m", "tiny=" + MODEL, "--host", host, "--port", "0",
+                "--data-dir", DATA, "--models-dir", os.path.join(TMP, "models"),
+                "--module-cache", os.path.join(TMP, "cache"), "-t", "1", "--parallel", "4",
+                "--read-timeout", "2s", "--drain-timeout", "20s"] + list(extra)
+        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        servers.append(self)
+        self.port = None
+        self.log = b""
+        deadline = time.time() + 120
+        while time.time() < deadline and self.port is None:
+            r, _, _ = select.select([self.p.stdout], [], [], 1)
+            if r:
+                line = self.p.stdout.readline()
+                if not line:
+                    break
+                self.log += line
+                if b"listening on" in line:
+                    self.port = int(line.split(b":")[-1].split()[0].rstrip(b")"))
+        # keep draining its output so it never blocks on a full pipe
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        for line in self.p.stdout:
+            self.log += line
+
+    def conn(self, timeout=60):
+        if self.host == "::1":
+            return http.client.HTTPConnection("::1", self.port, timeout=timeout)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def req(self, method, path, body=None, headers=None, raw=False, timeout=60):
+        c = self.conn(timeout)
+        h = {"Content-Type": "application/json"} if body is not None else {}
+        h.update(headers or {})
+        data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        out = r.read()
+        c.close()
+        if raw:
+            return r, out
+        try:
+            return r, json.loads(out) if out else None
+        except ValueError:
+            return r, out
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(10)
+
+
+def chat(content="Once upon a time", **kw):
+    b = {"model": "tiny", "messages": [{"role": "user", "content": content}], "max_tokens": 8,
+         "temperature": 0}
+    b.update(kw)
+    return b
+
+
+def metric(s, name, **labels):
+    _, text = s.req("GET", "/metrics", raw=True)
+    total = 0.0
+    for line in text.decode().splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all('%s="%s"' % (k, v) in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_for(fn, seconds=5.0):
+    end = time.time() + seconds
+    while time.time() < end:
+        if fn():
+            return True
+        time.sleep(0.05)
+    return fn()
+
+
+def sse_events(raw):
+    text = raw.decode()
+    check(text.endswith("\n\n"), "SSE ends with a blank line")
+    events = [e for e in text.split("\n\n") if e]
+    check(all(e.startswith("data: ") and "\n" not in e for e in events),
+          "every SSE event is one 'data: ' line, no event: lines")
+    return [e[len("data: "):] for e in events]
+
+
+def test_basics(s):
+    r, b = s.req("GET", "/health")
+    check(r.status == 200 and b == {"status": "ok"}, "/health")
+    check(r.getheader("x-request-id", "").startswith("req-"), "x-request-id on /health")
+    r, b = s.req("GET", "/ready")
+    check(r.status == 200, "/ready")
+    r, b = s.req("GET", "/v1/models")
+    check(r.status == 200 and b["object"] == "list" and b["data"][0]["id"] == "tiny"
+          and b["data"][0]["object"] == "model", "/v1/models")
+    r, b = s.req("GET", "/v1/models/tiny")
+    check(r.status == 200 and b["id"] == "tiny", "/v1/models/tiny")
+    r, b = s.req("GET", "/v1/models/nope")
+    check(r.status == 404 and b["error"]["code"] == "model_not_found", "/v1/models/nope 404")
+
+    r, b = s.req("POST", "/v1/chat/completions", chat())
+    ok = check(r.status == 200, "chat: 200 (%s)" % (b,))
+    if ok:
+        check(b["id"].startswith("chatcmpl-") and b["object"] == "chat.completion"
+              and isinstance(b["created"], int) and b["model"] == "tiny"
+              and b["system_fingerprint"], "chat: id, object, created, model, fingerprint")
+        ch = b["choices"][0]
+        check(ch["index"] == 0 and ch["message"]["role"] == "assistant"
+              and isinstance(ch["message"]["content"], str) and ch["finish_reason"] == "length",
+              "chat: the choice")
+        u = b["usage"]
+        check(u["completion_tokens"] == 8 and u["total_tokens"] == u["prompt_tokens"] + 8
+              and "cached_tokens" in u["prompt_tokens_details"], "chat: usage")
+        check(r.getheader("x-request-id") in b["id"], "chat: id carries the request id")
+    r, b = s.req("POST", "/v1/completions", {"model": "tiny", "prompt": "Once upon a time",
+                                             "max_tokens": 6, "temperature": 0})
+    check(r.status == 200 and b["object"] == "text_completion" and b["id"].startswith("cmpl-")
+          and isinstance(b["choices"][0]["text"], str) and b["usage"]["completion_tokens"] == 6,
+          "completions")
+
+    # streaming, byte-level framing
+    r, raw = s.req("POST", "/v1/chat/completions",
+                   chat(stream=True, stream_options={"include_usage": True}), raw=True)
+    check(r.status == 200 and r.getheader("content-type", "").startswith("text/event-stream"),
+          "stream: 200 text/event-stream")
+    ev = sse_events(raw)
+    check(ev[-1] == "[DONE]", "stream: ends with [DONE]")
+    chunks = [json.loads(e) for e in ev[:-1]]
+    check(len({c["id"] for c in chunks}) == 1 and len({c["created"] for c in chunks}) == 1
+          and all(c["model"] == "tiny" and c["object"] == "chat.completion.chunk"
+                  for c in chunks), "stream: same id, created, model in every chunk")
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    check(deltas and deltas[0].get("role") == "assistant"
+          and all("role" not in d for d in deltas[1:]), "stream: role in the first chunk only")
+    fin = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    check(len(fin) == 1 and fin[0]["choices"][0]["delta"] == {}
+          and fin[0]["choices"][0]["finish_reason"] == "length", "stream: one final chunk")
+    check(chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 8,
+          "stream: the usage chunk last")
+    text = "".join(d.get("content", "") for d in deltas)
+    r, b = s.req("POST", "/v1/chat/completions", chat())
+    check(b["choices"][0]["message"]["content"] == text, "stream: same text as not streamed")
+    r, raw = s.req("POST", "/v1/chat/completions", chat(stream=True), raw=True)
+    check(not any('"usage"' in e for e in sse_events(raw)), "stream: no usage unless asked")
+
+
+def test_errors(s):
+    r, b = s.req("POST", "/v1/chat/completions", '{"model": "tiny", "messages": [')
+    check(r.status == 400 and b["error"]["code"] == "invalid_json" and "byte" in
+          b["error"]["message"], "malformed JSON: 400 with its position")
+    r, b = s.req("POST", "/v1/chat/completions", chat(temperature="hot"))
+    check(r.status == 400 and b["error"]["param"] == "temperature" and
+          "'temperature' must be a number between 0 and 2" in b["error"]["message"],
+          "wrong type: 400 naming the parameter")
+    r, b = s.req("POST", "/v1/chat/completions", chat(max_tokens=0))
+    check(r.status == 400 and b["error"]["param"] == "max_tokens", "max_tokens 0: 400")
+    r, b = s.req("POST", "/v1/chat/completions", {"model": "tiny", "messages": []})
+    check(r.status == 400 and b["error"]["param"] == "messages", "empty messages: 400")
+    r, b = s.req("POST", "/v1/chat/completions", chat(model="nope"))
+    check(r.status == 404 and b["error"]["code"] == "model_not_found", "unknown model: 404")
+    r, b = s.req("POST", "/v1/chat/completions", chat(tools=[{"type": "function"}]))
+    check(r.status == 400 and b["error"]["param"] == "tools", "tools: refused by name")
+    r, b = s.req("POST", "/v1/chat/completions", chat(content="x" * 5000))
+    check(r.status == 413 and b["error"]["code"] == "request_too_large", "body over --max-body")
+    r, b = s.req("GET", "/v2/nothing")
+    check(r.status == 404, "unknown route: 404")
+    r, b = s.req("GET", "/v1/chat/completions")
+    check(r.status == 405 and r.getheader("allow") == "POST", "wrong method: 405 with Allow")
+    r, b = s.req("POST", "/v1/chat/completions", json.dumps(chat()), {"Content-Type": "text/plain"})
+    check(r.status == 415, "text/plain body: 415")
+    r, b = s.req("POST", "/v1/chat/completions", b'{"model":"tiny","messages":[{"role":"user",'
+                 b'"content":"\xff\xfe"}]}')
+    check(r.status == 400, "invalid UTF-8 in JSON: 400")
+    r, b = s.req("GET", "/health", headers={"Host": "evil.example"})
+    check(r.status == 403, "keyless server: a foreign Host header is refused")
+    check(all(h for h in [r.getheader("x-request-id")]), "x-request-id on errors")
+
+
+def raw_socket(s, data, read=True, timeout=5):
+    so = socket.create_connection(("127.0.0.1", s.port), timeout=timeout)
+    so.sendall(data)
+    out = b""
+    if read:
+        try:
+            while True:
+                d = so.recv(65536)
+                if not d:
+                    break
+                out += d
+        except socket.timeout:
+            pass
+    so.close()
+    return out
+
+
+def test_bad_input(s):
+    raw_socket(s, b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le", False)
+    out = raw_socket(s, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 200000 +
+                     b"\r\n\r\n")
+    check(out == b"" or out.startswith(b"HTTP/1.1 4"), "a huge header is refused or dropped")
+    out = raw_socket(s, b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"mo", False)
+    # a slow client (slowloris) is dropped after the read timeout; others are served
+    slow = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    slow.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    r, b = s.req("GET", "/health")
+    check(r.status == 200, "served while a slow client holds a connection")
+    slow.settimeout(8)
+    t0 = time.time()
+    try:
+        got = slow.recv(100)
+    except (socket.timeout, ConnectionResetError):
+        got = None
+    check(got == b"" and time.time() - t0 < 7, "slowloris connection closed by the read timeout")
+    slow.close()
+    r, b = s.req("POST", "/v1/chat/completions", chat())
+    check(r.status == 200, "still serving after bad input")
+
+
+def test_disconnects(s):
+    base = metric(s, "realm:request_success_total", finished_reason="cancelled")
+
+    def cancel_after(body, seconds, stream=False):
+        so = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        data = json.dumps(body).encode()
+        so.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(data) +
+                   data)
+        time.sleep(seconds)
+        so.close()
+
+    long = chat(max_tokens=100000, ignore_eos=True)
+    # decoding, not streaming: nothing written yet; the socket is watched
+    cancel_after(long, 0.5)
+    check(wait_for(lambda: metric(s, "realm:request_success_total",
+                                  finished_reason="cancelled") == base + 1),
+          "disconnect while decoding (not streaming) cancels")
+    check(wait_for(lambda: metric(s, "realm:num_requests_running") == 0),
+          "...and frees its sequence")
+    # streaming
+    cancel_after(dict(long, stream=True), 0.5)
+    check(wait_for(lambda: metric(s, "realm:request_success_total",
+                                  finished_reason="cancelled") == base + 2),
+          "disconnect while streaming cancels")
+    # waiting: the engine runs --parallel 4; four long streams fill it, the
+    # fifth waits and leaves
+    holders = []
+    for _ in range(4):
+        c = s.conn(30)
+        c.request("POST", "/v1/chat/completions", json.dumps(dict(long, stream=True)),
+                  {"Content-Type": "application/json"})
+        holders.append(c)
+    check(wait_for(lambda: metric(s, "realm:num_requests_running") == 4),
+          "four streams running")
+    cancel_after(long, 0.6)
+    check(wait_for(lambda: metric(s, "realm:request_success_total",
+                                  finished_reason="cancelled") == base + 3),
+          "disconnect while waiting cancels")
+    check(metric(s, "realm:num_requests_waiting") == 0, "...and leaves the queue")
+    for c in holders:
+        c.close()
+    check(wait_for(lambda: metric(s, "realm:num_requests_running") == 0, 10),
+          "closed streams end")
+
+
+def test_tenants(s):
+    # keys: once one exists, requests need one
+    rc, key, err = cli("key", "create", "default", "--data-dir", DATA)
+    key = key.strip()
+    check(rc == 0 and key.startswith("rk-"), "key create (%s)" % err)
+    check(wait_for(lambda: s.req("POST", "/v1/chat/completions", chat())[0].status == 401),
+          "no key: 401 once keys exist")
+    r, b = s.req("POST", "/v1/chat/completions", chat(), {"Authorization": "Bearer rk-nope"})
+    check(r.status == 401 and b["error"]["code"] == "invalid_api_key", "unknown key: 401")
+    auth = {"Authorization": "Bearer " + key}
+    r, b = s.req("POST", "/v1/chat/completions", chat(), auth)
+    check(r.status == 200, "with the key: 200")
+    # a second tenant limited to no model, with a rate limit
+    cli("tenant", "add", "limited", "--data-dir", DATA)
+    cli("tenant", "set", "limited", "--models", "other-model", "--rpm", "20", "--data-dir", DATA)
+    rc, key2, _ = cli("key", "create", "limited", "--data-dir", DATA)
+    auth2 = {"Authorization": "Bearer " + key2.strip()}
+    check(wait_for(lambda: s.req("GET", "/v1/models", headers=auth2)[0].status == 200),
+          "second tenant's key works")
+    r, b = s.req("GET", "/v1/models", headers=auth2)
+    check(b["data"] == [], "a tenant sees only its models")
+    r, b = s.req("POST", "/v1/chat/completions", chat(), auth2)
+    check(r.status in (403, 404), "a tenant cannot use a model it is not allowed")
+    # rate limit: 20 requests a minute (one every 3 s), a burst of 20
+    statuses = []
+    for _ in range(25):
+        r, b = s.req("GET", "/v1/models/tiny", headers=auth2)
+        statuses.append(r.status)
+    statuses = []
+    for _ in range(25):
+        r, b = s.req("POST", "/v1/chat/completions", chat(max_tokens=1), auth2)
+        statuses.append(r.status)
+        if r.status == 429:
+            limited = (r, b)
+    check(429 in statuses, "over the rpm limit: 429 (%s)" % statuses)
+    if 429 in statuses:
+        r, b = limited
+        check(b["error"]["code"] == "rate_limit_exceeded" and int(r.getheader("retry-after")) >= 1
+              and r.getheader("x-ratelimit-limit-requests") == "20", "429 with Retry-After")
+        time.sleep(min(int(r.getheader("retry-after")), 6) + 0.2)
+        r, b = s.req("POST", "/v1/chat/completions", chat(max_tokens=1), auth2)
+        check(r.status != 429, "the limit recovers")
+    # a revoked key stops working
+    cli("key", "revoke", key2.strip(), "--data-dir", DATA)
+    check(wait_for(lambda: s.req("GET", "/v1/models", headers=auth2)[0].status == 401),
+          "a revoked key: 401")
+    # a tenant whose module traps gets 500 with the trap; others carry on
+    wat = os.path.join(TMP, "trap.wat")
+    with open(wat, "w") as f:
+        f.write('(module (memory (export "memory") 1) (func (export "handle") (result i32) '
+                'unreachable))')
+    subprocess.run(["wat2wasm", wat, "-o", wat[:-4] + ".wasm"], check=True)
+    cli("tenant", "add", "trapper", "--data-dir", DATA)
+    rc, _, err = cli("tenant", "set", "trapper", "--module", wat[:-4] + ".wasm", "--data-dir", DATA)
+    check(rc == 0, "tenant set --module (%s)" % err)
+    rc, key3, _ = cli("key", "create", "trapper", "--data-dir", DATA)
+    auth3 = {"Authorization": "Bearer " + key3.strip()}
+    check(wait_for(lambda: s.req("POST", "/v1/chat/completions", chat(), auth3)[0].status == 500),
+          "a trapping module: 500")
+    r, b = s.req("POST", "/v1/chat/completions", chat(), auth3)
+    check("guest trapped" in b["error"]["message"], "...with the trap message")
+    r, b = s.req("POST", "/v1/chat/completions", chat(), auth)
+    check(r.status == 200, "the other tenant carries on")
+    check(metric(s, "realm:guest_traps_total", tenant="trapper") >= 1, "traps counted")
+    return auth
+
+
+def test_drain(s, auth):
+    c = s.conn(60)
+    c.request("POST", "/v1/chat/completions",
+              json.dumps(chat(max_tokens=100000, ignore_eos=True, stream=True)),
+              dict(auth, **{"Content-Type": "application/json"}))
+    r = c.getresponse()
+    first = r.read1(100)
+    check(r.status == 200 and first.startswith(b"data: "), "drain: a stream is running")
+    s.p.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    r2, b2 = s.req("GET", "/ready")
+    check(r2.status == 503, "drain: /ready 503")
+    r2, b2 = s.req("POST", "/v1/chat/completions", chat(), auth)
+    check(r2.status == 503, "drain: new work refused with 503")
+    rest = r.read()
+    check(rest.endswith(b"data: [DONE]\n\n"), "drain: the running stream finishes")
+    c.close()
+    try:
+        s.p.wait(30)
+    except subprocess.TimeoutExpired:
+        pass
+    check(s.p.returncode == 0, "drain: exit 0 (%s)" % s.p.returncode)
+
+
+def test_cors_tls_ipv6():
+    s = Server("--cors-origin", "http://ok.example", "--api-key", "secret-key")
+    r, b = s.req("OPTIONS", "/v1/chat/completions",
+                 headers={"Origin": "http://ok.example", "Access-Control-Request-Method": "POST"})
+    check(r.status == 204 and r.getheader("access-control-allow-origin") == "http://ok.example",
+          "CORS preflight from an allowed origin")
+    r, b = s.req("OPTIONS", "/v1/chat/completions", headers={"Origin": "http://evil.example"})
+    check(r.status == 403, "CORS preflight from another origin: 403")
+    r, b = s.req("GET", "/v1/models", headers={"Origin": "http://ok.example",
+                                               "Authorization": "Bearer secret-key"})
+    check(r.status == 200 and r.getheader("access-control-allow-origin") == "http://ok.example",
+          "CORS header on a response; --api-key")
+    r, b = s.req("GET", "/v1/models")
+    check(r.status == 401, "--api-key: no key, 401")
+    s.stop()
+    # TLS with a self-signed certificate
+    cert, key = os.path.join(TMP, "cert.pem"), os.path.join(TMP, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=localhost"],
+                   check=True, capture_output=True)
+    s = Server("--tls-cert", cert, "--tls-key", key)
+    ctx = ssl.create_default_context(cafile=cert)
+    ctx.check_hostname = False
+    c = http.client.HTTPSConnection("127.0.0.1", s.port, context=ctx, timeout=30)
+    c.request("GET", "/health", headers={"Host": "localhost"})
+    r = c.getresponse()
+    check(r.status == 200 and json.loads(r.read()) == {"status": "ok"}, "HTTPS /health")
+    s.stop()
+    # IPv6 loopback, where the machine has it
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+        have6 = True
+    except OSError:
+        have6 = False
+    if have6:
+        s = Server(host="::1")
+        r, b = s.req("GET", "/health", headers={"Host": "[::1]"})
+        check(r.status == 200, "IPv6 ::1")
+        s.stop()
+    # no keys on a public address: refused at start
+    r = subprocess.run([REALM, "serve", "--host", "0.0.0.0", "--port", "0", "--data-dir",
+                        os.path.join(TMP, "empty"), "--models-dir", os.path.join(TMP, "models")],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode != 0 and "without API keys" in r.stderr,
+          "no keys on 0.0.0.0: refused (%s)" % r.stderr.strip())
+
+
+def main():
+    try:
+        s = Server("--max-body", "4096")
+        if not check(s.port is not None, "server started: %s" % s.log.decode(errors="replace")):
+            return
+        test_basics(s)
+        test_errors(s)
+        test_bad_input(s)
+        test_disconnects(s)
+        auth = test_tenants(s)
+        test_drain(s, auth)
+        test_cors_tls_ipv6()
+    finally:
+        for s in servers:
+            s.stop()
+        subprocess.run(["rm", "-rf", TMP])
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
