@@ -62,7 +62,7 @@ static void ctx_dims(const realm_model *m, const realm_ctx_params *p, int32_t *n
 {
     const realm_hparams *hp = &m->hp;
     *n_batch = p && p->n_batch > 0 ? p->n_batch : 512;
-    *n_threads = p && p->pool              ? realm_threadpool_size(p->pool)
+    *n_threads = p && p->pool            ? realm_threadpool_size(p->pool)
                  : p && p->n_threads > 0 ? p->n_threads
                                          : realm_cpu_count();
     *width = max3(hp->n_embd, (int64_t)hp->n_head * hp->head_dim, hp->n_ff);
