@@ -269,6 +269,95 @@ static void test_prefix_keeps_output(void)
     realm_engine_free(plain);
 }
 
+/* n choices: the prompt computed once, each choice sampled on its own */
+static void test_choices(void)
+{
+    realm_engine *e;
+    CHECK_RC(realm_engine_new(model, &sched_params, &e), REALM_OK); /* no prefix cache */
+    realm_token prompt[70], solo[3][40], ids[40];
+    make_prompt(prompt, 70, 4);
+    /* seeded sampling: choice i is the solo run with seed 11 + i */
+    realm_gen_options o;
+    realm_gen_options_init(&o);
+    o.max_tokens = 24;
+    o.ignore_eos = true;
+    o.sampling.temperature = 1.0f;
+    o.sampling.seed = 11;
+    realm_gen_result r;
+    int ns[3];
+    for (int i = 0; i < 3; i++) {
+        realm_gen_options oi = o;
+        oi.sampling.seed = 11 + (uint64_t)i;
+        ns[i] = run_opts(e, prompt, 70, 1, &oi, solo[i], &r);
+    }
+    realm_engine_stats before, after;
+    realm_engine_get_stats(e, &before);
+    realm_gen *g[3];
+    CHECK_RC(realm_engine_submit_n(
+                 e,
+                 &(realm_gen_request){.prompt = prompt, .n_prompt = 70, .tenant = 1, .options = &o},
+                 3, g),
+             REALM_OK);
+    for (int guard = 0; guard < 1000 && !(ended(g[0]) && ended(g[1]) && ended(g[2])); guard++)
+        realm_engine_step(e);
+    for (int i = 0; i < 3; i++) {
+        int n = take_ids(g[i], ids, &r);
+        CHECK_EQ_INT(n, ns[i]);
+        CHECK_MSG(n == ns[i] && memcmp(ids, solo[i], sizeof ids[0] * (size_t)n) == 0,
+                  "choice %d differs from its solo run", i);
+        CHECK_EQ_INT(r.n_prompt, 70);
+        CHECK_EQ_INT(r.finish, REALM_FINISH_LENGTH);
+        realm_gen_free(g[i]);
+    }
+    realm_engine_get_stats(e, &after);
+    CHECK_EQ_INT(after.tokens_prefilled - before.tokens_prefilled, 70); /* once, not 3 times */
+    CHECK_EQ_INT(after.kv_blocks_free, after.kv_blocks_total);
+
+    /* the first choice cancelled while waiting: the others end with it */
+    CHECK_RC(realm_engine_submit_n(
+                 e,
+                 &(realm_gen_request){.prompt = prompt, .n_prompt = 70, .tenant = 1, .options = &o},
+                 2, g),
+             REALM_OK);
+    realm_gen_cancel(g[0]);
+    for (int guard = 0; guard < 1000 && !(ended(g[0]) && ended(g[1])); guard++)
+        realm_engine_step(e);
+    CHECK(ended(g[0]) && ended(g[1]));
+    realm_gen_result r1;
+    realm_gen_result_get(g[1], &r1);
+    CHECK_EQ_INT(r1.finish, REALM_FINISH_CANCELLED);
+    realm_gen_free(g[0]);
+    realm_gen_free(g[1]);
+    /* the first choice cancelled while it computes the prompt: the other goes on alone */
+    CHECK_RC(realm_engine_submit_n(
+                 e,
+                 &(realm_gen_request){.prompt = prompt, .n_prompt = 70, .tenant = 1, .options = &o},
+                 2, g),
+             REALM_OK);
+    realm_engine_step(e); /* admitted; part of the prompt computed (chunks of 16) */
+    realm_gen_cancel(g[0]);
+    for (int guard = 0; guard < 1000 && !(ended(g[0]) && ended(g[1])); guard++)
+        realm_engine_step(e);
+    int n = take_ids(g[1], ids, &r);
+    CHECK_EQ_INT(r.finish, REALM_FINISH_LENGTH);
+    CHECK(n == ns[1] && memcmp(ids, solo[1], sizeof ids[0] * (size_t)n) == 0);
+    realm_gen_free(g[0]);
+    realm_gen_free(g[1]);
+    /* more choices than may run at once */
+    realm_gen *many[REALM_MAX_CHOICES];
+    CHECK_EQ_INT(realm_engine_submit_n(
+                     e, &(realm_gen_request){.prompt = prompt, .n_prompt = 70, .options = &o},
+                     sched_params.max_seqs + 1, many),
+                 REALM_ERR_RANGE);
+    CHECK_EQ_INT(realm_engine_submit_n(e, &(realm_gen_request){.prompt = prompt, .n_prompt = 70},
+                                       REALM_MAX_CHOICES + 1, many),
+                 REALM_ERR_INVAL);
+    realm_engine_get_stats(e, &after);
+    CHECK_EQ_INT(after.kv_blocks_free, after.kv_blocks_total);
+    CHECK_EQ_INT(after.n_waiting, 0);
+    realm_engine_free(e);
+}
+
 /*
  * Six requests of 40 + 120 tokens (5 blocks each) on a pool of 16 blocks:
  * they outgrow it, requests are preempted and resumed, and each ends with
@@ -721,6 +810,7 @@ int main(void)
     test_fairness();
     test_prefix_cache();
     test_prefix_keeps_output();
+    test_choices();
     test_preemption();
     test_preemption_exact();
     test_fair_after_idle();

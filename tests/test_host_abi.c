@@ -194,6 +194,9 @@ static void test_values(void)
     CHECK_RC(parse("{" PROMPT ",\"keep_alive\":-1}", &o, &e), 0);
     CHECK(o.has_keep_alive && o.keep_alive_s == -1);
     realm__gen_opts_free(&o);
+    CHECK_RC(parse("{" PROMPT ",\"n\":3}", &o, &e), 0);
+    CHECK_EQ_INT(o.n_choices, 3);
+    realm__gen_opts_free(&o);
     CHECK_RC(parse("{" PROMPT ",\"logprobs\":false}", &o, &e), 0);
     CHECK_EQ_INT(o.n_top, -1);
     realm__gen_opts_free(&o);
@@ -257,7 +260,7 @@ static void test_refusals(void)
                   "'keep_alive' must be a duration");
     CHECK_REFUSED("{" PROMPT ",\"keep_alive\":true}", REALM_ERR_INVAL, "keep_alive", NULL);
     /* known, not supported yet: refused by name */
-    CHECK_REFUSED("{" PROMPT ",\"n\":3}", REALM_ERR_UNSUPPORTED, "n", "not supported");
+
     CHECK_REFUSED("{" PROMPT ",\"tools\":[{\"type\":\"function\"}]}", REALM_ERR_UNSUPPORTED,
                   "tools", "tool calling");
     CHECK_REFUSED("{" PROMPT ",\"tools\":{}}", REALM_ERR_INVAL, "tools", "an array");

@@ -27,8 +27,9 @@
  */
 #include "realm_guest.h"
 
-#define PIECE_CAP 4096
-#define MODEL_CAP 128
+#define PIECE_CAP   4096
+#define MODEL_CAP   128
+#define MAX_CHOICES 8
 
 /*
  * The one way errors leave this handler: OpenAI's shape,
@@ -176,6 +177,37 @@ static void put_usage(rg_buf *b, int64_t n_prompt, int64_t n_cached, int64_t n_g
     rg_buf_puts(b, "}}");
 }
 
+/* The k-th element (an object) of the JSON array a[0..n): its span in
+ * *obj, *len; 0, or -1 when there is none. Strings are skipped whole. */
+static int nth_object(const char *a, size_t n, int k, const char **obj, size_t *len)
+{
+    int depth = 0, idx = -1, in_str = 0;
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char ch = a[i];
+        if (in_str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_str = 0;
+        } else if (ch == '"') {
+            in_str = 1;
+        } else if (ch == '[' || ch == '{') {
+            if (ch == '{' && depth == 1 && ++idx == k)
+                start = i;
+            depth++;
+        } else if (ch == ']' || ch == '}') {
+            depth--;
+            if (ch == '}' && depth == 1 && idx == k) {
+                *obj = a + start;
+                *len = i + 1 - start;
+                return 0;
+            }
+        }
+    }
+    return -1;
+}
+
 /* Emit one SSE event: "data: " + b + "\n\n". */
 static void emit_event(rg_buf *b)
 {
@@ -241,6 +273,9 @@ int32_t handle(void)
     if (model_len >= (int32_t)sizeof model)
         return bad_reply(400, "'model' is too long", "model");
     int stream = rg_json_bool(body, len, "stream", 0);
+    int64_t n_choices = rg_json_int(body, len, "n", 1);
+    if (n_choices < 1 || n_choices > MAX_CHOICES)
+        n_choices = 1; /* the host refuses it, naming "n" */
     int logprobs = rg_json_bool(body, len, "logprobs", 0);
     if (!chat && (logprobs || rg_json_int(body, len, "logprobs", -1) >= 0))
         return bad_reply(400, "log-probabilities are served for chat completions only", "logprobs");
@@ -267,8 +302,12 @@ int32_t handle(void)
         rg_set_response(200, sse, sizeof sse - 1);
     }
     static char small[PIECE_CAP];
-    rg_buf text = {0}, lp = {0}; /* lp: the log-probability items so far, comma-separated */
-    int first = 1;
+    /* per choice: the text and log-probability items so far, and whether
+     * its first chunk is still to come */
+    rg_buf text[MAX_CHOICES] = {{0}}, lp[MAX_CHOICES] = {{0}};
+    int first[MAX_CHOICES];
+    for (int i = 0; i < MAX_CHOICES; i++)
+        first[i] = 1;
     int32_t k;
     while ((k = rg_gen_next(g, small, sizeof small)) > 0) {
         char *piece = small;
@@ -283,6 +322,9 @@ int32_t handle(void)
                 return stream ? stream_error("generation failed")
                               : host_error(500, "generation failed", 0);
         }
+        const int32_t ci = n_choices > 1 ? rg_gen_choice(g) : 0;
+        if (ci < 0 || ci >= n_choices)
+            return stream ? stream_error("no choice") : host_error(500, "no choice", 0);
         /* this piece's tokens: a JSON array, its items go on in lp */
         const char *items = 0;
         size_t n_items = 0;
@@ -299,14 +341,15 @@ int32_t handle(void)
             rg_buf ev = {0};
             rg_buf_puts(&ev, "data: ");
             put_head(&ev, &ri, chat, 1, model, (size_t)model_len);
+            rg_buf_puts(&ev, ",\"choices\":[{\"index\":");
+            rg_buf_put_int(&ev, ci);
             if (chat) {
-                rg_buf_puts(&ev, first ? ",\"choices\":[{\"index\":0,\"delta\":{\"role\":"
-                                         "\"assistant\",\"content\":"
-                                       : ",\"choices\":[{\"index\":0,\"delta\":{\"content\":");
+                rg_buf_puts(&ev, first[ci] ? ",\"delta\":{\"role\":\"assistant\",\"content\":"
+                                           : ",\"delta\":{\"content\":");
                 rg_buf_put_json_str(&ev, piece, (size_t)k);
                 rg_buf_puts(&ev, "},\"logprobs\":");
             } else {
-                rg_buf_puts(&ev, ",\"choices\":[{\"index\":0,\"text\":");
+                rg_buf_puts(&ev, ",\"text\":");
                 rg_buf_put_json_str(&ev, piece, (size_t)k);
                 rg_buf_puts(&ev, ",\"logprobs\":");
             }
@@ -319,49 +362,61 @@ int32_t handle(void)
             }
             rg_buf_puts(&ev, ",\"finish_reason\":null}]}");
             emit_event(&ev);
-            first = 0;
+            first[ci] = 0;
         } else {
-            rg_buf_put(&text, piece, (size_t)k);
+            rg_buf_put(&text[ci], piece, (size_t)k);
             if (n_items) {
-                if (lp.len)
-                    rg_buf_puts(&lp, ",");
-                rg_buf_put(&lp, items, n_items);
+                if (lp[ci].len)
+                    rg_buf_puts(&lp[ci], ",");
+                rg_buf_put(&lp[ci], items, n_items);
             }
         }
     }
     if (k < 0)
         return stream ? stream_error("generation failed") : host_error(500, "generation failed", 0);
 
-    char res[1024];
+    static char res[4096];
     int32_t rn = rg_gen_result(g, res, sizeof res);
     if (rn < 0 || rn > (int32_t)sizeof res)
         return stream ? stream_error("no result") : host_error(500, "no result", 0);
-    char finish[32];
-    if (rg_json_string(res, (size_t)rn, "finish_reason", finish, sizeof finish) < 0)
-        finish[0] = '\0';
-    if (streq(finish, "cancelled") || streq(finish, "error"))
-        return stream ? stream_error("generation ended early")
-                      : host_error(500, "generation ended early", 0);
+    /* each choice's finish reason: "choices" of gen_result when n > 1 */
+    char finish[MAX_CHOICES][32];
+    const char *chs;
+    size_t chs_len;
+    const int have_choices = rg_json_raw(res, (size_t)rn, "choices", &chs, &chs_len) == 0;
+    for (int i = 0; i < n_choices; i++) {
+        const char *o = res;
+        size_t ol = (size_t)rn;
+        if (have_choices && nth_object(chs, chs_len, i, &o, &ol) < 0)
+            o = res, ol = (size_t)rn;
+        if (rg_json_string(o, ol, "finish_reason", finish[i], sizeof finish[i]) < 0)
+            finish[i][0] = '\0';
+        if (streq(finish[i], "cancelled") || streq(finish[i], "error"))
+            return stream ? stream_error("generation ended early")
+                          : host_error(500, "generation ended early", 0);
+    }
     int64_t n_prompt = rg_json_int(res, (size_t)rn, "prompt_tokens", 0);
     int64_t n_gen = rg_json_int(res, (size_t)rn, "completion_tokens", 0);
     int64_t n_cached = rg_json_int(res, (size_t)rn, "cached_tokens", 0);
 
     rg_buf out = {0};
     if (stream) {
-        /* the last chunk: an empty delta (with the role if nothing came) and the reason */
-        rg_buf_puts(&out, "data: ");
-        put_head(&out, &ri, chat, 1, model, (size_t)model_len);
-        if (chat)
-            rg_buf_puts(&out, first ? ",\"choices\":[{\"index\":0,\"delta\":{\"role\":"
-                                      "\"assistant\",\"content\":\"\"},\"logprobs\":null,"
-                                      "\"finish_reason\":"
-                                    : ",\"choices\":[{\"index\":0,\"delta\":{},\"logprobs\":null,"
-                                      "\"finish_reason\":");
-        else
-            rg_buf_puts(&out, ",\"choices\":[{\"index\":0,\"text\":\"\",\"logprobs\":null,"
-                              "\"finish_reason\":");
-        rg_buf_put_json_str(&out, finish, strlen(finish));
-        rg_buf_puts(&out, "}]}\n\n");
+        /* each choice's last chunk: an empty delta (with the role if nothing
+         * came) and its reason */
+        for (int i = 0; i < n_choices; i++) {
+            rg_buf_puts(&out, "data: ");
+            put_head(&out, &ri, chat, 1, model, (size_t)model_len);
+            rg_buf_puts(&out, ",\"choices\":[{\"index\":");
+            rg_buf_put_int(&out, i);
+            if (chat)
+                rg_buf_puts(&out, first[i] ? ",\"delta\":{\"role\":\"assistant\",\"content\":"
+                                             "\"\"},\"logprobs\":null,\"finish_reason\":"
+                                           : ",\"delta\":{},\"logprobs\":null,\"finish_reason\":");
+            else
+                rg_buf_puts(&out, ",\"text\":\"\",\"logprobs\":null,\"finish_reason\":");
+            rg_buf_put_json_str(&out, finish[i], strlen(finish[i]));
+            rg_buf_puts(&out, "}]}\n\n");
+        }
         if (include_usage) {
             rg_buf_puts(&out, "data: ");
             put_head(&out, &ri, chat, 1, model, (size_t)model_len);
@@ -374,23 +429,28 @@ int32_t handle(void)
         return 200;
     }
     put_head(&out, &ri, chat, 0, model, (size_t)model_len);
-    rg_buf_puts(&out, ",\"choices\":[{\"index\":0,");
-    if (chat)
-        rg_buf_puts(&out, "\"message\":{\"role\":\"assistant\",\"content\":");
-    else
-        rg_buf_puts(&out, "\"text\":");
-    rg_buf_put_json_str(&out, text.data ? text.data : "", text.len);
-    rg_buf_puts(&out, chat ? "},\"logprobs\":" : ",\"logprobs\":");
-    if (logprobs) {
-        rg_buf_puts(&out, "{\"content\":[");
-        rg_buf_put(&out, lp.data ? lp.data : "", lp.len);
-        rg_buf_puts(&out, "]}");
-    } else {
-        rg_buf_puts(&out, "null");
+    rg_buf_puts(&out, ",\"choices\":[");
+    for (int i = 0; i < n_choices; i++) {
+        rg_buf_puts(&out, i ? ",{\"index\":" : "{\"index\":");
+        rg_buf_put_int(&out, i);
+        if (chat)
+            rg_buf_puts(&out, ",\"message\":{\"role\":\"assistant\",\"content\":");
+        else
+            rg_buf_puts(&out, ",\"text\":");
+        rg_buf_put_json_str(&out, text[i].data ? text[i].data : "", text[i].len);
+        rg_buf_puts(&out, chat ? "},\"logprobs\":" : ",\"logprobs\":");
+        if (logprobs) {
+            rg_buf_puts(&out, "{\"content\":[");
+            rg_buf_put(&out, lp[i].data ? lp[i].data : "", lp[i].len);
+            rg_buf_puts(&out, "]}");
+        } else {
+            rg_buf_puts(&out, "null");
+        }
+        rg_buf_puts(&out, ",\"finish_reason\":");
+        rg_buf_put_json_str(&out, finish[i], strlen(finish[i]));
+        rg_buf_puts(&out, "}");
     }
-    rg_buf_puts(&out, ",\"finish_reason\":");
-    rg_buf_put_json_str(&out, finish, strlen(finish));
-    rg_buf_puts(&out, "}],");
+    rg_buf_puts(&out, "],");
     put_usage(&out, n_prompt, n_cached, n_gen);
     rg_buf_puts(&out, "}");
     rg_respond(200, out.data, (uint32_t)out.len);

@@ -127,6 +127,9 @@ RG_IMPORT(gen_result) int32_t rg_gen_result(int32_t gen, char *buf, uint32_t cap
  * "logprob"},...]},...] ("logprob" and "top_logprobs" only when the options
  * asked for "logprobs" / "top_logprobs"). */
 RG_IMPORT(gen_tokens) int32_t rg_gen_tokens(int32_t gen, char *buf, uint32_t cap);
+/* With "n" choices: the choice (0..n-1) of the piece rg_gen_next returned
+ * last (rg_gen_next takes the choices' pieces in turn, as they come). */
+RG_IMPORT(gen_choice) int32_t rg_gen_choice(int32_t gen);
 
 /* ---- low level: sessions, logits, weights ---------------------------------- */
 

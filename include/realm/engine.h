@@ -189,6 +189,9 @@ const char *realm_finish_name(realm_finish f);
 
 #define REALM_GEN_OPTIONS_VERSION 1
 
+/* Most choices of one request (realm_engine_submit_n). */
+#define REALM_MAX_CHOICES 16
+
 /* sampling.seed: draw a random seed for the request (the default). */
 #define REALM_SEED_RANDOM UINT64_MAX
 
@@ -279,6 +282,19 @@ int32_t realm_engine_n_ctx_seq(const realm_engine *e);
 
 /* Queue a request. On success *out is a new handle; on failure NULL. */
 int realm_engine_submit(realm_engine *e, const realm_gen_request *r, realm_gen **out);
+
+/*
+ * Queue one request for n choices (1..REALM_MAX_CHOICES; OpenAI's "n"): the
+ * prompt is computed once, then its KV blocks are forked copy-on-write into
+ * n sequences, each sampled from the same last logits with its own sampler
+ * (seed + i when the options give a seed, else each random). outs[i] is
+ * choice i's handle (free each). The choices wait and are admitted together
+ * (n sequence slots at once, so n <= max_seqs); errors as
+ * realm_engine_submit, nothing queued on failure. If the first choice is
+ * cancelled or preempted before its prompt is done, the others go on as
+ * requests of their own.
+ */
+int realm_engine_submit_n(realm_engine *e, const realm_gen_request *r, int32_t n, realm_gen **outs);
 
 /*
  * The next piece: returns 1 and fills *piece, 0 when the request has ended

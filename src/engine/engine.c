@@ -221,8 +221,13 @@ void realm_engine_free(realm_engine *e)
     int32_t n_fin = 0;
     for (int32_t i = 0; i < e->n_running; i++)
         abandon(e, e->finished[n_fin++] = e->running[i]);
-    for (int32_t i = 0; i < e->n_waiting; i++)
-        abandon(e, e->finished[n_fin++] = e->waiting[i]);
+    for (int32_t i = 0; i < e->n_waiting; i++) {
+        realm_gen *g = e->waiting[i];
+        for (int32_t k = 0; k < g->n_followers; k++) /* choices never admitted */
+            abandon(e, e->finished[n_fin++] = g->followers[k]);
+        g->n_followers = 0;
+        abandon(e, e->finished[n_fin++] = g);
+    }
     e->n_running = e->n_waiting = 0;
     if (e->kv && e->prefix)
         realm__prefix_clear(e);
@@ -560,9 +565,72 @@ fail:
 }
 
 /*
+ * Queue built requests: g[0] (the leader) waits; g[1..n) are its choices,
+ * admitted with it. Fails unless the queue has room for all of them and the
+ * tenant's block limit can be met. Wakes the scheduler.
+ */
+static int queue_built(realm_engine *e, const realm_gen_request *r, realm_gen **g, int32_t n)
+{
+    int rc = REALM_OK;
+    pthread_mutex_lock(&e->mu);
+    tenant_state *t = realm__engine_tenant(e, r->tenant);
+    realm_gen *l = g[0];
+    if (t == NULL) {
+        rc = realm__error(REALM_ERR_NOMEM, "out of memory for a tenant");
+    } else if (t->l.max_kv_blocks && l->max_blocks > t->l.max_kv_blocks && l->unlimited &&
+               (int64_t)t->l.max_kv_blocks * e->bs >= l->n_prompt) {
+        /* no limit asked: generate until the tenant's blocks are full */
+        for (int32_t i = 0; i < n; i++) {
+            g[i]->max_blocks = t->l.max_kv_blocks;
+            g[i]->max_tokens = t->l.max_kv_blocks * e->bs - l->n_prompt + 1;
+        }
+    } else if (t->l.max_kv_blocks && l->max_blocks > t->l.max_kv_blocks) {
+        rc = realm__error(REALM_ERR_RANGE,
+                          "the request needs %d KV blocks, over tenant %u's "
+                          "limit of %d",
+                          l->max_blocks, r->tenant, t->l.max_kv_blocks);
+    }
+    if (rc == 0 && e->n_waiting + e->n_waiting_followers + n > e->p.max_waiting)
+        rc = realm__error(REALM_ERR_OVERLOADED, "%d requests are already waiting",
+                          e->n_waiting + e->n_waiting_followers);
+    else if (rc == 0 && n > e->p.max_seqs)
+        rc = realm__error(REALM_ERR_RANGE, "%d choices; at most %d sequences run at once", n,
+                          e->p.max_seqs);
+    else if (rc == 0 && e->stop)
+        rc = realm__error(REALM_ERR_INVAL, "the engine is shutting down");
+    if (rc < 0) {
+        pthread_mutex_unlock(&e->mu);
+        return rc;
+    }
+    /* a tenant coming back from idle (or new) starts at the fair-queuing
+     * clock, so past idleness is no credit against the others */
+    if (t->n_running == 0 && t->n_waiting == 0) {
+        const double v = realm__engine_vclock(e);
+        if (v > t->vtime)
+            t->vtime = v;
+    }
+    const double now = realm__now();
+    for (int32_t i = 0; i < n; i++) {
+        g[i]->arrival = e->arrivals++;
+        g[i]->t_submit = now;
+        g[i]->res.step_submitted = e->stats.steps;
+    }
+    for (int32_t i = 1; i < n; i++) {
+        g[i]->awaiting_fork = true;
+        l->followers[l->n_followers++] = g[i];
+    }
+    e->n_waiting_followers += n - 1;
+    t->n_waiting++;
+    e->waiting[e->n_waiting++] = l;
+    e->events++;
+    pthread_cond_signal(&e->work);
+    pthread_mutex_unlock(&e->mu);
+    return REALM_OK;
+}
+
+/*
  * Build the request outside the lock (tokenizing, sampler, stop strings),
- * then queue it under the lock unless the queue is full or the tenant's
- * block limit can never be met. Wakes the scheduler.
+ * then queue it.
  */
 int realm_engine_submit(realm_engine *e, const realm_gen_request *r, realm_gen **out)
 {
@@ -573,46 +641,46 @@ int realm_engine_submit(realm_engine *e, const realm_gen_request *r, realm_gen *
     int rc = gen_build(e, r, &g);
     if (rc < 0)
         return rc;
-    pthread_mutex_lock(&e->mu);
-    tenant_state *t = realm__engine_tenant(e, r->tenant);
-    if (t == NULL) {
-        rc = realm__error(REALM_ERR_NOMEM, "out of memory for a tenant");
-    } else if (t->l.max_kv_blocks && g->max_blocks > t->l.max_kv_blocks && g->unlimited &&
-               (int64_t)t->l.max_kv_blocks * e->bs >= g->n_prompt) {
-        /* no limit asked: generate until the tenant's blocks are full */
-        g->max_blocks = t->l.max_kv_blocks;
-        g->max_tokens = t->l.max_kv_blocks * e->bs - g->n_prompt + 1;
-    } else if (t->l.max_kv_blocks && g->max_blocks > t->l.max_kv_blocks) {
-        rc = realm__error(REALM_ERR_RANGE,
-                          "the request needs %d KV blocks, over tenant %u's "
-                          "limit of %d",
-                          g->max_blocks, r->tenant, t->l.max_kv_blocks);
-    } else if (e->n_waiting == e->p.max_waiting) {
-        rc = realm__error(REALM_ERR_OVERLOADED, "%d requests are already waiting", e->n_waiting);
-    } else if (e->stop) {
-        rc = realm__error(REALM_ERR_INVAL, "the engine is shutting down");
-    }
-    if (rc < 0) {
-        pthread_mutex_unlock(&e->mu);
+    if ((rc = queue_built(e, r, &g, 1)) < 0) {
         gen_destroy(g);
         return rc;
     }
-    /* a tenant coming back from idle (or new) starts at the fair-queuing
-     * clock, so past idleness is no credit against the others */
-    if (t->n_running == 0 && t->n_waiting == 0) {
-        const double v = realm__engine_vclock(e);
-        if (v > t->vtime)
-            t->vtime = v;
-    }
-    t->n_waiting++;
-    g->arrival = e->arrivals++;
-    g->t_submit = realm__now();
-    g->res.step_submitted = e->stats.steps;
-    e->waiting[e->n_waiting++] = g;
-    e->events++;
-    pthread_cond_signal(&e->work);
-    pthread_mutex_unlock(&e->mu);
     *out = g;
+    return REALM_OK;
+}
+
+int realm_engine_submit_n(realm_engine *e, const realm_gen_request *r, int32_t n, realm_gen **outs)
+{
+    if (outs == NULL || r == NULL || n < 1 || n > REALM_MAX_CHOICES)
+        return realm__error(REALM_ERR_INVAL, "choices: 1..%d", REALM_MAX_CHOICES);
+    for (int32_t i = 0; i < n; i++)
+        outs[i] = NULL;
+    if (r->logits && n > 1)
+        return realm__error(REALM_ERR_INVAL, "a logits-only request has one choice");
+    realm_gen_options o;
+    realm_gen_options_init(&o);
+    if (r->options)
+        o = *r->options; /* (version checked by gen_build) */
+    realm_gen *g[REALM_MAX_CHOICES] = {0};
+    int rc = REALM_OK;
+    for (int32_t i = 0; i < n && rc == 0; i++) {
+        realm_gen_options oi = o;
+        if (o.sampling.seed != REALM_SEED_RANDOM) /* reproducible, and distinct */
+            oi.sampling.seed = o.sampling.seed + (uint64_t)i;
+        realm_gen_request ri = *r;
+        ri.options = r->options ? &oi : NULL; /* defaults: a random seed each */
+        rc = gen_build(e, &ri, &g[i]);
+    }
+    if (rc == 0)
+        rc = queue_built(e, r, g, n);
+    if (rc < 0) {
+        for (int32_t i = 0; i < n; i++)
+            if (g[i])
+                gen_destroy(g[i]);
+        return rc;
+    }
+    for (int32_t i = 0; i < n; i++)
+        outs[i] = g[i];
     return REALM_OK;
 }
 

@@ -58,9 +58,15 @@ struct realm_gen {
     int32_t n_fill; /* tokens[0..n_fill) to compute before decoding: the prompt,
                        or after a preemption everything fed so far */
     int32_t n_gen;
-    realm_token next_tok;  /* sampled, to be fed next step */
-    int32_t logit_row;     /* row of this step's logits, -1 if none */
-    float *logits_out;     /* a logits-only request's output (realm_gen_request.logits) */
+    realm_token next_tok; /* sampled, to be fed next step */
+    int32_t logit_row;    /* row of this step's logits, -1 if none */
+    float *logits_out;    /* a logits-only request's output (realm_gen_request.logits) */
+    /* n choices (realm_engine_submit_n): the leader computes the prompt;
+     * its followers sit in the running set without a sequence until the
+     * prompt is done, then fork its KV blocks and sample from its logits */
+    struct realm_gen *followers[REALM_MAX_CHOICES - 1]; /* the leader's, still awaiting */
+    int32_t n_followers;
+    bool awaiting_fork;    /* a follower that has not forked yet */
     int32_t n_sched;       /* entries of this step */
     bool prompt_done;      /* tokens[0..n_fill) are in the KV sequence */
     bool resumed;          /* preempted after sampling: next_tok is waiting to be fed */
@@ -118,6 +124,7 @@ struct realm_engine {
     double ms_per_prompt_token; /* measured on prefill-heavy steps (moving average); 0: not yet */
     prefix_entry *prefix;       /* (prefix_cache_entries) */
     int32_t n_prefix;
+    int32_t n_waiting_followers; /* choices attached to waiting leaders */
     realm_engine_stats stats;
     realm_gen **finished; /* (max_seqs + max_waiting) scratch of one step */
 

@@ -38,7 +38,7 @@ static int32_t pending_fill(const realm_engine *e)
     int32_t sum = 0;
     for (int32_t i = 0; i < e->n_running; i++) {
         const realm_gen *g = e->running[i];
-        if (!g->prompt_done)
+        if (!g->prompt_done && !g->awaiting_fork)
             sum += blocks_of(e, g->n_fill) - blocks_of(e, g->n_past);
     }
     return sum;
@@ -51,7 +51,7 @@ static int32_t tenant_committed(const realm_engine *e, const tenant_state *t)
     int32_t sum = 0;
     for (int32_t i = 0; i < e->n_running; i++) {
         const realm_gen *g = e->running[i];
-        if (g->tenant == t->id)
+        if (g->tenant == t->id && !g->awaiting_fork)
             sum += blocks_of(e, g->prompt_done ? g->n_past : g->n_fill);
     }
     return sum;
@@ -80,10 +80,13 @@ static realm_gen *unrun(realm_engine *e, int32_t i)
     return g;
 }
 
+static int32_t unlink_choices(realm_engine *e, int32_t i);
+
 /* End running[i] with reason f and queue it for on_done and unref. */
 static void retire(realm_engine *e, int32_t i, realm_finish f, int err, const char *msg,
                    int32_t *n_fin)
 {
+    i = unlink_choices(e, i);
     realm_gen *g = unrun(e, i);
     realm__gen_finish(g, f, err, msg);
     e->finished[(*n_fin)++] = g;
@@ -92,8 +95,64 @@ static void retire(realm_engine *e, int32_t i, realm_finish f, int err, const ch
 /* Send running[i] back to the waiting queue (which has room for every
  * running request beyond max_waiting); it keeps its arrival, so it comes
  * back before its tenant's later requests. */
+static void preempt(realm_engine *e, int32_t i);
+
+/* The index of g in the running set, or -1. */
+static int32_t running_index(const realm_engine *e, const realm_gen *g)
+{
+    for (int32_t i = 0; i < e->n_running; i++)
+        if (e->running[i] == g)
+            return i;
+    return -1;
+}
+
+/* Send the followers still awaiting leader's fork back to wait as requests
+ * of their own (each then computes its prompt, mostly from the prefix
+ * cache): the leader leaves before its prompt is done. */
+static void release_followers(realm_engine *e, realm_gen *leader)
+{
+    const int32_t n = leader->n_followers;
+    leader->n_followers = 0;
+    for (int32_t k = 0; k < n; k++) {
+        realm_gen *f = leader->followers[k];
+        f->awaiting_fork = false;
+        const int32_t i = running_index(e, f);
+        if (i >= 0) {
+            preempt(e, i);
+            e->stats.preemptions--; /* not a preemption for KV blocks */
+        }
+    }
+}
+
+/* Forget follower f in its leader's list (f leaves on its own). */
+static void drop_follower(realm_engine *e, realm_gen *f)
+{
+    f->awaiting_fork = false;
+    for (int32_t i = 0; i < e->n_running; i++) {
+        realm_gen *l = e->running[i];
+        for (int32_t k = 0; k < l->n_followers; k++)
+            if (l->followers[k] == f) {
+                l->followers[k] = l->followers[--l->n_followers];
+                return;
+            }
+    }
+}
+
+/* Undo running[i]'s n-choice links before it leaves the running set;
+ * returns its index again (releasing followers shifts the set). */
+static int32_t unlink_choices(realm_engine *e, int32_t i)
+{
+    realm_gen *g = e->running[i];
+    if (g->awaiting_fork)
+        drop_follower(e, g);
+    else if (g->n_followers)
+        release_followers(e, g);
+    return running_index(e, g);
+}
+
 static void preempt(realm_engine *e, int32_t i)
 {
+    i = unlink_choices(e, i);
     realm_gen *g = unrun(e, i);
     if (g->prompt_done) {
         g->n_fill = g->n_past;
@@ -170,6 +229,20 @@ static int start(realm_engine *e, realm_gen *g, int32_t entry, int32_t n_cached,
     return REALM_OK;
 }
 
+/* Followers of a leader that will never run end with the same error. */
+static void release_followers_waiting(realm_engine *e, realm_gen *leader, int32_t *n_fin)
+{
+    for (int32_t k = 0; k < leader->n_followers; k++) {
+        realm_gen *f = leader->followers[k];
+        f->awaiting_fork = false;
+        realm__gen_finish(f, REALM_FINISH_ERROR, REALM_ERR_RANGE,
+                          "more choices than sequences may run at once");
+        e->finished[(*n_fin)++] = f;
+    }
+    e->n_waiting_followers -= leader->n_followers;
+    leader->n_followers = 0;
+}
+
 /* Admit waiting requests while slots, blocks and tenant limits allow. The
  * tenant is chosen by least virtual time (service / weight), ties by the
  * arrival of its oldest waiting request; within the tenant by priority,
@@ -224,6 +297,23 @@ static void admit(realm_engine *e, int32_t *n_fin)
             best->blocked = true;
             continue;
         }
+        if (g->n_followers &&
+            (e->n_running + 1 + g->n_followers > e->p.max_seqs ||
+             (best->l.max_seqs && best->n_running + 1 + g->n_followers > best->l.max_seqs))) {
+            if (e->n_running == 0) { /* could never run: as many choices as slots at most */
+                memmove(&e->waiting[best_w], &e->waiting[best_w + 1],
+                        (size_t)(e->n_waiting - best_w - 1) * sizeof *e->waiting);
+                e->n_waiting--;
+                best->n_waiting--;
+                release_followers_waiting(e, g, n_fin);
+                realm__gen_finish(g, REALM_FINISH_ERROR, REALM_ERR_RANGE,
+                                  "more choices than sequences may run at once");
+                e->finished[(*n_fin)++] = g;
+                continue;
+            }
+            best->blocked = true; /* its choices need free sequence slots */
+            continue;
+        }
         int32_t entry;
         int32_t n_cached = cached_prefix(e, g, &entry);
         for (;;) {
@@ -248,6 +338,14 @@ static void admit(realm_engine *e, int32_t *n_fin)
         e->n_waiting--;
         best->n_waiting--;
         int rc = start(e, g, entry, n_cached, best);
+        if (rc == 0)
+            e->n_waiting_followers -= g->n_followers;
+        for (int32_t k = 0; rc == 0 && k < g->n_followers; k++) { /* they wait for the fork */
+            realm_gen *f = g->followers[k];
+            f->seq = -1;
+            best->n_running++;
+            e->running[e->n_running++] = f;
+        }
         if (rc < 0) {
             /* out of sequence slots or memory: end this request only */
             best->n_running++;
@@ -373,7 +471,7 @@ static int32_t build_batch(realm_engine *e)
         double pick_v = 0;
         for (int32_t i = 0; i < e->n_running; i++) {
             realm_gen *g = e->running[i];
-            if (g->prompt_done || g->n_sched || g->stalled)
+            if (g->prompt_done || g->n_sched || g->stalled || g->awaiting_fork)
                 continue;
             const double v = realm__engine_tenant(e, g->tenant)->vtime;
             if (!pick || v < pick_v || (v == pick_v && g->arrival < pick->arrival)) {
@@ -520,6 +618,35 @@ static void sample_one(realm_engine *e, realm_gen *g, uint64_t step)
     }
 }
 
+/*
+ * The leader's prompt is done: each follower forks its KV sequence (blocks
+ * shared copy-on-write) and samples its first token from the same logits
+ * with its own sampler. A follower whose fork fails (no sequence slot)
+ * ends with an error.
+ */
+static void fork_followers(realm_engine *e, realm_gen *leader, uint64_t step)
+{
+    const int32_t n = leader->n_followers;
+    leader->n_followers = 0;
+    for (int32_t k = 0; k < n; k++) {
+        realm_gen *f = leader->followers[k];
+        f->awaiting_fork = false;
+        if (realm_kv_seq_fork(e->kv, leader->seq, &f->seq) < 0) {
+            f->seq = -1;
+            set_fin(f, REALM_FINISH_ERROR, REALM_ERR_NOSPACE, realm_last_error());
+            continue;
+        }
+        f->n_past = leader->n_past;
+        f->prompt_done = true;
+        f->res.n_cached = leader->res.n_cached;
+        if (f->t_admit == 0)
+            f->t_admit = leader->t_admit;
+        f->logit_row = leader->logit_row;
+        f->n_sched = 0;
+        sample_one(e, f, step);
+    }
+}
+
 /* Learn the cost of a prompt token from steps that are mostly prompt
  * (a moving average over such steps), for the prefill slice. */
 static void note_step_time(realm_engine *e, int32_t n, double seconds)
@@ -550,6 +677,13 @@ int realm__engine_step(realm_engine *e)
                 (size_t)(e->n_waiting - i - 1) * sizeof *e->waiting);
         e->n_waiting--;
         realm__engine_tenant(e, g->tenant)->n_waiting--;
+        for (int32_t k = 0; k < g->n_followers; k++) { /* its choices go with it */
+            g->followers[k]->awaiting_fork = false;
+            realm__gen_finish(g->followers[k], REALM_FINISH_CANCELLED, 0, NULL);
+            e->finished[n_fin++] = g->followers[k];
+        }
+        e->n_waiting_followers -= g->n_followers;
+        g->n_followers = 0;
         realm__gen_finish(g, REALM_FINISH_CANCELLED, 0, NULL);
         e->finished[n_fin++] = g;
     }
@@ -579,9 +713,10 @@ int realm__engine_step(realm_engine *e)
         rc = realm_forward(e->ctx, &b, e->logits);
         note_step_time(e, n, realm__now() - t0);
         const char *msg = rc < 0 ? realm_last_error() : NULL;
+        for (int32_t i = 0; i < e->n_running; i++) /* (a fork below may set a follower's) */
+            e->running[i]->fin = REALM_FINISH_NONE;
         for (int32_t i = 0; i < e->n_running; i++) {
             realm_gen *g = e->running[i];
-            g->fin = REALM_FINISH_NONE;
             if (g->n_sched == 0)
                 continue;
             if (rc < 0) {
@@ -594,6 +729,8 @@ int realm__engine_step(realm_engine *e)
                 g->prompt_just_done = !g->resumed;
                 g->resumed = false;
             }
+            if (g->logit_row >= 0 && g->n_followers)
+                fork_followers(e, g, step);
             if (g->logit_row >= 0)
                 sample_one(e, g, step);
         }

@@ -14,35 +14,45 @@
 #include "options_internal.h"
 #include "realm/tokenizer.h"
 
-/* Hand an ended generation's result to the embedder (once). */
+/* Hand an ended generation's results to the embedder (once, when every
+ * choice has ended): the prompt counted with the first choice only. */
 static void report(realm_instance *in, gen_slot *s)
 {
-    realm_gen_result res;
-    if (s->reported || realm_gen_result_get(s->g, &res) < 0)
+    realm_gen_result res[MAX_CHOICES];
+    if (s->reported)
         return;
+    for (int32_t i = 0; i < s->n; i++)
+        if (realm_gen_result_get(s->g[i], &res[i]) < 0)
+            return;
     s->reported = 1;
-    if (in->io && in->io->on_generation)
-        in->io->on_generation(in->io->ud, s->model, &res);
+    for (int32_t i = 0; i < s->n && in->io && in->io->on_generation; i++) {
+        if (i > 0)
+            res[i].n_prompt = res[i].n_cached = 0;
+        in->io->on_generation(in->io->ud, s->model, &res[i]);
+    }
 }
 
 static gen_slot *gen_get(realm_instance *in, uint32_t h)
 {
-    return h >= 1 && h <= MAX_GENS && in->gens[h - 1].g ? &in->gens[h - 1] : NULL;
+    return h >= 1 && h <= MAX_GENS && in->gens[h - 1].g[0] ? &in->gens[h - 1] : NULL;
 }
 
 void realm__host_gens_close(realm_instance *in)
 {
     for (int i = 0; i < MAX_GENS; i++) {
         gen_slot *s = &in->gens[i];
-        if (s->g && !s->reported) { /* cancelled: its work so far is still reported */
-            realm_gen_cancel(s->g);
-            realm_gen_wait(s->g);
+        if (s->g[0] && !s->reported) { /* cancelled: its work so far is still reported */
+            for (int32_t k = 0; k < s->n; k++)
+                realm_gen_cancel(s->g[k]);
+            for (int32_t k = 0; k < s->n; k++)
+                realm_gen_wait(s->g[k]);
             report(in, s);
         }
-        if (s->g)
-            realm_gen_free(s->g);
+        for (int32_t k = 0; k < s->n; k++) {
+            realm_gen_free(s->g[k]);
+            free(s->acc[k].v);
+        }
         free(s->pending);
-        free(s->acc.v);
         free(s->piece.v);
         *s = (gen_slot){0};
     }
@@ -69,7 +79,7 @@ uint32_t realm__host_generate(void *c, uint32_t h, uint32_t ptr, uint32_t len)
                                      in->pol.max_generations));
     int slot = -1;
     for (int i = 0; i < MAX_GENS && slot < 0; i++)
-        if (!in->gens[i].g)
+        if (!in->gens[i].g[0])
             slot = i;
     if (slot < 0)
         HOST_RETURN(
@@ -101,19 +111,23 @@ uint32_t realm__host_generate(void *c, uint32_t h, uint32_t ptr, uint32_t len)
         realm_model_ref_set_keep_alive(s->ref, o.keep_alive_s);
     if (in->pol.max_tokens > 0 && (!o.has_max_tokens || o.gen.max_tokens > in->pol.max_tokens))
         o.gen.max_tokens = in->pol.max_tokens;
-    realm_gen *g = NULL;
-    rc = realm_engine_submit(
+    gen_slot *gs = &in->gens[slot];
+    *gs = (gen_slot){.n = o.n_choices, .n_top = o.n_top, .tok = tok, .model = s->name};
+    rc = realm_engine_submit_n(
         s->engine,
         &(realm_gen_request){
             .prompt = ids, .n_prompt = n_ids, .tenant = in->pol.tenant, .options = &o.gen},
-        &g);
+        gs->n, gs->g);
     free(ids);
-    const int n_top = o.n_top;
     realm__gen_opts_free(&o);
-    if (rc < 0)
-        HOST_RETURN(realm__host_fail_param(in, rc, rc == REALM_ERR_RANGE ? prompt_param : "",
+    if (rc < 0) {
+        *gs = (gen_slot){0};
+        HOST_RETURN(realm__host_fail_param(in, rc,
+                                           rc == REALM_ERR_RANGE && gs->n <= 1 ? prompt_param
+                                           : rc == REALM_ERR_RANGE             ? "n"
+                                                                               : "",
                                            "generate: %s", realm_last_error()));
-    in->gens[slot] = (gen_slot){.g = g, .n_top = n_top, .tok = tok, .model = s->name};
+    }
     in->n_gens_open++;
     HOST_RETURN(slot + 1);
 }
@@ -138,8 +152,12 @@ static int tok_push(tok_list *l, const realm_gen_piece *p)
     return 0;
 }
 
-/* The next non-empty piece of text (0: the generation has ended). Waits in
- * slices so that the call's deadline is honoured while blocked. */
+/*
+ * The next non-empty piece of any choice (0: every choice has ended); which
+ * choice it belongs to is gen_choice's answer. Choices are taken in turn.
+ * Waits in slices so that the call's deadline and a cancellation are seen
+ * while blocked.
+ */
 uint32_t realm__host_gen_next(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
 {
     HOST_BEGIN(c);
@@ -152,29 +170,42 @@ uint32_t realm__host_gen_next(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
         if (n >= 0 && (uint32_t)n <= cap) {
             free(s->pending);
             s->pending = NULL;
+            s->cur = s->pending_choice;
         }
         HOST_RETURN(n);
     }
-    while (!s->done) {
+    for (int32_t turn = 0;; turn++) {
+        int32_t live = 0;
+        for (int32_t k = 0; k < s->n; k++)
+            live += !s->done[k];
+        if (live == 0)
+            break;
+        const int32_t i = (s->cur + 1 + turn) % s->n;
+        if (s->done[i])
+            continue;
+        /* one choice: block in slices; several: poll them in turn, briefly */
+        const int slice = realm__host_wait_slice(in, "gen_next");
         realm_gen_piece piece;
-        int rc = realm_gen_next(s->g, &piece, realm__host_wait_slice(in, "gen_next"));
+        int rc = realm_gen_next(s->g[i], &piece, s->n == 1 ? slice : (turn % s->n ? 0 : 2));
         if (rc == REALM_ERR_TIMEOUT)
             continue;
         if (rc < 0)
             HOST_RETURN(realm__host_fail(in, rc, "gen_next: %s", realm_last_error()));
         if (rc == 0) {
-            s->done = 1;
-            in->n_gens_open--;
-            report(in, s);
-            break;
+            s->done[i] = 1;
+            if (live == 1) {
+                in->n_gens_open--;
+                report(in, s);
+            }
+            continue;
         }
-        if (piece.token != REALM_TOKEN_NULL && tok_push(&s->acc, &piece) < 0)
+        if (piece.token != REALM_TOKEN_NULL && tok_push(&s->acc[i], &piece) < 0)
             HOST_RETURN(realm__host_fail(in, REALM_ERR_NOMEM, "gen_next: out of memory"));
         if (piece.len == 0)
             continue;
         const tok_list t = s->piece; /* this piece's tokens are those gathered so far */
-        s->piece = s->acc;
-        s->acc = (tok_list){t.v, 0, t.cap};
+        s->piece = s->acc[i];
+        s->acc[i] = (tok_list){t.v, 0, t.cap};
         int32_t n = realm__host_put(dst, cap, piece.text, piece.len);
         if (n >= 0 && (uint32_t)n > cap) {
             s->pending = malloc(piece.len);
@@ -182,14 +213,30 @@ uint32_t realm__host_gen_next(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
                 HOST_RETURN(realm__host_fail(in, REALM_ERR_NOMEM, "gen_next: out of memory"));
             memcpy(s->pending, piece.text, piece.len);
             s->pending_len = piece.len;
+            s->pending_choice = i;
+        } else {
+            s->cur = i;
         }
         HOST_RETURN(n);
     }
-    realm_gen_result res;
-    if (realm_gen_result_get(s->g, &res) == 0 && res.finish == REALM_FINISH_ERROR)
-        HOST_RETURN(realm__host_fail(in, res.error < 0 ? res.error : REALM_ERR_IO, "gen_next: %s",
-                                     res.message));
+    for (int32_t k = 0; k < s->n; k++) {
+        realm_gen_result res;
+        if (realm_gen_result_get(s->g[k], &res) == 0 && res.finish == REALM_FINISH_ERROR)
+            HOST_RETURN(realm__host_fail(in, res.error < 0 ? res.error : REALM_ERR_IO,
+                                         "gen_next: %s", res.message));
+    }
     HOST_RETURN(0);
+}
+
+/* The choice (0..n-1) of the piece gen_next returned last. */
+uint32_t realm__host_gen_choice(void *c, uint32_t h)
+{
+    HOST_BEGIN(c);
+    gen_slot *s = gen_get(in, h);
+    if (!s)
+        HOST_RETURN(
+            realm__host_fail(in, REALM_ERR_INVAL, "gen_choice: bad generation handle %u", h));
+    HOST_RETURN(s->cur);
 }
 
 /*
@@ -268,7 +315,8 @@ uint32_t realm__host_gen_cancel(void *c, uint32_t h)
     if (!s)
         HOST_RETURN(
             realm__host_fail(in, REALM_ERR_INVAL, "gen_cancel: bad generation handle %u", h));
-    realm_gen_cancel(s->g);
+    for (int32_t k = 0; k < s->n; k++)
+        realm_gen_cancel(s->g[k]);
     HOST_RETURN(0);
 }
 
@@ -280,19 +328,34 @@ uint32_t realm__host_gen_result(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
     if (!s)
         HOST_RETURN(
             realm__host_fail(in, REALM_ERR_INVAL, "gen_result: bad generation handle %u", h));
-    realm_gen_result res;
+    realm_gen_result res[MAX_CHOICES];
     /* Waits for the end (a cancelled request ends at the engine's next step). */
-    while (realm_gen_result_get(s->g, &res) < 0) {
-        realm__host_wait_slice(in, "gen_result");
-        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    for (int32_t k = 0; k < s->n; k++)
+        while (realm_gen_result_get(s->g[k], &res[k]) < 0) {
+            realm__host_wait_slice(in, "gen_result");
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+        }
+    int64_t completion = 0;
+    for (int32_t k = 0; k < s->n; k++)
+        completion += res[k].n_completion;
+    json_t *j = json_pack("{s:s, s:i, s:I, s:i, s:f, s:f}", "finish_reason",
+                          realm_finish_name(res[0].finish), "prompt_tokens",
+                          (json_int_t)res[0].n_prompt, "completion_tokens", (json_int_t)completion,
+                          "cached_tokens", (json_int_t)res[0].n_cached, "time_to_first_token_ms",
+                          res[0].time_to_first_token_ms, "tokens_per_s", res[0].tokens_per_s);
+    for (int32_t k = 0; j && k < s->n; k++)
+        if (res[k].finish == REALM_FINISH_ERROR) {
+            json_object_set_new(j, "error", json_string(res[k].message));
+            break;
+        }
+    if (j && s->n > 1) {
+        json_t *ch = json_array();
+        for (int32_t k = 0; k < s->n; k++)
+            json_array_append_new(ch, json_pack("{s:i, s:s, s:i}", "index", k, "finish_reason",
+                                                realm_finish_name(res[k].finish),
+                                                "completion_tokens", res[k].n_completion));
+        json_object_set_new(j, "choices", ch);
     }
-    json_t *j = json_pack("{s:s, s:i, s:i, s:i, s:f, s:f}", "finish_reason",
-                          realm_finish_name(res.finish), "prompt_tokens", (json_int_t)res.n_prompt,
-                          "completion_tokens", (json_int_t)res.n_completion, "cached_tokens",
-                          (json_int_t)res.n_cached, "time_to_first_token_ms",
-                          res.time_to_first_token_ms, "tokens_per_s", res.tokens_per_s);
-    if (j && res.finish == REALM_FINISH_ERROR)
-        json_object_set_new(j, "error", json_string(res.message));
     report(in, s);
     HOST_RETURN(realm__host_put_json(dst, cap, j));
 }

@@ -57,7 +57,8 @@
     XX(16, gen_tokens, 3)                                                                          \
     XX(17, last_error_param, 2)                                                                    \
     XX(18, request_info, 2)                                                                        \
-    XX(19, set_response, 3)
+    XX(19, set_response, 3)                                                                        \
+    XX(20, gen_choice, 1)
 
 enum {
 #define XX(i, name, n) REALM__HOST_##name = (i),
@@ -96,6 +97,7 @@ uint32_t realm__host_gen_next(void *c, uint32_t h, uint32_t ptr, uint32_t cap);
 uint32_t realm__host_gen_cancel(void *c, uint32_t h);
 uint32_t realm__host_gen_result(void *c, uint32_t h, uint32_t ptr, uint32_t cap);
 uint32_t realm__host_gen_tokens(void *c, uint32_t h, uint32_t ptr, uint32_t cap);
+uint32_t realm__host_gen_choice(void *c, uint32_t h);
 uint32_t realm__host_eval(void *c, uint32_t h, uint32_t ids, uint32_t n);
 uint32_t realm__host_logits(void *c, uint32_t h, uint32_t out, uint32_t cap);
 uint32_t realm__host_tensor_read(void *c, uint32_t h, uint32_t name, uint32_t name_len,
@@ -122,17 +124,24 @@ typedef struct tok_list {
     int32_t n, cap;
 } tok_list;
 
+#define MAX_CHOICES 8 /* OpenAI's "n" at most */
+
+/* A generation of realm.generate: one engine request per choice (the
+ * choices share the prompt's KV blocks: realm_engine_submit_n). */
 typedef struct gen_slot {
-    realm_gen *g;
-    char *pending; /* a piece that did not fit the guest's buffer */
+    realm_gen *g[MAX_CHOICES]; /* g[0] not NULL: the slot is in use */
+    int32_t n;                 /* choices */
+    int done[MAX_CHOICES];     /* choice i has ended and its pieces are taken */
+    int32_t cur;               /* the choice of the piece gen_next returned last */
+    char *pending;             /* a piece that did not fit the guest's buffer */
     size_t pending_len;
-    int done;
+    int32_t pending_choice;
     int n_top;                  /* alternatives per token asked for; -1: no log-probabilities */
     const realm_tokenizer *tok; /* for the tokens' text */
-    tok_list acc;      /* tokens since the last piece returned (empty pieces are skipped) */
-    tok_list piece;    /* the tokens of the piece gen_next returned last */
-    const char *model; /* its model's name (valid while the request holds the model) */
-    int reported;      /* its result went to io->on_generation */
+    tok_list acc[MAX_CHOICES];  /* tokens since the choice's last piece (empty pieces skipped) */
+    tok_list piece;             /* the tokens of the piece gen_next returned last */
+    const char *model;          /* its model's name (valid while the request holds the model) */
+    int reported;               /* its results went to io->on_generation */
 } gen_slot;
 
 typedef struct model_slot {

@@ -75,8 +75,8 @@ int realm__host_wait_slice(realm_instance *in, const char *fn)
 {
     if (in->io && in->io->cancelled && in->io->cancelled(in->io->ud)) {
         for (int i = 0; i < MAX_GENS; i++) /* free the engine's work at its next step */
-            if (in->gens[i].g)
-                realm_gen_cancel(in->gens[i].g);
+            for (int32_t k = 0; k < in->gens[i].n; k++)
+                realm_gen_cancel(in->gens[i].g[k]);
         if (in->eval_gen)
             realm_gen_cancel(in->eval_gen);
         realm__rt_trap_msg(REALM__TRAP_CANCELLED, "request cancelled: the client went away");

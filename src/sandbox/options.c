@@ -310,9 +310,8 @@ static int set_n(realm__gen_opts *o, json_t *v, const opt_desc *d, int32_t n_voc
 {
     double x = 0;
     int rc = check_number(v, d, true, &x, e);
-    if (rc == 0 && x > 1)
-        return refuse(e, REALM_ERR_UNSUPPORTED, d->key,
-                      "'n' greater than 1 is not supported yet: one generation gives one choice");
+    if (rc == 0)
+        o->n_choices = (int32_t)x;
     return rc;
 }
 
@@ -426,7 +425,9 @@ static const opt_desc opts[] = {
      "ignored)"},
     {"ignore_eos", K_BOOL, 0, 0, OFF(gen.ignore_eos), NULL, "boolean", "false",
      "go on past end-of-generation tokens"},
-    {"n", K_CUSTOM, 1, 8, 0, set_n, "integer", "1", "choices: only 1 is supported yet"},
+    {"n", K_CUSTOM, 1, 8, 0, set_n, "integer", "1",
+     "choices: the prompt is computed once, each choice sampled on its own (with a seed, choice "
+     "i uses seed + i); `gen_next` takes their pieces in turn and `gen_choice` says whose"},
     {"keep_alive", K_CUSTOM, 0, 0, 0, set_keep_alive, "string or number", "the server's",
      "how long the model stays loaded once idle, as Ollama takes it: `\"5m\"`, `\"1h\"`, "
      "seconds, `0` unloads it when idle, `-1` never"},
@@ -484,6 +485,7 @@ int realm__gen_opts_parse(const char *json, size_t len, int32_t n_vocab, realm__
     memset(o, 0, sizeof *o);
     memset(err, 0, sizeof *err);
     realm_gen_options_init(&o->gen);
+    o->n_choices = 1;
     o->n_top = -1;
     json_error_t jerr;
     o->root = json_loadb(json, len, 0, &jerr);

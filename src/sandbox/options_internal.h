@@ -31,6 +31,7 @@ typedef struct realm__gen_opts {
     bool parse_special;
     bool has_max_tokens; /* the request set a limit */
     int n_top;           /* alternatives per token; -1: no log-probabilities */
+    int32_t n_choices;   /* OpenAI's "n", 1..8 */
     bool has_keep_alive; /* the request set how long the model stays loaded when idle */
     double keep_alive_s;
 } realm__gen_opts;

@@ -20,8 +20,9 @@
  * 2: -fstack-clash-protection, full-width function types.
  * 3: gen_tokens (the host function table grew).
  * 4: last_error_param; the table moved out of the runtime.
- * 5: request_info, set_response. */
-#define REALM__SANDBOX_ABI 5u
+ * 5: request_info, set_response.
+ * 6: gen_choice; "n" choices. */
+#define REALM__SANDBOX_ABI 6u
 
 /* Extra trap codes beyond wasm_rt_trap_t, raised by the host. */
 enum {
