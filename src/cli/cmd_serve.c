@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -135,9 +136,21 @@ static char *read_key_file(const char *path)
     return line[0] ? strdup(line) : NULL;
 }
 
+/* Every connection is a descriptor: take the hard limit (thousands of
+ * idle keep-alive clients must not run the server out of them). */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 static int serve(serve_cfg *c)
 {
     int ret = 1;
+    raise_fd_limit();
     realm_registry *reg = NULL;
     realm_store *store = NULL;
     realm_server *srv = NULL;
