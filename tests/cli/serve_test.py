@@ -379,6 +379,120 @@ def test_tenants(s):
     return auth
 
 
+def test_admin(s):
+    """The admin API on a second server over the same data directory."""
+    r, b = s.req("GET", "/admin/v1/tenants")
+    check(r.status == 404 and b["error"]["code"] == "not_found", "admin API off without a key: 404")
+    key_file = os.path.join(TMP, "admin.key")
+    with open(key_file, "w") as f:
+        f.write("admin-secret\n")
+    a = Server("--admin-key-file", key_file)
+    if not check(a.port is not None, "admin server started: %s" % a.log.decode(errors="replace")):
+        return
+    adm = {"Authorization": "Bearer admin-secret"}
+    r, b = a.req("GET", "/admin/v1/tenants", headers={"Authorization": "Bearer admin-wrong"})
+    check(r.status == 401 and b["error"]["code"] == "invalid_api_key", "admin: a wrong key: 401")
+    r, b = a.req("GET", "/admin/v1/tenants")
+    check(r.status == 401, "admin: no key: 401")
+
+    # tenants: create, list, get, patch
+    r, b = a.req("POST", "/admin/v1/tenants", {"name": "acme", "rpm": 600, "models": ["tiny"]},
+                 adm)
+    check(r.status == 201 and b["name"] == "acme" and b["rpm"] == 600 and b["models"] == ["tiny"]
+          and b["module_sha256"] is None and b["weight"] == 1 and isinstance(b["id"], int)
+          and isinstance(b["created"], int), "admin: create a tenant: 201 (%s)" % (b,))
+    r, b = a.req("GET", "/admin/v1/tenants", headers=adm)
+    check(r.status == 200 and b["object"] == "list"
+          and {"default", "acme"} <= {t["name"] for t in b["data"]}, "admin: list tenants")
+    r, b = a.req("GET", "/admin/v1/tenants/acme", headers=adm)
+    check(r.status == 200 and b["name"] == "acme" and b["rpm"] == 600, "admin: get a tenant")
+    r, b = a.req("PATCH", "/admin/v1/tenants/acme", {"tpm": 100000, "weight": 2, "models": None},
+                 adm)
+    check(r.status == 200 and b["tpm"] == 100000 and b["weight"] == 2 and b["models"] == []
+          and b["rpm"] == 600, "admin: patch a tenant (%s)" % (b,))
+
+    # a key made over HTTP works at once, here and on the other server
+    r, b = a.req("POST", "/admin/v1/tenants/acme/keys", {}, adm)
+    key = b.get("key", "") if r.status == 201 else ""
+    check(key.startswith("rk-") and b["prefix"] == key[:12] and b["tenant"] == "acme"
+          and r.getheader("cache-control") == "no-store", "admin: create a key: 201 (%s)" % (b,))
+    kauth = {"Authorization": "Bearer " + key}
+    r, b = a.req("POST", "/v1/chat/completions", chat(user="alice"), kauth)
+    check(r.status == 200, "admin: the new key works at once (%s)" % (b,))
+    check(wait_for(lambda: s.req("GET", "/v1/models", headers=kauth)[0].status == 200, 1.0),
+          "admin: ...and on the other server within a second")
+
+    # usage: the request above, recorded within about a second
+    def acme_usage(since="24h"):
+        r, b = a.req("GET", "/admin/v1/usage?tenant=acme&since=" + since, headers=adm)
+        return b if r.status == 200 else None
+    check(wait_for(lambda: (acme_usage() or {}).get("total", {}).get("requests") == 1, 3.0),
+          "admin: usage records the request within 3 s")
+    b = acme_usage()
+    row = b["data"][0] if b and b["data"] else {}
+    check(len(b["data"]) == 1 and b["object"] == "list" and row["tenant"] == "acme"
+          and row["model"] == "tiny" and row["user"] == "alice" and row["requests"] == 1
+          and row["completion_tokens"] == 8 and row["prompt_tokens"] > 0
+          and len(row["hour"]) == 20 and row["hour"].endswith(":00:00Z")
+          and b["total"]["completion_tokens"] == 8, "admin: the usage row (%s)" % (b,))
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    check((acme_usage(today) or {}).get("total", {}).get("requests") == 1, "admin: since=DATE")
+    check(acme_usage(str(int(time.time()) + 7200)) == {"object": "list", "data": [], "total": {
+        "requests": 0, "prompt_tokens": 0, "cached_tokens": 0, "completion_tokens": 0}},
+        "admin: since=UNIX in the future: nothing")
+    r, b = a.req("GET", "/admin/v1/usage?since=soon", headers=adm)
+    check(r.status == 400 and b["error"]["param"] == "since", "admin: a bad since: 400")
+
+    # errors
+    r, b = a.req("GET", "/admin/v1/tenants/nope", headers=adm)
+    check(r.status == 404 and b["error"]["code"] == "tenant_not_found", "admin: unknown tenant 404")
+    r, b = a.req("POST", "/admin/v1/tenants", {"name": "acme"}, adm)
+    check(r.status == 409 and b["error"]["code"] == "tenant_exists", "admin: duplicate name 409")
+    r, b = a.req("PATCH", "/admin/v1/tenants/acme", {"colour": "red"}, adm)
+    check(r.status == 400 and b["error"]["param"] == "colour" and "colour" in
+          b["error"]["message"], "admin: an unknown field: 400 naming it")
+    r, b = a.req("PATCH", "/admin/v1/tenants/acme", {"rpm": "fast"}, adm)
+    check(r.status == 400 and b["error"]["param"] == "rpm", "admin: a wrong type: 400 naming it")
+    r, b = a.req("PATCH", "/admin/v1/tenants/acme", {"models": ["tiny", 3]}, adm)
+    check(r.status == 400 and b["error"]["param"] == "models", "admin: models not strings: 400")
+    r, b = a.req("POST", "/admin/v1/tenants", {"name": "half", "max_pages": 10 ** 6}, adm)
+    check(r.status == 400 and b["error"]["param"] == "max_pages", "admin: a bad value: 400")
+    r, b = a.req("GET", "/admin/v1/tenants/half", headers=adm)
+    check(r.status == 404, "admin: ...and no tenant is left half made")
+    r, b = a.req("PUT", "/admin/v1/tenants/acme", {}, adm)
+    check(r.status == 405 and r.getheader("allow") == "GET, PATCH, DELETE"
+          and b["error"]["code"] == "method_not_allowed", "admin: a wrong method: 405 with Allow")
+    r, b = a.req("GET", "/admin/v1/nothing", headers=adm)
+    check(r.status == 404, "admin: an unknown endpoint: 404")
+
+    # keys: an ambiguous prefix (63 keys share a first character), an unknown one, revoking
+    prefixes = set()
+    while True:
+        r, b = a.req("POST", "/admin/v1/tenants/acme/keys", {}, adm)
+        if r.status != 201 or b["prefix"][:4] in prefixes:
+            break
+        prefixes.add(b["prefix"][:4])
+    r, b = a.req("DELETE", "/admin/v1/keys/" + b.get("prefix", "")[:4], headers=adm)
+    check(r.status == 409 and b["error"]["code"] == "ambiguous_key_prefix",
+          "admin: an ambiguous prefix: 409")
+    r, b = a.req("DELETE", "/admin/v1/keys/rk-000000000", headers=adm)
+    check(r.status == 404 and b["error"]["code"] == "key_not_found", "admin: unknown key: 404")
+    r, b = a.req("DELETE", "/admin/v1/keys/" + key[:12], headers=adm)
+    check(r.status == 204, "admin: revoke a key: 204")
+    r, b = a.req("POST", "/v1/chat/completions", chat(), kauth)
+    check(r.status == 401, "admin: a revoked key: 401 at once")
+    check(wait_for(lambda: s.req("GET", "/v1/models", headers=kauth)[0].status == 401, 1.0),
+          "admin: ...and on the other server within a second")
+
+    r, b = a.req("DELETE", "/admin/v1/tenants/acme", headers=adm)
+    check(r.status == 204, "admin: delete a tenant: 204")
+    r, b = a.req("GET", "/admin/v1/tenants/acme", headers=adm)
+    check(r.status == 404, "admin: a deleted tenant: 404")
+    r, b = a.req("DELETE", "/admin/v1/tenants/acme", headers=adm)
+    check(r.status == 404 and b["error"]["code"] == "tenant_not_found", "admin: delete twice: 404")
+    a.stop()
+
+
 def test_drain(s, auth):
     c = s.conn(60)
     c.request("POST", "/v1/chat/completions",
@@ -460,6 +574,7 @@ def main():
         test_bad_input(s)
         test_disconnects(s)
         auth = test_tenants(s)
+        test_admin(s)
         test_drain(s, auth)
         test_cors_tls_ipv6()
     finally:
