@@ -19,6 +19,12 @@ packages=(
   wasi-libc libclang-rt-14-dev-wasm32   # building guest modules with clang --target=wasm32-wasi
   python3 python3-numpy                 # ../shared/tools/make_synthetic_gguf.py (benchmarks)
 )
+# Node.js and npm for tests/node (the openai npm package against realm serve; the CTest
+# fixture node_deps runs npm ci), from Debian only where `node` or `npm` is missing: a
+# machine may already have a Node.js whose package (one with npm inside) conflicts with
+# Debian's npm.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
