@@ -18,7 +18,18 @@
 #include "realm/chat.h"
 #include "server_internal.h"
 
-enum { R_MODULE = 1, R_HEALTH, R_READY, R_METRICS, R_MODELS, R_MODEL, R_TOKENIZE, R_DETOKENIZE };
+enum {
+    R_MODULE = 1,
+    R_HEALTH,
+    R_READY,
+    R_METRICS,
+    R_MODELS,
+    R_MODEL,
+    R_TOKENIZE,
+    R_DETOKENIZE,
+    R_ADMIN,
+    R_PS
+};
 
 typedef struct route {
     const char *path; /* exact, or a prefix ending in '/' for R_MODEL */
@@ -37,6 +48,8 @@ static const route routes[] = {
     {"/v1/models/", "GET", R_MODEL, "/v1/models/{id}"},
     {"/tokenize", "POST", R_TOKENIZE, "/tokenize"},
     {"/detokenize", "POST", R_DETOKENIZE, "/detokenize"},
+    {"/api/ps", "GET", R_PS, "/api/ps"},
+    {"/admin/v1/", "*", R_ADMIN, "/admin/v1"},
 };
 
 /* The route of path (ignoring the query), or NULL. */
@@ -49,12 +62,13 @@ static const route *find_route(const char *path, bool *method_ok, const char *me
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
         const route *rt = &routes[i];
         const size_t l = strlen(rt->path);
-        const bool match = rt->kind == R_MODEL ? n > l && strncmp(path, rt->path, l) == 0
-                                               : n == l && strncmp(path, rt->path, l) == 0;
+        const bool prefix = rt->kind == R_MODEL || rt->kind == R_ADMIN;
+        const bool match = prefix ? n > l && strncmp(path, rt->path, l) == 0
+                                  : n == l && strncmp(path, rt->path, l) == 0;
         if (!match)
             continue;
         found = rt;
-        if (strcmp(method, rt->method) == 0 ||
+        if (strcmp(method, rt->method) == 0 || strcmp(rt->method, "*") == 0 ||
             (strcmp(method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0)) {
             *method_ok = true;
             return rt;
@@ -141,6 +155,52 @@ static bool authenticate(req *r, struct MHD_Connection *c)
     return true;
 }
 
+/* Append s percent-encoded (RFC 3986 unreserved characters kept). */
+static void pct(char *out, size_t cap, size_t *at, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; s && *s && *at + 4 < cap; s++) {
+        const unsigned char ch = (unsigned char)*s;
+        if (isalnum(ch) || strchr("-._~", ch)) {
+            out[(*at)++] = (char)ch;
+        } else {
+            out[(*at)++] = '%';
+            out[(*at)++] = hex[ch >> 4];
+            out[(*at)++] = hex[ch & 15];
+        }
+    }
+    out[*at] = '\0';
+}
+
+typedef struct query_buf {
+    char *out;
+    size_t cap, at;
+} query_buf;
+
+static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    (void)kind;
+    query_buf *q = cls;
+    if (q->at && q->at + 1 < q->cap)
+        q->out[q->at++] = '&';
+    pct(q->out, q->cap, &q->at, key);
+    if (value && q->at + 1 < q->cap) {
+        q->out[q->at++] = '=';
+        pct(q->out, q->cap, &q->at, value);
+    }
+    return MHD_YES;
+}
+
+/* The request's query string (libmicrohttpd hands the URL without it),
+ * rebuilt from its decoded arguments. */
+static void query_text(struct MHD_Connection *c, char *out, size_t cap)
+{
+    query_buf q = {out, cap, 0};
+    out[0] = '\0';
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, query_arg, &q);
+}
+
 bool realm__route_early(req *r, struct MHD_Connection *c, uint64_t content_length)
 {
     server *s = r->srv;
@@ -186,7 +246,20 @@ bool realm__route_early(req *r, struct MHD_Connection *c, uint64_t content_lengt
                            rt->name, rt->method, r->method);
         return true;
     }
-    if (strcmp(r->method, "POST") == 0) {
+    if (rt->kind == R_ADMIN) { /* the operator's API: its own key, no tenant */
+        const char *auth = header(c, "Authorization");
+        if (!s->p.admin_key) {
+            realm__reply_error(r, 404, NULL, NULL, "not_found",
+                               "the admin API is off (start the server with --admin-key-file)");
+            return true;
+        }
+        if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 || !same(auth + 7, s->p.admin_key)) {
+            realm__reply_error(r, 401, NULL, NULL, "invalid_api_key",
+                               "the admin API needs the admin key as 'Authorization: Bearer KEY'");
+            return true;
+        }
+    }
+    if (strcmp(r->method, "POST") == 0 || strcmp(r->method, "PATCH") == 0) {
         const char *ct = header(c, "Content-Type");
         if (!ct || strncasecmp(ct, "application/json", 16) != 0 ||
             (ct[16] && ct[16] != ';' && ct[16] != ' ')) {
@@ -201,8 +274,8 @@ bool realm__route_early(req *r, struct MHD_Connection *c, uint64_t content_lengt
             return true;
         }
     }
-    if (rt->kind == R_HEALTH || rt->kind == R_READY || rt->kind == R_METRICS)
-        return false; /* open: probes and scrapers */
+    if (rt->kind == R_HEALTH || rt->kind == R_READY || rt->kind == R_METRICS || rt->kind == R_ADMIN)
+        return false; /* open: probes and scrapers; the admin API checked its key above */
     if (!authenticate(r, c))
         return true;
     /* what a module gets from realm.request_info */
@@ -219,12 +292,13 @@ bool realm__route_early(req *r, struct MHD_Connection *c, uint64_t content_lengt
         if (v)
             json_object_set_new(h, passed[i], json_string(v));
     }
-    const char *q = strchr(r->path, '?');
-    json_t *info = json_pack("{s:s, s:s%, s:s, s:s, s:s, s:I, s:s, s:I, s:o}", "method", r->method,
-                             "path", r->path, q ? (size_t)(q - r->path) : strlen(r->path), "query",
-                             q ? q + 1 : "", "transport", s->tls ? "https" : "http", "tenant",
-                             r->tenant->rec.name, "tenant_id", (json_int_t)r->tenant->id,
-                             "request_id", r->id, "created", (json_int_t)time(NULL), "headers", h);
+    char query[1024];
+    query_text(c, query, sizeof query);
+    json_t *info =
+        json_pack("{s:s, s:s%, s:s, s:s, s:s, s:I, s:s, s:I, s:o}", "method", r->method, "path",
+                  r->path, strlen(r->path), "query", query, "transport", s->tls ? "https" : "http",
+                  "tenant", r->tenant->rec.name, "tenant_id", (json_int_t)r->tenant->id,
+                  "request_id", r->id, "created", (json_int_t)time(NULL), "headers", h);
     r->info = info ? json_dumps(info, JSON_COMPACT) : NULL;
     json_decref(info);
     return false;
@@ -293,6 +367,38 @@ static void models(req *r, bool one)
         return;
     }
     realm__reply_json(r, 200, json_pack("{s:s, s:o}", "object", "list", "data", data));
+}
+
+/* GET /api/ps (Ollama's shape, for `realm ps`): the loaded models, their
+ * memory and when their keep-alive runs out. */
+static void ps(req *r)
+{
+    realm_model_status *st = NULL;
+    int32_t n = 0;
+    if (realm_registry_list(r->srv->p.registry, &st, &n) < 0) {
+        realm__reply_error(r, 500, NULL, NULL, NULL, "%s", realm_last_error());
+        return;
+    }
+    json_t *a = json_array();
+    const time_t now = time(NULL);
+    for (int32_t i = 0; i < n; i++) {
+        if (!st[i].loaded || !model_allowed(r->tenant, st[i].name))
+            continue;
+        char when[40] = "";
+        if (st[i].expires_in_s >= 0) {
+            const time_t t = now + (time_t)st[i].expires_in_s;
+            struct tm tm;
+            gmtime_r(&t, &tm);
+            strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        }
+        json_array_append_new(a,
+                              json_pack("{s:s, s:s, s:I, s:I, s:s, s:i, s:b}", "name", st[i].name,
+                                        "model", st[i].name, "size", (json_int_t)st[i].mem_bytes,
+                                        "size_vram", (json_int_t)0, "expires_at", when, "refs",
+                                        st[i].refs, "pinned", st[i].pinned));
+    }
+    free(st);
+    realm__reply_json(r, 200, json_pack("{s:o}", "models", a));
 }
 
 /* The model a /tokenize or /detokenize body names, else the tenant's first. */
@@ -465,6 +571,10 @@ void realm__run_module(req *r)
         return;
     }
     json_t *body = NULL;
+    if (strcmp(r->route, "/admin/v1") == 0) {
+        realm__admin(r);
+        return;
+    }
     if (strcmp(r->route, "/tokenize") == 0 || strcmp(r->route, "/detokenize") == 0) {
         json_error_t jerr;
         body = json_loadb(r->body ? r->body : "", r->body_len, 0, &jerr);
@@ -567,6 +677,9 @@ void realm__route(req *r)
     case R_MODELS:
     case R_MODEL:
         models(r, rt->kind == R_MODEL);
+        return;
+    case R_PS:
+        ps(r);
         return;
     default:
         break;

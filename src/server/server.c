@@ -605,6 +605,7 @@ int realm_server_new(const realm_server_params *params, realm_server **out)
     s->loopback = is_loopback(s->host);
     s->stop_pipe[0] = s->stop_pipe[1] = -1;
     pthread_mutex_init(&s->tmu, NULL);
+    pthread_mutex_init(&s->sync_mu, NULL);
     pthread_mutex_init(&s->qmu, NULL);
     pthread_cond_init(&s->qcv, NULL);
     pthread_mutex_init(&s->wmu, NULL);
@@ -845,6 +846,7 @@ void realm_server_free(realm_server *s)
         close(s->stop_pipe[1]);
     }
     pthread_mutex_destroy(&s->tmu);
+    pthread_mutex_destroy(&s->sync_mu);
     pthread_mutex_destroy(&s->qmu);
     pthread_cond_destroy(&s->qcv);
     pthread_mutex_destroy(&s->wmu);

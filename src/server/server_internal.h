@@ -80,6 +80,7 @@ struct realm_server {
 
     /* tenants (tenants.c) */
     pthread_mutex_t tmu;
+    pthread_mutex_t sync_mu; /* one tenants sync at a time */
     tenant_rt **tenants;
     int32_t n_tenants, cap_tenants;
     tenant_rt *default_tenant;
@@ -131,6 +132,11 @@ void realm__run_module(req *r);
 /* Checks before the body is read: route, method, content type, auth, size;
  * true when r was answered (an error). */
 bool realm__route_early(req *r, struct MHD_Connection *c, uint64_t content_length);
+
+/* ---- admin.c ----------------------------------------------------------------- */
+
+/* The admin API (/admin/v1/...), its key already checked: answers r. */
+void realm__admin(req *r);
 
 /* ---- reply.c ----------------------------------------------------------------- */
 

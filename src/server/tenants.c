@@ -128,8 +128,15 @@ void realm__tenants_free(server *s)
 
 void realm__tenants_sync(server *s)
 {
-    if (!s->p.store || !realm_store_changed(s->p.store))
+    if (!s->p.store)
         return;
+    /* one sync at a time: whoever sees the change reloads while the others
+     * wait for it, so a caller returns with the change applied */
+    pthread_mutex_lock(&s->sync_mu);
+    if (!realm_store_changed(s->p.store)) {
+        pthread_mutex_unlock(&s->sync_mu);
+        return;
+    }
     /* keyless serving lasts only while no key exists */
     if (s->keyless && !s->p.no_auth && realm_store_key_count(s->p.store) > 0) {
         s->keyless = false;
@@ -139,6 +146,7 @@ void realm__tenants_sync(server *s)
     int32_t n = 0;
     if (realm_store_tenant_list(s->p.store, &recs, &n) < 0) {
         realm__log(REALM_LOG_ERROR, "cannot read tenants: %s", realm_last_error());
+        pthread_mutex_unlock(&s->sync_mu);
         return;
     }
     /* new runtime tenants for new records and changed modules, outside the lock */
@@ -170,6 +178,7 @@ void realm__tenants_sync(server *s)
     }
     if (!fresh) {
         free(recs);
+        pthread_mutex_unlock(&s->sync_mu);
         return;
     }
     /* swap the list: tenants no longer listed are removed (their requests
@@ -198,6 +207,7 @@ void realm__tenants_sync(server *s)
         realm__tenant_unref(s, old_list[i]);
     free(old_list);
     free(recs);
+    pthread_mutex_unlock(&s->sync_mu);
 }
 
 tenant_rt *realm__tenant_get(server *s, int64_t id)

@@ -192,6 +192,45 @@ def test_basics(s):
     r, raw = s.req("POST", "/v1/chat/completions", chat(stream=True), raw=True)
     check(not any('"usage"' in e for e in sse_events(raw)), "stream: no usage unless asked")
 
+    # n choices: one prompt, three answers
+    before = metric(s, "realm:prompt_tokens_total")
+    r, b = s.req("POST", "/v1/chat/completions", chat(n=3, temperature=1, seed=5))
+    ok = check(r.status == 200 and [c["index"] for c in b["choices"]] == [0, 1, 2], "n=3: three "
+               "choices (%s)" % (b,))
+    if ok:
+        check(b["usage"]["completion_tokens"] == 24, "n=3: completion tokens summed")
+        check(metric(s, "realm:prompt_tokens_total") - before == b["usage"]["prompt_tokens"],
+              "n=3: the prompt counted once")
+    r, raw = s.req("POST", "/v1/chat/completions", chat(n=2, stream=True), raw=True)
+    chunks = [json.loads(e) for e in sse_events(raw)[:-1]]
+    idx = [c["choices"][0]["index"] for c in chunks]
+    check(sorted(set(idx)) == [0, 1] and sum(1 for c in chunks
+                                             if c["choices"][0]["finish_reason"]) == 2,
+          "n=2 streamed: both choices, each with its final chunk")
+    firsts = {}
+    for c in chunks:
+        firsts.setdefault(c["choices"][0]["index"], c["choices"][0]["delta"])
+    check(all(d.get("role") == "assistant" for d in firsts.values()),
+          "n=2 streamed: each choice's first chunk carries the role")
+    r, b = s.req("POST", "/v1/chat/completions", chat(n=9))
+    check(r.status == 400 and b["error"]["param"] == "n", "n=9: 400 naming n")
+
+    # completions: an array of prompts (each n choices), the legacy logprobs shape
+    r, b = s.req("POST", "/v1/completions", {"model": "tiny", "prompt": ["Once upon", "The dog"],
+                                             "max_tokens": 3, "n": 2, "logprobs": 2,
+                                             "temperature": 0})
+    ok = check(r.status == 200 and [c["index"] for c in b["choices"]] == [0, 1, 2, 3],
+               "two prompts x n=2: four choices (%s)" % (b,))
+    if ok:
+        lp = b["choices"][2]["logprobs"]
+        check(len(lp["tokens"]) == 3 and len(lp["token_logprobs"]) == 3
+              and len(lp["top_logprobs"]) == 3 and len(lp["top_logprobs"][0]) == 2
+              and lp["text_offset"][0] == 0 and "".join(lp["tokens"]) == b["choices"][2]["text"],
+              "legacy logprobs: tokens, token_logprobs, top_logprobs (2 each), text_offset")
+        check(b["choices"][0]["text"] != b["choices"][2]["text"], "each prompt its own text")
+    r, b = s.req("POST", "/v1/completions", {"model": "tiny", "prompt": [[1, 2]]})
+    check(r.status == 400 and b["error"]["param"] == "prompt", "token-array prompts: 400")
+
 
 def test_errors(s):
     r, b = s.req("POST", "/v1/chat/completions", '{"model": "tiny", "messages": [')
