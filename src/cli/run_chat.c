@@ -84,7 +84,8 @@ static void chat_drop(chat *c, size_t from, size_t k)
 {
     for (size_t i = from; i < from + k; i++)
         free((char *)c->msgs[i].content);
-    memmove(c->msgs + from, c->msgs + from + k, (c->n - from - k) * sizeof *c->msgs);
+    if (c->n > from + k) /* (msgs may be NULL when empty) */
+        memmove(c->msgs + from, c->msgs + from + k, (c->n - from - k) * sizeof *c->msgs);
     c->n -= k;
 }
 
