@@ -515,6 +515,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         atomic_store(&r->cancelled, 1);
+    /* the access log: one line per request, with its id (probes at debug level) */
+    const bool probe = strcmp(r->route, "/health") == 0 || strcmp(r->route, "/ready") == 0 ||
+                       strcmp(r->route, "/metrics") == 0;
+    realm__log(probe ? REALM_LOG_DEBUG : REALM_LOG_INFO, "%s %s %.200s %d %.1f ms tenant %s%s",
+               r->id, r->method, r->path, r->status, (realm__now() - r->t_start) * 1e3,
+               r->tenant ? r->tenant->rec.name : "-",
+               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
     pthread_mutex_lock(&r->mu);
     r->conn = NULL; /* never touch the connection again */
     r->suspended = false;

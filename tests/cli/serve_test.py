@@ -167,6 +167,18 @@ def test_basics(s):
           and isinstance(b["choices"][0]["text"], str) and b["usage"]["completion_tokens"] == 6,
           "completions")
 
+    # /tokenize and /detokenize (llama-server's shapes)
+    r, b = s.req("POST", "/tokenize", {"content": "Once upon a time", "add_special": True})
+    check(r.status == 200 and b["tokens"] == [1, 403, 407, 261, 378], "/tokenize (%s)" % (b,))
+    r, b = s.req("POST", "/detokenize", {"model": "tiny", "tokens": [403, 407, 261, 378]})
+    check(r.status == 200 and b["content"].strip() == "Once upon a time", "/detokenize")
+    r, b = s.req("POST", "/detokenize", {"tokens": [99999]})
+    check(r.status == 400 and b["error"]["param"] == "tokens", "/detokenize: bad id 400")
+    r, b = s.req("POST", "/tokenize", {"model": "nope", "content": "x"})
+    check(r.status == 404, "/tokenize: unknown model 404")
+    check(b"POST /tokenize 200" in s.log or wait_for(lambda: b"/tokenize 200" in s.log, 2),
+          "the access log line names the request")
+
     # streaming, byte-level framing
     r, raw = s.req("POST", "/v1/chat/completions",
                    chat(stream=True, stream_options={"include_usage": True}), raw=True)
