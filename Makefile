@@ -44,7 +44,7 @@ serve: build
 fuzz: deps
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DREALM_FUZZ=ON \
 	    -DREALM_FUZZ_SECONDS=$(FUZZ_SECONDS) >/dev/null
-	@cmake --build build-fuzz -j $(JOBS) --target fuzz_gguf fuzz_module gen_corpus
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_gguf fuzz_module fuzz_http gen_corpus
 	cd build-fuzz && ctest --output-on-failure -R '^fuzz_' --timeout $$(( $(FUZZ_SECONDS) + 300 ))
 
 bench: build
