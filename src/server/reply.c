@@ -45,11 +45,41 @@ void realm__reply_json(req *r, int status, void *j)
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!s) {
-        realm__req_respond(r, 500, "{\"error\":{\"message\":\"out of memory\"}}", 38);
+        static const char oom[] =
+            "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
+            "\"param\":null,\"code\":null}}";
+        realm__req_respond(r, 500, oom, sizeof oom - 1);
         return;
     }
     realm__req_respond(r, status, s, strlen(s));
     free(s);
+}
+
+/* Replace every byte that does not start or continue a well-formed UTF-8 sequence with '?':
+ * messages quote what the client sent (a path, a name) and may cut it inside a character. */
+static void utf8_scrub(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        const unsigned c = *p;
+        int n = c < 0x80                 ? 0
+                : c >= 0xc2 && c <= 0xdf ? 1
+                : (c & 0xf0) == 0xe0     ? 2
+                : c >= 0xf0 && c <= 0xf4 ? 3
+                                         : -1;
+        bool ok = n >= 0;
+        for (int i = 1; ok && i <= n; i++)
+            ok = (p[i] & 0xc0) == 0x80;
+        if (ok && n == 2) /* no overlong forms, no surrogates */
+            ok = !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] > 0x9f);
+        if (ok && n == 3)
+            ok = !(c == 0xf0 && p[1] < 0x90) && !(c == 0xf4 && p[1] > 0x8f);
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += n + 1;
+    }
 }
 
 void realm__reply_error(req *r, int status, const char *type, const char *param, const char *code,
@@ -60,6 +90,7 @@ void realm__reply_error(req *r, int status, const char *type, const char *param,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    utf8_scrub(msg);
     json_t *e = json_pack(
         "{s:s, s:s, s:o, s:o}", "message", msg, "type", type ? type : type_of(status), "param",
         param ? json_string(param) : json_null(), "code", code ? json_string(code) : json_null());

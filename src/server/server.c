@@ -525,7 +525,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     pthread_mutex_lock(&r->mu);
     r->conn = NULL; /* never touch the connection again */
     r->suspended = false;
+    /* a response made but never queued (the client left as it was made): a streamed one
+     * holds its reader's reference to r, so it must go now, outside r->mu */
+    struct MHD_Response *unqueued = r->ready;
+    r->ready = NULL;
     pthread_mutex_unlock(&r->mu);
+    if (unqueued)
+        MHD_destroy_response(unqueued);
     unwatch(r->srv, r);
     realm__req_unref(r);
 }
