@@ -248,10 +248,24 @@ static void test_default_handler(void)
     }
     CHECK_EQ_INT((int)n_items, 12);
     capture_free(&cap);
-    /* completions asking for log-probabilities: refused clearly */
-    CHECK_RC(request(in, "{\"model\":\"tiny\",\"prompt\":\"x\",\"logprobs\":2}", &cap), REALM_OK);
-    CHECK_EQ_INT(cap.status, 400);
-    CHECK_MSG(cap.body && strstr(cap.body, "chat completions only"), "%s", cap.body);
+    /* completions with the legacy "logprobs": k shape: tokens, token_logprobs, top_logprobs
+     * (k entries each), text_offset */
+    CHECK_RC(request(in,
+                     "{\"model\":\"tiny\",\"prompt\":\"x\",\"logprobs\":2,\"max_tokens\":3,"
+                     "\"temperature\":0}",
+                     &cap),
+             REALM_OK);
+    CHECK_EQ_INT(cap.status, 200);
+    {
+        json_t *reply = cap.body ? json_loads(cap.body, 0, NULL) : NULL;
+        json_t *lp = json_object_get(json_array_get(json_object_get(reply, "choices"), 0), "logprobs");
+        CHECK_MSG(json_array_size(json_object_get(lp, "tokens")) == 3, "%s", cap.body);
+        CHECK(json_array_size(json_object_get(lp, "token_logprobs")) == 3);
+        CHECK(json_array_size(json_object_get(lp, "text_offset")) == 3);
+        json_t *top = json_object_get(lp, "top_logprobs");
+        CHECK(json_array_size(top) == 3 && json_object_size(json_array_get(top, 0)) == 2);
+        json_decref(reply);
+    }
     capture_free(&cap);
 
     /* errors become JSON error responses */
