@@ -258,7 +258,8 @@ static void test_default_handler(void)
     CHECK_EQ_INT(cap.status, 200);
     {
         json_t *reply = cap.body ? json_loads(cap.body, 0, NULL) : NULL;
-        json_t *lp = json_object_get(json_array_get(json_object_get(reply, "choices"), 0), "logprobs");
+        json_t *lp =
+            json_object_get(json_array_get(json_object_get(reply, "choices"), 0), "logprobs");
         CHECK_MSG(json_array_size(json_object_get(lp, "tokens")) == 3, "%s", cap.body);
         CHECK(json_array_size(json_object_get(lp, "token_logprobs")) == 3);
         CHECK(json_array_size(json_object_get(lp, "text_offset")) == 3);
