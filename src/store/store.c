@@ -522,21 +522,23 @@ static int check_tenant(realm_store *s, const realm_tenant *t)
         const char *name;
         size_t off;
         int64_t max;
+        const char *zero; /* what 0 means */
     } limits[] = {
-        {"rpm", offsetof(realm_tenant, rpm), INT64_MAX},
-        {"tpm", offsetof(realm_tenant, tpm), INT64_MAX},
-        {"max_concurrent", offsetof(realm_tenant, max_concurrent), INT32_MAX},
-        {"max_tokens", offsetof(realm_tenant, max_tokens), INT32_MAX},
-        {"quota", offsetof(realm_tenant, quota), INT64_MAX},
-        {"max_pages", offsetof(realm_tenant, max_pages), 65536},        /* 4 GiB: wasm32 */
-        {"deadline_ms", offsetof(realm_tenant, deadline_ms), 86400000}, /* a day */
+        {"rpm", offsetof(realm_tenant, rpm), INT64_MAX, "no limit"},
+        {"tpm", offsetof(realm_tenant, tpm), INT64_MAX, "no limit"},
+        {"max_concurrent", offsetof(realm_tenant, max_concurrent), INT32_MAX, "no limit"},
+        {"max_tokens", offsetof(realm_tenant, max_tokens), INT32_MAX, "no limit"},
+        {"quota", offsetof(realm_tenant, quota), INT64_MAX, "no limit"},
+        {"max_pages", offsetof(realm_tenant, max_pages), 65536, "the default"}, /* 4 GiB: wasm32 */
+        {"deadline_ms", offsetof(realm_tenant, deadline_ms), 86400000, "the default"}, /* a day */
     };
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
         int64_t v;
         memcpy(&v, (const char *)t + limits[i].off, sizeof v);
         if (v < 0 || v > limits[i].max)
-            return realm__error(REALM_ERR_INVAL, "%s: %lld is not in 0..%lld (0: no limit)",
-                                limits[i].name, (long long)v, (long long)limits[i].max);
+            return realm__error(REALM_ERR_INVAL, "%s: %lld is not in 0..%lld (0: %s)",
+                                limits[i].name, (long long)v, (long long)limits[i].max,
+                                limits[i].zero);
     }
     if (!(t->weight == 0 || (t->weight >= 1e-3 && t->weight <= 1e3)))
         return realm__error(REALM_ERR_INVAL, "weight: %g is not in 0.001..1000", t->weight);
