@@ -84,10 +84,11 @@ static void test_open(void)
     snprintf(path, sizeof path, "%s/realm.db", dir);
     CHECK_EQ_INT(file_mode(path), 0600);
     sqlite3 *db = raw_open(dir);
-    CHECK_EQ_INT(raw_int(db, "PRAGMA user_version"), 1);
+    CHECK_EQ_INT(raw_int(db, "PRAGMA user_version"), 2);
     CHECK_EQ_INT(raw_int(db, "SELECT count(*) FROM sqlite_master WHERE name IN "
-                             "('tenants', 'api_keys', 'usage', 'api_keys_prefix')"),
-                 4);
+                             "('tenants', 'api_keys', 'usage', 'api_keys_prefix', 'kv', "
+                             "'kv_usage', 'kv_expires', 'kv_insert', 'kv_delete', 'kv_update')"),
+                 10);
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL);
     CHECK(sqlite3_step(st) == SQLITE_ROW);
@@ -115,7 +116,7 @@ static void test_open(void)
     s = (realm_store *)1;
     CHECK_RC(realm_store_open(newer, &s), REALM_ERR_UNSUPPORTED);
     CHECK(s == NULL);
-    CHECK_MSG(contains(realm_last_error(), "made by a newer Realm (schema 99, this build knows 1)"),
+    CHECK_MSG(contains(realm_last_error(), "made by a newer Realm (schema 99, this build knows 2)"),
               "%s", realm_last_error());
     CHECK_MSG(contains(realm_last_error(), "realm.db"), "%s", realm_last_error());
 
@@ -766,6 +767,507 @@ static void test_modules(void)
     realm_store_close(s);
 }
 
+/* ---- key-value data --------------------------------------------------------------- */
+
+/* A version 1 database (made by the previous build: no kv tables, no
+ * kv_quota) is brought forward with its tenants. */
+static void test_kv_migration(void)
+{
+    const char *dir = new_dir("kv-migrate");
+    realm_store *s;
+    CHECK_RC(realm_store_open(dir, &s), 0);
+    realm_tenant t;
+    CHECK_RC(realm_store_tenant_add(s, "old", &t), 0);
+    t.rpm = 5;
+    CHECK_RC(realm_store_tenant_update(s, &t), 0);
+    realm_store_close(s);
+    sqlite3 *db = raw_open(dir);
+    CHECK_EQ_INT(sqlite3_exec(db,
+                              "DROP TRIGGER kv_insert; DROP TRIGGER kv_delete; DROP TRIGGER "
+                              "kv_update; DROP TABLE kv; DROP TABLE kv_usage; ALTER TABLE tenants "
+                              "DROP COLUMN kv_quota; PRAGMA user_version = 1;",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    CHECK_RC(realm_store_open(dir, &s), 0);
+    realm_tenant g;
+    CHECK_RC(realm_store_tenant_get(s, "old", &g), 0);
+    CHECK_EQ_INT(g.rpm, 5);
+    CHECK_EQ_INT(g.kv_quota, 0);
+    CHECK_RC(realm_store_kv_put(s, g.id, "k", "v", 1, 0), 0);
+    CHECK_EQ_INT(realm_store_kv_get(s, g.id, "k", NULL, 0), 1);
+    realm_store_close(s);
+    db = raw_open(dir);
+    CHECK_EQ_INT(raw_int(db, "PRAGMA user_version"), 2);
+    sqlite3_close(db);
+}
+
+static void test_kv_crud(void)
+{
+    const char *dir = new_dir("kv");
+    realm_store *s;
+    CHECK_RC(realm_store_open(dir, &s), 0);
+    realm_tenant a, b;
+    CHECK_RC(realm_store_tenant_add(s, "a", &a), 0);
+    CHECK_RC(realm_store_tenant_add(s, "b", &b), 0);
+    CHECK_EQ_INT(a.kv_quota, 0);
+    CHECK(realm_store_changed(s));
+
+    char buf[64];
+    memset(buf, '#', sizeof buf);
+    CHECK_EQ_INT(realm_store_kv_get(s, a.id, "greeting", buf, sizeof buf), REALM_ERR_NOTFOUND);
+    CHECK_MSG(contains(realm_last_error(), "no key 'greeting'"), "%s", realm_last_error());
+    CHECK_RC(realm_store_kv_put(s, a.id, "greeting", "hello", 5, 0), 0);
+    CHECK_EQ_INT(realm_store_kv_get(s, a.id, "greeting", buf, sizeof buf), 5);
+    CHECK(memcmp(buf, "hello#", 6) == 0);
+    /* the buffer rule: the length, and nothing written unless it fits */
+    memset(buf, '#', sizeof buf);
+    CHECK_EQ_INT(realm_store_kv_get(s, a.id, "greeting", buf, 4), 5);
+    CHECK_EQ_INT(realm_store_kv_get(s, a.id, "greeting", NULL, 0), 5);
+    CHECK(buf[0] == '#');
+    CHECK_EQ_INT(realm_store_kv_get(s, a.id, "greeting", buf, 5), 5);
+    CHECK(memcmp(buf, "hello#", 6) == 0);
+    void *v = NULL;
+    size_t n = 0;
+    CHECK_RC(realm_store_kv_get_alloc(s, a.id, "greeting", &v, &n), 0);
+    CHECK(n == 5 && v && strcmp(v, "hello") == 0);
+    free(v);
+    CHECK_RC(realm_store_kv_get_alloc(s, a.id, "nothing", &v, &n), REALM_ERR_NOTFOUND);
+    CHECK(v == NULL && n == 0);
+
+    /* replace: the new value, the size counted once */
+    CHECK_RC(realm_store_kv_put(s, a.id, "greeting", "hi there", 8, 0), 0);
+    CHECK_EQ_INT(realm_store_kv_get(s, a.id, "greeting", buf, sizeof buf), 8);
+    CHECK(memcmp(buf, "hi there", 8) == 0);
+    int64_t bytes = -1, keys = -1;
+    CHECK_RC(realm_store_kv_usage(s, a.id, &bytes, &keys), 0);
+    CHECK_EQ_INT(bytes, 8 + 8);
+    CHECK_EQ_INT(keys, 1);
+    /* binary and empty values */
+    CHECK_RC(realm_store_kv_put(s, a.id, "bin", "\0\1\0", 3, 0), 0);
+    CHECK_EQ_INT(realm_store_kv_get(s, a.id, "bin", buf, sizeof buf), 3);
+    CHECK(memcmp(buf, "\0\1\0", 3) == 0);
+    CHECK_RC(realm_store_kv_put(s, a.id, "empty", NULL, 0, 0), 0);
+    CHECK_EQ_INT(realm_store_kv_get(s, a.id, "empty", buf, sizeof buf), 0);
+    CHECK_RC(realm_store_kv_get_alloc(s, a.id, "empty", &v, &n), 0);
+    CHECK(n == 0 && v && ((char *)v)[0] == '\0');
+    free(v);
+    CHECK_RC(realm_store_kv_usage(s, a.id, &bytes, &keys), 0);
+    CHECK_EQ_INT(bytes, 16 + 6 + 5);
+    CHECK_EQ_INT(keys, 3);
+    /* key-value writes are not changes of tenants or keys */
+    CHECK(!realm_store_changed(s));
+
+    /* delete */
+    CHECK_RC(realm_store_kv_delete(s, a.id, "greeting"), 0);
+    CHECK_EQ_INT(realm_store_kv_get(s, a.id, "greeting", buf, sizeof buf), REALM_ERR_NOTFOUND);
+    CHECK_RC(realm_store_kv_delete(s, a.id, "greeting"), REALM_ERR_NOTFOUND);
+    CHECK_MSG(contains(realm_last_error(), "no key 'greeting'"), "%s", realm_last_error());
+    CHECK_RC(realm_store_kv_usage(s, a.id, &bytes, &keys), 0);
+    CHECK_EQ_INT(bytes, 6 + 5);
+    CHECK_EQ_INT(keys, 2);
+
+    /* isolation: b sees, lists, deletes and overwrites none of a's keys */
+    CHECK_EQ_INT(realm_store_kv_get(s, b.id, "bin", buf, sizeof buf), REALM_ERR_NOTFOUND);
+    CHECK_RC(realm_store_kv_delete(s, b.id, "bin"), REALM_ERR_NOTFOUND);
+    char **list = NULL;
+    int32_t nl = -1;
+    bool more = true;
+    CHECK_RC(realm_store_kv_list(s, b.id, NULL, NULL, 100, &list, &nl, &more), 0);
+    CHECK_EQ_INT(nl, 0);
+    CHECK(!more);
+    free(list);
+    CHECK_RC(realm_store_kv_put(s, b.id, "bin", "b's", 3, 0), 0);
+    CHECK_EQ_INT(realm_store_kv_get(s, a.id, "bin", buf, sizeof buf), 3);
+    CHECK(memcmp(buf, "\0\1\0", 3) == 0);
+    CHECK_EQ_INT(realm_store_kv_get(s, b.id, "bin", buf, sizeof buf), 3);
+    CHECK(memcmp(buf, "b's", 3) == 0);
+    CHECK_RC(realm_store_kv_usage(s, b.id, &bytes, &keys), 0);
+    CHECK_EQ_INT(bytes, 6);
+    CHECK_RC(realm_store_kv_usage(s, a.id, &bytes, &keys), 0);
+    CHECK_EQ_INT(bytes, 6 + 5);
+
+    /* bad tenants; a removed tenant's data goes with it */
+    CHECK_RC(realm_store_kv_put(s, 0, "k", "v", 1, 0), REALM_ERR_INVAL);
+    CHECK_RC(realm_store_kv_put(s, 99999, "k", "v", 1, 0), REALM_ERR_NOTFOUND);
+    CHECK_MSG(contains(realm_last_error(), "no tenant with id 99999"), "%s", realm_last_error());
+    CHECK_RC(realm_store_tenant_remove(s, "b"), 0);
+    CHECK_EQ_INT(realm_store_kv_get(s, b.id, "bin", buf, sizeof buf), REALM_ERR_NOTFOUND);
+    CHECK_EQ_INT(realm_store_kv_get(s, a.id, "bin", buf, sizeof buf), 3);
+    realm_store_close(s);
+    sqlite3 *db = raw_open(dir);
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM kv WHERE tenant = %lld", (long long)b.id);
+    CHECK_EQ_INT(raw_int(db, sql), 0);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM kv_usage WHERE tenant = %lld", (long long)b.id);
+    CHECK_EQ_INT(raw_int(db, sql), 0);
+    snprintf(sql, sizeof sql, "SELECT bytes FROM kv_usage WHERE tenant = %lld", (long long)a.id);
+    CHECK_EQ_INT(raw_int(db, sql), 11);
+    sqlite3_close(db);
+}
+
+static void test_kv_limits(void)
+{
+    realm_store *s;
+    CHECK_RC(realm_store_open(new_dir("kv-limits"), &s), 0);
+    realm_tenant t;
+    CHECK_RC(realm_store_tenant_add(s, "t", &t), 0);
+    realm_kv_limits l;
+    realm_store_kv_get_limits(s, &l);
+    CHECK_EQ_INT(l.max_value, 1 << 20);
+    CHECK_EQ_INT(l.default_quota, 64 << 20);
+
+    /* keys: 1..512 bytes of UTF-8 without control characters */
+    char key[600];
+    memset(key, 'k', sizeof key);
+    key[512] = '\0';
+    CHECK_RC(realm_store_kv_put(s, t.id, key, "v", 1, 0), 0);
+    CHECK_EQ_INT(realm_store_kv_get(s, t.id, key, NULL, 0), 1);
+    key[512] = 'k';
+    key[513] = '\0';
+    CHECK_RC(realm_store_kv_put(s, t.id, key, "v", 1, 0), REALM_ERR_INVAL);
+    CHECK_MSG(contains(realm_last_error(), "longer than 512 bytes"), "%s", realm_last_error());
+    CHECK_EQ_INT(realm_store_kv_get(s, t.id, key, NULL, 0), REALM_ERR_INVAL);
+    CHECK_RC(realm_store_kv_delete(s, t.id, key), REALM_ERR_INVAL);
+    CHECK_RC(realm_store_kv_put(s, t.id, "", "v", 1, 0), REALM_ERR_INVAL);
+    CHECK_MSG(contains(realm_last_error(), "empty"), "%s", realm_last_error());
+    CHECK_RC(realm_store_kv_put(s, t.id, NULL, "v", 1, 0), REALM_ERR_INVAL);
+    static const char *const bad[] = {
+        "\xff",
+        "a\xc3",
+        "\xc0\x80" /* overlong NUL */,
+        "\xed\xa0\x80" /* surrogate */,
+        "\xf4\x90\x80\x80" /* > U+10FFFF */,
+        "line\nbreak",
+        "tab\t",
+        "del\x7f",
+        "c1\xc2\x85" /* NEL */,
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_MSG(realm_store_kv_put(s, t.id, bad[i], "v", 1, 0) == REALM_ERR_INVAL, "key %zu", i);
+        CHECK_MSG(contains(realm_last_error(), "kv: the key"), "%s", realm_last_error());
+    }
+    static const char *const good[] = {
+        "a",       "caf\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac", "\xf0\x9f\x98\x80", "a b/c:d?e=f&g#h",
+        "\xc2\xa0"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        CHECK_MSG(realm_store_kv_put(s, t.id, good[i], "v", 1, 0) == 0, "key %zu: %s", i,
+                  realm_last_error());
+
+    /* values: up to the store's maximum */
+    const size_t max = (size_t)1 << 20;
+    char *big = calloc(1, max + 1);
+    CHECK_RC(realm_store_kv_put(s, t.id, "big", big, max, 0), 0);
+    CHECK_EQ_INT(realm_store_kv_get(s, t.id, "big", NULL, 0), (int64_t)max);
+    CHECK_RC(realm_store_kv_put(s, t.id, "big", big, max + 1, 0), REALM_ERR_RANGE);
+    CHECK_MSG(contains(realm_last_error(), "1048577 bytes, over the 1048576"), "%s",
+              realm_last_error());
+    CHECK_EQ_INT(realm_store_kv_get(s, t.id, "big", NULL, 0), (int64_t)max); /* unchanged */
+    free(big);
+    CHECK_RC(realm_store_kv_set_limits(s, &(realm_kv_limits){.max_value = 10}), 0);
+    CHECK_RC(realm_store_kv_put(s, t.id, "ten", "0123456789", 10, 0), 0);
+    CHECK_RC(realm_store_kv_put(s, t.id, "ten", "0123456789a", 11, 0), REALM_ERR_RANGE);
+    realm_store_kv_get_limits(s, &l);
+    CHECK_EQ_INT(l.max_value, 10);
+    CHECK_EQ_INT(l.default_quota, 64 << 20); /* 0: the default */
+    CHECK_RC(realm_store_kv_set_limits(s, &(realm_kv_limits){.max_value = -1}), REALM_ERR_INVAL);
+    CHECK_RC(
+        realm_store_kv_set_limits(s, &(realm_kv_limits){.max_value = REALM_KV_VALUE_MAX_LIMIT + 1}),
+        REALM_ERR_INVAL);
+    CHECK_RC(
+        realm_store_kv_set_limits(s, &(realm_kv_limits){.default_quota = REALM_KV_QUOTA_MAX + 1}),
+        REALM_ERR_INVAL);
+    CHECK_RC(realm_store_kv_put(s, t.id, "x", "v", 1, -1), REALM_ERR_INVAL);
+    CHECK_RC(realm_store_kv_put(s, t.id, "x", NULL, 1, 0), REALM_ERR_INVAL);
+
+    /* the tenant's kv_quota: round trip, checked like the other limits */
+    t.kv_quota = 12345;
+    CHECK_RC(realm_store_tenant_update(s, &t), 0);
+    realm_tenant g;
+    CHECK_RC(realm_store_tenant_get(s, "t", &g), 0);
+    CHECK_EQ_INT(g.kv_quota, 12345);
+    CHECK_RC(realm_store_tenant_get_id(s, t.id, &g), 0);
+    CHECK_EQ_INT(g.kv_quota, 12345);
+    realm_tenant *all;
+    int32_t n_all;
+    CHECK_RC(realm_store_tenant_list(s, &all, &n_all), 0);
+    CHECK(n_all == 1 && all[0].kv_quota == 12345);
+    free(all);
+    g.kv_quota = -1;
+    CHECK_RC(realm_store_tenant_update(s, &g), REALM_ERR_INVAL);
+    CHECK_MSG(contains(realm_last_error(), "kv_quota: -1 is not in 0..1099511627776 (0: the "
+                                           "default)"),
+              "%s", realm_last_error());
+    g.kv_quota = REALM_KV_QUOTA_MAX + 1;
+    CHECK_RC(realm_store_tenant_update(s, &g), REALM_ERR_INVAL);
+    g.kv_quota = REALM_KV_QUOTA_MAX;
+    CHECK_RC(realm_store_tenant_update(s, &g), 0);
+    realm_store_close(s);
+}
+
+/* The quota: exactly at it, one byte over, replacements, the default. */
+static void test_kv_quota(void)
+{
+    realm_store *s;
+    CHECK_RC(realm_store_open(new_dir("kv-quota"), &s), 0);
+    realm_tenant t, d;
+    CHECK_RC(realm_store_tenant_add(s, "q", &t), 0);
+    CHECK_RC(realm_store_tenant_add(s, "d", &d), 0);
+    t.kv_quota = 1000;
+    CHECK_RC(realm_store_tenant_update(s, &t), 0);
+    char v[1000];
+    memset(v, 'v', sizeof v);
+    CHECK_RC(realm_store_kv_put(s, t.id, "k1", v, 498, 0), 0); /* 500 with the key */
+    CHECK_RC(realm_store_kv_put(s, t.id, "k2", v, 498, 0), 0); /* 1000: at the quota */
+    int64_t bytes, keys;
+    CHECK_RC(realm_store_kv_usage(s, t.id, &bytes, &keys), 0);
+    CHECK_EQ_INT(bytes, 1000);
+    CHECK_RC(realm_store_kv_put(s, t.id, "k", v, 0, 0), REALM_ERR_RANGE); /* 1001 */
+    CHECK_MSG(contains(realm_last_error(), "to 1001 bytes, over its quota of 1000"), "%s",
+              realm_last_error());
+    CHECK_EQ_INT(realm_store_kv_get(s, t.id, "k", NULL, 0), REALM_ERR_NOTFOUND);
+    /* a replacement counts the difference */
+    CHECK_RC(realm_store_kv_put(s, t.id, "k2", v, 499, 0), REALM_ERR_RANGE);
+    CHECK_EQ_INT(realm_store_kv_get(s, t.id, "k2", NULL, 0), 498); /* unchanged */
+    CHECK_RC(realm_store_kv_put(s, t.id, "k2", v, 497, 0), 0);     /* 999 */
+    CHECK_RC(realm_store_kv_put(s, t.id, "k", v, 0, 0), 0);        /* 1000 again */
+    CHECK_RC(realm_store_kv_put(s, t.id, "k2", v, 497, 0), 0);     /* the same size: fine */
+    CHECK_RC(realm_store_kv_usage(s, t.id, &bytes, &keys), 0);
+    CHECK_EQ_INT(bytes, 1000);
+    CHECK_EQ_INT(keys, 3);
+    /* deleting frees room */
+    CHECK_RC(realm_store_kv_delete(s, t.id, "k1"), 0);
+    CHECK_RC(realm_store_kv_put(s, t.id, "k3", v, 498, 0), 0);
+    /* raising the quota lets more in at once */
+    t.kv_quota = 2000;
+    CHECK_RC(realm_store_tenant_update(s, &t), 0);
+    CHECK_RC(realm_store_kv_put(s, t.id, "k4", v, 998, 0), 0);
+    CHECK_RC(realm_store_kv_put(s, t.id, "k5", v, 0, 0), REALM_ERR_RANGE);
+    /* kv_quota 0: the store's default */
+    CHECK_RC(realm_store_kv_set_limits(s, &(realm_kv_limits){.default_quota = 100}), 0);
+    CHECK_RC(realm_store_kv_put(s, d.id, "a", v, 99, 0), 0);
+    CHECK_RC(realm_store_kv_put(s, d.id, "b", v, 0, 0), REALM_ERR_RANGE);
+    CHECK_MSG(contains(realm_last_error(), "over its quota of 100"), "%s", realm_last_error());
+    realm_store_close(s);
+}
+
+static void test_kv_expiry(void)
+{
+    realm_store *s;
+    CHECK_RC(realm_store_open(new_dir("kv-expiry"), &s), 0);
+    realm_tenant t;
+    CHECK_RC(realm_store_tenant_add(s, "e", &t), 0);
+    const int64_t now = (int64_t)time(NULL);
+    CHECK_RC(realm_store_kv_put(s, t.id, "forever", "f", 1, 0), 0);
+    CHECK_RC(realm_store_kv_put(s, t.id, "soon", "s", 1, now + 2), 0);
+    CHECK_RC(realm_store_kv_put(s, t.id, "later", "l", 1, now + 3600), 0);
+    CHECK_RC(realm_store_kv_put(s, t.id, "past", "p", 1, now - 10), 0); /* stored, absent */
+    CHECK_EQ_INT(realm_store_kv_get(s, t.id, "soon", NULL, 0), 1);
+    CHECK_EQ_INT(realm_store_kv_get(s, t.id, "past", NULL, 0), REALM_ERR_NOTFOUND);
+    char **keys;
+    int32_t n;
+    CHECK_RC(realm_store_kv_list(s, t.id, "", "", 10, &keys, &n, NULL), 0);
+    CHECK(n == 3 && strcmp(keys[0], "forever") == 0 && strcmp(keys[1], "later") == 0 &&
+          strcmp(keys[2], "soon") == 0);
+    free(keys);
+    int64_t bytes, count;
+    CHECK_RC(realm_store_kv_usage(s, t.id, &bytes, &count), 0);
+    CHECK_EQ_INT(count, 4); /* expired, not yet purged */
+    CHECK_EQ_INT(realm_store_kv_purge(s, now), 1);
+    CHECK_RC(realm_store_kv_usage(s, t.id, &bytes, &count), 0);
+    CHECK_EQ_INT(count, 3);
+    CHECK_EQ_INT(bytes, 7 + 1 + 4 + 1 + 5 + 1);
+    /* a put replaces the expiry */
+    CHECK_RC(realm_store_kv_put(s, t.id, "later", "l", 1, 0), 0);
+    /* time passes: "soon" is gone for get, list and delete */
+    while ((int64_t)time(NULL) < now + 2)
+        usleep(50000);
+    CHECK_EQ_INT(realm_store_kv_get(s, t.id, "soon", NULL, 0), REALM_ERR_NOTFOUND);
+    CHECK_RC(realm_store_kv_list(s, t.id, "", "", 10, &keys, &n, NULL), 0);
+    CHECK(n == 2 && strcmp(keys[0], "forever") == 0 && strcmp(keys[1], "later") == 0);
+    free(keys);
+    CHECK_RC(realm_store_kv_delete(s, t.id, "soon"), REALM_ERR_NOTFOUND); /* and removed */
+    CHECK_RC(realm_store_kv_usage(s, t.id, &bytes, &count), 0);
+    CHECK_EQ_INT(count, 2);
+    CHECK_EQ_INT(realm_store_kv_purge(s, 0), 0);
+    /* a purge at a later time takes what expires by then, of every tenant */
+    realm_tenant u;
+    CHECK_RC(realm_store_tenant_add(s, "u", &u), 0);
+    for (int i = 0; i < 600; i++) { /* more than one batch */
+        char k[16];
+        snprintf(k, sizeof k, "t%d", i);
+        CHECK_RC(realm_store_kv_put(s, i % 2 ? t.id : u.id, k, "x", 1, now + 100 + i), 0);
+    }
+    CHECK_EQ_INT(realm_store_kv_purge(s, now + 100 + 299), 300);
+    CHECK_EQ_INT(realm_store_kv_purge(s, now + 100000), 300);
+    CHECK_RC(realm_store_kv_usage(s, u.id, &bytes, &count), 0);
+    CHECK_EQ_INT(count, 0);
+    CHECK_EQ_INT(bytes, 0);
+    /* over the quota, a put first drops the tenant's expired entries */
+    t.kv_quota = 100;
+    CHECK_RC(realm_store_tenant_update(s, &t), 0);
+    CHECK_RC(realm_store_kv_delete(s, t.id, "forever"), 0);
+    CHECK_RC(realm_store_kv_delete(s, t.id, "later"), 0);
+    char v[100] = {0};
+    CHECK_RC(realm_store_kv_put(s, t.id, "old", v, 90, now - 1), 0); /* 93, expired */
+    CHECK_RC(realm_store_kv_put(s, t.id, "new", v, 50, 0), 0);
+    CHECK_RC(realm_store_kv_usage(s, t.id, &bytes, &count), 0);
+    CHECK_EQ_INT(bytes, 53);
+    CHECK_EQ_INT(count, 1);
+    realm_store_close(s);
+}
+
+/* Listing by prefix in key order, page by page, over many keys. */
+static void test_kv_list(void)
+{
+    realm_store *s;
+    CHECK_RC(realm_store_open(new_dir("kv-list"), &s), 0);
+    realm_tenant t, o;
+    CHECK_RC(realm_store_tenant_add(s, "l", &t), 0);
+    CHECK_RC(realm_store_tenant_add(s, "o", &o), 0);
+    enum { N = 2500 };
+    char k[64];
+    for (int i = N - 1; i >= 0; i--) { /* inserted backwards: the order is the store's */
+        snprintf(k, sizeof k, "item/%05d", i);
+        CHECK_RC(realm_store_kv_put(s, t.id, k, k, strlen(k), 0), 0);
+    }
+    static const char *const around[] = {"item", "item.", "iten", "itel", "item/", "\xc3\xa9", "z"};
+    for (size_t i = 0; i < sizeof around / sizeof *around; i++)
+        CHECK_RC(realm_store_kv_put(s, t.id, around[i], "x", 1, 0), 0);
+    CHECK_RC(realm_store_kv_put(s, o.id, "item/other", "x", 1, 0), 0);
+    CHECK_RC(realm_store_kv_put(s, t.id, "item/00500x", "x", 1, (int64_t)time(NULL) - 1), 0);
+
+    /* "item/" itself and every item, pages of at most REALM_KV_LIST_MAX */
+    char after[64] = "";
+    int seen = 0, pages = 0;
+    bool more = true;
+    while (more && pages < 10) {
+        char **keys;
+        int32_t n;
+        CHECK_RC(realm_store_kv_list(s, t.id, "item/", after, REALM_KV_LIST_MAX, &keys, &n, &more),
+                 0);
+        pages++;
+        for (int32_t i = 0; i < n; i++) {
+            if (seen == 0)
+                snprintf(k, sizeof k, "item/");
+            else
+                snprintf(k, sizeof k, "item/%05d", seen - 1);
+            CHECK_MSG(strcmp(keys[i], k) == 0, "page %d key %d: %s, want %s", pages, (int)i,
+                      keys[i], k);
+            seen++;
+        }
+        if (n)
+            snprintf(after, sizeof after, "%s", keys[n - 1]);
+        CHECK_EQ_INT(more, seen < N + 1);
+        free(keys);
+    }
+    CHECK_EQ_INT(seen, N + 1);
+    CHECK_EQ_INT(pages, 3);
+
+    /* every key, in byte order (é, 0xc3 0xa9, after z) */
+    char **keys;
+    int32_t n;
+    CHECK_RC(realm_store_kv_list(s, t.id, NULL, NULL, 4, &keys, &n, &more), 0);
+    CHECK(n == 4 && more);
+    if (n == 4) {
+        CHECK_EQ_STR(keys[0], "itel");
+        CHECK_EQ_STR(keys[1], "item");
+        CHECK_EQ_STR(keys[2], "item.");
+        CHECK_EQ_STR(keys[3], "item/");
+    }
+    free(keys);
+    CHECK_RC(realm_store_kv_list(s, t.id, "", "item/02499", 10, &keys, &n, &more), 0);
+    CHECK(n == 3 && !more);
+    if (n == 3) {
+        CHECK_EQ_STR(keys[0], "iten");
+        CHECK_EQ_STR(keys[1], "z");
+        CHECK_EQ_STR(keys[2], "\xc3\xa9");
+    }
+    free(keys);
+    /* exactly the limit left: no more */
+    CHECK_RC(realm_store_kv_list(s, t.id, "item/0249", "", 10, &keys, &n, &more), 0);
+    CHECK(n == 10 && !more);
+    free(keys);
+    CHECK_RC(realm_store_kv_list(s, t.id, "item/0249", "", 9, &keys, &n, &more), 0);
+    CHECK(n == 9 && more);
+    free(keys);
+    CHECK_RC(realm_store_kv_list(s, t.id, "nothing", "", 10, &keys, &n, &more), 0);
+    CHECK(n == 0 && !more && keys != NULL);
+    free(keys);
+    /* the other tenant sees its own key only */
+    CHECK_RC(realm_store_kv_list(s, o.id, "item/", "", 10, &keys, &n, &more), 0);
+    CHECK(n == 1 && strcmp(keys[0], "item/other") == 0);
+    free(keys);
+    /* bad arguments */
+    CHECK_RC(realm_store_kv_list(s, t.id, "", "", 0, &keys, &n, &more), REALM_ERR_INVAL);
+    CHECK_RC(realm_store_kv_list(s, t.id, "", "", REALM_KV_LIST_MAX + 1, &keys, &n, &more),
+             REALM_ERR_INVAL);
+    char long_prefix[600];
+    memset(long_prefix, 'p', 513);
+    long_prefix[513] = '\0';
+    CHECK_RC(realm_store_kv_list(s, t.id, long_prefix, "", 10, &keys, &n, &more), REALM_ERR_INVAL);
+    CHECK_MSG(contains(realm_last_error(), "prefix"), "%s", realm_last_error());
+    CHECK_RC(realm_store_kv_list(s, t.id, "", long_prefix, 10, &keys, &n, &more), REALM_ERR_INVAL);
+    realm_store_close(s);
+}
+
+/* Puts of several threads over two connections never take a tenant past its
+ * quota: exactly what fits is stored. */
+typedef struct kv_arg {
+    realm_store *s;
+    int64_t tenant;
+    int id, ok, over, other;
+} kv_arg;
+
+static void *kv_thread(void *p)
+{
+    kv_arg *a = p;
+    char key[16], v[96];
+    memset(v, 'x', sizeof v);
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "%d-%02d", a->id, i); /* 4 bytes */
+        int rc = realm_store_kv_put(a->s, a->tenant, key, v, sizeof v, 0);
+        a->ok += rc == 0;
+        a->over += rc == REALM_ERR_RANGE;
+        a->other += rc != 0 && rc != REALM_ERR_RANGE;
+    }
+    return NULL;
+}
+
+static void test_kv_threads(void)
+{
+    const char *dir = new_dir("kv-threads");
+    realm_store *s1, *s2;
+    CHECK_RC(realm_store_open(dir, &s1), 0);
+    CHECK_RC(realm_store_open(dir, &s2), 0);
+    realm_tenant t;
+    CHECK_RC(realm_store_tenant_add(s1, "busy", &t), 0);
+    t.kv_quota = 100 * 100; /* 100 entries of 100 bytes */
+    CHECK_RC(realm_store_tenant_update(s1, &t), 0);
+    pthread_t th[4];
+    kv_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (kv_arg){.s = i % 2 ? s2 : s1, .tenant = t.id, .id = i};
+        pthread_create(&th[i], NULL, kv_thread, &args[i]);
+    }
+    int ok = 0, over = 0, other = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ok += args[i].ok;
+        over += args[i].over;
+        other += args[i].other;
+    }
+    CHECK_EQ_INT(ok, 100);
+    CHECK_EQ_INT(over, 300);
+    CHECK_EQ_INT(other, 0);
+    int64_t bytes, keys;
+    CHECK_RC(realm_store_kv_usage(s2, t.id, &bytes, &keys), 0);
+    CHECK_EQ_INT(bytes, 10000);
+    CHECK_EQ_INT(keys, 100);
+    realm_store_close(s2);
+    realm_store_close(s1);
+}
+
 int main(void)
 {
     test_begin("store", 300);
@@ -780,6 +1282,13 @@ int main(void)
     test_usage();
     test_changed();
     test_modules();
+    test_kv_migration();
+    test_kv_crud();
+    test_kv_limits();
+    test_kv_quota();
+    test_kv_expiry();
+    test_kv_list();
+    test_kv_threads();
     nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     return test_end();
 }

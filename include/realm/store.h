@@ -28,6 +28,11 @@
  * compares hashes in constant time; a revoked key, or a key of a removed
  * tenant, is not found.
  *
+ * Tenants' modules keep key-value data (realm_store_kv_*, below): values of
+ * at most 1 MiB by default under keys of up to 512 bytes of UTF-8, counted
+ * against a per-tenant quota, optionally expiring; a tenant sees only its
+ * own keys, and its data goes with it when it is removed.
+ *
  * Usage is counted per (tenant, model, user, hour): prompt, cached and
  * completion tokens and requests. realm_store_usage_record only queues the
  * record (no I/O on the request path); a background thread writes the queue
@@ -39,11 +44,12 @@
  * are seen through realm_store_changed (PRAGMA data_version).
  *
  * Thread safety: every function may be called from any thread; the store
- * serialises its use of the connection. Errors: negative realm/error.h codes
- * with a message: REALM_ERR_NOTFOUND (no such tenant/key), REALM_ERR_EXISTS
- * (a tenant name taken), REALM_ERR_INVAL (a bad name or value, naming it),
- * REALM_ERR_IO (SQLite's message, with the file), REALM_ERR_UNSUPPORTED (a
- * database of a newer schema than this build knows).
+ * serialises its use of the connection (key-value calls included). Errors:
+ * negative realm/error.h codes with a message: REALM_ERR_NOTFOUND (no such
+ * tenant/key), REALM_ERR_EXISTS (a tenant name taken), REALM_ERR_INVAL (a
+ * bad name or value, naming it), REALM_ERR_IO (SQLite's message, with the
+ * file), REALM_ERR_UNSUPPORTED (a database of a newer schema than this build
+ * knows).
  */
 #ifndef REALM_STORE_H
 #define REALM_STORE_H
@@ -96,6 +102,7 @@ typedef struct realm_tenant {
     double weight;          /* fair-queuing share, 1e-3..1e3 */
     int64_t max_pages;      /* module memory cap, 64 KiB pages; 0: the default */
     int64_t deadline_ms;    /* module deadline; 0: the default */
+    int64_t kv_quota;       /* bytes of key-value data; 0: the store's default (64 MiB) */
     int64_t created;        /* unix seconds */
 } realm_tenant;
 
@@ -162,6 +169,78 @@ int realm_store_usage_query(realm_store *s, const char *tenant, int64_t since, r
 /* Tokens (prompt + completion) a tenant used since `since` (for quotas),
  * queued records included, or a negative error. */
 int64_t realm_store_usage_tokens(realm_store *s, int64_t tenant, int64_t since);
+
+/* ---- key-value data of tenants' modules ------------------------------------------------ */
+
+/*
+ * Each tenant has its own key space (the host ABI's realm.kv_* calls land
+ * here, bound to the request's tenant). A key is 1..REALM_KV_KEY_MAX bytes
+ * of valid UTF-8 without control characters (U+0000..U+001F, U+007F..U+009F);
+ * keys sort by their bytes. An entry counts its key's and its value's bytes
+ * against the tenant's quota: its kv_quota, or the store's default quota
+ * when that is 0. An entry may expire (expires_at, unix seconds; 0 never):
+ * once expired it is absent for get, delete and list, and it still counts
+ * against the quota until it is purged (realm_store_kv_purge; a put that
+ * would go over the quota first purges the tenant's expired entries).
+ *
+ * Errors: REALM_ERR_INVAL (a bad key, prefix, cursor or limit, naming it),
+ * REALM_ERR_RANGE (a value over the store's maximum, or a put over the
+ * quota: nothing is changed), REALM_ERR_NOTFOUND (no such key, or no such
+ * tenant for a put), REALM_ERR_IO (the database).
+ */
+#define REALM_KV_KEY_MAX           512
+#define REALM_KV_VALUE_MAX_DEFAULT ((int64_t)1 << 20)  /* 1 MiB */
+#define REALM_KV_VALUE_MAX_LIMIT   ((int64_t)1 << 28)  /* 256 MiB: what max_value may be */
+#define REALM_KV_QUOTA_DEFAULT     ((int64_t)64 << 20) /* 64 MiB */
+#define REALM_KV_QUOTA_MAX         ((int64_t)1 << 40)  /* 1 TiB: what kv_quota may be */
+#define REALM_KV_LIST_MAX          1000                /* keys per realm_store_kv_list call */
+
+typedef struct realm_kv_limits {
+    int64_t max_value;     /* bytes of one value; 0: REALM_KV_VALUE_MAX_DEFAULT */
+    int64_t default_quota; /* bytes of a tenant whose kv_quota is 0; 0: REALM_KV_QUOTA_DEFAULT */
+} realm_kv_limits;
+
+/* Set this store's limits (REALM_ERR_INVAL for a negative one, a max_value over
+ * REALM_KV_VALUE_MAX_LIMIT or a default_quota over REALM_KV_QUOTA_MAX); get
+ * them (0s resolved to the defaults). */
+int realm_store_kv_set_limits(realm_store *s, const realm_kv_limits *l);
+void realm_store_kv_get_limits(realm_store *s, realm_kv_limits *out);
+
+/* Store value[0..len) under key for tenant, replacing any value (and its
+ * expiry); expires_at: unix seconds, 0 never (a time already past stores an
+ * entry that reads as absent). Over the quota: REALM_ERR_RANGE, nothing
+ * changed. */
+int realm_store_kv_put(realm_store *s, int64_t tenant, const char *key, const void *value,
+                       size_t len, int64_t expires_at);
+/* The value's length, or a negative error (REALM_ERR_NOTFOUND when absent
+ * or expired). Written to buf only if it fits cap (cap 0 measures; buf may
+ * then be NULL). */
+int64_t realm_store_kv_get(realm_store *s, int64_t tenant, const char *key, void *buf, size_t cap);
+/* The same into *value, malloc'ed (free it) with a NUL after its *len bytes. */
+int realm_store_kv_get_alloc(realm_store *s, int64_t tenant, const char *key, void **value,
+                             size_t *len);
+/* Remove key; REALM_ERR_NOTFOUND when absent or expired (an expired entry is
+ * removed all the same). */
+int realm_store_kv_delete(realm_store *s, int64_t tenant, const char *key);
+/*
+ * The tenant's live keys that start with prefix ("" or NULL: all), in byte
+ * order, those after `after` only ("" or NULL: from the first), at most
+ * limit (1..REALM_KV_LIST_MAX). *keys is one malloc'ed block (free(*keys)
+ * frees it all): *n pointers to NUL-terminated keys. *more (if not NULL):
+ * whether further keys match — pass the last key as `after` for the next
+ * page. prefix and after may be any bytes without NUL, at most
+ * REALM_KV_KEY_MAX.
+ */
+int realm_store_kv_list(realm_store *s, int64_t tenant, const char *prefix, const char *after,
+                        int32_t limit, char ***keys, int32_t *n, bool *more);
+/* What the tenant's entries use: bytes (keys and values) and number of
+ * entries, expired ones not yet purged included (0s for a tenant with none). */
+int realm_store_kv_usage(realm_store *s, int64_t tenant, int64_t *bytes, int64_t *n_keys);
+/* Remove every entry that expired at or before `now` (unix seconds; 0: the
+ * current time), of every tenant, a batch per transaction so that other
+ * callers are not held up. Returns how many were removed, or a negative
+ * error. */
+int64_t realm_store_kv_purge(realm_store *s, int64_t now);
 
 /* ---- modules and changes ------------------------------------------------------------- */
 

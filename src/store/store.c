@@ -1,7 +1,7 @@
 /*
  * The store (realm/store.h): opening and migrating the database, tenants,
  * stored modules and change detection. Keys are in store_keys.c, usage in
- * store_usage.c.
+ * store_usage.c, tenants' key-value data in store_kv.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -165,6 +165,36 @@ static const char *const migrations[STORE_SCHEMA_VERSION] = {
     " PRIMARY KEY (tenant, model, user, hour)) WITHOUT ROWID;"
     "CREATE INDEX usage_hour ON usage (hour);"
     "CREATE INDEX usage_tenant_hour ON usage (tenant, hour);",
+    /* 2: tenants' key-value data (store_kv.c) and its quota. An entry goes
+     * with its tenant. kv_usage sums each tenant's entries, kept by the
+     * triggers through every insert, update and delete (cascades and purges
+     * included), so a put checks the quota without reading the tenant's
+     * rows. size is the key's bytes plus the value's: what the quota
+     * counts. A rowid table: values are up to megabytes. */
+    "ALTER TABLE tenants ADD COLUMN kv_quota INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE kv ("
+    " tenant INTEGER NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,"
+    " key TEXT NOT NULL,"
+    " value BLOB NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " updated INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL DEFAULT 0," /* unix seconds; 0: never */
+    " PRIMARY KEY (tenant, key));"
+    "CREATE INDEX kv_expires ON kv (expires_at) WHERE expires_at > 0;"
+    "CREATE TABLE kv_usage ("
+    " tenant INTEGER PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,"
+    " bytes INTEGER NOT NULL DEFAULT 0,"
+    " keys INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TRIGGER kv_insert AFTER INSERT ON kv BEGIN"
+    " INSERT INTO kv_usage (tenant, bytes, keys) VALUES (new.tenant, new.size, 1)"
+    " ON CONFLICT (tenant) DO UPDATE SET bytes = bytes + excluded.bytes, keys = keys + 1;"
+    " END;"
+    "CREATE TRIGGER kv_delete AFTER DELETE ON kv BEGIN"
+    " UPDATE kv_usage SET bytes = bytes - old.size, keys = keys - 1 WHERE tenant = old.tenant;"
+    " END;"
+    "CREATE TRIGGER kv_update AFTER UPDATE OF size ON kv BEGIN"
+    " UPDATE kv_usage SET bytes = bytes - old.size + new.size WHERE tenant = new.tenant;"
+    " END;",
 };
 
 static int user_version(realm_store *s, int *v)
@@ -243,6 +273,8 @@ int realm_store_open(const char *data_dir, realm_store **out)
     if (!s)
         return realm__error(REALM_ERR_NOMEM, "out of memory");
     memcpy(s->dir, data_dir, len);
+    s->kv_max_value = REALM_KV_VALUE_MAX_DEFAULT;
+    s->kv_default_quota = REALM_KV_QUOTA_DEFAULT;
     snprintf(s->db_path, sizeof s->db_path, "%s/realm.db", s->dir);
     pthread_mutex_init(&s->db_mu, NULL);
     pthread_mutex_init(&s->q_mu, NULL);
@@ -324,6 +356,7 @@ static void row_tenant(sqlite3_stmt *st, realm_tenant *t)
     t->max_pages = sqlite3_column_int64(st, 10);
     t->deadline_ms = sqlite3_column_int64(st, 11);
     t->created = sqlite3_column_int64(st, 12);
+    t->kv_quota = sqlite3_column_int64(st, 13);
 }
 
 /* NULL if name is a valid tenant name, else what is wrong with it. */
@@ -531,6 +564,7 @@ static int check_tenant(realm_store *s, const realm_tenant *t)
         {"quota", offsetof(realm_tenant, quota), INT64_MAX, "no limit"},
         {"max_pages", offsetof(realm_tenant, max_pages), 65536, "the default"}, /* 4 GiB: wasm32 */
         {"deadline_ms", offsetof(realm_tenant, deadline_ms), 86400000, "the default"}, /* a day */
+        {"kv_quota", offsetof(realm_tenant, kv_quota), REALM_KV_QUOTA_MAX, "the default"},
     };
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
         int64_t v;
@@ -576,6 +610,7 @@ int realm_store_tenant_update(realm_store *s, const realm_tenant *t)
         sqlite3_bind_double(st, 9, t->weight == 0 ? 1.0 : t->weight);
         sqlite3_bind_int64(st, 10, t->max_pages);
         sqlite3_bind_int64(st, 11, t->deadline_ms);
+        sqlite3_bind_int64(st, 12, t->kv_quota);
         if (sqlite3_step(st) != SQLITE_DONE)
             rc = realm__store_db_error(s, "updating a tenant");
         else if (sqlite3_changes(s->db) == 0)

@@ -1,7 +1,7 @@
 /*
  * Inside the store (realm/store.h): the handle, the SQL it runs, and the
- * helpers store.c (database, tenants, modules), store_keys.c and
- * store_usage.c share.
+ * helpers store.c (database, tenants, modules), store_keys.c, store_usage.c
+ * and store_kv.c share.
  *
  * Locking: db_mu guards the connection, its statements and the change
  * counters; q_mu guards the usage queue and the pending key touches. A
@@ -23,7 +23,7 @@
 /* The data directory leaves room for what the store puts in it. */
 #define STORE_DIR_MAX (STORE_PATH_MAX - 256)
 /* The schema version this build writes (the number of migrations). */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 /* A flush starts early when this many distinct records are queued. */
 #define STORE_QUEUE_EAGER 1024
 /* record refuses more distinct records than this (the database is not
@@ -34,7 +34,7 @@
 
 #define STORE_TENANT_COLS                                                                          \
     "id, name, module_sha256, models, rpm, tpm, max_concurrent, max_tokens, quota, weight, "       \
-    "max_pages, deadline_ms, created"
+    "max_pages, deadline_ms, created, kv_quota"
 #define STORE_KEY_COLS "k.prefix, k.tenant, t.name, k.created, k.last_used, k.revoked"
 
 /* Every statement the store runs more than once, prepared on first use and
@@ -48,7 +48,7 @@
     XX(TENANT_UPDATE,                                                                              \
        "UPDATE tenants SET module_sha256 = ?2, models = ?3, rpm = ?4, tpm = ?5, "                  \
        "max_concurrent = ?6, max_tokens = ?7, quota = ?8, weight = ?9, max_pages = ?10, "          \
-       "deadline_ms = ?11 WHERE id = ?1")                                                          \
+       "deadline_ms = ?11, kv_quota = ?12 WHERE id = ?1")                                          \
     XX(TENANT_REMOVE, "DELETE FROM tenants WHERE name = ?1")                                       \
     XX(KEY_ADD, "INSERT INTO api_keys (tenant, hash, prefix, created) VALUES (?1, ?2, ?3, ?4)")    \
     XX(KEY_LOOKUP, "SELECT k.id, k.tenant, k.hash, k.last_used FROM api_keys k "                   \
@@ -81,7 +81,22 @@
                      "completion_tokens FROM usage WHERE tenant = ?2 AND hour >= ?1 "              \
                      "ORDER BY hour, tenant, model, user")                                         \
     XX(USAGE_TOKENS, "SELECT coalesce(sum(prompt_tokens + completion_tokens), 0) FROM usage "      \
-                     "WHERE tenant = ?1 AND hour >= ?2")
+                     "WHERE tenant = ?1 AND hour >= ?2")                                           \
+    XX(KV_QUOTA, "SELECT kv_quota FROM tenants WHERE id = ?1")                                     \
+    XX(KV_USED, "SELECT bytes, keys FROM kv_usage WHERE tenant = ?1")                              \
+    XX(KV_SIZE, "SELECT size FROM kv WHERE tenant = ?1 AND key = ?2")                              \
+    XX(KV_PUT, "INSERT INTO kv (tenant, key, value, size, updated, expires_at) "                   \
+               "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant, key) DO UPDATE SET "          \
+               "value = excluded.value, size = excluded.size, updated = excluded.updated, "        \
+               "expires_at = excluded.expires_at")                                                 \
+    XX(KV_GET, "SELECT value, expires_at, updated FROM kv WHERE tenant = ?1 AND key = ?2")         \
+    XX(KV_DELETE, "DELETE FROM kv WHERE tenant = ?1 AND key = ?2 RETURNING expires_at")            \
+    XX(KV_LIST, "SELECT key FROM kv WHERE tenant = ?1 AND key >= ?2 AND key > ?3 "                 \
+                "AND (expires_at = 0 OR expires_at > ?4) ORDER BY key")                            \
+    XX(KV_PURGE_TENANT, "DELETE FROM kv WHERE tenant = ?1 AND expires_at > 0 "                     \
+                        "AND expires_at <= ?2")                                                    \
+    XX(KV_PURGE, "DELETE FROM kv WHERE rowid IN (SELECT rowid FROM kv WHERE expires_at > 0 "       \
+                 "AND expires_at <= ?1 LIMIT ?2)")
 
 enum {
 #define XX(name, sql) STORE_##name,
@@ -101,6 +116,7 @@ struct realm_store {
 
     pthread_mutex_t db_mu;
     sqlite3 *db;
+    int64_t kv_max_value, kv_default_quota; /* realm_kv_limits, resolved (db_mu) */
     sqlite3_stmt *stmts[STORE_STMT_COUNT];
     uint64_t own_writes; /* tenant and key changes made through this store */
     bool seen_any;       /* realm_store_changed has been called */
