@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "realm/error.h"
+#include "realm/registry.h"
 #include "realm/sandbox.h"
 #include "realm/store.h"
 
@@ -153,14 +154,14 @@ static json_t *tenant_json(const realm_tenant *t)
             json_array_append_new(models, json_stringn(p, (size_t)(e - p)));
         json_array_append_new(models, json_string(p));
     }
-    return json_pack("{s:I, s:s, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:I}", "id",
-                     (json_int_t)t->id, "name", t->name, "created", (json_int_t)t->created,
-                     "module_sha256",
-                     t->module_sha256[0] ? json_string(t->module_sha256) : json_null(), "models",
-                     models, "rpm", (json_int_t)t->rpm, "tpm", (json_int_t)t->tpm, "max_concurrent",
-                     (json_int_t)t->max_concurrent, "max_tokens", (json_int_t)t->max_tokens,
-                     "quota", (json_int_t)t->quota, "weight", t->weight, "max_pages",
-                     (json_int_t)t->max_pages, "deadline_ms", (json_int_t)t->deadline_ms);
+    return json_pack(
+        "{s:I, s:s, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I}", "id",
+        (json_int_t)t->id, "name", t->name, "created", (json_int_t)t->created, "module_sha256",
+        t->module_sha256[0] ? json_string(t->module_sha256) : json_null(), "models", models, "rpm",
+        (json_int_t)t->rpm, "tpm", (json_int_t)t->tpm, "max_concurrent",
+        (json_int_t)t->max_concurrent, "max_tokens", (json_int_t)t->max_tokens, "quota",
+        (json_int_t)t->quota, "weight", t->weight, "max_pages", (json_int_t)t->max_pages,
+        "deadline_ms", (json_int_t)t->deadline_ms, "kv_quota", (json_int_t)t->kv_quota);
 }
 
 static void print_json(json_t *j)
@@ -267,6 +268,13 @@ static int tenant_show(int argc, char **argv)
         rc = store_error(TCMD);
         goto out;
     }
+    int64_t kv_bytes = 0, kv_keys = 0;
+    if (realm_store_kv_usage(s, t.id, &kv_bytes, &kv_keys) < 0) {
+        rc = store_error(TCMD);
+        goto out;
+    }
+    realm_kv_limits kvl;
+    realm_store_kv_get_limits(s, &kvl);
     realm_usage sum = {0};
     for (int32_t i = 0; i < nu; i++) {
         sum.requests += u[i].requests;
@@ -276,6 +284,10 @@ static int tenant_show(int argc, char **argv)
     }
     if (o.json) {
         json_t *j = tenant_json(&t);
+        json_object_set_new(j, "kv_used",
+                            json_pack("{s:I, s:I, s:I}", "bytes", (json_int_t)kv_bytes, "keys",
+                                      (json_int_t)kv_keys, "quota",
+                                      (json_int_t)(t.kv_quota ? t.kv_quota : kvl.default_quota)));
         json_t *keys = json_array();
         for (int32_t i = 0; i < nk; i++)
             json_array_append_new(keys, json_pack("{s:s, s:o, s:o, s:o}", "prefix", k[i].prefix,
@@ -307,6 +319,11 @@ static int tenant_show(int argc, char **argv)
     printf("max pages       %s\n", t.max_pages ? fmt_limit(t.max_pages, b[6]) : "default");
     printf("deadline        %s%s\n", t.deadline_ms ? fmt_limit(t.deadline_ms, b[7]) : "default",
            t.deadline_ms ? " ms" : "");
+    char kb[3][32];
+    printf("kv quota        %s%s; %s used in %lld key%s\n",
+           cli_format_bytes((uint64_t)(t.kv_quota ? t.kv_quota : kvl.default_quota), kb[0], 32),
+           t.kv_quota ? "" : " (default)", cli_format_bytes((uint64_t)kv_bytes, kb[1], 32),
+           (long long)kv_keys, kv_keys == 1 ? "" : "s");
     if (nk == 0)
         printf("keys            none (realm key create %s)\n", t.name);
     else
@@ -395,7 +412,17 @@ typedef struct set_opts {
     const char *models, *module;
 } set_opts;
 
-enum { SET_RPM, SET_TPM, SET_CONC, SET_MAXTOK, SET_QUOTA, SET_PAGES, SET_DEADLINE, SET_WEIGHT };
+enum {
+    SET_RPM,
+    SET_TPM,
+    SET_CONC,
+    SET_MAXTOK,
+    SET_QUOTA,
+    SET_PAGES,
+    SET_DEADLINE,
+    SET_KV_QUOTA,
+    SET_WEIGHT
+};
 
 static int set_option(const char *cmd, int argc, char **argv, int *i, void *ud)
 {
@@ -442,6 +469,22 @@ static int set_option(const char *cmd, int argc, char **argv, int *i, void *ud)
         o->has[SET_WEIGHT] = true;
         return 1;
     }
+    if (strcmp(a, "--kv-quota") == 0) {
+        const char *v = opt_value(cmd, argc, argv, i);
+        if (!v)
+            return -1;
+        uint64_t bytes;
+        if (realm_parse_size(v, &bytes) < 0 || bytes > (uint64_t)REALM_KV_QUOTA_MAX) {
+            usage_error(cmd,
+                        "option --kv-quota: '%s' is not a size up to 1T (64M, 1G; 0: the "
+                        "default)",
+                        v);
+            return -1;
+        }
+        o->t.kv_quota = (int64_t)bytes;
+        o->has[SET_KV_QUOTA] = true;
+        return 1;
+    }
     if (strcmp(a, "--models") == 0)
         return (o->models = opt_value(cmd, argc, argv, i)) ? 1 : -1;
     if (strcmp(a, "--module") == 0)
@@ -483,8 +526,9 @@ static int tenant_set(int argc, char **argv)
         [SET_QUOTA] = offsetof(realm_tenant, quota),
         [SET_PAGES] = offsetof(realm_tenant, max_pages),
         [SET_DEADLINE] = offsetof(realm_tenant, deadline_ms),
+        [SET_KV_QUOTA] = offsetof(realm_tenant, kv_quota),
     };
-    for (int f = SET_RPM; f <= SET_DEADLINE; f++)
+    for (int f = SET_RPM; f <= SET_KV_QUOTA; f++)
         if (so.has[f])
             memcpy((char *)&t + offs[f], (const char *)&so.t + offs[f], sizeof(int64_t));
     if (so.has[SET_WEIGHT])
@@ -567,7 +611,7 @@ const cli_command cli_cmd_tenant = {
     "       realm tenant show NAME [--json]\n"
     "       realm tenant set NAME [--rpm N] [--tpm N] [--max-concurrent N] [--max-tokens N]\n"
     "                             [--quota N] [--models a,b|all] [--weight W]\n"
-    "                             [--max-pages N] [--deadline-ms N]\n"
+    "                             [--max-pages N] [--deadline-ms N] [--kv-quota SIZE]\n"
     "                             [--module FILE.wasm|default]\n"
     "       realm tenant rm NAME\n"
     "       (each also takes --data-dir DIR)\n"
@@ -576,8 +620,9 @@ const cli_command cli_cmd_tenant = {
     "models it may use and the WebAssembly module that handles its requests. A\n"
     "running server sees changes within a second. Names: letters, digits, '.',\n"
     "'_' and '-', at most 64 bytes. Ids are never reused. rm stops the tenant's\n"
-    "keys at once and keeps its usage. show prints the settings, the keys'\n"
-    "prefixes and this month's usage.\n"
+    "keys at once, removes its module's key-value data and keeps its usage. show\n"
+    "prints the settings, the keys' prefixes, the key-value data used and this\n"
+    "month's usage.\n"
     "\n"
     "set (0 means no limit):\n"
     "  --rpm N               requests per minute\n"
@@ -589,6 +634,8 @@ const cli_command cli_cmd_tenant = {
     "  --weight W            its share when the server is busy, 0.001..1000 (default 1)\n"
     "  --max-pages N         its module's memory in 64 KiB pages (0: the server's default)\n"
     "  --deadline-ms N       its module's time per request (0: the server's default)\n"
+    "  --kv-quota SIZE       key-value data its module may keep (64M, 1G; 0: the\n"
+    "                        default, 64 MiB)\n"
     "  --module FILE.wasm    check and build the module now (a bad one is refused with\n"
     "                        the reason and nothing changes), store it in the data\n"
     "                        directory and use it; requests in flight finish on the old\n"

@@ -19,8 +19,8 @@
  *
  * TENANT: {"id","name","module_sha256" (null: the default module),"models"
  * ([]: every model),"rpm","tpm","max_concurrent","max_tokens","quota",
- * "weight","max_pages","deadline_ms","created" (unix seconds)}. SETTINGS are
- * its members from "models" to "deadline_ms" (the settings table below);
+ * "weight","max_pages","deadline_ms","kv_quota","created" (unix seconds)}.
+ * SETTINGS are its members from "models" to "kv_quota" (the settings table);
  * the others are read-only here. A module is set only by `realm tenant set
  * NAME --module FILE.wasm`, which checks and builds it first.
  *
@@ -67,6 +67,7 @@ static const struct setting {
     {"weight", SET_WEIGHT, offsetof(realm_tenant, weight)},
     {"max_pages", SET_INT, offsetof(realm_tenant, max_pages)},
     {"deadline_ms", SET_INT, offsetof(realm_tenant, deadline_ms)},
+    {"kv_quota", SET_INT, offsetof(realm_tenant, kv_quota)},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 

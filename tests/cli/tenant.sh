@@ -42,6 +42,17 @@ run R tenant set acme --models all --rpm 0; expect_rc set-all 0
 J=$(R tenant show acme --json)
 checks=$((checks + 1))
 [ "$(printf '%s' "$J" | json '(d["models"], d["rpm"], d["tpm"])')" = "(None, 0, 50000)" ] || fail "set all: $J"
+# the key-value quota: a size, printed with what the module's data uses
+run R tenant show acme; expect_contains show-kv0 "$OUT" "kv quota        64.00 MiB (default); 0 B used in 0 keys"
+run R tenant set acme --kv-quota 2M; expect_rc set-kv 0
+run R tenant show acme; expect_contains show-kv "$OUT" "kv quota        2.00 MiB; 0 B used in 0 keys"
+J=$(R tenant show acme --json)
+checks=$((checks + 1))
+[ "$(printf '%s' "$J" | json '(d["kv_quota"], d["kv_used"])')" = \
+  "(2097152, {'bytes': 0, 'keys': 0, 'quota': 2097152})" ] || fail "kv_quota --json: $J"
+run R tenant set acme --kv-quota lots; expect_rc set-kv-bad 2
+expect_contains set-kv-bad "$OUT" "--kv-quota"
+run R tenant set acme --kv-quota 2T; expect_rc set-kv-big 2
 
 run R tenant list; expect_rc list 0
 expect_contains list "$OUT" "NAME"
@@ -196,6 +207,6 @@ checks=$((checks + 1)); [ -f "$TMP/env-data/realm.db" ] || fail "REALM_DATA_DIR 
 # A database of a newer Realm is refused.
 python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA user_version = 99'); c.commit()" "$D/realm.db"
 run R tenant list; expect_rc newer 1
-expect_contains newer "$OUT" "made by a newer Realm (schema 99, this build knows 1)"
+expect_contains newer "$OUT" "made by a newer Realm (schema 99, this build knows 2)"
 
 finish
