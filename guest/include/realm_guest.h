@@ -149,6 +149,37 @@ RG_IMPORT(tensor_read)
 int32_t rg_tensor_read(int32_t model, const char *name, uint32_t name_len, uint32_t first_row,
                        uint32_t n_rows, float *out, uint32_t cap);
 
+/* ---- the tenant's key-value data --------------------------------------------- */
+
+/*
+ * Data the module keeps between requests, private to its tenant (another
+ * tenant's module never sees it), in the server's store. Keys: 1..512 bytes
+ * of UTF-8 without control characters; values: bytes, at most 1 MiB. Keys
+ * and values count against the tenant's quota (64 MiB unless the operator
+ * sets another). RG_ERR_UNSUPPORTED where the host keeps no data (e.g.
+ * `realm module run`).
+ */
+
+/* The value of key into buf (buffer rule): its length; RG_ERR_NOTFOUND when
+ * absent or expired. */
+RG_IMPORT(kv_get)
+int32_t rg_kv_get(const char *key, uint32_t key_len, void *buf, uint32_t cap);
+/* Store value under key, replacing any; ttl_s > 0: it expires that many
+ * seconds from now (0: never). Returns 0; RG_ERR_RANGE over the value limit
+ * or the quota (nothing changed), RG_ERR_INVAL for a bad key. */
+RG_IMPORT(kv_put)
+int32_t rg_kv_put(const char *key, uint32_t key_len, const void *value, uint32_t value_len,
+                  uint32_t ttl_s);
+/* Remove key. Returns 0; RG_ERR_NOTFOUND when absent. */
+RG_IMPORT(kv_delete) int32_t rg_kv_delete(const char *key, uint32_t key_len);
+/* Keys that start with prefix (len 0: all), after the key `after` (len 0:
+ * from the first), in byte order, at most limit (1..1000), as JSON (buffer
+ * rule): {"keys":["a","b"],"more":true}. "more": further keys match — pass
+ * the last key as `after` for the next page. */
+RG_IMPORT(kv_list)
+int32_t rg_kv_list(const char *prefix, uint32_t prefix_len, const char *after, uint32_t after_len,
+                   uint32_t limit, char *buf, uint32_t cap);
+
 /* ---- helpers (guest/lib/realm_guest.c) ------------------------------------- */
 
 void *memcpy(void *dst, const void *src, size_t n);
@@ -165,6 +196,14 @@ void rg_reset(void);
 int32_t rg_respond_str(int32_t status, const char *body);
 /* rg_emit of a NUL-terminated string. */
 int32_t rg_emit_str(const char *s);
+
+/* rg_kv_get / rg_kv_put with NUL-terminated keys (and value). */
+int32_t rg_kv_get_str(const char *key, void *buf, uint32_t cap);
+int32_t rg_kv_put_str(const char *key, const char *value, uint32_t ttl_s);
+/* The value of key, whatever its size, in rg_alloc'ed memory (*out, with a
+ * NUL after it): its length, or a negative error (RG_ERR_NOTFOUND,
+ * RG_ERR_NOMEM when memory cannot grow). */
+int32_t rg_kv_get_alloc(const char *key, uint32_t key_len, char **out);
 
 /* A growable output buffer (rg_alloc'ed). */
 typedef struct rg_buf {

@@ -91,6 +91,39 @@ int32_t rg_emit_str(const char *s)
     return rg_emit(s, (uint32_t)strlen(s));
 }
 
+/* ---- key-value data ---------------------------------------------------------- */
+
+int32_t rg_kv_get_str(const char *key, void *buf, uint32_t cap)
+{
+    return rg_kv_get(key, (uint32_t)strlen(key), buf, cap);
+}
+
+int32_t rg_kv_put_str(const char *key, const char *value, uint32_t ttl_s)
+{
+    return rg_kv_put(key, (uint32_t)strlen(key), value, (uint32_t)strlen(value), ttl_s);
+}
+
+int32_t rg_kv_get_alloc(const char *key, uint32_t key_len, char **out)
+{
+    *out = 0;
+    int32_t n = rg_kv_get(key, key_len, 0, 0); /* measure */
+    /* Another request of the tenant may grow the value between the calls:
+     * then measure again, a few times. */
+    for (int tries = 0; n >= 0 && tries < 8; tries++) {
+        char *buf = rg_alloc((size_t)n + 1);
+        if (!buf)
+            return RG_ERR_NOMEM;
+        int32_t got = rg_kv_get(key, key_len, buf, (uint32_t)n);
+        if (got >= 0 && got <= n) {
+            buf[got] = '\0';
+            *out = buf;
+            return got;
+        }
+        n = got;
+    }
+    return n < 0 ? n : RG_ERR_INTERRUPTED;
+}
+
 /* ---- output buffer ----------------------------------------------------------- */
 
 void rg_buf_put(rg_buf *b, const char *s, size_t n)

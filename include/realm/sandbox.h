@@ -171,6 +171,38 @@ void realm_tenant_policy_init(realm_tenant_policy *p);
 int realm_instance_new(realm_module *m, const realm_tenant_policy *p, realm_instance **out);
 void realm_instance_free(realm_instance *in);
 
+/*
+ * A tenant's key-value data for realm.kv_get / kv_put / kv_delete / kv_list
+ * (docs/host-abi.md), which the embedder binds to the request's tenant (the
+ * server: its store, realm/store.h, with the tenant's id). The sandbox
+ * itself keeps nothing. Keys reach the callbacks NUL-terminated, 1 to
+ * REALM_SANDBOX_KV_KEY_MAX bytes without NUL (the host checked that much;
+ * what else a key must be is the callee's to check). Each callback returns
+ * 0 (or a length) or a negative realm/error.h code with realm_last_error()
+ * saying why, as the store's functions leave it: the guest gets both. They
+ * run on the guest's thread, during the host call.
+ */
+#define REALM_SANDBOX_KV_KEY_MAX  512
+#define REALM_SANDBOX_KV_LIST_MAX 1000 /* keys per kv_list */
+
+typedef struct realm_kv_ops {
+    /* The value's length; copied to buf only if it fits cap (the buffer
+     * rule; cap 0 measures). REALM_ERR_NOTFOUND when absent or expired. */
+    int64_t (*get)(void *ud, const char *key, void *buf, size_t cap);
+    /* Store value[0..len) under key, replacing any; ttl_s > 0: it expires
+     * that many seconds from now. */
+    int (*put)(void *ud, const char *key, const void *value, size_t len, uint32_t ttl_s);
+    /* REALM_ERR_NOTFOUND when absent. */
+    int (*del)(void *ud, const char *key);
+    /* Keys starting with prefix, after `after` ("": from the first), in byte
+     * order, at most limit (1..REALM_SANDBOX_KV_LIST_MAX): *keys one
+     * malloc'ed block the host frees with free(), *n pointers to strings;
+     * *more when further keys match. */
+    int (*list)(void *ud, const char *prefix, const char *after, int32_t limit, char ***keys,
+                int32_t *n, bool *more);
+    void *ud;
+} realm_kv_ops;
+
 /* The request and where the output goes; callbacks run on the calling
  * thread, during realm_instance_handle. Any of them may be NULL. The data
  * (or line) pointer a callback gets points into the guest's memory and is
@@ -201,6 +233,9 @@ typedef struct realm_request_io {
      * model's name and result, for usage and metrics */
     void (*on_generation)(void *ud, const char *model, const realm_gen_result *res);
     void *ud;
+    /* the tenant's key-value data (borrowed for the call); NULL: the kv_*
+     * host functions return REALM_ERR_UNSUPPORTED to the guest */
+    const realm_kv_ops *kv;
 } realm_request_io;
 
 /*

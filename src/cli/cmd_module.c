@@ -334,8 +334,10 @@ static const char usage_head[] =
     "client would receive: the streamed pieces, then '--- response STATUS' and\n"
     "the body. A trap prints the error and exits with status 2. The module's log\n"
     "lines go to standard error, tagged with tenant and request. options prints\n"
-    "the options realm.generate takes (a Markdown table). The host ABI:\n"
-    "docs/host-abi.md.\n";
+    "the options realm.generate takes (a Markdown table). run keeps no data\n"
+    "directory: the module's key-value calls (realm.kv_get, kv_put, kv_delete,\n"
+    "kv_list) return UNSUPPORTED (-5); under realm serve they reach the tenant's\n"
+    "data. The host ABI: docs/host-abi.md.\n";
 static char usage[4096];
 
 /* main prints the usage before any command runs: build it before main. */

@@ -15,9 +15,9 @@
  *
  * Files: host_util.c (these helpers), host_io.c (request, response, log,
  * errors), host_model.c (models, tokens, weights), host_gen.c (generation),
- * host_eval.c (low-level sessions), host_table.c (the table built from
- * REALM__HOST_FN_MAP), instance.c (instances and their requests),
- * options.c (generate options).
+ * host_eval.c (low-level sessions), host_kv.c (the tenant's key-value
+ * data), host_table.c (the table built from REALM__HOST_FN_MAP),
+ * instance.c (instances and their requests), options.c (generate options).
  */
 #ifndef REALM_SANDBOX_HOST_INTERNAL_H
 #define REALM_SANDBOX_HOST_INTERNAL_H
@@ -58,7 +58,11 @@
     XX(17, last_error_param, 2)                                                                    \
     XX(18, request_info, 2)                                                                        \
     XX(19, set_response, 3)                                                                        \
-    XX(20, gen_choice, 1)
+    XX(20, gen_choice, 1)                                                                          \
+    XX(21, kv_get, 4)                                                                              \
+    XX(22, kv_put, 5)                                                                              \
+    XX(23, kv_delete, 2)                                                                           \
+    XX(24, kv_list, 7)
 
 enum {
 #define XX(i, name, n) REALM__HOST_##name = (i),
@@ -102,6 +106,12 @@ uint32_t realm__host_eval(void *c, uint32_t h, uint32_t ids, uint32_t n);
 uint32_t realm__host_logits(void *c, uint32_t h, uint32_t out, uint32_t cap);
 uint32_t realm__host_tensor_read(void *c, uint32_t h, uint32_t name, uint32_t name_len,
                                  uint32_t first_row, uint32_t n_rows, uint32_t out, uint32_t cap);
+uint32_t realm__host_kv_get(void *c, uint32_t key, uint32_t key_len, uint32_t out, uint32_t cap);
+uint32_t realm__host_kv_put(void *c, uint32_t key, uint32_t key_len, uint32_t value,
+                            uint32_t value_len, uint32_t ttl_s);
+uint32_t realm__host_kv_delete(void *c, uint32_t key, uint32_t key_len);
+uint32_t realm__host_kv_list(void *c, uint32_t prefix, uint32_t prefix_len, uint32_t after,
+                             uint32_t after_len, uint32_t limit, uint32_t out, uint32_t cap);
 
 /* ---- the state of an instance -------------------------------------------- */
 

@@ -9,6 +9,8 @@
 typedef uint32_t (*fn_1)(void *, uint32_t);
 typedef uint32_t (*fn_2)(void *, uint32_t, uint32_t);
 typedef uint32_t (*fn_3)(void *, uint32_t, uint32_t, uint32_t);
+typedef uint32_t (*fn_4)(void *, uint32_t, uint32_t, uint32_t, uint32_t);
+typedef uint32_t (*fn_5)(void *, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t);
 typedef uint32_t (*fn_6)(void *, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t);
 typedef uint32_t (*fn_7)(void *, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t, uint32_t,
                          uint32_t);

@@ -21,8 +21,9 @@
  * 3: gen_tokens (the host function table grew).
  * 4: last_error_param; the table moved out of the runtime.
  * 5: request_info, set_response.
- * 6: gen_choice; "n" choices. */
-#define REALM__SANDBOX_ABI 6u
+ * 6: gen_choice; "n" choices.
+ * 7: kv_get, kv_put, kv_delete, kv_list. */
+#define REALM__SANDBOX_ABI 7u
 
 /* Extra trap codes beyond wasm_rt_trap_t, raised by the host. */
 enum {
