@@ -27,10 +27,12 @@
  * block limit is enforced the same way against its own requests.
  *
  * Prefix cache: after a request's prompt has been computed, its whole KV
- * blocks are kept (per tenant), and when a request ends (stop or length) the
- * whole blocks of its prompt and output; a later request of the same tenant
- * whose prompt starts with the same blocks forks them instead of
- * recomputing (the next turn of a conversation computes only its new part).
+ * blocks are kept (per tenant), and when a request ends (stop or length)
+ * every token of its prompt and output; a later request of the same tenant
+ * forks the longest common prefix, to the token (a shared, partly filled
+ * block is copied on its first write), instead of recomputing it: the same
+ * prompt again computes only its last token, the next turn of a
+ * conversation only its new part.
  * Entries are evicted least-recently-used when blocks are needed. A tenant
  * never hits another tenant's entries.
  *
@@ -272,7 +274,7 @@ typedef struct realm_gen_request {
     const realm_gen_sink *sink;       /* NULL: pull with realm_gen_next */
     float *logits; /* not NULL: a logits-only request: compute the prompt, write its last
                       token's logits (n_vocab floats) here, generate nothing (finish
-                      reason stop, no pieces). Its whole blocks stay in the prefix cache,
+                      reason stop, no pieces). Its tokens stay in the prefix cache,
                       so a longer prompt starting with it computes only the rest (the
                       host ABI's eval sessions). The buffer must live until the end. */
 } realm_gen_request;
@@ -324,6 +326,7 @@ typedef struct realm_engine_stats {
     int32_t n_running, n_waiting;
     int32_t kv_blocks_total, kv_blocks_free;
     int32_t prefix_entries; /* cached prefixes */
+    int32_t prefix_blocks;  /* KV blocks only cached prefixes hold (evicting them frees these) */
     uint64_t prefix_hit_tokens;
     uint64_t tokens_prefilled, tokens_generated; /* prefilled counts recomputation too */
     uint64_t preemptions;                        /* requests sent back to wait for KV blocks */

@@ -206,6 +206,8 @@ static int run_prefix(realm_engine *e, const cli_serve_opts *o, int n_vocab, uin
             p[j] = rand_token(rng, n_vocab);
         const uint32_t tenant = 1000000u + (uint32_t)r;
         cold[r] = ttft_once(e, p, n, tenant, &miss);
+        while (p[n] == p[o->prefix]) /* the cache matches to the token: differ at once */
+            p[n] = rand_token(rng, n_vocab);
         memmove(p + o->prefix, p + n, 8 * sizeof *p); /* same prefix, another suffix */
         warm[r] = ttft_once(e, p, n, tenant, &hit);
         if (cold[r] < 0 || warm[r] < 0)

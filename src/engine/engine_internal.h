@@ -92,7 +92,7 @@ typedef struct tenant_state {
 
 typedef struct prefix_entry {
     uint32_t tenant;
-    realm_token *tokens; /* (n) the cached prompt prefix, whole blocks */
+    realm_token *tokens; /* (n) the cached tokens */
     int32_t n;
     int32_t seq; /* KV sequence holding it */
     uint64_t last_used;

@@ -1,9 +1,10 @@
 /*
  * The prefix cache (realm/engine.h, "Prefix cache"): per tenant, KV
- * sequences holding whole blocks of prompts already computed. A request
- * forks the entry with the longest common prefix and computes only the
- * rest. Slots of e->prefix are stable (an empty slot has tokens == NULL), so
- * an index found by a lookup survives evicting other entries.
+ * sequences holding tokens already computed. A request forks the entry with
+ * the longest common prefix, to the token (a partly shared last block is
+ * copied on its first write), and computes only the rest. Slots of e->prefix
+ * are stable (an empty slot has tokens == NULL), so an index found by a
+ * lookup survives evicting other entries.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ static void entry_drop(realm_engine *e, prefix_entry *pe)
 }
 
 /*
- * The longest whole-block prefix of t[0..n) cached for tenant: returns its
+ * The longest prefix of t[0..n) cached for tenant: returns its
  * length in tokens (0: none) and the slot in *entry (-1: none).
  */
 int32_t realm__prefix_lookup(realm_engine *e, uint32_t tenant, const realm_token *t, int32_t n,
@@ -40,7 +41,7 @@ int32_t realm__prefix_lookup(realm_engine *e, uint32_t tenant, const realm_token
         const prefix_entry *pe = &e->prefix[i];
         if (pe->tokens == NULL || pe->tenant != tenant)
             continue;
-        const int32_t m = common_prefix(pe->tokens, pe->n, t, n) / e->bs * e->bs;
+        const int32_t m = common_prefix(pe->tokens, pe->n, t, n);
         if (m > best) {
             best = m;
             *entry = i;
@@ -75,16 +76,15 @@ bool realm__prefix_evict_lru(realm_engine *e, int32_t keep, bool must_free)
 }
 
 /*
- * Remember the whole blocks of prompt t[0..n), computed in KV sequence seq,
- * for tenant. An entry already covering them is only touched; entries that
- * are a prefix of the new one are replaced by it. Failures (no sequence
- * slot, no memory) just leave the cache as it was.
+ * Remember tokens t[0..n), computed in KV sequence seq, for tenant. An entry
+ * already covering them is only touched; entries that are a prefix of the
+ * new one are replaced by it. Failures (no sequence slot, no memory) just
+ * leave the cache as it was.
  */
 void realm__prefix_insert(realm_engine *e, uint32_t tenant, const realm_token *t, int32_t n,
                           int32_t seq)
 {
-    const int32_t len = n / e->bs * e->bs;
-    if (len == 0)
+    if (n <= 0)
         return;
     int32_t slot = -1;
     for (int32_t i = 0; i < e->p.prefix_cache_entries; i++) {
@@ -96,8 +96,8 @@ void realm__prefix_insert(realm_engine *e, uint32_t tenant, const realm_token *t
         }
         if (pe->tenant != tenant)
             continue;
-        const int32_t m = common_prefix(pe->tokens, pe->n, t, len);
-        if (m == len) {
+        const int32_t m = common_prefix(pe->tokens, pe->n, t, n);
+        if (m == n) {
             pe->last_used = ++e->clock; /* already cached */
             return;
         }
@@ -115,16 +115,16 @@ void realm__prefix_insert(realm_engine *e, uint32_t tenant, const realm_token *t
         if (slot < 0)
             return;
     }
-    prefix_entry pe = {.tenant = tenant, .n = len, .last_used = ++e->clock};
-    pe.tokens = malloc((size_t)len * sizeof *pe.tokens);
+    prefix_entry pe = {.tenant = tenant, .n = n, .last_used = ++e->clock};
+    pe.tokens = malloc((size_t)n * sizeof *pe.tokens);
     if (pe.tokens == NULL)
         return;
-    memcpy(pe.tokens, t, (size_t)len * sizeof *pe.tokens);
+    memcpy(pe.tokens, t, (size_t)n * sizeof *pe.tokens);
     if (realm_kv_seq_fork(e->kv, seq, &pe.seq) < 0) {
         free(pe.tokens);
         return;
     }
-    if (realm_kv_seq_truncate(e->kv, pe.seq, len) < 0) {
+    if (realm_kv_seq_truncate(e->kv, pe.seq, n) < 0) {
         realm_kv_seq_free(e->kv, pe.seq);
         free(pe.tokens);
         return;

@@ -190,7 +190,7 @@ static int32_t victim(realm_engine *e, const tenant_state *only)
     return best;
 }
 
-/* The longest block-aligned prefix of g's fill cached for its tenant,
+/* The longest prefix of g's fill cached for its tenant,
  * leaving at least one token to compute (its logits start decoding). */
 static int32_t cached_prefix(realm_engine *e, const realm_gen *g, int32_t *entry)
 {
@@ -746,8 +746,11 @@ int realm__engine_step(realm_engine *e)
             if (g->filling)
                 n_prefill += g->n_sched;
         }
+        /* a prompt just computed: its whole blocks, for requests arriving with
+         * it meanwhile (a partly filled block would be copied on g's next
+         * write) */
         if (rc == 0 && g->prompt_just_done && !g->no_prefix_cache && e->p.prefix_cache_entries)
-            realm__prefix_insert(e, g->tenant, g->tokens, g->n_prompt, g->seq);
+            realm__prefix_insert(e, g->tenant, g->tokens, g->n_prompt / e->bs * e->bs, g->seq);
         g->prompt_just_done = false;
         g->n_sched = 0;
         /* a request that ended well leaves its prompt and output cached, so
@@ -761,6 +764,7 @@ int realm__engine_step(realm_engine *e)
     e->stats.tokens_generated += (uint64_t)n_gen_tokens;
     e->stats.tokens_prefilled += (uint64_t)n_prefill;
     e->stats.kv_blocks_free = realm_kv_free_blocks(e->kv);
+    e->stats.prefix_blocks = realm__prefix_reclaimable(e, -1);
     realm__engine_vclock(e);
     pthread_mutex_unlock(&e->mu);
 
