@@ -28,7 +28,7 @@ typedef struct serve_cfg {
     cli_strings models, pins, templates, cors;
     const char *host, *models_dir, *data_dir, *admin_key_file, *api_key, *tls_cert, *tls_key;
     const char *module_cache;
-    long long port, threads, ctx, parallel, workers, metrics_tenants;
+    long long port, threads, ctx, parallel, batch, workers, metrics_tenants;
     uint64_t mem_budget, max_body;
     double keep_alive, drain_timeout, read_timeout;
     bool no_auth;
@@ -53,6 +53,10 @@ static const cli_opt serve_opts[] = {
      O(ctx), .env = true, .min = 0, .max = 1 << 24},
     {"parallel", 0, CLI_OPT_INT, "N", "16", "the most sequences running at once per model",
      O(parallel), .env = true, .min = 1, .max = 512},
+    {"batch", 'b', CLI_OPT_INT, "N", "512",
+     "the most tokens one forward pass computes per model (prompt chunks and decoding "
+     "sequences); at least --parallel",
+     O(batch), .env = true, .min = 1, .max = 1 << 16},
     {"mem-budget", 0, CLI_OPT_SIZE, "SIZE", NULL,
      "memory for all loaded models: weights, KV pools, scratch (512M, 6G); default 3/4 of the "
      "available memory",
@@ -150,6 +154,11 @@ static void raise_fd_limit(void)
 static int serve(serve_cfg *c)
 {
     int ret = 1;
+    if (c->parallel > c->batch)
+        return cli_error(CMD,
+                         "--parallel %lld is more than --batch %lld (each running sequence "
+                         "needs a token of the batch)",
+                         c->parallel, c->batch);
     raise_fd_limit();
     realm_registry *reg = NULL;
     realm_store *store = NULL;
@@ -164,6 +173,7 @@ static int serve(serve_cfg *c)
     rp.n_threads = (int32_t)c->threads;
     rp.engine.n_ctx_seq = (int32_t)c->ctx;
     rp.engine.max_seqs = (int32_t)c->parallel;
+    rp.engine.n_batch = (int32_t)c->batch;
     if (realm_registry_new(&rp, &reg) < 0) {
         cli_error(CMD, "%s", realm_last_error());
         goto out;

@@ -297,18 +297,30 @@ static void gauges(void *ud, const char *name, const realm_engine_stats *st, uin
     char mo[140];
     esc(mo, sizeof mo, name);
     static const char *const names[] = {"realm:num_requests_running", "realm:num_requests_waiting",
-                                        "realm:kv_cache_usage_perc", "realm:num_preemptions_total",
-                                        "realm:model_memory_bytes"};
+                                        "realm:kv_cache_usage_perc",  "realm:num_preemptions_total",
+                                        "realm:model_memory_bytes",   "realm:prefill_tokens_total",
+                                        "realm:prefix_cache_blocks"};
     static const char *const helps[] = {
-        "Requests running in a model's engine", "Requests waiting for a model's engine",
-        "KV-cache blocks in use, 0..1", "Requests preempted (and recomputed) for KV blocks",
-        "Memory a loaded model counts against the budget"};
-    static const char *const types[] = {"gauge", "gauge", "gauge", "counter", "gauge"};
-    const double v[] = {st->n_running, st->n_waiting,
+        "Requests running in a model's engine",
+        "Requests waiting for a model's engine",
+        "KV-cache blocks in use, 0..1",
+        "Requests preempted (and recomputed) for KV blocks",
+        "Memory a loaded model counts against the budget",
+        "Prompt tokens a model's engine computed (prefix-cache hits not, recomputation after "
+        "preemption too)",
+        "KV-cache blocks only the prefix cache holds (evicted when blocks are needed)"};
+    static const char *const types[] = {"gauge", "gauge",   "gauge", "counter",
+                                        "gauge", "counter", "gauge"};
+    const double v[] = {st->n_running,
+                        st->n_waiting,
                         st->kv_blocks_total ? 1.0 - (double)st->kv_blocks_free / st->kv_blocks_total
                                             : 0,
-                        (double)st->preemptions, (double)mem};
-    for (int i = 0; i < 5; i++) {
+                        (double)st->preemptions,
+                        (double)mem,
+                        (double)st->tokens_prefilled,
+                        st->prefix_blocks};
+    _Static_assert(sizeof names / sizeof names[0] <= sizeof((out *)0)->header_done, "headers");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (!o->header_done[i])
             fprintf(o->f, "# HELP %s %s\n# TYPE %s %s\n", names[i], helps[i], names[i], types[i]);
         o->header_done[i] = true;

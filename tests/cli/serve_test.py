@@ -293,6 +293,61 @@ def raw_socket(s, data, read=True, timeout=5):
     return out
 
 
+def test_disconnect_in_prefill():
+    """A client leaving while its prompt is being computed: the prefill stops
+    within a step (stories260K computes a whole prompt in a few ms, so a model
+    of 25 M parameters made by make_test_model is served, one thread, 32
+    tokens per step: a 1,500-token prompt takes about 47 steps)."""
+    slow = os.path.join(TMP, "slow.gguf")
+    r = subprocess.run([os.environ["REALM_MAKE_TEST_MODEL"], MODEL, slow], capture_output=True,
+                       text=True, timeout=120)
+    if not check(r.returncode == 0, "make_test_model: %s" % r.stderr.strip()):
+        return
+    s = Server("-m", "slow=" + slow, "--batch", "32")
+    if not check(s.port is not None, "server with the slow model started"):
+        return
+    # the model is loaded (its gauges appear) by a short request first
+    r, b = s.req("POST", "/v1/completions",
+                 {"model": "slow", "prompt": "Once", "max_tokens": 1, "temperature": 0})
+    check(r.status == 200, "slow model answers: %s" % b)
+    words = ("Lily and Ben went to the park to play with a red ball and a big dog. " * 60).split()
+    for stream in (False, True):
+        text = "Story %d. %s" % (stream, " ".join(words))
+        _, tok = s.req("POST", "/tokenize", {"model": "slow", "content": text})
+        n_prompt = len(tok["tokens"])
+        check(1200 <= n_prompt <= 2000, "a long prompt (%d tokens)" % n_prompt)
+        lab = {"model": "slow"}
+        pre0 = metric(s, "realm:prefill_tokens_total", **lab)
+        gen0 = metric(s, "realm:generation_tokens_total", **lab)
+        can0 = metric(s, "realm:request_success_total", finished_reason="cancelled", **lab)
+        so = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+        data = json.dumps({"model": "slow", "prompt": text, "max_tokens": 16, "temperature": 0,
+                           "stream": stream}).encode()
+        so.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(data) +
+                   data)
+        # leave once the engine has computed a first part of the prompt
+        started = wait_for(lambda: metric(s, "realm:prefill_tokens_total", **lab) > pre0, 30)
+        at_close = metric(s, "realm:prefill_tokens_total", **lab) - pre0
+        so.close()
+        what = "streaming" if stream else "not streaming"
+        check(started and at_close < n_prompt,
+              "%s: closed during prefill (%d of %d prompt tokens computed)" %
+              (what, at_close, n_prompt))
+        check(wait_for(lambda: metric(s, "realm:request_success_total",
+                                      finished_reason="cancelled", **lab) == can0 + 1, 30),
+              "%s: disconnect during prefill cancels" % what)
+        check(wait_for(lambda: metric(s, "realm:num_requests_running", **lab) == 0, 10),
+              "%s: ...and frees its sequence" % what)
+        done = metric(s, "realm:prefill_tokens_total", **lab) - pre0
+        check(done < n_prompt / 2,
+              "%s: ...and stops its prefill: %d of %d prompt tokens computed" %
+              (what, done, n_prompt))
+        check(metric(s, "realm:generation_tokens_total", **lab) == gen0,
+              "%s: ...before its first token" % what)
+    s.stop()
+
+
 def test_bad_input(s):
     raw_socket(s, b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le", False)
     out = raw_socket(s, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 200000 +
@@ -624,6 +679,7 @@ def main():
         test_errors(s)
         test_bad_input(s)
         test_disconnects(s)
+        test_disconnect_in_prefill()
         auth = test_tenants(s)
         test_admin(s)
         test_drain(s, auth)
