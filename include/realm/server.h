@@ -23,6 +23,10 @@
  * OpenAI's shape {"error":{"message","type","param","code"}} and comes from
  * one reply path that counts it.
  *
+ * Modules' data. A module's realm.kv_* calls reach its tenant's key-value
+ * data in the store (realm/store.h); the housekeeping thread removes expired
+ * entries every minute. Without a store they return UNSUPPORTED.
+ *
  * Auth. A request's `Authorization: Bearer KEY` selects its tenant (keys from
  * the store, or the one `api_key`, which belongs to tenant "default").
  * Without any key (none in the store, no api_key) a server listening on a

@@ -491,6 +491,7 @@ typedef struct run_ctx {
     req *r;
     json_t *usage; /* model -> [prompt, cached, completion] */
     int64_t tokens;
+    realm_kv_ops kv; /* the tenant's key-value data in the store */
 } run_ctx;
 
 static void io_emit(void *ud, const char *d, size_t n)
@@ -538,6 +539,37 @@ static void io_generation(void *ud, const char *model, const realm_gen_result *r
         json_array_set_new(u, (size_t)i,
                            json_integer(json_integer_value(json_array_get(u, (size_t)i)) + add[i]));
     x->tokens += res->n_prompt + res->n_completion;
+}
+
+/* realm.kv_*: the store's key-value data of the request's tenant. */
+_Static_assert(REALM_SANDBOX_KV_KEY_MAX == REALM_KV_KEY_MAX &&
+                   REALM_SANDBOX_KV_LIST_MAX == REALM_KV_LIST_MAX,
+               "the sandbox and the store agree on keys and lists");
+
+static int64_t kv_get(void *ud, const char *key, void *buf, size_t cap)
+{
+    const req *r = ((run_ctx *)ud)->r;
+    return realm_store_kv_get(r->srv->p.store, r->tenant->id, key, buf, cap);
+}
+
+static int kv_put(void *ud, const char *key, const void *value, size_t len, uint32_t ttl_s)
+{
+    const req *r = ((run_ctx *)ud)->r;
+    const int64_t expires_at = ttl_s ? (int64_t)time(NULL) + ttl_s : 0;
+    return realm_store_kv_put(r->srv->p.store, r->tenant->id, key, value, len, expires_at);
+}
+
+static int kv_del(void *ud, const char *key)
+{
+    const req *r = ((run_ctx *)ud)->r;
+    return realm_store_kv_delete(r->srv->p.store, r->tenant->id, key);
+}
+
+static int kv_list(void *ud, const char *prefix, const char *after, int32_t limit, char ***keys,
+                   int32_t *n, bool *more)
+{
+    const req *r = ((run_ctx *)ud)->r;
+    return realm_store_kv_list(r->srv->p.store, r->tenant->id, prefix, after, limit, keys, n, more);
 }
 
 /* Write the request's usage (one record per model) to the store's queue. */
@@ -598,6 +630,7 @@ void realm__run_module(req *r)
         return;
     }
     run_ctx x = {.r = r, .usage = json_object()};
+    x.kv = (realm_kv_ops){.get = kv_get, .put = kv_put, .del = kv_del, .list = kv_list, .ud = &x};
     realm_request_io io = {.body = r->body ? r->body : "",
                            .body_len = r->body_len,
                            .emit = io_emit,
@@ -608,7 +641,8 @@ void realm__run_module(req *r)
                            .set_response = io_set_response,
                            .cancelled = io_cancelled,
                            .on_generation = io_generation,
-                           .ud = &x};
+                           .ud = &x,
+                           .kv = s->p.store ? &x.kv : NULL};
     int32_t ret = 0;
     const int rc = realm_instance_handle(in, &io, &ret);
     realm__tenant_instance_put(t, in);

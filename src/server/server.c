@@ -414,12 +414,26 @@ static void *watcher_main(void *arg)
     return NULL;
 }
 
-/* Tenants from the store, every half second. */
+/* How often expired key-value data is removed (seconds). */
+#define KV_PURGE_INTERVAL 60.0
+
+/* Housekeeping: tenants from the store every half second; expired key-value
+ * data (realm.kv_put with a ttl) every KV_PURGE_INTERVAL. */
 static void *maint_main(void *arg)
 {
     server *s = arg;
+    double t_purge = -KV_PURGE_INTERVAL; /* the first pass purges */
     while (!atomic_load(&s->stop_now) && !s->workers_stop) {
         realm__tenants_sync(s);
+        if (s->p.store && realm__now() - t_purge >= KV_PURGE_INTERVAL) {
+            t_purge = realm__now();
+            const int64_t n = realm_store_kv_purge(s->p.store, 0);
+            if (n < 0)
+                realm__log(REALM_LOG_WARN, "expired key-value data not removed: %s",
+                           realm_last_error());
+            else if (n > 0)
+                realm__log(REALM_LOG_DEBUG, "%lld expired key-value entries removed", (long long)n);
+        }
         for (int i = 0; i < 25 && !s->workers_stop; i++)
             usleep(20000);
     }

@@ -485,6 +485,63 @@ def test_tenants(s):
     return auth
 
 
+def test_kv(s):
+    """Tenants' modules keep key-value data in the store (realm.kv_*), each
+    tenant its own: tests/sandbox/kv.c as the module of two tenants."""
+    src = os.environ.get("REALM_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+    wasm = os.path.join(TMP, "kv.wasm")
+    rt = subprocess.run(["clang", "--target=wasm32-wasi", "-print-libgcc-file-name"],
+                        capture_output=True, text=True).stdout.strip()
+    r = subprocess.run(["clang", "--target=wasm32-wasi", "-O2", "-nostdlib", "-ffreestanding",
+                        "-I" + os.path.join(src, "guest", "include"), "-Wl,--no-entry",
+                        "-Wl,--export=handle", "-o", wasm,
+                        os.path.join(src, "tests", "sandbox", "kv.c"),
+                        os.path.join(src, "guest", "lib", "realm_guest.c"), rt],
+                       capture_output=True, text=True, timeout=120)
+    if not check(r.returncode == 0, "kv: the guest builds (%s)" % r.stderr):
+        return
+    auths = {}
+    for name in ("kv-a", "kv-b"):
+        cli("tenant", "add", name, "--data-dir", DATA)
+        rc, _, err = cli("tenant", "set", name, "--module", wasm, "--data-dir", DATA)
+        check(rc == 0, "kv: tenant set --module (%s)" % err)
+        _, key, _ = cli("key", "create", name, "--data-dir", DATA)
+        auths[name] = {"Authorization": "Bearer " + key.strip()}
+
+    def kv(name, text):
+        r, b = s.req("POST", "/v1/chat/completions", {"req": text}, auths[name], raw=True)
+        return r.status, b.decode(errors="replace")
+
+    check(wait_for(lambda: kv("kv-a", "put\ngreeting\n0\nhello from a") == (200, "0")),
+          "kv: a tenant's module stores a value")
+    check(kv("kv-a", "get\ngreeting\n100") == (200, "12:hello from a"), "kv: ...and reads it back")
+    st, body = kv("kv-b", "get\ngreeting\n100")
+    check(st == 200 and body.startswith("-6:"), "kv: another tenant does not see it (%s)" % body)
+    check(kv("kv-b", "list\n-\n-\n10\n100") == (200, '24:{"keys":[],"more":false}'),
+          "kv: ...nor lists it")
+    check(kv("kv-b", "put\ngreeting\n0\nb") == (200, "0") and
+          kv("kv-a", "get\ngreeting\n100") == (200, "12:hello from a"),
+          "kv: ...and its own value of the key is its own")
+    rc, out, _ = cli("tenant", "show", "kv-a", "--json", "--data-dir", DATA)
+    used = json.loads(out).get("kv_used", {}) if rc == 0 else {}
+    check(used.get("keys") == 1 and used.get("bytes") == len("greeting") + 12,
+          "kv: realm tenant show counts it (%s)" % used)
+
+    def kv_keys(name):
+        rc, out, _ = cli("tenant", "show", name, "--json", "--data-dir", DATA)
+        return json.loads(out)["kv_used"]["keys"] if rc == 0 else -1
+
+    # an entry with a ttl: absent once expired, removed by the server's
+    # housekeeping (at its start, then every minute)
+    check(kv("kv-a", "put\nbrief\n1\nx") == (200, "0"), "kv: a put with a ttl")
+    time.sleep(2.1)
+    check(kv("kv-a", "get\nbrief\n100")[1].startswith("-6:"), "kv: ...absent once expired")
+    check(kv_keys("kv-a") == 2, "kv: ...counted until purged")
+    s2 = Server()
+    check(wait_for(lambda: kv_keys("kv-a") == 1), "kv: ...and purged by the server")
+    s2.stop()
+
+
 def test_admin(s):
     """The admin API on a second server over the same data directory."""
     r, b = s.req("GET", "/admin/v1/tenants")
@@ -681,6 +738,7 @@ def main():
         test_disconnects(s)
         test_disconnect_in_prefill()
         auth = test_tenants(s)
+        test_kv(s)
         test_admin(s)
         test_drain(s, auth)
         test_cors_tls_ipv6()
