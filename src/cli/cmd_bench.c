@@ -1,10 +1,11 @@
 /*
  * realm bench — model throughput in the manner of llama.cpp's llama-bench:
  * prompt processing (pp: one batch of P tokens) and generation (tg: N tokens
- * one at a time), median and standard deviation over repetitions; batched
- * decoding of several sequences per forward pass (aggregate tokens/s), like
- * llama-batched-bench; and the serving figures through the engine
- * (bench_serve.c).
+ * one at a time), each after D tokens of context already in the KV cache
+ * (-d, llama-bench's depth), median and standard deviation over
+ * repetitions; batched decoding of several sequences per forward pass
+ * (aggregate tokens/s), like llama-batched-bench; and the serving figures
+ * through the engine (bench_serve.c).
  */
 #include <math.h>
 #include <stddef.h>
@@ -66,14 +67,14 @@ static int32_t rand_token(bench *b)
     return (int32_t)(b->rng % (uint64_t)b->n_vocab);
 }
 
-/* Prefill seq with n random tokens in batches of at most nb. */
-static int prefill(bench *b, int32_t seq, int n, int nb)
+/* Append n random tokens to seq (now `start` tokens long) in batches of at most nb. */
+static int prefill(bench *b, int32_t seq, int start, int n, int nb)
 {
     for (int at = 0; at < n; at += nb) {
         const int len = n - at < nb ? n - at : nb;
         for (int i = 0; i < len; i++) {
             b->tok[i] = rand_token(b);
-            b->pos[i] = at + i;
+            b->pos[i] = start + at + i;
             b->seq[i] = seq;
         }
         realm_batch bb = {len, b->tok, b->pos, b->seq, NULL};
@@ -83,16 +84,47 @@ static int prefill(bench *b, int32_t seq, int n, int nb)
     return 0;
 }
 
-/* Seconds to process one prompt of n tokens from an empty sequence. */
-static double run_pp(bench *b, int n, int nb)
+/* A new sequence: empty, or a fork of ctx (-1: none), which holds the depth's context. */
+static int seq_start(bench *b, int32_t ctx, int32_t *s)
+{
+    return ctx < 0 ? realm_kv_seq_new(b->kv, s) : realm_kv_seq_fork(b->kv, ctx, s);
+}
+
+/* Seconds to process one prompt of n tokens after the `depth` tokens of ctx
+ * (-1 and 0: from an empty sequence). */
+static double run_pp(bench *b, int32_t ctx, int depth, int n, int nb)
 {
     int32_t s;
-    realm_kv_seq_new(b->kv, &s);
+    if (seq_start(b, ctx, &s) < 0)
+        return -1;
     double t0 = realm__now();
-    int rc = prefill(b, s, n, nb);
+    int rc = prefill(b, s, depth, n, nb);
     double t = realm__now() - t0;
     realm_kv_seq_free(b->kv, s);
     return rc < 0 ? -1 : t;
+}
+
+/* Seconds for n decode steps of one sequence after the `depth` tokens of ctx. */
+static double run_tg_depth(bench *b, int32_t ctx, int depth, int n)
+{
+    int32_t s;
+    if (seq_start(b, ctx, &s) < 0)
+        return -1;
+    double t0 = realm__now();
+    for (int step = 0; step < n; step++) {
+        b->tok[0] = rand_token(b);
+        b->pos[0] = depth + step;
+        b->seq[0] = s;
+        b->want[0] = true;
+        realm_batch bb = {1, b->tok, b->pos, b->seq, b->want};
+        if (realm_forward(b->ctx, &bb, b->logits) < 0) {
+            realm_kv_seq_free(b->kv, s);
+            return -1;
+        }
+    }
+    double t = realm__now() - t0;
+    realm_kv_seq_free(b->kv, s);
+    return t;
 }
 
 /* Seconds for n decode steps of `par` sequences each `start` tokens long. */
@@ -101,7 +133,7 @@ static double run_tg(bench *b, int par, int start, int n, int nb)
     int32_t s[MAX_PAR];
     for (int p = 0; p < par; p++) {
         realm_kv_seq_new(b->kv, &s[p]);
-        if (start > 0 && prefill(b, s[p], start, nb) < 0)
+        if (start > 0 && prefill(b, s[p], 0, start, nb) < 0)
             return -1;
     }
     double t0 = realm__now();
@@ -125,7 +157,7 @@ static double run_tg(bench *b, int par, int start, int n, int nb)
 typedef struct bench_cfg {
     const char *model;
     long long n_pp, n_tg, threads, reps;
-    cli_ints batched, parallel;
+    cli_ints depth, batched, parallel;
     long long npp, ntg, batch, slice, prefix;
     bool invariant, json;
 } bench_cfg;
@@ -143,6 +175,9 @@ static const cli_opt bench_opts[] = {
      offsetof(bench_cfg, threads), .env = true, .min = 1, .max = 1024},
     {"reps", 'r', CLI_OPT_INT, "REPS", "3", "repetitions of each test", offsetof(bench_cfg, reps),
      .env = false, .min = 1, .max = MAX_REPS},
+    {"n-depth", 'd', CLI_OPT_INT_LIST, "N,...", "0",
+     "pp and tg after N tokens of context in the KV cache, for each N", offsetof(bench_cfg, depth),
+     .env = false, .min = 0, .max = 1 << 20, .n_max = 8},
     {"batched", 0, CLI_OPT_INT_LIST, "N,...", NULL,
      "batched decoding with N sequences per pass, for each N", offsetof(bench_cfg, batched),
      .env = false, .min = 1, .max = MAX_PAR, .n_max = 8},
@@ -177,6 +212,11 @@ static int run_bench(int argc, char **argv)
     const long step_batch = (long)cfg.batch, prefix = (long)cfg.prefix, slice = (long)cfg.slice;
     const bool json = cfg.json, invariant = cfg.invariant;
     int par[8], n_par = cfg.batched.n, clients[8], n_clients = cfg.parallel.n;
+    int depth[8], n_depth = cfg.depth.n, max_depth = 0;
+    for (int i = 0; i < n_depth; i++) {
+        depth[i] = (int)cfg.depth.v[i];
+        max_depth = depth[i] > max_depth ? depth[i] : max_depth;
+    }
     for (int i = 0; i < n_par; i++)
         par[i] = (int)cfg.batched.v[i];
     for (int i = 0; i < n_clients; i++)
@@ -192,10 +232,19 @@ static int run_bench(int argc, char **argv)
         return cli_error(CMD, "%s", realm_last_error());
     const realm_hparams *hp = realm_model_hparams(b.m);
     b.n_vocab = hp->n_vocab;
+    /* The tests themselves may run past the context length, as in llama-bench
+     * (tg64 @ d2048 on a 2048-token model); the context may not. */
+    if (max_depth > hp->n_ctx_train) {
+        cli_error(CMD, "-d %d: deeper than the model's context length (%d tokens)", max_depth,
+                  hp->n_ctx_train);
+        realm_model_free(b.m);
+        return 1;
+    }
     int max_par = 1;
     for (int i = 0; i < n_par; i++)
         max_par = par[i] > max_par ? par[i] : max_par;
-    long ctx_tokens = n_pp + n_tg;
+    /* a depth's context stays while a fork of it runs a test */
+    long ctx_tokens = n_pp + n_tg + max_depth;
     if (n_par > 0 && (long)max_par * (par_pp + par_tg) > ctx_tokens)
         ctx_tokens = (long)max_par * (par_pp + par_tg + 32); /* + a partial block each */
     const int nb = (int)(n_pp > 512 ? 512 : n_pp > 0 ? n_pp : 512);
@@ -228,37 +277,46 @@ static int run_bench(int argc, char **argv)
     double v[MAX_REPS];
 
     /* warm-up: page in the weights, settle the thread pool */
-    if (run_pp(&b, nb < 32 ? nb : 32, nb) < 0 || run_tg(&b, 1, 0, 4, nb) < 0)
+    if (run_pp(&b, -1, 0, nb < 32 ? nb : 32, nb) < 0 || run_tg(&b, 1, 0, 4, nb) < 0)
         goto fail;
-    if (n_pp > 0) {
-        for (int r = 0; r < reps; r++) {
-            double t = run_pp(&b, (int)n_pp, nb);
-            if (t < 0)
+    /*
+     * Per depth, as llama-bench -d: the context is computed once, untimed, and
+     * every repetition of pp and tg forks it (its KV blocks shared, copied on
+     * write), so each test starts from the same cache state without paying
+     * for the context again.
+     */
+    for (int di = 0; di < n_depth && (n_pp > 0 || n_tg > 0); di++) {
+        const int d = depth[di];
+        int32_t ctx = -1;
+        char at[32] = "";
+        if (d > 0) {
+            snprintf(at, sizeof at, " @ d%d", d);
+            if (realm_kv_seq_new(b.kv, &ctx) < 0 || prefill(&b, ctx, 0, d, nb) < 0)
                 goto fail;
-            v[r] = n_pp / t;
         }
-        stats s = summarize(v, (int)reps);
-        if (json)
-            json_array_append_new(jr,
-                                  json_pack("{s:s, s:i, s:f, s:f}", "test", "pp", "tokens",
-                                            (int)n_pp, "tokens_per_s", s.median, "stdev", s.stdev));
-        else
-            printf("| pp%ld | %.2f ± %.2f |\n", n_pp, s.median, s.stdev), fflush(stdout);
-    }
-    if (n_tg > 0) {
-        for (int r = 0; r < reps; r++) {
-            double t = run_tg(&b, 1, 0, (int)n_tg, nb);
-            if (t < 0)
-                goto fail;
-            v[r] = n_tg / t;
+        for (int test = 0; test < 2; test++) {
+            const long n = test == 0 ? n_pp : n_tg;
+            if (n == 0)
+                continue;
+            for (int r = 0; r < reps; r++) {
+                double t =
+                    test == 0 ? run_pp(&b, ctx, d, (int)n, nb) : run_tg_depth(&b, ctx, d, (int)n);
+                if (t < 0)
+                    goto fail;
+                v[r] = n / t;
+            }
+            stats s = summarize(v, (int)reps);
+            const char *name = test == 0 ? "pp" : "tg";
+            if (json)
+                json_array_append_new(jr, json_pack("{s:s, s:i, s:i, s:f, s:f}", "test", name,
+                                                    "tokens", (int)n, "depth", d, "tokens_per_s",
+                                                    s.median, "stdev", s.stdev));
+            else
+                printf("| %s%ld%s | %.2f ± %.2f |\n", name, n, at, s.median, s.stdev),
+                    fflush(stdout);
         }
-        stats s = summarize(v, (int)reps);
-        if (json)
-            json_array_append_new(jr,
-                                  json_pack("{s:s, s:i, s:f, s:f}", "test", "tg", "tokens",
-                                            (int)n_tg, "tokens_per_s", s.median, "stdev", s.stdev));
-        else
-            printf("| tg%ld | %.2f ± %.2f |\n", n_tg, s.median, s.stdev), fflush(stdout);
+        if (ctx >= 0)
+            realm_kv_seq_free(b.kv, ctx);
     }
     if (n_par > 0 && !json)
         printf("\nbatched decode: each sequence has a %ld-token prompt, then %ld decode steps\n\n"
@@ -270,7 +328,7 @@ static int run_bench(int argc, char **argv)
         for (int r = 0; r < reps; r++) {
             double t_pp = 0;
             for (int p = 0; p < par[i]; p++) {
-                double t = par_pp > 0 ? run_pp(&b, (int)par_pp, nb) : 0;
+                double t = par_pp > 0 ? run_pp(&b, -1, 0, (int)par_pp, nb) : 0;
                 if (t < 0)
                     goto fail;
                 t_pp += t;
@@ -340,15 +398,19 @@ done:
 }
 
 static const char usage_head[] =
-    "usage: realm bench -m MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPS]\n"
-    "                   [--batched 1,2,4,8,16] [--parallel 1,2,4,8,16] [--npp 128]\n"
-    "                   [--ntg 64] [--batch 512] [--slice MS] [--prefix 1000]\n"
-    "                   [--batch-invariant] [--json]\n"
+    "usage: realm bench -m MODEL.gguf [-p 512] [-n 128] [-d 0,1024,...] [-t THREADS]\n"
+    "                   [-r REPS] [--batched 1,2,4,8,16] [--parallel 1,2,4,8,16]\n"
+    "                   [--npp 128] [--ntg 64] [--batch 512] [--slice MS]\n"
+    "                   [--prefix 1000] [--batch-invariant] [--json]\n"
     "\n"
     "pp: one prompt of -p random tokens (in batches of up to 512); tg: -n tokens\n"
-    "generated one at a time from an empty context (0 skips either). Both as\n"
-    "tokens/s, median and standard deviation over -r repetitions (default 3),\n"
-    "after a warm-up.\n"
+    "generated one at a time (0 skips either). Both as tokens/s, median and\n"
+    "standard deviation over -r repetitions (default 3), after a warm-up.\n"
+    "-d: as llama-bench's depth, pp and tg run after that many tokens of context\n"
+    "already in the KV cache (rows \"pp512 @ d1024\"; \"depth\" in JSON), once per\n"
+    "listed depth. The context is computed once per depth, untimed, and each\n"
+    "repetition starts from a copy-on-write fork of it. A depth beyond the\n"
+    "model's context length is refused (the tests may run past it).\n"
     "--batched: the bare forward pass, like llama-batched-bench: for each count,\n"
     "that many sequences with an --npp token prompt each, then --ntg decode steps\n"
     "with one token of every sequence per pass; aggregate generation tokens/s.\n"
@@ -363,7 +425,7 @@ static const char usage_head[] =
     "prefix cache, against the same request uncached.\n"
     "--batch-invariant: everything above with batch-invariant kernels (a token's\n"
     "logits bitwise the same alone or batched; see realm_ctx_params).\n";
-static char usage[4096];
+static char usage[6144];
 
 /* main prints the usage before any command runs: build it before main. */
 __attribute__((constructor)) static void make_usage(void)

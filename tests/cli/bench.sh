@@ -29,6 +29,31 @@ pc = [x for x in r if x["test"] == "prefix_cache"]
 assert len(pc) == 1 and pc[0]["cached_tokens"] == 32, pc
 ' || fail "bench --json: unexpected document: $(printf '%s' "$OUT" | head -c 400)"
 
+# -d: pp and tg after a context already in the cache, a row per depth
+run "$REALM_BIN" bench -m "$M" -p 16 -n 4 -d 0,100 -r 2 -t 2
+expect_rc "depth" 0
+expect_contains "pp at d0" "$OUT" "| pp16 | "
+expect_contains "tg at d0" "$OUT" "| tg4 | "
+expect_contains "pp at d100" "$OUT" "| pp16 @ d100 | "
+expect_contains "tg at d100" "$OUT" "| tg4 @ d100 | "
+run "$REALM_BIN" bench -m "$M" -p 8 -n 2 --n-depth 40,0 -r 1 --json
+expect_rc "depth json" 0
+checks=$((checks + 1))
+printf '%s' "$OUT" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["results"]
+got = [(x["test"], x["tokens"], x["depth"]) for x in r]
+assert got == [("pp", 8, 40), ("tg", 2, 40), ("pp", 8, 0), ("tg", 2, 0)], got
+assert all(x["tokens_per_s"] > 0 for x in r), r
+' || fail "bench -d --json: unexpected document: $(printf '%s' "$OUT" | head -c 400)"
+CTX=$("$REALM_BIN" info "$M" | awk '/\.context_length / {print $NF; exit}')
+[ -n "$CTX" ] || fail "realm info shows no context_length"
+run "$REALM_BIN" bench -m "$M" -p 8 -n 8 -d "$CTX" -r 1; expect_rc "depth = context" 0
+expect_contains "depth = context" "$OUT" "| tg8 @ d$CTX | "
+run "$REALM_BIN" bench -m "$M" -p 8 -n 8 -d 0,$((CTX + 1)) -r 1; expect_rc "depth over context" 1
+expect_contains "depth over context" "$OUT" "-d $((CTX + 1)): deeper than the model's context length ($CTX tokens)"
+run "$REALM_BIN" bench -m "$M" -d 0,x; expect_rc "depth x" 1
+
 run "$REALM_BIN" bench -m "$M" --parallel 0; expect_rc "parallel 0" 1
 run "$REALM_BIN" bench -m "$M" --parallel 1,2,x; expect_rc "parallel x" 1
 run "$REALM_BIN" bench -m "$M" --parallel 1,2,3,4,5,6,7,8,9; expect_rc "too many levels" 1
