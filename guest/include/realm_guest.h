@@ -154,10 +154,10 @@ int32_t rg_tensor_read(int32_t model, const char *name, uint32_t name_len, uint3
 /*
  * Data the module keeps between requests, private to its tenant (another
  * tenant's module never sees it), in the server's store. Keys: 1..512 bytes
- * of UTF-8 without control characters; values: bytes, at most 1 MiB. Keys
- * and values count against the tenant's quota (64 MiB unless the operator
- * sets another). RG_ERR_UNSUPPORTED where the host keeps no data (e.g.
- * `realm module run`).
+ * of UTF-8 without control characters; values: bytes, at most 1 MiB unless
+ * the operator sets another limit. Keys and values count against the
+ * tenant's quota (64 MiB unless the operator sets another).
+ * RG_ERR_UNSUPPORTED where the host keeps no data (e.g. `realm module run`).
  */
 
 /* The value of key into buf (buffer rule): its length; RG_ERR_NOTFOUND when

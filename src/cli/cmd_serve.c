@@ -29,7 +29,7 @@ typedef struct serve_cfg {
     const char *host, *models_dir, *data_dir, *admin_key_file, *api_key, *tls_cert, *tls_key;
     const char *module_cache;
     long long port, threads, ctx, parallel, batch, workers, metrics_tenants;
-    uint64_t mem_budget, max_body;
+    uint64_t mem_budget, max_body, kv_max_value, kv_quota;
     double keep_alive, drain_timeout, read_timeout;
     bool no_auth;
 } serve_cfg;
@@ -99,6 +99,13 @@ static const cli_opt serve_opts[] = {
     {"drain-timeout", 0, CLI_OPT_DURATION, "DUR", "30s",
      "time running requests get to finish at SIGTERM/SIGINT", O(drain_timeout), .env = true,
      .fmin = 0, .fmax = 86400},
+    {"kv-max-value", 0, CLI_OPT_SIZE, "SIZE", "1M",
+     "largest value a tenant's module may keep (realm.kv_put)", O(kv_max_value), .env = true,
+     .min = 1, .max = 1ll << 28},
+    {"kv-quota", 0, CLI_OPT_SIZE, "SIZE", "64M",
+     "key-value data a tenant's module may keep, keys and values, for tenants whose own "
+     "kv_quota is 0",
+     O(kv_quota), .env = true, .min = 1, .max = 1ll << 40},
     {"module-cache", 0, CLI_OPT_STRING, "DIR", NULL,
      "compiled tenant modules (default ~/.cache/realm/modules)", O(module_cache), .env = true},
     {"metrics-tenants", 0, CLI_OPT_INT, "N", "32",
@@ -210,7 +217,10 @@ static int serve(serve_cfg *c)
         cli_error(CMD, "%s", realm_last_error());
         goto out;
     }
-    if (realm_store_open(data_dir, &store) < 0) {
+    if (realm_store_open(data_dir, &store) < 0 ||
+        realm_store_kv_set_limits(store,
+                                  &(realm_kv_limits){.max_value = (int64_t)c->kv_max_value,
+                                                     .default_quota = (int64_t)c->kv_quota}) < 0) {
         cli_error(CMD, "%s", realm_last_error());
         goto out;
     }

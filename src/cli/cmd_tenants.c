@@ -273,8 +273,6 @@ static int tenant_show(int argc, char **argv)
         rc = store_error(TCMD);
         goto out;
     }
-    realm_kv_limits kvl;
-    realm_store_kv_get_limits(s, &kvl);
     realm_usage sum = {0};
     for (int32_t i = 0; i < nu; i++) {
         sum.requests += u[i].requests;
@@ -284,10 +282,9 @@ static int tenant_show(int argc, char **argv)
     }
     if (o.json) {
         json_t *j = tenant_json(&t);
-        json_object_set_new(j, "kv_used",
-                            json_pack("{s:I, s:I, s:I}", "bytes", (json_int_t)kv_bytes, "keys",
-                                      (json_int_t)kv_keys, "quota",
-                                      (json_int_t)(t.kv_quota ? t.kv_quota : kvl.default_quota)));
+        json_object_set_new(
+            j, "kv_used",
+            json_pack("{s:I, s:I}", "bytes", (json_int_t)kv_bytes, "keys", (json_int_t)kv_keys));
         json_t *keys = json_array();
         for (int32_t i = 0; i < nk; i++)
             json_array_append_new(keys, json_pack("{s:s, s:o, s:o, s:o}", "prefix", k[i].prefix,
@@ -319,11 +316,12 @@ static int tenant_show(int argc, char **argv)
     printf("max pages       %s\n", t.max_pages ? fmt_limit(t.max_pages, b[6]) : "default");
     printf("deadline        %s%s\n", t.deadline_ms ? fmt_limit(t.deadline_ms, b[7]) : "default",
            t.deadline_ms ? " ms" : "");
-    char kb[3][32];
-    printf("kv quota        %s%s; %s used in %lld key%s\n",
-           cli_format_bytes((uint64_t)(t.kv_quota ? t.kv_quota : kvl.default_quota), kb[0], 32),
-           t.kv_quota ? "" : " (default)", cli_format_bytes((uint64_t)kv_bytes, kb[1], 32),
-           (long long)kv_keys, kv_keys == 1 ? "" : "s");
+    /* the default is the server's (realm serve --kv-quota) */
+    char kb[2][32];
+    printf("kv quota        %s; %s used in %lld key%s\n",
+           t.kv_quota ? cli_format_bytes((uint64_t)t.kv_quota, kb[0], 32) : "the server's default",
+           cli_format_bytes((uint64_t)kv_bytes, kb[1], 32), (long long)kv_keys,
+           kv_keys == 1 ? "" : "s");
     if (nk == 0)
         printf("keys            none (realm key create %s)\n", t.name);
     else
@@ -635,7 +633,7 @@ const cli_command cli_cmd_tenant = {
     "  --max-pages N         its module's memory in 64 KiB pages (0: the server's default)\n"
     "  --deadline-ms N       its module's time per request (0: the server's default)\n"
     "  --kv-quota SIZE       key-value data its module may keep (64M, 1G; 0: the\n"
-    "                        default, 64 MiB)\n"
+    "                        server's default, realm serve --kv-quota, 64M)\n"
     "  --module FILE.wasm    check and build the module now (a bad one is refused with\n"
     "                        the reason and nothing changes), store it in the data\n"
     "                        directory and use it; requests in flight finish on the old\n"

@@ -537,8 +537,20 @@ def test_kv(s):
     time.sleep(2.1)
     check(kv("kv-a", "get\nbrief\n100")[1].startswith("-6:"), "kv: ...absent once expired")
     check(kv_keys("kv-a") == 2, "kv: ...counted until purged")
-    s2 = Server()
+    s2 = Server("--kv-max-value", "64", "--kv-quota", "64")
     check(wait_for(lambda: kv_keys("kv-a") == 1), "kv: ...and purged by the server")
+
+    def kv2(name, text):
+        r, b = s2.req("POST", "/v1/chat/completions", {"req": text}, auths[name], raw=True)
+        return r.status, b.decode(errors="replace")
+
+    # the server's limits: a value of 65 bytes; kv-b (the default quota, 9 bytes used) over 64
+    st, body = kv2("kv-a", "put\nv\n0\n" + "x" * 65)
+    check(st == 200 and body.startswith("-8:") and "over the 64" in body,
+          "kv: realm serve --kv-max-value (%s)" % body)
+    st, body = kv2("kv-b", "put\nw\n0\n" + "x" * 60)
+    check(st == 200 and body.startswith("-8:") and "over its quota of 64" in body,
+          "kv: realm serve --kv-quota (%s)" % body)
     s2.stop()
 
 
