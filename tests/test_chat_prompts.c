@@ -165,8 +165,9 @@ static realm_module *default_module(realm_sandbox *sb)
     snprintf(cmd, sizeof cmd,
              "clang --target=wasm32-wasi -O2 -nostdlib -ffreestanding -I'%s/guest/include' "
              "-Wl,--no-entry -Wl,--export=handle -o '%s' '%s/guest/default/default.c' "
-             "'%s/guest/lib/realm_guest.c' $(clang --target=wasm32-wasi -print-libgcc-file-name)",
-             root, out, root, root);
+             "'%s/guest/default/responses.c' '%s/guest/lib/realm_guest.c' "
+             "$(clang --target=wasm32-wasi -print-libgcc-file-name)",
+             root, out, root, root, root);
     if (system(cmd) != 0) {
         fprintf(stderr, "failed: %s\n", cmd);
         test_failures++;

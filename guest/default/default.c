@@ -25,10 +25,9 @@
  * request option at fault (the host's rg_last_error_param when a host call
  * failed) and the status from the host's error code (status_for).
  */
-#include "realm_guest.h"
+#include "default.h"
 
 #define PIECE_CAP   4096
-#define MODEL_CAP   128
 #define MAX_CHOICES 8
 
 /*
@@ -37,8 +36,8 @@
  * for 4xx and "server_error" for 5xx; param and code are JSON null when
  * NULL or empty. Returns status.
  */
-static int32_t reply_error(int32_t status, const char *message, size_t message_len,
-                           const char *param, size_t param_len, const char *code)
+int32_t reply_error(int32_t status, const char *message, size_t message_len, const char *param,
+                    size_t param_len, const char *code)
 {
     rg_buf b = {0};
     rg_buf_puts(&b, "{\"error\":{\"message\":");
@@ -61,14 +60,14 @@ static int32_t reply_error(int32_t status, const char *message, size_t message_l
 
 /* An error found by the handler itself, about the request option param
  * (NULL: not about one option). */
-static int32_t bad_reply(int32_t status, const char *message, const char *param)
+int32_t bad_reply(int32_t status, const char *message, const char *param)
 {
     return reply_error(status, message, strlen(message), param, param ? strlen(param) : 0, 0);
 }
 
 /* The text of the host's last error (rg_last_error or rg_last_error_param),
  * rg_alloc'ed; *n is its length, 0 when there is none. */
-static char *host_text(int32_t (*get)(char *, uint32_t), size_t *n)
+char *host_text(int32_t (*get)(char *, uint32_t), size_t *n)
 {
     int32_t need = get(0, 0);
     char *s = need > 0 ? rg_alloc((size_t)need) : 0;
@@ -78,7 +77,7 @@ static char *host_text(int32_t (*get)(char *, uint32_t), size_t *n)
 
 /* The reply for the host call that just failed: message "what: <the host's
  * message>", param as the host names it, the given status and code. */
-static int32_t host_error(int32_t status, const char *what, const char *code)
+int32_t host_error(int32_t status, const char *what, const char *code)
 {
     size_t n_msg, n_param;
     char *msg = host_text(rg_last_error, &n_msg);
@@ -93,7 +92,7 @@ static int32_t host_error(int32_t status, const char *what, const char *code)
 }
 
 /* The HTTP status for a failed model_open or generate. */
-static int32_t status_for(int32_t err)
+int32_t status_for(int32_t err)
 {
     switch (err) {
     case RG_ERR_NOTFOUND:
@@ -112,34 +111,33 @@ static int32_t status_for(int32_t err)
     }
 }
 
-/* The request as the server describes it (rg_request_info): path, id, time. */
-typedef struct req_info {
-    char path[128];
-    char id[64];
-    int64_t created;
-} req_info;
-
 static void read_info(req_info *ri)
 {
-    ri->path[0] = ri->id[0] = '\0';
-    ri->created = 0;
+    memset(ri, 0, sizeof *ri);
     int32_t n = rg_request_info(0, 0);
     char *info = n > 0 ? rg_alloc((size_t)n) : 0;
     if (!info || rg_request_info(info, (uint32_t)n) != n)
         return;
+    if (rg_json_string(info, (size_t)n, "method", ri->method, sizeof ri->method) >=
+        (int32_t)sizeof ri->method)
+        ri->method[0] = '\0';
     if (rg_json_string(info, (size_t)n, "path", ri->path, sizeof ri->path) >=
         (int32_t)sizeof ri->path)
-        ri->path[0] = '\0';
+        memcpy(ri->path, "/too-long", 10);
     for (char *q = ri->path; *q; q++)
         if (*q == '?')
             *q = '\0';
+    if (rg_json_string(info, (size_t)n, "query", ri->query, sizeof ri->query) >=
+        (int32_t)sizeof ri->query)
+        ri->query[0] = '\0';
     if (rg_json_string(info, (size_t)n, "request_id", ri->id, sizeof ri->id) >=
         (int32_t)sizeof ri->id)
         ri->id[0] = '\0';
     ri->created = rg_json_int(info, (size_t)n, "created", 0);
+    ri->responses_ttl_s = rg_json_int(info, (size_t)n, "responses_ttl_s", 0);
 }
 
-static int streq(const char *a, const char *b)
+int streq(const char *a, const char *b)
 {
     while (*a && *a == *b)
         a++, b++;
@@ -179,7 +177,7 @@ static void put_usage(rg_buf *b, int64_t n_prompt, int64_t n_cached, int64_t n_g
 
 /* The k-th element (an object) of the JSON array a[0..n): its span in
  * *obj, *len; 0, or -1 when there is none. Strings are skipped whole. */
-static int nth_object(const char *a, size_t n, int k, const char **obj, size_t *len)
+int nth_object(const char *a, size_t n, int k, const char **obj, size_t *len)
 {
     int depth = 0, idx = -1, in_str = 0;
     size_t start = 0;
@@ -236,7 +234,7 @@ static int32_t stream_error(const char *what)
 }
 
 /* The k-th element of the JSON array a[0..n): its raw span; 0, or -1. */
-static int nth_value(const char *a, size_t n, int k, const char **v, size_t *len)
+int nth_value(const char *a, size_t n, int k, const char **v, size_t *len)
 {
     int depth = 0, idx = 0, in_str = 0, started = 0;
     size_t start = 0;
@@ -481,11 +479,14 @@ int32_t handle(void)
     rg_reset();
     int32_t n = rg_request_read(0, 0);
     char *body = n > 0 ? rg_alloc((size_t)n + 1) : 0;
-    if (!body || rg_request_read(body, (uint32_t)n) != n)
-        return bad_reply(400, "empty request", 0);
-    size_t len = (size_t)n;
+    const int have_body = body && rg_request_read(body, (uint32_t)n) == n;
+    size_t len = have_body ? (size_t)n : 0;
     req_info ri;
     read_info(&ri);
+    if (!memcmp(ri.path, "/v1/responses", 13) && (!ri.path[13] || ri.path[13] == '/'))
+        return responses_handle(have_body ? body : "", len, &ri);
+    if (!have_body)
+        return bad_reply(400, "empty request", 0);
     /* the route decides: chat or text completion (without one, as under
      * `realm module run`, a body with "messages" is a chat) */
     int chat;
@@ -496,7 +497,10 @@ int32_t handle(void)
     else if (!ri.path[0])
         chat = rg_json_has(body, len, "messages");
     else
-        return bad_reply(404, "this module serves /v1/chat/completions and /v1/completions", 0);
+        return bad_reply(404,
+                         "this module serves /v1/chat/completions, /v1/completions and "
+                         "/v1/responses",
+                         0);
     if (chat && !rg_json_has(body, len, "messages"))
         return bad_reply(400, "'messages' is required", "messages");
     if (!chat && !rg_json_has(body, len, "prompt"))

@@ -88,6 +88,9 @@ typedef struct realm_server_params {
     double read_timeout_s;        /* a request must arrive within this; default 30 */
     double drain_timeout_s;       /* running requests' time to finish at a stop; default 30 */
     int32_t metrics_tenants;      /* tenants labelled in /metrics, others "other"; default 32 */
+    int64_t responses_ttl_s;      /* stored /v1/responses kept this long (request_info's
+                                     "responses_ttl_s", the default module's ttl); default
+                                     30 days */
     uint32_t sandbox_max_pages;   /* module memory cap when the tenant sets none */
     uint32_t sandbox_deadline_ms; /* module deadline when the tenant sets none; default 600000 */
 } realm_server_params;

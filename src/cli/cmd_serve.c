@@ -30,7 +30,7 @@ typedef struct serve_cfg {
     const char *module_cache;
     long long port, threads, ctx, parallel, batch, workers, metrics_tenants;
     uint64_t mem_budget, max_body, kv_max_value, kv_quota;
-    double keep_alive, drain_timeout, read_timeout;
+    double keep_alive, drain_timeout, read_timeout, responses_ttl;
     bool no_auth;
 } serve_cfg;
 
@@ -106,6 +106,10 @@ static const cli_opt serve_opts[] = {
      "key-value data a tenant's module may keep, keys and values, for tenants whose own "
      "kv_quota is 0",
      O(kv_quota), .env = true, .min = 1, .max = 1ll << 40},
+    {"responses-ttl", 0, CLI_OPT_DURATION, "DUR", "720h",
+     "how long stored /v1/responses (store: true) are kept, in the tenant's key-value data "
+     "(720h: 30 days)",
+     O(responses_ttl), .env = true, .fmin = 1, .fmax = 1e9},
     {"module-cache", 0, CLI_OPT_STRING, "DIR", NULL,
      "compiled tenant modules (default ~/.cache/realm/modules)", O(module_cache), .env = true},
     {"metrics-tenants", 0, CLI_OPT_INT, "N", "32",
@@ -254,6 +258,7 @@ static int serve(serve_cfg *c)
     sp.read_timeout_s = c->read_timeout;
     sp.drain_timeout_s = c->drain_timeout;
     sp.metrics_tenants = (int32_t)c->metrics_tenants;
+    sp.responses_ttl_s = (int64_t)c->responses_ttl;
     if (realm_server_new(&sp, &srv) < 0) {
         cli_error(CMD, "%s", realm_last_error());
         goto out;
@@ -315,8 +320,8 @@ static int run_serve(int argc, char **argv)
 static const char usage_head[] =
     "usage: realm serve [--model NAME=PATH ...] [--host ADDR] [--port N] [options]\n"
     "\n"
-    "Serves /v1/chat/completions and /v1/completions (streamed with SSE when asked),\n"
-    "/v1/models, /tokenize, /detokenize, /health, /ready and /metrics. Each tenant's\n"
+    "Serves /v1/chat/completions, /v1/completions and /v1/responses (streamed with SSE\n"
+    "when asked), /v1/models, /tokenize, /detokenize, /health, /ready and /metrics. Each tenant's\n"
     "requests run in its WebAssembly module (the default OpenAI handler unless set\n"
     "with realm tenant set T --module FILE); API keys select tenants (realm key\n"
     "create). Every option can also be set with its REALM_* environment variable\n"

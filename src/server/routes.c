@@ -32,25 +32,45 @@ enum {
 };
 
 typedef struct route {
-    const char *path; /* exact, or a prefix ending in '/' for R_MODEL */
-    const char *method;
+    const char *path;   /* exact, or with prefix a path ending in '/' and more after it */
+    const char *method; /* one method, "*", or a list ("GET, DELETE": also the Allow header) */
     int kind;
     const char *name; /* the metrics label */
+    bool prefix;
 } route;
 
 static const route routes[] = {
-    {"/v1/chat/completions", "POST", R_MODULE, "/v1/chat/completions"},
-    {"/v1/completions", "POST", R_MODULE, "/v1/completions"},
-    {"/health", "GET", R_HEALTH, "/health"},
-    {"/ready", "GET", R_READY, "/ready"},
-    {"/metrics", "GET", R_METRICS, "/metrics"},
-    {"/v1/models", "GET", R_MODELS, "/v1/models"},
-    {"/v1/models/", "GET", R_MODEL, "/v1/models/{id}"},
-    {"/tokenize", "POST", R_TOKENIZE, "/tokenize"},
-    {"/detokenize", "POST", R_DETOKENIZE, "/detokenize"},
-    {"/api/ps", "GET", R_PS, "/api/ps"},
-    {"/admin/v1/", "*", R_ADMIN, "/admin/v1"},
+    {"/v1/chat/completions", "POST", R_MODULE, "/v1/chat/completions", false},
+    {"/v1/completions", "POST", R_MODULE, "/v1/completions", false},
+    {"/v1/responses", "POST", R_MODULE, "/v1/responses", false},
+    {"/v1/responses/", "GET, DELETE", R_MODULE, "/v1/responses/{id}", true},
+    {"/health", "GET", R_HEALTH, "/health", false},
+    {"/ready", "GET", R_READY, "/ready", false},
+    {"/metrics", "GET", R_METRICS, "/metrics", false},
+    {"/v1/models", "GET", R_MODELS, "/v1/models", false},
+    {"/v1/models/", "GET", R_MODEL, "/v1/models/{id}", true},
+    {"/tokenize", "POST", R_TOKENIZE, "/tokenize", false},
+    {"/detokenize", "POST", R_DETOKENIZE, "/detokenize", false},
+    {"/api/ps", "GET", R_PS, "/api/ps", false},
+    {"/admin/v1/", "*", R_ADMIN, "/admin/v1", true},
 };
+
+/* Is method one of the route's ("*": any; HEAD wherever GET is)? */
+static bool method_in(const char *method, const char *list)
+{
+    if (strcmp(list, "*") == 0)
+        return true;
+    const size_t n = strlen(method);
+    for (const char *m = list; *m;) {
+        const size_t l = strcspn(m, ", ");
+        if ((l == n && strncmp(m, method, n) == 0) ||
+            (l == 3 && strncmp(m, "GET", 3) == 0 && strcmp(method, "HEAD") == 0))
+            return true;
+        m += l;
+        m += strspn(m, ", ");
+    }
+    return false;
+}
 
 /* The route of path (ignoring the query), or NULL. */
 static const route *find_route(const char *path, bool *method_ok, const char *method)
@@ -62,14 +82,12 @@ static const route *find_route(const char *path, bool *method_ok, const char *me
     for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
         const route *rt = &routes[i];
         const size_t l = strlen(rt->path);
-        const bool prefix = rt->kind == R_MODEL || rt->kind == R_ADMIN;
-        const bool match = prefix ? n > l && strncmp(path, rt->path, l) == 0
-                                  : n == l && strncmp(path, rt->path, l) == 0;
+        const bool match = rt->prefix ? n > l && strncmp(path, rt->path, l) == 0
+                                      : n == l && strncmp(path, rt->path, l) == 0;
         if (!match)
             continue;
         found = rt;
-        if (strcmp(method, rt->method) == 0 || strcmp(rt->method, "*") == 0 ||
-            (strcmp(method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0)) {
+        if (method_in(method, rt->method)) {
             *method_ok = true;
             return rt;
         }
@@ -294,11 +312,11 @@ bool realm__route_early(req *r, struct MHD_Connection *c, uint64_t content_lengt
     }
     char query[1024];
     query_text(c, query, sizeof query);
-    json_t *info =
-        json_pack("{s:s, s:s%, s:s, s:s, s:s, s:I, s:s, s:I, s:o}", "method", r->method, "path",
-                  r->path, strlen(r->path), "query", query, "transport", s->tls ? "https" : "http",
-                  "tenant", r->tenant->rec.name, "tenant_id", (json_int_t)r->tenant->id,
-                  "request_id", r->id, "created", (json_int_t)time(NULL), "headers", h);
+    json_t *info = json_pack(
+        "{s:s, s:s%, s:s, s:s, s:s, s:I, s:s, s:I, s:o, s:I}", "method", r->method, "path", r->path,
+        strlen(r->path), "query", query, "transport", s->tls ? "https" : "http", "tenant",
+        r->tenant->rec.name, "tenant_id", (json_int_t)r->tenant->id, "request_id", r->id, "created",
+        (json_int_t)time(NULL), "headers", h, "responses_ttl_s", (json_int_t)s->p.responses_ttl_s);
     r->info = info ? json_dumps(info, JSON_COMPACT) : NULL;
     json_decref(info);
     return false;
@@ -718,7 +736,8 @@ void realm__route(req *r)
     default:
         break;
     }
-    if (rt && rt->kind == R_MODULE) { /* malformed JSON never reaches a module */
+    if (rt && rt->kind == R_MODULE && strcmp(r->method, "POST") == 0) {
+        /* malformed JSON never reaches a module */
         json_error_t jerr;
         json_t *j = json_loadb(r->body ? r->body : "", r->body_len, 0, &jerr);
         const bool object = json_is_object(j);

@@ -49,6 +49,7 @@ void realm_server_params_init(realm_server_params *p)
     p->read_timeout_s = 30;
     p->drain_timeout_s = 30;
     p->metrics_tenants = 32;
+    p->responses_ttl_s = 30 * 86400;
     p->sandbox_deadline_ms = 600000;
 }
 
@@ -623,6 +624,8 @@ int realm_server_new(const realm_server_params *params, realm_server **out)
         s->p.read_timeout_s = def.read_timeout_s;
     if (s->p.drain_timeout_s < 0)
         s->p.drain_timeout_s = def.drain_timeout_s;
+    if (s->p.responses_ttl_s <= 0)
+        s->p.responses_ttl_s = def.responses_ttl_s;
     if (s->p.metrics_tenants <= 0)
         s->p.metrics_tenants = def.metrics_tenants;
     if (s->p.sandbox_deadline_ms == 0)

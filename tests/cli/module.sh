@@ -60,7 +60,8 @@ expect_contains run-trap "$OUT" "guest trapped: unreachable executed"
 # The default handler on a real model.
 clang --target=wasm32-wasi -O2 -nostdlib -ffreestanding -I"$REALM_SOURCE_DIR/guest/include" \
   -Wl,--no-entry -Wl,--export=handle -o "$TMP/default.wasm" \
-  "$REALM_SOURCE_DIR/guest/default/default.c" "$REALM_SOURCE_DIR/guest/lib/realm_guest.c" \
+  "$REALM_SOURCE_DIR/guest/default/default.c" "$REALM_SOURCE_DIR/guest/default/responses.c" \
+  "$REALM_SOURCE_DIR/guest/lib/realm_guest.c" \
   "$(clang --target=wasm32-wasi -print-libgcc-file-name)"
 set +e
 OUT=$(printf '{"model":"tiny","prompt":"Once upon a time","max_tokens":8,"temperature":0}' |

@@ -485,6 +485,206 @@ def test_tenants(s):
     return auth
 
 
+def response_events(raw):
+    """The Responses API's SSE events: each 'event: TYPE' then 'data: JSON'.
+    Returns [(event name, object)]."""
+    text = raw.decode()
+    check(text.endswith("\n\n"), "responses: SSE ends with a blank line")
+    out = []
+    for block in [e for e in text.split("\n\n") if e]:
+        lines = block.split("\n")
+        ok = len(lines) == 2 and lines[0].startswith("event: ") and lines[1].startswith("data: ")
+        if not check(ok, "responses: an event is 'event:' and 'data:' (%r)" % block[:200]):
+            continue
+        out.append((lines[0][len("event: "):], json.loads(lines[1][len("data: "):])))
+    return out
+
+
+def test_responses(s, auth):
+    """/v1/responses through the default module: whole and streamed, stored,
+    retrieved, listed, deleted, continued; refused options; tenants apart."""
+    def create(**kw):
+        b = {"model": "tiny", "max_output_tokens": 8, "temperature": 0}
+        b.update(kw)
+        return s.req("POST", "/v1/responses", b, auth)
+
+    def out_text(resp):
+        return "".join(p["text"] for item in resp["output"] for p in item["content"])
+
+    r, b = create(input="Once upon a time", store=False, metadata={"k": "v"},
+                  instructions="Tell a story", user="u1")
+    if not check(r.status == 200, "responses: 200 (%s)" % b):
+        return
+    u = b["usage"]
+    item = b["output"][0] if len(b["output"]) == 1 else {}
+    check(b["id"].startswith("resp_") and b["object"] == "response" and b["model"] == "tiny" and
+          isinstance(b["created_at"], int), "responses: id, object, created_at, model")
+    check(item.get("type") == "message" and item.get("role") == "assistant" and
+          item.get("id", "").startswith("msg_") and len(item["content"]) == 1 and
+          item["content"][0]["type"] == "output_text" and item["content"][0]["annotations"] == []
+          and item["content"][0]["text"], "responses: one output message of output_text")
+    check(u["total_tokens"] == u["input_tokens"] + u["output_tokens"] and u["output_tokens"] > 0
+          and u["output_tokens_details"] == {"reasoning_tokens": 0} and
+          "cached_tokens" in u["input_tokens_details"], "responses: usage (%s)" % u)
+    cut = u["output_tokens"] == 8
+    check(b["status"] == ("incomplete" if cut else "completed") and item.get("status") == b["status"]
+          and b["incomplete_details"] == ({"reason": "max_output_tokens"} if cut else None),
+          "responses: status and incomplete_details (%s, %s)" % (b["status"], u))
+    check(b["metadata"] == {"k": "v"} and b["instructions"] == "Tell a story" and
+          b["max_output_tokens"] == 8 and b["temperature"] == 0 and b["store"] is False and
+          b["tools"] == [] and b["text"] == {"format": {"type": "text"}} and b["user"] == "u1" and
+          b["previous_response_id"] is None and b["error"] is None,
+          "responses: the request's fields echoed")
+    # the same conversation through /v1/chat/completions: the same prompt and text
+    r, c = s.req("POST", "/v1/chat/completions",
+                 {"model": "tiny", "max_tokens": 8, "temperature": 0,
+                  "messages": [{"role": "system", "content": "Tell a story"},
+                               {"role": "user", "content": "Once upon a time"}]}, auth)
+    check(r.status == 200 and c["choices"][0]["message"]["content"] == out_text(b) and
+          c["usage"]["prompt_tokens"] == u["input_tokens"],
+          "responses: instructions and input make the chat request's prompt")
+    r, g = s.req("GET", "/v1/responses/" + b["id"], headers=auth)
+    check(r.status == 404 and g["error"]["message"].startswith("Response with id"),
+          "responses: store false is not kept (%s)" % g)
+
+    # streamed (stored by default)
+    r, raw = s.req("POST", "/v1/responses", {"model": "tiny", "max_output_tokens": 8,
+                                             "temperature": 0, "input": "Once upon a time",
+                                             "stream": True}, auth, raw=True)
+    check(r.status == 200 and r.getheader("content-type") == "text/event-stream",
+          "responses: stream is SSE")
+    evs = response_events(raw)
+    types = [o.get("type") for _, o in evs]
+    check(all(name == o.get("type") for name, o in evs), "responses: event names are the types")
+    check([o.get("sequence_number") for _, o in evs] == list(range(len(evs))),
+          "responses: sequence numbers 0, 1, 2, ...")
+    head = ["response.created", "response.in_progress", "response.output_item.added",
+            "response.content_part.added"]
+    tail = ["response.output_text.done", "response.content_part.done",
+            "response.output_item.done"]
+    n_delta = len(evs) - len(head) - len(tail) - 1
+    check(types[:4] == head and types[4:4 + n_delta] == ["response.output_text.delta"] * n_delta
+          and n_delta > 0 and types[4 + n_delta:-1] == tail and
+          types[-1] in ("response.completed", "response.incomplete"),
+          "responses: the events in order (%s)" % types)
+    if len(evs) < 9:
+        return
+    final = evs[-1][1]["response"]
+    deltas = "".join(o["delta"] for _, o in evs if o["type"] == "response.output_text.delta")
+    check(deltas == evs[-4][1]["text"] == out_text(final) == out_text(b),
+          "responses: the deltas joined are the final text, as the whole response's")
+    check(evs[0][1]["response"]["status"] == "in_progress" and evs[0][1]["response"]["output"] == []
+          and final["id"] == evs[0][1]["response"]["id"] and
+          all(o.get("item_id") == final["output"][0]["id"] for _, o in evs[3:-2]),
+          "responses: one id throughout")
+    check(final["status"] == ("incomplete" if final["usage"]["output_tokens"] == 8
+                              else "completed") and
+          types[-1] == "response." + final["status"], "responses: the last event is its status")
+    sid = final["id"]
+    r, g = s.req("GET", "/v1/responses/" + sid, headers=auth)
+    check(r.status == 200 and g == final, "responses: a stored response is retrieved as sent")
+
+    # input items: a list of the input as message items, newest first
+    r, b = create(input=[{"role": "developer", "content": "Be kind"},
+                         {"type": "message", "role": "user",
+                          "content": [{"type": "input_text", "text": "Once"},
+                                      {"type": "input_text", "text": "upon a time"}]}])
+    check(r.status == 200, "responses: a list of message items (%s)" % b)
+    rid = b.get("id", "")
+    r, li = s.req("GET", "/v1/responses/%s/input_items" % rid, headers=auth)
+    ok = r.status == 200 and li["object"] == "list" and len(li["data"]) == 2
+    check(ok and [d["role"] for d in li["data"]] == ["user", "developer"] and
+          li["data"][0]["content"] == [{"type": "input_text", "text": "Once"},
+                                       {"type": "input_text", "text": "upon a time"}] and
+          all(d["type"] == "message" and d["id"].startswith("msg_") for d in li["data"]) and
+          li["first_id"] == li["data"][0]["id"] and li["last_id"] == li["data"][1]["id"] and
+          li["has_more"] is False, "responses: input_items (%s)" % li)
+    r, p1 = s.req("GET", "/v1/responses/%s/input_items?order=asc&limit=1" % rid, headers=auth)
+    r2, p2 = s.req("GET", "/v1/responses/%s/input_items?order=asc&limit=1&after=%s"
+                   % (rid, p1["last_id"]), headers=auth)
+    check(ok and p1["data"] == [li["data"][1]] and p1["has_more"] is True and
+          p2["data"] == [li["data"][0]] and p2["has_more"] is False,
+          "responses: input_items order, limit and after")
+    r, e = s.req("GET", "/v1/responses/%s/input_items?limit=0" % rid, headers=auth)
+    check(r.status == 400 and e["error"]["param"] == "limit", "responses: a bad limit: 400")
+    r, d = s.req("DELETE", "/v1/responses/" + rid, headers=auth)
+    check(r.status == 200 and d == {"id": rid, "object": "response", "deleted": True},
+          "responses: delete")
+    for method, path in (("GET", rid), ("DELETE", rid), ("GET", rid + "/input_items")):
+        r, e = s.req(method, "/v1/responses/" + path, headers=auth)
+        check(r.status == 404 and e["error"]["type"] == "invalid_request_error",
+              "responses: %s %s after the delete: 404" % (method, path))
+
+    # a conversation of three turns: each continues the one before
+    turns, prev = [], None
+    for text in ("Once upon a time", "The dog ran", "Then the cat"):
+        kw = {"input": text, "max_output_tokens": 4}
+        if prev:
+            kw["previous_response_id"] = prev
+        if not turns:
+            kw["instructions"] = "Only the first turn has these"
+        r, b = create(**kw)
+        if not check(r.status == 200, "responses: turn %d (%s)" % (len(turns) + 1, b)):
+            return
+        turns.append(b)
+        prev = b["id"]
+    check(turns[1]["previous_response_id"] == turns[0]["id"], "responses: previous_response_id")
+    msgs = []
+    for text, t in zip(("Once upon a time", "The dog ran"), turns):
+        msgs += [{"role": "user", "content": text}, {"role": "assistant", "content": out_text(t)}]
+    msgs.append({"role": "user", "content": "Then the cat"})
+    r, c = s.req("POST", "/v1/chat/completions",
+                 {"model": "tiny", "max_tokens": 4, "temperature": 0, "messages": msgs}, auth)
+    check(r.status == 200 and c["usage"]["prompt_tokens"] == turns[2]["usage"]["input_tokens"]
+          and c["choices"][0]["message"]["content"] == out_text(turns[2]),
+          "responses: the third turn's prompt holds the first two (not their instructions)")
+    check(turns[2]["usage"]["input_tokens_details"]["cached_tokens"] > 0,
+          "responses: the conversation's prefix is cached (%s)" % turns[2]["usage"])
+    r, e = create(input="x", previous_response_id="resp_unknown")
+    check(r.status == 404 and e["error"]["param"] == "previous_response_id",
+          "responses: an unknown previous_response_id: 404")
+
+    # refused: 400 naming the parameter
+    for kw, param in (({"tools": [{"type": "function", "name": "f", "parameters": {}}]}, "tools"),
+                      ({"text": {"format": {"type": "json_schema", "name": "x",
+                                            "schema": {}}}}, "text.format"),
+                      ({"background": True}, "background"),
+                      ({"input": [{"role": "user", "content": [
+                          {"type": "input_image", "image_url": "http://x/y.png"}]}]},
+                       "input[0].content[0]"),
+                      ({"input": [{"type": "function_call_output", "call_id": "c",
+                                   "output": "o"}]}, "input[0].type"),
+                      ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role"),
+                      ({"input": 5}, "input"),
+                      ({"max_output_tokens": 0}, "max_output_tokens"),
+                      ({"temperature": 3}, "temperature")):
+        body = {"input": "Once upon a time"}
+        body.update(kw)
+        r, e = create(**body)
+        check(r.status == 400 and e["error"]["param"] == param,
+              "responses: %s refused naming %s (%s)" % (kw, param, e))
+    r, b = create(input="Once", tools=[], max_output_tokens=1, store=False)
+    check(r.status == 200 and b["tools"] == [], "responses: an empty tools list is accepted")
+    r, e = s.req("PUT", "/v1/responses/" + sid, b"{}", auth)
+    check(r.status == 405 and r.getheader("allow") == "GET, DELETE", "responses: 405 with Allow")
+
+    # another tenant does not see this one's responses
+    cli("tenant", "add", "resp-b", "--data-dir", DATA)
+    _, kb, _ = cli("key", "create", "resp-b", "--data-dir", DATA)
+    other = {"Authorization": "Bearer " + kb.strip()}
+    check(wait_for(lambda: s.req("GET", "/v1/models", headers=other)[0].status == 200),
+          "responses: the other tenant's key works")
+    for method, path in (("GET", sid), ("GET", sid + "/input_items"), ("DELETE", sid)):
+        r, e = s.req(method, "/v1/responses/" + path, headers=other)
+        check(r.status == 404, "responses: another tenant's %s %s: 404" % (method, path))
+    r, e = s.req("POST", "/v1/responses", {"model": "tiny", "input": "x",
+                                           "previous_response_id": sid}, other)
+    check(r.status == 404 and e["error"]["param"] == "previous_response_id",
+          "responses: another tenant's previous_response_id: 404")
+    r, g = s.req("GET", "/v1/responses/" + sid, headers=auth)
+    check(r.status == 200, "responses: ...and it is still there for its tenant")
+
+
 def test_kv(s):
     """Tenants' modules keep key-value data in the store (realm.kv_*), each
     tenant its own: tests/sandbox/kv.c as the module of two tenants."""
@@ -750,6 +950,7 @@ def main():
         test_disconnects(s)
         test_disconnect_in_prefill()
         auth = test_tenants(s)
+        test_responses(s, auth)
         test_kv(s)
         test_admin(s)
         test_drain(s, auth)
