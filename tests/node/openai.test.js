@@ -309,6 +309,271 @@ test('chat: n = 3', { timeout: 60_000 }, async (t) => {
   }
 });
 
+// ---- the Responses API: /v1/responses through the default module ----------------------------
+
+function respBody(extra = {}) {
+  return { model: 'tiny', input: PROMPT, max_output_tokens: 8, temperature: 0, ...extra };
+}
+
+const RESPONSE_EVENTS_HEAD = ['response.created', 'response.in_progress',
+  'response.output_item.added', 'response.content_part.added'];
+const RESPONSE_EVENTS_TAIL = ['response.output_text.done', 'response.content_part.done',
+  'response.output_item.done'];
+
+// The shape every finished response must have; cut is whether it stopped at max_output_tokens.
+function checkResponse(r, { cut = true } = {}) {
+  assert.equal(r.object, 'response');
+  assert.match(r.id, /^resp_/);
+  assert.equal(r.model, 'tiny');
+  assert.equal(typeof r.created_at, 'number');
+  assert.equal(r.error, null);
+  assert.equal(r.status, cut ? 'incomplete' : 'completed');
+  assert.deepEqual(r.incomplete_details, cut ? { reason: 'max_output_tokens' } : null);
+  assert.equal(r.output.length, 1, JSON.stringify(r.output));
+  const item = r.output[0];
+  assert.equal(item.type, 'message');
+  assert.equal(item.role, 'assistant');
+  assert.equal(item.status, r.status);
+  assert.match(item.id, /^msg_/);
+  assert.equal(item.content.length, 1);
+  assert.equal(item.content[0].type, 'output_text');
+  assert.deepEqual(item.content[0].annotations, []);
+  // output_text is the SDK's own helper: the output_text parts joined
+  assert.equal(typeof r.output_text, 'string');
+  assert.ok(r.output_text.length > 0, 'some text');
+  assert.equal(r.output_text, item.content[0].text);
+  const u = r.usage;
+  assert.ok(u.input_tokens > 0, JSON.stringify(u));
+  assert.equal(typeof u.input_tokens_details.cached_tokens, 'number');
+  assert.equal(u.output_tokens_details.reasoning_tokens, 0);
+  assert.equal(u.total_tokens, u.input_tokens + u.output_tokens);
+  if (cut) assert.equal(u.output_tokens, 8);
+}
+
+let firstResponse = null; // the non-streamed response, stored (store defaults to true)
+
+test('responses: create, whole', { timeout: 60_000 }, async () => {
+  const c = client();
+  const { data: r, response } = await c.responses.create(
+    respBody({ metadata: { k: 'v' }, user: 'u1' })).withResponse();
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get('content-type'), /^application\/json/);
+  checkResponse(r);
+  assert.equal(r._request_id, `req-${r.id.slice('resp_'.length)}`, 'the id carries the request id');
+  assert.deepEqual(r.metadata, { k: 'v' });
+  assert.equal(r.user, 'u1');
+  assert.equal(r.max_output_tokens, 8);
+  assert.equal(r.temperature, 0);
+  assert.equal(r.store, true);
+  assert.equal(r.previous_response_id, null);
+  assert.deepEqual(r.tools, []);
+  assert.deepEqual(r.text, { format: { type: 'text' } });
+  // the same prompt as the chat request with the same message: the same greedy text
+  if (greedyText !== null) assert.equal(r.output_text, greedyText);
+  firstResponse = r;
+});
+
+test('responses: stream: true, iterated with for await', { timeout: 60_000 }, async () => {
+  const c = client();
+  const stream = await c.responses.create(respBody({ stream: true }));
+  const events = [];
+  for await (const ev of stream) events.push(ev);
+  const types = events.map((ev) => ev.type);
+  const nDelta = events.length - RESPONSE_EVENTS_HEAD.length - RESPONSE_EVENTS_TAIL.length - 1;
+  assert.ok(nDelta > 0, types.join(' '));
+  assert.deepEqual(types, [...RESPONSE_EVENTS_HEAD,
+    ...Array(nDelta).fill('response.output_text.delta'), ...RESPONSE_EVENTS_TAIL,
+    'response.incomplete']);
+  assert.deepEqual(events.map((ev) => ev.sequence_number), events.map((_, i) => i));
+  const created = events[0].response;
+  assert.equal(created.status, 'in_progress');
+  assert.deepEqual(created.output, []);
+  const final = events[events.length - 1].response;
+  assert.equal(final.id, created.id);
+  checkResponse({ ...final, output_text: final.output[0].content[0].text });
+  const itemId = final.output[0].id;
+  assert.equal(events[2].item.id, itemId);
+  assert.equal(events[2].item.status, 'in_progress');
+  assert.deepEqual(events[2].item.content, []);
+  for (const ev of events.slice(3, -2)) {
+    assert.equal(ev.item_id, itemId, ev.type);
+    assert.equal(ev.output_index, 0, ev.type);
+    assert.equal(ev.content_index, 0, ev.type);
+  }
+  const deltas = events.filter((ev) => ev.type === 'response.output_text.delta')
+    .map((ev) => ev.delta).join('');
+  assert.equal(events[events.length - 4].text, deltas, 'output_text.done has the deltas joined');
+  assert.equal(events[events.length - 3].part.text, deltas);
+  assert.deepEqual(events[events.length - 2].item, final.output[0]);
+  assert.equal(final.output[0].content[0].text, deltas);
+  if (firstResponse) assert.equal(deltas, firstResponse.output_text, 'streamed = whole at temperature 0');
+});
+
+test('responses: the stream() helper and finalResponse()', { timeout: 60_000 }, async () => {
+  const c = client();
+  // the SDK's accumulator (lib/responses/ResponseAccumulator) applies every event to its
+  // snapshot and throws on any it cannot place: this is the check of our event shapes
+  const stream = c.responses.stream(respBody());
+  let deltas = '';
+  let lastSnapshot = null;
+  stream.on('response.output_text.delta', (ev) => {
+    deltas += ev.delta;
+    lastSnapshot = ev.snapshot; // the part's text as accumulated so far
+  });
+  let doneText = null;
+  stream.on('response.output_text.done', (ev) => { doneText = ev.text; });
+  const types = [];
+  for await (const ev of stream) types.push(ev.type);
+  const final = await stream.finalResponse();
+  assert.equal(types[0], 'response.created');
+  assert.equal(types[types.length - 1], 'response.incomplete');
+  assert.equal(lastSnapshot, deltas, 'the accumulated snapshot follows the deltas');
+  assert.equal(doneText, deltas);
+  checkResponse(final);
+  assert.equal(final.output_text, deltas);
+  assert.equal(final.output_parsed, null);
+  if (firstResponse) assert.equal(final.output_text, firstResponse.output_text);
+  // stored: retrieve answers the same response
+  const got = await c.responses.retrieve(final.id);
+  assert.equal(got.id, final.id);
+  assert.equal(got.status, final.status);
+  assert.equal(got.output_text, final.output_text);
+  assert.deepEqual(got.usage, final.usage);
+});
+
+test('responses: retrieve, inputItems.list, delete', { timeout: 60_000 }, async () => {
+  const c = client();
+  if (firstResponse) {
+    const got = await c.responses.retrieve(firstResponse.id);
+    assert.deepEqual(got, firstResponse, 'a stored response is retrieved as answered');
+  }
+  const input = [
+    { role: 'developer', content: 'Be kind' },
+    { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Once' },
+      { type: 'input_text', text: 'upon a time' }] },
+    { role: 'assistant', content: 'there was' },
+    { role: 'user', content: 'a dog' },
+  ];
+  const r = await c.responses.create(respBody({ input }));
+  checkResponse(r);
+  // one page, newest first (the default order)
+  const page = await c.responses.inputItems.list(r.id);
+  assert.equal(page.data.length, 4);
+  assert.deepEqual(page.data.map((it) => it.role), ['user', 'assistant', 'user', 'developer']);
+  for (const it of page.data) {
+    assert.equal(it.type, 'message');
+    assert.match(it.id, /^msg_/);
+  }
+  assert.deepEqual(page.data[2].content, [{ type: 'input_text', text: 'Once' },
+    { type: 'input_text', text: 'upon a time' }]);
+  assert.equal(page.data[1].content[0].type, 'output_text');
+  assert.equal(page.data[1].content[0].text, 'there was');
+  assert.equal(page.has_more, false);
+  assert.equal(page.hasNextPage(), false);
+  // the SDK's auto-pagination: one item a page, oldest first, following has_more with after
+  const asc = [];
+  for await (const it of c.responses.inputItems.list(r.id, { limit: 1, order: 'asc' })) asc.push(it);
+  assert.deepEqual(asc, [...page.data].reverse(), 'pages of one item, in ascending order');
+  const second = await c.responses.inputItems.list(r.id, { limit: 2, order: 'asc' });
+  assert.equal(second.has_more, true);
+  assert.equal(second.hasNextPage(), true);
+  const next = await second.getNextPage();
+  assert.deepEqual(next.data.map((it) => it.id), [page.data[1].id, page.data[0].id]);
+  assert.equal(next.has_more, false);
+  const badLimit = await rejectsWith(c.responses.inputItems.list(r.id, { limit: 1000 }),
+    OpenAI.BadRequestError);
+  assert.equal(badLimit.param, 'limit');
+
+  const deleted = await c.responses.delete(r.id);
+  assert.deepEqual({ ...deleted }, { id: r.id, object: 'response', deleted: true });
+  let err = await rejectsWith(c.responses.retrieve(r.id), OpenAI.NotFoundError);
+  assert.equal(err.status, 404);
+  err = await rejectsWith(c.responses.inputItems.list(r.id), OpenAI.NotFoundError);
+  await rejectsWith(c.responses.delete(r.id), OpenAI.NotFoundError);
+  await rejectsWith(c.responses.retrieve('resp_nope'), OpenAI.NotFoundError);
+  // store: false is not kept
+  const unkept = await c.responses.create(respBody({ store: false, max_output_tokens: 1 }));
+  assert.equal(unkept.store, false);
+  await rejectsWith(c.responses.retrieve(unkept.id), OpenAI.NotFoundError);
+});
+
+test('responses: previous_response_id over three turns', { timeout: 60_000 }, async () => {
+  const c = client();
+  const texts = ['Once upon a time', 'The dog ran', 'Then the cat'];
+  const turns = [];
+  for (const [i, text] of texts.entries()) {
+    const body = { model: 'tiny', input: text, max_output_tokens: 4, temperature: 0 };
+    if (i === 0) body.instructions = 'Only the first turn has these';
+    if (i > 0) body.previous_response_id = turns[i - 1].id;
+    let r;
+    if (i < 2) {
+      r = await c.responses.create(body);
+    } else { // the last turn through the stream helper
+      const stream = c.responses.stream(body);
+      r = await stream.finalResponse();
+    }
+    assert.equal(r.previous_response_id, i ? turns[i - 1].id : null);
+    assert.equal(r.instructions, i ? null : body.instructions);
+    assert.ok(r.output_text.length > 0);
+    turns.push(r);
+  }
+  for (let i = 1; i < turns.length; i++) {
+    const prev = turns[i - 1].usage, u = turns[i].usage;
+    assert.ok(u.input_tokens > prev.input_tokens, `turn ${i + 1} holds the one before: ${JSON.stringify(u)}`);
+    assert.ok(u.input_tokens_details.cached_tokens > 0, `turn ${i + 1} is served from the prefix cache: ${JSON.stringify(u)}`);
+  }
+  // the third turn's prompt is the chat request of the whole conversation, without the
+  // first turn's instructions
+  const messages = [];
+  for (let i = 0; i < 2; i++) {
+    messages.push({ role: 'user', content: texts[i] });
+    messages.push({ role: 'assistant', content: turns[i].output_text });
+  }
+  messages.push({ role: 'user', content: texts[2] });
+  const chatReply = await c.chat.completions.create({ model: 'tiny', messages, max_tokens: 4,
+    temperature: 0 });
+  assert.equal(chatReply.usage.prompt_tokens, turns[2].usage.input_tokens);
+  assert.equal(chatReply.choices[0].message.content, turns[2].output_text);
+  // only this request's input is its input items
+  const items = await c.responses.inputItems.list(turns[2].id);
+  assert.deepEqual(items.data.map((it) => it.content[0].text), [texts[2]]);
+  const err = await rejectsWith(
+    c.responses.create({ model: 'tiny', input: 'x', previous_response_id: 'resp_nope' }),
+    OpenAI.NotFoundError);
+  assert.equal(err.param, 'previous_response_id');
+});
+
+test('responses: errors are BadRequestError naming param', { timeout: 60_000 }, async () => {
+  const c = client();
+  const cases = [
+    [{ tools: [{ type: 'function', name: 'f', parameters: { type: 'object' } }] }, 'tools'],
+    [{ text: { format: { type: 'json_schema', name: 'x', schema: { type: 'object' } } } }, 'text.format'],
+    [{ background: true }, 'background'],
+    [{ input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'http://x/y.png' }] }] },
+      'input[0].content[0]'],
+    [{ input: [{ type: 'function_call_output', call_id: 'c', output: 'o' }] }, 'input[0].type'],
+    [{ max_output_tokens: 0 }, 'max_output_tokens'],
+    [{ temperature: 5 }, 'temperature'],
+  ];
+  for (const [extra, param] of cases) {
+    const err = await rejectsWith(c.responses.create(respBody(extra)), OpenAI.BadRequestError);
+    assert.equal(err.status, 400, JSON.stringify(extra));
+    assert.equal(err.param, param, `${JSON.stringify(extra)}: ${err.message}`);
+    assert.equal(err.type, 'invalid_request_error');
+  }
+  // streamed, the refusal comes before the first event: the same typed error
+  let err = await rejectsWith(
+    (async () => { for await (const _ of await c.responses.create(respBody({ stream: true, background: true }))); })(),
+    OpenAI.BadRequestError);
+  assert.equal(err.param, 'background');
+  err = await rejectsWith(c.responses.stream(respBody({ tools: [{ type: 'function', name: 'f',
+    parameters: { type: 'object' } }] })).finalResponse(), OpenAI.BadRequestError);
+  assert.equal(err.param, 'tools');
+  // an empty tools list is accepted
+  const r = await c.responses.create(respBody({ tools: [], store: false, max_output_tokens: 1 }));
+  assert.deepEqual(r.tools, []);
+});
+
 test('errors: 401 AuthenticationError', { timeout: 60_000 }, async () => {
   const c = client({ apiKey: 'rk-nope' });
   const err = await rejectsWith(c.chat.completions.create(chatBody()), OpenAI.AuthenticationError);
