@@ -685,6 +685,60 @@ def test_responses(s, auth):
     check(r.status == 200, "responses: ...and it is still there for its tenant")
 
 
+def test_responses_ttl():
+    """realm serve --responses-ttl: a stored response is kept that long, then it
+    is 404, and so is continuing it; the next server's housekeeping removes it
+    from the data directory. A second server over the same data, a tenant of
+    its own."""
+    r = subprocess.run([REALM, "serve", "--responses-ttl", "0.5s", "--port", "0",
+                        "--data-dir", DATA], capture_output=True, text=True, timeout=30)
+    check(r.returncode != 0 and "--responses-ttl must be a duration between 1s" in r.stderr,
+          "responses ttl: under a second is refused (%s)" % r.stderr.strip())
+    cli("tenant", "add", "resp-ttl", "--data-dir", DATA)
+    _, key, _ = cli("key", "create", "resp-ttl", "--data-dir", DATA)
+    auth = {"Authorization": "Bearer " + key.strip()}
+
+    def kv_keys():
+        rc, out, _ = cli("tenant", "show", "resp-ttl", "--json", "--data-dir", DATA)
+        return json.loads(out)["kv_used"]["keys"] if rc == 0 else -1
+
+    # 2 s: the store keeps whole seconds, so a response lives between 1 and 2 s
+    s = Server("--responses-ttl", "2s")
+    if not check(s.port is not None, "responses ttl: the server starts"):
+        return
+    body = {"model": "tiny", "input": "Once upon a time", "max_output_tokens": 2,
+            "temperature": 0}
+    check(wait_for(lambda: s.req("GET", "/v1/models", headers=auth)[0].status == 200),
+          "responses ttl: the tenant's key works")
+    r, b = s.req("POST", "/v1/responses", body, auth)
+    made = time.time()
+    if not check(r.status == 200, "responses ttl: a stored response (%s)" % b):
+        return
+    rid = b["id"]
+    r, g = s.req("GET", "/v1/responses/" + rid, headers=auth)
+    check(r.status == 200 and g == b, "responses ttl: retrieved before the ttl")
+    r, c = s.req("POST", "/v1/responses", dict(body, previous_response_id=rid, store=False), auth)
+    check(r.status == 200 and c["previous_response_id"] == rid,
+          "responses ttl: continued before the ttl (%s)" % c)
+    check(kv_keys() == 1, "responses ttl: one entry in the tenant's key-value data")
+    gone = wait_for(lambda: s.req("GET", "/v1/responses/" + rid, headers=auth)[0].status == 404,
+                    seconds=4)
+    check(gone and time.time() - made <= 3.5, "responses ttl: 404 once the ttl has passed "
+          "(%.1f s after it was made)" % (time.time() - made))
+    for method, path in (("GET", rid + "/input_items"), ("DELETE", rid)):
+        r, e = s.req(method, "/v1/responses/" + path, headers=auth)
+        check(r.status == 404, "responses ttl: %s %s expired: 404" % (method, path))
+    r, e = s.req("POST", "/v1/responses", dict(body, previous_response_id=rid), auth)
+    check(r.status == 404 and e["error"]["param"] == "previous_response_id",
+          "responses ttl: an expired previous_response_id: 404 (%s)" % e)
+    s.stop()
+    # a server purges expired key-value data when it starts (then every minute; the
+    # first server's minute may come first)
+    s = Server()
+    check(wait_for(lambda: kv_keys() == 0), "responses ttl: purged by the next server")
+    s.stop()
+
+
 def test_kv(s):
     """Tenants' modules keep key-value data in the store (realm.kv_*), each
     tenant its own: tests/sandbox/kv.c as the module of two tenants."""
@@ -951,6 +1005,7 @@ def main():
         test_disconnect_in_prefill()
         auth = test_tenants(s)
         test_responses(s, auth)
+        test_responses_ttl()
         test_kv(s)
         test_admin(s)
         test_drain(s, auth)
