@@ -360,17 +360,22 @@ static void test_choices(void)
 /*
  * Six requests of 40 + 120 tokens (5 blocks each) on a pool of 16 blocks:
  * they outgrow it, requests are preempted and resumed, and each ends with
- * the same ids as when run alone (greedy ones and seeded ones). Then a
- * tenant limit of 6 blocks with two such requests: one is preempted for it.
- * The pool ends empty.
+ * the same ids as when run alone (greedy ones and seeded ones). That holds
+ * only with batch_invariant: otherwise a resumed request's keys and values,
+ * recomputed in a prompt-sized pass, differ in the last bits, an F16 cache
+ * entry can round the other way, and a greedy near-tie far into the text
+ * may go the other way (seen: a gap of 0.004 in log-probability at token
+ * 112). Then a tenant limit of 6 blocks with two such requests: one is
+ * preempted for it. The pool ends empty.
  */
 static void test_preemption(void)
 {
-    realm_engine_params p = sched_params;
+    realm_engine_params p = sched_params, q = sched_params;
     p.n_ctx = 512;
+    p.batch_invariant = q.batch_invariant = true;
     realm_engine *e, *plain;
     CHECK_RC(realm_engine_new(model, &p, &e), REALM_OK);
-    CHECK_RC(realm_engine_new(model, &sched_params, &plain), REALM_OK);
+    CHECK_RC(realm_engine_new(model, &q, &plain), REALM_OK);
     enum { N = 6, NP = 40, NG = 120 };
     realm_token prompt[N][NP], ids[128], ref[128];
     realm_gen_options o[N];

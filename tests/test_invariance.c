@@ -7,6 +7,10 @@
  *   (b) its prompt is computed in chunks of 7 mixed with two other
  *       sequences' prompts, and it decodes in passes with their tokens, with
  *       one thread.
+ * And over a long context, where attention splits a lone sequence's
+ * positions between threads (split-K) but not a batch's: a 300-token
+ * prompt, then decode steps alone with two threads (split; checked) and
+ * beside two other sequences with one thread (not split), bitwise the same.
  * As a control, without the option the two differ for at least one model
  * (the n == 1 matvec loop and the blocked kernels sum in different orders),
  * so the comparison can see a difference (not on REALM_ISA=scalar, which
@@ -14,6 +18,7 @@
  */
 #include <string.h>
 
+#include "model/model_internal.h"
 #include "realm/error.h"
 #include "realm/kernels.h"
 #include "realm/model.h"
@@ -35,10 +40,10 @@ typedef struct run {
     int n;
 } run;
 
-static bool run_new(run *r, const realm_model *m, bool invariant, int threads)
+static bool run_new_ctx(run *r, const realm_model *m, bool invariant, int threads, int n_ctx)
 {
     memset(r, 0, sizeof *r);
-    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 256, .block_size = 16}, &r->kv),
+    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = n_ctx, .block_size = 16}, &r->kv),
              REALM_OK);
     CHECK_RC(realm_ctx_new(m, r->kv,
                            &(realm_ctx_params){
@@ -46,6 +51,11 @@ static bool run_new(run *r, const realm_model *m, bool invariant, int threads)
                            &r->ctx),
              REALM_OK);
     return r->kv && r->ctx;
+}
+
+static bool run_new(run *r, const realm_model *m, bool invariant, int threads)
+{
+    return run_new_ctx(r, m, invariant, threads, 256);
 }
 
 static void run_free(run *r)
@@ -126,6 +136,52 @@ static void mixed(const realm_model *m, bool invariant, const int32_t *a, const 
     run_free(&r);
 }
 
+enum { NLONG = 300, NLDEC = 4 };
+
+/* The long-context case: logits of NLDEC decode steps after an NLONG-token
+ * prompt, alone (2 threads) or with two other sequences (1 thread). */
+static void long_context(const realm_model *m, bool batched, float *logits, int nv)
+{
+    run r;
+    if (!run_new_ctx(&r, m, true, batched ? 1 : 2, 3 * (NLONG + NLDEC) + 64))
+        return;
+    int32_t s, o1 = -1, o2 = -1;
+    if (batched)
+        realm_kv_seq_new(r.kv, &o1);
+    realm_kv_seq_new(r.kv, &s);
+    if (batched)
+        realm_kv_seq_new(r.kv, &o2);
+    float *tmp = malloc(sizeof *tmp * (size_t)nv * 3);
+    for (int at = 0; at < NLONG; at += 25) {
+        for (int i = at; i < at + 25 && i < NLONG; i++) {
+            if (batched && i < 270)
+                add(&r, 1 + (i * 7 + 3) % (nv - 1), i, o1, false);
+            add(&r, 1 + (i * 37 + 11) % (nv - 1), i, s, false);
+        }
+        if (batched && at == 0)
+            for (int i = 0; i < 9; i++)
+                add(&r, 2 + i, i, o2, false);
+        pass(&r, tmp);
+    }
+    for (int d = 0; d < NLDEC; d++) {
+        if (batched)
+            add(&r, 5 + d, 270 + d, o1, true);
+        add(&r, 1 + (d * 41 + 2) % (nv - 1), NLONG + d, s, true);
+        if (batched)
+            add(&r, 9 + d, 9 + d, o2, true);
+        pass(&r, tmp);
+        memcpy(logits + (size_t)d * nv, tmp + (batched ? nv : 0), sizeof *tmp * (size_t)nv);
+        /* alone with 2 threads, the decode steps split the positions */
+        CHECK_MSG(batched || realm__ctx_attn_units(r.ctx) > 2,
+                  "a lone %d-token sequence on 2 threads: %d split-K units", NLONG + d,
+                  realm__ctx_attn_units(r.ctx));
+        if (batched)
+            CHECK_EQ_INT(realm__ctx_attn_units(r.ctx), 0);
+    }
+    free(tmp);
+    run_free(&r);
+}
+
 int main(void)
 {
     test_begin("invariance", 30);
@@ -153,6 +209,17 @@ int main(void)
         differ_without += memcmp(x, y, bytes) != 0;
         free(x);
         free(y);
+        if (i == 3 || i == 10) { /* q8_0, q4_k_m */
+            const size_t lb = sizeof(float) * (size_t)nv * NLDEC;
+            float *la = calloc(1, lb), *lm = calloc(1, lb);
+            long_context(m, false, la, nv);
+            long_context(m, true, lm, nv);
+            CHECK_MSG(memcmp(la, lm, lb) == 0,
+                      "%s: logits after %d tokens differ alone (split-K) and batched", models[i],
+                      NLONG);
+            free(la);
+            free(lm);
+        }
         realm_model_free(m);
     }
     /* the scalar build has no blocked kernels: invariant without the option */

@@ -1,9 +1,11 @@
 /*
  * Pieces of the forward pass against straightforward implementations:
  * the realm_ops kernels of every ISA (fp16 dot/axpy, scale, fp16 store,
- * RMSNorm, SiLU), RoPE (normal, NeoX, partial rotation, linear scaling,
- * frequency factors), and attention over a sequence spread across several
- * non-contiguous KV blocks, against a softmax computed in double precision.
+ * RMSNorm, SiLU, the exponential, the attention step), RoPE (normal, NeoX,
+ * partial rotation, linear scaling, frequency factors), and attention over a
+ * sequence spread across several non-contiguous KV blocks for several GQA
+ * shapes, against a softmax computed in double precision, with its split-K
+ * pieces merged giving the same bits.
  */
 #include "model/model_internal.h"
 #include "realm/error.h"
@@ -140,26 +142,211 @@ static void test_rope(void)
     CHECK_NEAR(v[0], cos(5.0) - 2 * sin(5.0), 1e-5);
 }
 
-static void test_attention(const realm_ops *o)
+/* ---- exponential ------------------------------------------------------------ */
+
+/* Distance from y to e in units in the last place of e (a float). */
+static double ulps(float y, double e)
 {
-    realm_model *m;
-    CHECK_RC(realm_model_load(test_data("models/stories260K.gguf"), NULL, &m), REALM_OK);
-    if (!m)
-        return;
-    const realm_hparams *hp = realm_model_hparams(m);
-    const int hd = hp->head_dim, n_kv = hp->n_head_kv;
-    realm_kv_cache *kv;
-    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 256, .block_size = 8}, &kv),
+    int ex;
+    frexp(e, &ex);
+    return fabs((double)y - e) / ldexp(1.0, ex - 24);
+}
+
+/*
+ * exp_f32 of every ISA against exp() in double over the range softmax uses
+ * (scores minus their maximum: [-87.3, 0], where e^x is a normal float) and
+ * the rest of its range, within 2 ulp; below it 0; every ISA the same bits
+ * as the reference, at every position of a row (vector lanes and tails).
+ */
+static void test_exp(void)
+{
+    enum { N = 4099 };
+    static float x[N], y[N + 1], yr[N];
+    const realm_ops *ref = realm_ops_get(REALM_ISA_SCALAR);
+    for (int pass = 0; pass < 64; pass++) {
+        for (int i = 0; i < N; i++) {
+            const double u = (double)(test_rand_u64() >> 11) / 9007199254740992.0;
+            x[i] = pass < 48 ? (float)(-87.3365 * u)           /* softmax: x <= 0 */
+                             : (float)(-87.3365 + 175.71 * u); /* the whole range */
+        }
+        if (pass == 0) {
+            const float special[] = {0.0f,      -0.0f,     -1e-30f, 1e-30f,    -0.5f,
+                                     -0.34657f, 0.34658f,  -87.33f, -87.3365f, 88.37f,
+                                     -88.0f,    -100.0f,   -1e30f,  -INFINITY, -103.97f,
+                                     0x1p-20f,  -0x1p-20f, -1.0f,   -2.0f,     -10.0f};
+            memcpy(x, special, sizeof special);
+        }
+        ref->exp_f32(N, x, yr);
+        double worst = 0;
+        int bad = 0;
+        for (int i = 0; i < N; i++) {
+            if (x[i] < -87.3365447505531f) {
+                bad += yr[i] != 0.0f;
+                continue;
+            }
+            const double u = ulps(yr[i], exp((double)x[i]));
+            worst = u > worst ? u : worst;
+            bad += !(u <= 2.0);
+        }
+        CHECK_MSG(bad == 0, "exp ref pass %d: %d outside 2 ulp or not 0 (worst %.2f ulp)", pass,
+                  bad, worst);
+        if (pass == 0)
+            CHECK(yr[0] == 1.0f && yr[1] == 1.0f && yr[12] == 0.0f && yr[13] == 0.0f);
+        for (int isa = REALM_ISA_SCALAR + 1; isa < REALM_ISA_COUNT; isa++) {
+            const realm_ops *o = realm_ops_get((realm_isa)isa);
+            if (o == NULL)
+                continue;
+            static const int lens_exp[] = {N, 1, 7, 17, 33};
+            for (int k = 0; k < 5; k++) {
+                const int n = lens_exp[k], at = k == 0 ? 0 : (int)(test_rand_u64() % 64);
+                memset(y, 0x7f, sizeof y);
+                o->exp_f32(n, x + at, y);
+                uint32_t after;
+                memcpy(&after, y + n, sizeof after);
+                CHECK_MSG(memcmp(y, yr + at, (size_t)n * sizeof *y) == 0 && after == 0x7f7f7f7fu,
+                          "%s exp_f32 n=%d at %d: not the reference's bits",
+                          realm_isa_name((realm_isa)isa), n, at);
+            }
+        }
+    }
+    /* in place */
+    for (int i = 0; i < 17; i++)
+        x[i] = -0.25f * (float)i;
+    ref->exp_f32(17, x, yr);
+    for (int isa = 0; isa < REALM_ISA_COUNT; isa++) {
+        const realm_ops *o = realm_ops_get((realm_isa)isa);
+        if (o == NULL)
+            continue;
+        memcpy(y, x, 17 * sizeof *y);
+        o->exp_f32(17, y, y);
+        CHECK_MSG(memcmp(y, yr, 17 * sizeof *y) == 0, "%s exp_f32 in place",
+                  realm_isa_name((realm_isa)isa));
+    }
+}
+
+/* ---- the attention kernel -------------------------------------------------- */
+
+/*
+ * attn_f16 of every ISA over a run of calls (the keys of one query group
+ * split into pieces of varying length, as the forward pass calls it), then
+ * acc / l, against softmax(q K^T * scale) V in double. Keys and values are
+ * rows of ld > d halves (the other KV heads between them); later pieces get
+ * larger scores so the running maximum grows and the state is rescaled.
+ */
+static void check_attn_kernel(const realm_ops *o, int d, int nq, const int *pieces, int n_pieces)
+{
+    int total = 0;
+    for (int i = 0; i < n_pieces; i++)
+        total += pieces[i];
+    const int64_t ld = 3 * (int64_t)d + 2;
+    uint16_t *k = malloc(sizeof *k * (size_t)(total * ld)),
+             *v = malloc(sizeof *v * (size_t)(total * ld));
+    float *q = malloc(sizeof *q * (size_t)(nq * d)), *acc = malloc(sizeof *acc * (size_t)(nq * d));
+    float m[64], l[64];
+    float *s = malloc(sizeof *s * (size_t)(nq * (64 + 2)));
+    double *ref = calloc((size_t)(nq * d), sizeof *ref), *sc = malloc(sizeof *sc * (size_t)total);
+    for (int j = 0; j < total; j++) {
+        const float boost = 1.0f + 2.0f * (float)j / (float)total;
+        for (int64_t i = 0; i < ld; i++) {
+            k[j * ld + i] = realm_fp32_to_fp16(test_rand_normal() * boost);
+            v[j * ld + i] = realm_fp32_to_fp16(test_rand_normal());
+        }
+    }
+    fill(q, nq * d, 1.5f);
+    const float scale = 1.0f / sqrtf((float)d);
+    for (int r = 0; r < nq; r++) {
+        m[r] = -INFINITY;
+        l[r] = 0;
+    }
+    for (int i = 0; i < nq * d; i++)
+        acc[i] = 0;
+    for (int i = 0, at = 0; i < n_pieces; at += pieces[i++])
+        o->attn_f16(d, nq, q, pieces[i], k + at * ld, v + at * ld, ld, scale, m, l, acc, s);
+    int bad = 0;
+    double worst = 0;
+    for (int r = 0; r < nq; r++) {
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j < total; j++) {
+            double dot = 0;
+            for (int i = 0; i < d; i++)
+                dot += (double)q[r * d + i] * realm_fp16_to_fp32(k[j * ld + i]);
+            sc[j] = dot / sqrt((double)d);
+            mx = sc[j] > mx ? sc[j] : mx;
+        }
+        for (int j = 0; j < total; j++) {
+            const double w = exp(sc[j] - mx);
+            sum += w;
+            for (int i = 0; i < d; i++)
+                ref[r * d + i] += w * realm_fp16_to_fp32(v[j * ld + i]);
+        }
+        for (int i = 0; i < d; i++) {
+            const double want = ref[r * d + i] / sum, got = acc[r * d + i] / l[r];
+            const double err = fabs(got - want);
+            worst = err > worst ? err : worst;
+            bad += !(err <= 1e-5 * (1 + fabs(want)));
+        }
+        CHECK_MSG(fabs(m[r] - mx) <= 1e-5 * (1 + fabs(mx)), "%s attn_f16 d %d nq %d: max %g vs %g",
+                  realm_isa_name(o->isa), d, nq, m[r], mx);
+    }
+    CHECK_MSG(bad == 0, "%s attn_f16 d %d nq %d keys %d in %d pieces: %d wrong (worst %.3g)",
+              realm_isa_name(o->isa), d, nq, total, n_pieces, bad, worst);
+    free(k);
+    free(v);
+    free(q);
+    free(acc);
+    free(s);
+    free(ref);
+    free(sc);
+}
+
+static void test_attn_kernel(const realm_ops *o)
+{
+    static const int dims[] = {8, 16, 24, 64, 72, 128};
+    static const int groups[] = {1, 2, 3, 4, 5, 7, 8, 12, 16, 32};
+    static const int piece_sets[][5] = {
+        {1}, {3}, {8, 9}, {17, 1, 64}, {33, 31, 2}, {64, 64, 64, 7, 1},
+    };
+    static const int n_piece[] = {1, 1, 2, 3, 3, 5};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
+        for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)
+            for (int pi = 0; pi < 6; pi++)
+                check_attn_kernel(o, dims[di], groups[gi], piece_sets[pi], n_piece[pi]);
+}
+
+/* ---- attention over the paged cache ----------------------------------------- */
+
+/*
+ * realm__attention for one KV head group over a sequence spread across
+ * non-contiguous blocks (two sequences filled in turn), against attention
+ * in double, for models of several GQA shapes (a model struct with only
+ * the hyperparameters the cache reads: no weights are needed). Lengths
+ * cross block and chunk boundaries. The chunks computed apart and merged
+ * (realm__attn_range / _merge / _finish, the split-K path) give the same
+ * bits as realm__attention.
+ */
+static void check_attention_shape(const realm_ops *o, int n_head, int n_kv, int hd, int bs)
+{
+    realm_model fake;
+    memset(&fake, 0, sizeof fake);
+    fake.hp = (realm_hparams){
+        .n_layer = 2, .n_head = n_head, .n_head_kv = n_kv, .head_dim = hd, .n_embd = n_head * hd};
+    const realm_hparams *hp = &fake.hp;
+    const int nq = n_head / n_kv;
+    enum { MAXPOS = 600 };
+    realm_kv_cache *kv = NULL;
+    CHECK_RC(realm_kv_cache_new(
+                 &fake, &(realm_kv_params){.n_ctx = 2 * MAXPOS + 2 * bs, .block_size = bs}, &kv),
              REALM_OK);
-    /* interleave two sequences so each one's blocks are not contiguous */
+    if (kv == NULL)
+        return;
     int32_t a, b;
     realm_kv_seq_new(kv, &a);
     realm_kv_seq_new(kv, &b);
-    for (int i = 0; i < 6; i++) {
-        realm__kv_reserve(kv, a, 8);
-        realm__kv_seq(kv, a)->len += 8;
-        realm__kv_reserve(kv, b, 8);
-        realm__kv_seq(kv, b)->len += 8;
+    for (int at = 0; at < MAXPOS; at += bs) {
+        CHECK_RC(realm__kv_reserve(kv, a, bs), REALM_OK);
+        realm__kv_seq(kv, a)->len += bs;
+        CHECK_RC(realm__kv_reserve(kv, b, bs), REALM_OK);
+        realm__kv_seq(kv, b)->len += bs;
     }
     const kv_seq *s = realm__kv_seq(kv, a);
     CHECK(s->blocks[1] != s->blocks[0] + 1);
@@ -168,26 +355,33 @@ static void test_attention(const realm_ops *o)
             ((uint16_t *)kv->k[l])[i] = realm_fp32_to_fp16(test_rand_normal() * 2);
             ((uint16_t *)kv->v[l])[i] = realm_fp32_to_fp16(test_rand_normal());
         }
-    float q[64], out[64], scratch[64 + 8];
-    for (int n_pos = 1; n_pos <= 48; n_pos += 5)
-        for (int g = 0; g < n_kv; g++) {
-            fill(q, hd, 1.5f);
-            const int l = n_pos % hp->n_layer;
-            realm__attention(o, kv, l, s->blocks, n_pos, g, q, scratch, out);
-            /* reference: scores, softmax and weighted sum in double */
-            double sc[64], mx = -INFINITY, sum = 0, ref[64] = {0};
+    float *q = malloc(sizeof *q * (size_t)(nq * hd)),
+          *out = malloc(sizeof *out * (size_t)(nq * hd));
+    float *out2 = malloc(sizeof *out2 * (size_t)(nq * hd));
+    float *scratch = malloc(sizeof *scratch * (size_t)REALM__ATTN_SCRATCH(nq, hd));
+    float *parts = malloc(sizeof *parts * (size_t)(3 * REALM__ATTN_PART(nq, hd)));
+    double *sc = malloc(sizeof *sc * MAXPOS), *ref = malloc(sizeof *ref * (size_t)hd);
+    static const int n_poss[] = {1, 2, 7, 31, 32, 33, 64, 255, 256, 257, 300, 511, 512, 513, 600};
+    for (size_t pi = 0; pi < sizeof n_poss / sizeof n_poss[0]; pi++) {
+        const int n_pos = n_poss[pi], g = (int)(pi % (size_t)n_kv), l = (int)(pi % 2);
+        fill(q, nq * hd, 1.5f);
+        realm__attention(o, kv, l, s->blocks, n_pos, g, q, scratch, out);
+        int bad = 0;
+        for (int r = 0; r < nq; r++) {
+            double mx = -INFINITY, sum = 0;
             for (int j = 0; j < n_pos; j++) {
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
                 const uint16_t *k = (const uint16_t *)(kv->k[l] + (size_t)blk * kv->block_bytes +
                                                        (size_t)slot * kv->row_bytes) +
                                     g * hd;
-                sc[j] = 0;
+                double dot = 0;
                 for (int i = 0; i < hd; i++)
-                    sc[j] += (double)q[i] * realm_fp16_to_fp32(k[i]);
-                sc[j] /= sqrt((double)hd);
+                    dot += (double)q[r * hd + i] * realm_fp16_to_fp32(k[i]);
+                sc[j] = dot / sqrt((double)hd);
                 mx = sc[j] > mx ? sc[j] : mx;
             }
+            memset(ref, 0, sizeof *ref * (size_t)hd);
             for (int j = 0; j < n_pos; j++) {
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
@@ -199,14 +393,46 @@ static void test_attention(const realm_ops *o)
                 for (int i = 0; i < hd; i++)
                     ref[i] += w * realm_fp16_to_fp32(v[i]);
             }
-            int bad = 0;
             for (int i = 0; i < hd; i++)
-                bad += fabs(out[i] - ref[i] / sum) > 1e-5;
-            CHECK_MSG(bad == 0, "%s attention n_pos %d head %d: %d wrong", realm_isa_name(o->isa),
-                      n_pos, g, bad);
+                bad += !(fabs(out[r * hd + i] - ref[i] / sum) <= 1e-5 * (1 + fabs(ref[i] / sum)));
         }
+        CHECK_MSG(bad == 0,
+                  "%s attention %d/%d heads, hd %d, blocks of %d, n_pos %d, group %d: %d "
+                  "wrong",
+                  realm_isa_name(o->isa), n_head, n_kv, hd, bs, n_pos, g, bad);
+
+        /* split-K: the chunks apart (three partial slots in turn), merged in order */
+        const int64_t pf = REALM__ATTN_PART(nq, hd);
+        for (int32_t p0 = 0, u = 0; p0 < n_pos; p0 += REALM__ATTN_CHUNK, u++) {
+            const int32_t p1 = n_pos - p0 < REALM__ATTN_CHUNK ? n_pos : p0 + REALM__ATTN_CHUNK;
+            float *part = parts + (p0 == 0 ? 0 : 1 + u % 2) * pf;
+            realm__attn_range(o, kv, l, s->blocks, p0, p1, g, q, scratch, part);
+            if (p0 > 0)
+                realm__attn_merge(nq, hd, parts, part);
+        }
+        realm__attn_finish(nq, hd, parts, out2);
+        CHECK_MSG(memcmp(out, out2, sizeof *out * (size_t)(nq * hd)) == 0,
+                  "%s attention %d/%d heads n_pos %d: split-K gives other bits",
+                  realm_isa_name(o->isa), n_head, n_kv, n_pos);
+    }
+    free(q);
+    free(out);
+    free(out2);
+    free(scratch);
+    free(parts);
+    free(sc);
+    free(ref);
     realm_kv_cache_free(kv);
-    realm_model_free(m);
+}
+
+static void test_attention(const realm_ops *o)
+{
+    check_attention_shape(o, 4, 4, 64, 32);  /* MHA */
+    check_attention_shape(o, 8, 2, 64, 16);  /* 4 query heads per KV head */
+    check_attention_shape(o, 32, 4, 64, 32); /* 8: TinyLlama */
+    check_attention_shape(o, 8, 1, 128, 7);  /* MQA, odd block size */
+    check_attention_shape(o, 6, 2, 24, 32);  /* 3 per KV head, hd not a multiple of 16 */
+    check_attention_shape(o, 8, 4, 8, 8);    /* stories260K's shape */
 }
 
 int main(void)
@@ -219,10 +445,12 @@ int main(void)
             continue;
         isas++;
         test_ops_isa(o);
+        test_attn_kernel(o);
         test_attention(o);
     }
     CHECK(isas >= 1);
     CHECK(realm_ops_get(REALM_ISA_SCALAR) != NULL);
     test_rope();
+    test_exp();
     return test_end();
 }

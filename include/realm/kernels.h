@@ -128,6 +128,27 @@ typedef struct realm_ops {
     void (*rmsnorm)(float *out, const float *x, const float *w, int64_t n, float eps);
     /* g = silu(g) * u, silu(z) = z / (1 + e^-z) */
     void (*silu_mul)(int64_t n, float *g, const float *u);
+    /* y[i] = e^x[i], within 2 ulp for x in [-87.33, 88.37] (e^x >= FLT_MIN); 0 below
+     * that range, e^88.37 above it; every ISA gives the same bits (y may be x) */
+    void (*exp_f32)(int64_t n, const float *x, float *y);
+    /*
+     * One step of attention with an online softmax: nq query rows against cnt
+     * keys and values, the running state of each row r being its maximum
+     * score m[r], its sum of weights l[r] and its weighted sum of values
+     * acc[r * d .. + d). Query row r is q + r * d; key and value j are the d
+     * F16 numbers at k + j * ld and v + j * ld. With s_j = scale * q_r . k_j
+     * and M = max(m[r], max_j s_j):
+     *
+     *     l[r]   = l[r] e^(m[r] - M)   + sum_j e^(s_j - M)
+     *     acc[r] = acc[r] e^(m[r] - M) + sum_j e^(s_j - M) v_j,   m[r] = M
+     *
+     * (start from m = -inf, l = 0, acc = 0; the result is acc[r] / l[r]).
+     * The exponentials are exp_f32's. s is scratch for nq * (cnt + 2) floats.
+     * The SIMD versions read each key and value once for all nq rows.
+     */
+    void (*attn_f16)(int64_t d, int nq, const float *q, int cnt, const uint16_t *k,
+                     const uint16_t *v, int64_t ld, float scale, float *m, float *l, float *acc,
+                     float *s);
 } realm_ops;
 
 /* The ops table for isa, or NULL if the CPU cannot run it. */

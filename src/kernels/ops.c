@@ -52,12 +52,59 @@ void realm__silu_mul_ref(int64_t n, float *g, const float *u)
         g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+void realm__exp_f32_ref(int64_t n, const float *x, float *y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = realm__exp_poly(x[i]);
+}
+
+/*
+ * One online-softmax step of attention (realm_ops.attn_f16), query row by
+ * query row: scores in double, the running maximum raised to the block's,
+ * the old sum and accumulator rescaled by e^(old - new max), then the
+ * block's weights added. s holds row r's scores at s + r * cnt.
+ */
+void realm__attn_f16_ref(int64_t d, int nq, const float *q, int cnt, const uint16_t *k,
+                         const uint16_t *v, int64_t ld, float scale, float *m, float *l, float *acc,
+                         float *s)
+{
+    for (int r = 0; r < nq; r++) {
+        const float *qr = q + r * d;
+        float *sr = s + (size_t)r * (size_t)cnt, *ar = acc + r * d;
+        float mx = m[r];
+        for (int j = 0; j < cnt; j++) {
+            const uint16_t *kj = k + j * ld;
+            double dot = 0;
+            for (int64_t i = 0; i < d; i++)
+                dot += (double)realm_fp16_to_fp32(kj[i]) * qr[i];
+            sr[j] = (float)dot * scale;
+            mx = sr[j] > mx ? sr[j] : mx;
+        }
+        const float corr = realm__exp_poly(m[r] - mx); /* 0 when m[r] is -inf */
+        float sum = 0;
+        for (int j = 0; j < cnt; j++) {
+            sr[j] = realm__exp_poly(sr[j] - mx);
+            sum += sr[j];
+        }
+        l[r] = l[r] * corr + sum;
+        m[r] = mx;
+        for (int64_t i = 0; i < d; i++)
+            ar[i] *= corr;
+        for (int j = 0; j < cnt; j++) {
+            const uint16_t *vj = v + j * ld;
+            for (int64_t i = 0; i < d; i++)
+                ar[i] += sr[j] * realm_fp16_to_fp32(vj[i]);
+        }
+    }
+}
+
 #define OPS_TABLE(I)                                                                               \
     {                                                                                              \
         .isa = REALM_ISA_##I##_ID, .dot_f16_f32 = realm__dot_f16_f32_##I,                          \
         .axpy_f16 = realm__axpy_f16_##I, .scale_f32 = realm__scale_f32_##I,                        \
         .fp32_to_fp16 = realm__fp32_to_fp16_##I, .rmsnorm = realm__rmsnorm_##I,                    \
-        .silu_mul = realm__silu_mul_##I,                                                           \
+        .silu_mul = realm__silu_mul_##I, .exp_f32 = realm__exp_f32_##I,                            \
+        .attn_f16 = realm__attn_f16_##I,                                                           \
     }
 #define REALM_ISA_ref_ID    REALM_ISA_SCALAR
 #define REALM_ISA_avx2_ID   REALM_ISA_AVX2

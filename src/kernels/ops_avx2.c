@@ -78,5 +78,22 @@ static inline float v_hsum(V v)
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+/* r where x >= lo, else 0 */
+static inline V v_zero_below(V r, V x, V lo)
+{
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), r);
+}
+/* out[i] = scale * (sum of the lanes of a[i]) for i < 8: the eight sums
+ * gathered by a tree of pairwise additions into one vector. */
+static inline void v_hsum8_store(const V *a, float scale, float *out)
+{
+    const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    /* u0 = [s0 s1 s2 s3 | s0' s1' s2' s3'] (low and high 128-bit halves) */
+    const __m256 lo = _mm256_permute2f128_ps(u0, u1, 0x20),
+                 hi = _mm256_permute2f128_ps(u0, u1, 0x31);
+    _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_add_ps(lo, hi), _mm256_set1_ps(scale)));
+}
 
 #include "ops_simd.h"

@@ -2,6 +2,8 @@
 #ifndef REALM_OPS_INTERNAL_H
 #define REALM_OPS_INTERNAL_H
 
+#include <math.h>
+
 #include "realm/kernels.h"
 
 #define REALM__OPS_DECL(isa)                                                                       \
@@ -10,10 +12,47 @@
     void realm__scale_f32_##isa(int64_t n, float a, float *y);                                     \
     void realm__fp32_to_fp16_##isa(const float *x, uint16_t *y, int64_t n);                        \
     void realm__rmsnorm_##isa(float *out, const float *x, const float *w, int64_t n, float eps);   \
-    void realm__silu_mul_##isa(int64_t n, float *g, const float *u);
+    void realm__silu_mul_##isa(int64_t n, float *g, const float *u);                               \
+    void realm__exp_f32_##isa(int64_t n, const float *x, float *y);                                \
+    void realm__attn_f16_##isa(int64_t d, int nq, const float *q, int cnt, const uint16_t *k,      \
+                               const uint16_t *v, int64_t ld, float scale, float *m, float *l,     \
+                               float *acc, float *s);
 
 REALM__OPS_DECL(ref)
 REALM__OPS_DECL(avx2)
 REALM__OPS_DECL(avx512)
+
+/* Range of the exponential: below EXP_LO (ln FLT_MIN) e^x is 0 (no
+ * subnormals), above EXP_HI it is e^EXP_HI (finite). */
+#define REALM__EXP_LO -87.3365447505531f
+#define REALM__EXP_HI 88.3762626647949f
+
+/*
+ * e^x the way every ISA's exp_f32 computes it, one lane at a time (the
+ * reference, and the SIMD kernels' tails): x = k ln2 + r with k the nearest
+ * integer to x / ln2 and ln2 split in two (Cody-Waite) so r is exact,
+ * |r| <= ln2/2; e^r by a degree-6 polynomial (Cephes' coefficients) in
+ * fused multiply-adds; then 2^k scaled in exactly. Within 2 ulp of e^x over
+ * [EXP_LO, EXP_HI].
+ */
+static inline float realm__exp_poly(float x)
+{
+    if (x != x)
+        return x;
+    if (x < REALM__EXP_LO)
+        return 0.0f;
+    x = x > REALM__EXP_HI ? REALM__EXP_HI : x;
+    const float k = nearbyintf(x * 1.44269504088896341f);
+    float r = fmaf(k, -0.693359375f, x);
+    r = fmaf(k, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = fmaf(p, r, 1.3981999507e-3f);
+    p = fmaf(p, r, 8.3334519073e-3f);
+    p = fmaf(p, r, 4.1665795894e-2f);
+    p = fmaf(p, r, 1.6666665459e-1f);
+    p = fmaf(p, r, 5.0000001201e-1f);
+    p = fmaf(p, r * r, r + 1.0f);
+    return ldexpf(p, (int)k);
+}
 
 #endif

@@ -8,15 +8,14 @@
 
 #include "ops_internal.h"
 
-/* e^x for a vector: 2^k * p(r), x = k ln2 + r, |r| <= ln2/2; a degree-6
- * polynomial gives ~1 ulp on the range that matters; inputs below -88 give 0,
- * above 88 give +inf. */
+/* e^x for a vector: realm__exp_poly (ops_internal.h) lane by lane, the same
+ * operations in the same order, so every lane equals the scalar function. */
 static inline V v_exp(V x)
 {
-    const V hi = v_set1(88.3762626647949f), lo = v_set1(-88.3762626647949f);
-    x = v_min(v_max(x, lo), hi);
-    const V k = v_round(v_mul(x, v_set1(1.44269504088896341f)));
-    V r = v_fma(k, v_set1(-0.693359375f), x);
+    const V lo = v_set1(REALM__EXP_LO);
+    const V xc = v_min(x, v_set1(REALM__EXP_HI));
+    const V k = v_round(v_mul(xc, v_set1(1.44269504088896341f)));
+    V r = v_fma(k, v_set1(-0.693359375f), xc);
     r = v_fma(k, v_set1(2.12194440e-4f), r);
     V p = v_set1(1.9875691500e-4f);
     p = v_fma(p, r, v_set1(1.3981999507e-3f));
@@ -25,7 +24,8 @@ static inline V v_exp(V x)
     p = v_fma(p, r, v_set1(1.6666665459e-1f));
     p = v_fma(p, r, v_set1(5.0000001201e-1f));
     p = v_fma(p, v_mul(r, r), v_add(r, v_set1(1.0f)));
-    return v_ldexp(p, k);
+    /* below lo, k may be far below -126: compute on lo and zero those lanes */
+    return v_zero_below(v_ldexp(p, v_max(k, v_set1(-126.0f))), x, lo);
 }
 
 float FN(dot_f16_f32)(int64_t n, const uint16_t *x, const float *y)
@@ -105,3 +105,15 @@ void FN(silu_mul)(int64_t n, float *g, const float *u)
     for (; i < n; i++)
         g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
+
+void FN(exp_f32)(int64_t n, const float *x, float *y)
+{
+    int64_t i = 0;
+    for (; i + VW <= n; i += VW)
+        v_store(y + i, v_exp(v_load(x + i)));
+    for (; i < n; i++)
+        y[i] = realm__exp_poly(x[i]);
+}
+
+/* The attention step, written over the same vector abstraction. */
+#include "attn_simd.h"

@@ -19,7 +19,10 @@
  * Matrix products read each weight row once per batch and multiply it with
  * every entry's activations while the row is in L1 (rows are split between
  * threads). Attention streams over the sequence's KV blocks with an online
- * softmax, so no score matrix is ever materialised.
+ * softmax, so no score matrix is ever materialised; the query heads sharing a
+ * KV head go together, and a long sequence's positions are split between
+ * threads when the batch has too few (entry, KV head) pairs to keep them busy
+ * (split-K; see realm__attention in model_internal.h).
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -28,6 +31,14 @@
 
 #include "core/error_internal.h"
 #include "model_internal.h"
+
+/* Split-K: one chunk of one (entry, KV head) pair, and a pair's chunks. */
+typedef struct attn_unit {
+    int32_t e, g, p0, p1; /* entry, KV head, positions [p0, p1) */
+} attn_unit;
+typedef struct attn_pair {
+    int32_t e, g, u0, n; /* its units [u0, u0 + n) */
+} attn_pair;
 
 struct realm_ctx {
     const realm_model *m;
@@ -44,9 +55,16 @@ struct realm_ctx {
     float *rope_cos, *rope_sin; /* (n, n_rot/2) for the batch's positions */
     uint8_t *act;
     realm_type act_type; /* what `act` currently holds */
-    float *attn_scratch; /* per thread: head_dim + block_size floats */
+    float *attn_scratch; /* per thread: REALM__ATTN_SCRATCH floats */
     int64_t attn_scratch_len;
     const int32_t **entry_blocks; /* per entry: its sequence's block list */
+
+    /* Split-K plan of this pass (attn_plan): n_units > 0 when the batch's
+     * attention runs as chunks side by side, then merges per pair. */
+    attn_unit *attn_units;
+    attn_pair *attn_pairs;
+    int32_t n_units, n_pairs, units_cap;
+    float *attn_parts; /* units_cap partials of REALM__ATTN_PART floats */
 };
 
 /* ---- scratch sizes -------------------------------------------------------- */
@@ -55,6 +73,17 @@ static int64_t max3(int64_t a, int64_t b, int64_t c)
 {
     int64_t m = a > b ? a : b;
     return m > c ? m : c;
+}
+
+/* Most split-K units a pass may have: a few chunks per thread and pair. */
+static int32_t attn_units_cap(int32_t n_threads)
+{
+    return n_threads < 2 ? 0 : n_threads > 32 ? 1024 : 32 * n_threads;
+}
+
+static int64_t attn_scratch_len(const realm_hparams *hp)
+{
+    return (REALM__ATTN_SCRATCH(hp->n_head / hp->n_head_kv, hp->head_dim) + 15) & ~(int64_t)15;
 }
 
 static void ctx_dims(const realm_model *m, const realm_ctx_params *p, int32_t *n_batch,
@@ -78,10 +107,14 @@ uint64_t realm_ctx_bytes(const realm_model *m, const realm_ctx_params *p)
     ctx_dims(m, p, &nb, &nt, &width, &act_row);
     const int64_t q_dim = (int64_t)hp->n_head * hp->head_dim;
     const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim;
-    const int64_t floats = (int64_t)nb * (hp->n_embd + width + 2 * q_dim + 2 * kv_dim +
-                                          2 * (int64_t)hp->n_ff + hp->n_rot) +
-                           (int64_t)nt * (hp->head_dim + 4096);
-    return (uint64_t)floats * 4 + (uint64_t)nb * (uint64_t)act_row + (uint64_t)nb * 8;
+    const int32_t units = attn_units_cap(nt);
+    const int64_t floats =
+        (int64_t)nb *
+            (hp->n_embd + width + 2 * q_dim + 2 * kv_dim + 2 * (int64_t)hp->n_ff + hp->n_rot) +
+        (int64_t)nt * attn_scratch_len(hp) +
+        (int64_t)units * REALM__ATTN_PART(hp->n_head / hp->n_head_kv, hp->head_dim);
+    return (uint64_t)floats * 4 + (uint64_t)nb * (uint64_t)act_row + (uint64_t)nb * 8 +
+           (uint64_t)units * (sizeof(attn_unit) + sizeof(attn_pair));
 }
 
 int realm_ctx_new(const realm_model *m, realm_kv_cache *kv, const realm_ctx_params *p,
@@ -125,12 +158,18 @@ int realm_ctx_new(const realm_model *m, realm_kv_cache *kv, const realm_ctx_para
     ALLOC(c->rope_cos, nb * (size_t)hp->n_rot / 2 + 1);
     ALLOC(c->rope_sin, nb * (size_t)hp->n_rot / 2 + 1);
     ALLOC(c->act, nb * (size_t)c->act_row_max);
-    c->attn_scratch_len = ((int64_t)hp->head_dim + kv->block_size + 15) & ~(int64_t)15;
+    c->attn_scratch_len = attn_scratch_len(hp);
     ALLOC(c->attn_scratch, (size_t)n_threads * (size_t)c->attn_scratch_len);
     ALLOC(c->entry_blocks, nb);
+    c->units_cap = attn_units_cap(n_threads);
+    const size_t cap = c->units_cap > 0 ? (size_t)c->units_cap : 1;
+    ALLOC(c->attn_units, cap);
+    ALLOC(c->attn_pairs, cap);
+    ALLOC(c->attn_parts, cap * (size_t)REALM__ATTN_PART(hp->n_head / hp->n_head_kv, hp->head_dim));
 #undef ALLOC
     if (!c->x || !c->xn || !c->q || !c->kk || !c->vv || !c->att || !c->g || !c->u || !c->rope_cos ||
-        !c->rope_sin || !c->act || !c->attn_scratch || !c->entry_blocks) {
+        !c->rope_sin || !c->act || !c->attn_scratch || !c->entry_blocks || !c->attn_units ||
+        !c->attn_pairs || !c->attn_parts) {
         realm_ctx_free(c);
         return realm__error(REALM_ERR_NOMEM, "out of memory for a compute context of %llu MiB",
                             (unsigned long long)(realm_ctx_bytes(m, p) >> 20));
@@ -158,6 +197,9 @@ void realm_ctx_free(realm_ctx *c)
     free(c->act);
     free(c->attn_scratch);
     free((void *)c->entry_blocks);
+    free(c->attn_units);
+    free(c->attn_pairs);
+    free(c->attn_parts);
     free(c);
 }
 
@@ -289,73 +331,185 @@ static void matmul(realm_ctx *c, int n_mats, const weight *const *w, float *cons
     realm_threadpool_run(c->tp, matmul_part, &t);
 }
 
-/* Attention of every (entry, head) pair over its sequence's cached keys. */
+/* ---- attention ------------------------------------------------------------ */
+
+void realm__attn_range(const realm_ops *ops, const realm_kv_cache *kv, int l, const int32_t *blocks,
+                       int32_t p0, int32_t p1, int g, const float *q, float *scratch, float *part)
+{
+    const int hd = kv->model->hp.head_dim;
+    const int nq = kv->model->hp.n_head / kv->model->hp.n_head_kv;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *m = part, *lsum = part + nq, *acc = part + 2 * nq;
+    for (int r = 0; r < nq; r++) {
+        m[r] = -INFINITY;
+        lsum[r] = 0;
+    }
+    memset(acc, 0, (size_t)nq * (size_t)hd * sizeof *acc);
+    const int64_t ld = (int64_t)(kv->row_bytes / sizeof(uint16_t));
+    /* tiles of up to TILE keys, never across a block */
+    for (int32_t p = p0; p < p1;) {
+        const int32_t slot = p % kv->block_size;
+        int32_t cnt = kv->block_size - slot;
+        cnt = cnt < p1 - p ? cnt : p1 - p;
+        cnt = cnt < REALM__ATTN_TILE ? cnt : REALM__ATTN_TILE;
+        const size_t off = (size_t)blocks[p / kv->block_size] * kv->block_bytes +
+                           (size_t)slot * kv->row_bytes + (size_t)g * (size_t)hd * sizeof(uint16_t);
+        ops->attn_f16(hd, nq, q, cnt, (const uint16_t *)(kv->k[l] + off),
+                      (const uint16_t *)(kv->v[l] + off), ld, scale, m, lsum, acc, scratch);
+        p += cnt;
+    }
+}
+
+void realm__attn_merge(int nq, int hd, float *into, const float *part)
+{
+    for (int r = 0; r < nq; r++) {
+        const float ma = into[r], mb = part[r];
+        const float mx = ma > mb ? ma : mb;
+        const float ca = expf(ma - mx), cb = expf(mb - mx);
+        into[r] = mx;
+        into[nq + r] = into[nq + r] * ca + part[nq + r] * cb;
+        float *a = into + 2 * nq + (int64_t)r * hd;
+        const float *b = part + 2 * nq + (int64_t)r * hd;
+        for (int i = 0; i < hd; i++)
+            a[i] = a[i] * ca + b[i] * cb;
+    }
+}
+
+void realm__attn_finish(int nq, int hd, const float *part, float *out)
+{
+    for (int r = 0; r < nq; r++) {
+        const float inv = 1.0f / part[nq + r];
+        const float *a = part + 2 * nq + (int64_t)r * hd;
+        for (int i = 0; i < hd; i++)
+            out[(int64_t)r * hd + i] = a[i] * inv;
+    }
+}
+
+void realm__attention(const realm_ops *ops, const realm_kv_cache *kv, int l, const int32_t *blocks,
+                      int32_t n_pos, int g, const float *q, float *scratch, float *out)
+{
+    const int hd = kv->model->hp.head_dim;
+    const int nq = kv->model->hp.n_head / kv->model->hp.n_head_kv;
+    float *run = scratch, *part = run + REALM__ATTN_PART(nq, hd);
+    float *ks = part + REALM__ATTN_PART(nq, hd);
+    for (int32_t p0 = 0; p0 < n_pos; p0 += REALM__ATTN_CHUNK) {
+        const int32_t p1 = n_pos - p0 < REALM__ATTN_CHUNK ? n_pos : p0 + REALM__ATTN_CHUNK;
+        realm__attn_range(ops, kv, l, blocks, p0, p1, g, q, ks, p0 == 0 ? run : part);
+        if (p0 > 0)
+            realm__attn_merge(nq, hd, run, part);
+    }
+    realm__attn_finish(nq, hd, run, out);
+}
+
 struct attn_task {
     realm_ctx *c;
     const realm_batch *b;
     int layer;
 };
 
-/*
- * Attention of one query head over positions [0, n_pos) of a sequence whose
- * blocks are `blocks`, with KV head g of layer l: out = sum_j softmax_j(q . k_j
- * / sqrt(d)) v_j. Blocks are visited in order; within a block all scores are
- * computed first, the running maximum is updated once, and the accumulator
- * rescaled only when the maximum grows (online softmax), so no score matrix
- * is materialised. scratch: head_dim + block_size floats.
- */
-void realm__attention(const realm_ops *ops, const realm_kv_cache *kv, int l, const int32_t *blocks,
-                      int32_t n_pos, int g, const float *q, float *scratch, float *out)
-{
-    const int hd = kv->model->hp.head_dim;
-    const float scale = 1.0f / sqrtf((float)hd);
-    float *acc = scratch, *sc = scratch + hd;
-    float m = -INFINITY, l_sum = 0;
-    memset(acc, 0, (size_t)hd * sizeof *acc);
-    for (int32_t p0 = 0; p0 < n_pos; p0 += kv->block_size) {
-        const size_t boff = (size_t)blocks[p0 / kv->block_size] * kv->block_bytes +
-                            (size_t)g * (size_t)hd * sizeof(uint16_t);
-        const uint8_t *kb = kv->k[l] + boff, *vb = kv->v[l] + boff;
-        const int32_t cnt = n_pos - p0 < kv->block_size ? n_pos - p0 : kv->block_size;
-        float mb = -INFINITY;
-        for (int32_t j = 0; j < cnt; j++) {
-            sc[j] =
-                ops->dot_f16_f32(hd, (const uint16_t *)(kb + (size_t)j * kv->row_bytes), q) * scale;
-            mb = sc[j] > mb ? sc[j] : mb;
-        }
-        if (mb > m) {
-            const float corr = expf(m - mb); /* 0 on the first block */
-            l_sum *= corr;
-            ops->scale_f32(hd, corr, acc);
-            m = mb;
-        }
-        for (int32_t j = 0; j < cnt; j++) {
-            const float w = expf(sc[j] - m);
-            l_sum += w;
-            ops->axpy_f16(hd, w, (const uint16_t *)(vb + (size_t)j * kv->row_bytes), acc);
-        }
-    }
-    const float inv = 1.0f / l_sum;
-    for (int i = 0; i < hd; i++)
-        out[i] = acc[i] * inv;
-}
-
-/* Every (entry, head) pair of the batch, split between threads. */
+/* Whole (entry, KV head) pairs, split between threads. */
 static void attn_part(void *arg, int ith, int nth)
 {
     struct attn_task *t = arg;
     realm_ctx *c = t->c;
     const realm_hparams *hp = &c->m->hp;
-    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    const int hd = hp->head_dim, nq = hp->n_head / hp->n_head_kv;
     const int64_t q_dim = (int64_t)hp->n_head * hd;
     float *scratch = c->attn_scratch + (size_t)ith * (size_t)c->attn_scratch_len;
-    const int64_t pairs = (int64_t)t->b->n * hp->n_head;
+    const int64_t pairs = (int64_t)t->b->n * hp->n_head_kv;
     for (int64_t pi = ith; pi < pairs; pi += nth) {
-        const int32_t e = (int32_t)(pi / hp->n_head);
-        const int h = (int)(pi % hp->n_head);
-        const int64_t off = e * q_dim + (int64_t)h * hd;
-        realm__attention(c->ops, c->kv, t->layer, c->entry_blocks[e], t->b->pos[e] + 1, h / group,
+        const int32_t e = (int32_t)(pi / hp->n_head_kv);
+        const int g = (int)(pi % hp->n_head_kv);
+        const int64_t off = e * q_dim + (int64_t)g * nq * hd;
+        realm__attention(c->ops, c->kv, t->layer, c->entry_blocks[e], t->b->pos[e] + 1, g,
                          c->q + off, scratch, c->att + off);
+    }
+}
+
+/* Split-K, first half: each thread a contiguous range of chunks, each chunk's
+ * partial to its own slot. */
+static void attn_units_part(void *arg, int ith, int nth)
+{
+    struct attn_task *t = arg;
+    realm_ctx *c = t->c;
+    const realm_hparams *hp = &c->m->hp;
+    const int hd = hp->head_dim, nq = hp->n_head / hp->n_head_kv;
+    const int64_t q_dim = (int64_t)hp->n_head * hd, pf = REALM__ATTN_PART(nq, hd);
+    float *scratch = c->attn_scratch + (size_t)ith * (size_t)c->attn_scratch_len;
+    const int32_t u0 = (int32_t)((int64_t)c->n_units * ith / nth);
+    const int32_t u1 = (int32_t)((int64_t)c->n_units * (ith + 1) / nth);
+    for (int32_t u = u0; u < u1; u++) {
+        const attn_unit *un = &c->attn_units[u];
+        realm__attn_range(c->ops, c->kv, t->layer, c->entry_blocks[un->e], un->p0, un->p1, un->g,
+                          c->q + un->e * q_dim + (int64_t)un->g * nq * hd, scratch,
+                          c->attn_parts + u * pf);
+    }
+}
+
+/* Split-K, second half: each pair's partials merged in chunk order. */
+static void attn_merge_part(void *arg, int ith, int nth)
+{
+    struct attn_task *t = arg;
+    realm_ctx *c = t->c;
+    const realm_hparams *hp = &c->m->hp;
+    const int hd = hp->head_dim, nq = hp->n_head / hp->n_head_kv;
+    const int64_t q_dim = (int64_t)hp->n_head * hd, pf = REALM__ATTN_PART(nq, hd);
+    for (int32_t pi = ith; pi < c->n_pairs; pi += nth) {
+        const attn_pair *pr = &c->attn_pairs[pi];
+        float *run = c->attn_parts + pr->u0 * pf;
+        for (int32_t i = 1; i < pr->n; i++)
+            realm__attn_merge(nq, hd, run, run + i * pf);
+        realm__attn_finish(nq, hd, run, c->att + pr->e * q_dim + (int64_t)pr->g * nq * hd);
+    }
+}
+
+/*
+ * Choose how this pass's attention is split: by whole (entry, KV head)
+ * pairs when there are enough of them for every thread (prompts, batches
+ * of many streams), else (a few long streams) by chunks of positions, so
+ * that one long sequence keeps every core busy. Either way the result is the
+ * same bits (model_internal.h).
+ */
+static void attn_plan(realm_ctx *c, const realm_batch *b)
+{
+    const realm_hparams *hp = &c->m->hp;
+    const int nth = realm_threadpool_size(c->tp);
+    const int64_t pairs = (int64_t)b->n * hp->n_head_kv;
+    c->n_units = c->n_pairs = 0;
+    if (nth < 2 || pairs >= 4 * (int64_t)nth)
+        return;
+    int64_t units = 0;
+    for (int32_t e = 0; e < b->n; e++)
+        units += (int64_t)hp->n_head_kv * ((b->pos[e] + REALM__ATTN_CHUNK) / REALM__ATTN_CHUNK);
+    if (units <= pairs || units > c->units_cap)
+        return; /* nothing to split, or too much to hold */
+    for (int32_t e = 0; e < b->n; e++) {
+        const int32_t n_pos = b->pos[e] + 1;
+        for (int g = 0; g < hp->n_head_kv; g++) {
+            c->attn_pairs[c->n_pairs++] = (attn_pair){e, g, c->n_units, 0};
+            for (int32_t p0 = 0; p0 < n_pos; p0 += REALM__ATTN_CHUNK) {
+                const int32_t p1 = n_pos - p0 < REALM__ATTN_CHUNK ? n_pos : p0 + REALM__ATTN_CHUNK;
+                c->attn_units[c->n_units++] = (attn_unit){e, g, p0, p1};
+                c->attn_pairs[c->n_pairs - 1].n++;
+            }
+        }
+    }
+}
+
+int32_t realm__ctx_attn_units(const realm_ctx *c)
+{
+    return c->n_units;
+}
+
+/* Attention of every entry of the batch over its sequence's cache, layer l. */
+static void attention(realm_ctx *c, const realm_batch *b, int l)
+{
+    struct attn_task t = {c, b, l};
+    if (c->n_units > 0) {
+        realm_threadpool_run(c->tp, attn_units_part, &t);
+        realm_threadpool_run(c->tp, attn_merge_part, &t);
+    } else {
+        realm_threadpool_run(c->tp, attn_part, &t);
     }
 }
 
@@ -459,6 +613,7 @@ static int forward(realm_ctx *c, const realm_batch *b, float *logits)
     for (int32_t e = 0; e < n; e++)
         realm__rope_cache(hp, m->rope_freqs, b->pos[e], c->rope_cos + e * half,
                           c->rope_sin + e * half);
+    attn_plan(c, b);
 
     for (int l = 0; l < hp->n_layer; l++) {
         const layer *L = &m->layers[l];
@@ -489,8 +644,7 @@ static int forward(realm_ctx *c, const realm_batch *b, float *logits)
                               c->rope_sin + e * half);
             kv_store(c, b, l, e);
         }
-        struct attn_task at = {c, b, l};
-        realm_threadpool_run(c->tp, attn_part, &at);
+        attention(c, b, l);
 
         convert_act(c, c->att, q_dim, q_dim, n, L->wo.type);
         const weight *wo = &L->wo;

@@ -83,7 +83,44 @@ void realm__rope_cache(const realm_hparams *hp, const float *freq_factors, int32
                        float *cos_out, float *sin_out);
 void realm__rope_apply(const realm_hparams *hp, float *v, int n_heads, const float *cs,
                        const float *sn);
+
+/*
+ * Attention over the paged cache, by KV head: the nq = n_head / n_head_kv
+ * query heads sharing KV head g are computed together (their rows are
+ * consecutive in an entry's q), reading each key and value once for all.
+ *
+ * A sequence's positions are cut into chunks of REALM__ATTN_CHUNK; each
+ * chunk gives a partial state (per query row: maximum score m, sum of
+ * weights l, weighted sum of values acc), and the partials are merged in
+ * chunk order. Whether the chunks of one head group are computed in turn by
+ * one thread or side by side by several (split-K), the same operations run
+ * in the same order, so the result is bitwise the same either way: the
+ * batch's size or make-up never changes a token's attention
+ * (realm_ctx_params.batch_invariant).
+ *
+ * A partial of nq rows is REALM__ATTN_PART(nq, hd) floats: m[nq], l[nq],
+ * acc[nq][hd].
+ */
+#define REALM__ATTN_CHUNK        256 /* positions per partial; fixed, see above */
+#define REALM__ATTN_TILE         64  /* keys per kernel call, at most */
+#define REALM__ATTN_PART(nq, hd) ((int64_t)(nq) * ((int64_t)(hd) + 2))
+/* Scratch floats realm__attention needs: two partials and the kernel's. */
+#define REALM__ATTN_SCRATCH(nq, hd)                                                                \
+    (2 * REALM__ATTN_PART(nq, hd) + (int64_t)(nq) * (REALM__ATTN_TILE + 2))
+
+/* The partial of KV head g's nq query rows q over positions [p0, p1) of the
+ * sequence whose blocks are `blocks`, layer l. scratch: nq * (TILE + 2) floats. */
+void realm__attn_range(const realm_ops *ops, const realm_kv_cache *kv, int l, const int32_t *blocks,
+                       int32_t p0, int32_t p1, int g, const float *q, float *scratch, float *part);
+/* into = the partial of into's positions followed by part's. */
+void realm__attn_merge(int nq, int hd, float *into, const float *part);
+/* out row r = acc[r] / l[r]. */
+void realm__attn_finish(int nq, int hd, const float *part, float *out);
+/* Attention of KV head g's nq query rows over positions [0, n_pos), chunk
+ * after chunk, into out (nq rows of hd). scratch: REALM__ATTN_SCRATCH floats. */
 void realm__attention(const realm_ops *ops, const realm_kv_cache *kv, int l, const int32_t *blocks,
                       int32_t n_pos, int g, const float *q, float *scratch, float *out);
+/* Split-K units of ctx's last forward pass (0: split by whole pairs), for tests. */
+int32_t realm__ctx_attn_units(const realm_ctx *c);
 
 #endif
