@@ -29,6 +29,11 @@ static inline void v_store_h(uint16_t *p, V v)
 {
     _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
 }
+static inline V v_load_bf(const uint16_t *p)
+{
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
 static inline V v_add(V a, V b)
 {
     return _mm512_add_ps(a, b);
