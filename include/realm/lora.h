@@ -115,6 +115,17 @@ typedef struct realm_lora_set {
     const realm_lora_item *items;
 } realm_lora_set;
 
+/*
+ * The canonical form of set: its adapters in realm_lora_id order, each once
+ * with its summed scale, none of scale 0, into out (room for
+ * REALM_LORA_MAX_SET items; *n_out of them, possibly 0). Two sets that act
+ * alike have the same canonical form. REALM_ERR_INVAL, naming the item, for
+ * a set over the limits, an item without an adapter, an adapter loaded for
+ * another model than base, or a scale that is not finite.
+ */
+int realm_lora_set_normalize(const realm_model *base, const realm_lora_set *set,
+                             realm_lora_item *out, int32_t *n_out);
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus

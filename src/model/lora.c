@@ -280,8 +280,8 @@ uint64_t realm_lora_id(const realm_lora *a)
     return a->id;
 }
 
-int realm__lora_set_canon(const realm_model *base, const realm_lora_set *set, realm_lora_item *out,
-                          int32_t *n_out)
+int realm_lora_set_normalize(const realm_model *base, const realm_lora_set *set,
+                             realm_lora_item *out, int32_t *n_out)
 {
     *n_out = 0;
     if (set->n < 0 || set->n > REALM_LORA_MAX_SET || (set->n > 0 && set->items == NULL))

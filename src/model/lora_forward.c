@@ -4,7 +4,7 @@
  * adapter's low-rank term runs over only the entries that use it.
  *
  * Plan (once per pass, realm__lora_plan): the batch's sets in canonical form
- * (realm__lora_set_canon), then the distinct adapters in id order, each with
+ * (realm_lora_set_normalize), then the distinct adapters in id order, each with
  * its "pairs": the entries using it, in batch order, and their scales.
  *
  * Apply (per group of weights sharing an input, realm__lora_apply):
@@ -139,7 +139,7 @@ int realm__lora_plan(lora_pass *p, int32_t n, const realm_batch_lora *bl, bool *
                                 "batch entry %d: adapter set %d (the batch has %d; -1: none)", e, s,
                                 bl->n_sets);
         realm_lora_item *c = p->canon + (size_t)e * REALM_LORA_MAX_SET;
-        int rc = realm__lora_set_canon(p->m, &bl->sets[s], c, &p->n_canon[e]);
+        int rc = realm_lora_set_normalize(p->m, &bl->sets[s], c, &p->n_canon[e]);
         if (rc < 0) {
             char msg[300];
             snprintf(msg, sizeof msg, "%s", realm_last_error());

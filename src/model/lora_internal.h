@@ -50,14 +50,6 @@ static inline const lora_weight *lora__weight(const realm_lora *a, int layer, in
 /* "attn_q" ... "ffn_down". */
 const char *realm__lora_kind_name(int kind);
 
-/*
- * A set in canonical form: distinct adapters in realm_lora_id order, their
- * scales summed, scale-0 items dropped. Checks the set (adapters of base,
- * limits); on error a message naming the problem. *n_out may be 0.
- */
-int realm__lora_set_canon(const realm_model *base, const realm_lora_set *set, realm_lora_item *out,
-                          int32_t *n_out);
-
 /* ---- the forward pass ---------------------------------------------------- */
 
 /* Per-context state of the LoRA part of a pass (scratch sized for n_batch). */
