@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "core/clock_internal.h"
+#include "lora_args.h"
 #include "model_files.h"
 #include "realm/engine.h"
 #include "realm/error.h"
@@ -28,6 +29,7 @@ typedef struct run_opts {
     float temp, top_p, min_p;
     unsigned long long seed;
     bool echo, mlock, verbose, n_predict_set, seed_set;
+    cli_lora_args lora; /* --lora, --lora-scaled */
 } run_opts;
 
 static bool parse_float(const char *opt, const char *v, float lo, float hi, float *out)
@@ -92,7 +94,14 @@ static int parse_args(int argc, char **argv, run_opts *o)
             ok = parse_float(a, v, 0, 1, &o->top_p);
         else if (!strcmp(a, "--min-p"))
             ok = parse_float(a, v, 0, 1, &o->min_p);
-        else if (!strcmp(a, "--no-echo"))
+        else if (!strcmp(a, "--lora")) {
+            if (!cli_lora_parse(CMD, a, v, false, &o->lora))
+                return 1;
+        } else if (!strcmp(a, "--lora-scaled")) {
+            if (!cli_lora_add(CMD, a, v, v ? (i + 2 < argc ? argv[i + 2] : NULL) : NULL, &o->lora))
+                return 1;
+            i++; /* and the scale */
+        } else if (!strcmp(a, "--no-echo"))
             o->echo = false, takes = false;
         else if (!strcmp(a, "--mlock"))
             o->mlock = true, takes = false;
@@ -145,13 +154,14 @@ static int run_chat(const run_opts *o)
                      .min_p = o->min_p,
                      .seed = o->seed_set ? o->seed : REALM_SEED_RANDOM},
         .verbose = o->verbose,
+        .lora = &o->lora,
     };
     return cli_run_chat(&c);
 }
 
 static int run_run(int argc, char **argv)
 {
-    run_opts o;
+    static run_opts o; /* (its adapters' paths are large) */
     if (parse_args(argc, argv, &o) != 0)
         return 1;
     if (o.prompt == NULL)
@@ -168,6 +178,8 @@ static int run_run(int argc, char **argv)
     realm_detok_stream *ds = NULL;
     realm_token *ids = NULL;
     float *logits = NULL;
+    realm_lora *ads[CLI_LORA_MAX] = {0};
+    realm_lora_item items[CLI_LORA_MAX];
     int rc = 1;
 
     if (realm_model_load(path, &(realm_model_params){.mlock = o.mlock}, &m) < 0 ||
@@ -175,6 +187,11 @@ static int run_run(int argc, char **argv)
         cli_error(CMD, "%s", realm_last_error());
         goto done;
     }
+    if (!cli_lora_load(CMD, m, &o.lora, ads))
+        goto done;
+    for (int i = 0; i < o.lora.n; i++)
+        items[i] = (realm_lora_item){ads[i], o.lora.scale[i]};
+    const realm_lora_set set = {o.lora.n, items};
     const realm_hparams *hp = realm_model_hparams(m);
     if (realm_tokenizer_n_vocab(tok) > hp->n_vocab) {
         cli_error(CMD, "the tokenizer has %d tokens but the model only %d",
@@ -210,6 +227,10 @@ static int run_run(int argc, char **argv)
     fprintf(stderr, "memory: weights %s (mapped, shared), KV cache %s for %ld tokens, scratch %s\n",
             cli_format_bytes(weights, b1, sizeof b1), cli_format_bytes(kv_bytes, b2, sizeof b2),
             n_ctx, cli_format_bytes(scratch, b3, sizeof b3));
+    if (o.lora.n > 0) {
+        static char desc[8192];
+        fprintf(stderr, "LoRA: %s\n", cli_lora_describe(&o.lora, ads, desc, sizeof desc));
+    }
     if (o.mem_budget > 0 && weights + kv_bytes + scratch > o.mem_budget) {
         cli_error(CMD,
                   "the model needs %s (weights, KV cache and scratch), more than the memory "
@@ -248,6 +269,8 @@ static int run_run(int argc, char **argv)
     double t0 = realm__now();
     const int32_t nb = (int32_t)(o.n_batch < n_ctx ? o.n_batch : n_ctx);
     int32_t *pos = malloc((size_t)nb * sizeof *pos), *seqs = malloc((size_t)nb * sizeof *seqs);
+    int32_t *sets = calloc((size_t)nb, sizeof *sets); /* every entry: set 0 */
+    const realm_batch_lora bl = {sets, &set, 1};
     for (int32_t at = 0; at < n_prompt; at += nb) {
         const int32_t len = n_prompt - at < nb ? n_prompt - at : nb;
         for (int32_t i = 0; i < len; i++) {
@@ -255,9 +278,10 @@ static int run_run(int argc, char **argv)
             seqs[i] = seq;
         }
         realm_batch b = {len, ids + at, pos, seqs, NULL};
-        if (realm_forward(ctx, &b, logits) < 0) {
+        if (realm_forward_lora(ctx, &b, o.lora.n ? &bl : NULL, logits) < 0) {
             free(pos);
             free(seqs);
+            free(sets);
             cli_error(CMD, "%s", realm_last_error());
             goto done;
         }
@@ -279,7 +303,8 @@ static int run_run(int argc, char **argv)
             break;
         int32_t p = n_prompt + n_gen;
         realm_batch b = {1, &next, &p, &seq, NULL};
-        if (realm_forward(ctx, &b, logits) < 0) {
+        if (realm_forward_lora(ctx, &b, o.lora.n ? &bl : NULL, logits) < 0) {
+            free(sets);
             cli_error(CMD, "%s", realm_last_error());
             goto done;
         }
@@ -289,6 +314,7 @@ static int run_run(int argc, char **argv)
     else
         n_gen = (int32_t)o.n_predict;
     const double t_gen = realm__now() - t0;
+    free(sets);
     realm_detok_stream_flush(ds);
     drain(ds);
     fputc('\n', stdout);
@@ -306,6 +332,7 @@ done:
     realm_ctx_free(ctx);
     realm_kv_cache_free(kv);
     realm_tokenizer_free(tok);
+    cli_lora_free(ads, o.lora.n);
     realm_model_free(m);
     return rc;
 }
@@ -317,6 +344,7 @@ const cli_command cli_cmd_run = {
     "usage: realm run NAME|MODEL.gguf [-p PROMPT] [-n N] [-t THREADS] [-c CTX] [-b BATCH]\n"
     "                 [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S]\n"
     "                 [--mem-budget SIZE] [--models-dir DIR] [--chat-template NAME]\n"
+    "                 [--lora FILE[:SCALE]]... [--lora-scaled FILE SCALE]...\n"
     "                 [--no-echo] [--mlock] [--verbose]\n"
     "\n"
     "The model is a GGUF file (any part of a split one) or the name of a pulled model\n"
@@ -352,6 +380,10 @@ const cli_command cli_cmd_run = {
     "  --models-dir DIR  where pulled models are (see 'realm help models')\n"
     "  --chat-template NAME  chat: this template instead of the model's own (see\n"
     "                'realm chat-template --list')\n"
+    "  --lora FILE[:SCALE]  apply the LoRA adapter in FILE (GGUF, as llama.cpp's\n"
+    "                convert_lora_to_gguf.py writes it) at SCALE (default 1), unmerged;\n"
+    "                repeatable: the adapters add up (at most 8, total rank 256)\n"
+    "  --lora-scaled FILE SCALE  the same, llama.cpp's spelling\n"
     "  --no-echo     -p: do not print the prompt\n"
     "  --mlock       -p: lock the model in RAM so it is never paged out; fails if the\n"
     "                locked-memory limit is too low (raise it with `ulimit -l`)\n"
