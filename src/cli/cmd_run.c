@@ -95,12 +95,15 @@ static int parse_args(int argc, char **argv, run_opts *o)
         else if (!strcmp(a, "--min-p"))
             ok = parse_float(a, v, 0, 1, &o->min_p);
         else if (!strcmp(a, "--lora")) {
-            if (!cli_lora_parse(CMD, a, v, false, &o->lora))
+            if (!cli_lora_parse_list(CMD, a, v, false, false, &o->lora))
                 return 1;
-        } else if (!strcmp(a, "--lora-scaled")) {
+        } else if (!strcmp(a, "--lora-scaled") && cli_lora_has_scale(v)) {
+            if (!cli_lora_parse_list(CMD, a, v, true, false, &o->lora)) /* FILE:SCALE,... */
+                return 1;
+        } else if (!strcmp(a, "--lora-scaled")) { /* FILE SCALE */
             if (!cli_lora_add(CMD, a, v, v ? (i + 2 < argc ? argv[i + 2] : NULL) : NULL, &o->lora))
                 return 1;
-            i++; /* and the scale */
+            i++;
         } else if (!strcmp(a, "--no-echo"))
             o->echo = false, takes = false;
         else if (!strcmp(a, "--mlock"))
@@ -344,7 +347,7 @@ const cli_command cli_cmd_run = {
     "usage: realm run NAME|MODEL.gguf [-p PROMPT] [-n N] [-t THREADS] [-c CTX] [-b BATCH]\n"
     "                 [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S]\n"
     "                 [--mem-budget SIZE] [--models-dir DIR] [--chat-template NAME]\n"
-    "                 [--lora FILE[:SCALE]]... [--lora-scaled FILE SCALE]...\n"
+    "                 [--lora FILE[:SCALE][,...]]... [--lora-scaled FILE:SCALE[,...]]...\n"
     "                 [--no-echo] [--mlock] [--verbose]\n"
     "\n"
     "The model is a GGUF file (any part of a split one) or the name of a pulled model\n"
@@ -380,10 +383,12 @@ const cli_command cli_cmd_run = {
     "  --models-dir DIR  where pulled models are (see 'realm help models')\n"
     "  --chat-template NAME  chat: this template instead of the model's own (see\n"
     "                'realm chat-template --list')\n"
-    "  --lora FILE[:SCALE]  apply the LoRA adapter in FILE (GGUF, as llama.cpp's\n"
+    "  --lora FILE[:SCALE][,...]  apply the LoRA adapter in FILE (GGUF, as llama.cpp's\n"
     "                convert_lora_to_gguf.py writes it) at SCALE (default 1), unmerged;\n"
-    "                repeatable: the adapters add up (at most 8, total rank 256)\n"
-    "  --lora-scaled FILE SCALE  the same, llama.cpp's spelling\n"
+    "                repeatable or comma-separated: the adapters add up (at most 8,\n"
+    "                total rank 256)\n"
+    "  --lora-scaled FILE:SCALE[,...]  the same with the scale required, as llama.cpp\n"
+    "                takes it (also --lora-scaled FILE SCALE, its older form)\n"
     "  --no-echo     -p: do not print the prompt\n"
     "  --mlock       -p: lock the model in RAM so it is never paged out; fails if the\n"
     "                locked-memory limit is too low (raise it with `ulimit -l`)\n"

@@ -45,6 +45,40 @@ bool cli_lora_parse(const char *cmd, const char *opt, const char *val, bool allo
     return put(cmd, opt, val, strlen(val), 1.0f, a);
 }
 
+bool cli_lora_has_scale(const char *val)
+{
+    char item[4096];
+    float s;
+    if (val == NULL)
+        return false;
+    const char *comma = strchr(val, ','); /* the first item of a list */
+    snprintf(item, sizeof item, "%.*s", (int)(comma ? (size_t)(comma - val) : strlen(val)), val);
+    const char *colon = strrchr(item, ':');
+    return colon != NULL && colon != item && parse_scale(colon + 1, &s);
+}
+
+bool cli_lora_parse_list(const char *cmd, const char *opt, const char *val, bool need_scale,
+                         bool allow_none, cli_lora_args *a)
+{
+    if (val == NULL || *val == '\0')
+        return cli_error(cmd, "option %s needs a value", opt), false;
+    char item[4096];
+    for (const char *s = val; *s;) {
+        const char *comma = strchr(s, ',');
+        const size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        if (len >= sizeof item)
+            return cli_error(cmd, "%s: a path is too long", opt), false;
+        memcpy(item, s, len);
+        item[len] = '\0';
+        if (need_scale && !cli_lora_has_scale(item))
+            return cli_error(cmd, "%s: '%s' is not FILE:SCALE", opt, item), false;
+        if (!cli_lora_parse(cmd, opt, item, allow_none, a))
+            return false;
+        s += len + (comma != NULL);
+    }
+    return true;
+}
+
 bool cli_lora_add(const char *cmd, const char *opt, const char *path, const char *scale,
                   cli_lora_args *a)
 {

@@ -28,6 +28,14 @@ bool cli_lora_parse(const char *cmd, const char *opt, const char *val, bool allo
 /* Add FILE with the scale given apart (--lora-scaled FILE SCALE). */
 bool cli_lora_add(const char *cmd, const char *opt, const char *path, const char *scale,
                   cli_lora_args *a);
+/*
+ * Add a comma-separated list of FILE[:SCALE] (llama.cpp's --lora A,B and
+ * --lora-scaled A:0.5,B:1); with need_scale every item must have one.
+ */
+bool cli_lora_parse_list(const char *cmd, const char *opt, const char *val, bool need_scale,
+                         bool allow_none, cli_lora_args *a);
+/* Whether val (the first item of a list) ends in ":NUMBER": FILE:SCALE. */
+bool cli_lora_has_scale(const char *val);
 
 /*
  * Load every adapter of a for m: out[i] is adapter i (NULL for "none").

@@ -1,8 +1,10 @@
 # realm run and realm bench with LoRA adapters (stories260K and the adapters
-# of tests/data/lora): --lora changes the greedy text, FILE:SCALE and
-# --lora-scaled FILE SCALE agree, scale 0 is the base model, adapters add up
-# in any order, the chat takes them too; bench runs with --lora and
-# --lora-per-stream (JSON parses); bad adapters and arguments fail clearly.
+# of tests/data/lora): greedy text equal to llama.cpp's (llama-completion
+# --lora-scaled, tests/data/lora/reference), --lora changes the text,
+# FILE:SCALE, --lora-scaled FILE:SCALE and --lora-scaled FILE SCALE agree,
+# scale 0 is the base model, adapters add up in any order, comma lists, the
+# chat takes them too; bench runs with --lora and --lora-per-stream (JSON
+# parses); bad adapters and arguments fail clearly.
 . "$(dirname "$0")/lib.sh"
 M="$TD/models/stories260K.gguf"
 L="${REALM_SOURCE_DIR:?}/tests/data/lora"
@@ -20,6 +22,19 @@ checks=$((checks + 1)); [ "$(gen --lora "$R8:0")" = "$base" ] || fail "scale 0 i
 both=$(gen --lora "$R8:0.5" --lora "$QV")
 checks=$((checks + 1)); [ "$both" != "$half" ] || fail "a second adapter changes nothing"
 checks=$((checks + 1)); [ "$(gen --lora "$QV" --lora-scaled "$R8" 0.5)" = "$both" ] || fail "the adapters' order matters"
+checks=$((checks + 1)); [ "$(gen --lora-scaled "$QV:1,$R8:0.5")" = "$both" ] || fail "--lora-scaled A:1,B:0.5"
+checks=$((checks + 1)); [ "$(gen --lora "$R8:0.5,$QV")" = "$both" ] || fail "--lora A:0.5,B"
+
+# llama.cpp's greedy text with the same adapters (tests/data/lora/README.md)
+ref() { # FILE PROMPT LORA-SCALED: realm run's output and one more newline is FILE
+  checks=$((checks + 1))
+  { (cd "$L" && "$REALM_BIN" run "$M" -p "$2" -n 64 --temp 0 -t 2 --lora-scaled "$3" 2>/dev/null); echo; } |
+    cmp -s - "$L/reference/$1" || fail "$1: not llama.cpp's text: $(cd "$L" && "$REALM_BIN" run "$M" -p "$2" -n 64 --temp 0 --lora-scaled "$3" 2>/dev/null)"
+}
+ref r8-s1.0-once.stdout.txt "Once upon a time" stories260K-lora-r8.gguf:1.0
+ref r8-s0.5-park.stdout.txt "Lily and Tom went to the park" stories260K-lora-r8.gguf:0.5
+ref qv-s1.0-dog.stdout.txt "The little dog" stories260K-lora-qv-r4.gguf:1.0
+ref r8-s0.5-qv-s0.5-sam.stdout.txt "Sam had a big red" stories260K-lora-r8.gguf:0.5,stories260K-lora-qv-r4.gguf:0.5
 
 run "$REALM_BIN" run "$M" -p "Once upon a time" -n 4 --temp 0 --lora "$R8"
 expect_rc "run --lora" 0
@@ -46,6 +61,8 @@ expect_contains "--lora-scaled one value" "$OUT" "needs two values: FILE SCALE"
 run "$REALM_BIN" run "$M" -p hi --lora-scaled "$R8" x; expect_rc "--lora-scaled x" 1
 expect_contains "--lora-scaled x" "$OUT" "the scale 'x' is not a number"
 run "$REALM_BIN" run "$M" -p hi --lora; expect_rc "--lora no value" 1
+run "$REALM_BIN" run "$M" -p hi --lora-scaled "$R8:0.5,$QV"; expect_rc "--lora-scaled list without a scale" 1
+expect_contains "--lora-scaled list without a scale" "$OUT" "'$QV' is not FILE:SCALE"
 
 # bench
 run "$REALM_BIN" bench -m "$M" -p 16 -n 4 -r 1 -t 2 --lora "$R8:0.5" --batched 2 --npp 8 --ntg 4
