@@ -64,8 +64,7 @@ struct lora_pass {
     /* planning scratch: each entry's canonical set */
     realm_lora_item *canon; /* (max_pairs) REALM_LORA_MAX_SET per entry */
     int32_t *n_canon;       /* (n_batch) */
-    /* apply */
-    /* the group being computed (realm__lora_group) */
+    /* the group of weights being computed (realm__lora_group) */
     lora_job *jobs; /* (GROUP_MAX * max_pairs) */
     int32_t n_jobs;
     int64_t n_units;
