@@ -203,6 +203,10 @@ typedef struct realm_kv_ops {
     void *ud;
 } realm_kv_ops;
 
+/* realm_request_io.cancelled's answer when the client asked the request to
+ * stop early but still reads its answer. */
+#define REALM_IO_STOP 2
+
 /* The request and where the output goes; callbacks run on the calling
  * thread, during realm_instance_handle. Any of them may be NULL. The data
  * (or line) pointer a callback gets points into the guest's memory and is
@@ -225,8 +229,12 @@ typedef struct realm_request_io {
      * negative error the guest gets (e.g. REALM_ERR_EXISTS: too late) */
     int (*set_response)(void *ud, int status, const char *const *names, const char *const *values,
                         int n);
-    /* polled while the guest waits (every 20 ms at most): nonzero once the
-     * client has gone away; the request's generations are then cancelled and
+    /* polled while the guest waits (every 20 ms at most): 0 to go on;
+     * REALM_IO_STOP when the client asked to stop (a WebSocket client's
+     * response.cancel): the request's open generations, and any it starts
+     * later, are cancelled and end with finish reason "cancelled", and the
+     * guest goes on to answer; any other nonzero value once the client has
+     * gone away: the generations are cancelled, the guest is stopped and
      * realm_instance_handle returns REALM_ERR_INTERRUPTED */
     int (*cancelled)(void *ud);
     /* a generation of the request ended (or was cancelled with it): its
