@@ -28,7 +28,7 @@ typedef struct serve_cfg {
     cli_strings models, pins, templates, cors;
     const char *host, *models_dir, *data_dir, *admin_key_file, *api_key, *tls_cert, *tls_key;
     const char *module_cache;
-    long long port, threads, ctx, parallel, batch, workers, metrics_tenants;
+    long long port, threads, ctx, parallel, batch, workers, metrics_tenants, ws_max;
     uint64_t mem_budget, max_body, kv_max_value, kv_quota;
     double keep_alive, drain_timeout, read_timeout, responses_ttl;
     bool no_auth;
@@ -93,6 +93,9 @@ static const cli_opt serve_opts[] = {
      .env = true, .min = 1024, .max = 1ll << 30},
     {"workers", 0, CLI_OPT_INT, "N", "64", "requests running modules at once", O(workers),
      .env = true, .min = 1, .max = 4096},
+    {"ws-max-connections", 0, CLI_OPT_INT, "N", "1024",
+     "WebSocket connections (GET /v1/responses) open at once; one more is answered 503", O(ws_max),
+     .env = true, .min = 1, .max = 1 << 20},
     {"read-timeout", 0, CLI_OPT_DURATION, "DUR", "30s",
      "time a client has to send its request (slowloris)", O(read_timeout), .env = true, .fmin = 0.1,
      .fmax = 3600},
@@ -255,6 +258,7 @@ static int serve(serve_cfg *c)
     sp.n_cors_origins = c->cors.n;
     sp.max_body = c->max_body;
     sp.workers = (int32_t)c->workers;
+    sp.ws_max_connections = (int32_t)c->ws_max;
     sp.read_timeout_s = c->read_timeout;
     sp.drain_timeout_s = c->drain_timeout;
     sp.metrics_tenants = (int32_t)c->metrics_tenants;
@@ -321,12 +325,13 @@ static const char usage_head[] =
     "usage: realm serve [--model NAME=PATH ...] [--host ADDR] [--port N] [options]\n"
     "\n"
     "Serves /v1/chat/completions, /v1/completions and /v1/responses (streamed with SSE\n"
-    "when asked), /v1/models, /tokenize, /detokenize, /health, /ready and /metrics. Each tenant's\n"
-    "requests run in its WebAssembly module (the default OpenAI handler unless set\n"
-    "with realm tenant set T --module FILE); API keys select tenants (realm key\n"
-    "create). Every option can also be set with its REALM_* environment variable\n"
-    "(--data-dir: REALM_DATA_DIR). SIGINT or SIGTERM drains (running requests get\n"
-    "--drain-timeout to finish); a second one stops at once.\n";
+    "when asked; /v1/responses also as OpenAI's WebSocket mode), /v1/models, /tokenize,\n"
+    "/detokenize, /health, /ready and /metrics. Each tenant's requests run in its\n"
+    "WebAssembly module (the default OpenAI handler unless set with realm tenant set T\n"
+    "--module FILE); API keys select tenants (realm key create). Every option can also\n"
+    "be set with its REALM_* environment variable (--data-dir: REALM_DATA_DIR). SIGINT\n"
+    "or SIGTERM drains (running requests get --drain-timeout to finish, WebSockets are\n"
+    "then closed with 1001); a second one stops at once.\n";
 
 static char usage[8192];
 
