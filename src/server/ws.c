@@ -534,8 +534,15 @@ static void on_upgrade(void *cls, struct MHD_Connection *connection, void *con_c
     }
     wslay_event_config_set_max_recv_msg_length(c->ctx, s->p.max_body);
     fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
-    const int one = 1;
-    setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* (fails on TLS's pair) */
+    /* events go out as they come; a peer that vanished without a FIN (a cut
+     * network) is found by TCP keep-alive within about a minute, and its
+     * response cancelled (both fail harmlessly on the socket pair of TLS) */
+    const int one = 1, idle = 30, intvl = 10, cnt = 3;
+    setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(sock, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    setsockopt(sock, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(sock, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(sock, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
     /* on the loop's list and in its epoll set; EPOLLOUT fires at once, so the
      * loop reads what came with the handshake */
     ws_loop *l = s->ws;
