@@ -10,7 +10,7 @@
 // listens on 127.0.0.1 --port 0 with a key for tenant 'default', --max-body 64K, --cors-origin
 // https://app.example and --ws-max-connections 8, serving stories260K as 'tiny' and, for
 // generations long enough to act during them, a model of 25 M random parameters made by
-// make_test_model as 'slow'. Two more servers, keyless, test the drain. Every wait is bounded;
+// make_test_model as 'slow'. Three more servers, keyless, test the drain and TLS. Every wait is bounded;
 // every server is killed at the end, also when a test fails.
 'use strict';
 
@@ -77,10 +77,11 @@ function startServer(name, extra) {
     });
     readline.createInterface({ input: proc.stdout }).on('line', (line) => {
       s.text += line + '\n';
-      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(line);
+      const m = /listening on (https?):\/\/127\.0\.0\.1:(\d+)/.exec(line);
       if (m) {
         clearTimeout(timer);
-        s.port = Number(m[1]);
+        s.tls = m[1] === 'https';
+        s.port = Number(m[2]);
         resolve(s);
       }
     });
@@ -158,8 +159,8 @@ class Session {
 
   static open(s, { headers = {}, protocols, origin, useKey = true } = {}) {
     const h = { ...(useKey && key ? { Authorization: `Bearer ${key}` } : {}), ...headers };
-    const ws = new WebSocket(`ws://127.0.0.1:${s.port}/v1/responses`, protocols,
-      { headers: h, origin, handshakeTimeout: 10_000 });
+    const ws = new WebSocket(`${s.tls ? 'wss' : 'ws'}://127.0.0.1:${s.port}/v1/responses`,
+      protocols, { headers: h, origin, handshakeTimeout: 10_000, rejectUnauthorized: false });
     return new Promise((resolve, reject) => {
       const session = new Session(ws);
       ws.once('open', () => resolve(session));
@@ -619,3 +620,24 @@ test('at the drain deadline a response in flight ends cancelled, then 1001',
       key = savedKey;
     }
   });
+
+test('over TLS (wss): a response and a ping', { timeout: 120_000 }, async () => {
+  const cert = path.join(TMP, 'cert.pem'), pem = path.join(TMP, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', pem,
+    '-out', cert, '-days', '1', '-subj', '/CN=localhost'], { timeout: 60_000, stdio: 'ignore' });
+  const s = await startServer('tls', ['--tls-cert', cert, '--tls-key', pem]);
+  const savedKey = key;
+  key = '';
+  try {
+    const ws = await Session.open(s);
+    ws.ws.ping();
+    assert.equal((await ws.next()).kind, 'pong');
+    ws.send(create({ store: false }));
+    const events = await ws.response();
+    assert.equal(events[0].type, 'response.created');
+    assert.ok(TERMINAL.has(events.at(-1).type));
+    ws.close();
+  } finally {
+    key = savedKey;
+  }
+});
