@@ -10,8 +10,9 @@
 // listens on 127.0.0.1 --port 0 with a key for tenant 'default', --max-body 64K, --cors-origin
 // https://app.example and --ws-max-connections 8, serving stories260K as 'tiny' and, for
 // generations long enough to act during them, a model of 25 M random parameters made by
-// make_test_model as 'slow'. Three more servers, keyless, test the drain and TLS. Every wait is bounded;
-// every server is killed at the end, also when a test fails.
+// make_test_model as 'slow'. Three more servers, keyless, test the drain and TLS. Every wait
+// is bounded; the main server is stopped with SIGTERM last (it must exit 0, without a sanitizer
+// report under REALM_SANITIZE), and every server is killed at the end if a test failed.
 'use strict';
 
 const { test, before, after } = require('node:test');
@@ -99,6 +100,14 @@ function exited(s, ms) {
       resolve(code ?? signal);
     });
   });
+}
+
+// s (sent SIGTERM) exits 0 within ms, without a sanitizer report in its log.
+async function assertCleanExit(s, ms = 90_000) {
+  const code = await exited(s, ms);
+  const report = /(ERROR: (Address|Leak)Sanitizer|runtime error:)[^\n]*/.exec(s.log());
+  assert.ok(!report, `a sanitizer report:\n${s.log().slice(-6000)}`);
+  assert.equal(code, 0, `realm serve exited ${code}:\n${s.log().slice(-3000)}`);
 }
 
 // Polls fn (async, returning a boolean) every 50 ms for at most ms.
@@ -295,8 +304,8 @@ before(async () => {
 
 after(async () => {
   for (const s of servers) {
-    if (s === main && (s.proc.exitCode !== null || s.proc.signalCode !== null))
-      console.error(`realm serve ended during the test:\n${s.log()}`);
+    if (s.proc.signalCode !== null || (s.proc.exitCode !== null && s.proc.exitCode !== 0))
+      console.error(`realm serve ended (${s.proc.exitCode ?? s.proc.signalCode}):\n${s.log()}`);
     if (s.proc.exitCode === null && s.proc.signalCode === null) {
       s.proc.kill('SIGKILL');
       await exited(s, 10_000).catch(() => {});
@@ -595,7 +604,7 @@ test('a keyless server refuses any other origin; a drain finishes in-flight resp
       const events = await busy.response(60_000);
       assert.equal(events.at(-1).type, 'response.incomplete', 'the response in flight finishes');
       assert.equal((await busy.closedWith()).code, 1001, 'then its socket closes');
-      assert.equal(await exited(s, 30_000), 0);
+      await assertCleanExit(s);
     } finally {
       key = savedKey;
     }
@@ -615,7 +624,7 @@ test('at the drain deadline a response in flight ends cancelled, then 1001',
       assert.equal(events.at(-1).type, 'response.cancelled');
       assert.equal(events.at(-1).response.status, 'cancelled');
       assert.equal((await busy.closedWith()).code, 1001);
-      assert.equal(await exited(s, 30_000), 0);
+      await assertCleanExit(s);
     } finally {
       key = savedKey;
     }
@@ -636,8 +645,19 @@ test('over TLS (wss): a response and a ping', { timeout: 120_000 }, async () => 
     const events = await ws.response();
     assert.equal(events[0].type, 'response.created');
     assert.ok(TERMINAL.has(events.at(-1).type));
-    ws.close();
+    s.proc.kill('SIGTERM');
+    assert.equal((await ws.closedWith(30_000)).code, 1001);
+    await assertCleanExit(s);
   } finally {
     key = savedKey;
   }
+});
+
+// Last: the main server, after all of the above, drains and exits cleanly; under the sanitizers
+// (REALM_SANITIZE) that is where leaks are reported.
+test('the main server stops cleanly after all of the above', { timeout: 120_000 }, async () => {
+  const ws = await Session.open(main); // an idle connection is closed by the drain
+  main.proc.kill('SIGTERM');
+  assert.equal((await ws.closedWith(30_000)).code, 1001);
+  await assertCleanExit(main);
 });
