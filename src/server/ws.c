@@ -74,11 +74,13 @@ struct ws_conn {
     char *info;              /* the handshake's request_info: each response's template */
     char *pre;               /* bytes libmicrohttpd read past the handshake */
     size_t pre_len, pre_off;
-    req *cur;       /* the response in flight (a reference), or NULL */
-    double t_stop;  /* when cur was asked to stop (0: not) */
-    double t_close; /* when our close frame was queued (0: not) */
-    bool closed;    /* the socket is gone: nothing more is read or written */
-    bool in_list;   /* on the loop's list (holds the loop's reference) */
+    req *cur;                 /* the response in flight (a reference), or NULL */
+    double t_stop;            /* when cur was asked to stop (0: not) */
+    double t_close;           /* when we asked to close (0: not) */
+    uint16_t close_code;      /* our close frame, queued once what is before it is sent */
+    const char *close_reason; /* (a static string) */
+    bool closed;              /* the socket is gone: nothing more is read or written */
+    bool in_list;             /* on the loop's list (holds the loop's reference) */
     ws_conn *prev, *next;
 };
 
@@ -139,16 +141,33 @@ static void conn_close(ws_conn *c)
     atomic_fetch_sub(&c->s->n_ws, 1);
 }
 
-/* Queue a close frame (under c->mu); the reason is cut to what a frame holds. */
+/* Close the connection after the messages already queued (under c->mu; the
+ * next conn_send queues the frame): wslay sends control frames before
+ * data, so a close queued at once could overtake a response's last event. */
 static void conn_queue_close(ws_conn *c, uint16_t code, const char *reason)
 {
-    if (c->closed || wslay_event_get_close_sent(c->ctx) || c->t_close > 0)
+    if (c->closed || c->t_close > 0)
         return;
-    const size_t n = strlen(reason);
-    if (wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason, n > 120 ? 120 : n) == 0)
-        c->t_close = realm__now();
+    c->t_close = realm__now();
+    c->close_code = code;
+    c->close_reason = reason;
     if (c->cur) /* the peer will read nothing more: the response stops */
         atomic_store(&c->cur->cancelled, 1);
+}
+
+/* Send what the socket takes now, then a close asked for once nothing is
+ * before it (under c->mu). Negative when the socket failed. */
+static int conn_send(ws_conn *c)
+{
+    if (wslay_event_send(c->ctx) < 0)
+        return -1;
+    if (!c->close_code || wslay_event_want_write(c->ctx))
+        return 0;
+    const size_t n = strlen(c->close_reason); /* (a failure: wslay already sent one) */
+    wslay_event_queue_close(c->ctx, c->close_code, (const uint8_t *)c->close_reason,
+                            n > 120 ? 120 : n);
+    c->close_code = 0;
+    return wslay_event_send(c->ctx);
 }
 
 /* Queue one text message (under c->mu); false when it cannot be sent. */
@@ -172,7 +191,7 @@ static void conn_flush(ws_conn *c)
 {
     if (c->closed)
         return;
-    if (wslay_event_send(c->ctx) < 0)
+    if (conn_send(c) < 0)
         conn_close(c); /* the socket failed (the loop drops it) */
     else
         conn_arm(c);
@@ -366,7 +385,7 @@ static void conn_io(ws_conn *c, uint32_t events)
         conn_close(c); /* the peer is gone, or broke the protocol */
         return;
     }
-    if (wslay_event_send(c->ctx) < 0 || hup ||
+    if (conn_send(c) < 0 || hup ||
         (!wslay_event_want_read(c->ctx) && !wslay_event_want_write(c->ctx))) {
         conn_close(c); /* the close handshake is done, the peer left, or the socket failed */
         return;
@@ -543,8 +562,11 @@ static void on_upgrade(void *cls, struct MHD_Connection *connection, void *con_c
     setsockopt(sock, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
     setsockopt(sock, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
     setsockopt(sock, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    realm__log(REALM_LOG_DEBUG, "%s: WebSocket connection open (tenant %s)", c->id,
+               c->tenant->rec.name);
     /* on the loop's list and in its epoll set; EPOLLOUT fires at once, so the
-     * loop reads what came with the handshake */
+     * loop reads what came with the handshake (and may close and free c as
+     * soon as the list lock is let go: c is not touched after that) */
     ws_loop *l = s->ws;
     pthread_mutex_lock(&l->mu);
     if (atomic_load(&l->stopping)) { /* too late: the server is stopping */
@@ -561,16 +583,14 @@ static void on_upgrade(void *cls, struct MHD_Connection *connection, void *con_c
     l->head = c;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP, .data.ptr = c};
     const bool ok = epoll_ctl(l->ep, EPOLL_CTL_ADD, sock, &ev) == 0;
-    pthread_mutex_unlock(&l->mu);
     if (!slot)
         atomic_fetch_add(&s->n_ws, 1);
-    if (!ok) {
+    if (!ok) { /* closed now; the loop drops it from its list */
         pthread_mutex_lock(&c->mu);
         conn_close(c);
-        pthread_mutex_unlock(&c->mu); /* the loop drops it from its list */
+        pthread_mutex_unlock(&c->mu);
     }
-    realm__log(REALM_LOG_DEBUG, "%s: WebSocket connection open (tenant %s)", c->id,
-               c->tenant->rec.name);
+    pthread_mutex_unlock(&l->mu);
 }
 
 void realm__ws_handshake(req *r, struct MHD_Connection *c, const char *protocol)
@@ -809,8 +829,8 @@ void realm__ws_close_all(server *s)
         pending = false;
         for (ws_conn *c = l->head; c; c = c->next) {
             pthread_mutex_lock(&c->mu);
-            if (!c->closed && wslay_event_want_write(c->ctx)) {
-                if (wslay_event_send(c->ctx) < 0)
+            if (!c->closed && (wslay_event_want_write(c->ctx) || c->close_code)) {
+                if (conn_send(c) < 0)
                     conn_close(c);
                 else
                     pending |= wslay_event_want_write(c->ctx) != 0;
