@@ -418,6 +418,16 @@ static void ev_end(rg_buf *b, const resp *r)
     rg_emit(b->data, (uint32_t)b->len);
 }
 
+/* Send the stream's last event and end the response with it: as the body of
+ * rg_respond, so that on a WebSocket the event and the end of the response
+ * are one step (a client may send its next response.create as soon as it
+ * reads this event). */
+static void ev_last(rg_buf *b, const resp *r)
+{
+    rg_buf_puts(b, r->ws ? "}" : "}\n\n");
+    rg_respond(200, b->data, (uint32_t)b->len);
+}
+
 /* The members that place an event in the output: item_id, output_index,
  * content_index. */
 static void put_place(rg_buf *b, const resp *r)
@@ -445,8 +455,7 @@ static int32_t stream_failed(resp *r, const char *what)
     ev_begin(&ev, r, "response.failed");
     rg_buf_puts(&ev, ",\"response\":");
     put_response(&ev, r, "failed", m.data);
-    ev_end(&ev, r);
-    rg_respond(200, "", 0);
+    ev_last(&ev, r);
     return 500;
 }
 
@@ -725,8 +734,7 @@ static int32_t create(const char *body, size_t len, const req_info *ri)
                               : "response.completed");
     rg_buf_puts(&ev, ",\"response\":");
     rg_buf_put(&ev, obj.data, obj.len);
-    ev_end(&ev, &r);
-    rg_respond(200, "", 0);
+    ev_last(&ev, &r);
     return 200;
 }
 
