@@ -15,7 +15,7 @@
 // report under REALM_SANITIZE), and every server is killed at the end if a test failed.
 'use strict';
 
-const { test, before, after } = require('node:test');
+const { test, before, after, afterEach } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -43,6 +43,7 @@ const TERMINAL = new Set(['response.completed', 'response.incomplete', 'response
   'response.cancelled']);
 
 const servers = []; // every realm serve started, killed at the end
+const sessions = new Set(); // WebSockets open, dropped after each test (also a failed one)
 let main = null; // { proc, port, log }
 let key = '';
 
@@ -149,6 +150,7 @@ class Session {
     this.queue = [];
     this.wake = null;
     this.closed = null;
+    sessions.add(this);
     ws.on('message', (data, binary) => {
       let event = null;
       try {
@@ -160,6 +162,7 @@ class Session {
     });
     ws.on('pong', () => this._push({ kind: 'pong' }));
     ws.on('close', (code, reason) => {
+      sessions.delete(this);
       this.closed = { code, reason: String(reason) };
       this._push({ kind: 'close', code, reason: String(reason) });
     });
@@ -300,6 +303,11 @@ before(async () => {
   assert.ok(await waitFor(async () => (await http(main, 'POST', '/v1/responses',
     { model: 'slow', input: 'Once', max_output_tokens: 1, store: false },
     { Authorization: `Bearer ${key}` })).status === 200, 30_000), 'the key works');
+});
+
+afterEach(() => {
+  for (const s of sessions) s.close();
+  sessions.clear();
 });
 
 after(async () => {
