@@ -367,6 +367,108 @@ test('previous_response_id continues on the same socket and on another',
     assert.equal(JSON.parse(got.text).previous_response_id, first.id);
   });
 
+test('a conversation of three responses on one socket, each turn continuing the last',
+  { timeout: 90_000 }, async () => {
+    const ws = await Session.open(main);
+    const turns = [];
+    const inputs = ['Once upon a time', 'And then?', 'The end.'];
+    for (const input of inputs) {
+      const prev = turns.at(-1);
+      ws.send(create({ input, max_output_tokens: 8,
+        ...(prev ? { previous_response_id: prev.id } : {}) }));
+      const events = await ws.response();
+      const last = events.at(-1);
+      assert.ok(['response.completed', 'response.incomplete'].includes(last.type),
+        JSON.stringify(last));
+      assert.equal(events[0].type, 'response.created');
+      turns.push(last.response);
+    }
+    ws.close();
+    const [first, second, third] = turns;
+    assert.equal(new Set(turns.map((r) => r.id)).size, 3, 'three stored responses');
+    assert.equal(first.previous_response_id ?? null, null);
+    assert.equal(second.previous_response_id, first.id);
+    assert.equal(third.previous_response_id, second.id);
+    // each turn replays the whole chain before it: its input holds the previous turn's input
+    // and output, and the prefix cache serves what was already computed
+    assert.ok(third.usage.input_tokens > second.usage.input_tokens + second.usage.output_tokens,
+      `the chain is replayed (${second.usage.input_tokens} + ${second.usage.output_tokens} ` +
+      `< ${third.usage.input_tokens} input tokens)`);
+    const cached = third.usage.input_tokens_details.cached_tokens;
+    assert.ok(cached > 0, 'the third turn is served by the prefix cache');
+    assert.ok(cached >= second.usage.input_tokens_details.cached_tokens,
+      `the cached prefix grows with the chain (${cached})`);
+    assert.ok(cached < third.usage.input_tokens, 'the new input is computed');
+    // the chain as HTTP reads it, from the third turn back to the first, each turn's own input
+    // in its input items (only its own: docs/http-api.md)
+    let id = third.id;
+    for (let i = inputs.length - 1; i >= 0; i--) {
+      const auth = { Authorization: `Bearer ${key}` };
+      const got = await http(main, 'GET', `/v1/responses/${id}`, null, auth);
+      assert.equal(got.status, 200, got.text);
+      const r = JSON.parse(got.text);
+      assert.equal(r.id, turns[i].id);
+      assert.equal(r.output[0].content[0].text, turns[i].output[0].content[0].text);
+      const items = await http(main, 'GET', `/v1/responses/${id}/input_items`, null, auth);
+      assert.equal(items.status, 200, items.text);
+      const text = JSON.stringify(JSON.parse(items.text).data);
+      assert.ok(text.includes(inputs[i]), `turn ${i + 1}'s input items hold "${inputs[i]}"`);
+      for (const other of inputs.filter((_, j) => j !== i))
+        assert.ok(!text.includes(other), `turn ${i + 1}'s input items hold only its own input`);
+      id = r.previous_response_id;
+    }
+    assert.equal(id ?? null, null, 'the chain starts at the first turn');
+  });
+
+test('two tenants are apart over a WebSocket: another tenant\'s response id is 404',
+  { timeout: 90_000 }, async () => {
+    realm(main.data, 'tenant', 'add', 'ws-other');
+    const otherKey = realm(main.data, 'key', 'create', 'ws-other');
+    assert.match(otherKey, /^rk-/);
+    const other = { Authorization: `Bearer ${otherKey}` };
+    // a running server sees the new tenant and key within a second
+    assert.ok(await waitFor(async () =>
+      (await http(main, 'GET', '/v1/models', null, other)).status === 200, 15_000),
+    'the other tenant\'s key works');
+    // tenant A stores a response over its socket
+    const a = await Session.open(main);
+    a.send(create({ max_output_tokens: 4 }));
+    const mine = (await a.response()).at(-1).response;
+    assert.ok(mine.id.startsWith('resp_'), JSON.stringify(mine));
+    // tenant B, on its own socket, cannot continue it: an error event, 404 as over HTTP
+    const b = await Session.open(main, { headers: other });
+    b.send(create({ input: 'And then?', previous_response_id: mine.id }));
+    const e = (await b.response()).at(-1);
+    assert.equal(e.type, 'error', JSON.stringify(e));
+    assert.equal(e.status, 404, JSON.stringify(e));
+    assert.equal(e.error.param, 'previous_response_id', JSON.stringify(e));
+    const overHttp = await http(main, 'POST', '/v1/responses', { model: 'tiny', input: 'x',
+      previous_response_id: mine.id }, other);
+    assert.equal(overHttp.status, 404, overHttp.text);
+    assert.equal(JSON.parse(overHttp.text).error.code, e.error.code, 'the same error as HTTP');
+    // B cannot read A's response (or its input items) over HTTP either
+    for (const p of [mine.id, `${mine.id}/input_items`]) {
+      const got = await http(main, 'GET', `/v1/responses/${p}`, null, other);
+      assert.equal(got.status, 404, `GET ${p} as the other tenant: ${got.text}`);
+    }
+    // B's socket stays usable, its own response is its own, and A's is still there for A
+    b.send(create({ store: true, max_output_tokens: 2 }));
+    const theirs = (await b.response()).at(-1);
+    assert.ok(TERMINAL.has(theirs.type), JSON.stringify(theirs));
+    b.close();
+    let got = await http(main, 'GET', `/v1/responses/${theirs.response.id}`, null,
+      { Authorization: `Bearer ${key}` });
+    assert.equal(got.status, 404, 'A cannot read B\'s response');
+    got = await http(main, 'GET', `/v1/responses/${mine.id}`, null,
+      { Authorization: `Bearer ${key}` });
+    assert.equal(got.status, 200, got.text);
+    a.send(create({ input: 'And then?', previous_response_id: mine.id, max_output_tokens: 2 }));
+    const cont = (await a.response()).at(-1);
+    assert.ok(TERMINAL.has(cont.type), JSON.stringify(cont));
+    assert.equal(cont.response.previous_response_id, mine.id);
+    a.close();
+  });
+
 test('the official SDK client (ResponsesWS) gets a response', { timeout: 60_000 }, async () => {
   const client = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${main.port}/v1`,
     timeout: 30_000, maxRetries: 0 });
