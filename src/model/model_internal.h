@@ -78,7 +78,7 @@ int realm__kv_reserve(realm_kv_cache *kv, int32_t seq, int32_t n);
 /* Blocks that reserving n more tokens in seq would take from the pool. */
 int32_t realm__kv_blocks_needed(const realm_kv_cache *kv, int32_t seq, int32_t n);
 
-/* Pieces of the forward pass, exposed for unit tests (forward.c). */
+/* RoPE, a piece of the forward pass exposed for unit tests (rope.c). */
 void realm__rope_cache(const realm_hparams *hp, const float *freq_factors, int32_t pos,
                        float *cos_out, float *sin_out);
 void realm__rope_apply(const realm_hparams *hp, float *v, int n_heads, const float *cs,
