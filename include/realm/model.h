@@ -49,7 +49,9 @@
  *
  * Errors: negative codes (realm/error.h) with a message: REALM_ERR_FORMAT /
  * REALM_ERR_UNSUPPORTED at load for a malformed or unsupported model (the
- * message names the file, and the architecture, tensor or key),
+ * message names the file, and the architecture, tensor or key; a RoPE
+ * scaling type other than none, linear and yarn is unsupported),
+ * REALM_ERR_INVAL at load for a bad override (realm_rope_params),
  * REALM_ERR_IO when a file (or a part of a split model) cannot be read,
  * REALM_ERR_NOSPACE when the
  * KV cache has no free block, REALM_ERR_RANGE when a memory budget or the

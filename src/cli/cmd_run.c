@@ -140,7 +140,11 @@ static void drain(realm_detok_stream *ds)
 /* The RoPE in effect, when it stretches the context or was overridden. */
 static void print_rope(const run_opts *o, const realm_hparams *hp)
 {
-    const bool overridden = memcmp(&o->rope_params, &(realm_rope_params){0}, sizeof o->rope_params);
+    const realm_rope_params *r = &o->rope_params;
+    const bool overridden = r->scaling != REALM_ROPE_SCALING_DEFAULT || r->freq_base > 0 ||
+                            r->freq_scale > 0 || r->yarn_orig_ctx > 0 || r->has_yarn_ext_factor ||
+                            r->yarn_attn_factor > 0 || r->yarn_beta_fast > 0 ||
+                            r->yarn_beta_slow > 0;
     if (!overridden && hp->rope_freq_scale == 1 && hp->rope_ext_factor == 0 && !hp->has_rope_freqs)
         return;
     fprintf(stderr, "rope: %s", realm_rope_scaling_name(hp->rope_scaling));
