@@ -1,5 +1,5 @@
 /*
- * Long-context test models: tiny LLaMA-architecture models with random F32
+ * Long-context test models: tiny LLaMA-family models with random F32
  * weights whose metadata asks for each kind of RoPE scaling long-context GGUF
  * files use, written with Realm's own GGUF writer (the shared generator
  * cannot set these keys):
@@ -11,6 +11,9 @@
  *                 tensor of Llama 3.1 frequency factors (factor 8, low/high
  *                 frequency factors 1 and 4, original context 8192), no
  *                 rope.scaling keys, as llama.cpp's converter writes Llama 3.1
+ *   rope-qwen2    the qwen2 architecture (Q/K/V biases, NeoX rotation: pairs
+ *                 (i, i + 16)) with YaRN x4 over 4096 in a 16384 context, as
+ *                 Qwen2.5's long-context configuration
  *
  * All share one shape: 64 embedding, 2 layers, 2 query heads of 32 over one
  * KV head (grouped-query attention), feed-forward 128, and the 512-token
@@ -44,19 +47,21 @@
 
 typedef struct rope_model_spec {
     const char *name;    /* file stem */
-    uint32_t n_ctx;      /* llama.context_length */
-    const char *scaling; /* llama.rope.scaling.type, or NULL for none */
-    float factor;        /* llama.rope.scaling.factor; 0: not written */
-    uint32_t orig_ctx;   /* llama.rope.scaling.original_context_length; 0: not written */
-    float freq_base;     /* llama.rope.freq_base */
+    const char *arch;    /* general.architecture: llama or qwen2 ({arch}. keys below) */
+    uint32_t n_ctx;      /* {arch}.context_length */
+    const char *scaling; /* {arch}.rope.scaling.type, or NULL for none */
+    float factor;        /* {arch}.rope.scaling.factor; 0: not written */
+    uint32_t orig_ctx;   /* {arch}.rope.scaling.original_context_length; 0: none */
+    float freq_base;     /* {arch}.rope.freq_base */
     bool llama3_freqs;   /* rope_freqs.weight, Llama 3.1's */
-    float attn_factor;   /* llama.rope.scaling.attn_factor; 0: not written */
+    float attn_factor;   /* {arch}.rope.scaling.attn_factor; 0: none */
 } rope_model_spec;
 
 static const rope_model_spec rope_model_specs[] = {
-    {"rope-yarn", 16384, "yarn", 4.0f, 4096, 10000.0f, false, 0},
-    {"rope-linear", 8192, "linear", 2.0f, 0, 10000.0f, false, 0},
-    {"rope-llama3", 16384, NULL, 0, 0, 500000.0f, true, 0},
+    {"rope-yarn", "llama", 16384, "yarn", 4.0f, 4096, 10000.0f, false, 0},
+    {"rope-linear", "llama", 8192, "linear", 2.0f, 0, 10000.0f, false, 0},
+    {"rope-llama3", "llama", 16384, NULL, 0, 0, 500000.0f, true, 0},
+    {"rope-qwen2", "qwen2", 16384, "yarn", 4.0f, 4096, 10000.0f, false, 0},
 };
 #define ROPE_MODEL_COUNT (sizeof rope_model_specs / sizeof rope_model_specs[0])
 
@@ -141,36 +146,48 @@ static inline int rope_model_write(const rope_model_spec *spec, const char *voca
         const char *key;
         uint32_t v;
     } u32s[] = {
-        {"general.file_type", 0}, /* all F32 */
-        {"llama.context_length", spec->n_ctx},
-        {"llama.embedding_length", E},
-        {"llama.block_count", ROPE_MODEL_N_LAYER},
-        {"llama.feed_forward_length", F},
-        {"llama.rope.dimension_count", HD},
-        {"llama.attention.head_count", ROPE_MODEL_N_HEAD},
-        {"llama.attention.head_count_kv", ROPE_MODEL_N_KV},
-        {"llama.vocab_size", V},
+        {"context_length", spec->n_ctx},
+        {"embedding_length", E},
+        {"block_count", ROPE_MODEL_N_LAYER},
+        {"feed_forward_length", F},
+        {"rope.dimension_count", HD},
+        {"attention.head_count", ROPE_MODEL_N_HEAD},
+        {"attention.head_count_kv", ROPE_MODEL_N_KV},
+        {"vocab_size", V},
+        {"rope.scaling.original_context_length", spec->orig_ctx}, /* 0: not written */
     };
+    const struct {
+        const char *key;
+        float v;
+    } f32s[] = {
+        {"attention.layer_norm_rms_epsilon", 1e-5f},
+        {"rope.freq_base", spec->freq_base},
+        {"rope.scaling.factor", spec->factor},           /* 0: not written */
+        {"rope.scaling.attn_factor", spec->attn_factor}, /* 0: not written */
+    };
+    char key[128];
     if (rc == 0)
-        rc = realm_gguf_set_str(w, "general.architecture", "llama", 5);
+        rc = realm_gguf_set_str(w, "general.architecture", spec->arch, strlen(spec->arch));
     if (rc == 0)
         rc = realm_gguf_set_str(w, "general.name", spec->name, strlen(spec->name));
-    for (size_t i = 0; i < sizeof u32s / sizeof u32s[0] && rc == 0; i++)
-        rc = realm_gguf_set_u32(w, u32s[i].key, u32s[i].v);
     if (rc == 0)
-        rc = realm_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    if (rc == 0)
-        rc = realm_gguf_set_f32(w, "llama.rope.freq_base", spec->freq_base);
+        rc = realm_gguf_set_u32(w, "general.file_type", 0); /* all F32 */
+    for (size_t i = 0; i < sizeof u32s / sizeof u32s[0] && rc == 0; i++) {
+        snprintf(key, sizeof key, "%s.%s", spec->arch, u32s[i].key);
+        if (u32s[i].v != 0)
+            rc = realm_gguf_set_u32(w, key, u32s[i].v);
+    }
+    for (size_t i = 0; i < sizeof f32s / sizeof f32s[0] && rc == 0; i++) {
+        snprintf(key, sizeof key, "%s.%s", spec->arch, f32s[i].key);
+        if (f32s[i].v != 0)
+            rc = realm_gguf_set_f32(w, key, f32s[i].v);
+    }
+    snprintf(key, sizeof key, "%s.rope.scaling.type", spec->arch);
     if (rc == 0 && spec->scaling)
-        rc = realm_gguf_set_str(w, "llama.rope.scaling.type", spec->scaling, strlen(spec->scaling));
-    if (rc == 0 && spec->factor != 0)
-        rc = realm_gguf_set_f32(w, "llama.rope.scaling.factor", spec->factor);
-    if (rc == 0 && spec->orig_ctx > 0)
-        rc = realm_gguf_set_u32(w, "llama.rope.scaling.original_context_length", spec->orig_ctx);
-    if (rc == 0 && spec->attn_factor > 0)
-        rc = realm_gguf_set_f32(w, "llama.rope.scaling.attn_factor", spec->attn_factor);
+        rc = realm_gguf_set_str(w, key, spec->scaling, strlen(spec->scaling));
     if (rc < 0)
         goto done;
+    const bool qwen2 = strcmp(spec->arch, "qwen2") == 0;
 
     /* name (blk.L. prefixed when per layer), ne[0], ne[1] (1-D when 0), scale
      * of the uniform values (0: a norm, 1 + small noise; -1: rope_freqs) */
@@ -183,6 +200,8 @@ static inline int rope_model_write(const rope_model_spec *spec, const char *voca
         {"token_embd.weight", false, E, V, 1.0f}, {"rope_freqs.weight", false, HD / 2, 0, -1},
         {"attn_norm.weight", true, E, 0, 0},      {"attn_q.weight", true, E, E, 0.3f},
         {"attn_k.weight", true, E, KVD, 0.3f},    {"attn_v.weight", true, E, KVD, 0.2f},
+        {"attn_q.bias", true, E, 0, 0.5f}, /* qwen2 only */
+        {"attn_k.bias", true, KVD, 0, 0.5f},      {"attn_v.bias", true, KVD, 0, 0.2f},
         {"attn_output.weight", true, E, E, 0.2f}, {"ffn_norm.weight", true, E, 0, 0},
         {"ffn_gate.weight", true, E, F, 0.2f},    {"ffn_up.weight", true, E, F, 0.2f},
         {"ffn_down.weight", true, F, E, 0.2f},    {"output_norm.weight", false, E, 0, 0},
@@ -202,7 +221,7 @@ static inline int rope_model_write(const rope_model_spec *spec, const char *voca
         s = (s ^ (uint8_t)*c) * 0x100000001b3ull;
     float *p = data;
     for (size_t i = 0; i < n_t && rc == 0; i++) {
-        if (t[i].scale < 0 && !spec->llama3_freqs)
+        if ((t[i].scale < 0 && !spec->llama3_freqs) || (strstr(t[i].name, ".bias") && !qwen2))
             continue;
         for (int l = 0; l < (t[i].per_layer ? ROPE_MODEL_N_LAYER : 1) && rc == 0; l++) {
             const int64_t ne[2] = {t[i].ne0, t[i].ne1};

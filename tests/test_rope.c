@@ -1,12 +1,13 @@
 /*
  * Long contexts and RoPE scaling, against llama.cpp:
- *  - the models of rope_models.h (YaRN, linear, Llama 3.1 rope_freqs; written
- *    here with Realm's GGUF writer) run over 8192 and more positions, up to
- *    their training context; logits at positions across the run match
- *    llama.cpp's (the .ref files of tests/data/rope, made as their README says) within the
- *    F32 tolerance of the shared logits tests, with the model's own RoPE and
- *    with llama.cpp's overrides (--rope-scaling, --rope-freq-base,
- *    --rope-freq-scale, --yarn-*) set through realm_model_params.rope;
+ *  - the models of rope_models.h (YaRN, linear, Llama 3.1 rope_freqs, qwen2
+ *    with YaRN; written here with Realm's GGUF writer) run over 8192 and more
+ *    positions, up to their training context; logits at positions across the
+ *    run match llama.cpp's (the .ref files of tests/data/rope, made as their
+ *    README says) within the F32 tolerance of the shared logits tests, with
+ *    the model's own RoPE and with llama.cpp's overrides (--rope-scaling,
+ *    --rope-freq-base, --rope-freq-scale, --yarn-*) set through
+ *    realm_model_params.rope;
  *  - the references of one model under different options differ by far more
  *    than the tolerance, so each option changes the computation as
  *    llama.cpp's does;
@@ -191,6 +192,8 @@ static const ref_case cases[] = {
      {.scaling = REALM_ROPE_SCALING_YARN, .yarn_orig_ctx = 4096}},
     {"rope-linear-scale.ref", "rope-linear", {.freq_scale = 0.25f, .yarn_attn_factor = 0.8f}},
     {"rope-llama3.ref", "rope-llama3", {0}},
+    {"rope-qwen2.ref", "rope-qwen2", {0}},
+    {"rope-qwen2-none.ref", "rope-qwen2", {.scaling = REALM_ROPE_SCALING_NONE}},
     {"rope-llama3-yarn.ref",
      "rope-llama3",
      {.scaling = REALM_ROPE_SCALING_YARN, .freq_scale = 0.25f, .yarn_orig_ctx = 8192}},

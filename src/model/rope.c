@@ -132,7 +132,7 @@ void realm__rope_cache(const realm_hparams *hp, const float *freq_factors, int32
         const double theta_i = hp->rope_freq_scale * theta_e;
         double theta = theta_i;
         if (yarn) {
-            /* 1 below the ramp, 0 above it */
+            /* 0 below the ramp, 1 above it */
             float y = ((float)i - lo) / (hi - lo > 0.001f ? hi - lo : 0.001f);
             y = y < 0 ? 0 : y > 1 ? 1 : y;
             const double mix = (double)((1.0f - y) * hp->rope_ext_factor);
