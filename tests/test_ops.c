@@ -99,7 +99,11 @@ static void test_ops_isa(const realm_ops *o)
 
 static void test_rope(void)
 {
-    realm_hparams hp = {.head_dim = 8, .n_rot = 8, .rope_freq_base = 10000, .rope_freq_scale = 1};
+    realm_hparams hp = {.head_dim = 8,
+                        .n_rot = 8,
+                        .rope_freq_base = 10000,
+                        .rope_freq_scale = 1,
+                        .rope_attn_factor = 1};
     const float ff[4] = {1, 2, 4, 8};
     for (int variant = 0; variant < 6; variant++) {
         hp.rope_type = variant & 1 ? REALM_ROPE_NEOX : REALM_ROPE_NORM;
@@ -134,7 +138,11 @@ static void test_rope(void)
         }
     }
     /* NORM rotates adjacent pairs: dims beyond n_rot are untouched */
-    hp = (realm_hparams){.head_dim = 8, .n_rot = 4, .rope_freq_base = 10000, .rope_freq_scale = 1};
+    hp = (realm_hparams){.head_dim = 8,
+                         .n_rot = 4,
+                         .rope_freq_base = 10000,
+                         .rope_freq_scale = 1,
+                         .rope_attn_factor = 1};
     float cs[2], sn[2], v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     realm__rope_cache(&hp, NULL, 5, cs, sn);
     realm__rope_apply(&hp, v, 1, cs, sn);

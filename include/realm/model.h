@@ -49,7 +49,9 @@
  *
  * Errors: negative codes (realm/error.h) with a message: REALM_ERR_FORMAT /
  * REALM_ERR_UNSUPPORTED at load for a malformed or unsupported model (the
- * message names the file, and the architecture, tensor or key),
+ * message names the file, and the architecture, tensor or key; a RoPE
+ * scaling type other than none, linear and yarn is unsupported),
+ * REALM_ERR_INVAL at load for a bad override (realm_rope_params),
  * REALM_ERR_IO when a file (or a part of a split model) cannot be read,
  * REALM_ERR_NOSPACE when the
  * KV cache has no free block, REALM_ERR_RANGE when a memory budget or the
@@ -84,6 +86,26 @@ typedef enum realm_rope_type {
     REALM_ROPE_NEOX = 1, /* rotate halves (x[i], x[i + n_rot/2]) */
 } realm_rope_type;
 
+/*
+ * RoPE scaling: how a model trained on short contexts is stretched to longer
+ * ones, as GGUF's {arch}.rope.scaling.type and llama.cpp's --rope-scaling
+ * name them. LINEAR divides every position by the scaling factor (angle x
+ * freq_scale). YARN (arXiv 2309.00071) interpolates the slow-turning pairs
+ * like LINEAR but keeps the fast-turning ones as trained, blending the two
+ * over a ramp of pairs set by beta_fast / beta_slow and the original
+ * context, and scales the magnitude of cos/sin by 1 + 0.1 ln(factor).
+ */
+typedef enum realm_rope_scaling {
+    REALM_ROPE_SCALING_DEFAULT = 0, /* realm_rope_params: keep the model's own */
+    REALM_ROPE_SCALING_NONE = 1,
+    REALM_ROPE_SCALING_LINEAR = 2,
+    REALM_ROPE_SCALING_YARN = 3,
+    REALM_ROPE_SCALING_COUNT
+} realm_rope_scaling;
+
+/* "none", "linear", "yarn" ("default" for DEFAULT, "unknown" out of range). */
+const char *realm_rope_scaling_name(realm_rope_scaling s);
+
 typedef struct realm_hparams {
     realm_arch arch;
     int32_t n_vocab;
@@ -96,14 +118,53 @@ typedef struct realm_hparams {
     int32_t n_ff;
     int32_t n_rot; /* dimensions rotated by RoPE (<= head_dim) */
     realm_rope_type rope_type;
+    /*
+     * RoPE as computed: the model's metadata with realm_rope_params applied,
+     * resolved as llama.cpp resolves its context parameters; the angle of
+     * pair i at position p is p * freq_base^(-2i/n_rot) / rope_freqs[i]
+     * (Llama 3.1 factors, when the model has them) and then scaled (see
+     * realm_rope_scaling). These are the operands of ggml's rope operator.
+     */
+    realm_rope_scaling rope_scaling; /* NONE, LINEAR or YARN */
     float rope_freq_base;
-    float rope_freq_scale; /* 1 / linear scaling factor */
+    float rope_freq_scale;   /* 1 / scaling factor; 1 under NONE */
+    int32_t rope_n_ctx_orig; /* YaRN: the context the model was trained on before
+                                scaling (rope.scaling.original_context_length) */
+    float rope_ext_factor;   /* YaRN: extrapolation mix, 1 under YARN, else 0 */
+    float rope_attn_factor;  /* scale of cos/sin, times 1 + 0.1 ln(1 / freq_scale)
+                                where rope_ext_factor is not 0 */
+    float rope_beta_fast;    /* YaRN ramp: pairs turning more than beta_fast times */
+    float rope_beta_slow;    /* over n_ctx_orig keep their angle; fewer than
+                                beta_slow times are interpolated */
     float norm_eps;
     bool tied_output;    /* no output.weight: logits use token_embd */
     bool has_rope_freqs; /* LLaMA-3.1 rope_freqs factors */
 } realm_hparams;
 
 typedef struct realm_model realm_model;
+
+/*
+ * Overrides of a model's RoPE, as llama.cpp's context parameters of the same
+ * names (--rope-scaling, --rope-freq-base, --rope-freq-scale, --yarn-*). Zero
+ * keeps what the model's metadata says (or the default below). Negative
+ * values, or a scaling out of range, fail the load with REALM_ERR_INVAL.
+ * Resolved as llama.cpp does: under NONE the scale is 1 whatever freq_scale
+ * says; with YaRN's extrapolation on (ext factor not 0), the cos/sin
+ * magnitude is 1 + 0.1 ln(1 / freq_scale) times rope.scaling.attn_factor and
+ * yarn_attn_factor is not used.
+ */
+typedef struct realm_rope_params {
+    realm_rope_scaling scaling; /* DEFAULT: rope.scaling.type (linear without one) */
+    float freq_base;            /* 0: rope.freq_base (10000 without one) */
+    float freq_scale;           /* 0: 1 / rope.scaling.factor (1 without one) */
+    int32_t yarn_orig_ctx;      /* 0: rope.scaling.original_context_length, else
+                                   the model's context length */
+    bool has_yarn_ext_factor;   /* false: 1 under YARN, else 0 */
+    float yarn_ext_factor;
+    float yarn_attn_factor; /* 0: 1 */
+    float yarn_beta_fast;   /* 0: 32 */
+    float yarn_beta_slow;   /* 0: 1 */
+} realm_rope_params;
 
 /* Options of realm_model_load; NULL params mean all defaults (zero). */
 typedef struct realm_model_params {
@@ -118,6 +179,7 @@ typedef struct realm_model_params {
      * RLIMIT_MEMLOCK soft limit and the fix. realm_model_free unlocks.
      */
     bool mlock;
+    realm_rope_params rope; /* overrides of the model's RoPE; zero: none */
 } realm_model_params;
 
 /*

@@ -86,6 +86,8 @@ typedef struct realm_registry_params {
     int32_t n_threads;          /* the shared compute pool; 0: one per CPU */
     realm_engine_params engine; /* every model's engine; n_ctx, n_ctx_seq and max_seqs as
                                    described above; pool and tokenizer are the registry's */
+    realm_model_params model;   /* how every model it loads is loaded (RoPE overrides ...);
+                                   not models added with _add_loaded */
 } realm_registry_params;
 
 /* Defaults: everything 0 but keep_alive_s = 300. */

@@ -21,6 +21,7 @@
 #include "realm/error.h"
 #include "realm/model.h"
 #include "realm/threads.h"
+#include "rope_opts.h"
 
 #define CMD         "bench"
 #define MAX_REPS    CLI_BENCH_MAX_REPS
@@ -160,6 +161,7 @@ typedef struct bench_cfg {
     cli_ints depth, batched, parallel;
     long long npp, ntg, batch, slice, prefix;
     bool invariant, json;
+    cli_rope rope;
 } bench_cfg;
 
 /* REALM_THREADS applies, as to the server (the figures should be those of
@@ -198,11 +200,12 @@ static const cli_opt bench_opts[] = {
      offsetof(bench_cfg, invariant), .env = false},
     {"json", 0, CLI_OPT_FLAG, NULL, NULL, "one JSON document instead of tables",
      offsetof(bench_cfg, json), .env = false},
+    CLI_ROPE_OPTS(bench_cfg, rope, false),
 };
 
 static int run_bench(int argc, char **argv)
 {
-    bench_cfg cfg = {0};
+    bench_cfg cfg = {.rope = CLI_ROPE_INIT};
     int status = cli_opts_parse(CMD, bench_opts, CLI_OPTS_N(bench_opts), argc, argv, &cfg, NULL);
     if (status != 0)
         return status == 2 ? 0 : status;
@@ -226,9 +229,12 @@ static int run_bench(int argc, char **argv)
     if (n_clients > 0 && (par_pp < 1 || par_tg < 2))
         return cli_error(CMD, "--parallel needs --npp >= 1 and --ntg >= 2");
 
+    realm_model_params mp = {0};
+    if (cli_rope_params(CMD, &cfg.rope, &mp.rope) != 0)
+        return 1;
     bench b = {.rng = 0x2545f4914f6cdd1dull};
     int rc = 1;
-    if (realm_model_load(path, NULL, &b.m) < 0)
+    if (realm_model_load(path, &mp, &b.m) < 0)
         return cli_error(CMD, "%s", realm_last_error());
     const realm_hparams *hp = realm_model_hparams(b.m);
     b.n_vocab = hp->n_vocab;
@@ -402,6 +408,7 @@ static const char usage_head[] =
     "                   [-r REPS] [--batched 1,2,4,8,16] [--parallel 1,2,4,8,16]\n"
     "                   [--npp 128] [--ntg 64] [--batch 512] [--slice MS]\n"
     "                   [--prefix 1000] [--batch-invariant] [--json]\n"
+    "                   [--rope-scaling none|linear|yarn] [--rope-freq-base N] ...\n"
     "\n"
     "pp: one prompt of -p random tokens (in batches of up to 512); tg: -n tokens\n"
     "generated one at a time (0 skips either). Both as tokens/s, median and\n"
@@ -424,8 +431,10 @@ static const char usage_head[] =
     "--prefix N: time to first token of a request whose first N tokens are in the\n"
     "prefix cache, against the same request uncached.\n"
     "--batch-invariant: everything above with batch-invariant kernels (a token's\n"
-    "logits bitwise the same alone or batched; see realm_ctx_params).\n";
-static char usage[6144];
+    "logits bitwise the same alone or batched; see realm_ctx_params).\n"
+    "--rope-*, --yarn-*: the model's RoPE overridden as llama.cpp's options of the\n"
+    "same names do (realm help run).\n";
+static char usage[8192];
 
 /* main prints the usage before any command runs: build it before main. */
 __attribute__((constructor)) static void make_usage(void)

@@ -17,6 +17,7 @@
 #include "realm/registry.h"
 #include "realm/sampler.h"
 #include "realm/tokenizer.h"
+#include "rope_opts.h"
 #include "run_chat.h"
 
 #define CMD "run"
@@ -28,6 +29,8 @@ typedef struct run_opts {
     float temp, top_p, min_p;
     unsigned long long seed;
     bool echo, mlock, verbose, n_predict_set, seed_set;
+    cli_rope rope;
+    realm_rope_params rope_params;
 } run_opts;
 
 static bool parse_float(const char *opt, const char *v, float lo, float hi, float *out)
@@ -52,11 +55,13 @@ static int parse_args(int argc, char **argv, run_opts *o)
                     .top_p = 0.95f,
                     .min_p = 0.05f,
                     .seed = 0,
-                    .echo = true};
+                    .echo = true,
+                    .rope = CLI_ROPE_INIT};
     long seed = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true, takes = true;
+        int rope;
         if (a[0] != '-' || a[1] == '\0') {
             if (o->model != NULL)
                 return cli_error(CMD, "unexpected argument '%s' (the model is %s)", a, o->model);
@@ -98,7 +103,9 @@ static int parse_args(int argc, char **argv, run_opts *o)
             o->mlock = true, takes = false;
         else if (!strcmp(a, "--verbose"))
             o->verbose = true, takes = false;
-        else
+        else if ((rope = cli_rope_arg(CMD, a, v, &o->rope)) < 0)
+            return 1;
+        else if (rope == 0)
             return cli_error(CMD, "unknown option '%s' (see 'realm help run')", a);
         if (!ok)
             return v == NULL ? cli_error(CMD, "option %s needs a value", a) : 1;
@@ -113,6 +120,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
     if (o->prompt == NULL && o->mlock)
         return cli_error(CMD, "--mlock works with -p only (the chat loads the model through a "
                               "registry)");
+    if (cli_rope_params(CMD, &o->rope, &o->rope_params) != 0)
+        return 1;
     o->seed_set = seed >= 0;
     o->seed = seed >= 0 ? (unsigned long long)seed : (unsigned long long)time(NULL);
     return 0;
@@ -126,6 +135,28 @@ static void drain(realm_detok_stream *ds)
     while ((n = realm_detok_stream_take(ds, buf, sizeof buf)) > 0)
         fwrite(buf, 1, n, stdout);
     fflush(stdout);
+}
+
+/* The RoPE in effect, when it stretches the context or was overridden. */
+static void print_rope(const run_opts *o, const realm_hparams *hp)
+{
+    const realm_rope_params *r = &o->rope_params;
+    const bool overridden = r->scaling != REALM_ROPE_SCALING_DEFAULT || r->freq_base > 0 ||
+                            r->freq_scale > 0 || r->yarn_orig_ctx > 0 || r->has_yarn_ext_factor ||
+                            r->yarn_attn_factor > 0 || r->yarn_beta_fast > 0 ||
+                            r->yarn_beta_slow > 0;
+    if (!overridden && hp->rope_freq_scale == 1 && hp->rope_ext_factor == 0 && !hp->has_rope_freqs)
+        return;
+    fprintf(stderr, "rope: %s", realm_rope_scaling_name(hp->rope_scaling));
+    if (hp->rope_freq_scale != 1)
+        fprintf(stderr, " x%g", 1.0 / hp->rope_freq_scale);
+    if (hp->rope_ext_factor != 0)
+        fprintf(stderr, " (YaRN over an original context of %d, extrapolation mix %g)",
+                (int)hp->rope_n_ctx_orig, hp->rope_ext_factor);
+    if (hp->has_rope_freqs)
+        fprintf(stderr, ", rope_freqs factors");
+    fprintf(stderr, ", base %g, trained context %d%s\n", hp->rope_freq_base, (int)hp->n_ctx_train,
+            overridden ? " (overridden)" : "");
 }
 
 static int run_chat(const run_opts *o)
@@ -145,6 +176,7 @@ static int run_chat(const run_opts *o)
                      .min_p = o->min_p,
                      .seed = o->seed_set ? o->seed : REALM_SEED_RANDOM},
         .verbose = o->verbose,
+        .rope = o->rope_params,
     };
     return cli_run_chat(&c);
 }
@@ -170,7 +202,8 @@ static int run_run(int argc, char **argv)
     float *logits = NULL;
     int rc = 1;
 
-    if (realm_model_load(path, &(realm_model_params){.mlock = o.mlock}, &m) < 0 ||
+    if (realm_model_load(path, &(realm_model_params){.mlock = o.mlock, .rope = o.rope_params}, &m) <
+            0 ||
         realm_tokenizer_load(realm_model_gguf(m), &tok) < 0) {
         cli_error(CMD, "%s", realm_last_error());
         goto done;
@@ -181,6 +214,7 @@ static int run_run(int argc, char **argv)
                   realm_tokenizer_n_vocab(tok), hp->n_vocab);
         goto done;
     }
+    print_rope(&o, hp);
     int32_t n_prompt;
     if (realm_tokenize_alloc(tok, o.prompt, strlen(o.prompt), REALM_TOKENIZE_ADD_SPECIAL, &ids,
                              &n_prompt) < 0) {
@@ -318,6 +352,10 @@ const cli_command cli_cmd_run = {
     "                 [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S]\n"
     "                 [--mem-budget SIZE] [--models-dir DIR] [--chat-template NAME]\n"
     "                 [--no-echo] [--mlock] [--verbose]\n"
+    "                 [--rope-scaling none|linear|yarn] [--rope-freq-base N]\n"
+    "                 [--rope-freq-scale N] [--rope-scale N] [--yarn-orig-ctx N]\n"
+    "                 [--yarn-ext-factor N] [--yarn-attn-factor N]\n"
+    "                 [--yarn-beta-fast N] [--yarn-beta-slow N]\n"
     "\n"
     "The model is a GGUF file (any part of a split one) or the name of a pulled model\n"
     "(see 'realm models'); -m NAME|MODEL.gguf works too.\n"
@@ -356,5 +394,8 @@ const cli_command cli_cmd_run = {
     "  --mlock       -p: lock the model in RAM so it is never paged out; fails if the\n"
     "                locked-memory limit is too low (raise it with `ulimit -l`)\n"
     "  --verbose     chat: a line per turn on stderr with the prompt's tokens, how many\n"
-    "                came from the cache, and the speed\n",
+    "                came from the cache, and the speed\n"
+    "\n"
+    "RoPE overrides, as llama.cpp's options of the same names (default: what the\n"
+    "model says: linear scaling, YaRN, Llama 3.1 frequency factors):\n" CLI_ROPE_USAGE,
 };

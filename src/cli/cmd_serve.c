@@ -18,6 +18,7 @@
 #include "realm/registry.h"
 #include "realm/server.h"
 #include "realm/store.h"
+#include "rope_opts.h"
 
 #define CMD "serve"
 
@@ -32,6 +33,7 @@ typedef struct serve_cfg {
     uint64_t mem_budget, max_body, kv_max_value, kv_quota;
     double keep_alive, drain_timeout, read_timeout, responses_ttl;
     bool no_auth;
+    cli_rope rope;
 } serve_cfg;
 
 #define O(f) offsetof(serve_cfg, f)
@@ -118,6 +120,7 @@ static const cli_opt serve_opts[] = {
     {"metrics-tenants", 0, CLI_OPT_INT, "N", "32",
      "tenants named in /metrics; the rest are counted as 'other'", O(metrics_tenants), .env = true,
      .min = 1, .max = 10000},
+    CLI_ROPE_OPTS(serve_cfg, rope, true),
 };
 
 static realm_server *volatile running;
@@ -181,6 +184,8 @@ static int serve(serve_cfg *c)
 
     realm_registry_params rp;
     realm_registry_params_init(&rp);
+    if (cli_rope_params(CMD, &c->rope, &rp.model.rope) != 0)
+        return 1;
     rp.models_dir = c->models_dir;
     rp.mem_budget = c->mem_budget;
     rp.keep_alive_s = c->keep_alive;
@@ -312,7 +317,7 @@ out:
 
 static int run_serve(int argc, char **argv)
 {
-    serve_cfg c = {0};
+    serve_cfg c = {.rope = CLI_ROPE_INIT};
     const int rc = cli_opts_parse(CMD, serve_opts, CLI_OPTS_N(serve_opts), argc, argv, &c, NULL);
     int ret = rc == 2 ? 0 : rc;
     if (rc == 0)

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "realm/model.h"
 #include "realm/sampler.h"
 
 typedef struct run_chat_opts {
@@ -17,7 +18,8 @@ typedef struct run_chat_opts {
     int32_t max_tokens;  /* per reply; 0: until the model stops or the context is full */
     uint64_t mem_budget; /* 0: the registry's default */
     realm_sampler_params sampling;
-    bool verbose; /* a line per turn on stderr: prompt and cached tokens, speed */
+    bool verbose;           /* a line per turn on stderr: prompt and cached tokens, speed */
+    realm_rope_params rope; /* overrides of the model's RoPE */
 } run_chat_opts;
 
 /* Run the chat on stdin/stdout until /bye or end of input; the exit status. */

@@ -542,7 +542,7 @@ static void mib(uint64_t b, char *buf, size_t cap)
 static int load_entry(realm_registry *r, entry *e)
 {
     realm_model *m = NULL;
-    int rc = realm_model_load(e->path, NULL, &m);
+    int rc = realm_model_load(e->path, &r->p.model, &m);
     if (rc < 0)
         return rc;
     realm_chat_template t;

@@ -78,7 +78,20 @@ int realm__kv_reserve(realm_kv_cache *kv, int32_t seq, int32_t n);
 /* Blocks that reserving n more tokens in seq would take from the pool. */
 int32_t realm__kv_blocks_needed(const realm_kv_cache *kv, int32_t seq, int32_t n);
 
-/* Pieces of the forward pass, exposed for unit tests (forward.c). */
+/* RoPE as the model's metadata gives it, before overrides (rope.c). */
+typedef struct realm__rope_train {
+    realm_rope_scaling type; /* rope.scaling.type; LINEAR without one */
+    float freq_base;         /* rope.freq_base; 10000 without one */
+    float freq_scale;        /* 1 / rope.scaling.factor; 1 without one */
+    int32_t n_ctx_orig;      /* rope.scaling.original_context_length, else n_ctx_train */
+    float attn_factor;       /* rope.scaling.attn_factor; 1 without one */
+} realm__rope_train;
+
+/* Set hp's rope_* fields from t with the overrides o (NULL: none) applied,
+ * as llama.cpp resolves them; REALM_ERR_INVAL for a bad override. */
+int realm__rope_resolve(realm_hparams *hp, const realm__rope_train *t, const realm_rope_params *o);
+
+/* RoPE, a piece of the forward pass exposed for unit tests (rope.c). */
 void realm__rope_cache(const realm_hparams *hp, const float *freq_factors, int32_t pos,
                        float *cos_out, float *sin_out);
 void realm__rope_apply(const realm_hparams *hp, float *v, int n_heads, const float *cs,

@@ -46,7 +46,7 @@ got = [(x["test"], x["tokens"], x["depth"]) for x in r]
 assert got == [("pp", 8, 40), ("tg", 2, 40), ("pp", 8, 0), ("tg", 2, 0)], got
 assert all(x["tokens_per_s"] > 0 for x in r), r
 ' || fail "bench -d --json: unexpected document: $(printf '%s' "$OUT" | head -c 400)"
-CTX=$("$REALM_BIN" info "$M" | awk '/\.context_length / {print $NF; exit}')
+CTX=$("$REALM_BIN" info "$M" | awk '/\.context_length / && !n {print $NF; n = 1}')
 [ -n "$CTX" ] || fail "realm info shows no context_length"
 run "$REALM_BIN" bench -m "$M" -p 8 -n 8 -d "$CTX" -r 1; expect_rc "depth = context" 0
 expect_contains "depth = context" "$OUT" "| tg8 @ d$CTX | "
