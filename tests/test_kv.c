@@ -205,8 +205,9 @@ static void test_full_and_bad_batches(void)
     CHECK(realm_kv_cache_bytes(m, &(realm_kv_params){.n_ctx = 4096}) >=
           2ull * 5 * 4096 * 4 * 8 * 2); /* K and V, 5 layers, kv_dim 32, f16 */
     CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 0}, &kv2), REALM_ERR_INVAL);
-    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 64, .type = REALM_TYPE_Q4_K}, &kv2),
-             REALM_ERR_UNSUPPORTED);
+    CHECK_RC(
+        realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 64, .type_k = REALM_TYPE_Q4_K}, &kv2),
+        REALM_ERR_UNSUPPORTED);
     free(out);
     realm_ctx_free(ctx);
     realm_kv_cache_free(kv);
