@@ -8,7 +8,8 @@
  *                   parts of a split one) and never copied: one loaded model
  *                   is shared, read-only, by every cache, context and thread.
  *   realm_kv_cache  a pool of fixed-size blocks holding keys and values
- *                   (F16). A sequence owns a list of blocks;
+ *                   (F16, or Q8_0 at about half the size: the
+ *                   realm_kv_params types). A sequence owns a list of blocks;
  *                   sequences can share prefix blocks (fork), copied only
  *                   when one of them writes into a shared block.
  *   realm_ctx       compute state for one caller: scratch buffers sized for a
@@ -218,19 +219,44 @@ const char *realm_arch_name(realm_arch a);
 
 typedef struct realm_kv_cache realm_kv_cache;
 
+/*
+ * Types of the cached keys and of the values, as llama.cpp's --cache-type-k
+ * and --cache-type-v, each chosen apart:
+ *   REALM_TYPE_F16   (also 0, the default) 2 bytes a number;
+ *   REALM_TYPE_Q8_0  blocks of 32 numbers as 8-bit codes with an F16 scale,
+ *                    34 bytes a block (1.0625 bytes a number): about half the
+ *                    memory and the bandwidth of attention, for a small
+ *                    error (bench/README.md measures it). Keys and values
+ *                    are quantized as they are stored, exactly as
+ *                    realm_quantize_row rounds; a head's numbers are whole
+ *                    blocks, so the model's head size must be a multiple of
+ *                    32 (REALM_ERR_UNSUPPORTED otherwise, as llama.cpp
+ *                    refuses it).
+ * Anything else is REALM_ERR_UNSUPPORTED.
+ */
 typedef struct realm_kv_params {
     int32_t n_ctx;       /* total tokens the pool holds, over all sequences */
     int32_t block_size;  /* tokens per block; 0 means 32 */
-    realm_type type;     /* REALM_TYPE_F16 (the default, also for 0); nothing else yet */
+    realm_type type_k;   /* keys: REALM_TYPE_F16 (0) or REALM_TYPE_Q8_0, see above */
+    realm_type type_v;   /* values: likewise */
     uint64_t mem_budget; /* bytes the pool may take; 0 means no limit */
 } realm_kv_params;
 
-/* Bytes a cache with these parameters allocates for model m. */
+/* Bytes a cache with these parameters allocates for model m; 0 for
+ * parameters realm_kv_cache_new refuses. */
 uint64_t realm_kv_cache_bytes(const realm_model *m, const realm_kv_params *p);
-/* REALM_ERR_RANGE (naming both numbers) if the pool exceeds p->mem_budget. */
+/* REALM_ERR_RANGE (naming both numbers) if the pool exceeds p->mem_budget;
+ * REALM_ERR_UNSUPPORTED for a type the cache or the model cannot take (the
+ * message says which and why). */
 int realm_kv_cache_new(const realm_model *m, const realm_kv_params *p, realm_kv_cache **out);
 void realm_kv_cache_free(realm_kv_cache *kv);
+/* REALM_OK if realm_kv_cache_new would take p's types and sizes for m (the
+ * budget aside), else its error and message. */
+int realm_kv_params_check(const realm_model *m, const realm_kv_params *p);
 
+/* The types of the cache's keys and values (F16 or Q8_0, never 0). */
+realm_type realm_kv_type_k(const realm_kv_cache *kv);
+realm_type realm_kv_type_v(const realm_kv_cache *kv);
 int32_t realm_kv_block_size(const realm_kv_cache *kv);
 int32_t realm_kv_n_blocks(const realm_kv_cache *kv);
 int32_t realm_kv_free_blocks(const realm_kv_cache *kv);

@@ -19,6 +19,7 @@ typedef struct cli_serve_opts {
     int prefix;   /* cached prefix for the prefix-cache test; 0: skip it */
     int reps;     /* repetitions, 1..CLI_BENCH_MAX_REPS */
     bool batch_invariant;
+    realm_type type_k, type_v; /* KV cache types */
 } cli_serve_opts;
 
 /* Run the levels, then the prefix-cache test; print a table, or append

@@ -26,6 +26,7 @@ typedef struct run_opts {
     const char *model, *prompt, *models_dir, *chat_template;
     long n_predict, n_threads, n_ctx, n_batch, top_k;
     uint64_t mem_budget; /* bytes; 0: no limit (one prompt) or the registry's default (chat) */
+    realm_type type_k, type_v; /* KV cache types (--cache-type-k / -v) */
     float temp, top_p, min_p;
     unsigned long long seed;
     bool echo, mlock, verbose, n_predict_set, seed_set;
@@ -50,6 +51,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
     *o = (run_opts){.n_predict = 128,
                     .n_ctx = 0,
                     .n_batch = 512,
+                    .type_k = REALM_TYPE_F16,
+                    .type_v = REALM_TYPE_F16,
                     .top_k = 40,
                     .temp = 0.8f,
                     .top_p = 0.95f,
@@ -87,6 +90,10 @@ static int parse_args(int argc, char **argv, run_opts *o)
                 return cli_error(CMD, "option --mem-budget: %s", realm_last_error());
         } else if (!strcmp(a, "--mem-budget"))
             ok = false;
+        else if (!strcmp(a, "--cache-type-k"))
+            ok = cli_parse_cache_type(CMD, a, v, &o->type_k);
+        else if (!strcmp(a, "--cache-type-v"))
+            ok = cli_parse_cache_type(CMD, a, v, &o->type_v);
         else if (!strcmp(a, "--top-k"))
             ok = cli_parse_int(CMD, a, v, 0, 1 << 24, &o->top_k);
         else if (!strcmp(a, "--seed"))
@@ -170,6 +177,8 @@ static int run_chat(const run_opts *o)
         .n_batch = (int32_t)o->n_batch,
         .max_tokens = o->n_predict_set ? (int32_t)o->n_predict : 0,
         .mem_budget = o->mem_budget,
+        .type_k = o->type_k,
+        .type_v = o->type_v,
         .sampling = {.temperature = o->temp,
                      .top_k = (int32_t)o->top_k,
                      .top_p = o->top_p,
@@ -235,15 +244,24 @@ static int run_run(int argc, char **argv)
         }
         o.n_predict = n_ctx - n_prompt;
     }
-    const realm_kv_params kvp = {.n_ctx = (int32_t)n_ctx};
+    const realm_kv_params kvp = {.n_ctx = (int32_t)n_ctx, .type_k = o.type_k, .type_v = o.type_v};
     const realm_ctx_params cp = {.n_batch = (int32_t)(o.n_batch < n_ctx ? o.n_batch : n_ctx),
                                  .n_threads = (int32_t)o.n_threads};
+    if (realm_kv_params_check(m, &kvp) < 0) {
+        cli_error(CMD, "%s", realm_last_error());
+        goto done;
+    }
     const uint64_t weights = realm_model_weight_bytes(m), kv_bytes = realm_kv_cache_bytes(m, &kvp),
                    scratch = realm_ctx_bytes(m, &cp);
-    char b1[32], b2[32], b3[32], b4[32], b5[32];
-    fprintf(stderr, "memory: weights %s (mapped, shared), KV cache %s for %ld tokens, scratch %s\n",
+    char b1[32], b2[32], b3[32], b4[32], b5[32], types[64] = "";
+    if (o.type_k != REALM_TYPE_F16 || o.type_v != REALM_TYPE_F16)
+        snprintf(types, sizeof types, " (keys %s, values %s)",
+                 cli_cache_types[o.type_k == REALM_TYPE_Q8_0],
+                 cli_cache_types[o.type_v == REALM_TYPE_Q8_0]);
+    fprintf(stderr,
+            "memory: weights %s (mapped, shared), KV cache %s%s for %ld tokens, scratch %s\n",
             cli_format_bytes(weights, b1, sizeof b1), cli_format_bytes(kv_bytes, b2, sizeof b2),
-            n_ctx, cli_format_bytes(scratch, b3, sizeof b3));
+            types, n_ctx, cli_format_bytes(scratch, b3, sizeof b3));
     if (o.mem_budget > 0 && weights + kv_bytes + scratch > o.mem_budget) {
         cli_error(CMD,
                   "the model needs %s (weights, KV cache and scratch), more than the memory "
@@ -350,7 +368,8 @@ const cli_command cli_cmd_run = {
     "chat with a model, or generate text from a prompt",
     "usage: realm run NAME|MODEL.gguf [-p PROMPT] [-n N] [-t THREADS] [-c CTX] [-b BATCH]\n"
     "                 [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S]\n"
-    "                 [--mem-budget SIZE] [--models-dir DIR] [--chat-template NAME]\n"
+    "                 [--mem-budget SIZE] [--cache-type-k TYPE] [--cache-type-v TYPE]\n"
+    "                 [--models-dir DIR] [--chat-template NAME]\n"
     "                 [--no-echo] [--mlock] [--verbose]\n"
     "                 [--rope-scaling none|linear|yarn] [--rope-freq-base N]\n"
     "                 [--rope-freq-scale N] [--rope-scale N] [--yarn-orig-ctx N]\n"
@@ -382,6 +401,10 @@ const cli_command cli_cmd_run = {
     "                512M, 6G); -p fails (cleanly) if they need more; the chat's KV\n"
     "                cache is sized to fit (default: -p no limit, chat 3/4 of the\n"
     "                available memory)\n"
+    "  --cache-type-k TYPE, --cache-type-v TYPE  KV cache type of the keys, of the\n"
+    "                values: f16 (default) or q8_0, about half the memory and the\n"
+    "                attention bandwidth for a small accuracy cost; q8_0 needs a head\n"
+    "                size that is a multiple of 32 (as in llama.cpp)\n"
     "  --temp T      temperature (default 0.8); 0 is greedy\n"
     "  --top-k K     keep the K most likely tokens (default 40; 0 = off)\n"
     "  --top-p P     nucleus sampling (default 0.95; 1 = off)\n"

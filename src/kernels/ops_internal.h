@@ -16,7 +16,16 @@
     void realm__exp_f32_##isa(int64_t n, const float *x, float *y);                                \
     void realm__attn_f16_##isa(int64_t d, int nq, const float *q, int cnt, const uint16_t *k,      \
                                const uint16_t *v, int64_t ld, float scale, float *m, float *l,     \
-                               float *acc, float *s);
+                               float *acc, float *s);                                              \
+    void realm__attn_q8_0_##isa(int64_t d, int nq, const float *q, int cnt, const void *k,         \
+                                size_t k_stride, const void *v, size_t v_stride, float scale,      \
+                                float *m, float *l, float *acc, float *s);                         \
+    void realm__attn_f16_q8_0_##isa(int64_t d, int nq, const float *q, int cnt, const void *k,     \
+                                    size_t k_stride, const void *v, size_t v_stride, float scale,  \
+                                    float *m, float *l, float *acc, float *s);                     \
+    void realm__attn_q8_0_f16_##isa(int64_t d, int nq, const float *q, int cnt, const void *k,     \
+                                    size_t k_stride, const void *v, size_t v_stride, float scale,  \
+                                    float *m, float *l, float *acc, float *s);
 
 REALM__OPS_DECL(ref)
 REALM__OPS_DECL(avx2)
