@@ -174,6 +174,29 @@ typedef struct realm_ops {
      * with F16 values. */
     realm_attn_fn attn_f16_q8_0;
     realm_attn_fn attn_q8_0_f16;
+    /*
+     * LoRA, the shrink: one row `a` of an adapter's A (n elements of type
+     * at: F32, F16 or BF16) against the activation rows x + rows[i] * ldx:
+     *
+     *     out[i * ld_out] = sum_k a[k] * x[rows[i] * ldx + k]     for i < n_rows
+     *
+     * A row's result is the same bits whatever n_rows and its place among
+     * them (batch invariance).
+     */
+    void (*lora_shrink)(realm_type at, int64_t n, const void *a, int n_rows, const int32_t *rows,
+                        const float *x, int64_t ldx, float *out, int64_t ld_out);
+    /*
+     * LoRA, the expand: with bt the adapter's B transposed (rank rows of
+     * ldb elements of type bt_type), for i < n_rows and o in [o0, o1):
+     *
+     *     y[rows[i] * ldy + o] += (scale[i] * wscale) * sum_j t[i * ldt + j] * bt[j * ldb + o]
+     *
+     * the sum over j < rank in order, by fused multiply-adds (so the same
+     * bits whatever n_rows, o0 and o1).
+     */
+    void (*lora_expand)(realm_type bt_type, int64_t rank, const void *bt, int64_t ldb, int64_t o0,
+                        int64_t o1, int n_rows, const int32_t *rows, const float *t, int64_t ldt,
+                        const float *scale, float wscale, float *y, int64_t ldy);
 } realm_ops;
 
 /* The ops table for isa, or NULL if the CPU cannot run it. */

@@ -38,7 +38,8 @@
  * the file. Metadata is read from the first part only; tensors are found in
  * whichever part holds them (realm_model_find_tensor).
  *
- * Batches. An entry is (sequence, token, position, wants logits). Entries of
+ * Batches. An entry is (sequence, token, position, wants logits), and
+ * with realm_forward_lora the LoRA adapters it uses. Entries of
  * one sequence must come in position order and continue that sequence:
  * positions len, len+1, ... where len is the sequence's current length. Any
  * number of sequences may appear in one batch (prompt chunks and single
@@ -315,6 +316,33 @@ typedef struct realm_batch {
  * checked (sequence ids, positions, token ids, free blocks) before any work.
  */
 int realm_forward(realm_ctx *ctx, const realm_batch *b, float *logits);
+
+struct realm_lora_set; /* realm/lora.h */
+
+/*
+ * The LoRA adapters of a batch's entries (realm/lora.h): sets[0 .. n_sets)
+ * are the adapter sets the batch uses, and entry e uses sets[set[e]], or the
+ * base model alone when set[e] is -1.
+ */
+typedef struct realm_batch_lora {
+    const int32_t *set; /* per entry of the batch: an index into sets, or -1 */
+    const struct realm_lora_set *sets;
+    int32_t n_sets;
+} realm_batch_lora;
+
+/*
+ * realm_forward with adapters: entries with different adapter sets, or
+ * none, share the pass. The base weights' products run once for all of
+ * them; each adapter's low-rank terms run only over the entries using it.
+ * An entry's result depends only on its own set, never on the other
+ * entries' (bitwise so with batch_invariant). Every adapter must have been
+ * loaded for this context's model, and every set be within the limits of
+ * realm/lora.h: else REALM_ERR_INVAL naming the entry and set, before any
+ * work. lora NULL is realm_forward. A sequence's entries should keep one set
+ * from pass to pass: the keys and values in its cache were computed with it.
+ */
+int realm_forward_lora(realm_ctx *ctx, const realm_batch *b, const realm_batch_lora *lora,
+                       float *logits);
 
 #pragma GCC visibility pop
 

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "core/clock_internal.h"
+#include "lora_args.h"
 #include "model_files.h"
 #include "realm/engine.h"
 #include "realm/error.h"
@@ -32,6 +33,7 @@ typedef struct run_opts {
     bool echo, mlock, verbose, n_predict_set, seed_set;
     cli_rope rope;
     realm_rope_params rope_params;
+    cli_lora_args lora; /* --lora, --lora-scaled */
 } run_opts;
 
 static bool parse_float(const char *opt, const char *v, float lo, float hi, float *out)
@@ -104,7 +106,17 @@ static int parse_args(int argc, char **argv, run_opts *o)
             ok = parse_float(a, v, 0, 1, &o->top_p);
         else if (!strcmp(a, "--min-p"))
             ok = parse_float(a, v, 0, 1, &o->min_p);
-        else if (!strcmp(a, "--no-echo"))
+        else if (!strcmp(a, "--lora")) {
+            if (!cli_lora_parse_list(CMD, a, v, false, false, &o->lora))
+                return 1;
+        } else if (!strcmp(a, "--lora-scaled") && cli_lora_has_scale(v)) {
+            if (!cli_lora_parse_list(CMD, a, v, true, false, &o->lora)) /* FILE:SCALE,... */
+                return 1;
+        } else if (!strcmp(a, "--lora-scaled")) { /* FILE SCALE */
+            if (!cli_lora_add(CMD, a, v, v ? (i + 2 < argc ? argv[i + 2] : NULL) : NULL, &o->lora))
+                return 1;
+            i++;
+        } else if (!strcmp(a, "--no-echo"))
             o->echo = false, takes = false;
         else if (!strcmp(a, "--mlock"))
             o->mlock = true, takes = false;
@@ -186,13 +198,14 @@ static int run_chat(const run_opts *o)
                      .seed = o->seed_set ? o->seed : REALM_SEED_RANDOM},
         .verbose = o->verbose,
         .rope = o->rope_params,
+        .lora = &o->lora,
     };
     return cli_run_chat(&c);
 }
 
 static int run_run(int argc, char **argv)
 {
-    run_opts o;
+    static run_opts o; /* (its adapters' paths are large) */
     if (parse_args(argc, argv, &o) != 0)
         return 1;
     if (o.prompt == NULL)
@@ -209,6 +222,8 @@ static int run_run(int argc, char **argv)
     realm_detok_stream *ds = NULL;
     realm_token *ids = NULL;
     float *logits = NULL;
+    realm_lora *ads[CLI_LORA_MAX] = {0};
+    realm_lora_item items[CLI_LORA_MAX];
     int rc = 1;
 
     if (realm_model_load(path, &(realm_model_params){.mlock = o.mlock, .rope = o.rope_params}, &m) <
@@ -217,6 +232,11 @@ static int run_run(int argc, char **argv)
         cli_error(CMD, "%s", realm_last_error());
         goto done;
     }
+    if (!cli_lora_load(CMD, m, &o.lora, ads))
+        goto done;
+    for (int i = 0; i < o.lora.n; i++)
+        items[i] = (realm_lora_item){ads[i], o.lora.scale[i]};
+    const realm_lora_set set = {o.lora.n, items};
     const realm_hparams *hp = realm_model_hparams(m);
     if (realm_tokenizer_n_vocab(tok) > hp->n_vocab) {
         cli_error(CMD, "the tokenizer has %d tokens but the model only %d",
@@ -262,6 +282,10 @@ static int run_run(int argc, char **argv)
             "memory: weights %s (mapped, shared), KV cache %s%s for %ld tokens, scratch %s\n",
             cli_format_bytes(weights, b1, sizeof b1), cli_format_bytes(kv_bytes, b2, sizeof b2),
             types, n_ctx, cli_format_bytes(scratch, b3, sizeof b3));
+    if (o.lora.n > 0) {
+        static char desc[8192];
+        fprintf(stderr, "LoRA: %s\n", cli_lora_describe(&o.lora, ads, desc, sizeof desc));
+    }
     if (o.mem_budget > 0 && weights + kv_bytes + scratch > o.mem_budget) {
         cli_error(CMD,
                   "the model needs %s (weights, KV cache and scratch), more than the memory "
@@ -300,6 +324,8 @@ static int run_run(int argc, char **argv)
     double t0 = realm__now();
     const int32_t nb = (int32_t)(o.n_batch < n_ctx ? o.n_batch : n_ctx);
     int32_t *pos = malloc((size_t)nb * sizeof *pos), *seqs = malloc((size_t)nb * sizeof *seqs);
+    int32_t *sets = calloc((size_t)nb, sizeof *sets); /* every entry: set 0 */
+    const realm_batch_lora bl = {sets, &set, 1};
     for (int32_t at = 0; at < n_prompt; at += nb) {
         const int32_t len = n_prompt - at < nb ? n_prompt - at : nb;
         for (int32_t i = 0; i < len; i++) {
@@ -307,9 +333,10 @@ static int run_run(int argc, char **argv)
             seqs[i] = seq;
         }
         realm_batch b = {len, ids + at, pos, seqs, NULL};
-        if (realm_forward(ctx, &b, logits) < 0) {
+        if (realm_forward_lora(ctx, &b, o.lora.n ? &bl : NULL, logits) < 0) {
             free(pos);
             free(seqs);
+            free(sets);
             cli_error(CMD, "%s", realm_last_error());
             goto done;
         }
@@ -331,7 +358,8 @@ static int run_run(int argc, char **argv)
             break;
         int32_t p = n_prompt + n_gen;
         realm_batch b = {1, &next, &p, &seq, NULL};
-        if (realm_forward(ctx, &b, logits) < 0) {
+        if (realm_forward_lora(ctx, &b, o.lora.n ? &bl : NULL, logits) < 0) {
+            free(sets);
             cli_error(CMD, "%s", realm_last_error());
             goto done;
         }
@@ -341,6 +369,7 @@ static int run_run(int argc, char **argv)
     else
         n_gen = (int32_t)o.n_predict;
     const double t_gen = realm__now() - t0;
+    free(sets);
     realm_detok_stream_flush(ds);
     drain(ds);
     fputc('\n', stdout);
@@ -358,18 +387,19 @@ done:
     realm_ctx_free(ctx);
     realm_kv_cache_free(kv);
     realm_tokenizer_free(tok);
+    cli_lora_free(ads, o.lora.n);
     realm_model_free(m);
     return rc;
 }
 
-const cli_command cli_cmd_run = {
-    "run",
-    run_run,
-    "chat with a model, or generate text from a prompt",
+/* The usage, in two literals (each under the 4095 characters C99 promises),
+ * joined before main. */
+static const char usage_a[] =
     "usage: realm run NAME|MODEL.gguf [-p PROMPT] [-n N] [-t THREADS] [-c CTX] [-b BATCH]\n"
     "                 [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S]\n"
     "                 [--mem-budget SIZE] [--cache-type-k TYPE] [--cache-type-v TYPE]\n"
     "                 [--models-dir DIR] [--chat-template NAME]\n"
+    "                 [--lora FILE[:SCALE][,...]]... [--lora-scaled FILE:SCALE[,...]]...\n"
     "                 [--no-echo] [--mlock] [--verbose]\n"
     "                 [--rope-scaling none|linear|yarn] [--rope-freq-base N]\n"
     "                 [--rope-freq-scale N] [--rope-scale N] [--yarn-orig-ctx N]\n"
@@ -396,7 +426,8 @@ const cli_command cli_cmd_run = {
     "                (default: until the model stops)\n"
     "  -c CTX        context size (-p default: prompt + N, at most the trained context;\n"
     "                chat default: the trained context, at most 4096)\n"
-    "  -b BATCH      prompt tokens per forward pass (default 512)\n"
+    "  -b BATCH      prompt tokens per forward pass (default 512)\n";
+static const char usage_b[] =
     "  --mem-budget SIZE  memory for the model: weights, KV cache and scratch (e.g.\n"
     "                512M, 6G); -p fails (cleanly) if they need more; the chat's KV\n"
     "                cache is sized to fit (default: -p no limit, chat 3/4 of the\n"
@@ -413,6 +444,12 @@ const cli_command cli_cmd_run = {
     "  --models-dir DIR  where pulled models are (see 'realm help models')\n"
     "  --chat-template NAME  chat: this template instead of the model's own (see\n"
     "                'realm chat-template --list')\n"
+    "  --lora FILE[:SCALE][,...]  apply the LoRA adapter in FILE (GGUF, as llama.cpp's\n"
+    "                convert_lora_to_gguf.py writes it) at SCALE (default 1), unmerged;\n"
+    "                repeatable or comma-separated: the adapters add up (at most 8,\n"
+    "                total rank 256)\n"
+    "  --lora-scaled FILE:SCALE[,...]  the same with the scale required, as llama.cpp\n"
+    "                takes it (also --lora-scaled FILE SCALE, its older form)\n"
     "  --no-echo     -p: do not print the prompt\n"
     "  --mlock       -p: lock the model in RAM so it is never paged out; fails if the\n"
     "                locked-memory limit is too low (raise it with `ulimit -l`)\n"
@@ -420,5 +457,17 @@ const cli_command cli_cmd_run = {
     "                came from the cache, and the speed\n"
     "\n"
     "RoPE overrides, as llama.cpp's options of the same names (default: what the\n"
-    "model says: linear scaling, YaRN, Llama 3.1 frequency factors):\n" CLI_ROPE_USAGE,
+    "model says: linear scaling, YaRN, Llama 3.1 frequency factors):\n" CLI_ROPE_USAGE;
+static char usage[sizeof usage_a + sizeof usage_b];
+
+__attribute__((constructor)) static void make_usage(void)
+{
+    snprintf(usage, sizeof usage, "%s%s", usage_a, usage_b);
+}
+
+const cli_command cli_cmd_run = {
+    "run",
+    run_run,
+    "chat with a model, or generate text from a prompt",
+    usage,
 };

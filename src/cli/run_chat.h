@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lora_args.h"
 #include "realm/model.h"
 #include "realm/quant.h"
 #include "realm/sampler.h"
@@ -20,8 +21,9 @@ typedef struct run_chat_opts {
     uint64_t mem_budget;       /* 0: the registry's default */
     realm_type type_k, type_v; /* KV cache types (F16 or Q8_0) */
     realm_sampler_params sampling;
-    bool verbose;           /* a line per turn on stderr: prompt and cached tokens, speed */
-    realm_rope_params rope; /* overrides of the model's RoPE */
+    bool verbose;              /* a line per turn on stderr: prompt and cached tokens, speed */
+    realm_rope_params rope;    /* overrides of the model's RoPE */
+    const cli_lora_args *lora; /* adapters for every reply, or NULL */
 } run_chat_opts;
 
 /* Run the chat on stdin/stdout until /bye or end of input; the exit status. */

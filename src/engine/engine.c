@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -173,13 +175,15 @@ int realm_engine_new(const realm_model *m, const realm_engine_params *params, re
     e->b_pos = malloc(nb * sizeof *e->b_pos);
     e->b_seq = malloc(nb * sizeof *e->b_seq);
     e->b_want = malloc(nb * sizeof *e->b_want);
+    e->b_set = malloc(nb * sizeof *e->b_set);
+    e->b_sets = malloc((size_t)p.max_seqs * sizeof *e->b_sets);
     e->logits = malloc((size_t)p.max_seqs * (size_t)e->n_vocab * sizeof *e->logits);
     /* every request the engine holds: running + waiting (max_waiting plus
      * preempted ones) */
     e->finished = malloc(((size_t)2 * p.max_seqs + (size_t)p.max_waiting) * sizeof *e->finished);
     e->stats.kv_blocks_free = e->n_blocks;
     if (!e->finished || !e->waiting || !e->running || !e->prefix || !e->b_tok || !e->b_pos ||
-        !e->b_seq || !e->b_want || !e->logits) {
+        !e->b_seq || !e->b_want || !e->b_set || !e->b_sets || !e->logits) {
         rc = realm__error(REALM_ERR_NOMEM, "out of memory for the engine's buffers");
         goto fail;
     }
@@ -256,6 +260,8 @@ void realm_engine_free(realm_engine *e)
     free(e->b_pos);
     free(e->b_seq);
     free(e->b_want);
+    free(e->b_set);
+    free(e->b_sets);
     free(e->logits);
     free(e->finished);
     realm_ctx_free(e->ctx);
@@ -450,7 +456,7 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
         /* read only the fields the caller's version has; later ones keep
          * their defaults (one entry per version: its struct size) */
         static const size_t version_size[REALM_GEN_OPTIONS_VERSION + 1] = {
-            0, sizeof(realm_gen_options)};
+            0, offsetof(realm_gen_options, lora), sizeof(realm_gen_options)};
         memcpy(&o, r->options, version_size[r->options->version]);
     }
     if (o.max_tokens < 0)
@@ -458,9 +464,23 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
     if (o.n_stop < 0 || o.n_stop_tokens < 0 || (o.n_stop && !o.stop) ||
         (o.n_stop_tokens && !o.stop_tokens))
         return realm__error(REALM_ERR_INVAL, "malformed stop lists");
+    realm_lora_item lora[REALM_LORA_MAX_SET];
+    int32_t n_lora = 0;
+    if (o.n_lora != 0 &&
+        realm_lora_set_normalize(e->m, &(realm_lora_set){o.n_lora, o.lora}, lora, &n_lora) < 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", realm_last_error());
+        return realm__error(REALM_ERR_INVAL, "LoRA adapters: %s", msg);
+    }
     realm_gen *g = calloc(1, sizeof *g);
     if (g == NULL)
         return realm__error(REALM_ERR_NOMEM, "out of memory for a request");
+    g->lkey.n = n_lora;
+    for (int32_t i = 0; i < n_lora; i++) {
+        g->lora[i] = lora[i];
+        g->lkey.id[i] = realm_lora_id(lora[i].lora);
+        g->lkey.scale[i] = lora[i].scale;
+    }
     pthread_mutex_init(&g->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -144,6 +144,45 @@ void realm__attn_q8_0_f16_ref(int64_t d, int nq, const float *q, int cnt, const 
              acc, s);
 }
 
+/* Element i of a LoRA tensor of type t (F32, F16 or BF16). */
+static float lora_elem(realm_type t, const void *p, int64_t i)
+{
+    if (t == REALM_TYPE_F32)
+        return ((const float *)p)[i];
+    const uint16_t h = ((const uint16_t *)p)[i];
+    return t == REALM_TYPE_F16 ? realm_fp16_to_fp32(h) : realm_bf16_to_fp32(h);
+}
+
+void realm__lora_shrink_ref(realm_type at, int64_t n, const void *a, int n_rows,
+                            const int32_t *rows, const float *x, int64_t ldx, float *out,
+                            int64_t ld_out)
+{
+    for (int i = 0; i < n_rows; i++) {
+        const float *xi = x + (int64_t)rows[i] * ldx;
+        double s = 0;
+        for (int64_t k = 0; k < n; k++)
+            s += (double)lora_elem(at, a, k) * xi[k];
+        out[(int64_t)i * ld_out] = (float)s;
+    }
+}
+
+void realm__lora_expand_ref(realm_type bt_type, int64_t rank, const void *bt, int64_t ldb,
+                            int64_t o0, int64_t o1, int n_rows, const int32_t *rows, const float *t,
+                            int64_t ldt, const float *scale, float wscale, float *y, int64_t ldy)
+{
+    for (int i = 0; i < n_rows; i++) {
+        const float *ti = t + (int64_t)i * ldt;
+        float *yi = y + (int64_t)rows[i] * ldy;
+        const double s = (double)(scale[i] * wscale);
+        for (int64_t o = o0; o < o1; o++) {
+            double acc = 0;
+            for (int64_t j = 0; j < rank; j++)
+                acc += (double)ti[j] * lora_elem(bt_type, bt, j * ldb + o);
+            yi[o] = (float)(yi[o] + s * acc);
+        }
+    }
+}
+
 #define OPS_TABLE(I)                                                                               \
     {                                                                                              \
         .isa = REALM_ISA_##I##_ID, .dot_f16_f32 = realm__dot_f16_f32_##I,                          \
@@ -152,6 +191,7 @@ void realm__attn_q8_0_f16_ref(int64_t d, int nq, const float *q, int cnt, const 
         .silu_mul = realm__silu_mul_##I, .exp_f32 = realm__exp_f32_##I,                            \
         .attn_f16 = realm__attn_f16_##I, .attn_q8_0 = realm__attn_q8_0_##I,                        \
         .attn_f16_q8_0 = realm__attn_f16_q8_0_##I, .attn_q8_0_f16 = realm__attn_q8_0_f16_##I,      \
+        .lora_shrink = realm__lora_shrink_##I, .lora_expand = realm__lora_expand_##I,              \
     }
 #define REALM_ISA_ref_ID    REALM_ISA_SCALAR
 #define REALM_ISA_avx2_ID   REALM_ISA_AVX2

@@ -39,6 +39,11 @@ static inline V v_set1_h(uint16_t h)
 {
     return _mm256_set1_ps(_cvtsh_ss(h));
 }
+static inline V v_load_bf(const uint16_t *p)
+{
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
 static inline V v_add(V a, V b)
 {
     return _mm256_add_ps(a, b);

@@ -39,6 +39,11 @@ static inline V v_set1_h(uint16_t h)
 {
     return _mm512_set1_ps(_cvtsh_ss(h));
 }
+static inline V v_load_bf(const uint16_t *p)
+{
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
 static inline V v_add(V a, V b)
 {
     return _mm512_add_ps(a, b);

@@ -15,6 +15,9 @@
  *             over each entry's own sequence up to its position;  x += Wo att;
  *             xn = rmsnorm(x) * ffn_norm;  x += Wdown (silu(Wgate xn) * Wup xn).
  * Then logits = Wout (rmsnorm(x) * output_norm) for the entries that want them.
+ * With LoRA adapters (realm_forward_lora), each of the seven products above
+ * is followed by its adapters' low-rank terms for the entries using them
+ * (lora_forward.c), before biases, RoPE or SiLU.
  *
  * Matrix products read each weight row once per batch and multiply it with
  * every entry's activations while the row is in L1 (rows are split between
@@ -30,6 +33,7 @@
 #include <string.h>
 
 #include "core/error_internal.h"
+#include "lora_internal.h"
 #include "model_internal.h"
 
 /* Split-K: one chunk of one (entry, KV head) pair, and a pair's chunks. */
@@ -65,6 +69,9 @@ struct realm_ctx {
     attn_pair *attn_pairs;
     int32_t n_units, n_pairs, units_cap;
     float *attn_parts; /* units_cap partials of REALM__ATTN_PART floats */
+
+    lora_pass *lora;  /* LoRA adapters' part of the pass (lora_forward.c) */
+    bool lora_active; /* this pass's batch uses adapters */
 };
 
 /* ---- scratch sizes -------------------------------------------------------- */
@@ -114,7 +121,8 @@ uint64_t realm_ctx_bytes(const realm_model *m, const realm_ctx_params *p)
         (int64_t)nt * attn_scratch_len(hp) +
         (int64_t)units * REALM__ATTN_PART(hp->n_head / hp->n_head_kv, hp->head_dim);
     return (uint64_t)floats * 4 + (uint64_t)nb * (uint64_t)act_row + (uint64_t)nb * 8 +
-           (uint64_t)units * (sizeof(attn_unit) + sizeof(attn_pair));
+           (uint64_t)units * (sizeof(attn_unit) + sizeof(attn_pair)) +
+           realm__lora_pass_bytes(m, nb);
 }
 
 int realm_ctx_new(const realm_model *m, realm_kv_cache *kv, const realm_ctx_params *p,
@@ -169,7 +177,7 @@ int realm_ctx_new(const realm_model *m, realm_kv_cache *kv, const realm_ctx_para
 #undef ALLOC
     if (!c->x || !c->xn || !c->q || !c->kk || !c->vv || !c->att || !c->g || !c->u || !c->rope_cos ||
         !c->rope_sin || !c->act || !c->attn_scratch || !c->entry_blocks || !c->attn_units ||
-        !c->attn_pairs || !c->attn_parts) {
+        !c->attn_pairs || !c->attn_parts || realm__lora_pass_new(m, c->n_batch, &c->lora) < 0) {
         realm_ctx_free(c);
         return realm__error(REALM_ERR_NOMEM, "out of memory for a compute context of %llu MiB",
                             (unsigned long long)(realm_ctx_bytes(m, p) >> 20));
@@ -200,6 +208,7 @@ void realm_ctx_free(realm_ctx *c)
     free(c->attn_units);
     free(c->attn_pairs);
     free(c->attn_parts);
+    realm__lora_pass_free(c->lora);
     free(c);
 }
 
@@ -585,10 +594,23 @@ static void add_bias(float *x, const float *bias, int64_t n)
             x[i] += bias[i];
 }
 
-static int forward(realm_ctx *c, const realm_batch *b, float *logits)
+/* The LoRA terms of weights kinds[0..n) of layer l, sharing input x, added
+ * to their outputs y, when the batch uses adapters (lora_forward.c). */
+static void lora(realm_ctx *c, int l, int n, const int *kinds, const float *x, int64_t ld_x,
+                 float *const *y, const int64_t *ld_y)
 {
-    int rc = prepare_batch(c, b);
-    if (rc < 0)
+    if (c->lora_active)
+        realm__lora_apply(c->lora, c->tp, c->ops, l, n, kinds, x, ld_x, y, ld_y);
+}
+
+static int forward(realm_ctx *c, const realm_batch *b, const realm_batch_lora *bl, float *logits)
+{
+    int rc;
+    if (b->n < 1 || b->n > c->n_batch)
+        return realm__error(REALM_ERR_INVAL, "batch of %d entries (this context takes 1..%d)", b->n,
+                            c->n_batch);
+    if ((rc = realm__lora_plan(c->lora, b->n, bl, &c->lora_active)) < 0 ||
+        (rc = prepare_batch(c, b)) < 0)
         return rc;
     const realm_model *m = c->m;
     const realm_hparams *hp = &m->hp;
@@ -627,6 +649,7 @@ static int forward(realm_ctx *c, const realm_batch *b, float *logits)
             matmul(c, j - i, qkv + i, qkv_out + i, qkv_ld + i, false, n);
             i = j;
         }
+        lora(c, l, 3, (const int[]){LORA_Q, LORA_K, LORA_V}, c->xn, E, qkv_out, qkv_ld);
         for (int32_t e = 0; e < n; e++) {
             add_bias(c->q + e * q_dim, L->bq, q_dim);
             add_bias(c->kk + e * kv_dim, L->bk, kv_dim);
@@ -642,6 +665,7 @@ static int forward(realm_ctx *c, const realm_batch *b, float *logits)
         convert_act(c, c->att, q_dim, q_dim, n, L->wo.type);
         const weight *wo = &L->wo;
         matmul(c, 1, &wo, &c->x, &E, true, n);
+        lora(c, l, 1, (const int[]){LORA_O}, c->att, q_dim, &c->x, &E);
 
         for (int32_t e = 0; e < n; e++)
             c->ops->rmsnorm(c->xn + e * E, c->x + e * E, L->ffn_norm, E, hp->norm_eps);
@@ -658,12 +682,14 @@ static int forward(realm_ctx *c, const realm_batch *b, float *logits)
                 matmul(c, 1, gu + i, gu_out + i, gu_ld + i, false, n);
             }
         }
+        lora(c, l, 2, (const int[]){LORA_GATE, LORA_UP}, c->xn, E, gu_out, gu_ld);
         /* per row, so an entry's result never depends on its batch */
         for (int32_t e = 0; e < n; e++)
             c->ops->silu_mul(F, c->g + e * F, c->u + e * F);
         convert_act(c, c->g, F, F, n, L->w_down.type);
         const weight *wd = &L->w_down;
         matmul(c, 1, &wd, &c->x, &E, true, n);
+        lora(c, l, 1, (const int[]){LORA_DOWN}, c->g, F, &c->x, &E);
     }
 
     /* Sequences now include the batch. */
@@ -689,12 +715,18 @@ static int forward(realm_ctx *c, const realm_batch *b, float *logits)
     return REALM_OK;
 }
 
-int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
+int realm_forward_lora(realm_ctx *c, const realm_batch *b, const realm_batch_lora *lora,
+                       float *logits)
 {
     if (c->own_tp)
-        return forward(c, b, logits);
+        return forward(c, b, lora, logits);
     realm_threadpool_acquire(c->tp); /* a shared pool: one pass at a time, in turn */
-    int rc = forward(c, b, logits);
+    int rc = forward(c, b, lora, logits);
     realm_threadpool_release(c->tp);
     return rc;
+}
+
+int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
+{
+    return realm_forward_lora(c, b, NULL, logits);
 }
