@@ -215,13 +215,13 @@ static void test_references(void)
             continue;
         const realm_hparams *hp = realm_model_hparams(m);
         /* the model's own RoPE over 8192 positions and more (the whole
-         * training context of rope-linear), the overrides over 4160 */
+         * training context of rope-linear), the overrides over 2112 */
         const realm_rope_params *o = &k->rope;
         const bool own = !o->scaling && !o->freq_base && !o->freq_scale && !o->yarn_orig_ctx &&
                          !o->has_yarn_ext_factor && !o->yarn_attn_factor && !o->yarn_beta_fast &&
                          !o->yarn_beta_slow;
         CHECK(refs[c].n_tokens <= hp->n_ctx_train);
-        CHECK(refs[c].n_tokens >= (own ? 8192 : 4160));
+        CHECK(refs[c].n_tokens >= (own ? 8192 : 2112));
         const bool full = refs[c].n_tokens == hp->n_ctx_train;
         const double d = run_and_compare(m, &refs[c], refs[c].n_tokens, full);
         printf("  %-26s %5d tokens (%s, base %g, scale %g, mscale %.4f): max diff %.5f\n", k->file,
