@@ -34,7 +34,14 @@
  * prompt again computes only its last token, the next turn of a
  * conversation only its new part.
  * Entries are evicted least-recently-used when blocks are needed. A tenant
- * never hits another tenant's entries.
+ * never hits another tenant's entries, and a request never hits an entry
+ * computed under other LoRA adapters (or other scales, or none): entries
+ * are keyed by tenant and adapter set.
+ *
+ * LoRA: a request may name adapters (options.lora, realm/lora.h); requests
+ * with different adapters, or none, share each step's forward pass (the
+ * base model's products once for all, each adapter's low-rank part over its
+ * own entries).
  *
  *     realm_engine *e;
  *     realm_engine_new(model, &(realm_engine_params){.n_ctx = 8192}, &e);
@@ -113,6 +120,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "realm/lora.h"
 #include "realm/model.h"
 #include "realm/sampler.h"
 #include "realm/tokenizer.h"
@@ -131,6 +139,9 @@ typedef struct realm_engine_params {
     int32_t n_ctx;                    /* tokens in the KV pool, over all sequences; 0: 4096 */
     int32_t n_ctx_seq;                /* longest sequence; 0: min(n_ctx, the model's n_ctx_train) */
     int32_t block_size;               /* KV block size; 0: 32 */
+    realm_type type_k, type_v;        /* KV cache types of keys and values:
+                                         REALM_TYPE_F16 (0) or REALM_TYPE_Q8_0,
+                                         half the memory (realm_kv_params) */
     int32_t n_batch;                  /* token budget of one step; 0: 512 */
     int32_t max_seqs;                 /* running sequences; 0: 16 (at most n_batch) */
     int32_t max_waiting;              /* waiting queue bound; 0: 256 */
@@ -189,7 +200,7 @@ typedef enum realm_finish {
 /* "none", "stop", "length", "cancelled", "error". */
 const char *realm_finish_name(realm_finish f);
 
-#define REALM_GEN_OPTIONS_VERSION 1
+#define REALM_GEN_OPTIONS_VERSION 2
 
 /* Most choices of one request (realm_engine_submit_n). */
 #define REALM_MAX_CHOICES 16
@@ -220,6 +231,12 @@ typedef struct realm_gen_options {
     bool ignore_eos;      /* do not end at end-of-generation tokens */
     int32_t priority;     /* higher first, within the tenant; default 0 */
     bool no_prefix_cache; /* neither use nor fill the prefix cache */
+    /* version 2 */
+    const realm_lora_item *lora; /* LoRA adapters applied together, with their scales
+                                    (realm_lora_set rules; copied at submit): each
+                                    loaded for the engine's model, and kept loaded
+                                    until the request has ended. Default none */
+    int32_t n_lora;
 } realm_gen_options;
 
 void realm_gen_options_init(realm_gen_options *o);

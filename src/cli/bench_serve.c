@@ -27,6 +27,7 @@
 typedef struct client {
     realm_engine *e;
     uint32_t tenant;
+    const realm_lora_set *set; /* its adapters, or NULL */
     realm_token *prompt;
     int n_prompt, ntg;
     double t_start, *at; /* at: (ntg) arrival time of each token */
@@ -45,6 +46,10 @@ static void *client_main(void *arg)
     o.ignore_eos = true;
     o.sampling.temperature = 0;
     o.no_prefix_cache = true;
+    if (c->set) {
+        o.lora = c->set->items;
+        o.n_lora = c->set->n;
+    }
     realm_gen *g;
     c->t_start = realm__now();
     c->rc = realm_engine_submit(
@@ -108,7 +113,11 @@ static int run_once(realm_engine *e, const cli_serve_opts *o, int par, int n_voc
     pthread_t *th = calloc((size_t)par, sizeof *th);
     int rc = c && th ? 0 : cli_error(CMD, "out of memory");
     for (int i = 0; i < par && rc == 0; i++) {
-        c[i] = (client){.e = e, .tenant = (*tenant)++, .n_prompt = o->npp, .ntg = o->ntg};
+        c[i] = (client){.e = e,
+                        .tenant = (*tenant)++,
+                        .set = o->n_sets ? &o->sets[i % o->n_sets] : NULL,
+                        .n_prompt = o->npp,
+                        .ntg = o->ntg};
         c[i].prompt = malloc(sizeof *c[i].prompt * (size_t)o->npp);
         c[i].at = malloc(sizeof *c[i].at * (size_t)o->ntg);
         if (!c[i].prompt || !c[i].at) {
@@ -248,6 +257,8 @@ int cli_bench_serve(const realm_model *m, const cli_serve_opts *o, json_t *resul
                                    .n_batch = n_batch,
                                    .prefill_slice_ms = o->slice_ms,
                                    .batch_invariant = o->batch_invariant,
+                                   .type_k = o->type_k,
+                                   .type_v = o->type_v,
                                    .n_threads = o->threads},
             &e) < 0)
         return cli_error(CMD, "%s", realm_last_error());

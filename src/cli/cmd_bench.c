@@ -5,22 +5,27 @@
  * (-d, llama-bench's depth), median and standard deviation over
  * repetitions; batched decoding of several sequences per forward pass
  * (aggregate tokens/s), like llama-batched-bench; and the serving figures
- * through the engine (bench_serve.c).
+ * through the engine (bench_serve.c). With LoRA adapters: one set for every
+ * sequence (--lora), or one adapter per sequence or client, taken in turn
+ * (--lora-per-stream), all in the same passes.
  */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <jansson.h>
 
 #include "bench_serve.h"
 #include "cli.h"
 #include "core/clock_internal.h"
+#include "lora_args.h"
 #include "opts.h"
 #include "realm/error.h"
 #include "realm/model.h"
 #include "realm/threads.h"
+#include "rope_opts.h"
 
 #define CMD         "bench"
 #define MAX_REPS    CLI_BENCH_MAX_REPS
@@ -57,7 +62,24 @@ typedef struct bench {
     bool *want;
     int32_t n_vocab;
     uint64_t rng;
+    int32_t *set;               /* each entry's adapter set, when there are sets */
+    const realm_lora_set *sets; /* stream i uses sets[i % n_sets] (n == 0: none) */
+    int n_sets;
 } bench;
+
+/* The adapter set of stream i, or -1. */
+static int32_t set_of(const bench *b, int stream)
+{
+    return b->n_sets ? stream % b->n_sets : -1;
+}
+
+/* The forward pass over n entries of b's arrays. */
+static int forward(bench *b, int n, const bool *want)
+{
+    const realm_batch bb = {n, b->tok, b->pos, b->seq, want};
+    const realm_batch_lora bl = {b->set, b->sets, b->n_sets};
+    return realm_forward_lora(b->ctx, &bb, b->n_sets ? &bl : NULL, b->logits);
+}
 
 static int32_t rand_token(bench *b)
 {
@@ -67,8 +89,9 @@ static int32_t rand_token(bench *b)
     return (int32_t)(b->rng % (uint64_t)b->n_vocab);
 }
 
-/* Append n random tokens to seq (now `start` tokens long) in batches of at most nb. */
-static int prefill(bench *b, int32_t seq, int start, int n, int nb)
+/* Append n random tokens to seq (now `start` tokens long), the sequence of
+ * `stream`, in batches of at most nb. */
+static int prefill(bench *b, int32_t seq, int stream, int start, int n, int nb)
 {
     for (int at = 0; at < n; at += nb) {
         const int len = n - at < nb ? n - at : nb;
@@ -76,9 +99,9 @@ static int prefill(bench *b, int32_t seq, int start, int n, int nb)
             b->tok[i] = rand_token(b);
             b->pos[i] = start + at + i;
             b->seq[i] = seq;
+            b->set[i] = set_of(b, stream);
         }
-        realm_batch bb = {len, b->tok, b->pos, b->seq, NULL};
-        if (realm_forward(b->ctx, &bb, b->logits) < 0)
+        if (forward(b, len, NULL) < 0)
             return -1;
     }
     return 0;
@@ -98,7 +121,7 @@ static double run_pp(bench *b, int32_t ctx, int depth, int n, int nb)
     if (seq_start(b, ctx, &s) < 0)
         return -1;
     double t0 = realm__now();
-    int rc = prefill(b, s, depth, n, nb);
+    int rc = prefill(b, s, 0, depth, n, nb);
     double t = realm__now() - t0;
     realm_kv_seq_free(b->kv, s);
     return rc < 0 ? -1 : t;
@@ -116,8 +139,8 @@ static double run_tg_depth(bench *b, int32_t ctx, int depth, int n)
         b->pos[0] = depth + step;
         b->seq[0] = s;
         b->want[0] = true;
-        realm_batch bb = {1, b->tok, b->pos, b->seq, b->want};
-        if (realm_forward(b->ctx, &bb, b->logits) < 0) {
+        b->set[0] = set_of(b, 0);
+        if (forward(b, 1, b->want) < 0) {
             realm_kv_seq_free(b->kv, s);
             return -1;
         }
@@ -133,7 +156,7 @@ static double run_tg(bench *b, int par, int start, int n, int nb)
     int32_t s[MAX_PAR];
     for (int p = 0; p < par; p++) {
         realm_kv_seq_new(b->kv, &s[p]);
-        if (start > 0 && prefill(b, s[p], 0, start, nb) < 0)
+        if (start > 0 && prefill(b, s[p], p, 0, start, nb) < 0)
             return -1;
     }
     double t0 = realm__now();
@@ -143,9 +166,9 @@ static double run_tg(bench *b, int par, int start, int n, int nb)
             b->pos[p] = start + step;
             b->seq[p] = s[p];
             b->want[p] = true;
+            b->set[p] = set_of(b, p);
         }
-        realm_batch bb = {par, b->tok, b->pos, b->seq, b->want};
-        if (realm_forward(b->ctx, &bb, b->logits) < 0)
+        if (forward(b, par, b->want) < 0)
             return -1;
     }
     double t = realm__now() - t0;
@@ -159,7 +182,11 @@ typedef struct bench_cfg {
     long long n_pp, n_tg, threads, reps;
     cli_ints depth, batched, parallel;
     long long npp, ntg, batch, slice, prefix;
+    int cache_k, cache_v; /* indexes in cli_cache_types */
     bool invariant, json;
+    cli_rope rope;
+    cli_strings lora;
+    const char *lora_per_stream;
 } bench_cfg;
 
 /* REALM_THREADS applies, as to the server (the figures should be those of
@@ -194,23 +221,39 @@ static const cli_opt bench_opts[] = {
      offsetof(bench_cfg, slice), .env = false, .min = -1, .max = 1 << 20},
     {"prefix", 0, CLI_OPT_INT, "N", NULL, "time to first token with N prompt tokens cached",
      offsetof(bench_cfg, prefix), .env = false, .min = 1, .max = 1 << 16},
+    {"cache-type-k", 0, CLI_OPT_ENUM, NULL, "f16",
+     "KV cache type of the keys (q8_0: about half the memory and bandwidth)",
+     offsetof(bench_cfg, cache_k), .env = false, .choices = cli_cache_types},
+    {"cache-type-v", 0, CLI_OPT_ENUM, NULL, "f16", "KV cache type of the values",
+     offsetof(bench_cfg, cache_v), .env = false, .choices = cli_cache_types},
     {"batch-invariant", 0, CLI_OPT_FLAG, NULL, NULL, "use batch-invariant kernels",
      offsetof(bench_cfg, invariant), .env = false},
+    {"lora", 0, CLI_OPT_STRING_LIST, "FILE[:SCALE]", NULL,
+     "apply this LoRA adapter to every sequence (repeatable: the adapters add up)",
+     offsetof(bench_cfg, lora), .env = false, .n_max = REALM_LORA_MAX_SET},
+    {"lora-per-stream", 0, CLI_OPT_STRING, "A,B,...", NULL,
+     "--batched and --parallel: sequence or client i uses adapter i mod count (FILE[:SCALE] "
+     "or none)",
+     offsetof(bench_cfg, lora_per_stream), .env = false},
     {"json", 0, CLI_OPT_FLAG, NULL, NULL, "one JSON document instead of tables",
      offsetof(bench_cfg, json), .env = false},
+    CLI_ROPE_OPTS(bench_cfg, rope, false),
 };
 
 static int run_bench(int argc, char **argv)
 {
-    bench_cfg cfg = {0};
+    bench_cfg cfg = {.rope = CLI_ROPE_INIT};
     int status = cli_opts_parse(CMD, bench_opts, CLI_OPTS_N(bench_opts), argc, argv, &cfg, NULL);
-    if (status != 0)
+    if (status != 0) {
+        cli_opts_free(bench_opts, CLI_OPTS_N(bench_opts), &cfg);
         return status == 2 ? 0 : status;
+    }
     const char *path = cfg.model;
     const long n_pp = (long)cfg.n_pp, n_tg = (long)cfg.n_tg, threads = (long)cfg.threads;
     const long reps = (long)cfg.reps, par_pp = (long)cfg.npp, par_tg = (long)cfg.ntg;
     const long step_batch = (long)cfg.batch, prefix = (long)cfg.prefix, slice = (long)cfg.slice;
     const bool json = cfg.json, invariant = cfg.invariant;
+    const realm_type type_k = cli_cache_type(cfg.cache_k), type_v = cli_cache_type(cfg.cache_v);
     int par[8], n_par = cfg.batched.n, clients[8], n_clients = cfg.parallel.n;
     int depth[8], n_depth = cfg.depth.n, max_depth = 0;
     for (int i = 0; i < n_depth; i++) {
@@ -225,11 +268,50 @@ static int run_bench(int argc, char **argv)
         return cli_error(CMD, "missing -m MODEL.gguf");
     if (n_clients > 0 && (par_pp < 1 || par_tg < 2))
         return cli_error(CMD, "--parallel needs --npp >= 1 and --ntg >= 2");
+    /* --lora: one set of all the adapters; --lora-per-stream: a set of one each */
+    static cli_lora_args la;
+    la.n = 0;
+    for (int i = 0; i < cfg.lora.n; i++)
+        if (!cli_lora_parse(CMD, "--lora", cfg.lora.v[i], false, &la))
+            return cli_opts_free(bench_opts, CLI_OPTS_N(bench_opts), &cfg), 1;
+    if (cfg.lora_per_stream != NULL) {
+        if (cfg.lora.n > 0)
+            return cli_opts_free(bench_opts, CLI_OPTS_N(bench_opts), &cfg),
+                   cli_error(CMD, "--lora and --lora-per-stream: use one or the other");
+        char item[4096];
+        for (const char *s = cfg.lora_per_stream; *s;) {
+            const char *comma = strchr(s, ',');
+            const size_t len = comma ? (size_t)(comma - s) : strlen(s);
+            snprintf(item, sizeof item, "%.*s", (int)len, s);
+            if (!cli_lora_parse(CMD, "--lora-per-stream", item, true, &la))
+                return cli_opts_free(bench_opts, CLI_OPTS_N(bench_opts), &cfg), 1;
+            s += len + (comma != NULL);
+        }
+    }
+    const bool per_stream = cfg.lora_per_stream != NULL;
+    cli_opts_free(bench_opts, CLI_OPTS_N(bench_opts), &cfg);
 
+    realm_model_params mp = {0};
+    if (cli_rope_params(CMD, &cfg.rope, &mp.rope) != 0)
+        return 1;
     bench b = {.rng = 0x2545f4914f6cdd1dull};
     int rc = 1;
-    if (realm_model_load(path, NULL, &b.m) < 0)
+    realm_lora *ads[CLI_LORA_MAX] = {0};
+    realm_lora_item items[CLI_LORA_MAX];
+    realm_lora_set sets[CLI_LORA_MAX];
+    if (realm_model_load(path, &mp, &b.m) < 0)
         return cli_error(CMD, "%s", realm_last_error());
+    if (!cli_lora_load(CMD, b.m, &la, ads)) {
+        realm_model_free(b.m);
+        return 1;
+    }
+    for (int i = 0; i < la.n; i++) {
+        items[i] = (realm_lora_item){ads[i], la.scale[i]};
+        sets[i] = (realm_lora_set){ads[i] ? 1 : 0, &items[i]};
+    }
+    sets[0] = per_stream ? sets[0] : (realm_lora_set){la.n, items};
+    b.sets = sets;
+    b.n_sets = per_stream ? la.n : la.n > 0;
     const realm_hparams *hp = realm_model_hparams(b.m);
     b.n_vocab = hp->n_vocab;
     /* The tests themselves may run past the context length, as in llama-bench
@@ -248,7 +330,11 @@ static int run_bench(int argc, char **argv)
     if (n_par > 0 && (long)max_par * (par_pp + par_tg) > ctx_tokens)
         ctx_tokens = (long)max_par * (par_pp + par_tg + 32); /* + a partial block each */
     const int nb = (int)(n_pp > 512 ? 512 : n_pp > 0 ? n_pp : 512);
-    if (realm_kv_cache_new(b.m, &(realm_kv_params){.n_ctx = (int32_t)ctx_tokens + 64}, &b.kv) < 0 ||
+    if (realm_kv_cache_new(b.m,
+                           &(realm_kv_params){.n_ctx = (int32_t)ctx_tokens + 64,
+                                              .type_k = type_k,
+                                              .type_v = type_v},
+                           &b.kv) < 0 ||
         realm_ctx_new(b.m, b.kv,
                       &(realm_ctx_params){.n_batch = nb > MAX_PAR ? nb : MAX_PAR,
                                           .n_threads = (int32_t)threads,
@@ -262,7 +348,8 @@ static int run_bench(int argc, char **argv)
     b.pos = malloc(sizeof(int32_t) * 1024);
     b.seq = malloc(sizeof(int32_t) * 1024);
     b.want = calloc(1024, sizeof(bool));
-    if (!b.logits || !b.tok || !b.pos || !b.seq || !b.want) {
+    b.set = malloc(sizeof(int32_t) * 1024);
+    if (!b.logits || !b.tok || !b.pos || !b.seq || !b.want || !b.set) {
         cli_error(CMD, "out of memory");
         goto done;
     }
@@ -270,10 +357,18 @@ static int run_bench(int argc, char **argv)
     char sz[32];
     json_t *jr = json_array();
     if (!json)
-        printf("model: %s (%s, %s of weights), %d threads, median ± stdev of %ld runs\n\n"
-               "| test | tokens/s |\n| --- | ---: |\n",
+        printf("model: %s (%s, %s of weights), %d threads, KV cache %s/%s, median ± stdev of "
+               "%ld runs\n",
                path, realm_arch_name(hp->arch),
-               cli_format_bytes(realm_model_weight_bytes(b.m), sz, sizeof sz), nt, reps);
+               cli_format_bytes(realm_model_weight_bytes(b.m), sz, sizeof sz), nt,
+               cli_cache_types[cfg.cache_k], cli_cache_types[cfg.cache_v], reps);
+    if (la.n > 0 && !json) {
+        static char desc[CLI_LORA_MAX * 4200];
+        printf("LoRA %s: %s\n", per_stream ? "per stream, in turn" : "on every sequence",
+               cli_lora_describe(&la, ads, desc, sizeof desc));
+    }
+    if (!json)
+        printf("\n| test | tokens/s |\n| --- | ---: |\n");
     double v[MAX_REPS];
 
     /* warm-up: page in the weights, settle the thread pool */
@@ -291,7 +386,7 @@ static int run_bench(int argc, char **argv)
         char at[32] = "";
         if (d > 0) {
             snprintf(at, sizeof at, " @ d%d", d);
-            if (realm_kv_seq_new(b.kv, &ctx) < 0 || prefill(&b, ctx, 0, d, nb) < 0)
+            if (realm_kv_seq_new(b.kv, &ctx) < 0 || prefill(&b, ctx, 0, 0, d, nb) < 0)
                 goto fail;
         }
         for (int test = 0; test < 2; test++) {
@@ -364,17 +459,22 @@ static int run_bench(int argc, char **argv)
                                    .slice_ms = (int)slice,
                                    .prefix = (int)prefix,
                                    .batch_invariant = invariant,
-                                   .reps = (int)reps};
+                                   .type_k = type_k,
+                                   .type_v = type_v,
+                                   .reps = (int)reps,
+                                   .sets = b.sets,
+                                   .n_sets = b.n_sets};
         if (cli_bench_serve(b.m, &so, json ? jr : NULL) != 0) {
             json_decref(jr);
             goto done;
         }
     }
     if (json) {
-        json_t *j = json_pack("{s:s, s:s, s:I, s:i, s:i, s:o}", "model", path, "arch",
+        json_t *j = json_pack("{s:s, s:s, s:I, s:i, s:s, s:s, s:i, s:o}", "model", path, "arch",
                               realm_arch_name(hp->arch), "weight_bytes",
-                              (json_int_t)realm_model_weight_bytes(b.m), "threads", nt, "reps",
-                              (int)reps, "results", jr);
+                              (json_int_t)realm_model_weight_bytes(b.m), "threads", nt, "type_k",
+                              cli_cache_types[cfg.cache_k], "type_v", cli_cache_types[cfg.cache_v],
+                              "reps", (int)reps, "results", jr);
         json_dumpf(j, stdout, JSON_INDENT(2));
         putchar('\n');
         json_decref(j);
@@ -391,8 +491,10 @@ done:
     free(b.pos);
     free(b.seq);
     free(b.want);
+    free(b.set);
     realm_ctx_free(b.ctx);
     realm_kv_cache_free(b.kv);
+    cli_lora_free(ads, la.n);
     realm_model_free(b.m);
     return rc;
 }
@@ -401,7 +503,10 @@ static const char usage_head[] =
     "usage: realm bench -m MODEL.gguf [-p 512] [-n 128] [-d 0,1024,...] [-t THREADS]\n"
     "                   [-r REPS] [--batched 1,2,4,8,16] [--parallel 1,2,4,8,16]\n"
     "                   [--npp 128] [--ntg 64] [--batch 512] [--slice MS]\n"
-    "                   [--prefix 1000] [--batch-invariant] [--json]\n"
+    "                   [--prefix 1000] [--cache-type-k f16|q8_0] [--cache-type-v f16|q8_0]\n"
+    "                   [--batch-invariant] [--json]\n"
+    "                   [--rope-scaling none|linear|yarn] [--rope-freq-base N] ...\n"
+    "                   [--lora FILE[:SCALE]]... [--lora-per-stream A,B,...]\n"
     "\n"
     "pp: one prompt of -p random tokens (in batches of up to 512); tg: -n tokens\n"
     "generated one at a time (0 skips either). Both as tokens/s, median and\n"
@@ -423,9 +528,18 @@ static const char usage_head[] =
     "prefill slice (ms of prompt work per step while streams decode; -1: off).\n"
     "--prefix N: time to first token of a request whose first N tokens are in the\n"
     "prefix cache, against the same request uncached.\n"
+    "--cache-type-k, --cache-type-v: everything above with keys and values of the\n"
+    "KV cache in that type, as llama-bench's -ctk / -ctv (q8_0 needs a head size\n"
+    "that is a multiple of 32).\n"
     "--batch-invariant: everything above with batch-invariant kernels (a token's\n"
-    "logits bitwise the same alone or batched; see realm_ctx_params).\n";
-static char usage[6144];
+    "logits bitwise the same alone or batched; see realm_ctx_params).\n"
+    "--rope-*, --yarn-*: the model's RoPE overridden as llama.cpp's options of the\n"
+    "same names do (realm help run).\n"
+    "--lora: every test with these LoRA adapters on every sequence (unmerged).\n"
+    "--lora-per-stream: in --batched and --parallel, sequence or client i uses\n"
+    "adapter i mod the count (\"none\": the base model alone), all of them in the\n"
+    "same forward passes; pp and tg use the first.\n";
+static char usage[8192];
 
 /* main prints the usage before any command runs: build it before main. */
 __attribute__((constructor)) static void make_usage(void)

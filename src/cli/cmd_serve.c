@@ -18,6 +18,7 @@
 #include "realm/registry.h"
 #include "realm/server.h"
 #include "realm/store.h"
+#include "rope_opts.h"
 
 #define CMD "serve"
 
@@ -29,9 +30,11 @@ typedef struct serve_cfg {
     const char *host, *models_dir, *data_dir, *admin_key_file, *api_key, *tls_cert, *tls_key;
     const char *module_cache;
     long long port, threads, ctx, parallel, batch, workers, metrics_tenants, ws_max;
+    int cache_k, cache_v; /* indexes in cli_cache_types */
     uint64_t mem_budget, max_body, kv_max_value, kv_quota;
     double keep_alive, drain_timeout, read_timeout, responses_ttl;
     bool no_auth;
+    cli_rope rope;
 } serve_cfg;
 
 #define O(f) offsetof(serve_cfg, f)
@@ -57,6 +60,13 @@ static const cli_opt serve_opts[] = {
      "the most tokens one forward pass computes per model (prompt chunks and decoding "
      "sequences); at least --parallel",
      O(batch), .env = true, .min = 1, .max = 1 << 16},
+    {"cache-type-k", 0, CLI_OPT_ENUM, NULL, "f16",
+     "KV cache type of the keys: q8_0 takes about half the memory of f16 (so a KV pool sized to "
+     "the budget holds about twice the tokens) and half the attention bandwidth, for a small "
+     "accuracy cost; a model whose head size is not a multiple of 32 then fails to load",
+     O(cache_k), .env = true, .choices = cli_cache_types},
+    {"cache-type-v", 0, CLI_OPT_ENUM, NULL, "f16", "KV cache type of the values, likewise",
+     O(cache_v), .env = true, .choices = cli_cache_types},
     {"mem-budget", 0, CLI_OPT_SIZE, "SIZE", NULL,
      "memory for all loaded models: weights, KV pools, scratch (512M, 6G); default 3/4 of the "
      "available memory",
@@ -118,6 +128,7 @@ static const cli_opt serve_opts[] = {
     {"metrics-tenants", 0, CLI_OPT_INT, "N", "32",
      "tenants named in /metrics; the rest are counted as 'other'", O(metrics_tenants), .env = true,
      .min = 1, .max = 10000},
+    CLI_ROPE_OPTS(serve_cfg, rope, true),
 };
 
 static realm_server *volatile running;
@@ -181,6 +192,8 @@ static int serve(serve_cfg *c)
 
     realm_registry_params rp;
     realm_registry_params_init(&rp);
+    if (cli_rope_params(CMD, &c->rope, &rp.model.rope) != 0)
+        return 1;
     rp.models_dir = c->models_dir;
     rp.mem_budget = c->mem_budget;
     rp.keep_alive_s = c->keep_alive;
@@ -188,6 +201,8 @@ static int serve(serve_cfg *c)
     rp.engine.n_ctx_seq = (int32_t)c->ctx;
     rp.engine.max_seqs = (int32_t)c->parallel;
     rp.engine.n_batch = (int32_t)c->batch;
+    rp.engine.type_k = cli_cache_type(c->cache_k);
+    rp.engine.type_v = cli_cache_type(c->cache_v);
     if (realm_registry_new(&rp, &reg) < 0) {
         cli_error(CMD, "%s", realm_last_error());
         goto out;
@@ -312,7 +327,7 @@ out:
 
 static int run_serve(int argc, char **argv)
 {
-    serve_cfg c = {0};
+    serve_cfg c = {.rope = CLI_ROPE_INIT};
     const int rc = cli_opts_parse(CMD, serve_opts, CLI_OPTS_N(serve_opts), argc, argv, &c, NULL);
     int ret = rc == 2 ? 0 : rc;
     if (rc == 0)

@@ -527,6 +527,9 @@ int cli_run_chat(const run_chat_opts *o)
     p.engine.n_ctx = o->n_ctx ? o->n_ctx : DEFAULT_CTX; /* ... at most this */
     p.engine.max_seqs = 1;
     p.engine.n_batch = o->n_batch;
+    p.model.rope = o->rope;
+    p.engine.type_k = o->type_k;
+    p.engine.type_v = o->type_v;
 
     /* The registry's and the engine's threads inherit a mask blocking SIGINT. */
     sigset_t block, old;
@@ -567,6 +570,19 @@ int cli_run_chat(const run_chat_opts *o)
     realm_gen_options_init(&c.opts);
     c.opts.sampling = o->sampling;
     c.opts.max_tokens = o->max_tokens;
+    realm_lora *ads[CLI_LORA_MAX] = {0};
+    realm_lora_item items[CLI_LORA_MAX];
+    const int n_lora = o->lora ? o->lora->n : 0;
+    if (n_lora > 0 && !cli_lora_load(CMD, realm_model_ref_model(c.ref), o->lora, ads)) {
+        sigaction(SIGINT, &old_sa, NULL);
+        realm_registry_release(c.ref);
+        realm_registry_free(reg);
+        return 1;
+    }
+    for (int i = 0; i < n_lora; i++)
+        items[i] = (realm_lora_item){ads[i], o->lora->scale[i]};
+    c.opts.lora = items;
+    c.opts.n_lora = n_lora;
     if (o->verbose)
         fprintf(stderr, "model %s, chat template %s\n", realm_model_ref_name(c.ref),
                 realm_chat_template_name(c.tmpl));
@@ -578,6 +594,7 @@ int cli_run_chat(const run_chat_opts *o)
     free(c.msgs);
     free(c.system);
     realm_registry_release(c.ref);
-    realm_registry_free(reg);
+    realm_registry_free(reg); /* (its engine is gone: no request uses the adapters now) */
+    cli_lora_free(ads, n_lora);
     return rc;
 }

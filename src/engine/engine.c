@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -96,7 +98,10 @@ static int normalise_params(const realm_model *m, const realm_engine_params *in,
                             p->max_seqs, p->n_batch);
     if (p->max_waiting > (1 << 20) || p->max_seqs > 4096 || p->prefix_cache_entries > 65536)
         return realm__error(REALM_ERR_INVAL, "engine limits out of range");
-    return REALM_OK;
+    return realm_kv_params_check(m, &(realm_kv_params){.n_ctx = p->n_ctx,
+                                                       .block_size = p->block_size,
+                                                       .type_k = p->type_k,
+                                                       .type_v = p->type_v});
 }
 
 uint64_t realm_engine_bytes(const realm_model *m, const realm_engine_params *params)
@@ -104,8 +109,10 @@ uint64_t realm_engine_bytes(const realm_model *m, const realm_engine_params *par
     realm_engine_params p;
     if (normalise_params(m, params, &p) < 0)
         return 0;
-    const uint64_t kv =
-        realm_kv_cache_bytes(m, &(realm_kv_params){.n_ctx = p.n_ctx, .block_size = p.block_size});
+    const uint64_t kv = realm_kv_cache_bytes(m, &(realm_kv_params){.n_ctx = p.n_ctx,
+                                                                   .block_size = p.block_size,
+                                                                   .type_k = p.type_k,
+                                                                   .type_v = p.type_v});
     const uint64_t ctx = realm_ctx_bytes(
         m, &(realm_ctx_params){.n_batch = p.n_batch, .n_threads = p.n_threads, .pool = p.pool});
     /* logits of a step and the sampler's scratch, per running sequence */
@@ -144,6 +151,8 @@ int realm_engine_new(const realm_model *m, const realm_engine_params *params, re
     rc = realm_kv_cache_new(m,
                             &(realm_kv_params){.n_ctx = p.n_ctx,
                                                .block_size = p.block_size,
+                                               .type_k = p.type_k,
+                                               .type_v = p.type_v,
                                                .mem_budget = p.kv_mem_budget},
                             &e->kv);
     if (rc < 0)
@@ -166,13 +175,15 @@ int realm_engine_new(const realm_model *m, const realm_engine_params *params, re
     e->b_pos = malloc(nb * sizeof *e->b_pos);
     e->b_seq = malloc(nb * sizeof *e->b_seq);
     e->b_want = malloc(nb * sizeof *e->b_want);
+    e->b_set = malloc(nb * sizeof *e->b_set);
+    e->b_sets = malloc((size_t)p.max_seqs * sizeof *e->b_sets);
     e->logits = malloc((size_t)p.max_seqs * (size_t)e->n_vocab * sizeof *e->logits);
     /* every request the engine holds: running + waiting (max_waiting plus
      * preempted ones) */
     e->finished = malloc(((size_t)2 * p.max_seqs + (size_t)p.max_waiting) * sizeof *e->finished);
     e->stats.kv_blocks_free = e->n_blocks;
     if (!e->finished || !e->waiting || !e->running || !e->prefix || !e->b_tok || !e->b_pos ||
-        !e->b_seq || !e->b_want || !e->logits) {
+        !e->b_seq || !e->b_want || !e->b_set || !e->b_sets || !e->logits) {
         rc = realm__error(REALM_ERR_NOMEM, "out of memory for the engine's buffers");
         goto fail;
     }
@@ -249,6 +260,8 @@ void realm_engine_free(realm_engine *e)
     free(e->b_pos);
     free(e->b_seq);
     free(e->b_want);
+    free(e->b_set);
+    free(e->b_sets);
     free(e->logits);
     free(e->finished);
     realm_ctx_free(e->ctx);
@@ -443,7 +456,7 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
         /* read only the fields the caller's version has; later ones keep
          * their defaults (one entry per version: its struct size) */
         static const size_t version_size[REALM_GEN_OPTIONS_VERSION + 1] = {
-            0, sizeof(realm_gen_options)};
+            0, offsetof(realm_gen_options, lora), sizeof(realm_gen_options)};
         memcpy(&o, r->options, version_size[r->options->version]);
     }
     if (o.max_tokens < 0)
@@ -451,9 +464,23 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
     if (o.n_stop < 0 || o.n_stop_tokens < 0 || (o.n_stop && !o.stop) ||
         (o.n_stop_tokens && !o.stop_tokens))
         return realm__error(REALM_ERR_INVAL, "malformed stop lists");
+    realm_lora_item lora[REALM_LORA_MAX_SET];
+    int32_t n_lora = 0;
+    if (o.n_lora != 0 &&
+        realm_lora_set_normalize(e->m, &(realm_lora_set){o.n_lora, o.lora}, lora, &n_lora) < 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", realm_last_error());
+        return realm__error(REALM_ERR_INVAL, "LoRA adapters: %s", msg);
+    }
     realm_gen *g = calloc(1, sizeof *g);
     if (g == NULL)
         return realm__error(REALM_ERR_NOMEM, "out of memory for a request");
+    g->lkey.n = n_lora;
+    for (int32_t i = 0; i < n_lora; i++) {
+        g->lora[i] = lora[i];
+        g->lkey.id[i] = realm_lora_id(lora[i].lora);
+        g->lkey.scale[i] = lora[i].scale;
+    }
     pthread_mutex_init(&g->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -16,6 +16,27 @@
 
 #include "realm/engine.h"
 
+/*
+ * A request's adapter set as the prefix cache tells sets apart: canonical
+ * (realm_lora_set_normalize), adapters by realm_lora_id rather than address
+ * (a freed adapter's address may be reused by another), scales by value.
+ */
+typedef struct lora_key {
+    int32_t n; /* 0: no adapter */
+    uint64_t id[REALM_LORA_MAX_SET];
+    float scale[REALM_LORA_MAX_SET];
+} lora_key;
+
+static inline bool lora_key_eq(const lora_key *a, const lora_key *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (int32_t i = 0; i < a->n; i++)
+        if (a->id[i] != b->id[i] || a->scale[i] != b->scale[i])
+            return false;
+    return true;
+}
+
 typedef struct piece_node {
     struct piece_node *next;
     realm_gen_piece piece; /* text points into `text` below */
@@ -40,6 +61,8 @@ struct realm_gen {
     realm_gen_sink sink;
     bool has_sink;
     double t_submit;
+    realm_lora_item lora[REALM_LORA_MAX_SET]; /* its adapters, canonical (lkey.n of them) */
+    lora_key lkey;
 
     /* under mu */
     pthread_mutex_t mu;
@@ -92,6 +115,7 @@ typedef struct tenant_state {
 
 typedef struct prefix_entry {
     uint32_t tenant;
+    lora_key lora;       /* the adapters it was computed with */
     realm_token *tokens; /* (n) the cached tokens */
     int32_t n;
     int32_t seq; /* KV sequence holding it */
@@ -131,6 +155,9 @@ struct realm_engine {
     /* batch scratch: n_batch entries, max_seqs logit rows */
     int32_t *b_tok, *b_pos, *b_seq;
     bool *b_want;
+    int32_t *b_set;         /* (n_batch) each entry's adapter set in b_sets, or -1 */
+    realm_lora_set *b_sets; /* (max_seqs) this step's sets: one per request with adapters */
+    int32_t n_sets;
     float *logits;
 };
 
@@ -147,10 +174,10 @@ void realm__gen_unref(realm_gen *g);
 void realm__gen_note_token(realm_gen *g, double now);
 
 /* Prefix cache (prefix_cache.c); all under e->mu, on the stepping thread. */
-int32_t realm__prefix_lookup(realm_engine *e, uint32_t tenant, const realm_token *t, int32_t n,
-                             int32_t *entry);
-void realm__prefix_insert(realm_engine *e, uint32_t tenant, const realm_token *t, int32_t n,
-                          int32_t seq);
+int32_t realm__prefix_lookup(realm_engine *e, uint32_t tenant, const lora_key *lora,
+                             const realm_token *t, int32_t n, int32_t *entry);
+void realm__prefix_insert(realm_engine *e, uint32_t tenant, const lora_key *lora,
+                          const realm_token *t, int32_t n, int32_t seq);
 /* Evict the least recently used entry other than `keep` (with must_free,
  * only among entries whose eviction frees a block now); false if none. */
 bool realm__prefix_evict_lru(realm_engine *e, int32_t keep, bool must_free);

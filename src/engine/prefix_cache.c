@@ -1,5 +1,6 @@
 /*
- * The prefix cache (realm/engine.h, "Prefix cache"): per tenant, KV
+ * The prefix cache (realm/engine.h, "Prefix cache"): per tenant and LoRA
+ * adapter set (keys and values computed under other adapters differ), KV
  * sequences holding tokens already computed. A request forks the entry with
  * the longest common prefix, to the token (a partly shared last block is
  * copied on its first write), and computes only the rest. Slots of e->prefix
@@ -29,17 +30,17 @@ static void entry_drop(realm_engine *e, prefix_entry *pe)
 }
 
 /*
- * The longest prefix of t[0..n) cached for tenant: returns its
- * length in tokens (0: none) and the slot in *entry (-1: none).
+ * The longest prefix of t[0..n) cached for tenant under adapters `lora`:
+ * returns its length in tokens (0: none) and the slot in *entry (-1: none).
  */
-int32_t realm__prefix_lookup(realm_engine *e, uint32_t tenant, const realm_token *t, int32_t n,
-                             int32_t *entry)
+int32_t realm__prefix_lookup(realm_engine *e, uint32_t tenant, const lora_key *lora,
+                             const realm_token *t, int32_t n, int32_t *entry)
 {
     int32_t best = 0;
     *entry = -1;
     for (int32_t i = 0; i < e->p.prefix_cache_entries; i++) {
         const prefix_entry *pe = &e->prefix[i];
-        if (pe->tokens == NULL || pe->tenant != tenant)
+        if (pe->tokens == NULL || pe->tenant != tenant || !lora_key_eq(&pe->lora, lora))
             continue;
         const int32_t m = common_prefix(pe->tokens, pe->n, t, n);
         if (m > best) {
@@ -76,13 +77,13 @@ bool realm__prefix_evict_lru(realm_engine *e, int32_t keep, bool must_free)
 }
 
 /*
- * Remember tokens t[0..n), computed in KV sequence seq, for tenant. An entry
- * already covering them is only touched; entries that are a prefix of the
- * new one are replaced by it. Failures (no sequence slot, no memory) just
- * leave the cache as it was.
+ * Remember tokens t[0..n), computed in KV sequence seq under adapters
+ * `lora`, for tenant. An entry already covering them is only touched;
+ * entries that are a prefix of the new one are replaced by it. Failures (no
+ * sequence slot, no memory) just leave the cache as it was.
  */
-void realm__prefix_insert(realm_engine *e, uint32_t tenant, const realm_token *t, int32_t n,
-                          int32_t seq)
+void realm__prefix_insert(realm_engine *e, uint32_t tenant, const lora_key *lora,
+                          const realm_token *t, int32_t n, int32_t seq)
 {
     if (n <= 0)
         return;
@@ -94,7 +95,7 @@ void realm__prefix_insert(realm_engine *e, uint32_t tenant, const realm_token *t
                 slot = i;
             continue;
         }
-        if (pe->tenant != tenant)
+        if (pe->tenant != tenant || !lora_key_eq(&pe->lora, lora))
             continue;
         const int32_t m = common_prefix(pe->tokens, pe->n, t, n);
         if (m == n) {
@@ -115,7 +116,7 @@ void realm__prefix_insert(realm_engine *e, uint32_t tenant, const realm_token *t
         if (slot < 0)
             return;
     }
-    prefix_entry pe = {.tenant = tenant, .n = n, .last_used = ++e->clock};
+    prefix_entry pe = {.tenant = tenant, .lora = *lora, .n = n, .last_used = ++e->clock};
     pe.tokens = malloc((size_t)n * sizeof *pe.tokens);
     if (pe.tokens == NULL)
         return;

@@ -197,7 +197,7 @@ static int32_t cached_prefix(realm_engine *e, const realm_gen *g, int32_t *entry
     *entry = -1;
     if (g->no_prefix_cache || e->p.prefix_cache_entries == 0)
         return 0;
-    return realm__prefix_lookup(e, g->tenant, g->tokens, g->n_fill - 1, entry);
+    return realm__prefix_lookup(e, g->tenant, &g->lkey, g->tokens, g->n_fill - 1, entry);
 }
 
 /* Start g: a KV sequence (forked from a cached prefix when there is one),
@@ -410,15 +410,23 @@ static void make_room(realm_engine *e, int32_t *n_fin)
     }
 }
 
-/* Append n entries of g starting at its n_past to the batch. */
+/* Append n entries of g starting at its n_past to the batch (g's only
+ * entries this step), with its adapter set if it has one. */
 static int32_t add_entries(realm_engine *e, int32_t at, realm_gen *g, const realm_token *tok,
                            int32_t n, bool want_last, int32_t *n_rows)
 {
+    int32_t set = -1;
+    if (g->lkey.n > 0) {
+        REALM_ASSERT(e->n_sets < e->p.max_seqs);
+        set = e->n_sets++;
+        e->b_sets[set] = (realm_lora_set){g->lkey.n, g->lora};
+    }
     for (int32_t i = 0; i < n; i++) {
         e->b_tok[at + i] = tok[i];
         e->b_pos[at + i] = g->n_past + i;
         e->b_seq[at + i] = g->seq;
         e->b_want[at + i] = false;
+        e->b_set[at + i] = set;
     }
     g->n_sched = n;
     g->logit_row = -1;
@@ -447,6 +455,7 @@ static int32_t build_batch(realm_engine *e)
     int32_t n = 0, rows = 0;
     int32_t limit = e->p.n_batch; /* where prompt tokens stop */
     int32_t room = realm_kv_free_blocks(e->kv) - decode_growth(e);
+    e->n_sets = 0;
     for (int32_t i = 0; i < e->n_running; i++) {
         realm_gen *g = e->running[i];
         g->n_sched = 0;
@@ -709,8 +718,9 @@ int realm__engine_step(realm_engine *e)
     int rc = REALM_OK;
     if (n > 0) {
         const realm_batch b = {n, e->b_tok, e->b_pos, e->b_seq, e->b_want};
+        const realm_batch_lora bl = {e->b_set, e->b_sets, e->n_sets};
         const double t0 = realm__now();
-        rc = realm_forward(e->ctx, &b, e->logits);
+        rc = realm_forward_lora(e->ctx, &b, e->n_sets ? &bl : NULL, e->logits);
         note_step_time(e, n, realm__now() - t0);
         const char *msg = rc < 0 ? realm_last_error() : NULL;
         for (int32_t i = 0; i < e->n_running; i++) /* (a fork below may set a follower's) */
@@ -750,14 +760,15 @@ int realm__engine_step(realm_engine *e)
          * it meanwhile (a partly filled block would be copied on g's next
          * write) */
         if (rc == 0 && g->prompt_just_done && !g->no_prefix_cache && e->p.prefix_cache_entries)
-            realm__prefix_insert(e, g->tenant, g->tokens, g->n_prompt / e->bs * e->bs, g->seq);
+            realm__prefix_insert(e, g->tenant, &g->lkey, g->tokens, g->n_prompt / e->bs * e->bs,
+                                 g->seq);
         g->prompt_just_done = false;
         g->n_sched = 0;
         /* a request that ended well leaves its prompt and output cached, so
          * the next turn of a conversation computes only what is new */
         if (rc == 0 && (g->fin == REALM_FINISH_STOP || g->fin == REALM_FINISH_LENGTH) &&
             g->prompt_done && g->seq >= 0 && !g->no_prefix_cache && e->p.prefix_cache_entries)
-            realm__prefix_insert(e, g->tenant, g->tokens, g->n_past, g->seq);
+            realm__prefix_insert(e, g->tenant, &g->lkey, g->tokens, g->n_past, g->seq);
         if (g->fin != REALM_FINISH_NONE)
             retire(e, i, g->fin, g->fin_err, g->fin_msg[0] ? g->fin_msg : NULL, &n_fin);
     }

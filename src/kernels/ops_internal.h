@@ -16,7 +16,23 @@
     void realm__exp_f32_##isa(int64_t n, const float *x, float *y);                                \
     void realm__attn_f16_##isa(int64_t d, int nq, const float *q, int cnt, const uint16_t *k,      \
                                const uint16_t *v, int64_t ld, float scale, float *m, float *l,     \
-                               float *acc, float *s);
+                               float *acc, float *s);                                              \
+    void realm__attn_q8_0_##isa(int64_t d, int nq, const float *q, int cnt, const void *k,         \
+                                size_t k_stride, const void *v, size_t v_stride, float scale,      \
+                                float *m, float *l, float *acc, float *s);                         \
+    void realm__attn_f16_q8_0_##isa(int64_t d, int nq, const float *q, int cnt, const void *k,     \
+                                    size_t k_stride, const void *v, size_t v_stride, float scale,  \
+                                    float *m, float *l, float *acc, float *s);                     \
+    void realm__attn_q8_0_f16_##isa(int64_t d, int nq, const float *q, int cnt, const void *k,     \
+                                    size_t k_stride, const void *v, size_t v_stride, float scale,  \
+                                    float *m, float *l, float *acc, float *s);                     \
+    void realm__lora_shrink_##isa(realm_type at, int64_t n, const void *a, int n_rows,             \
+                                  const int32_t *rows, const float *x, int64_t ldx, float *out,    \
+                                  int64_t ld_out);                                                 \
+    void realm__lora_expand_##isa(realm_type bt_type, int64_t rank, const void *bt, int64_t ldb,   \
+                                  int64_t o0, int64_t o1, int n_rows, const int32_t *rows,         \
+                                  const float *t, int64_t ldt, const float *scale, float wscale,   \
+                                  float *y, int64_t ldy);
 
 REALM__OPS_DECL(ref)
 REALM__OPS_DECL(avx2)

@@ -117,3 +117,6 @@ void FN(exp_f32)(int64_t n, const float *x, float *y)
 
 /* The attention step, written over the same vector abstraction. */
 #include "attn_simd.h"
+
+/* The LoRA shrink and expand, over the same vector abstraction. */
+#include "lora_simd.h"

@@ -15,6 +15,9 @@
  *             over each entry's own sequence up to its position;  x += Wo att;
  *             xn = rmsnorm(x) * ffn_norm;  x += Wdown (silu(Wgate xn) * Wup xn).
  * Then logits = Wout (rmsnorm(x) * output_norm) for the entries that want them.
+ * With LoRA adapters (realm_forward_lora), each of the seven products above
+ * is followed by its adapters' low-rank terms for the entries using them
+ * (lora_forward.c), before biases, RoPE or SiLU.
  *
  * Matrix products read each weight row once per batch and multiply it with
  * every entry's activations while the row is in L1 (rows are split between
@@ -30,6 +33,7 @@
 #include <string.h>
 
 #include "core/error_internal.h"
+#include "lora_internal.h"
 #include "model_internal.h"
 
 /* Split-K: one chunk of one (entry, KV head) pair, and a pair's chunks. */
@@ -65,6 +69,9 @@ struct realm_ctx {
     attn_pair *attn_pairs;
     int32_t n_units, n_pairs, units_cap;
     float *attn_parts; /* units_cap partials of REALM__ATTN_PART floats */
+
+    lora_pass *lora;  /* LoRA adapters' part of the pass (lora_forward.c) */
+    bool lora_active; /* this pass's batch uses adapters */
 };
 
 /* ---- scratch sizes -------------------------------------------------------- */
@@ -114,7 +121,8 @@ uint64_t realm_ctx_bytes(const realm_model *m, const realm_ctx_params *p)
         (int64_t)nt * attn_scratch_len(hp) +
         (int64_t)units * REALM__ATTN_PART(hp->n_head / hp->n_head_kv, hp->head_dim);
     return (uint64_t)floats * 4 + (uint64_t)nb * (uint64_t)act_row + (uint64_t)nb * 8 +
-           (uint64_t)units * (sizeof(attn_unit) + sizeof(attn_pair));
+           (uint64_t)units * (sizeof(attn_unit) + sizeof(attn_pair)) +
+           realm__lora_pass_bytes(m, nb);
 }
 
 int realm_ctx_new(const realm_model *m, realm_kv_cache *kv, const realm_ctx_params *p,
@@ -169,7 +177,7 @@ int realm_ctx_new(const realm_model *m, realm_kv_cache *kv, const realm_ctx_para
 #undef ALLOC
     if (!c->x || !c->xn || !c->q || !c->kk || !c->vv || !c->att || !c->g || !c->u || !c->rope_cos ||
         !c->rope_sin || !c->act || !c->attn_scratch || !c->entry_blocks || !c->attn_units ||
-        !c->attn_pairs || !c->attn_parts) {
+        !c->attn_pairs || !c->attn_parts || realm__lora_pass_new(m, c->n_batch, &c->lora) < 0) {
         realm_ctx_free(c);
         return realm__error(REALM_ERR_NOMEM, "out of memory for a compute context of %llu MiB",
                             (unsigned long long)(realm_ctx_bytes(m, p) >> 20));
@@ -200,42 +208,8 @@ void realm_ctx_free(realm_ctx *c)
     free(c->attn_units);
     free(c->attn_pairs);
     free(c->attn_parts);
+    realm__lora_pass_free(c->lora);
     free(c);
-}
-
-/* ---- element-wise pieces -------------------------------------------------- */
-
-/* cos/sin of every RoPE frequency at position pos (n_rot / 2 of each). */
-void realm__rope_cache(const realm_hparams *hp, const float *freq_factors, int32_t pos,
-                       float *cos_out, float *sin_out)
-{
-    const int half = hp->n_rot / 2;
-    for (int i = 0; i < half; i++) {
-        double theta = (double)pos * hp->rope_freq_scale *
-                       pow((double)hp->rope_freq_base, -2.0 * i / hp->n_rot);
-        if (freq_factors)
-            theta /= freq_factors[i];
-        cos_out[i] = (float)cos(theta);
-        sin_out[i] = (float)sin(theta);
-    }
-}
-
-/* Rotate the first n_rot dimensions of each of n_heads heads of one entry:
- * pairs (2i, 2i+1) for REALM_ROPE_NORM, (i, i + n_rot/2) for NEOX. */
-void realm__rope_apply(const realm_hparams *hp, float *v, int n_heads, const float *cs,
-                       const float *sn)
-{
-    const int half = hp->n_rot / 2;
-    const bool neox = hp->rope_type == REALM_ROPE_NEOX;
-    for (int h = 0; h < n_heads; h++) {
-        float *p = v + (int64_t)h * hp->head_dim;
-        for (int i = 0; i < half; i++) {
-            const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
-            const float a = p[i0], bb = p[i1];
-            p[i0] = a * cs[i] - bb * sn[i];
-            p[i1] = a * sn[i] + bb * cs[i];
-        }
-    }
 }
 
 /* ---- parallel tasks ------------------------------------------------------- */
@@ -333,6 +307,27 @@ static void matmul(realm_ctx *c, int n_mats, const weight *const *w, float *cons
 
 /* ---- attention ------------------------------------------------------------ */
 
+void realm__attn_block(const realm_ops *ops, const realm_kv_cache *kv, int l, int32_t block,
+                       int32_t slot, int cnt, int g, const float *q, float scale, float *m,
+                       float *lsum, float *acc, float *scratch)
+{
+    const int hd = kv->model->hp.head_dim;
+    const int nq = kv->model->hp.n_head / kv->model->hp.n_head_kv;
+    const uint8_t *k = kv->k[l] + (size_t)block * kv->block_bytes_k +
+                       (size_t)slot * kv->row_bytes_k + realm_row_size(kv->type_k, (int64_t)g * hd);
+    const uint8_t *v = kv->v[l] + (size_t)block * kv->block_bytes_v +
+                       (size_t)slot * kv->row_bytes_v + realm_row_size(kv->type_v, (int64_t)g * hd);
+    if (kv->type_k == REALM_TYPE_F16 && kv->type_v == REALM_TYPE_F16) {
+        ops->attn_f16(hd, nq, q, cnt, (const uint16_t *)k, (const uint16_t *)v,
+                      (int64_t)(kv->row_bytes_k / sizeof(uint16_t)), scale, m, lsum, acc, scratch);
+        return;
+    }
+    const realm_attn_fn fn = kv->type_k == REALM_TYPE_F16   ? ops->attn_f16_q8_0
+                             : kv->type_v == REALM_TYPE_F16 ? ops->attn_q8_0_f16
+                                                            : ops->attn_q8_0;
+    fn(hd, nq, q, cnt, k, kv->row_bytes_k, v, kv->row_bytes_v, scale, m, lsum, acc, scratch);
+}
+
 void realm__attn_range(const realm_ops *ops, const realm_kv_cache *kv, int l, const int32_t *blocks,
                        int32_t p0, int32_t p1, int g, const float *q, float *scratch, float *part)
 {
@@ -345,17 +340,14 @@ void realm__attn_range(const realm_ops *ops, const realm_kv_cache *kv, int l, co
         lsum[r] = 0;
     }
     memset(acc, 0, (size_t)nq * (size_t)hd * sizeof *acc);
-    const int64_t ld = (int64_t)(kv->row_bytes / sizeof(uint16_t));
     /* tiles of up to TILE keys, never across a block */
     for (int32_t p = p0; p < p1;) {
         const int32_t slot = p % kv->block_size;
         int32_t cnt = kv->block_size - slot;
         cnt = cnt < p1 - p ? cnt : p1 - p;
         cnt = cnt < REALM__ATTN_TILE ? cnt : REALM__ATTN_TILE;
-        const size_t off = (size_t)blocks[p / kv->block_size] * kv->block_bytes +
-                           (size_t)slot * kv->row_bytes + (size_t)g * (size_t)hd * sizeof(uint16_t);
-        ops->attn_f16(hd, nq, q, cnt, (const uint16_t *)(kv->k[l] + off),
-                      (const uint16_t *)(kv->v[l] + off), ld, scale, m, lsum, acc, scratch);
+        realm__attn_block(ops, kv, l, blocks[p / kv->block_size], slot, cnt, g, q, scale, m, lsum,
+                          acc, scratch);
         p += cnt;
     }
 }
@@ -572,17 +564,27 @@ static int prepare_batch(realm_ctx *c, const realm_batch *b)
     return REALM_OK;
 }
 
+/* One token's row of n floats into the cache in type t: F16, or Q8_0 rounded
+ * exactly as realm_quantize_row (from_float is bitwise the reference). */
+static void kv_row_store(const realm_ctx *c, realm_type t, const float *x, uint8_t *dst, int64_t n)
+{
+    if (t == REALM_TYPE_F16)
+        c->ops->fp32_to_fp16(x, (uint16_t *)dst, n);
+    else
+        c->k->from_float[REALM_TYPE_Q8_0](x, dst, n);
+}
+
 /* Store entry e's new key and value for layer l at its position. */
 static void kv_store(realm_ctx *c, const realm_batch *b, int l, int32_t e)
 {
     const realm_kv_cache *kv = c->kv;
     const int32_t pos = b->pos[e];
-    const size_t off = (size_t)c->entry_blocks[e][pos / kv->block_size] * kv->block_bytes +
-                       (size_t)(pos % kv->block_size) * kv->row_bytes;
-    uint16_t *kd = (uint16_t *)(kv->k[l] + off), *vd = (uint16_t *)(kv->v[l] + off);
-    const float *ks = c->kk + e * kv->kv_dim, *vs = c->vv + e * kv->kv_dim;
-    c->ops->fp32_to_fp16(ks, kd, kv->kv_dim);
-    c->ops->fp32_to_fp16(vs, vd, kv->kv_dim);
+    const size_t block = (size_t)c->entry_blocks[e][pos / kv->block_size];
+    const size_t slot = (size_t)(pos % kv->block_size);
+    kv_row_store(c, kv->type_k, c->kk + e * kv->kv_dim,
+                 kv->k[l] + block * kv->block_bytes_k + slot * kv->row_bytes_k, kv->kv_dim);
+    kv_row_store(c, kv->type_v, c->vv + e * kv->kv_dim,
+                 kv->v[l] + block * kv->block_bytes_v + slot * kv->row_bytes_v, kv->kv_dim);
 }
 
 static void add_bias(float *x, const float *bias, int64_t n)
@@ -592,10 +594,23 @@ static void add_bias(float *x, const float *bias, int64_t n)
             x[i] += bias[i];
 }
 
-static int forward(realm_ctx *c, const realm_batch *b, float *logits)
+/* The LoRA terms of weights kinds[0..n) of layer l, sharing input x, added
+ * to their outputs y, when the batch uses adapters (lora_forward.c). */
+static void lora(realm_ctx *c, int l, int n, const int *kinds, const float *x, int64_t ld_x,
+                 float *const *y, const int64_t *ld_y)
 {
-    int rc = prepare_batch(c, b);
-    if (rc < 0)
+    if (c->lora_active)
+        realm__lora_apply(c->lora, c->tp, c->ops, l, n, kinds, x, ld_x, y, ld_y);
+}
+
+static int forward(realm_ctx *c, const realm_batch *b, const realm_batch_lora *bl, float *logits)
+{
+    int rc;
+    if (b->n < 1 || b->n > c->n_batch)
+        return realm__error(REALM_ERR_INVAL, "batch of %d entries (this context takes 1..%d)", b->n,
+                            c->n_batch);
+    if ((rc = realm__lora_plan(c->lora, b->n, bl, &c->lora_active)) < 0 ||
+        (rc = prepare_batch(c, b)) < 0)
         return rc;
     const realm_model *m = c->m;
     const realm_hparams *hp = &m->hp;
@@ -634,6 +649,7 @@ static int forward(realm_ctx *c, const realm_batch *b, float *logits)
             matmul(c, j - i, qkv + i, qkv_out + i, qkv_ld + i, false, n);
             i = j;
         }
+        lora(c, l, 3, (const int[]){LORA_Q, LORA_K, LORA_V}, c->xn, E, qkv_out, qkv_ld);
         for (int32_t e = 0; e < n; e++) {
             add_bias(c->q + e * q_dim, L->bq, q_dim);
             add_bias(c->kk + e * kv_dim, L->bk, kv_dim);
@@ -649,6 +665,7 @@ static int forward(realm_ctx *c, const realm_batch *b, float *logits)
         convert_act(c, c->att, q_dim, q_dim, n, L->wo.type);
         const weight *wo = &L->wo;
         matmul(c, 1, &wo, &c->x, &E, true, n);
+        lora(c, l, 1, (const int[]){LORA_O}, c->att, q_dim, &c->x, &E);
 
         for (int32_t e = 0; e < n; e++)
             c->ops->rmsnorm(c->xn + e * E, c->x + e * E, L->ffn_norm, E, hp->norm_eps);
@@ -665,12 +682,14 @@ static int forward(realm_ctx *c, const realm_batch *b, float *logits)
                 matmul(c, 1, gu + i, gu_out + i, gu_ld + i, false, n);
             }
         }
+        lora(c, l, 2, (const int[]){LORA_GATE, LORA_UP}, c->xn, E, gu_out, gu_ld);
         /* per row, so an entry's result never depends on its batch */
         for (int32_t e = 0; e < n; e++)
             c->ops->silu_mul(F, c->g + e * F, c->u + e * F);
         convert_act(c, c->g, F, F, n, L->w_down.type);
         const weight *wd = &L->w_down;
         matmul(c, 1, &wd, &c->x, &E, true, n);
+        lora(c, l, 1, (const int[]){LORA_DOWN}, c->g, F, &c->x, &E);
     }
 
     /* Sequences now include the batch. */
@@ -696,12 +715,18 @@ static int forward(realm_ctx *c, const realm_batch *b, float *logits)
     return REALM_OK;
 }
 
-int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
+int realm_forward_lora(realm_ctx *c, const realm_batch *b, const realm_batch_lora *lora,
+                       float *logits)
 {
     if (c->own_tp)
-        return forward(c, b, logits);
+        return forward(c, b, lora, logits);
     realm_threadpool_acquire(c->tp); /* a shared pool: one pass at a time, in turn */
-    int rc = forward(c, b, logits);
+    int rc = forward(c, b, lora, logits);
     realm_threadpool_release(c->tp);
     return rc;
+}
+
+int realm_forward(realm_ctx *c, const realm_batch *b, float *logits)
+{
+    return realm_forward_lora(c, b, NULL, logits);
 }
