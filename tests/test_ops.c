@@ -298,7 +298,7 @@ static void check_attn_kernel(const realm_ops *o, realm_type tk, realm_type tv, 
     float *q = malloc(sizeof *q * (size_t)(nq * d)), *acc = malloc(sizeof *acc * (size_t)(nq * d));
     float *row = malloc(sizeof *row * (size_t)d);
     float m[64], l[64];
-    float *s = malloc(sizeof *s * (size_t)(nq * (64 + 2)));
+    float *s = malloc(sizeof *s * (size_t)(nq * (64 + 2) + 64 * d / 32));
     double *ref = calloc((size_t)(nq * d), sizeof *ref), *sc = malloc(sizeof *sc * (size_t)total);
     for (int j = 0; j < total; j++) {
         const float boost = 1.0f + 2.0f * (float)j / (float)total;

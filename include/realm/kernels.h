@@ -112,8 +112,9 @@ void realm_matmul_rows_invariant(const realm_kernels *k, realm_type t, const voi
 /*
  * An attention step over keys and values in the KV cache's row formats
  * (realm_ops.attn_q8_0 and the mixed pairs): key j is the row of d numbers
- * at k + j * k_stride bytes, value j the row at v + j * v_stride bytes; the
- * rest as realm_ops.attn_f16.
+ * at k + j * k_stride bytes, value j the row at v + j * v_stride bytes; s
+ * is scratch for nq * (cnt + 2) + cnt * d / 32 floats; the rest as
+ * realm_ops.attn_f16.
  */
 typedef void (*realm_attn_fn)(int64_t d, int nq, const float *q, int cnt, const void *k,
                               size_t k_stride, const void *v, size_t v_stride, float scale,

@@ -16,9 +16,12 @@
  * argument of the always-inlined pieces (ATTN_F16, ATTN_Q8), so every pair
  * of formats compiles to its own loop. A Q8_0 vector is converted to floats
  * and multiplied by its block's scale, which is exact: the kernels compute
- * attn_f16's arithmetic on the dequantized rows. An F16 head size that is not
- * a multiple of VW goes to the reference.
+ * attn_f16's arithmetic on the dequantized rows. The values' scales are
+ * converted once per call into the scratch after the scores (dv), not once
+ * per column slice. An F16 head size that is not a multiple of VW goes to
+ * the reference.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "kernels_internal.h"
@@ -27,26 +30,6 @@
 #define ATTN_ALWAYS_INLINE inline __attribute__((always_inline))
 
 enum { ATTN_F16, ATTN_Q8 };
-
-/* Elements that share one scale: a Q8_0 block, or (F16, no scale) a vector. */
-#define ATTN_GROUP(F) ((F) == ATTN_Q8 ? REALM_QK8_0 : VW)
-
-/* The scale of the group of row starting at element c0 (F16: unused). */
-static ATTN_ALWAYS_INLINE V attn_scale(const int F, const uint8_t *row, int64_t c0)
-{
-    if (F == ATTN_F16)
-        return v_zero();
-    return v_set1_h(((const realm_block_q8_0 *)row)[c0 / REALM_QK8_0].d);
-}
-
-/* Elements [c, c + VW) of a row as floats; dq is their group's scale. */
-static ATTN_ALWAYS_INLINE V attn_load(const int F, const uint8_t *row, int64_t c, V dq)
-{
-    if (F == ATTN_F16)
-        return v_load_h((const uint16_t *)row + c);
-    const realm_block_q8_0 *b = (const realm_block_q8_0 *)row + c / REALM_QK8_0;
-    return v_mul(v_load_i8(b->qs + c % REALM_QK8_0), dq);
-}
 
 /* s[j * nq + r0 + r] = scale * q_(r0+r) . k_j for the RT rows of a tile. */
 static ATTN_ALWAYS_INLINE void attn_scores_tile(const int RT, const int FK, int64_t d, int nq,
@@ -60,11 +43,22 @@ static ATTN_ALWAYS_INLINE void attn_scores_tile(const int RT, const int FK, int6
         REALM__UNROLL(8)
         for (int r = 0; r < RT; r++)
             a[r] = v_zero();
-        for (int64_t c0 = 0; c0 < d; c0 += ATTN_GROUP(FK)) {
-            const V dk = attn_scale(FK, kj, c0);
-            for (int u = 0; u < ATTN_GROUP(FK) / VW; u++) {
-                const int64_t c = c0 + u * VW;
-                const V kv = attn_load(FK, kj, c, dk);
+        if (FK == ATTN_Q8) {
+            /* block by block: its scale once, its VW-wide pieces unrolled */
+            const realm_block_q8_0 *b = (const realm_block_q8_0 *)kj;
+            for (int64_t c0 = 0; c0 < d; c0 += REALM_QK8_0, b++) {
+                const V dk = v_set1_h(b->d);
+                REALM__UNROLL(4)
+                for (int u = 0; u < REALM_QK8_0 / VW; u++) {
+                    const V kv = v_mul(v_load_i8(b->qs + u * VW), dk);
+                    REALM__UNROLL(8)
+                    for (int r = 0; r < RT; r++)
+                        a[r] = v_fma(kv, v_load(qt + r * d + c0 + u * VW), a[r]);
+                }
+            }
+        } else {
+            for (int64_t c = 0; c < d; c += VW) {
+                const V kv = v_load_h((const uint16_t *)kj + c);
                 REALM__UNROLL(8)
                 for (int r = 0; r < RT; r++)
                     a[r] = v_fma(kv, v_load(qt + r * d + c), a[r]);
@@ -82,19 +76,25 @@ static ATTN_ALWAYS_INLINE void attn_scores_tile(const int RT, const int FK, int6
 }
 
 /* acc[r] = acc[r] * corr[r] + sum_j p[j][r] v_j over one VW-wide column slice
- * [c, c + VW) for the RT rows of a tile. */
+ * [c, c + VW) for the RT rows of a tile. Q8_0 values: dv[j] is the scale of
+ * the block of value j that holds the slice. */
 static ATTN_ALWAYS_INLINE void attn_values_tile(const int RT, const int FV, int64_t d, int nq,
                                                 int r0, int64_t c, int cnt, const uint8_t *v,
-                                                size_t v_stride, const float *p, const float *corr,
-                                                float *acc)
+                                                size_t v_stride, const float *dv, const float *p,
+                                                const float *corr, float *acc)
 {
     V a[8];
     REALM__UNROLL(8)
     for (int r = 0; r < RT; r++)
         a[r] = v_mul(v_load(acc + (r0 + r) * d + c), v_set1(corr[r0 + r]));
+    /* where the slice starts in a row: in Q8_0, its block's codes past the scale */
+    const size_t at = FV == ATTN_Q8 ? (size_t)(c / REALM_QK8_0) * sizeof(realm_block_q8_0) +
+                                          offsetof(realm_block_q8_0, qs) + (size_t)(c % REALM_QK8_0)
+                                    : (size_t)c * sizeof(uint16_t);
     for (int j = 0; j < cnt; j++) {
-        const uint8_t *vj = v + (size_t)j * v_stride;
-        const V vv = attn_load(FV, vj, c, attn_scale(FV, vj, c));
+        const uint8_t *vj = v + (size_t)j * v_stride + at;
+        const V vv = FV == ATTN_Q8 ? v_mul(v_load_i8((const int8_t *)vj), v_set1(dv[j]))
+                                   : v_load_h((const uint16_t *)vj);
         const float *pj = p + (size_t)j * (size_t)nq + r0;
         REALM__UNROLL(8)
         for (int r = 0; r < RT; r++)
@@ -149,14 +149,23 @@ static ATTN_ALWAYS_INLINE void attn_step(const int FK, const int FV, int64_t d, 
         }
     }
 
+    /* Q8_0 values: each block's scale as a float, once (dv[b * cnt + j]) */
+    float *dv = corr + nq;
+    if (FV == ATTN_Q8)
+        for (int j = 0; j < cnt; j++) {
+            const realm_block_q8_0 *b = (const realm_block_q8_0 *)(v + (size_t)j * v_stride);
+            for (int64_t i = 0; i < d / REALM_QK8_0; i++)
+                dv[i * cnt + j] = realm_fp16_to_fp32(b[i].d);
+        }
     for (int64_t c = 0; c < d; c += VW) {
+        const float *dvc = dv + (c / REALM_QK8_0) * cnt;
         r0 = 0;
         for (; r0 + 8 <= nq; r0 += 8)
-            attn_values_tile(8, FV, d, nq, r0, c, cnt, v, v_stride, s, corr, acc);
+            attn_values_tile(8, FV, d, nq, r0, c, cnt, v, v_stride, dvc, s, corr, acc);
         for (; r0 + 4 <= nq; r0 += 4)
-            attn_values_tile(4, FV, d, nq, r0, c, cnt, v, v_stride, s, corr, acc);
+            attn_values_tile(4, FV, d, nq, r0, c, cnt, v, v_stride, dvc, s, corr, acc);
         for (; r0 < nq; r0++)
-            attn_values_tile(1, FV, d, nq, r0, c, cnt, v, v_stride, s, corr, acc);
+            attn_values_tile(1, FV, d, nq, r0, c, cnt, v, v_stride, dvc, s, corr, acc);
     }
 }
 

@@ -117,20 +117,23 @@ void realm__rope_apply(const realm_hparams *hp, float *v, int n_heads, const flo
 #define REALM__ATTN_CHUNK        256 /* positions per partial; fixed, see above */
 #define REALM__ATTN_TILE         64  /* keys per kernel call, at most */
 #define REALM__ATTN_PART(nq, hd) ((int64_t)(nq) * ((int64_t)(hd) + 2))
-/* Scratch floats realm__attention needs: two partials and the kernel's. */
+/* Scratch floats realm__attention needs: two partials and the kernel's (a
+ * tile's scores and, for Q8_0 values, their blocks' scales). */
 #define REALM__ATTN_SCRATCH(nq, hd)                                                                \
-    (2 * REALM__ATTN_PART(nq, hd) + (int64_t)(nq) * (REALM__ATTN_TILE + 2))
+    (2 * REALM__ATTN_PART(nq, hd) + (int64_t)(nq) * (REALM__ATTN_TILE + 2) +                       \
+     (int64_t)REALM__ATTN_TILE * ((hd) / 32))
 
 /* One online-softmax step (the state of realm_ops.attn_f16: m, lsum, acc of
  * nq rows) of KV head g's nq query rows q over the cnt tokens at slots
  * [slot, slot + cnt) of block `block`, layer l. The one place that picks the
  * kernel for the cache's key and value types (F16, Q8_0, or one of each).
- * scratch: nq * (cnt + 2) floats. */
+ * scratch: nq * (cnt + 2) + cnt * head_dim / 32 floats. */
 void realm__attn_block(const realm_ops *ops, const realm_kv_cache *kv, int l, int32_t block,
                        int32_t slot, int cnt, int g, const float *q, float scale, float *m,
                        float *lsum, float *acc, float *scratch);
 /* The partial of KV head g's nq query rows q over positions [p0, p1) of the
- * sequence whose blocks are `blocks`, layer l. scratch: nq * (TILE + 2) floats. */
+ * sequence whose blocks are `blocks`, layer l. scratch: nq * (TILE + 2) +
+ * TILE * head_dim / 32 floats. */
 void realm__attn_range(const realm_ops *ops, const realm_kv_cache *kv, int l, const int32_t *blocks,
                        int32_t p0, int32_t p1, int g, const float *q, float *scratch, float *part);
 /* into = the partial of into's positions followed by part's. */
