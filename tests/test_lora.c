@@ -8,7 +8,8 @@
  *    position of reference/tiny-tokens.txt within the F32 tolerance (0.005)
  *    of llama.cpp's (scales 1.0 and 0.5), as one batch and one token at a
  *    time;
- *  - adapters on every quantized base of testdata/quant: the unmerged
+ *  - adapters on every quantized base of testdata/quant, and on a base
+ *    mixing types whose Q/K/V and gate/up products run apart: the unmerged
  *    logits against those of the merged model (the base dequantized, plus
  *    alpha/rank * scale * B A computed in double, written as F32 weights)
  *    within the quantized types' tolerance;
@@ -456,6 +457,53 @@ static bool write_merged(const char *base_path, int n, const char *const *lora_p
     return rc == 0;
 }
 
+/* The F32 model at src with each layer's weights quantized to types whose
+ * activation types differ: Q F16, K Q8_0, V Q6_K, gate Q4_K, up F16. */
+static bool write_mixed(const char *src, const char *out)
+{
+    static const struct {
+        const char *kind;
+        realm_type type;
+    } mix[] = {{"attn_q", REALM_TYPE_F16},
+               {"attn_k", REALM_TYPE_Q8_0},
+               {"attn_v", REALM_TYPE_Q6_K},
+               {"ffn_gate", REALM_TYPE_Q4_K},
+               {"ffn_up", REALM_TYPE_F16}};
+    realm_gguf *g;
+    realm_gguf_writer *w;
+    if (realm_gguf_open(src, &g) < 0 || realm_gguf_writer_new(&w) < 0)
+        return false;
+    for (int64_t i = 0; i < realm_gguf_n_kv(g); i++)
+        realm_gguf_copy_kv(w, g, i);
+    const int64_t nt = realm_gguf_n_tensors(g);
+    void **bufs = calloc((size_t)nt, sizeof *bufs);
+    for (int64_t i = 0; i < nt; i++) {
+        const realm_gguf_tensor *t = realm_gguf_tensor_at(g, i);
+        realm_type ty = t->type;
+        for (size_t k = 0; k < sizeof mix / sizeof mix[0]; k++)
+            if (strstr(t->name, mix[k].kind))
+                ty = mix[k].type;
+        if (ty == t->type) {
+            realm_gguf_add_tensor(w, t->name, t->n_dims, t->ne, t->type, t->data);
+            continue;
+        }
+        const size_t rs = realm_row_size(ty, t->ne[0]);
+        bufs[i] = malloc(rs * (size_t)t->ne[1]);
+        for (int64_t r = 0; r < t->ne[1]; r++)
+            realm_quantize_row(ty, (const float *)t->data + r * t->ne[0],
+                               (uint8_t *)bufs[i] + (size_t)r * rs, t->ne[0]);
+        realm_gguf_add_tensor(w, t->name, t->n_dims, t->ne, ty, bufs[i]);
+    }
+    const int rc = realm_gguf_writer_write(w, out);
+    CHECK_MSG(rc == 0, "writing %s: %s", out, realm_last_error());
+    for (int64_t i = 0; i < nt; i++)
+        free(bufs[i]);
+    free(bufs);
+    realm_gguf_writer_free(w);
+    realm_gguf_close(g);
+    return rc == 0;
+}
+
 /* Logits of path's model on tok with adapters (paths, scales), unmerged. */
 static bool logits_with(const char *path, int n_ad, const char *const *lora_paths,
                         const float *scales, const int32_t *tok, int n, float *out)
@@ -510,6 +558,24 @@ static void test_quant_bases(const int32_t *tok, int n)
                                 : 0.05) &&
                       mean <= (i < 3 ? 0.002 : 0.008),
                   "%s: max %.5f mean %.5f", base, d, mean);
+    }
+    /* a base whose Q, K, V (and gate, up) need different activation types,
+     * so their products run apart: the terms still land in the right columns */
+    const char *mixed = tmp_path("mixed.gguf");
+    if (write_mixed(test_data("quant/tiny-f32.gguf"), mixed)) {
+        const float one = 1.0f;
+        const char *mpath = tmp_path("merged.gguf");
+        if (write_merged(mixed, 1, &r8, &one, mpath) &&
+            logits_with(mpath, 0, NULL, NULL, tok, n, merged) &&
+            logits_with(mixed, 1, &r8, &one, tok, n, unmerged)) {
+            double mean, d = max_diff(unmerged, merged, nv, &mean);
+            printf("  r8 x 1.0 on a mixed base (Q F16, K Q8_0, V Q6_K, gate Q4_K, up F16) unmerged "
+                   "vs merged: max %.5f mean %.5f\n",
+                   d, mean);
+            CHECK_MSG(d <= 0.05 && mean <= 0.008, "mixed base: max %.5f mean %.5f", d, mean);
+        } else {
+            CHECK_MSG(0, "mixed base failed");
+        }
     }
     /* two adapters at once on q4_k_m: the merged sum of both */
     const char *both[2] = {r8, qv_path};

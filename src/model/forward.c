@@ -16,8 +16,10 @@
  *             xn = rmsnorm(x) * ffn_norm;  x += Wdown (silu(Wgate xn) * Wup xn).
  * Then logits = Wout (rmsnorm(x) * output_norm) for the entries that want them.
  * With LoRA adapters (realm_forward_lora), each of the seven products above
- * is followed by its adapters' low-rank terms for the entries using them
- * (lora_forward.c), before biases, RoPE or SiLU.
+ * gets its adapters' low-rank terms for the entries using them
+ * (lora_forward.c), before biases, RoPE or SiLU: the shrink (A x) runs with
+ * the conversion of the product's input, the expand (B t) with the matmul,
+ * on the columns each thread has just computed.
  *
  * Matrix products read each weight row once per batch and multiply it with
  * every entry's activations while the row is in L1 (rows are split between
@@ -73,6 +75,10 @@ struct realm_ctx {
     lora_pass *lora;  /* LoRA adapters' part of the pass (lora_forward.c) */
     bool lora_active; /* this pass's batch uses adapters */
 };
+
+/* LoRA terms of the group of weights being computed, riding on its runs:
+ * the shrink with the conversion of its input, the expand with its matmul. */
+enum { NO_LORA = -1 };
 
 /* ---- scratch sizes -------------------------------------------------------- */
 
@@ -214,7 +220,8 @@ void realm_ctx_free(realm_ctx *c)
 
 /* ---- parallel tasks ------------------------------------------------------- */
 
-/* Convert n rows of floats (stride `ld`) to activation rows of `type`. */
+/* Convert n rows of floats (stride `ld`) to activation rows of `type`, and
+ * with lora, each thread its share of the LoRA shrink. */
 struct convert_task {
     const realm_kernels *k;
     realm_type type;
@@ -223,6 +230,8 @@ struct convert_task {
     uint8_t *dst;
     size_t dst_row;
     int32_t n;
+    lora_pass *lora;
+    const realm_ops *ops;
 };
 
 static void convert_part(void *arg, int ith, int nth)
@@ -230,15 +239,21 @@ static void convert_part(void *arg, int ith, int nth)
     struct convert_task *t = arg;
     for (int32_t e = ith; e < t->n; e += nth)
         t->k->from_float[t->type](t->src + e * t->ld, t->dst + (size_t)e * t->dst_row, t->cols);
+    if (t->lora)
+        realm__lora_shrink(t->lora, t->ops, ith, nth);
 }
 
-/* Convert the batch's rows of src for weight w, unless act already holds them. */
+/* Convert the batch's rows of src for weight w, unless act already holds them;
+ * with lora_shrink, also the shrink of the LoRA group set up for src. */
 static void convert_act(realm_ctx *c, const float *src, int64_t ld, int64_t cols, int32_t n,
-                        realm_type wtype)
+                        realm_type wtype, bool lora_shrink)
 {
     const realm_type at = realm_type_get(wtype)->vec_dot_type;
-    struct convert_task t = {c->k, at, src, ld, cols, c->act, realm_row_size(at, cols), n};
-    if (n >= 4)
+    struct convert_task t = {
+        c->k,  at, src, ld, cols, c->act, realm_row_size(at, cols), n, lora_shrink ? c->lora : NULL,
+        c->ops};
+    /* a small shrink (a few entries' decode) costs less here than a barrier */
+    if (n >= 4 || (lora_shrink && realm__lora_shrink_macs(c->lora) >= (1 << 20)))
         realm_threadpool_run(c->tp, convert_part, &t);
     else
         convert_part(&t, 0, 1);
@@ -262,6 +277,9 @@ struct matmul_task {
     const uint8_t *act;
     size_t act_row;
     int32_t n;
+    lora_pass *lora; /* then the LoRA expand of the group's weights [lora_k0, + n_mats) */
+    int lora_k0;
+    const realm_ops *ops;
 };
 
 static void matmul_part(void *arg, int ith, int nth)
@@ -284,17 +302,25 @@ static void matmul_part(void *arg, int ith, int nth)
                 t->ld[i], t->accumulate);
         base += w->rows;
     }
+    /* the LoRA terms of the output columns this thread has just written */
+    if (t->lora && r0 < total)
+        realm__lora_expand(t->lora, t->ops, t->lora_k0, t->n_mats, r0, r1 < total ? r1 : total);
 }
 
+/* With lora_k0 >= 0, the weights are [lora_k0, + n_mats) of the LoRA group
+ * set up (realm__lora_group), whose shrink has run: add their terms. */
 static void matmul(realm_ctx *c, int n_mats, const weight *const *w, float *const *out,
-                   const int64_t *ld, bool accumulate, int32_t n)
+                   const int64_t *ld, bool accumulate, int32_t n, int lora_k0)
 {
     struct matmul_task t = {.k = c->k,
                             .n_mats = n_mats,
                             .accumulate = accumulate,
                             .invariant = c->invariant,
                             .act = c->act,
-                            .n = n};
+                            .n = n,
+                            .lora = lora_k0 >= 0 ? c->lora : NULL,
+                            .lora_k0 = lora_k0,
+                            .ops = c->ops};
     for (int i = 0; i < n_mats; i++) {
         REALM_ASSERT(realm_type_get(w[i]->type)->vec_dot_type == c->act_type);
         t.w[i] = w[i];
@@ -594,13 +620,13 @@ static void add_bias(float *x, const float *bias, int64_t n)
             x[i] += bias[i];
 }
 
-/* The LoRA terms of weights kinds[0..n) of layer l, sharing input x, added
- * to their outputs y, when the batch uses adapters (lora_forward.c). */
-static void lora(realm_ctx *c, int l, int n, const int *kinds, const float *x, int64_t ld_x,
-                 float *const *y, const int64_t *ld_y)
+/* Whether the batch's adapters adapt any of the weights kinds[0..n) of layer
+ * l (sharing input x, outputs y of n_out columns); if so their terms are set
+ * up for the next conversion and matmuls to add (lora_forward.c). */
+static bool lora_group(realm_ctx *c, int l, int n, const int *kinds, const int64_t *n_out,
+                       const float *x, int64_t ld_x, float *const *y, const int64_t *ld_y)
 {
-    if (c->lora_active)
-        realm__lora_apply(c->lora, c->tp, c->ops, l, n, kinds, x, ld_x, y, ld_y);
+    return c->lora_active && realm__lora_group(c->lora, l, n, kinds, n_out, x, ld_x, y, ld_y);
 }
 
 static int forward(realm_ctx *c, const realm_batch *b, const realm_batch_lora *bl, float *logits)
@@ -640,16 +666,17 @@ static int forward(realm_ctx *c, const realm_batch *b, const realm_batch_lora *b
         const weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
         float *qkv_out[3] = {c->q, c->kk, c->vv};
         const int64_t qkv_ld[3] = {q_dim, kv_dim, kv_dim};
+        const bool lqkv = lora_group(c, l, 3, (const int[]){LORA_Q, LORA_K, LORA_V}, qkv_ld, c->xn,
+                                     E, qkv_out, qkv_ld);
         for (int i = 0; i < 3;) {
             int j = i + 1;
             const realm_type at = realm_type_get(qkv[i]->type)->vec_dot_type;
             while (j < 3 && realm_type_get(qkv[j]->type)->vec_dot_type == at)
                 j++;
-            convert_act(c, c->xn, E, E, n, qkv[i]->type);
-            matmul(c, j - i, qkv + i, qkv_out + i, qkv_ld + i, false, n);
+            convert_act(c, c->xn, E, E, n, qkv[i]->type, lqkv && i == 0);
+            matmul(c, j - i, qkv + i, qkv_out + i, qkv_ld + i, false, n, lqkv ? i : NO_LORA);
             i = j;
         }
-        lora(c, l, 3, (const int[]){LORA_Q, LORA_K, LORA_V}, c->xn, E, qkv_out, qkv_ld);
         for (int32_t e = 0; e < n; e++) {
             add_bias(c->q + e * q_dim, L->bq, q_dim);
             add_bias(c->kk + e * kv_dim, L->bk, kv_dim);
@@ -662,34 +689,35 @@ static int forward(realm_ctx *c, const realm_batch *b, const realm_batch_lora *b
         }
         attention(c, b, l);
 
-        convert_act(c, c->att, q_dim, q_dim, n, L->wo.type);
+        const bool lo = lora_group(c, l, 1, (const int[]){LORA_O}, &E, c->att, q_dim, &c->x, &E);
+        convert_act(c, c->att, q_dim, q_dim, n, L->wo.type, lo);
         const weight *wo = &L->wo;
-        matmul(c, 1, &wo, &c->x, &E, true, n);
-        lora(c, l, 1, (const int[]){LORA_O}, c->att, q_dim, &c->x, &E);
+        matmul(c, 1, &wo, &c->x, &E, true, n, lo ? 0 : NO_LORA);
 
         for (int32_t e = 0; e < n; e++)
             c->ops->rmsnorm(c->xn + e * E, c->x + e * E, L->ffn_norm, E, hp->norm_eps);
         const weight *gu[2] = {&L->w_gate, &L->w_up};
         float *gu_out[2] = {c->g, c->u};
         const int64_t gu_ld[2] = {F, F};
+        const bool lgu =
+            lora_group(c, l, 2, (const int[]){LORA_GATE, LORA_UP}, gu_ld, c->xn, E, gu_out, gu_ld);
         if (realm_type_get(L->w_gate.type)->vec_dot_type ==
             realm_type_get(L->w_up.type)->vec_dot_type) {
-            convert_act(c, c->xn, E, E, n, L->w_gate.type);
-            matmul(c, 2, gu, gu_out, gu_ld, false, n);
+            convert_act(c, c->xn, E, E, n, L->w_gate.type, lgu);
+            matmul(c, 2, gu, gu_out, gu_ld, false, n, lgu ? 0 : NO_LORA);
         } else {
             for (int i = 0; i < 2; i++) {
-                convert_act(c, c->xn, E, E, n, gu[i]->type);
-                matmul(c, 1, gu + i, gu_out + i, gu_ld + i, false, n);
+                convert_act(c, c->xn, E, E, n, gu[i]->type, lgu && i == 0);
+                matmul(c, 1, gu + i, gu_out + i, gu_ld + i, false, n, lgu ? i : NO_LORA);
             }
         }
-        lora(c, l, 2, (const int[]){LORA_GATE, LORA_UP}, c->xn, E, gu_out, gu_ld);
         /* per row, so an entry's result never depends on its batch */
         for (int32_t e = 0; e < n; e++)
             c->ops->silu_mul(F, c->g + e * F, c->u + e * F);
-        convert_act(c, c->g, F, F, n, L->w_down.type);
+        const bool ldn = lora_group(c, l, 1, (const int[]){LORA_DOWN}, &E, c->g, F, &c->x, &E);
+        convert_act(c, c->g, F, F, n, L->w_down.type, ldn);
         const weight *wd = &L->w_down;
-        matmul(c, 1, &wd, &c->x, &E, true, n);
-        lora(c, l, 1, (const int[]){LORA_DOWN}, c->g, F, &c->x, &E);
+        matmul(c, 1, &wd, &c->x, &E, true, n, ldn ? 0 : NO_LORA);
     }
 
     /* Sequences now include the batch. */
@@ -707,10 +735,10 @@ static int forward(realm_ctx *c, const realm_batch *b, const realm_batch_lora *b
             c->ops->rmsnorm(c->xn + (n_out++) * E, c->x + e * E, m->output_norm, E, hp->norm_eps);
     }
     if (n_out > 0) {
-        convert_act(c, c->xn, E, E, n_out, m->output.type);
+        convert_act(c, c->xn, E, E, n_out, m->output.type, false);
         const weight *wout = &m->output;
         const int64_t ld = hp->n_vocab;
-        matmul(c, 1, &wout, &logits, &ld, false, n_out);
+        matmul(c, 1, &wout, &logits, &ld, false, n_out, NO_LORA);
     }
     return REALM_OK;
 }

@@ -7,7 +7,7 @@
  * (realm_lora_set_normalize), then the distinct adapters in id order, each with
  * its "pairs": the entries using it, in batch order, and their scales.
  *
- * Apply (per group of weights sharing an input, realm__lora_apply):
+ * Apply (per group of weights sharing an input, realm__lora_group):
  *
  *   shrink  t[pair][j] = A_j . x[entry]      units (weight, adapter, j) split
  *                                            between threads; each row of A is
@@ -17,6 +17,11 @@
  *                                            threads; per column tile every
  *                                            entry adds its adapters' terms,
  *                                            adapter after adapter in id order
+ *
+ * The forward pass runs the shrink in the same pool run as the conversion of
+ * the group's input, and the expand in the matmul's run, each thread on the
+ * columns its matmul share has just written: LoRA adds no synchronisation
+ * (on a busy machine every extra barrier waits for a descheduled thread).
  *
  * Both kernels compute an entry's values the same way whatever else is in
  * the batch (realm/kernels.h), and the order of the terms depends only on
@@ -60,9 +65,15 @@ struct lora_pass {
     realm_lora_item *canon; /* (max_pairs) REALM_LORA_MAX_SET per entry */
     int32_t *n_canon;       /* (n_batch) */
     /* apply */
+    /* the group being computed (realm__lora_group) */
     lora_job *jobs; /* (GROUP_MAX * max_pairs) */
     int32_t n_jobs;
     int64_t n_units;
+    int64_t macs; /* of the shrink */
+    const float *x;
+    int64_t ld_x;
+    float *y[GROUP_MAX];
+    int64_t ld_y[GROUP_MAX], n_out[GROUP_MAX];
     float *t; /* GROUP_MAX * n_batch * REALM_LORA_MAX_SET_RANK */
 };
 
@@ -179,23 +190,9 @@ int realm__lora_plan(lora_pass *p, int32_t n, const realm_batch_lora *bl, bool *
     return REALM_OK;
 }
 
-struct apply_task {
-    lora_pass *p;
-    const realm_ops *ops;
-    int n_kinds;
-    const float *x;
-    int64_t ld_x;
-    float *const *y;
-    const int64_t *ld_y;
-    int64_t n_out[GROUP_MAX];
-    int64_t cols; /* all outputs of the group, side by side */
-};
-
 /* Shrink units [u0, u1) of the thread: unit u is row j of job J's A. */
-static void shrink_part(void *arg, int ith, int nth)
+void realm__lora_shrink(lora_pass *p, const realm_ops *ops, int ith, int nth)
 {
-    const struct apply_task *t = arg;
-    const lora_pass *p = t->p;
     const int64_t u0 = p->n_units * ith / nth, u1 = p->n_units * (ith + 1) / nth;
     int32_t J = 0;
     for (int64_t u = u0; u < u1; u++) {
@@ -206,24 +203,24 @@ static void shrink_part(void *arg, int ith, int nth)
         const int64_t j = u - jb->u0;
         const size_t es = w->a_type == REALM_TYPE_F32 ? 4 : 2;
         const int32_t p0 = p->ad_p0[jb->d], np = p->ad_p0[jb->d + 1] - p0;
-        t->ops->lora_shrink(w->a_type, w->n_in, (const uint8_t *)w->a + (size_t)j * w->n_in * es,
-                            np, p->pair_row + p0, t->x, t->ld_x, p->t + jb->t_off + j, w->rank);
+        ops->lora_shrink(w->a_type, w->n_in, (const uint8_t *)w->a + (size_t)j * w->n_in * es, np,
+                         p->pair_row + p0, p->x, p->ld_x, p->t + jb->t_off + j, w->rank);
     }
 }
 
-/* Expand over the thread's columns (multiples of 16 of the group's outputs
- * side by side), job after job: per weight, adapters in id order. */
-static void expand_part(void *arg, int ith, int nth)
+int64_t realm__lora_shrink_macs(const lora_pass *p)
 {
-    const struct apply_task *t = arg;
-    const lora_pass *p = t->p;
-    const int64_t panels = (t->cols + 15) / 16;
-    const int64_t c0 = panels * ith / nth * 16, c1 = panels * (ith + 1) / nth * 16;
+    return p->macs;
+}
+
+/* Per weight of the range, adapters in id order (the jobs' order). */
+void realm__lora_expand(lora_pass *p, const realm_ops *ops, int k0, int nk, int64_t c0, int64_t c1)
+{
     int64_t base = 0;
-    for (int k = 0; k < t->n_kinds; k++) {
+    for (int k = k0; k < k0 + nk; k++) {
         const int64_t lo = c0 > base ? c0 - base : 0;
-        const int64_t hi = c1 - base < t->n_out[k] ? c1 - base : t->n_out[k];
-        base += t->n_out[k];
+        const int64_t hi = c1 - base < p->n_out[k] ? c1 - base : p->n_out[k];
+        base += p->n_out[k];
         if (lo >= hi)
             continue;
         for (int32_t J = 0; J < p->n_jobs; J++) {
@@ -231,37 +228,38 @@ static void expand_part(void *arg, int ith, int nth)
             if (jb->k != k)
                 continue;
             const int32_t p0 = p->ad_p0[jb->d], np = p->ad_p0[jb->d + 1] - p0;
-            t->ops->lora_expand(jb->w->b_type, jb->w->rank, jb->w->bt, jb->w->n_out, lo, hi, np,
-                                p->pair_row + p0, p->t + jb->t_off, jb->w->rank, p->pair_scale + p0,
-                                jb->w->scale, t->y[k], t->ld_y[k]);
+            ops->lora_expand(jb->w->b_type, jb->w->rank, jb->w->bt, jb->w->n_out, lo, hi, np,
+                             p->pair_row + p0, p->t + jb->t_off, jb->w->rank, p->pair_scale + p0,
+                             jb->w->scale, p->y[k], p->ld_y[k]);
         }
     }
 }
 
-void realm__lora_apply(lora_pass *p, realm_threadpool *tp, const realm_ops *ops, int l, int n_kinds,
-                       const int *kinds, const float *x, int64_t ld_x, float *const *y,
-                       const int64_t *ld_y)
+bool realm__lora_group(lora_pass *p, int l, int n_kinds, const int *kinds, const int64_t *n_out,
+                       const float *x, int64_t ld_x, float *const *y, const int64_t *ld_y)
 {
     REALM_ASSERT(n_kinds >= 1 && n_kinds <= GROUP_MAX);
-    struct apply_task t = {p, ops, n_kinds, x, ld_x, y, ld_y, {0}, 0};
     int64_t t_off = 0, units = 0;
     p->n_jobs = 0;
-    for (int k = 0; k < n_kinds; k++)
+    p->macs = 0;
+    for (int k = 0; k < n_kinds; k++) {
+        p->n_out[k] = n_out[k];
+        p->y[k] = y[k];
+        p->ld_y[k] = ld_y[k];
         for (int32_t d = 0; d < p->n_ad; d++) {
             const lora_weight *w = lora__weight(p->ad[d], l, kinds[k]);
             if (w->rank == 0)
                 continue;
-            t.n_out[k] = w->n_out;
+            REALM_ASSERT(w->n_out == n_out[k]);
             p->jobs[p->n_jobs++] = (lora_job){k, d, w, t_off, units};
             t_off += (int64_t)(p->ad_p0[d + 1] - p->ad_p0[d]) * w->rank;
             units += w->rank;
+            p->macs += (int64_t)(p->ad_p0[d + 1] - p->ad_p0[d]) * w->rank * w->n_in;
         }
-    if (p->n_jobs == 0)
-        return;
+    }
     REALM_ASSERT(t_off <= (int64_t)GROUP_MAX * p->n_batch * REALM_LORA_MAX_SET_RANK);
     p->n_units = units;
-    for (int k = 0; k < n_kinds; k++)
-        t.cols += t.n_out[k]; /* 0 for a weight no adapter of the pass adapts */
-    realm_threadpool_run(tp, shrink_part, &t);
-    realm_threadpool_run(tp, expand_part, &t);
+    p->x = x;
+    p->ld_x = ld_x;
+    return p->n_jobs > 0;
 }

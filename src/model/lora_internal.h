@@ -70,18 +70,28 @@ void realm__lora_pass_free(lora_pass *p);
 int realm__lora_plan(lora_pass *p, int32_t n, const realm_batch_lora *bl, bool *active);
 
 /*
- * For the weights kinds[0..n_kinds) of layer l, which share the input x
- * (rows of ld_x floats, one per batch entry):
+ * Set up the low-rank work of a group of weights of layer l sharing the input
+ * x (rows of ld_x floats, one per batch entry): kinds[0..n_kinds), whose
+ * outputs y_k (rows of ld_y[k] floats) have n_out[k] columns. Returns false
+ * when no adapter of the pass adapts any of them (nothing to do). Then
  *
  *     y_k[e] += sum over the adapters a of entry e: s_{a,e} B_a (A_a x[e])
  *
- * y_k rows of ld_y[k] floats. Two runs on the pool: the shrink (A x, per
- * adapter over its entries) and the expand (by output columns, every entry
- * adding its adapters' terms in id order), so an entry's result never
- * depends on the rest of the batch.
+ * in two halves that ride on the base product's own runs on the pool (no
+ * run of their own): realm__lora_shrink (t = A x) with the conversion of x,
+ * realm__lora_expand (y += s B t) with the matmul, each thread over the
+ * output columns it has just computed. An entry's values never depend on
+ * the rest of the batch nor on the split.
  */
-void realm__lora_apply(lora_pass *p, realm_threadpool *tp, const realm_ops *ops, int l, int n_kinds,
-                       const int *kinds, const float *x, int64_t ld_x, float *const *y,
-                       const int64_t *ld_y);
+bool realm__lora_group(lora_pass *p, int l, int n_kinds, const int *kinds, const int64_t *n_out,
+                       const float *x, int64_t ld_x, float *const *y, const int64_t *ld_y);
+/* Thread ith of nth's share of the group's shrink. */
+void realm__lora_shrink(lora_pass *p, const realm_ops *ops, int ith, int nth);
+/* Multiply-adds of the group's shrink (small ones are not worth a pool run). */
+int64_t realm__lora_shrink_macs(const lora_pass *p);
+/* The expand of the group's weights [k0, k0 + nk) over columns [c0, c1) of
+ * their outputs side by side (weight k0's first, ...). Needs the whole
+ * shrink done. */
+void realm__lora_expand(lora_pass *p, const realm_ops *ops, int k0, int nk, int64_t c0, int64_t c1);
 
 #endif
