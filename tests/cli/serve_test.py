@@ -1049,6 +1049,12 @@ def main():
         test_admin(s)
         test_drain(s, auth)
         test_cors_tls_ipv6()
+    except BaseException:
+        # say what the servers were doing: their exit status and last lines
+        for sv in servers:
+            sys.stderr.write("server %s: exit status %s, log tail:\n%s\n" %
+                             (sv.port, sv.p.poll(), sv.log[-4000:].decode(errors="replace")))
+        raise
     finally:
         for s in servers:
             s.stop()
