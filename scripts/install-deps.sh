@@ -11,6 +11,7 @@ packages=(
   libssl-dev                            # SHA-256 (tests, module cache, API keys)
   libjansson-dev                        # JSON (CLI output, the HTTP API)
   libmicrohttpd-dev                     # the HTTP server (realm serve)
+  libwslay-dev                          # WebSocket framing (/v1/responses WebSocket mode)
   libpcre2-dev                          # pre-tokenizer regexes (Unicode properties, JIT)
   libutf8proc-dev                       # WordPiece normalisation (decomposition, case)
   libsqlite3-dev                        # tenants, API keys, usage (the data directory)

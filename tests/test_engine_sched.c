@@ -12,7 +12,11 @@
  *    limit, are preempted, resumed, and give the tokens they give alone;
  *  - 1000 submit/cancel cycles on the threaded engine leave every block free
  *    (and, under the sanitizer build, no leak); so do four threads
- *    submitting and cancelling at once.
+ *    submitting and cancelling at once;
+ *  - a Q8_0 KV cache (on the tiny model of testdata/quant: stories260K's
+ *    head size of 8 cannot be cut into blocks of 32, and is refused): the
+ *    prefix cache, choices (forked sequences, copy-on-write) and preemption
+ *    tests again, batch-invariant, so every comparison is exact.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -60,14 +64,15 @@ static void make_prompt(realm_token *t, int n, int salt)
         t[i] = 260 + (i * 37 + salt * 11) % 240;
 }
 
-static const realm_engine_params sched_params = {.n_ctx = 8192,
-                                                 .n_batch = 64,
-                                                 .max_seqs = 8,
-                                                 .max_chunk = 16,
-                                                 .max_waiting = 64,
-                                                 .n_threads = 2,
-                                                 .prefix_cache_entries = -1,
-                                                 .manual_step = true};
+/* Every test's engine; main runs some tests again with a Q8_0 cache. */
+static realm_engine_params sched_params = {.n_ctx = 8192,
+                                           .n_batch = 64,
+                                           .max_seqs = 8,
+                                           .max_chunk = 16,
+                                           .max_waiting = 64,
+                                           .n_threads = 2,
+                                           .prefix_cache_entries = -1,
+                                           .manual_step = true};
 
 /* Steps until B's first token: B's request has a 100-token prompt. */
 static uint64_t b_first_token_steps(int n_flood)
@@ -805,6 +810,45 @@ static void test_concurrent_preemption(void)
     realm_engine_free(e);
 }
 
+/* The prefix cache, forks and preemption with Q8_0 keys and values. */
+static void test_q8_0_cache(void)
+{
+    realm_engine *e = NULL;
+    realm_engine_params p = sched_params;
+    p.type_k = p.type_v = REALM_TYPE_Q8_0;
+    CHECK_RC(realm_engine_new(model, &p, &e), REALM_ERR_UNSUPPORTED);
+    CHECK(e == NULL && strstr(realm_last_error(), "multiple of 32") != NULL);
+    CHECK_EQ_INT(realm_engine_bytes(model, &p), 0);
+    p.type_k = REALM_TYPE_F16;
+    CHECK_RC(realm_engine_new(model, &p, &e), REALM_ERR_UNSUPPORTED); /* q8_0 values alone */
+    p.type_v = REALM_TYPE_Q4_0;
+    CHECK_RC(realm_engine_new(model, &p, &e), REALM_ERR_UNSUPPORTED);
+    CHECK(strstr(realm_last_error(), "q4_0") != NULL || strstr(realm_last_error(), "Q4_0"));
+
+    realm_model *const stories = model;
+    CHECK_RC(realm_model_load(test_data("quant/tiny-q8_0.gguf"), NULL, &model), REALM_OK);
+    if (model == NULL) {
+        model = stories;
+        return;
+    }
+    const realm_engine_params saved = sched_params;
+    sched_params.type_k = sched_params.type_v = REALM_TYPE_Q8_0;
+    sched_params.batch_invariant = true;
+    const uint64_t f16 = realm_engine_bytes(model, &saved),
+                   q8 = realm_engine_bytes(model, &sched_params);
+    printf("q8_0 cache: engine of %d tokens %.1f MiB (f16 %.1f MiB)\n", sched_params.n_ctx,
+           (double)q8 / 1048576, (double)f16 / 1048576);
+    CHECK(q8 > 0 && q8 < f16);
+    test_prefix_cache();
+    test_prefix_keeps_output();
+    test_choices();
+    test_preemption();
+    test_preemption_exact();
+    sched_params = saved;
+    realm_model_free(model);
+    model = stories;
+}
+
 int main(void)
 {
     test_begin("engine_sched", 880); /* minutes under the sanitizers on a busy machine */
@@ -823,6 +867,7 @@ int main(void)
     test_submit_cancel_cycles();
     test_concurrent_submitters();
     test_concurrent_preemption();
+    test_q8_0_cache();
     realm_model_free(model);
     return test_end();
 }

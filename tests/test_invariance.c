@@ -11,8 +11,9 @@
  * positions between threads (split-K) but not a batch's: a 300-token
  * prompt, then decode steps alone with two threads (split; checked) and
  * beside two other sequences with one thread (not split), bitwise the same.
- * As a control, without the option the two differ for at least one model
- * (the n == 1 matvec loop and the blocked kernels sum in different orders),
+ * Both again with a Q8_0 KV cache (keys and values quantized as stored) on
+ * two models, and with the mixed F16/Q8_0 pairs. As a control, without the option the two differ
+ * for at least one model (the n == 1 matvec loop and the blocked kernels sum in different orders),
  * so the comparison can see a difference (not on REALM_ISA=scalar, which
  * has no blocked kernels and is invariant anyway).
  */
@@ -32,6 +33,9 @@ static const char *const models[] = {
     "tiny-q4_k_m", "tiny-q5_k_m", "tiny-q6_k", "tiny-iq4_nl", "tiny-iq4_xs",
 };
 
+/* The KV cache's types of every run (F16, then Q8_0 for the last checks). */
+static realm_type type_k = REALM_TYPE_F16, type_v = REALM_TYPE_F16;
+
 typedef struct run {
     realm_kv_cache *kv;
     realm_ctx *ctx;
@@ -43,7 +47,11 @@ typedef struct run {
 static bool run_new_ctx(run *r, const realm_model *m, bool invariant, int threads, int n_ctx)
 {
     memset(r, 0, sizeof *r);
-    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = n_ctx, .block_size = 16}, &r->kv),
+    CHECK_RC(realm_kv_cache_new(
+                 m,
+                 &(realm_kv_params){
+                     .n_ctx = n_ctx, .block_size = 16, .type_k = type_k, .type_v = type_v},
+                 &r->kv),
              REALM_OK);
     CHECK_RC(realm_ctx_new(m, r->kv,
                            &(realm_ctx_params){
@@ -182,9 +190,50 @@ static void long_context(const realm_model *m, bool batched, float *logits, int 
     run_free(&r);
 }
 
+/* With a Q8_0 cache (and the mixed pairs): alone and batched, and the long
+ * context split or not, bitwise the same. */
+static void check_q8_0(const char *name, realm_type tk, realm_type tv, bool long_too)
+{
+    char path[256];
+    snprintf(path, sizeof path, "quant/%s.gguf", name);
+    realm_model *m = NULL;
+    CHECK_RC(realm_model_load(test_data(path), NULL, &m), REALM_OK);
+    if (!m)
+        return;
+    type_k = tk;
+    type_v = tv;
+    const int nv = realm_model_hparams(m)->n_vocab;
+    int32_t a[NP + NDEC], o[NOTHER];
+    for (int k = 0; k < NP + NDEC; k++)
+        a[k] = 1 + (k * 29 + 7) % (nv - 1);
+    for (int k = 0; k < NOTHER; k++)
+        o[k] = 1 + (k * 53 + 5) % (nv - 1);
+    const size_t bytes = sizeof(float) * (size_t)nv * NDEC;
+    float *x = calloc(1, bytes), *y = calloc(1, bytes);
+    alone(m, true, a, x, nv);
+    mixed(m, true, a, o, y, nv);
+    CHECK_MSG(memcmp(x, y, bytes) == 0, "%s, cache %s/%s: logits differ alone and batched", name,
+              realm_type_name(tk), realm_type_name(tv));
+    free(x);
+    free(y);
+    if (long_too) {
+        const size_t lb = sizeof(float) * (size_t)nv * NLDEC;
+        float *la = calloc(1, lb), *lm = calloc(1, lb);
+        long_context(m, false, la, nv);
+        long_context(m, true, lm, nv);
+        CHECK_MSG(memcmp(la, lm, lb) == 0,
+                  "%s, cache %s/%s: logits after %d tokens differ alone (split-K) and batched",
+                  name, realm_type_name(tk), realm_type_name(tv), NLONG);
+        free(la);
+        free(lm);
+    }
+    type_k = type_v = REALM_TYPE_F16;
+    realm_model_free(m);
+}
+
 int main(void)
 {
-    test_begin("invariance", 30);
+    test_begin("invariance", 60);
     int differ_without = 0;
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         char path[256];
@@ -222,6 +271,10 @@ int main(void)
         }
         realm_model_free(m);
     }
+    check_q8_0("tiny-q8_0", REALM_TYPE_Q8_0, REALM_TYPE_Q8_0, true);
+    check_q8_0("tiny-q4_k_m", REALM_TYPE_Q8_0, REALM_TYPE_Q8_0, true);
+    check_q8_0("tiny-f16", REALM_TYPE_F16, REALM_TYPE_Q8_0, false);
+    check_q8_0("tiny-q4_0", REALM_TYPE_Q8_0, REALM_TYPE_F16, false);
     /* the scalar build has no blocked kernels: invariant without the option */
     if (realm_kernels_best()->isa != REALM_ISA_SCALAR)
         CHECK_MSG(differ_without > 0,

@@ -1,7 +1,8 @@
 /*
  * Paged KV cache and batch handling on stories260K: forked sequences share
  * blocks and copy on write, truncation and freeing return blocks, results
- * never depend on how tokens were batched or which blocks they landed in,
+ * never depend on how tokens were batched or which blocks they landed in
+ * (also with Q8_0 keys and values, on the tiny model of testdata/quant),
  * a full cache and malformed batches fail cleanly without changing anything,
  * and malformed models fail to load with a message naming the problem.
  */
@@ -11,14 +12,20 @@
 
 static realm_model *m;
 static int n_vocab;
+/* The cache and context the tests make: F16 on stories260K, then Q8_0 keys
+ * and values (and the mixed pairs) on the tiny model, batch-invariant. */
+static realm_kv_params kv_base = {.n_ctx = 256, .block_size = 16};
+static bool invariant;
 
 /* Logits after feeding toks[0..n) to a fresh sequence of a fresh cache. */
 static void fresh_logits(const int32_t *toks, int n, float *out)
 {
     realm_kv_cache *kv;
     realm_ctx *ctx;
-    realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 256, .block_size = 16}, &kv);
-    realm_ctx_new(m, kv, &(realm_ctx_params){.n_batch = 64, .n_threads = 1}, &ctx);
+    realm_kv_cache_new(m, &kv_base, &kv);
+    realm_ctx_new(m, kv,
+                  &(realm_ctx_params){.n_batch = 64, .n_threads = 1, .batch_invariant = invariant},
+                  &ctx);
     int32_t s, pos[64], seq[64];
     realm_kv_seq_new(kv, &s);
     for (int i = 0; i < n; i++) {
@@ -65,9 +72,11 @@ static void test_fork_cow_truncate(void)
 
     realm_kv_cache *kv;
     realm_ctx *ctx;
-    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 256, .block_size = 16}, &kv),
-             REALM_OK);
-    CHECK_RC(realm_ctx_new(m, kv, &(realm_ctx_params){.n_batch = 64, .n_threads = 2}, &ctx),
+    CHECK_RC(realm_kv_cache_new(m, &kv_base, &kv), REALM_OK);
+    CHECK_RC(realm_ctx_new(
+                 m, kv,
+                 &(realm_ctx_params){.n_batch = 64, .n_threads = 2, .batch_invariant = invariant},
+                 &ctx),
              REALM_OK);
     CHECK_EQ_INT(realm_kv_n_blocks(kv), 16);
     int32_t a, b, c;
@@ -129,7 +138,7 @@ static void test_fork_cow_truncate(void)
     CHECK_EQ_INT(realm_kv_free_blocks(kv), 16);
 
     /* Many short-lived sequences: no block leaks. */
-    for (int r = 0; r < 200; r++) {
+    for (int r = 0; r < (invariant ? 30 : 200); r++) { /* fewer on the larger model */
         int32_t s, f;
         realm_kv_seq_new(kv, &s);
         for (int i = 0; i < 5 + r % 30; i++)
@@ -205,8 +214,9 @@ static void test_full_and_bad_batches(void)
     CHECK(realm_kv_cache_bytes(m, &(realm_kv_params){.n_ctx = 4096}) >=
           2ull * 5 * 4096 * 4 * 8 * 2); /* K and V, 5 layers, kv_dim 32, f16 */
     CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 0}, &kv2), REALM_ERR_INVAL);
-    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 64, .type = REALM_TYPE_Q4_K}, &kv2),
-             REALM_ERR_UNSUPPORTED);
+    CHECK_RC(
+        realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 64, .type_k = REALM_TYPE_Q4_K}, &kv2),
+        REALM_ERR_UNSUPPORTED);
     free(out);
     realm_ctx_free(ctx);
     realm_kv_cache_free(kv);
@@ -280,6 +290,76 @@ static void test_bad_models(void)
     CHECK(realm_model_load(test_data("vocab/ggml-vocab-llama-spm.gguf"), NULL, &mm) < 0);
 }
 
+/*
+ * Q8_0 keys and values: the cache's size, the types it refuses, and forks,
+ * copy-on-write and truncation on the tiny model (head size 64) with each
+ * pair of types. Batch-invariant, so a fork's logits equal a fresh run's to
+ * the bit (a key that rounds to another Q8_0 code would move them by more
+ * than an F16 rounding does).
+ */
+static void test_q8_0(void)
+{
+    realm_kv_cache *kv = NULL;
+    /* stories260K: a head of 8 numbers is not a whole block of 32 */
+    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 64, .type_k = REALM_TYPE_Q8_0}, &kv),
+             REALM_ERR_UNSUPPORTED);
+    CHECK(kv == NULL);
+    CHECK(strstr(realm_last_error(), "multiple of 32") != NULL);
+    CHECK(strstr(realm_last_error(), "is 8") != NULL);
+    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 64, .type_v = REALM_TYPE_Q8_0}, &kv),
+             REALM_ERR_UNSUPPORTED);
+    CHECK(strstr(realm_last_error(), "values") != NULL);
+    CHECK_RC(realm_kv_params_check(m, &(realm_kv_params){.n_ctx = 64, .type_v = REALM_TYPE_Q8_0}),
+             REALM_ERR_UNSUPPORTED);
+    CHECK(realm_kv_cache_bytes(m, &(realm_kv_params){.n_ctx = 64, .type_k = REALM_TYPE_Q8_0}) == 0);
+
+    realm_model *const stories = m;
+    CHECK_RC(realm_model_load(test_data("quant/tiny-q8_0.gguf"), NULL, &m), REALM_OK);
+    if (m == NULL) {
+        m = stories;
+        return;
+    }
+    CHECK_EQ_INT(realm_model_hparams(m)->head_dim, 64);
+    n_vocab = realm_model_hparams(m)->n_vocab;
+    /* 2 layers, kv_dim 128: a row is 256 bytes in F16, 4 blocks of 34 in Q8_0 */
+    const uint64_t idx = 2 * 4 * sizeof(int32_t); /* 4 blocks of 32: refs, free list */
+    CHECK(realm_kv_cache_bytes(m, &(realm_kv_params){.n_ctx = 128}) == 2 * 128 * (256 + 256) + idx);
+    CHECK(realm_kv_cache_bytes(m, &(realm_kv_params){.n_ctx = 128,
+                                                     .type_k = REALM_TYPE_Q8_0,
+                                                     .type_v = REALM_TYPE_Q8_0}) ==
+          2 * 128 * (136 + 136) + idx);
+    CHECK(realm_kv_cache_bytes(m, &(realm_kv_params){.n_ctx = 128, .type_v = REALM_TYPE_Q8_0}) ==
+          2 * 128 * (256 + 136) + idx);
+    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 64, .type_k = REALM_TYPE_Q4_0}, &kv),
+             REALM_ERR_UNSUPPORTED);
+    CHECK(strstr(realm_last_error(), "f16 or q8_0") != NULL);
+    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 64, .type_v = REALM_TYPE_BF16}, &kv),
+             REALM_ERR_UNSUPPORTED);
+    CHECK_RC(
+        realm_kv_cache_new(
+            m, &(realm_kv_params){.n_ctx = 64, .type_k = REALM_TYPE_Q8_0, .type_v = REALM_TYPE_F16},
+            &kv),
+        REALM_OK);
+    CHECK(kv != NULL && realm_kv_type_k(kv) == REALM_TYPE_Q8_0 &&
+          realm_kv_type_v(kv) == REALM_TYPE_F16);
+    realm_kv_cache_free(kv);
+
+    static const realm_type pairs[][2] = {{REALM_TYPE_Q8_0, REALM_TYPE_Q8_0},
+                                          {REALM_TYPE_F16, REALM_TYPE_Q8_0},
+                                          {REALM_TYPE_Q8_0, REALM_TYPE_F16}};
+    invariant = true;
+    for (int i = 0; i < 3; i++) {
+        kv_base.type_k = pairs[i][0];
+        kv_base.type_v = pairs[i][1];
+        test_fork_cow_truncate();
+    }
+    kv_base.type_k = kv_base.type_v = 0;
+    invariant = false;
+    realm_model_free(m);
+    m = stories;
+    n_vocab = realm_model_hparams(m)->n_vocab;
+}
+
 int main(void)
 {
     test_begin("kv", 300);
@@ -291,6 +371,7 @@ int main(void)
     CHECK_EQ_INT(realm_model_hparams(m)->n_head_kv, 4);
     test_fork_cow_truncate();
     test_full_and_bad_batches();
+    test_q8_0();
     test_bad_models();
     realm_model_free(m);
     return test_end();

@@ -1,11 +1,12 @@
 /*
  * Pieces of the forward pass against straightforward implementations:
  * the realm_ops kernels of every ISA (fp16 dot/axpy, scale, fp16 store,
- * RMSNorm, SiLU, the exponential, the attention step), RoPE (normal, NeoX,
- * partial rotation, linear scaling, frequency factors), and attention over a
- * sequence spread across several non-contiguous KV blocks for several GQA
- * shapes, against a softmax computed in double precision, with its split-K
- * pieces merged giving the same bits.
+ * RMSNorm, SiLU, the exponential, the attention steps over F16 and Q8_0 keys
+ * and values), RoPE (normal, NeoX, partial rotation, linear scaling,
+ * frequency factors), and attention over a sequence spread across several
+ * non-contiguous KV blocks for several GQA shapes and cache types, against a
+ * softmax computed in double precision, with its split-K pieces merged
+ * giving the same bits.
  */
 #include "model/model_internal.h"
 #include "realm/error.h"
@@ -99,7 +100,11 @@ static void test_ops_isa(const realm_ops *o)
 
 static void test_rope(void)
 {
-    realm_hparams hp = {.head_dim = 8, .n_rot = 8, .rope_freq_base = 10000, .rope_freq_scale = 1};
+    realm_hparams hp = {.head_dim = 8,
+                        .n_rot = 8,
+                        .rope_freq_base = 10000,
+                        .rope_freq_scale = 1,
+                        .rope_attn_factor = 1};
     const float ff[4] = {1, 2, 4, 8};
     for (int variant = 0; variant < 6; variant++) {
         hp.rope_type = variant & 1 ? REALM_ROPE_NEOX : REALM_ROPE_NORM;
@@ -134,7 +139,11 @@ static void test_rope(void)
         }
     }
     /* NORM rotates adjacent pairs: dims beyond n_rot are untouched */
-    hp = (realm_hparams){.head_dim = 8, .n_rot = 4, .rope_freq_base = 10000, .rope_freq_scale = 1};
+    hp = (realm_hparams){.head_dim = 8,
+                         .n_rot = 4,
+                         .rope_freq_base = 10000,
+                         .rope_freq_scale = 1,
+                         .rope_attn_factor = 1};
     float cs[2], sn[2], v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     realm__rope_cache(&hp, NULL, 5, cs, sn);
     realm__rope_apply(&hp, v, 1, cs, sn);
@@ -224,33 +233,81 @@ static void test_exp(void)
     }
 }
 
-/* ---- the attention kernel -------------------------------------------------- */
+/* ---- the attention kernels ------------------------------------------------- */
+
+/* Element i of a key or value row of type t (F16 or Q8_0), as the kernels read it. */
+static double kv_elem(realm_type t, const uint8_t *row, int64_t i)
+{
+    if (t == REALM_TYPE_F16) {
+        uint16_t h;
+        memcpy(&h, row + 2 * i, 2);
+        return realm_fp16_to_fp32(h);
+    }
+    const realm_block_q8_0 *b = (const realm_block_q8_0 *)row + i / 32;
+    return (double)realm_fp16_to_fp32(b->d) * b->qs[i % 32];
+}
+
+/* Store n floats as a row of type t (Q8_0 by the reference quantizer). */
+static void kv_put(realm_type t, const float *x, uint8_t *row, int64_t n)
+{
+    if (t == REALM_TYPE_F16)
+        for (int64_t i = 0; i < n; i++) {
+            const uint16_t h = realm_fp32_to_fp16(x[i]);
+            memcpy(row + 2 * i, &h, 2);
+        }
+    else
+        CHECK_RC(realm_quantize_row(REALM_TYPE_Q8_0, x, row, n), REALM_OK);
+}
+
+/* The kernel of o for keys of type tk and values of type tv; row strides in bytes. */
+static void attn_call(const realm_ops *o, realm_type tk, realm_type tv, int64_t d, int nq,
+                      const float *q, int cnt, const uint8_t *k, size_t ks, const uint8_t *v,
+                      size_t vs, float scale, float *m, float *l, float *acc, float *s)
+{
+    if (tk == REALM_TYPE_F16 && tv == REALM_TYPE_F16) {
+        CHECK(ks == vs && ks % 2 == 0);
+        o->attn_f16(d, nq, q, cnt, (const uint16_t *)k, (const uint16_t *)v, (int64_t)ks / 2, scale,
+                    m, l, acc, s);
+    } else {
+        const realm_attn_fn fn = tk == REALM_TYPE_F16   ? o->attn_f16_q8_0
+                                 : tv == REALM_TYPE_F16 ? o->attn_q8_0_f16
+                                                        : o->attn_q8_0;
+        fn(d, nq, q, cnt, k, ks, v, vs, scale, m, l, acc, s);
+    }
+}
 
 /*
- * attn_f16 of every ISA over a run of calls (the keys of one query group
- * split into pieces of varying length, as the forward pass calls it), then
- * acc / l, against softmax(q K^T * scale) V in double. Keys and values are
- * rows of ld > d halves (the other KV heads between them); later pieces get
- * larger scores so the running maximum grows and the state is rescaled.
+ * An attention kernel of every ISA (attn_f16, attn_q8_0 and the mixed ones,
+ * by the key and value types) over a run of calls (the keys of one query
+ * group split into pieces of varying length, as the forward pass calls it),
+ * then acc / l, against softmax(q K^T * scale) V in double over the keys and
+ * values as stored (Q8_0 dequantized). Key and value rows are further apart
+ * than d (the other KV heads between them, and an odd extra); later pieces
+ * get larger scores so the running maximum grows and the state is rescaled.
  */
-static void check_attn_kernel(const realm_ops *o, int d, int nq, const int *pieces, int n_pieces)
+static void check_attn_kernel(const realm_ops *o, realm_type tk, realm_type tv, int d, int nq,
+                              const int *pieces, int n_pieces)
 {
     int total = 0;
     for (int i = 0; i < n_pieces; i++)
         total += pieces[i];
-    const int64_t ld = 3 * (int64_t)d + 2;
-    uint16_t *k = malloc(sizeof *k * (size_t)(total * ld)),
-             *v = malloc(sizeof *v * (size_t)(total * ld));
+    /* three heads and a bit: F16 two halves more, Q8_0 one block more */
+    const size_t ks = realm_row_size(tk, tk == REALM_TYPE_F16 ? 3 * d + 2 : 3 * d + 32);
+    const size_t vs = realm_row_size(tv, tv == REALM_TYPE_F16 ? 3 * d + 2 : 3 * d + 32);
+    uint8_t *k = calloc((size_t)total, ks), *v = calloc((size_t)total, vs);
     float *q = malloc(sizeof *q * (size_t)(nq * d)), *acc = malloc(sizeof *acc * (size_t)(nq * d));
+    float *row = malloc(sizeof *row * (size_t)d);
     float m[64], l[64];
-    float *s = malloc(sizeof *s * (size_t)(nq * (64 + 2)));
+    float *s = malloc(sizeof *s * (size_t)(nq * (64 + 2) + 64 * d / 32));
     double *ref = calloc((size_t)(nq * d), sizeof *ref), *sc = malloc(sizeof *sc * (size_t)total);
     for (int j = 0; j < total; j++) {
         const float boost = 1.0f + 2.0f * (float)j / (float)total;
-        for (int64_t i = 0; i < ld; i++) {
-            k[j * ld + i] = realm_fp32_to_fp16(test_rand_normal() * boost);
-            v[j * ld + i] = realm_fp32_to_fp16(test_rand_normal());
-        }
+        for (int i = 0; i < d; i++)
+            row[i] = test_rand_normal() * boost;
+        kv_put(tk, row, k + (size_t)j * ks, d);
+        for (int i = 0; i < d; i++)
+            row[i] = test_rand_normal();
+        kv_put(tv, row, v + (size_t)j * vs, d);
     }
     fill(q, nq * d, 1.5f);
     const float scale = 1.0f / sqrtf((float)d);
@@ -261,7 +318,8 @@ static void check_attn_kernel(const realm_ops *o, int d, int nq, const int *piec
     for (int i = 0; i < nq * d; i++)
         acc[i] = 0;
     for (int i = 0, at = 0; i < n_pieces; at += pieces[i++])
-        o->attn_f16(d, nq, q, pieces[i], k + at * ld, v + at * ld, ld, scale, m, l, acc, s);
+        attn_call(o, tk, tv, d, nq, q, pieces[i], k + (size_t)at * ks, ks, v + (size_t)at * vs, vs,
+                  scale, m, l, acc, s);
     int bad = 0;
     double worst = 0;
     for (int r = 0; r < nq; r++) {
@@ -269,7 +327,7 @@ static void check_attn_kernel(const realm_ops *o, int d, int nq, const int *piec
         for (int j = 0; j < total; j++) {
             double dot = 0;
             for (int i = 0; i < d; i++)
-                dot += (double)q[r * d + i] * realm_fp16_to_fp32(k[j * ld + i]);
+                dot += (double)q[r * d + i] * kv_elem(tk, k + (size_t)j * ks, i);
             sc[j] = dot / sqrt((double)d);
             mx = sc[j] > mx ? sc[j] : mx;
         }
@@ -277,7 +335,7 @@ static void check_attn_kernel(const realm_ops *o, int d, int nq, const int *piec
             const double w = exp(sc[j] - mx);
             sum += w;
             for (int i = 0; i < d; i++)
-                ref[r * d + i] += w * realm_fp16_to_fp32(v[j * ld + i]);
+                ref[r * d + i] += w * kv_elem(tv, v + (size_t)j * vs, i);
         }
         for (int i = 0; i < d; i++) {
             const double want = ref[r * d + i] / sum, got = acc[r * d + i] / l[r];
@@ -285,15 +343,18 @@ static void check_attn_kernel(const realm_ops *o, int d, int nq, const int *piec
             worst = err > worst ? err : worst;
             bad += !(err <= 1e-5 * (1 + fabs(want)));
         }
-        CHECK_MSG(fabs(m[r] - mx) <= 1e-5 * (1 + fabs(mx)), "%s attn_f16 d %d nq %d: max %g vs %g",
-                  realm_isa_name(o->isa), d, nq, m[r], mx);
+        CHECK_MSG(fabs(m[r] - mx) <= 1e-5 * (1 + fabs(mx)),
+                  "%s attn k %s v %s d %d nq %d: max %g vs %g", realm_isa_name(o->isa),
+                  realm_type_name(tk), realm_type_name(tv), d, nq, m[r], mx);
     }
-    CHECK_MSG(bad == 0, "%s attn_f16 d %d nq %d keys %d in %d pieces: %d wrong (worst %.3g)",
-              realm_isa_name(o->isa), d, nq, total, n_pieces, bad, worst);
+    CHECK_MSG(bad == 0, "%s attn k %s v %s d %d nq %d keys %d in %d pieces: %d wrong (worst %.3g)",
+              realm_isa_name(o->isa), realm_type_name(tk), realm_type_name(tv), d, nq, total,
+              n_pieces, bad, worst);
     free(k);
     free(v);
     free(q);
     free(acc);
+    free(row);
     free(s);
     free(ref);
     free(sc);
@@ -310,7 +371,20 @@ static void test_attn_kernel(const realm_ops *o)
     for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
         for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)
             for (int pi = 0; pi < 6; pi++)
-                check_attn_kernel(o, dims[di], groups[gi], piece_sets[pi], n_piece[pi]);
+                check_attn_kernel(o, REALM_TYPE_F16, REALM_TYPE_F16, dims[di], groups[gi],
+                                  piece_sets[pi], n_piece[pi]);
+    /* Q8_0 keys and values, and the mixed pairs: head sizes of whole blocks */
+    static const int q8_dims[] = {32, 64, 96, 128, 256};
+    static const realm_type pairs[][2] = {{REALM_TYPE_Q8_0, REALM_TYPE_Q8_0},
+                                          {REALM_TYPE_F16, REALM_TYPE_Q8_0},
+                                          {REALM_TYPE_Q8_0, REALM_TYPE_F16}};
+    for (int t = 0; t < 3; t++)
+        for (size_t di = 0; di < sizeof q8_dims / sizeof q8_dims[0]; di++)
+            for (size_t gi = 0; gi < sizeof groups / sizeof groups[0]; gi++)
+                for (int pi = 0; pi < 6; pi++)
+                    if (t == 0 || di < 3) /* the mixed pairs on fewer sizes */
+                        check_attn_kernel(o, pairs[t][0], pairs[t][1], q8_dims[di], groups[gi],
+                                          piece_sets[pi], n_piece[pi]);
 }
 
 /* ---- attention over the paged cache ----------------------------------------- */
@@ -322,9 +396,10 @@ static void test_attn_kernel(const realm_ops *o)
  * the hyperparameters the cache reads: no weights are needed). Lengths
  * cross block and chunk boundaries. The chunks computed apart and merged
  * (realm__attn_range / _merge / _finish, the split-K path) give the same
- * bits as realm__attention.
+ * bits as realm__attention. Keys and values of type tk and tv (F16, Q8_0).
  */
-static void check_attention_shape(const realm_ops *o, int n_head, int n_kv, int hd, int bs)
+static void check_attention_shape(const realm_ops *o, realm_type tk, realm_type tv, int n_head,
+                                  int n_kv, int hd, int bs)
 {
     realm_model fake;
     memset(&fake, 0, sizeof fake);
@@ -335,7 +410,10 @@ static void check_attention_shape(const realm_ops *o, int n_head, int n_kv, int 
     enum { MAXPOS = 600 };
     realm_kv_cache *kv = NULL;
     CHECK_RC(realm_kv_cache_new(
-                 &fake, &(realm_kv_params){.n_ctx = 2 * MAXPOS + 2 * bs, .block_size = bs}, &kv),
+                 &fake,
+                 &(realm_kv_params){
+                     .n_ctx = 2 * MAXPOS + 2 * bs, .block_size = bs, .type_k = tk, .type_v = tv},
+                 &kv),
              REALM_OK);
     if (kv == NULL)
         return;
@@ -350,11 +428,18 @@ static void check_attention_shape(const realm_ops *o, int n_head, int n_kv, int 
     }
     const kv_seq *s = realm__kv_seq(kv, a);
     CHECK(s->blocks[1] != s->blocks[0] + 1);
+    const int kv_dim = n_kv * hd;
+    float *row = malloc(sizeof *row * (size_t)kv_dim);
     for (int l = 0; l < hp->n_layer; l++)
-        for (size_t i = 0; i < (size_t)kv->n_blocks * kv->block_bytes / 2; i++) {
-            ((uint16_t *)kv->k[l])[i] = realm_fp32_to_fp16(test_rand_normal() * 2);
-            ((uint16_t *)kv->v[l])[i] = realm_fp32_to_fp16(test_rand_normal());
+        for (int32_t t = 0; t < kv->n_blocks * bs; t++) {
+            for (int i = 0; i < kv_dim; i++)
+                row[i] = test_rand_normal() * 2;
+            kv_put(tk, row, kv->k[l] + (size_t)t * kv->row_bytes_k, kv_dim);
+            for (int i = 0; i < kv_dim; i++)
+                row[i] = test_rand_normal();
+            kv_put(tv, row, kv->v[l] + (size_t)t * kv->row_bytes_v, kv_dim);
         }
+    free(row);
     float *q = malloc(sizeof *q * (size_t)(nq * hd)),
           *out = malloc(sizeof *out * (size_t)(nq * hd));
     float *out2 = malloc(sizeof *out2 * (size_t)(nq * hd));
@@ -372,12 +457,11 @@ static void check_attention_shape(const realm_ops *o, int n_head, int n_kv, int 
             for (int j = 0; j < n_pos; j++) {
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
-                const uint16_t *k = (const uint16_t *)(kv->k[l] + (size_t)blk * kv->block_bytes +
-                                                       (size_t)slot * kv->row_bytes) +
-                                    g * hd;
+                const uint8_t *k = kv->k[l] + (size_t)blk * kv->block_bytes_k +
+                                   (size_t)slot * kv->row_bytes_k + realm_row_size(tk, g * hd);
                 double dot = 0;
                 for (int i = 0; i < hd; i++)
-                    dot += (double)q[r * hd + i] * realm_fp16_to_fp32(k[i]);
+                    dot += (double)q[r * hd + i] * kv_elem(tk, k, i);
                 sc[j] = dot / sqrt((double)hd);
                 mx = sc[j] > mx ? sc[j] : mx;
             }
@@ -385,21 +469,21 @@ static void check_attention_shape(const realm_ops *o, int n_head, int n_kv, int 
             for (int j = 0; j < n_pos; j++) {
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
-                const uint16_t *v = (const uint16_t *)(kv->v[l] + (size_t)blk * kv->block_bytes +
-                                                       (size_t)slot * kv->row_bytes) +
-                                    g * hd;
+                const uint8_t *v = kv->v[l] + (size_t)blk * kv->block_bytes_v +
+                                   (size_t)slot * kv->row_bytes_v + realm_row_size(tv, g * hd);
                 const double w = exp(sc[j] - mx);
                 sum += w;
                 for (int i = 0; i < hd; i++)
-                    ref[i] += w * realm_fp16_to_fp32(v[i]);
+                    ref[i] += w * kv_elem(tv, v, i);
             }
             for (int i = 0; i < hd; i++)
                 bad += !(fabs(out[r * hd + i] - ref[i] / sum) <= 1e-5 * (1 + fabs(ref[i] / sum)));
         }
         CHECK_MSG(bad == 0,
-                  "%s attention %d/%d heads, hd %d, blocks of %d, n_pos %d, group %d: %d "
-                  "wrong",
-                  realm_isa_name(o->isa), n_head, n_kv, hd, bs, n_pos, g, bad);
+                  "%s attention k %s v %s, %d/%d heads, hd %d, blocks of %d, n_pos %d, group "
+                  "%d: %d wrong",
+                  realm_isa_name(o->isa), realm_type_name(tk), realm_type_name(tv), n_head, n_kv,
+                  hd, bs, n_pos, g, bad);
 
         /* split-K: the chunks apart (three partial slots in turn), merged in order */
         const int64_t pf = REALM__ATTN_PART(nq, hd);
@@ -412,8 +496,9 @@ static void check_attention_shape(const realm_ops *o, int n_head, int n_kv, int 
         }
         realm__attn_finish(nq, hd, parts, out2);
         CHECK_MSG(memcmp(out, out2, sizeof *out * (size_t)(nq * hd)) == 0,
-                  "%s attention %d/%d heads n_pos %d: split-K gives other bits",
-                  realm_isa_name(o->isa), n_head, n_kv, n_pos);
+                  "%s attention k %s v %s, %d/%d heads n_pos %d: split-K gives other bits",
+                  realm_isa_name(o->isa), realm_type_name(tk), realm_type_name(tv), n_head, n_kv,
+                  n_pos);
     }
     free(q);
     free(out);
@@ -427,12 +512,21 @@ static void check_attention_shape(const realm_ops *o, int n_head, int n_kv, int 
 
 static void test_attention(const realm_ops *o)
 {
-    check_attention_shape(o, 4, 4, 64, 32);  /* MHA */
-    check_attention_shape(o, 8, 2, 64, 16);  /* 4 query heads per KV head */
-    check_attention_shape(o, 32, 4, 64, 32); /* 8: TinyLlama */
-    check_attention_shape(o, 8, 1, 128, 7);  /* MQA, odd block size */
-    check_attention_shape(o, 6, 2, 24, 32);  /* 3 per KV head, hd not a multiple of 16 */
-    check_attention_shape(o, 8, 4, 8, 8);    /* stories260K's shape */
+    const realm_type F16 = REALM_TYPE_F16, Q8 = REALM_TYPE_Q8_0;
+    check_attention_shape(o, F16, F16, 4, 4, 64, 32);  /* MHA */
+    check_attention_shape(o, F16, F16, 8, 2, 64, 16);  /* 4 query heads per KV head */
+    check_attention_shape(o, F16, F16, 32, 4, 64, 32); /* 8: TinyLlama */
+    check_attention_shape(o, F16, F16, 8, 1, 128, 7);  /* MQA, odd block size */
+    check_attention_shape(o, F16, F16, 6, 2, 24, 32);  /* 3 per KV head, hd not a multiple of 16 */
+    check_attention_shape(o, F16, F16, 8, 4, 8, 8);    /* stories260K's shape */
+    /* a Q8_0 cache: head sizes of whole blocks, GQA groups of 1, 2, 4, 8 */
+    check_attention_shape(o, Q8, Q8, 4, 4, 64, 32);
+    check_attention_shape(o, Q8, Q8, 8, 4, 32, 16);
+    check_attention_shape(o, Q8, Q8, 8, 2, 64, 16);
+    check_attention_shape(o, Q8, Q8, 32, 4, 64, 32);
+    check_attention_shape(o, Q8, Q8, 8, 1, 128, 7);
+    check_attention_shape(o, F16, Q8, 8, 2, 64, 16); /* mixed */
+    check_attention_shape(o, Q8, F16, 32, 4, 64, 7);
 }
 
 int main(void)

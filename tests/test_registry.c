@@ -1,7 +1,9 @@
 /*
  * The model registry: names, paths and the models directory; loading on
  * demand within a budget that fits one model at a time (least recently used
- * idle models unloaded, models in use never); keep-alive and pinning; one
+ * idle models unloaded, models in use never); a Q8_0 KV cache counted at its
+ * size (a budget too small for F16 takes it, a pool sized to the budget
+ * holds twice the tokens); keep-alive and pinning; one
  * load for many waiters and a failed load reported to all; many threads
  * acquiring, generating on the shared thread pool and releasing at once.
  */
@@ -61,7 +63,10 @@ static void test_sizes(void)
     }
 }
 
-static realm_registry *make(uint64_t budget, double keep_alive)
+/* A registry whose engines hold n_ctx tokens (0: as many as fit, up to
+ * 4 sequences of the model's context) with keys and values of type tk, tv. */
+static realm_registry *make_kv(uint64_t budget, double keep_alive, int32_t n_ctx, realm_type tk,
+                               realm_type tv)
 {
     realm_registry_params p;
     realm_registry_params_init(&p);
@@ -69,11 +74,18 @@ static realm_registry *make(uint64_t budget, double keep_alive)
     p.keep_alive_s = keep_alive;
     p.n_threads = 2;
     p.models_dir = work;
-    p.engine.n_ctx = 512;
+    p.engine.n_ctx = n_ctx;
     p.engine.max_seqs = 4;
+    p.engine.type_k = tk;
+    p.engine.type_v = tv;
     realm_registry *r = NULL;
     CHECK_RC(realm_registry_new(&p, &r), REALM_OK);
     return r;
+}
+
+static realm_registry *make(uint64_t budget, double keep_alive)
+{
+    return make_kv(budget, keep_alive, 512, REALM_TYPE_F16, REALM_TYPE_F16);
 }
 
 static const realm_model_status *status_of(realm_model_status *s, int32_t n, const char *name)
@@ -96,15 +108,21 @@ static bool loaded(realm_registry *r, const char *name)
     return l;
 }
 
-static uint64_t need_of(const char *name)
+/* Bytes the model at name counts when loaded with a KV pool of n_ctx tokens of tk, tv. */
+static uint64_t need_kv(const char *name, int32_t n_ctx, realm_type tk, realm_type tv)
 {
-    realm_registry *r = make(UINT64_C(1) << 40, 300);
+    realm_registry *r = make_kv(UINT64_C(1) << 40, 300, n_ctx, tk, tv);
     realm_model_ref *ref = NULL;
     CHECK_RC(realm_registry_acquire(r, name, strlen(name), NULL, &ref), REALM_OK);
     uint64_t u = realm_registry_used(r);
     realm_registry_release(ref);
     realm_registry_free(r);
     return u;
+}
+
+static uint64_t need_of(const char *name)
+{
+    return need_kv(name, 512, REALM_TYPE_F16, REALM_TYPE_F16);
 }
 
 static void test_names(void)
@@ -202,6 +220,71 @@ static void test_budget(uint64_t need_a, uint64_t need_b)
     CHECK_RC(realm_registry_add(r, "a", path_a, NULL), REALM_OK);
     CHECK_EQ_INT(realm_registry_acquire(r, "a", 1, NULL, &ra), REALM_ERR_OVERLOADED);
     CHECK_MSG(strstr(realm_last_error(), "more than the memory budget"), "%s", realm_last_error());
+    realm_registry_free(r);
+}
+
+/* KV blocks of the pool the registry gave the engine of a model loaded by r. */
+static int32_t pool_blocks(realm_registry *r, const char *name, int *rc)
+{
+    realm_model_ref *ref = NULL;
+    *rc = realm_registry_acquire(r, name, strlen(name), NULL, &ref);
+    if (*rc < 0)
+        return 0;
+    realm_engine_stats st;
+    realm_engine_get_stats(realm_model_ref_engine(ref), &st);
+    realm_registry_release(ref);
+    return st.kv_blocks_total;
+}
+
+/*
+ * A Q8_0 cache counts as what it is: the tiny model (2 layers, kv_dim 128)
+ * needs 2 x 512 x (256 - 136) bytes less per side for 512 tokens; a budget
+ * that an F16 pool of 512 tokens overflows takes the Q8_0 one; and a pool
+ * sized to the budget (engine n_ctx 0) holds twice the tokens.
+ */
+static void test_budget_q8_0(void)
+{
+    const realm_type F16 = REALM_TYPE_F16, Q8 = REALM_TYPE_Q8_0;
+    const uint64_t f16 = need_kv(path_b, 512, F16, F16), q8 = need_kv(path_b, 512, Q8, Q8);
+    const uint64_t mixed = need_kv(path_b, 512, F16, Q8);
+    printf("tiny, 512 tokens: %llu bytes with an F16 cache, %llu with Q8_0, %llu with F16 K and "
+           "Q8_0 V\n",
+           (unsigned long long)f16, (unsigned long long)q8, (unsigned long long)mixed);
+    CHECK(f16 - q8 == 2ull * 512 * 2 * (256 - 136));
+    CHECK(f16 - mixed == 2ull * 512 * (256 - 136));
+
+    int rc;
+    realm_registry *r = make_kv(q8 + (f16 - q8) / 2, 300, 512, F16, F16);
+    CHECK_RC(realm_registry_add(r, "b", path_b, NULL), REALM_OK);
+    pool_blocks(r, "b", &rc);
+    CHECK_EQ_INT(rc, REALM_ERR_OVERLOADED);
+    CHECK_MSG(strstr(realm_last_error(), "more than the memory budget"), "%s", realm_last_error());
+    realm_registry_free(r);
+    r = make_kv(q8 + (f16 - q8) / 2, 300, 512, Q8, Q8);
+    CHECK_RC(realm_registry_add(r, "b", path_b, NULL), REALM_OK);
+    CHECK_EQ_INT(pool_blocks(r, "b", &rc), 16);
+    CHECK_EQ_INT(rc, REALM_OK);
+    realm_registry_free(r);
+
+    /* the budget of an F16 pool of 1024 tokens and a little: 2048 tokens of Q8_0 fit it */
+    const uint64_t budget = need_kv(path_b, 1024, F16, F16) + 100 * 1024;
+    r = make_kv(budget, 300, 0, F16, F16);
+    CHECK_EQ_INT(pool_blocks(r, path_b, &rc), 1024 / 32);
+    CHECK_EQ_INT(rc, REALM_OK);
+    realm_registry_free(r);
+    r = make_kv(budget, 300, 0, Q8, Q8);
+    CHECK_EQ_INT(pool_blocks(r, path_b, &rc), 2048 / 32);
+    CHECK_EQ_INT(rc, REALM_OK);
+    CHECK(realm_registry_used(r) <= budget);
+    realm_registry_free(r);
+
+    /* stories260K's head size of 8 cannot take it: the load fails, saying why */
+    r = make_kv(UINT64_C(1) << 40, 300, 512, Q8, Q8);
+    pool_blocks(r, path_a, &rc);
+    CHECK_EQ_INT(rc, REALM_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(realm_last_error(), "model 'stories260K': a q8_0 KV cache for the keys "
+                                         "needs a head size that is a multiple of 32"),
+              "%s", realm_last_error());
     realm_registry_free(r);
 }
 
@@ -406,6 +489,7 @@ int main(void)
     const uint64_t need_a = need_of(path_a), need_b = need_of(path_b);
     CHECK(need_a > 0 && need_b > 0);
     test_budget(need_a, need_b);
+    test_budget_q8_0();
     test_keep_alive();
     test_threads(need_a, need_b);
     char cmd[400];

@@ -712,6 +712,78 @@ static void test_eval_tenant_limits(void)
     realm_module_free(m);
 }
 
+/* A client's stop (REALM_IO_STOP, a WebSocket's response.cancel) ends the
+ * generation as cancelled and the module answers; a client gone (any other
+ * nonzero) interrupts it. The default module over a WebSocket emits each
+ * event alone and ends a stopped response with response.cancelled. */
+typedef struct stopper {
+    capture cap;
+    int n_emits, stop_after, answer;
+} stopper;
+
+static void stop_emit(void *ud, const char *d, size_t n)
+{
+    stopper *s = ud;
+    s->n_emits++;
+    CHECK_MSG(n > 0 && d[0] == '{' && d[n - 1] == '}', "an event alone: %.*s", (int)n, d);
+    on_emit(&s->cap, d, n);
+}
+
+static void stop_respond(void *ud, int status, const char *d, size_t n)
+{
+    on_respond(&((stopper *)ud)->cap, status, d, n);
+}
+
+static int stop_cancelled(void *ud)
+{
+    stopper *s = ud;
+    return s->n_emits >= s->stop_after ? s->answer : 0;
+}
+
+static void test_stop(void)
+{
+    realm_module *m = guest("default", "guest/default/default.c");
+    if (!m)
+        return;
+    realm_instance *in = instance(m);
+    static const char info[] = "{\"method\":\"POST\",\"path\":\"/v1/responses\",\"transport\":"
+                               "\"websocket\",\"request_id\":\"req-stop\"}";
+    static const char body[] = "{\"model\":\"tiny\",\"input\":\"Once upon a time\","
+                               "\"max_output_tokens\":900,\"store\":false}";
+    for (int gone = 0; gone <= 1 && in; gone++) {
+        stopper st = {.stop_after = 6, .answer = gone ? 1 : REALM_IO_STOP};
+        realm_request_io io = {.body = body,
+                               .body_len = strlen(body),
+                               .emit = stop_emit,
+                               .respond = stop_respond,
+                               .info = info,
+                               .info_len = strlen(info),
+                               .cancelled = stop_cancelled,
+                               .ud = &st};
+        int32_t ret = 0;
+        const int rc = realm_instance_handle(in, &io, &ret);
+        const char *e = st.cap.emitted ? st.cap.emitted : "";
+        if (gone) {
+            CHECK_RC(rc, REALM_ERR_INTERRUPTED);
+            CHECK_MSG(!strstr(e, "response.cancelled"), "a client gone gets nothing more");
+        } else {
+            CHECK_RC(rc, REALM_OK);
+            /* the last event is the respond body (the end of the response with it) */
+            const char *last = st.cap.body ? st.cap.body : "";
+            CHECK_MSG(strncmp(last, "{\"type\":\"response.cancelled\"", 28) == 0 &&
+                          strstr(last, "\"status\":\"cancelled\""),
+                      "stopped: response.cancelled with status cancelled: %.300s", last);
+            CHECK_MSG(!strstr(e, "response.cancelled"), "sent once, as the last event");
+            CHECK_MSG(strstr(e, "response.output_item.done") != NULL, "the item is closed");
+            CHECK_MSG(!strstr(e, "event: ") && !strstr(e, "data: "), "no SSE framing");
+            CHECK_MSG(st.n_emits < 60, "stopped early (%d events)", st.n_emits);
+        }
+        capture_free(&st.cap);
+    }
+    realm_instance_free(in);
+    realm_module_free(m);
+}
+
 int main(void)
 {
     test_begin("sandbox_engine", 300);
@@ -742,6 +814,7 @@ int main(void)
     test_handles_and_sessions();
     test_eval_tenant_limits();
     test_gen_tokens();
+    test_stop();
     realm_sandbox_free(sb);
     realm_engine_free(engine);
     realm_model_free(model);

@@ -135,6 +135,9 @@ static void read_info(req_info *ri)
         ri->id[0] = '\0';
     ri->created = rg_json_int(info, (size_t)n, "created", 0);
     ri->responses_ttl_s = rg_json_int(info, (size_t)n, "responses_ttl_s", 0);
+    char transport[16];
+    ri->websocket = rg_json_string(info, (size_t)n, "transport", transport, sizeof transport) > 0 &&
+                    streq(transport, "websocket");
 }
 
 int streq(const char *a, const char *b)

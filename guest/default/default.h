@@ -17,6 +17,7 @@ typedef struct req_info {
     char id[64];
     int64_t created;
     int64_t responses_ttl_s; /* 0: not given (then the module's default) */
+    int websocket;           /* transport "websocket": each emit is one message */
 } req_info;
 
 /* OpenAI's error object as the response: type "invalid_request_error" for

@@ -16,6 +16,12 @@
  *
  * previous_response_id walks "previous" back and replays each stored turn's
  * input items and output text (not its instructions) before the new input.
+ *
+ * Over a WebSocket (request_info's transport "websocket", docs/websocket.md)
+ * a POST /v1/responses is streamed as the same events, each emitted alone
+ * (one message, no SSE framing); a response the client stops (its
+ * generation ends "cancelled") ends with response.cancelled, status
+ * "cancelled", the output so far, and is stored like any other.
  */
 #include "default.h"
 
@@ -34,8 +40,10 @@ typedef struct resp {
     const char *model;
     size_t model_len;
     int store, stream;
-    int seq;     /* the next SSE sequence_number */
-    rg_buf text; /* the output so far */
+    int ws;        /* over a WebSocket: events are messages, not SSE */
+    int cancelled; /* the client stopped it (response.cancel): status "cancelled" */
+    int seq;       /* the next event's sequence_number */
+    rg_buf text;   /* the output so far */
     char finish[32];
     int64_t n_prompt, n_cached, n_gen;
 } resp;
@@ -312,7 +320,9 @@ static void put_message(rg_buf *b, const resp *r, int done)
     rg_buf_puts(b, "{\"id\":\"");
     rg_buf_puts(b, r->msg_id);
     rg_buf_puts(b, "\",\"type\":\"message\",\"status\":\"");
-    rg_buf_puts(b, !done ? "in_progress" : incomplete(r) ? "incomplete" : "completed");
+    rg_buf_puts(b, !done                           ? "in_progress"
+                   : incomplete(r) || r->cancelled ? "incomplete"
+                                                   : "completed");
     rg_buf_puts(b, "\",\"role\":\"assistant\",\"content\":[");
     if (done) {
         rg_buf_puts(b, "{\"type\":\"output_text\",\"text\":");
@@ -323,7 +333,8 @@ static void put_message(rg_buf *b, const resp *r, int done)
 }
 
 /* The response object. status: "in_progress" (no output, no usage yet),
- * "completed", "incomplete" or "failed" (with error, a message). */
+ * "completed", "incomplete", "cancelled" (the output so far) or "failed"
+ * (with error, a message). */
 static void put_response(rg_buf *b, const resp *r, const char *status, const char *error)
 {
     const int done = !streq(status, "in_progress");
@@ -383,23 +394,38 @@ static void put_response(rg_buf *b, const resp *r, const char *status, const cha
     rg_buf_puts(b, "}");
 }
 
-/* Start an SSE event of type: "event: TYPE\ndata: {"type":TYPE,
- * "sequence_number":N" — the caller adds the other members, ev_end sends. */
+/* Start an event of type: {"type":TYPE,"sequence_number":N — the caller
+ * adds the other members, ev_end sends it. Over HTTP it is an SSE event
+ * ("event: TYPE\ndata: {...}\n\n"); over a WebSocket the object alone, one
+ * emit per event (the server sends each emit as one text message). */
 static void ev_begin(rg_buf *b, resp *r, const char *type)
 {
     b->len = 0;
-    rg_buf_puts(b, "event: ");
-    rg_buf_puts(b, type);
-    rg_buf_puts(b, "\ndata: {\"type\":\"");
+    if (!r->ws) {
+        rg_buf_puts(b, "event: ");
+        rg_buf_puts(b, type);
+        rg_buf_puts(b, "\ndata: ");
+    }
+    rg_buf_puts(b, "{\"type\":\"");
     rg_buf_puts(b, type);
     rg_buf_puts(b, "\",\"sequence_number\":");
     rg_buf_put_int(b, r->seq++);
 }
 
-static void ev_end(rg_buf *b)
+static void ev_end(rg_buf *b, const resp *r)
 {
-    rg_buf_puts(b, "}\n\n");
+    rg_buf_puts(b, r->ws ? "}" : "}\n\n");
     rg_emit(b->data, (uint32_t)b->len);
+}
+
+/* Send the stream's last event and end the response with it: as the body of
+ * rg_respond, so that on a WebSocket the event and the end of the response
+ * are one step (a client may send its next response.create as soon as it
+ * reads this event). */
+static void ev_last(rg_buf *b, const resp *r)
+{
+    rg_buf_puts(b, r->ws ? "}" : "}\n\n");
+    rg_respond(200, b->data, (uint32_t)b->len);
 }
 
 /* The members that place an event in the output: item_id, output_index,
@@ -429,8 +455,7 @@ static int32_t stream_failed(resp *r, const char *what)
     ev_begin(&ev, r, "response.failed");
     rg_buf_puts(&ev, ",\"response\":");
     put_response(&ev, r, "failed", m.data);
-    ev_end(&ev);
-    rg_respond(200, "", 0);
+    ev_last(&ev, r);
     return 500;
 }
 
@@ -460,7 +485,7 @@ static int32_t run(resp *r, int32_t g)
             rg_buf_puts(&ev, ",\"delta\":");
             rg_buf_put_json_str(&ev, piece, (size_t)k);
             rg_buf_puts(&ev, ",\"logprobs\":[]");
-            ev_end(&ev);
+            ev_end(&ev, r);
         }
     }
     if (k < 0)
@@ -471,8 +496,11 @@ static int32_t run(resp *r, int32_t g)
         return gen_failed(r, "no result");
     if (rg_json_string(res, (size_t)rn, "finish_reason", r->finish, sizeof r->finish) < 0)
         r->finish[0] = '\0';
-    if (streq(r->finish, "cancelled") || streq(r->finish, "error"))
+    if (streq(r->finish, "error"))
         return gen_failed(r, "generation ended early");
+    /* cancelled: the client stopped it (a WebSocket's response.cancel; a client
+     * that left never gets here); the response ends with what was made */
+    r->cancelled = streq(r->finish, "cancelled");
     r->n_prompt = rg_json_int(res, (size_t)rn, "prompt_tokens", 0);
     r->n_gen = rg_json_int(res, (size_t)rn, "completion_tokens", 0);
     r->n_cached = rg_json_int(res, (size_t)rn, "cached_tokens", 0);
@@ -600,7 +628,8 @@ static int32_t create(const char *body, size_t len, const req_info *ri)
     if (rc)
         return rc;
     r.store = rg_json_bool(body, len, "store", 1);
-    r.stream = rg_json_bool(body, len, "stream", 0);
+    r.ws = ri->websocket; /* streaming is implied there ("stream" is not read) */
+    r.stream = r.ws || rg_json_bool(body, len, "stream", 0);
     rg_buf items = {0};
     if ((rc = canon_input(&r, &items)))
         return rc;
@@ -654,26 +683,27 @@ static int32_t create(const char *body, size_t len, const req_info *ri)
     if (r.stream) {
         static const char sse[] = "{\"content-type\":\"text/event-stream\","
                                   "\"cache-control\":\"no-cache\"}";
-        rg_set_response(200, sse, sizeof sse - 1);
+        if (!r.ws)
+            rg_set_response(200, sse, sizeof sse - 1);
         static const char *const opening[] = {"response.created", "response.in_progress"};
         for (int i = 0; i < 2; i++) {
             ev_begin(&ev, &r, opening[i]);
             rg_buf_puts(&ev, ",\"response\":");
             put_response(&ev, &r, "in_progress", 0);
-            ev_end(&ev);
+            ev_end(&ev, &r);
         }
         ev_begin(&ev, &r, "response.output_item.added");
         rg_buf_puts(&ev, ",\"output_index\":0,\"item\":");
         put_message(&ev, &r, 0);
-        ev_end(&ev);
+        ev_end(&ev, &r);
         ev_begin(&ev, &r, "response.content_part.added");
         put_place(&ev, &r);
         rg_buf_puts(&ev, ",\"part\":{\"type\":\"output_text\",\"text\":\"\",\"annotations\":[]}");
-        ev_end(&ev);
+        ev_end(&ev, &r);
     }
     if ((rc = run(&r, g)))
         return rc;
-    const char *status = incomplete(&r) ? "incomplete" : "completed";
+    const char *status = r.cancelled ? "cancelled" : incomplete(&r) ? "incomplete" : "completed";
     rg_buf obj = {0};
     put_response(&obj, &r, status, 0);
     if (r.store)
@@ -687,22 +717,24 @@ static int32_t create(const char *body, size_t len, const req_info *ri)
     rg_buf_puts(&ev, ",\"text\":");
     rg_buf_put_json_str(&ev, r.text.data ? r.text.data : "", r.text.len);
     rg_buf_puts(&ev, ",\"logprobs\":[]");
-    ev_end(&ev);
+    ev_end(&ev, &r);
     ev_begin(&ev, &r, "response.content_part.done");
     put_place(&ev, &r);
     rg_buf_puts(&ev, ",\"part\":{\"type\":\"output_text\",\"text\":");
     rg_buf_put_json_str(&ev, r.text.data ? r.text.data : "", r.text.len);
     rg_buf_puts(&ev, ",\"annotations\":[]}");
-    ev_end(&ev);
+    ev_end(&ev, &r);
     ev_begin(&ev, &r, "response.output_item.done");
     rg_buf_puts(&ev, ",\"output_index\":0,\"item\":");
     put_message(&ev, &r, 1);
-    ev_end(&ev);
-    ev_begin(&ev, &r, incomplete(&r) ? "response.incomplete" : "response.completed");
+    ev_end(&ev, &r);
+    ev_begin(&ev, &r,
+             r.cancelled      ? "response.cancelled"
+             : incomplete(&r) ? "response.incomplete"
+                              : "response.completed");
     rg_buf_puts(&ev, ",\"response\":");
     rg_buf_put(&ev, obj.data, obj.len);
-    ev_end(&ev);
-    rg_respond(200, "", 0);
+    ev_last(&ev, &r);
     return 200;
 }
 

@@ -139,6 +139,9 @@ typedef struct realm_engine_params {
     int32_t n_ctx;                    /* tokens in the KV pool, over all sequences; 0: 4096 */
     int32_t n_ctx_seq;                /* longest sequence; 0: min(n_ctx, the model's n_ctx_train) */
     int32_t block_size;               /* KV block size; 0: 32 */
+    realm_type type_k, type_v;        /* KV cache types of keys and values:
+                                         REALM_TYPE_F16 (0) or REALM_TYPE_Q8_0,
+                                         half the memory (realm_kv_params) */
     int32_t n_batch;                  /* token budget of one step; 0: 512 */
     int32_t max_seqs;                 /* running sequences; 0: 16 (at most n_batch) */
     int32_t max_waiting;              /* waiting queue bound; 0: 256 */

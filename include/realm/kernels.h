@@ -110,6 +110,17 @@ void realm_matmul_rows_invariant(const realm_kernels *k, realm_type t, const voi
 /* ---- element-wise and attention ops ------------------------------------ */
 
 /*
+ * An attention step over keys and values in the KV cache's row formats
+ * (realm_ops.attn_q8_0 and the mixed pairs): key j is the row of d numbers
+ * at k + j * k_stride bytes, value j the row at v + j * v_stride bytes; s
+ * is scratch for nq * (cnt + 2) + cnt * d / 32 floats; the rest as
+ * realm_ops.attn_f16.
+ */
+typedef void (*realm_attn_fn)(int64_t d, int nq, const float *q, int cnt, const void *k,
+                              size_t k_stride, const void *v, size_t v_stride, float scale,
+                              float *m, float *l, float *acc, float *s);
+
+/*
  * Small vector kernels of the forward pass, per instruction set like the dot
  * products: a scalar reference and SIMD versions computing the same values up
  * to float rounding (the fp16 conversion is exact in all of them).
@@ -149,6 +160,21 @@ typedef struct realm_ops {
     void (*attn_f16)(int64_t d, int nq, const float *q, int cnt, const uint16_t *k,
                      const uint16_t *v, int64_t ld, float scale, float *m, float *l, float *acc,
                      float *s);
+    /*
+     * attn_f16 over keys and values stored as Q8_0: d is a multiple of 32 and
+     * a row is d / 32 realm_block_q8_0, element i of block b being
+     * fp16(b.d) * b.qs[i] (exact in float). Key and value rows are found by
+     * byte strides (realm_attn_fn). The same state, exponentials and scratch
+     * as attn_f16; the SIMD versions read each key and value once for all nq
+     * rows, as attn_f16's do.
+     */
+    realm_attn_fn attn_q8_0;
+    /* The same with keys and values of different types (llama.cpp's
+     * --cache-type-k and --cache-type-v set apart), d a multiple of 32, F16
+     * rows as attn_f16 reads them: F16 keys with Q8_0 values, and Q8_0 keys
+     * with F16 values. */
+    realm_attn_fn attn_f16_q8_0;
+    realm_attn_fn attn_q8_0_f16;
     /*
      * LoRA, the shrink: one row `a` of an adapter's A (n elements of type
      * at: F32, F16 or BF16) against the activation rows x + rows[i] * ldx:

@@ -8,7 +8,8 @@
  *                   parts of a split one) and never copied: one loaded model
  *                   is shared, read-only, by every cache, context and thread.
  *   realm_kv_cache  a pool of fixed-size blocks holding keys and values
- *                   (F16). A sequence owns a list of blocks;
+ *                   (F16, or Q8_0 at about half the size: the
+ *                   realm_kv_params types). A sequence owns a list of blocks;
  *                   sequences can share prefix blocks (fork), copied only
  *                   when one of them writes into a shared block.
  *   realm_ctx       compute state for one caller: scratch buffers sized for a
@@ -50,7 +51,9 @@
  *
  * Errors: negative codes (realm/error.h) with a message: REALM_ERR_FORMAT /
  * REALM_ERR_UNSUPPORTED at load for a malformed or unsupported model (the
- * message names the file, and the architecture, tensor or key),
+ * message names the file, and the architecture, tensor or key; a RoPE
+ * scaling type other than none, linear and yarn is unsupported),
+ * REALM_ERR_INVAL at load for a bad override (realm_rope_params),
  * REALM_ERR_IO when a file (or a part of a split model) cannot be read,
  * REALM_ERR_NOSPACE when the
  * KV cache has no free block, REALM_ERR_RANGE when a memory budget or the
@@ -85,6 +88,26 @@ typedef enum realm_rope_type {
     REALM_ROPE_NEOX = 1, /* rotate halves (x[i], x[i + n_rot/2]) */
 } realm_rope_type;
 
+/*
+ * RoPE scaling: how a model trained on short contexts is stretched to longer
+ * ones, as GGUF's {arch}.rope.scaling.type and llama.cpp's --rope-scaling
+ * name them. LINEAR divides every position by the scaling factor (angle x
+ * freq_scale). YARN (arXiv 2309.00071) interpolates the slow-turning pairs
+ * like LINEAR but keeps the fast-turning ones as trained, blending the two
+ * over a ramp of pairs set by beta_fast / beta_slow and the original
+ * context, and scales the magnitude of cos/sin by 1 + 0.1 ln(factor).
+ */
+typedef enum realm_rope_scaling {
+    REALM_ROPE_SCALING_DEFAULT = 0, /* realm_rope_params: keep the model's own */
+    REALM_ROPE_SCALING_NONE = 1,
+    REALM_ROPE_SCALING_LINEAR = 2,
+    REALM_ROPE_SCALING_YARN = 3,
+    REALM_ROPE_SCALING_COUNT
+} realm_rope_scaling;
+
+/* "none", "linear", "yarn" ("default" for DEFAULT, "unknown" out of range). */
+const char *realm_rope_scaling_name(realm_rope_scaling s);
+
 typedef struct realm_hparams {
     realm_arch arch;
     int32_t n_vocab;
@@ -97,14 +120,53 @@ typedef struct realm_hparams {
     int32_t n_ff;
     int32_t n_rot; /* dimensions rotated by RoPE (<= head_dim) */
     realm_rope_type rope_type;
+    /*
+     * RoPE as computed: the model's metadata with realm_rope_params applied,
+     * resolved as llama.cpp resolves its context parameters; the angle of
+     * pair i at position p is p * freq_base^(-2i/n_rot) / rope_freqs[i]
+     * (Llama 3.1 factors, when the model has them) and then scaled (see
+     * realm_rope_scaling). These are the operands of ggml's rope operator.
+     */
+    realm_rope_scaling rope_scaling; /* NONE, LINEAR or YARN */
     float rope_freq_base;
-    float rope_freq_scale; /* 1 / linear scaling factor */
+    float rope_freq_scale;   /* 1 / scaling factor; 1 under NONE */
+    int32_t rope_n_ctx_orig; /* YaRN: the context the model was trained on before
+                                scaling (rope.scaling.original_context_length) */
+    float rope_ext_factor;   /* YaRN: extrapolation mix, 1 under YARN, else 0 */
+    float rope_attn_factor;  /* scale of cos/sin, times 1 + 0.1 ln(1 / freq_scale)
+                                where rope_ext_factor is not 0 */
+    float rope_beta_fast;    /* YaRN ramp: pairs turning more than beta_fast times */
+    float rope_beta_slow;    /* over n_ctx_orig keep their angle; fewer than
+                                beta_slow times are interpolated */
     float norm_eps;
     bool tied_output;    /* no output.weight: logits use token_embd */
     bool has_rope_freqs; /* LLaMA-3.1 rope_freqs factors */
 } realm_hparams;
 
 typedef struct realm_model realm_model;
+
+/*
+ * Overrides of a model's RoPE, as llama.cpp's context parameters of the same
+ * names (--rope-scaling, --rope-freq-base, --rope-freq-scale, --yarn-*). Zero
+ * keeps what the model's metadata says (or the default below). Negative
+ * values, or a scaling out of range, fail the load with REALM_ERR_INVAL.
+ * Resolved as llama.cpp does: under NONE the scale is 1 whatever freq_scale
+ * says; with YaRN's extrapolation on (ext factor not 0), the cos/sin
+ * magnitude is 1 + 0.1 ln(1 / freq_scale) times rope.scaling.attn_factor and
+ * yarn_attn_factor is not used.
+ */
+typedef struct realm_rope_params {
+    realm_rope_scaling scaling; /* DEFAULT: rope.scaling.type (linear without one) */
+    float freq_base;            /* 0: rope.freq_base (10000 without one) */
+    float freq_scale;           /* 0: 1 / rope.scaling.factor (1 without one) */
+    int32_t yarn_orig_ctx;      /* 0: rope.scaling.original_context_length, else
+                                   the model's context length */
+    bool has_yarn_ext_factor;   /* false: 1 under YARN, else 0 */
+    float yarn_ext_factor;
+    float yarn_attn_factor; /* 0: 1 */
+    float yarn_beta_fast;   /* 0: 32 */
+    float yarn_beta_slow;   /* 0: 1 */
+} realm_rope_params;
 
 /* Options of realm_model_load; NULL params mean all defaults (zero). */
 typedef struct realm_model_params {
@@ -119,6 +181,7 @@ typedef struct realm_model_params {
      * RLIMIT_MEMLOCK soft limit and the fix. realm_model_free unlocks.
      */
     bool mlock;
+    realm_rope_params rope; /* overrides of the model's RoPE; zero: none */
 } realm_model_params;
 
 /*
@@ -157,19 +220,44 @@ const char *realm_arch_name(realm_arch a);
 
 typedef struct realm_kv_cache realm_kv_cache;
 
+/*
+ * Types of the cached keys and of the values, as llama.cpp's --cache-type-k
+ * and --cache-type-v, each chosen apart:
+ *   REALM_TYPE_F16   (also 0, the default) 2 bytes a number;
+ *   REALM_TYPE_Q8_0  blocks of 32 numbers as 8-bit codes with an F16 scale,
+ *                    34 bytes a block (1.0625 bytes a number): about half the
+ *                    memory and the bandwidth of attention, for a small
+ *                    error (bench/README.md measures it). Keys and values
+ *                    are quantized as they are stored, exactly as
+ *                    realm_quantize_row rounds; a head's numbers are whole
+ *                    blocks, so the model's head size must be a multiple of
+ *                    32 (REALM_ERR_UNSUPPORTED otherwise, as llama.cpp
+ *                    refuses it).
+ * Anything else is REALM_ERR_UNSUPPORTED.
+ */
 typedef struct realm_kv_params {
     int32_t n_ctx;       /* total tokens the pool holds, over all sequences */
     int32_t block_size;  /* tokens per block; 0 means 32 */
-    realm_type type;     /* REALM_TYPE_F16 (the default, also for 0); nothing else yet */
+    realm_type type_k;   /* keys: REALM_TYPE_F16 (0) or REALM_TYPE_Q8_0, see above */
+    realm_type type_v;   /* values: likewise */
     uint64_t mem_budget; /* bytes the pool may take; 0 means no limit */
 } realm_kv_params;
 
-/* Bytes a cache with these parameters allocates for model m. */
+/* Bytes a cache with these parameters allocates for model m; 0 for
+ * parameters realm_kv_cache_new refuses. */
 uint64_t realm_kv_cache_bytes(const realm_model *m, const realm_kv_params *p);
-/* REALM_ERR_RANGE (naming both numbers) if the pool exceeds p->mem_budget. */
+/* REALM_ERR_RANGE (naming both numbers) if the pool exceeds p->mem_budget;
+ * REALM_ERR_UNSUPPORTED for a type the cache or the model cannot take (the
+ * message says which and why). */
 int realm_kv_cache_new(const realm_model *m, const realm_kv_params *p, realm_kv_cache **out);
 void realm_kv_cache_free(realm_kv_cache *kv);
+/* REALM_OK if realm_kv_cache_new would take p's types and sizes for m (the
+ * budget aside), else its error and message. */
+int realm_kv_params_check(const realm_model *m, const realm_kv_params *p);
 
+/* The types of the cache's keys and values (F16 or Q8_0, never 0). */
+realm_type realm_kv_type_k(const realm_kv_cache *kv);
+realm_type realm_kv_type_v(const realm_kv_cache *kv);
 int32_t realm_kv_block_size(const realm_kv_cache *kv);
 int32_t realm_kv_n_blocks(const realm_kv_cache *kv);
 int32_t realm_kv_free_blocks(const realm_kv_cache *kv);

@@ -31,7 +31,10 @@
  *      where `realm pull` puts models with a NAME.json manifest beside them.
  *
  * Memory. Each loaded model counts its mapped weights, its engine's KV pool
- * (at the cache type) and scratch (realm_engine_bytes). Loading a model that
+ * (at the cache types, engine.type_k and type_v: a Q8_0 pool is about half
+ * an F16 one, so a pool sized to the budget holds about twice the tokens)
+ * and scratch (realm_engine_bytes). A cache type the model cannot take fails
+ * its load with REALM_ERR_UNSUPPORTED. Loading a model that
  * does not fit unloads the least recently used idle models (no reference
  * held, not pinned); if that cannot make room the acquire fails with
  * REALM_ERR_OVERLOADED and a message giving the sizes (a server answers 503).
@@ -86,6 +89,8 @@ typedef struct realm_registry_params {
     int32_t n_threads;          /* the shared compute pool; 0: one per CPU */
     realm_engine_params engine; /* every model's engine; n_ctx, n_ctx_seq and max_seqs as
                                    described above; pool and tokenizer are the registry's */
+    realm_model_params model;   /* how every model it loads is loaded (RoPE overrides ...);
+                                   not models added with _add_loaded */
 } realm_registry_params;
 
 /* Defaults: everything 0 but keep_alive_s = 300. */

@@ -182,6 +182,9 @@ void realm_instance_free(realm_instance *in);
  * saying why, as the store's functions leave it: the guest gets both. They
  * run on the guest's thread, during the host call.
  */
+/* The host ABI's version (docs/host-abi.md): 7 added the key-value calls. */
+#define REALM_HOST_ABI_VERSION 7
+
 #define REALM_SANDBOX_KV_KEY_MAX  512
 #define REALM_SANDBOX_KV_LIST_MAX 1000 /* keys per kv_list */
 
@@ -202,6 +205,10 @@ typedef struct realm_kv_ops {
                 int32_t *n, bool *more);
     void *ud;
 } realm_kv_ops;
+
+/* realm_request_io.cancelled's answer when the client asked the request to
+ * stop early but still reads its answer. */
+#define REALM_IO_STOP 2
 
 /* The request and where the output goes; callbacks run on the calling
  * thread, during realm_instance_handle. Any of them may be NULL. The data
@@ -225,8 +232,12 @@ typedef struct realm_request_io {
      * negative error the guest gets (e.g. REALM_ERR_EXISTS: too late) */
     int (*set_response)(void *ud, int status, const char *const *names, const char *const *values,
                         int n);
-    /* polled while the guest waits (every 20 ms at most): nonzero once the
-     * client has gone away; the request's generations are then cancelled and
+    /* polled while the guest waits (every 20 ms at most): 0 to go on;
+     * REALM_IO_STOP when the client asked to stop (a WebSocket client's
+     * response.cancel): the request's open generations, and any it starts
+     * later, are cancelled and end with finish reason "cancelled", and the
+     * guest goes on to answer; any other nonzero value once the client has
+     * gone away: the generations are cancelled, the guest is stopped and
      * realm_instance_handle returns REALM_ERR_INTERRUPTED */
     int (*cancelled)(void *ud);
     /* a generation of the request ended (or was cancelled with it): its

@@ -36,6 +36,11 @@
  * is off unless origins are configured, and the Host header must name the
  * loopback address the server listens on.
  *
+ * WebSocket. GET /v1/responses with an upgrade opens OpenAI's WebSocket mode
+ * of the Responses API (docs/websocket.md): one event-loop thread holds every
+ * such connection, each response.create runs like a streamed POST on a
+ * worker, ws_max_connections bounds them.
+ *
  * Disconnects. A client that goes away while its request waits, is
  * prefilled or decodes, streaming or not, cancels it: its sequence and KV
  * blocks are freed within one engine step.
@@ -85,6 +90,7 @@ typedef struct realm_server_params {
     int32_t workers;              /* threads running modules; default 64 */
     int32_t max_queue;            /* requests waiting for a worker; default 1024 (then 503) */
     int32_t max_connections;      /* default 4096 */
+    int32_t ws_max_connections;   /* WebSocket connections open at once; default 1024 */
     double read_timeout_s;        /* a request must arrive within this; default 30 */
     double drain_timeout_s;       /* running requests' time to finish at a stop; default 30 */
     int32_t metrics_tenants;      /* tenants labelled in /metrics, others "other"; default 32 */

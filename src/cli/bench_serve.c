@@ -257,6 +257,8 @@ int cli_bench_serve(const realm_model *m, const cli_serve_opts *o, json_t *resul
                                    .n_batch = n_batch,
                                    .prefill_slice_ms = o->slice_ms,
                                    .batch_invariant = o->batch_invariant,
+                                   .type_k = o->type_k,
+                                   .type_v = o->type_v,
                                    .n_threads = o->threads},
             &e) < 0)
         return cli_error(CMD, "%s", realm_last_error());

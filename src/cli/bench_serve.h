@@ -20,6 +20,7 @@ typedef struct cli_serve_opts {
     int prefix;   /* cached prefix for the prefix-cache test; 0: skip it */
     int reps;     /* repetitions, 1..CLI_BENCH_MAX_REPS */
     bool batch_invariant;
+    realm_type type_k, type_v;  /* KV cache types */
     const realm_lora_set *sets; /* client i of a level uses sets[i % n_sets]; n_sets 0: none */
     int n_sets;
 } cli_serve_opts;

@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "realm/quant.h"
+
 typedef struct cli_command {
     const char *name;
     int (*run)(int argc, char **argv); /* argv[0] is the command name */
@@ -54,6 +56,14 @@ int cli_print_usage(const cli_command *cmd);
 /* Parse a positive integer option value; false (with a message) if invalid. */
 bool cli_parse_int(const char *cmd, const char *opt, const char *val, long min, long max,
                    long *out);
+/* KV cache types as --cache-type-k / --cache-type-v take them, by llama.cpp's
+ * names: "f16", "q8_0" (cli_cache_types, NULL-terminated, for an ENUM
+ * option), type cli_cache_type(i) for name i. */
+extern const char *const cli_cache_types[];
+realm_type cli_cache_type(int i);
+/* Parse such a value of option opt; false if invalid (with a message) or
+ * NULL (without: the caller says the value is missing). */
+bool cli_parse_cache_type(const char *cmd, const char *opt, const char *val, realm_type *out);
 /* "1.50 GiB" etc. into buf. */
 const char *cli_format_bytes(uint64_t bytes, char *buf, int cap);
 

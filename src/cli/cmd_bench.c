@@ -25,6 +25,7 @@
 #include "realm/error.h"
 #include "realm/model.h"
 #include "realm/threads.h"
+#include "rope_opts.h"
 
 #define CMD         "bench"
 #define MAX_REPS    CLI_BENCH_MAX_REPS
@@ -181,7 +182,9 @@ typedef struct bench_cfg {
     long long n_pp, n_tg, threads, reps;
     cli_ints depth, batched, parallel;
     long long npp, ntg, batch, slice, prefix;
+    int cache_k, cache_v; /* indexes in cli_cache_types */
     bool invariant, json;
+    cli_rope rope;
     cli_strings lora;
     const char *lora_per_stream;
 } bench_cfg;
@@ -218,6 +221,11 @@ static const cli_opt bench_opts[] = {
      offsetof(bench_cfg, slice), .env = false, .min = -1, .max = 1 << 20},
     {"prefix", 0, CLI_OPT_INT, "N", NULL, "time to first token with N prompt tokens cached",
      offsetof(bench_cfg, prefix), .env = false, .min = 1, .max = 1 << 16},
+    {"cache-type-k", 0, CLI_OPT_ENUM, NULL, "f16",
+     "KV cache type of the keys (q8_0: about half the memory and bandwidth)",
+     offsetof(bench_cfg, cache_k), .env = false, .choices = cli_cache_types},
+    {"cache-type-v", 0, CLI_OPT_ENUM, NULL, "f16", "KV cache type of the values",
+     offsetof(bench_cfg, cache_v), .env = false, .choices = cli_cache_types},
     {"batch-invariant", 0, CLI_OPT_FLAG, NULL, NULL, "use batch-invariant kernels",
      offsetof(bench_cfg, invariant), .env = false},
     {"lora", 0, CLI_OPT_STRING_LIST, "FILE[:SCALE]", NULL,
@@ -229,11 +237,12 @@ static const cli_opt bench_opts[] = {
      offsetof(bench_cfg, lora_per_stream), .env = false},
     {"json", 0, CLI_OPT_FLAG, NULL, NULL, "one JSON document instead of tables",
      offsetof(bench_cfg, json), .env = false},
+    CLI_ROPE_OPTS(bench_cfg, rope, false),
 };
 
 static int run_bench(int argc, char **argv)
 {
-    bench_cfg cfg = {0};
+    bench_cfg cfg = {.rope = CLI_ROPE_INIT};
     int status = cli_opts_parse(CMD, bench_opts, CLI_OPTS_N(bench_opts), argc, argv, &cfg, NULL);
     if (status != 0) {
         cli_opts_free(bench_opts, CLI_OPTS_N(bench_opts), &cfg);
@@ -244,6 +253,7 @@ static int run_bench(int argc, char **argv)
     const long reps = (long)cfg.reps, par_pp = (long)cfg.npp, par_tg = (long)cfg.ntg;
     const long step_batch = (long)cfg.batch, prefix = (long)cfg.prefix, slice = (long)cfg.slice;
     const bool json = cfg.json, invariant = cfg.invariant;
+    const realm_type type_k = cli_cache_type(cfg.cache_k), type_v = cli_cache_type(cfg.cache_v);
     int par[8], n_par = cfg.batched.n, clients[8], n_clients = cfg.parallel.n;
     int depth[8], n_depth = cfg.depth.n, max_depth = 0;
     for (int i = 0; i < n_depth; i++) {
@@ -281,12 +291,15 @@ static int run_bench(int argc, char **argv)
     const bool per_stream = cfg.lora_per_stream != NULL;
     cli_opts_free(bench_opts, CLI_OPTS_N(bench_opts), &cfg);
 
+    realm_model_params mp = {0};
+    if (cli_rope_params(CMD, &cfg.rope, &mp.rope) != 0)
+        return 1;
     bench b = {.rng = 0x2545f4914f6cdd1dull};
     int rc = 1;
     realm_lora *ads[CLI_LORA_MAX] = {0};
     realm_lora_item items[CLI_LORA_MAX];
     realm_lora_set sets[CLI_LORA_MAX];
-    if (realm_model_load(path, NULL, &b.m) < 0)
+    if (realm_model_load(path, &mp, &b.m) < 0)
         return cli_error(CMD, "%s", realm_last_error());
     if (!cli_lora_load(CMD, b.m, &la, ads)) {
         realm_model_free(b.m);
@@ -317,7 +330,11 @@ static int run_bench(int argc, char **argv)
     if (n_par > 0 && (long)max_par * (par_pp + par_tg) > ctx_tokens)
         ctx_tokens = (long)max_par * (par_pp + par_tg + 32); /* + a partial block each */
     const int nb = (int)(n_pp > 512 ? 512 : n_pp > 0 ? n_pp : 512);
-    if (realm_kv_cache_new(b.m, &(realm_kv_params){.n_ctx = (int32_t)ctx_tokens + 64}, &b.kv) < 0 ||
+    if (realm_kv_cache_new(b.m,
+                           &(realm_kv_params){.n_ctx = (int32_t)ctx_tokens + 64,
+                                              .type_k = type_k,
+                                              .type_v = type_v},
+                           &b.kv) < 0 ||
         realm_ctx_new(b.m, b.kv,
                       &(realm_ctx_params){.n_batch = nb > MAX_PAR ? nb : MAX_PAR,
                                           .n_threads = (int32_t)threads,
@@ -340,9 +357,11 @@ static int run_bench(int argc, char **argv)
     char sz[32];
     json_t *jr = json_array();
     if (!json)
-        printf("model: %s (%s, %s of weights), %d threads, median ± stdev of %ld runs\n", path,
-               realm_arch_name(hp->arch),
-               cli_format_bytes(realm_model_weight_bytes(b.m), sz, sizeof sz), nt, reps);
+        printf("model: %s (%s, %s of weights), %d threads, KV cache %s/%s, median ± stdev of "
+               "%ld runs\n",
+               path, realm_arch_name(hp->arch),
+               cli_format_bytes(realm_model_weight_bytes(b.m), sz, sizeof sz), nt,
+               cli_cache_types[cfg.cache_k], cli_cache_types[cfg.cache_v], reps);
     if (la.n > 0 && !json) {
         static char desc[CLI_LORA_MAX * 4200];
         printf("LoRA %s: %s\n", per_stream ? "per stream, in turn" : "on every sequence",
@@ -440,6 +459,8 @@ static int run_bench(int argc, char **argv)
                                    .slice_ms = (int)slice,
                                    .prefix = (int)prefix,
                                    .batch_invariant = invariant,
+                                   .type_k = type_k,
+                                   .type_v = type_v,
                                    .reps = (int)reps,
                                    .sets = b.sets,
                                    .n_sets = b.n_sets};
@@ -449,10 +470,11 @@ static int run_bench(int argc, char **argv)
         }
     }
     if (json) {
-        json_t *j = json_pack("{s:s, s:s, s:I, s:i, s:i, s:o}", "model", path, "arch",
+        json_t *j = json_pack("{s:s, s:s, s:I, s:i, s:s, s:s, s:i, s:o}", "model", path, "arch",
                               realm_arch_name(hp->arch), "weight_bytes",
-                              (json_int_t)realm_model_weight_bytes(b.m), "threads", nt, "reps",
-                              (int)reps, "results", jr);
+                              (json_int_t)realm_model_weight_bytes(b.m), "threads", nt, "type_k",
+                              cli_cache_types[cfg.cache_k], "type_v", cli_cache_types[cfg.cache_v],
+                              "reps", (int)reps, "results", jr);
         json_dumpf(j, stdout, JSON_INDENT(2));
         putchar('\n');
         json_decref(j);
@@ -481,7 +503,9 @@ static const char usage_head[] =
     "usage: realm bench -m MODEL.gguf [-p 512] [-n 128] [-d 0,1024,...] [-t THREADS]\n"
     "                   [-r REPS] [--batched 1,2,4,8,16] [--parallel 1,2,4,8,16]\n"
     "                   [--npp 128] [--ntg 64] [--batch 512] [--slice MS]\n"
-    "                   [--prefix 1000] [--batch-invariant] [--json]\n"
+    "                   [--prefix 1000] [--cache-type-k f16|q8_0] [--cache-type-v f16|q8_0]\n"
+    "                   [--batch-invariant] [--json]\n"
+    "                   [--rope-scaling none|linear|yarn] [--rope-freq-base N] ...\n"
     "                   [--lora FILE[:SCALE]]... [--lora-per-stream A,B,...]\n"
     "\n"
     "pp: one prompt of -p random tokens (in batches of up to 512); tg: -n tokens\n"
@@ -504,13 +528,18 @@ static const char usage_head[] =
     "prefill slice (ms of prompt work per step while streams decode; -1: off).\n"
     "--prefix N: time to first token of a request whose first N tokens are in the\n"
     "prefix cache, against the same request uncached.\n"
+    "--cache-type-k, --cache-type-v: everything above with keys and values of the\n"
+    "KV cache in that type, as llama-bench's -ctk / -ctv (q8_0 needs a head size\n"
+    "that is a multiple of 32).\n"
     "--batch-invariant: everything above with batch-invariant kernels (a token's\n"
     "logits bitwise the same alone or batched; see realm_ctx_params).\n"
+    "--rope-*, --yarn-*: the model's RoPE overridden as llama.cpp's options of the\n"
+    "same names do (realm help run).\n"
     "--lora: every test with these LoRA adapters on every sequence (unmerged).\n"
     "--lora-per-stream: in --batched and --parallel, sequence or client i uses\n"
     "adapter i mod the count (\"none\": the base model alone), all of them in the\n"
     "same forward passes; pp and tg use the first.\n";
-static char usage[6144];
+static char usage[8192];
 
 /* main prints the usage before any command runs: build it before main. */
 __attribute__((constructor)) static void make_usage(void)

@@ -58,7 +58,7 @@ static int do_check(const char *path)
     free(w);
     if (rc < 0)
         return cli_error(CMD, "%s: %s", path, realm_last_error());
-    printf("%s: ok (host ABI v1)\nimports:\n", path);
+    printf("%s: ok (host ABI v%d)\nimports:\n", path, REALM_HOST_ABI_VERSION);
     for (uint32_t i = 0; i < info.n_imports; i++)
         printf("  %s\n", info.imports[i]);
     printf("exports:\n");

@@ -18,6 +18,7 @@
 #include "realm/registry.h"
 #include "realm/sampler.h"
 #include "realm/tokenizer.h"
+#include "rope_opts.h"
 #include "run_chat.h"
 
 #define CMD "run"
@@ -26,9 +27,12 @@ typedef struct run_opts {
     const char *model, *prompt, *models_dir, *chat_template;
     long n_predict, n_threads, n_ctx, n_batch, top_k;
     uint64_t mem_budget; /* bytes; 0: no limit (one prompt) or the registry's default (chat) */
+    realm_type type_k, type_v; /* KV cache types (--cache-type-k / -v) */
     float temp, top_p, min_p;
     unsigned long long seed;
     bool echo, mlock, verbose, n_predict_set, seed_set;
+    cli_rope rope;
+    realm_rope_params rope_params;
     cli_lora_args lora; /* --lora, --lora-scaled */
 } run_opts;
 
@@ -49,16 +53,20 @@ static int parse_args(int argc, char **argv, run_opts *o)
     *o = (run_opts){.n_predict = 128,
                     .n_ctx = 0,
                     .n_batch = 512,
+                    .type_k = REALM_TYPE_F16,
+                    .type_v = REALM_TYPE_F16,
                     .top_k = 40,
                     .temp = 0.8f,
                     .top_p = 0.95f,
                     .min_p = 0.05f,
                     .seed = 0,
-                    .echo = true};
+                    .echo = true,
+                    .rope = CLI_ROPE_INIT};
     long seed = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true, takes = true;
+        int rope;
         if (a[0] != '-' || a[1] == '\0') {
             if (o->model != NULL)
                 return cli_error(CMD, "unexpected argument '%s' (the model is %s)", a, o->model);
@@ -84,6 +92,10 @@ static int parse_args(int argc, char **argv, run_opts *o)
                 return cli_error(CMD, "option --mem-budget: %s", realm_last_error());
         } else if (!strcmp(a, "--mem-budget"))
             ok = false;
+        else if (!strcmp(a, "--cache-type-k"))
+            ok = cli_parse_cache_type(CMD, a, v, &o->type_k);
+        else if (!strcmp(a, "--cache-type-v"))
+            ok = cli_parse_cache_type(CMD, a, v, &o->type_v);
         else if (!strcmp(a, "--top-k"))
             ok = cli_parse_int(CMD, a, v, 0, 1 << 24, &o->top_k);
         else if (!strcmp(a, "--seed"))
@@ -110,7 +122,9 @@ static int parse_args(int argc, char **argv, run_opts *o)
             o->mlock = true, takes = false;
         else if (!strcmp(a, "--verbose"))
             o->verbose = true, takes = false;
-        else
+        else if ((rope = cli_rope_arg(CMD, a, v, &o->rope)) < 0)
+            return 1;
+        else if (rope == 0)
             return cli_error(CMD, "unknown option '%s' (see 'realm help run')", a);
         if (!ok)
             return v == NULL ? cli_error(CMD, "option %s needs a value", a) : 1;
@@ -125,6 +139,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
     if (o->prompt == NULL && o->mlock)
         return cli_error(CMD, "--mlock works with -p only (the chat loads the model through a "
                               "registry)");
+    if (cli_rope_params(CMD, &o->rope, &o->rope_params) != 0)
+        return 1;
     o->seed_set = seed >= 0;
     o->seed = seed >= 0 ? (unsigned long long)seed : (unsigned long long)time(NULL);
     return 0;
@@ -140,6 +156,28 @@ static void drain(realm_detok_stream *ds)
     fflush(stdout);
 }
 
+/* The RoPE in effect, when it stretches the context or was overridden. */
+static void print_rope(const run_opts *o, const realm_hparams *hp)
+{
+    const realm_rope_params *r = &o->rope_params;
+    const bool overridden = r->scaling != REALM_ROPE_SCALING_DEFAULT || r->freq_base > 0 ||
+                            r->freq_scale > 0 || r->yarn_orig_ctx > 0 || r->has_yarn_ext_factor ||
+                            r->yarn_attn_factor > 0 || r->yarn_beta_fast > 0 ||
+                            r->yarn_beta_slow > 0;
+    if (!overridden && hp->rope_freq_scale == 1 && hp->rope_ext_factor == 0 && !hp->has_rope_freqs)
+        return;
+    fprintf(stderr, "rope: %s", realm_rope_scaling_name(hp->rope_scaling));
+    if (hp->rope_freq_scale != 1)
+        fprintf(stderr, " x%g", 1.0 / hp->rope_freq_scale);
+    if (hp->rope_ext_factor != 0)
+        fprintf(stderr, " (YaRN over an original context of %d, extrapolation mix %g)",
+                (int)hp->rope_n_ctx_orig, hp->rope_ext_factor);
+    if (hp->has_rope_freqs)
+        fprintf(stderr, ", rope_freqs factors");
+    fprintf(stderr, ", base %g, trained context %d%s\n", hp->rope_freq_base, (int)hp->n_ctx_train,
+            overridden ? " (overridden)" : "");
+}
+
 static int run_chat(const run_opts *o)
 {
     const run_chat_opts c = {
@@ -151,12 +189,15 @@ static int run_chat(const run_opts *o)
         .n_batch = (int32_t)o->n_batch,
         .max_tokens = o->n_predict_set ? (int32_t)o->n_predict : 0,
         .mem_budget = o->mem_budget,
+        .type_k = o->type_k,
+        .type_v = o->type_v,
         .sampling = {.temperature = o->temp,
                      .top_k = (int32_t)o->top_k,
                      .top_p = o->top_p,
                      .min_p = o->min_p,
                      .seed = o->seed_set ? o->seed : REALM_SEED_RANDOM},
         .verbose = o->verbose,
+        .rope = o->rope_params,
         .lora = &o->lora,
     };
     return cli_run_chat(&c);
@@ -185,7 +226,8 @@ static int run_run(int argc, char **argv)
     realm_lora_item items[CLI_LORA_MAX];
     int rc = 1;
 
-    if (realm_model_load(path, &(realm_model_params){.mlock = o.mlock}, &m) < 0 ||
+    if (realm_model_load(path, &(realm_model_params){.mlock = o.mlock, .rope = o.rope_params}, &m) <
+            0 ||
         realm_tokenizer_load(realm_model_gguf(m), &tok) < 0) {
         cli_error(CMD, "%s", realm_last_error());
         goto done;
@@ -201,6 +243,7 @@ static int run_run(int argc, char **argv)
                   realm_tokenizer_n_vocab(tok), hp->n_vocab);
         goto done;
     }
+    print_rope(&o, hp);
     int32_t n_prompt;
     if (realm_tokenize_alloc(tok, o.prompt, strlen(o.prompt), REALM_TOKENIZE_ADD_SPECIAL, &ids,
                              &n_prompt) < 0) {
@@ -221,15 +264,24 @@ static int run_run(int argc, char **argv)
         }
         o.n_predict = n_ctx - n_prompt;
     }
-    const realm_kv_params kvp = {.n_ctx = (int32_t)n_ctx};
+    const realm_kv_params kvp = {.n_ctx = (int32_t)n_ctx, .type_k = o.type_k, .type_v = o.type_v};
     const realm_ctx_params cp = {.n_batch = (int32_t)(o.n_batch < n_ctx ? o.n_batch : n_ctx),
                                  .n_threads = (int32_t)o.n_threads};
+    if (realm_kv_params_check(m, &kvp) < 0) {
+        cli_error(CMD, "%s", realm_last_error());
+        goto done;
+    }
     const uint64_t weights = realm_model_weight_bytes(m), kv_bytes = realm_kv_cache_bytes(m, &kvp),
                    scratch = realm_ctx_bytes(m, &cp);
-    char b1[32], b2[32], b3[32], b4[32], b5[32];
-    fprintf(stderr, "memory: weights %s (mapped, shared), KV cache %s for %ld tokens, scratch %s\n",
+    char b1[32], b2[32], b3[32], b4[32], b5[32], types[64] = "";
+    if (o.type_k != REALM_TYPE_F16 || o.type_v != REALM_TYPE_F16)
+        snprintf(types, sizeof types, " (keys %s, values %s)",
+                 cli_cache_types[o.type_k == REALM_TYPE_Q8_0],
+                 cli_cache_types[o.type_v == REALM_TYPE_Q8_0]);
+    fprintf(stderr,
+            "memory: weights %s (mapped, shared), KV cache %s%s for %ld tokens, scratch %s\n",
             cli_format_bytes(weights, b1, sizeof b1), cli_format_bytes(kv_bytes, b2, sizeof b2),
-            n_ctx, cli_format_bytes(scratch, b3, sizeof b3));
+            types, n_ctx, cli_format_bytes(scratch, b3, sizeof b3));
     if (o.lora.n > 0) {
         static char desc[8192];
         fprintf(stderr, "LoRA: %s\n", cli_lora_describe(&o.lora, ads, desc, sizeof desc));
@@ -340,15 +392,19 @@ done:
     return rc;
 }
 
-const cli_command cli_cmd_run = {
-    "run",
-    run_run,
-    "chat with a model, or generate text from a prompt",
+/* The usage, in two literals (each under the 4095 characters C99 promises),
+ * joined before main. */
+static const char usage_a[] =
     "usage: realm run NAME|MODEL.gguf [-p PROMPT] [-n N] [-t THREADS] [-c CTX] [-b BATCH]\n"
     "                 [--temp T] [--top-k K] [--top-p P] [--min-p P] [--seed S]\n"
-    "                 [--mem-budget SIZE] [--models-dir DIR] [--chat-template NAME]\n"
+    "                 [--mem-budget SIZE] [--cache-type-k TYPE] [--cache-type-v TYPE]\n"
+    "                 [--models-dir DIR] [--chat-template NAME]\n"
     "                 [--lora FILE[:SCALE][,...]]... [--lora-scaled FILE:SCALE[,...]]...\n"
     "                 [--no-echo] [--mlock] [--verbose]\n"
+    "                 [--rope-scaling none|linear|yarn] [--rope-freq-base N]\n"
+    "                 [--rope-freq-scale N] [--rope-scale N] [--yarn-orig-ctx N]\n"
+    "                 [--yarn-ext-factor N] [--yarn-attn-factor N]\n"
+    "                 [--yarn-beta-fast N] [--yarn-beta-slow N]\n"
     "\n"
     "The model is a GGUF file (any part of a split one) or the name of a pulled model\n"
     "(see 'realm models'); -m NAME|MODEL.gguf works too.\n"
@@ -370,11 +426,16 @@ const cli_command cli_cmd_run = {
     "                (default: until the model stops)\n"
     "  -c CTX        context size (-p default: prompt + N, at most the trained context;\n"
     "                chat default: the trained context, at most 4096)\n"
-    "  -b BATCH      prompt tokens per forward pass (default 512)\n"
+    "  -b BATCH      prompt tokens per forward pass (default 512)\n";
+static const char usage_b[] =
     "  --mem-budget SIZE  memory for the model: weights, KV cache and scratch (e.g.\n"
     "                512M, 6G); -p fails (cleanly) if they need more; the chat's KV\n"
     "                cache is sized to fit (default: -p no limit, chat 3/4 of the\n"
     "                available memory)\n"
+    "  --cache-type-k TYPE, --cache-type-v TYPE  KV cache type of the keys, of the\n"
+    "                values: f16 (default) or q8_0, about half the memory and the\n"
+    "                attention bandwidth for a small accuracy cost; q8_0 needs a head\n"
+    "                size that is a multiple of 32 (as in llama.cpp)\n"
     "  --temp T      temperature (default 0.8); 0 is greedy\n"
     "  --top-k K     keep the K most likely tokens (default 40; 0 = off)\n"
     "  --top-p P     nucleus sampling (default 0.95; 1 = off)\n"
@@ -393,5 +454,20 @@ const cli_command cli_cmd_run = {
     "  --mlock       -p: lock the model in RAM so it is never paged out; fails if the\n"
     "                locked-memory limit is too low (raise it with `ulimit -l`)\n"
     "  --verbose     chat: a line per turn on stderr with the prompt's tokens, how many\n"
-    "                came from the cache, and the speed\n",
+    "                came from the cache, and the speed\n"
+    "\n"
+    "RoPE overrides, as llama.cpp's options of the same names (default: what the\n"
+    "model says: linear scaling, YaRN, Llama 3.1 frequency factors):\n" CLI_ROPE_USAGE;
+static char usage[sizeof usage_a + sizeof usage_b];
+
+__attribute__((constructor)) static void make_usage(void)
+{
+    snprintf(usage, sizeof usage, "%s%s", usage_a, usage_b);
+}
+
+const cli_command cli_cmd_run = {
+    "run",
+    run_run,
+    "chat with a model, or generate text from a prompt",
+    usage,
 };

@@ -18,6 +18,7 @@
 #include "realm/registry.h"
 #include "realm/server.h"
 #include "realm/store.h"
+#include "rope_opts.h"
 
 #define CMD "serve"
 
@@ -28,10 +29,12 @@ typedef struct serve_cfg {
     cli_strings models, pins, templates, cors;
     const char *host, *models_dir, *data_dir, *admin_key_file, *api_key, *tls_cert, *tls_key;
     const char *module_cache;
-    long long port, threads, ctx, parallel, batch, workers, metrics_tenants;
+    long long port, threads, ctx, parallel, batch, workers, metrics_tenants, ws_max;
+    int cache_k, cache_v; /* indexes in cli_cache_types */
     uint64_t mem_budget, max_body, kv_max_value, kv_quota;
     double keep_alive, drain_timeout, read_timeout, responses_ttl;
     bool no_auth;
+    cli_rope rope;
 } serve_cfg;
 
 #define O(f) offsetof(serve_cfg, f)
@@ -57,6 +60,13 @@ static const cli_opt serve_opts[] = {
      "the most tokens one forward pass computes per model (prompt chunks and decoding "
      "sequences); at least --parallel",
      O(batch), .env = true, .min = 1, .max = 1 << 16},
+    {"cache-type-k", 0, CLI_OPT_ENUM, NULL, "f16",
+     "KV cache type of the keys: q8_0 takes about half the memory of f16 (so a KV pool sized to "
+     "the budget holds about twice the tokens) and half the attention bandwidth, for a small "
+     "accuracy cost; a model whose head size is not a multiple of 32 then fails to load",
+     O(cache_k), .env = true, .choices = cli_cache_types},
+    {"cache-type-v", 0, CLI_OPT_ENUM, NULL, "f16", "KV cache type of the values, likewise",
+     O(cache_v), .env = true, .choices = cli_cache_types},
     {"mem-budget", 0, CLI_OPT_SIZE, "SIZE", NULL,
      "memory for all loaded models: weights, KV pools, scratch (512M, 6G); default 3/4 of the "
      "available memory",
@@ -93,6 +103,9 @@ static const cli_opt serve_opts[] = {
      .env = true, .min = 1024, .max = 1ll << 30},
     {"workers", 0, CLI_OPT_INT, "N", "64", "requests running modules at once", O(workers),
      .env = true, .min = 1, .max = 4096},
+    {"ws-max-connections", 0, CLI_OPT_INT, "N", "1024",
+     "WebSocket connections (GET /v1/responses) open at once; one more is answered 503", O(ws_max),
+     .env = true, .min = 1, .max = 1 << 20},
     {"read-timeout", 0, CLI_OPT_DURATION, "DUR", "30s",
      "time a client has to send its request (slowloris)", O(read_timeout), .env = true, .fmin = 0.1,
      .fmax = 3600},
@@ -115,6 +128,7 @@ static const cli_opt serve_opts[] = {
     {"metrics-tenants", 0, CLI_OPT_INT, "N", "32",
      "tenants named in /metrics; the rest are counted as 'other'", O(metrics_tenants), .env = true,
      .min = 1, .max = 10000},
+    CLI_ROPE_OPTS(serve_cfg, rope, true),
 };
 
 static realm_server *volatile running;
@@ -178,6 +192,8 @@ static int serve(serve_cfg *c)
 
     realm_registry_params rp;
     realm_registry_params_init(&rp);
+    if (cli_rope_params(CMD, &c->rope, &rp.model.rope) != 0)
+        return 1;
     rp.models_dir = c->models_dir;
     rp.mem_budget = c->mem_budget;
     rp.keep_alive_s = c->keep_alive;
@@ -185,6 +201,8 @@ static int serve(serve_cfg *c)
     rp.engine.n_ctx_seq = (int32_t)c->ctx;
     rp.engine.max_seqs = (int32_t)c->parallel;
     rp.engine.n_batch = (int32_t)c->batch;
+    rp.engine.type_k = cli_cache_type(c->cache_k);
+    rp.engine.type_v = cli_cache_type(c->cache_v);
     if (realm_registry_new(&rp, &reg) < 0) {
         cli_error(CMD, "%s", realm_last_error());
         goto out;
@@ -255,6 +273,7 @@ static int serve(serve_cfg *c)
     sp.n_cors_origins = c->cors.n;
     sp.max_body = c->max_body;
     sp.workers = (int32_t)c->workers;
+    sp.ws_max_connections = (int32_t)c->ws_max;
     sp.read_timeout_s = c->read_timeout;
     sp.drain_timeout_s = c->drain_timeout;
     sp.metrics_tenants = (int32_t)c->metrics_tenants;
@@ -308,7 +327,7 @@ out:
 
 static int run_serve(int argc, char **argv)
 {
-    serve_cfg c = {0};
+    serve_cfg c = {.rope = CLI_ROPE_INIT};
     const int rc = cli_opts_parse(CMD, serve_opts, CLI_OPTS_N(serve_opts), argc, argv, &c, NULL);
     int ret = rc == 2 ? 0 : rc;
     if (rc == 0)
@@ -321,12 +340,13 @@ static const char usage_head[] =
     "usage: realm serve [--model NAME=PATH ...] [--host ADDR] [--port N] [options]\n"
     "\n"
     "Serves /v1/chat/completions, /v1/completions and /v1/responses (streamed with SSE\n"
-    "when asked), /v1/models, /tokenize, /detokenize, /health, /ready and /metrics. Each tenant's\n"
-    "requests run in its WebAssembly module (the default OpenAI handler unless set\n"
-    "with realm tenant set T --module FILE); API keys select tenants (realm key\n"
-    "create). Every option can also be set with its REALM_* environment variable\n"
-    "(--data-dir: REALM_DATA_DIR). SIGINT or SIGTERM drains (running requests get\n"
-    "--drain-timeout to finish); a second one stops at once.\n";
+    "when asked; /v1/responses also as OpenAI's WebSocket mode), /v1/models, /tokenize,\n"
+    "/detokenize, /health, /ready and /metrics. Each tenant's requests run in its\n"
+    "WebAssembly module (the default OpenAI handler unless set with realm tenant set T\n"
+    "--module FILE); API keys select tenants (realm key create). Every option can also\n"
+    "be set with its REALM_* environment variable (--data-dir: REALM_DATA_DIR). SIGINT\n"
+    "or SIGTERM drains (running requests get --drain-timeout to finish, WebSockets are\n"
+    "then closed with 1001); a second one stops at once.\n";
 
 static char usage[8192];
 

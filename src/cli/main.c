@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 #include "realm/error.h"
@@ -40,6 +41,26 @@ int cli_print_usage(const cli_command *cmd)
 {
     fputs(cmd->usage, stdout);
     return 0;
+}
+
+const char *const cli_cache_types[] = {"f16", "q8_0", NULL};
+
+realm_type cli_cache_type(int i)
+{
+    return i == 1 ? REALM_TYPE_Q8_0 : REALM_TYPE_F16;
+}
+
+bool cli_parse_cache_type(const char *cmd, const char *opt, const char *val, realm_type *out)
+{
+    if (val == NULL)
+        return false;
+    for (int i = 0; cli_cache_types[i]; i++)
+        if (strcasecmp(val, cli_cache_types[i]) == 0) {
+            *out = cli_cache_type(i);
+            return true;
+        }
+    cli_error(cmd, "%s must be one of f16, q8_0, not '%s'", opt, val);
+    return false;
 }
 
 bool cli_parse_int(const char *cmd, const char *opt, const char *val, long min, long max, long *out)

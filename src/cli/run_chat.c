@@ -527,6 +527,9 @@ int cli_run_chat(const run_chat_opts *o)
     p.engine.n_ctx = o->n_ctx ? o->n_ctx : DEFAULT_CTX; /* ... at most this */
     p.engine.max_seqs = 1;
     p.engine.n_batch = o->n_batch;
+    p.model.rope = o->rope;
+    p.engine.type_k = o->type_k;
+    p.engine.type_v = o->type_v;
 
     /* The registry's and the engine's threads inherit a mask blocking SIGINT. */
     sigset_t block, old;

@@ -6,6 +6,8 @@
 #include <stdint.h>
 
 #include "lora_args.h"
+#include "realm/model.h"
+#include "realm/quant.h"
 #include "realm/sampler.h"
 
 typedef struct run_chat_opts {
@@ -15,10 +17,12 @@ typedef struct run_chat_opts {
     int32_t n_threads;         /* 0: one per CPU */
     int32_t n_ctx;             /* longest conversation in tokens; 0: the model's, at most 4096 */
     int32_t n_batch;
-    int32_t max_tokens;  /* per reply; 0: until the model stops or the context is full */
-    uint64_t mem_budget; /* 0: the registry's default */
+    int32_t max_tokens;        /* per reply; 0: until the model stops or the context is full */
+    uint64_t mem_budget;       /* 0: the registry's default */
+    realm_type type_k, type_v; /* KV cache types (F16 or Q8_0) */
     realm_sampler_params sampling;
     bool verbose;              /* a line per turn on stderr: prompt and cached tokens, speed */
+    realm_rope_params rope;    /* overrides of the model's RoPE */
     const cli_lora_args *lora; /* adapters for every reply, or NULL */
 } run_chat_opts;
 

@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "error_internal.h"
 
@@ -47,12 +48,17 @@ void realm_clear_error(void)
     last_error[0] = '\0';
 }
 
+/* Formatted apart first: callers wrap the last message in a new one
+ * (realm__error(rc, "model '%s': %s", name, realm_last_error())), and
+ * vsnprintf may not read the buffer it writes. */
 int realm__error(int code, const char *fmt, ...)
 {
+    char msg[REALM_ERROR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof msg);
     return code;
 }
 

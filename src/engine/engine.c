@@ -98,7 +98,10 @@ static int normalise_params(const realm_model *m, const realm_engine_params *in,
                             p->max_seqs, p->n_batch);
     if (p->max_waiting > (1 << 20) || p->max_seqs > 4096 || p->prefix_cache_entries > 65536)
         return realm__error(REALM_ERR_INVAL, "engine limits out of range");
-    return REALM_OK;
+    return realm_kv_params_check(m, &(realm_kv_params){.n_ctx = p->n_ctx,
+                                                       .block_size = p->block_size,
+                                                       .type_k = p->type_k,
+                                                       .type_v = p->type_v});
 }
 
 uint64_t realm_engine_bytes(const realm_model *m, const realm_engine_params *params)
@@ -106,8 +109,10 @@ uint64_t realm_engine_bytes(const realm_model *m, const realm_engine_params *par
     realm_engine_params p;
     if (normalise_params(m, params, &p) < 0)
         return 0;
-    const uint64_t kv =
-        realm_kv_cache_bytes(m, &(realm_kv_params){.n_ctx = p.n_ctx, .block_size = p.block_size});
+    const uint64_t kv = realm_kv_cache_bytes(m, &(realm_kv_params){.n_ctx = p.n_ctx,
+                                                                   .block_size = p.block_size,
+                                                                   .type_k = p.type_k,
+                                                                   .type_v = p.type_v});
     const uint64_t ctx = realm_ctx_bytes(
         m, &(realm_ctx_params){.n_batch = p.n_batch, .n_threads = p.n_threads, .pool = p.pool});
     /* logits of a step and the sampler's scratch, per running sequence */
@@ -146,6 +151,8 @@ int realm_engine_new(const realm_model *m, const realm_engine_params *params, re
     rc = realm_kv_cache_new(m,
                             &(realm_kv_params){.n_ctx = p.n_ctx,
                                                .block_size = p.block_size,
+                                               .type_k = p.type_k,
+                                               .type_v = p.type_v,
                                                .mem_budget = p.kv_mem_budget},
                             &e->kv);
     if (rc < 0)

@@ -542,7 +542,7 @@ static void mib(uint64_t b, char *buf, size_t cap)
 static int load_entry(realm_registry *r, entry *e)
 {
     realm_model *m = NULL;
-    int rc = realm_model_load(e->path, NULL, &m);
+    int rc = realm_model_load(e->path, &r->p.model, &m);
     if (rc < 0)
         return rc;
     realm_chat_template t;
@@ -551,6 +551,15 @@ static int load_entry(realm_registry *r, entry *e)
         return rc;
     }
     realm_engine_params ep = engine_params(r, m);
+    /* a KV cache type the model cannot take (a Q8_0 cache needs head sizes of whole blocks) */
+    rc = realm_kv_params_check(m, &(realm_kv_params){.n_ctx = ep.n_ctx,
+                                                     .block_size = ep.block_size,
+                                                     .type_k = ep.type_k,
+                                                     .type_v = ep.type_v});
+    if (rc < 0) {
+        realm_model_free(m);
+        return realm__error(rc, "model '%s': %s", e->name, realm_last_error());
+    }
     const uint64_t eng_bytes = realm_engine_bytes(m, &ep);
     const uint64_t need = realm_model_weight_bytes(m) + eng_bytes;
     char s_need[32], s_budget[32], s_busy[32];

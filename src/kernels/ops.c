@@ -4,6 +4,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels_internal.h"
 #include "ops_internal.h"
@@ -58,25 +59,38 @@ void realm__exp_f32_ref(int64_t n, const float *x, float *y)
         y[i] = realm__exp_poly(x[i]);
 }
 
+/* Element i of a key or value row of type t, F16 or Q8_0 (d * q is exact). */
+static inline float kv_elem(realm_type t, const uint8_t *row, int64_t i)
+{
+    if (t == REALM_TYPE_F16) {
+        uint16_t h;
+        memcpy(&h, row + 2 * i, sizeof h);
+        return realm_fp16_to_fp32(h);
+    }
+    const realm_block_q8_0 *b = (const realm_block_q8_0 *)row + i / REALM_QK8_0;
+    return realm_fp16_to_fp32(b->d) * (float)b->qs[i % REALM_QK8_0];
+}
+
 /*
- * One online-softmax step of attention (realm_ops.attn_f16), query row by
- * query row: scores in double, the running maximum raised to the block's,
- * the old sum and accumulator rescaled by e^(old - new max), then the
- * block's weights added. s holds row r's scores at s + r * cnt.
+ * One online-softmax step of attention (realm_ops.attn_f16 and the kernels
+ * over other row types), query row by query row: scores in double, the
+ * running maximum raised to the block's, the old sum and accumulator
+ * rescaled by e^(old - new max), then the block's weights added. s holds row
+ * r's scores at s + r * cnt.
  */
-void realm__attn_f16_ref(int64_t d, int nq, const float *q, int cnt, const uint16_t *k,
-                         const uint16_t *v, int64_t ld, float scale, float *m, float *l, float *acc,
-                         float *s)
+static inline void attn_ref(realm_type tk, realm_type tv, int64_t d, int nq, const float *q,
+                            int cnt, const uint8_t *k, size_t k_stride, const uint8_t *v,
+                            size_t v_stride, float scale, float *m, float *l, float *acc, float *s)
 {
     for (int r = 0; r < nq; r++) {
         const float *qr = q + r * d;
         float *sr = s + (size_t)r * (size_t)cnt, *ar = acc + r * d;
         float mx = m[r];
         for (int j = 0; j < cnt; j++) {
-            const uint16_t *kj = k + j * ld;
+            const uint8_t *kj = k + (size_t)j * k_stride;
             double dot = 0;
             for (int64_t i = 0; i < d; i++)
-                dot += (double)realm_fp16_to_fp32(kj[i]) * qr[i];
+                dot += (double)kv_elem(tk, kj, i) * qr[i];
             sr[j] = (float)dot * scale;
             mx = sr[j] > mx ? sr[j] : mx;
         }
@@ -91,11 +105,43 @@ void realm__attn_f16_ref(int64_t d, int nq, const float *q, int cnt, const uint1
         for (int64_t i = 0; i < d; i++)
             ar[i] *= corr;
         for (int j = 0; j < cnt; j++) {
-            const uint16_t *vj = v + j * ld;
+            const uint8_t *vj = v + (size_t)j * v_stride;
             for (int64_t i = 0; i < d; i++)
-                ar[i] += sr[j] * realm_fp16_to_fp32(vj[i]);
+                ar[i] += sr[j] * kv_elem(tv, vj, i);
         }
     }
+}
+
+void realm__attn_f16_ref(int64_t d, int nq, const float *q, int cnt, const uint16_t *k,
+                         const uint16_t *v, int64_t ld, float scale, float *m, float *l, float *acc,
+                         float *s)
+{
+    attn_ref(REALM_TYPE_F16, REALM_TYPE_F16, d, nq, q, cnt, (const uint8_t *)k, (size_t)ld * 2,
+             (const uint8_t *)v, (size_t)ld * 2, scale, m, l, acc, s);
+}
+
+void realm__attn_q8_0_ref(int64_t d, int nq, const float *q, int cnt, const void *k,
+                          size_t k_stride, const void *v, size_t v_stride, float scale, float *m,
+                          float *l, float *acc, float *s)
+{
+    attn_ref(REALM_TYPE_Q8_0, REALM_TYPE_Q8_0, d, nq, q, cnt, k, k_stride, v, v_stride, scale, m, l,
+             acc, s);
+}
+
+void realm__attn_f16_q8_0_ref(int64_t d, int nq, const float *q, int cnt, const void *k,
+                              size_t k_stride, const void *v, size_t v_stride, float scale,
+                              float *m, float *l, float *acc, float *s)
+{
+    attn_ref(REALM_TYPE_F16, REALM_TYPE_Q8_0, d, nq, q, cnt, k, k_stride, v, v_stride, scale, m, l,
+             acc, s);
+}
+
+void realm__attn_q8_0_f16_ref(int64_t d, int nq, const float *q, int cnt, const void *k,
+                              size_t k_stride, const void *v, size_t v_stride, float scale,
+                              float *m, float *l, float *acc, float *s)
+{
+    attn_ref(REALM_TYPE_Q8_0, REALM_TYPE_F16, d, nq, q, cnt, k, k_stride, v, v_stride, scale, m, l,
+             acc, s);
 }
 
 /* Element i of a LoRA tensor of type t (F32, F16 or BF16). */
@@ -143,8 +189,9 @@ void realm__lora_expand_ref(realm_type bt_type, int64_t rank, const void *bt, in
         .axpy_f16 = realm__axpy_f16_##I, .scale_f32 = realm__scale_f32_##I,                        \
         .fp32_to_fp16 = realm__fp32_to_fp16_##I, .rmsnorm = realm__rmsnorm_##I,                    \
         .silu_mul = realm__silu_mul_##I, .exp_f32 = realm__exp_f32_##I,                            \
-        .attn_f16 = realm__attn_f16_##I, .lora_shrink = realm__lora_shrink_##I,                    \
-        .lora_expand = realm__lora_expand_##I,                                                     \
+        .attn_f16 = realm__attn_f16_##I, .attn_q8_0 = realm__attn_q8_0_##I,                        \
+        .attn_f16_q8_0 = realm__attn_f16_q8_0_##I, .attn_q8_0_f16 = realm__attn_q8_0_f16_##I,      \
+        .lora_shrink = realm__lora_shrink_##I, .lora_expand = realm__lora_expand_##I,              \
     }
 #define REALM_ISA_ref_ID    REALM_ISA_SCALAR
 #define REALM_ISA_avx2_ID   REALM_ISA_AVX2

@@ -29,6 +29,16 @@ static inline void v_store_h(uint16_t *p, V v)
 {
     _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
 }
+/* 16 signed bytes as floats */
+static inline V v_load_i8(const int8_t *p)
+{
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+}
+/* one fp16 number in every lane */
+static inline V v_set1_h(uint16_t h)
+{
+    return _mm512_set1_ps(_cvtsh_ss(h));
+}
 static inline V v_load_bf(const uint16_t *p)
 {
     const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));

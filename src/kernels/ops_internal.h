@@ -17,6 +17,15 @@
     void realm__attn_f16_##isa(int64_t d, int nq, const float *q, int cnt, const uint16_t *k,      \
                                const uint16_t *v, int64_t ld, float scale, float *m, float *l,     \
                                float *acc, float *s);                                              \
+    void realm__attn_q8_0_##isa(int64_t d, int nq, const float *q, int cnt, const void *k,         \
+                                size_t k_stride, const void *v, size_t v_stride, float scale,      \
+                                float *m, float *l, float *acc, float *s);                         \
+    void realm__attn_f16_q8_0_##isa(int64_t d, int nq, const float *q, int cnt, const void *k,     \
+                                    size_t k_stride, const void *v, size_t v_stride, float scale,  \
+                                    float *m, float *l, float *acc, float *s);                     \
+    void realm__attn_q8_0_f16_##isa(int64_t d, int nq, const float *q, int cnt, const void *k,     \
+                                    size_t k_stride, const void *v, size_t v_stride, float scale,  \
+                                    float *m, float *l, float *acc, float *s);                     \
     void realm__lora_shrink_##isa(realm_type at, int64_t n, const void *a, int n_rows,             \
                                   const int32_t *rows, const float *x, int64_t ldx, float *out,    \
                                   int64_t ld_out);                                                 \

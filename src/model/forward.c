@@ -218,41 +218,6 @@ void realm_ctx_free(realm_ctx *c)
     free(c);
 }
 
-/* ---- element-wise pieces -------------------------------------------------- */
-
-/* cos/sin of every RoPE frequency at position pos (n_rot / 2 of each). */
-void realm__rope_cache(const realm_hparams *hp, const float *freq_factors, int32_t pos,
-                       float *cos_out, float *sin_out)
-{
-    const int half = hp->n_rot / 2;
-    for (int i = 0; i < half; i++) {
-        double theta = (double)pos * hp->rope_freq_scale *
-                       pow((double)hp->rope_freq_base, -2.0 * i / hp->n_rot);
-        if (freq_factors)
-            theta /= freq_factors[i];
-        cos_out[i] = (float)cos(theta);
-        sin_out[i] = (float)sin(theta);
-    }
-}
-
-/* Rotate the first n_rot dimensions of each of n_heads heads of one entry:
- * pairs (2i, 2i+1) for REALM_ROPE_NORM, (i, i + n_rot/2) for NEOX. */
-void realm__rope_apply(const realm_hparams *hp, float *v, int n_heads, const float *cs,
-                       const float *sn)
-{
-    const int half = hp->n_rot / 2;
-    const bool neox = hp->rope_type == REALM_ROPE_NEOX;
-    for (int h = 0; h < n_heads; h++) {
-        float *p = v + (int64_t)h * hp->head_dim;
-        for (int i = 0; i < half; i++) {
-            const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
-            const float a = p[i0], bb = p[i1];
-            p[i0] = a * cs[i] - bb * sn[i];
-            p[i1] = a * sn[i] + bb * cs[i];
-        }
-    }
-}
-
 /* ---- parallel tasks ------------------------------------------------------- */
 
 /* Convert n rows of floats (stride `ld`) to activation rows of `type`, and
@@ -368,6 +333,27 @@ static void matmul(realm_ctx *c, int n_mats, const weight *const *w, float *cons
 
 /* ---- attention ------------------------------------------------------------ */
 
+void realm__attn_block(const realm_ops *ops, const realm_kv_cache *kv, int l, int32_t block,
+                       int32_t slot, int cnt, int g, const float *q, float scale, float *m,
+                       float *lsum, float *acc, float *scratch)
+{
+    const int hd = kv->model->hp.head_dim;
+    const int nq = kv->model->hp.n_head / kv->model->hp.n_head_kv;
+    const uint8_t *k = kv->k[l] + (size_t)block * kv->block_bytes_k +
+                       (size_t)slot * kv->row_bytes_k + realm_row_size(kv->type_k, (int64_t)g * hd);
+    const uint8_t *v = kv->v[l] + (size_t)block * kv->block_bytes_v +
+                       (size_t)slot * kv->row_bytes_v + realm_row_size(kv->type_v, (int64_t)g * hd);
+    if (kv->type_k == REALM_TYPE_F16 && kv->type_v == REALM_TYPE_F16) {
+        ops->attn_f16(hd, nq, q, cnt, (const uint16_t *)k, (const uint16_t *)v,
+                      (int64_t)(kv->row_bytes_k / sizeof(uint16_t)), scale, m, lsum, acc, scratch);
+        return;
+    }
+    const realm_attn_fn fn = kv->type_k == REALM_TYPE_F16   ? ops->attn_f16_q8_0
+                             : kv->type_v == REALM_TYPE_F16 ? ops->attn_q8_0_f16
+                                                            : ops->attn_q8_0;
+    fn(hd, nq, q, cnt, k, kv->row_bytes_k, v, kv->row_bytes_v, scale, m, lsum, acc, scratch);
+}
+
 void realm__attn_range(const realm_ops *ops, const realm_kv_cache *kv, int l, const int32_t *blocks,
                        int32_t p0, int32_t p1, int g, const float *q, float *scratch, float *part)
 {
@@ -380,17 +366,14 @@ void realm__attn_range(const realm_ops *ops, const realm_kv_cache *kv, int l, co
         lsum[r] = 0;
     }
     memset(acc, 0, (size_t)nq * (size_t)hd * sizeof *acc);
-    const int64_t ld = (int64_t)(kv->row_bytes / sizeof(uint16_t));
     /* tiles of up to TILE keys, never across a block */
     for (int32_t p = p0; p < p1;) {
         const int32_t slot = p % kv->block_size;
         int32_t cnt = kv->block_size - slot;
         cnt = cnt < p1 - p ? cnt : p1 - p;
         cnt = cnt < REALM__ATTN_TILE ? cnt : REALM__ATTN_TILE;
-        const size_t off = (size_t)blocks[p / kv->block_size] * kv->block_bytes +
-                           (size_t)slot * kv->row_bytes + (size_t)g * (size_t)hd * sizeof(uint16_t);
-        ops->attn_f16(hd, nq, q, cnt, (const uint16_t *)(kv->k[l] + off),
-                      (const uint16_t *)(kv->v[l] + off), ld, scale, m, lsum, acc, scratch);
+        realm__attn_block(ops, kv, l, blocks[p / kv->block_size], slot, cnt, g, q, scale, m, lsum,
+                          acc, scratch);
         p += cnt;
     }
 }
@@ -607,17 +590,27 @@ static int prepare_batch(realm_ctx *c, const realm_batch *b)
     return REALM_OK;
 }
 
+/* One token's row of n floats into the cache in type t: F16, or Q8_0 rounded
+ * exactly as realm_quantize_row (from_float is bitwise the reference). */
+static void kv_row_store(const realm_ctx *c, realm_type t, const float *x, uint8_t *dst, int64_t n)
+{
+    if (t == REALM_TYPE_F16)
+        c->ops->fp32_to_fp16(x, (uint16_t *)dst, n);
+    else
+        c->k->from_float[REALM_TYPE_Q8_0](x, dst, n);
+}
+
 /* Store entry e's new key and value for layer l at its position. */
 static void kv_store(realm_ctx *c, const realm_batch *b, int l, int32_t e)
 {
     const realm_kv_cache *kv = c->kv;
     const int32_t pos = b->pos[e];
-    const size_t off = (size_t)c->entry_blocks[e][pos / kv->block_size] * kv->block_bytes +
-                       (size_t)(pos % kv->block_size) * kv->row_bytes;
-    uint16_t *kd = (uint16_t *)(kv->k[l] + off), *vd = (uint16_t *)(kv->v[l] + off);
-    const float *ks = c->kk + e * kv->kv_dim, *vs = c->vv + e * kv->kv_dim;
-    c->ops->fp32_to_fp16(ks, kd, kv->kv_dim);
-    c->ops->fp32_to_fp16(vs, vd, kv->kv_dim);
+    const size_t block = (size_t)c->entry_blocks[e][pos / kv->block_size];
+    const size_t slot = (size_t)(pos % kv->block_size);
+    kv_row_store(c, kv->type_k, c->kk + e * kv->kv_dim,
+                 kv->k[l] + block * kv->block_bytes_k + slot * kv->row_bytes_k, kv->kv_dim);
+    kv_row_store(c, kv->type_v, c->vv + e * kv->kv_dim,
+                 kv->v[l] + block * kv->block_bytes_v + slot * kv->row_bytes_v, kv->kv_dim);
 }
 
 static void add_bias(float *x, const float *bias, int64_t n)

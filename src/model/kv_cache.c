@@ -4,6 +4,9 @@
  * block, so a sequence's keys for a layer are found through its block list.
  * Blocks are reference-counted: a fork shares its parent's blocks, and the
  * first write into a shared, partly filled block copies it (copy-on-write).
+ * Keys and values each have their type (F16 or Q8_0), so their own row and
+ * block sizes; a token's row holds its n_head_kv heads one after another
+ * (for Q8_0, head_dim / 32 blocks each).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,32 +16,58 @@
 
 #define DEFAULT_BLOCK_SIZE 32
 
-/* Normalised parameters: block size, type, block count. */
-static int kv_shape(const realm_model *m, const realm_kv_params *p, int32_t *bs, realm_type *type,
-                    int32_t *n_blocks, size_t *row_bytes)
+/* The type of one side of the cache: 0 is F16; Q8_0 needs whole blocks per head. */
+static int kv_type(const realm_model *m, realm_type t, const char *side, realm_type *out)
+{
+    *out = t == 0 ? REALM_TYPE_F16 : t;
+    if (*out != REALM_TYPE_F16 && *out != REALM_TYPE_Q8_0)
+        return realm__error(REALM_ERR_UNSUPPORTED,
+                            "KV cache type %s for the %s is not supported (f16 or q8_0)",
+                            realm_type_name(t), side);
+    if (*out == REALM_TYPE_Q8_0 && m->hp.head_dim % REALM_QK8_0 != 0)
+        return realm__error(REALM_ERR_UNSUPPORTED,
+                            "a q8_0 KV cache for the %s needs a head size that is a multiple of "
+                            "%d, and this model's is %d: use f16",
+                            side, REALM_QK8_0, m->hp.head_dim);
+    return REALM_OK;
+}
+
+/* Normalised parameters: block size, types, block count, bytes of a K and a V row. */
+static int kv_shape(const realm_model *m, const realm_kv_params *p, int32_t *bs, realm_type *type_k,
+                    realm_type *type_v, int32_t *n_blocks, size_t *row_bytes_k, size_t *row_bytes_v)
 {
     *bs = p->block_size > 0 ? p->block_size : DEFAULT_BLOCK_SIZE;
-    *type = p->type == 0 || p->type == REALM_TYPE_F16 ? REALM_TYPE_F16 : p->type;
-    if (*type != REALM_TYPE_F16)
-        return realm__error(REALM_ERR_UNSUPPORTED, "KV cache type %s is not supported (F16 only)",
-                            realm_type_name(*type));
+    int rc = kv_type(m, p->type_k, "keys", type_k);
+    if (rc == REALM_OK)
+        rc = kv_type(m, p->type_v, "values", type_v);
+    if (rc < 0)
+        return rc;
     const int64_t kv_dim = (int64_t)m->hp.n_head_kv * m->hp.head_dim;
     if (p->n_ctx < 1 || p->n_ctx > (1 << 26) || *bs > 4096)
         return realm__error(REALM_ERR_INVAL,
                             "KV cache of %d tokens in blocks of %d is out of range", p->n_ctx, *bs);
     *n_blocks = (p->n_ctx + *bs - 1) / *bs;
-    *row_bytes = realm_row_size(*type, kv_dim);
+    *row_bytes_k = realm_row_size(*type_k, kv_dim);
+    *row_bytes_v = realm_row_size(*type_v, kv_dim);
     return REALM_OK;
+}
+
+int realm_kv_params_check(const realm_model *m, const realm_kv_params *p)
+{
+    int32_t bs, n_blocks;
+    realm_type tk, tv;
+    size_t rk, rv;
+    return kv_shape(m, p, &bs, &tk, &tv, &n_blocks, &rk, &rv);
 }
 
 uint64_t realm_kv_cache_bytes(const realm_model *m, const realm_kv_params *p)
 {
     int32_t bs, n_blocks;
-    realm_type type;
-    size_t row_bytes;
-    if (kv_shape(m, p, &bs, &type, &n_blocks, &row_bytes) < 0)
+    realm_type tk, tv;
+    size_t rk, rv;
+    if (kv_shape(m, p, &bs, &tk, &tv, &n_blocks, &rk, &rv) < 0)
         return 0;
-    return 2ull * (uint64_t)m->hp.n_layer * (uint64_t)n_blocks * (uint64_t)bs * row_bytes +
+    return (uint64_t)m->hp.n_layer * (uint64_t)n_blocks * (uint64_t)bs * (rk + rv) +
            (uint64_t)n_blocks * 2 * sizeof(int32_t);
 }
 
@@ -46,9 +75,9 @@ int realm_kv_cache_new(const realm_model *m, const realm_kv_params *p, realm_kv_
 {
     *out = NULL;
     int32_t bs, n_blocks;
-    realm_type type;
-    size_t row_bytes;
-    int rc = kv_shape(m, p, &bs, &type, &n_blocks, &row_bytes);
+    realm_type tk, tv;
+    size_t rk, rv;
+    int rc = kv_shape(m, p, &bs, &tk, &tv, &n_blocks, &rk, &rv);
     if (rc < 0)
         return rc;
     const uint64_t bytes = realm_kv_cache_bytes(m, p);
@@ -60,12 +89,15 @@ int realm_kv_cache_new(const realm_model *m, const realm_kv_params *p, realm_kv_
     if (kv == NULL)
         return realm__error(REALM_ERR_NOMEM, "out of memory for the KV cache");
     kv->model = m;
-    kv->type = type;
+    kv->type_k = tk;
+    kv->type_v = tv;
     kv->block_size = bs;
     kv->n_blocks = n_blocks;
     kv->kv_dim = (int64_t)m->hp.n_head_kv * m->hp.head_dim;
-    kv->row_bytes = row_bytes;
-    kv->block_bytes = row_bytes * (size_t)bs;
+    kv->row_bytes_k = rk;
+    kv->row_bytes_v = rv;
+    kv->block_bytes_k = rk * (size_t)bs;
+    kv->block_bytes_v = rv * (size_t)bs;
     const int n_layer = m->hp.n_layer;
     kv->k = calloc((size_t)n_layer, sizeof *kv->k);
     kv->v = calloc((size_t)n_layer, sizeof *kv->v);
@@ -73,10 +105,11 @@ int realm_kv_cache_new(const realm_model *m, const realm_kv_params *p, realm_kv_
     kv->free_list = malloc((size_t)n_blocks * sizeof *kv->free_list);
     if (!kv->k || !kv->v || !kv->refs || !kv->free_list)
         goto nomem;
-    const size_t layer_bytes = kv->block_bytes * (size_t)n_blocks;
+    const size_t layer_k = kv->block_bytes_k * (size_t)n_blocks;
+    const size_t layer_v = kv->block_bytes_v * (size_t)n_blocks;
     for (int l = 0; l < n_layer; l++) {
-        kv->k[l] = aligned_alloc(64, (layer_bytes + 63) & ~(size_t)63);
-        kv->v[l] = aligned_alloc(64, (layer_bytes + 63) & ~(size_t)63);
+        kv->k[l] = aligned_alloc(64, (layer_k + 63) & ~(size_t)63);
+        kv->v[l] = aligned_alloc(64, (layer_v + 63) & ~(size_t)63);
         if (!kv->k[l] || !kv->v[l])
             goto nomem;
     }
@@ -110,6 +143,14 @@ void realm_kv_cache_free(realm_kv_cache *kv)
     free(kv);
 }
 
+realm_type realm_kv_type_k(const realm_kv_cache *kv)
+{
+    return kv->type_k;
+}
+realm_type realm_kv_type_v(const realm_kv_cache *kv)
+{
+    return kv->type_v;
+}
 int32_t realm_kv_block_size(const realm_kv_cache *kv)
 {
     return kv->block_size;
@@ -288,12 +329,12 @@ int realm__kv_reserve(realm_kv_cache *kv, int32_t seq, int32_t n)
         const int32_t old = s->blocks[s->n_blocks - 1];
         const int32_t nb = kv->free_list[--kv->n_free];
         kv->refs[nb] = 1;
-        const size_t used = kv->row_bytes * (size_t)(s->len % kv->block_size);
+        const size_t used = (size_t)(s->len % kv->block_size);
         for (int l = 0; l < kv->model->hp.n_layer; l++) {
-            memcpy(kv->k[l] + (size_t)nb * kv->block_bytes,
-                   kv->k[l] + (size_t)old * kv->block_bytes, used);
-            memcpy(kv->v[l] + (size_t)nb * kv->block_bytes,
-                   kv->v[l] + (size_t)old * kv->block_bytes, used);
+            memcpy(kv->k[l] + (size_t)nb * kv->block_bytes_k,
+                   kv->k[l] + (size_t)old * kv->block_bytes_k, used * kv->row_bytes_k);
+            memcpy(kv->v[l] + (size_t)nb * kv->block_bytes_v,
+                   kv->v[l] + (size_t)old * kv->block_bytes_v, used * kv->row_bytes_v);
         }
         block_release(kv, old);
         s->blocks[s->n_blocks - 1] = nb;

@@ -5,6 +5,7 @@
  * and types. Weights stay in the mappings, locked in RAM if asked.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +71,70 @@ static int get_hp_float(const realm_gguf *g, const char *arch, const char *suffi
     return REALM_ERR_NOTFOUND;
 }
 
-static int read_hparams(const realm_gguf *g, realm_hparams *hp, char *arch, size_t arch_cap)
+/*
+ * RoPE metadata, read as llama.cpp reads it for these architectures:
+ * rope.freq_base, rope.scaling.type (none, linear or yarn; linear when
+ * absent), rope.scaling.factor (or the older rope.scale_linear; 0 or absent:
+ * 1), rope.scaling.original_context_length and rope.scaling.attn_factor;
+ * then the overrides applied. Other scaling types (longrope ...) are refused.
+ */
+static int read_rope(const realm_gguf *g, const char *arch, realm_hparams *hp,
+                     const realm_rope_params *rope)
+{
+    realm__rope_train t = {REALM_ROPE_SCALING_LINEAR, 10000.0f, 1.0f, hp->n_ctx_train, 1.0f};
+    char key[160];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    realm_gguf_str st;
+    int rc = realm_gguf_get_str(g, key, &st);
+    if (rc == REALM_OK) {
+        t.type = REALM_ROPE_SCALING_COUNT;
+        for (int i = REALM_ROPE_SCALING_NONE; i < REALM_ROPE_SCALING_COUNT; i++) {
+            const char *name = realm_rope_scaling_name((realm_rope_scaling)i);
+            if (st.len == strlen(name) && memcmp(st.data, name, st.len) == 0)
+                t.type = (realm_rope_scaling)i;
+        }
+        if (t.type == REALM_ROPE_SCALING_COUNT)
+            return realm__error(REALM_ERR_UNSUPPORTED,
+                                "RoPE scaling type '%.*s' (%s) is not supported "
+                                "(supported: none, linear, yarn)",
+                                (int)(st.len < 32 ? st.len : 32), st.data, key);
+    } else if (rc != REALM_ERR_NOTFOUND) {
+        return realm__error(REALM_ERR_FORMAT, "model metadata '%s' is not a string", key);
+    }
+    float factor = 0;
+    const char *factor_key = "rope.scaling.factor";
+    if ((rc = get_hp_float(g, arch, factor_key, &factor)) == REALM_ERR_NOTFOUND)
+        rc = get_hp_float(g, arch, factor_key = "rope.scale_linear", &factor);
+    if (rc < 0 && rc != REALM_ERR_NOTFOUND)
+        return rc;
+    if (!(factor >= 0) || !isfinite(factor))
+        return realm__error(REALM_ERR_FORMAT, "model metadata '%s.%s' = %g is not a scaling factor",
+                            arch, factor_key, factor);
+    if (factor > 0)
+        t.freq_scale = 1.0f / factor;
+    if ((rc = get_hp_float(g, arch, "rope.freq_base", &t.freq_base)) < 0 &&
+        rc != REALM_ERR_NOTFOUND)
+        return rc;
+    if (!(t.freq_base > 1) || !isfinite(t.freq_base))
+        return realm__error(REALM_ERR_FORMAT,
+                            "model metadata '%s.rope.freq_base' = %g is not a "
+                            "RoPE base",
+                            arch, t.freq_base);
+    if ((rc = get_hp_int(g, arch, "rope.scaling.original_context_length", 1, 1 << 24, false,
+                         &t.n_ctx_orig)) < 0)
+        return rc;
+    if ((rc = get_hp_float(g, arch, "rope.scaling.attn_factor", &t.attn_factor)) < 0 &&
+        rc != REALM_ERR_NOTFOUND)
+        return rc;
+    if (!(t.attn_factor > 0) || !isfinite(t.attn_factor))
+        return realm__error(REALM_ERR_FORMAT,
+                            "model metadata '%s.rope.scaling.attn_factor' = %g is not positive",
+                            arch, t.attn_factor);
+    return realm__rope_resolve(hp, &t, rope);
+}
+
+static int read_hparams(const realm_gguf *g, const realm_rope_params *rope, realm_hparams *hp,
+                        char *arch, size_t arch_cap)
 {
     realm_gguf_str a;
     int rc = realm_gguf_get_str(g, "general.architecture", &a);
@@ -127,39 +191,13 @@ static int read_hparams(const realm_gguf *g, realm_hparams *hp, char *arch, size
         return realm__error(REALM_ERR_FORMAT, "rope.dimension_count %d is odd", hp->n_rot);
     hp->rope_type = hp->arch == REALM_ARCH_QWEN2 ? REALM_ROPE_NEOX : REALM_ROPE_NORM;
 
-    hp->rope_freq_base = 10000.0f;
-    hp->rope_freq_scale = 1.0f;
     hp->norm_eps = 1e-5f;
-    rc = get_hp_float(g, arch, "rope.freq_base", &hp->rope_freq_base);
-    if (rc < 0 && rc != REALM_ERR_NOTFOUND)
-        return rc;
     rc = get_hp_float(g, arch, "attention.layer_norm_rms_epsilon", &hp->norm_eps);
     if (rc < 0 && rc != REALM_ERR_NOTFOUND)
         return rc;
-    if (!(hp->rope_freq_base > 0) || !(hp->norm_eps >= 0))
-        return realm__error(REALM_ERR_FORMAT, "bad rope.freq_base %g or rms epsilon %g",
-                            hp->rope_freq_base, hp->norm_eps);
-
-    /* Linear RoPE scaling; other kinds (YaRN, LongRoPE) are not implemented. */
-    char key[160];
-    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
-    realm_gguf_str st;
-    if (realm_gguf_get_str(g, key, &st) == REALM_OK &&
-        !(st.len == 4 && !memcmp(st.data, "none", 4)) &&
-        !(st.len == 6 && !memcmp(st.data, "linear", 6)))
-        return realm__error(REALM_ERR_UNSUPPORTED,
-                            "RoPE scaling type '%.*s' is not supported "
-                            "(supported: none, linear)",
-                            (int)(st.len < 32 ? st.len : 32), st.data);
-    float factor = 0;
-    rc = get_hp_float(g, arch, "rope.scaling.factor", &factor);
-    if (rc == REALM_ERR_NOTFOUND)
-        rc = get_hp_float(g, arch, "rope.scale_linear", &factor);
-    if (rc < 0 && rc != REALM_ERR_NOTFOUND)
-        return rc;
-    if (factor > 0 && !(st.len == 4 && !memcmp(st.data, "none", 4)))
-        hp->rope_freq_scale = 1.0f / factor;
-    return REALM_OK;
+    if (!(hp->norm_eps >= 0))
+        return realm__error(REALM_ERR_FORMAT, "bad rms epsilon %g", hp->norm_eps);
+    return read_rope(g, arch, hp, rope);
 }
 
 /* Bind a tensor as a weight matrix of shape [ne0, rows]. */
@@ -476,7 +514,8 @@ int realm_model_load(const char *path, const realm_model_params *params, realm_m
         goto fail;
     err_path = m->part_paths[0];
     char arch[72];
-    if ((rc = read_hparams(m->parts[0], &m->hp, arch, sizeof arch)) < 0)
+    if ((rc = read_hparams(m->parts[0], params ? &params->rope : NULL, &m->hp, arch, sizeof arch)) <
+        0)
         goto fail;
     err_path = path;
     const realm_gguf_tensor *te = realm_model_find_tensor(m, "token_embd.weight");

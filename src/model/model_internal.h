@@ -48,15 +48,15 @@ typedef struct kv_seq {
 
 struct realm_kv_cache {
     const realm_model *model;
-    realm_type type; /* F16 */
+    realm_type type_k, type_v; /* F16 or Q8_0 */
     int32_t block_size;
     int32_t n_blocks;
-    int64_t kv_dim;     /* n_head_kv * head_dim */
-    size_t row_bytes;   /* bytes of one token's K (or V) for one layer */
-    size_t block_bytes; /* bytes of one block of one layer's K (or V) */
-    uint8_t **k, **v;   /* per layer: n_blocks * block_bytes */
-    int32_t *refs;      /* per block: sequences using it (0 = free) */
-    int32_t *free_list; /* stack of free block ids */
+    int64_t kv_dim;                      /* n_head_kv * head_dim */
+    size_t row_bytes_k, row_bytes_v;     /* bytes of one token's K (V) for one layer */
+    size_t block_bytes_k, block_bytes_v; /* bytes of one block of one layer's K (V) */
+    uint8_t **k, **v;                    /* per layer: n_blocks * block_bytes_k (_v) */
+    int32_t *refs;                       /* per block: sequences using it (0 = free) */
+    int32_t *free_list;                  /* stack of free block ids */
     int32_t n_free;
     kv_seq *seqs;
     int32_t n_seqs; /* slots in seqs */
@@ -78,7 +78,20 @@ int realm__kv_reserve(realm_kv_cache *kv, int32_t seq, int32_t n);
 /* Blocks that reserving n more tokens in seq would take from the pool. */
 int32_t realm__kv_blocks_needed(const realm_kv_cache *kv, int32_t seq, int32_t n);
 
-/* Pieces of the forward pass, exposed for unit tests (forward.c). */
+/* RoPE as the model's metadata gives it, before overrides (rope.c). */
+typedef struct realm__rope_train {
+    realm_rope_scaling type; /* rope.scaling.type; LINEAR without one */
+    float freq_base;         /* rope.freq_base; 10000 without one */
+    float freq_scale;        /* 1 / rope.scaling.factor; 1 without one */
+    int32_t n_ctx_orig;      /* rope.scaling.original_context_length, else n_ctx_train */
+    float attn_factor;       /* rope.scaling.attn_factor; 1 without one */
+} realm__rope_train;
+
+/* Set hp's rope_* fields from t with the overrides o (NULL: none) applied,
+ * as llama.cpp resolves them; REALM_ERR_INVAL for a bad override. */
+int realm__rope_resolve(realm_hparams *hp, const realm__rope_train *t, const realm_rope_params *o);
+
+/* RoPE, a piece of the forward pass exposed for unit tests (rope.c). */
 void realm__rope_cache(const realm_hparams *hp, const float *freq_factors, int32_t pos,
                        float *cos_out, float *sin_out);
 void realm__rope_apply(const realm_hparams *hp, float *v, int n_heads, const float *cs,
@@ -104,12 +117,23 @@ void realm__rope_apply(const realm_hparams *hp, float *v, int n_heads, const flo
 #define REALM__ATTN_CHUNK        256 /* positions per partial; fixed, see above */
 #define REALM__ATTN_TILE         64  /* keys per kernel call, at most */
 #define REALM__ATTN_PART(nq, hd) ((int64_t)(nq) * ((int64_t)(hd) + 2))
-/* Scratch floats realm__attention needs: two partials and the kernel's. */
+/* Scratch floats realm__attention needs: two partials and the kernel's (a
+ * tile's scores and, for Q8_0 values, their blocks' scales). */
 #define REALM__ATTN_SCRATCH(nq, hd)                                                                \
-    (2 * REALM__ATTN_PART(nq, hd) + (int64_t)(nq) * (REALM__ATTN_TILE + 2))
+    (2 * REALM__ATTN_PART(nq, hd) + (int64_t)(nq) * (REALM__ATTN_TILE + 2) +                       \
+     (int64_t)REALM__ATTN_TILE * ((hd) / 32))
 
+/* One online-softmax step (the state of realm_ops.attn_f16: m, lsum, acc of
+ * nq rows) of KV head g's nq query rows q over the cnt tokens at slots
+ * [slot, slot + cnt) of block `block`, layer l. The one place that picks the
+ * kernel for the cache's key and value types (F16, Q8_0, or one of each).
+ * scratch: nq * (cnt + 2) + cnt * head_dim / 32 floats. */
+void realm__attn_block(const realm_ops *ops, const realm_kv_cache *kv, int l, int32_t block,
+                       int32_t slot, int cnt, int g, const float *q, float scale, float *m,
+                       float *lsum, float *acc, float *scratch);
 /* The partial of KV head g's nq query rows q over positions [p0, p1) of the
- * sequence whose blocks are `blocks`, layer l. scratch: nq * (TILE + 2) floats. */
+ * sequence whose blocks are `blocks`, layer l. scratch: nq * (TILE + 2) +
+ * TILE * head_dim / 32 floats. */
 void realm__attn_range(const realm_ops *ops, const realm_kv_cache *kv, int l, const int32_t *blocks,
                        int32_t p0, int32_t p1, int g, const float *q, float *scratch, float *part);
 /* into = the partial of into's positions followed by part's. */

@@ -73,13 +73,17 @@ int realm__host_remaining_ms(realm_instance *in)
 
 int realm__host_wait_slice(realm_instance *in, const char *fn)
 {
-    if (in->io && in->io->cancelled && in->io->cancelled(in->io->ud)) {
+    const int cancel = in->io && in->io->cancelled ? in->io->cancelled(in->io->ud) : 0;
+    if (cancel) {
         for (int i = 0; i < MAX_GENS; i++) /* free the engine's work at its next step */
             for (int32_t k = 0; k < in->gens[i].n; k++)
                 realm_gen_cancel(in->gens[i].g[k]);
         if (in->eval_gen)
             realm_gen_cancel(in->eval_gen);
-        realm__rt_trap_msg(REALM__TRAP_CANCELLED, "request cancelled: the client went away");
+        /* asked to stop: the waits see the generations end ("cancelled") and the
+         * guest answers; gone: nobody reads the answer */
+        if (cancel != REALM_IO_STOP)
+            realm__rt_trap_msg(REALM__TRAP_CANCELLED, "request cancelled: the client went away");
     }
     const int left = realm__host_remaining_ms(in);
     if (left == 0)

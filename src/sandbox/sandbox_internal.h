@@ -23,7 +23,7 @@
  * 5: request_info, set_response.
  * 6: gen_choice; "n" choices.
  * 7: kv_get, kv_put, kv_delete, kv_list. */
-#define REALM__SANDBOX_ABI 7u
+#define REALM__SANDBOX_ABI ((unsigned)REALM_HOST_ABI_VERSION)
 
 /* Extra trap codes beyond wasm_rt_trap_t, raised by the host. */
 enum {

@@ -328,7 +328,7 @@ static void gauges(void *ud, const char *name, const realm_engine_stats *st, uin
     }
 }
 
-char *realm__metrics_render(metrics *m, realm_registry *reg)
+char *realm__metrics_render(metrics *m, realm_registry *reg, int64_t ws_connections)
 {
     char *buf = NULL;
     size_t len = 0;
@@ -359,6 +359,10 @@ char *realm__metrics_render(metrics *m, realm_registry *reg)
         }
     }
     pthread_mutex_unlock(&m->mu);
+    fprintf(f,
+            "# HELP realm:websocket_connections WebSocket connections open (GET /v1/responses)\n"
+            "# TYPE realm:websocket_connections gauge\nrealm:websocket_connections %lld\n",
+            (long long)ws_connections);
     out o = {.f = f};
     realm_registry_foreach_loaded(reg, gauges, &o);
     if (fclose(f) != 0) {

@@ -55,9 +55,7 @@ void realm__reply_json(req *r, int status, void *j)
     free(s);
 }
 
-/* Replace every byte that does not start or continue a well-formed UTF-8 sequence with '?':
- * messages quote what the client sent (a path, a name) and may cut it inside a character. */
-static void utf8_scrub(char *s)
+void realm__utf8_scrub(char *s)
 {
     unsigned char *p = (unsigned char *)s;
     while (*p) {
@@ -90,7 +88,7 @@ void realm__reply_error(req *r, int status, const char *type, const char *param,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    utf8_scrub(msg);
+    realm__utf8_scrub(msg);
     json_t *e = json_pack(
         "{s:s, s:s, s:o, s:o}", "message", msg, "type", type ? type : type_of(status), "param",
         param ? json_string(param) : json_null(), "code", code ? json_string(code) : json_null());

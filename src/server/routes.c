@@ -139,16 +139,21 @@ static bool same(const char *a, const char *b)
     return d == 0;
 }
 
-/* The tenant a request's key gives; false with the reply written. */
-static bool authenticate(req *r, struct MHD_Connection *c)
+/* The key of an 'Authorization: Bearer KEY' header, or NULL. */
+static const char *bearer_key(struct MHD_Connection *c)
 {
-    server *s = r->srv;
     const char *auth = header(c, "Authorization");
     const char *key = NULL;
     if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
         key = auth + 7;
     while (key && *key == ' ')
         key++;
+    return key;
+}
+
+bool realm__authenticate_key(req *r, const char *key)
+{
+    server *s = r->srv;
     if (!key || !*key) {
         if (s->keyless) {
             r->tenant = realm__tenant_get(s, s->default_tenant ? s->default_tenant->id : 0);
@@ -171,6 +176,75 @@ static bool authenticate(req *r, struct MHD_Connection *c)
         return false;
     }
     return true;
+}
+
+/* The tenant a request's key gives; false with the reply written. */
+static bool authenticate(req *r, struct MHD_Connection *c)
+{
+    return realm__authenticate_key(r, bearer_key(c));
+}
+
+/* The subprotocol a browser offers its key in (it cannot set headers). */
+#define WS_KEY_PROTOCOL "openai-insecure-api-key."
+
+/*
+ * A WebSocket handshake's Sec-WebSocket-Protocol offer: the key a browser
+ * sends as WS_KEY_PROTOCOL "KEY" (in *key, a copy in key_buf), and the
+ * subprotocol to answer with in echo: "realm" when offered, else the key
+ * entry when it was the only one (browsers fail a handshake whose offer is
+ * not answered), else "" (none).
+ */
+static void ws_protocols(struct MHD_Connection *c, char *key_buf, size_t key_cap, const char **key,
+                         char *echo, size_t echo_cap)
+{
+    const char *offer = header(c, "Sec-WebSocket-Protocol");
+    int n = 0;
+    bool realm = false;
+    *key = NULL;
+    echo[0] = '\0';
+    while (offer && *offer) {
+        offer += strspn(offer, ", \t");
+        const size_t l = strcspn(offer, ", \t");
+        if (l == 0)
+            break;
+        n++;
+        if (l == 5 && strncmp(offer, "realm", 5) == 0)
+            realm = true;
+        else if (l > strlen(WS_KEY_PROTOCOL) && l < key_cap &&
+                 strncmp(offer, WS_KEY_PROTOCOL, strlen(WS_KEY_PROTOCOL)) == 0) {
+            snprintf(key_buf, key_cap, "%.*s", (int)(l - strlen(WS_KEY_PROTOCOL)),
+                     offer + strlen(WS_KEY_PROTOCOL));
+            *key = key_buf;
+            if (l < echo_cap)
+                snprintf(echo, echo_cap, "%.*s", (int)l, offer);
+        }
+        offer += l;
+    }
+    if (realm)
+        snprintf(echo, echo_cap, "realm");
+    else if (n != 1)
+        echo[0] = '\0';
+}
+
+/*
+ * May this WebSocket handshake's page use the server? Browsers send their
+ * page's Origin and apply no CORS to WebSockets, so the server refuses a
+ * page of another site (cross-site WebSocket hijacking): no Origin (not a
+ * browser) and the server's own origin pass; another origin only when the
+ * server has keys and --cors-origin allows it (a keyless server answers no
+ * other site's page, as its Host check does for HTTP).
+ */
+static bool ws_origin_ok(const server *s, struct MHD_Connection *c)
+{
+    const char *origin = header(c, "Origin"), *host = header(c, "Host");
+    if (!origin)
+        return true;
+    char own[320];
+    if (host &&
+        snprintf(own, sizeof own, "%s://%s", s->tls ? "https" : "http", host) < (int)sizeof own &&
+        strcasecmp(own, origin) == 0)
+        return true;
+    return !s->keyless && s->p.n_cors_origins > 0 && origin_allowed(s, origin);
 }
 
 /* Append s percent-encoded (RFC 3986 unreserved characters kept). */
@@ -258,6 +332,27 @@ bool realm__route_early(req *r, struct MHD_Connection *c, uint64_t content_lengt
         return true;
     }
     snprintf(r->route, sizeof r->route, "%s", rt->name);
+    if (rt->kind == R_MODULE && !rt->prefix && strcmp(rt->path, "/v1/responses") == 0 &&
+        strcmp(r->method, "GET") == 0 && realm__ws_wants_upgrade(c)) {
+        /* OpenAI's WebSocket mode (ws.c): the same key, or a browser's subprotocol */
+        if (!ws_origin_ok(s, c)) {
+            realm__reply_error(r, 403, NULL, NULL, "origin_not_allowed",
+                               "WebSocket connections from this origin are not allowed%s",
+                               s->keyless ? " (this server has no API keys)" : "");
+            return true;
+        }
+        char key_buf[512], echo[600];
+        const char *proto_key;
+        ws_protocols(c, key_buf, sizeof key_buf, &proto_key, echo, sizeof echo);
+        const char *key = bearer_key(c);
+        if (!realm__authenticate_key(r, key && *key ? key : proto_key))
+            return true;
+        json_t *h = realm__info_headers(c);
+        r->info = realm__request_info(r, "", "websocket", h);
+        json_decref(h);
+        realm__ws_handshake(r, c, echo);
+        return true;
+    }
     if (!method_ok) {
         realm__reply_header(r, "Allow", rt->method);
         realm__reply_error(r, 405, NULL, NULL, "method_not_allowed", "%s takes %s, not %s",
@@ -296,7 +391,16 @@ bool realm__route_early(req *r, struct MHD_Connection *c, uint64_t content_lengt
         return false; /* open: probes and scrapers; the admin API checked its key above */
     if (!authenticate(r, c))
         return true;
-    /* what a module gets from realm.request_info */
+    char query[1024];
+    query_text(c, query, sizeof query);
+    json_t *h = realm__info_headers(c);
+    r->info = realm__request_info(r, query, s->tls ? "https" : "http", h);
+    json_decref(h);
+    return false;
+}
+
+void *realm__info_headers(struct MHD_Connection *c)
+{
     json_t *h = json_object();
     static const char *const passed[] = {"content-type",
                                          "accept",
@@ -305,21 +409,25 @@ bool realm__route_early(req *r, struct MHD_Connection *c, uint64_t content_lengt
                                          "openai-project",
                                          "openai-beta",
                                          "x-stainless-package-version"};
-    for (size_t i = 0; i < sizeof passed / sizeof *passed; i++) {
+    for (size_t i = 0; h && i < sizeof passed / sizeof *passed; i++) {
         const char *v = header(c, passed[i]);
         if (v)
             json_object_set_new(h, passed[i], json_string(v));
     }
-    char query[1024];
-    query_text(c, query, sizeof query);
+    return h;
+}
+
+char *realm__request_info(const req *r, const char *query, const char *transport, void *headers)
+{
     json_t *info = json_pack(
-        "{s:s, s:s%, s:s, s:s, s:s, s:I, s:s, s:I, s:o, s:I}", "method", r->method, "path", r->path,
-        strlen(r->path), "query", query, "transport", s->tls ? "https" : "http", "tenant",
-        r->tenant->rec.name, "tenant_id", (json_int_t)r->tenant->id, "request_id", r->id, "created",
-        (json_int_t)time(NULL), "headers", h, "responses_ttl_s", (json_int_t)s->p.responses_ttl_s);
-    r->info = info ? json_dumps(info, JSON_COMPACT) : NULL;
+        "{s:s, s:s%, s:s, s:s, s:s, s:I, s:s, s:I, s:O, s:I}", "method", r->method, "path", r->path,
+        strlen(r->path), "query", query, "transport", transport, "tenant", r->tenant->rec.name,
+        "tenant_id", (json_int_t)r->tenant->id, "request_id", r->id, "created",
+        (json_int_t)time(NULL), "headers", headers ? (json_t *)headers : json_null(),
+        "responses_ttl_s", (json_int_t)r->srv->p.responses_ttl_s);
+    char *text = info ? json_dumps(info, JSON_COMPACT) : NULL;
     json_decref(info);
-    return false;
+    return text;
 }
 
 /* ---- endpoints the server answers -------------------------------------------------- */
@@ -533,7 +641,9 @@ static int io_set_response(void *ud, int status, const char *const *names,
 static int io_cancelled(void *ud)
 {
     req *r = ((run_ctx *)ud)->r;
-    return atomic_load(&r->cancelled) || atomic_load(&r->srv->stop_now);
+    if (atomic_load(&r->cancelled) || atomic_load(&r->srv->stop_now))
+        return 1;
+    return atomic_load(&r->stop) ? REALM_IO_STOP : 0;
 }
 
 static void io_log(void *ud, int level, const char *line, size_t n)
@@ -672,13 +782,18 @@ void realm__run_module(req *r)
         pthread_mutex_unlock(&r->mu);
         char msg[600];
         snprintf(msg, sizeof msg, "%s", realm_last_error());
-        if (streaming) { /* an error after streaming started: an SSE event */
+        if (streaming) { /* an error after streaming started: an SSE event (a WebSocket's
+                          * error event) */
             json_t *e = json_pack("{s:{s:s, s:s, s:n, s:s}}", "error", "message", msg, "type",
                                   "server_error", "param", "code", "module_trap");
+            if (e && r->ws) {
+                json_object_set_new(e, "type", json_string("error"));
+                json_object_set_new(e, "status", json_integer(500));
+            }
             char *js = e ? json_dumps(e, JSON_COMPACT) : NULL;
             json_decref(e);
             char ev[1200];
-            int n = snprintf(ev, sizeof ev, "data: %s\n\n", js ? js : "{}");
+            int n = snprintf(ev, sizeof ev, r->ws ? "%s" : "data: %s\n\n", js ? js : "{}");
             free(js);
             realm__req_emit(r, ev, (size_t)n);
             realm__req_respond(r, 200, "", 0);
@@ -720,7 +835,7 @@ void realm__route(req *r)
             realm__reply_json(r, 200, json_pack("{s:s}", "status", "ready"));
         return;
     case R_METRICS: {
-        char *text = realm__metrics_render(s->m, s->p.registry);
+        char *text = realm__metrics_render(s->m, s->p.registry, atomic_load(&s->n_ws));
         realm__reply_header(r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
         realm__req_respond(r, text ? 200 : 500, text ? text : "", text ? strlen(text) : 0);
         free(text);

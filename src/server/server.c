@@ -46,6 +46,7 @@ void realm_server_params_init(realm_server_params *p)
     p->workers = 64;
     p->max_queue = 1024;
     p->max_connections = 4096;
+    p->ws_max_connections = 1024;
     p->read_timeout_s = 30;
     p->drain_timeout_s = 30;
     p->metrics_tenants = 32;
@@ -55,7 +56,7 @@ void realm_server_params_init(realm_server_params *p)
 
 /* ---- requests ------------------------------------------------------------------ */
 
-static req *req_new(server *s, struct MHD_Connection *c, const char *url, const char *method)
+req *realm__req_new(server *s, struct MHD_Connection *c, const char *url, const char *method)
 {
     req *r = calloc(1, sizeof *r);
     if (!r)
@@ -76,8 +77,10 @@ static req *req_new(server *s, struct MHD_Connection *c, const char *url, const 
     snprintf(r->id, sizeof r->id, "req-%02x%02x%02x%02x%02x%02x%llx", rnd[0], rnd[1], rnd[2],
              rnd[3], rnd[4], rnd[5], (unsigned long long)atomic_fetch_add(&counter, 1) + 1);
     const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
     r->fd = ci ? ci->connect_fd : -1;
+    atomic_init(&r->cancelled, 0);
+    atomic_init(&r->stop, 0);
     atomic_fetch_add(&s->active, 1);
     r->counted_active = true;
     return r;
@@ -107,6 +110,10 @@ void realm__req_unref(req *r)
         realm__tenant_unref(r->srv, r->tenant);
     if (r->counted_active)
         atomic_fetch_sub(&r->srv->active, 1);
+    if (r->ws_slot) /* a handshake answered but never upgraded */
+        atomic_fetch_sub(&r->srv->n_ws, 1);
+    if (r->ws)
+        realm__ws_conn_unref(r->ws);
     free(r->body);
     free(r->info);
     free(r->out);
@@ -251,6 +258,10 @@ static bool buffer_locked(req *r, const char *data, size_t len)
 
 void realm__req_emit(req *r, const char *data, size_t len)
 {
+    if (r->ws) {
+        realm__ws_emit(r, data, len);
+        return;
+    }
     pthread_mutex_lock(&r->mu);
     if (r->finished || atomic_load(&r->cancelled)) {
         pthread_mutex_unlock(&r->mu);
@@ -284,6 +295,10 @@ void realm__req_emit(req *r, const char *data, size_t len)
 
 void realm__req_respond(req *r, int status, const char *body, size_t len)
 {
+    if (r->ws) {
+        realm__ws_respond(r, status, body, len);
+        return;
+    }
     pthread_mutex_lock(&r->mu);
     if (r->finished) {
         pthread_mutex_unlock(&r->mu);
@@ -473,7 +488,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     (void)version;
     req *r = *con_cls;
     if (r == NULL) {
-        r = req_new(s, c, url, method);
+        r = realm__req_new(s, c, url, method);
         if (!r)
             return MHD_NO;
         *con_cls = r;
@@ -620,6 +635,8 @@ int realm_server_new(const realm_server_params *params, realm_server **out)
         s->p.max_queue = def.max_queue;
     if (s->p.max_connections <= 0)
         s->p.max_connections = def.max_connections;
+    if (s->p.ws_max_connections <= 0)
+        s->p.ws_max_connections = def.ws_max_connections;
     if (s->p.read_timeout_s <= 0)
         s->p.read_timeout_s = def.read_timeout_s;
     if (s->p.drain_timeout_s < 0)
@@ -680,6 +697,8 @@ int realm_server_new(const realm_server_params *params, realm_server **out)
         rc = realm__error(REALM_ERR_NOMEM, "out of memory");
     if (rc == 0 && pipe2(s->stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
         rc = realm__error(REALM_ERR_IO, "pipe: %s", strerror(errno));
+    if (rc == 0)
+        rc = realm__ws_init(s);
 
     /* the listening socket */
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -701,7 +720,7 @@ int realm_server_new(const realm_server_params *params, realm_server **out)
         rc = realm__error(REALM_ERR_INVAL, "cannot resolve %s: %s", s->host, gai_strerror(gai));
     if (rc == 0) {
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+                         MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
         if (ai->ai_family == AF_INET6)
             flags |= MHD_USE_IPv6;
         if (s->tls)
@@ -774,6 +793,7 @@ void realm_server_stop(realm_server *s, bool immediate)
 /* Cancel every request still running and wake their connections. */
 static void cancel_all(server *s)
 {
+    realm__ws_cancel_all(s);
     pthread_mutex_lock(&s->wmu);
     for (int32_t i = 0; i < s->n_watch; i++) {
         req *r = s->watch[i];
@@ -796,6 +816,7 @@ int realm_server_run(realm_server *s)
             } else {
                 drain = true;
                 atomic_store(&s->draining, 1);
+                realm__ws_drain(s);
                 drain_until = realm__now() + s->p.drain_timeout_s;
                 realm__log(REALM_LOG_INFO, "draining: %d requests running, %.0f s to finish",
                            atomic_load(&s->active), s->p.drain_timeout_s);
@@ -843,6 +864,7 @@ void realm_server_free(realm_server *s)
         pthread_join(s->watcher, NULL);
         pthread_join(s->maint, NULL);
     }
+    realm__ws_close_all(s); /* upgraded sockets closed before libmicrohttpd stops */
     if (s->d) {
         pthread_mutex_lock(&s->wmu);
         for (int32_t i = 0; i < s->n_watch; i++) {
@@ -860,6 +882,7 @@ void realm_server_free(realm_server *s)
     pthread_mutex_unlock(&s->wmu);
     for (int32_t i = 0; i < s->q_len; i++)
         realm__req_unref(s->queue[(s->q_head + i) % s->p.max_queue]);
+    realm__ws_free(s);
     realm__tenants_free(s);
     realm_module_free(s->default_mod);
     realm_sandbox_free(s->sb);

@@ -7,6 +7,9 @@
  *   tenants.c  tenants from the store: limits, modules and their instances
  *   reply.c    the one error path: OpenAI's error shape, counted
  *   metrics.c  Prometheus counters and histograms
+ *   ws.c       WebSocket mode of /v1/responses: the handshake, one event-loop
+ *              thread for every upgraded connection (wslay framing), each
+ *              response.create run as a module request whose emits are frames
  *
  * A request (struct req) is shared by the network thread (libmicrohttpd's)
  * and at most one worker; its mutex guards the output side, and it is freed
@@ -27,6 +30,8 @@
 typedef struct metrics metrics;
 typedef struct tenant_rt tenant_rt;
 typedef struct realm_server server;
+typedef struct ws_conn ws_conn;
+typedef struct ws_loop ws_loop;
 
 #define REQ_MAX_HEADERS 40
 #define REQ_ID_LEN      32
@@ -64,6 +69,11 @@ typedef struct req {
     bool watched;               /* on the watcher's list */
     atomic_int cancelled;       /* the client went away */
     bool counted_active;
+
+    /* a response.create over a WebSocket (ws.c): output becomes messages */
+    ws_conn *ws;     /* a reference; NULL for HTTP */
+    atomic_int stop; /* response.cancel: the generations end, the module answers */
+    bool ws_slot;    /* a handshake holding a WebSocket connection slot */
 } req;
 
 struct realm_server {
@@ -105,10 +115,16 @@ struct realm_server {
     int stop_pipe[2];
     atomic_int draining, stop_now;
     atomic_int active; /* requests accepted and not finished */
+
+    /* WebSocket connections (ws.c) */
+    ws_loop *ws;
+    atomic_int n_ws; /* open, and handshakes answered 101 */
 };
 
 /* ---- server.c ---------------------------------------------------------------- */
 
+/* A request (c NULL: not from libmicrohttpd, e.g. a WebSocket message). */
+req *realm__req_new(server *s, struct MHD_Connection *c, const char *url, const char *method);
 /* Take / drop a reference to r (the last frees it). */
 void realm__req_ref(req *r);
 void realm__req_unref(req *r);
@@ -133,6 +149,39 @@ void realm__run_module(req *r);
  * true when r was answered (an error). */
 bool realm__route_early(req *r, struct MHD_Connection *c, uint64_t content_length);
 
+/* The request_info JSON of r (its tenant set): transport "http", "https"
+ * or "websocket"; headers a JSON object (borrowed). A malloc'ed string. */
+char *realm__request_info(const req *r, const char *query, const char *transport, void *headers);
+/* The headers a module sees in request_info, from c (a new JSON object). */
+void *realm__info_headers(struct MHD_Connection *c);
+/* Is the request's key one of the tenant's? Sets r->tenant or answers 401;
+ * key NULL: none was sent (keyless servers serve tenant "default"). */
+bool realm__authenticate_key(req *r, const char *key);
+
+/* ---- ws.c -------------------------------------------------------------------- */
+
+int realm__ws_init(server *s);
+/* Stop the event loop and close every connection (1001): before
+ * libmicrohttpd stops (it needs every upgraded socket closed). */
+void realm__ws_close_all(server *s);
+/* The rest, once libmicrohttpd has stopped. */
+void realm__ws_free(server *s);
+/* Does c ask for a WebSocket upgrade (Upgrade: websocket)? */
+bool realm__ws_wants_upgrade(struct MHD_Connection *c);
+/* GET /v1/responses with an upgrade, its key already checked: answers r
+ * with 101 (the connection then goes to the event loop) or an error. */
+void realm__ws_handshake(req *r, struct MHD_Connection *c, const char *protocol);
+/* A module's output for a WebSocket response: each emit one text message;
+ * respond ends the response (an error status: an error event). */
+void realm__ws_emit(req *r, const char *data, size_t len);
+void realm__ws_respond(req *r, int status, const char *body, size_t len);
+void realm__ws_conn_unref(ws_conn *c);
+/* A drain began: idle connections are closed (1001), busy ones after their
+ * response; new responses are refused. */
+void realm__ws_drain(server *s);
+/* Stop every response in flight (as response.cancel; hard after a grace). */
+void realm__ws_cancel_all(server *s);
+
 /* ---- admin.c ----------------------------------------------------------------- */
 
 /* The admin API (/admin/v1/...), its key already checked: answers r. */
@@ -149,6 +198,10 @@ void realm__reply_error(req *r, int status, const char *type, const char *param,
 void realm__reply_json(req *r, int status, void *j);
 /* Add a response header before the reply. */
 void realm__reply_header(req *r, const char *name, const char *value);
+/* Replace every byte that does not start or continue a well-formed UTF-8
+ * sequence with '?': messages quote what the client sent (a path, a name)
+ * and may cut it inside a character. */
+void realm__utf8_scrub(char *s);
 
 /* ---- tenants.c ---------------------------------------------------------------- */
 
@@ -196,7 +249,8 @@ void realm__metrics_generation(metrics *m, const char *model, const char *tenant
                                const realm_gen_result *res);
 void realm__metrics_rejection(metrics *m, const char *reason);
 void realm__metrics_trap(metrics *m, const char *tenant);
-/* The exposition text (a malloc'ed string), engine gauges included. */
-char *realm__metrics_render(metrics *m, realm_registry *reg);
+/* The exposition text (a malloc'ed string), engine gauges and the open
+ * WebSocket connections included. */
+char *realm__metrics_render(metrics *m, realm_registry *reg, int64_t ws_connections);
 
 #endif

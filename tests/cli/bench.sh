@@ -46,8 +46,7 @@ got = [(x["test"], x["tokens"], x["depth"]) for x in r]
 assert got == [("pp", 8, 40), ("tg", 2, 40), ("pp", 8, 0), ("tg", 2, 0)], got
 assert all(x["tokens_per_s"] > 0 for x in r), r
 ' || fail "bench -d --json: unexpected document: $(printf '%s' "$OUT" | head -c 400)"
-# (awk reads everything: exiting early would kill realm info with SIGPIPE, and pipefail the test)
-CTX=$("$REALM_BIN" info "$M" | awk '/\.context_length / && !n++ {print $NF}')
+CTX=$("$REALM_BIN" info "$M" | awk '/\.context_length / && !v {v = $NF} END {print v}')
 [ -n "$CTX" ] || fail "realm info shows no context_length"
 run "$REALM_BIN" bench -m "$M" -p 8 -n 8 -d "$CTX" -r 1; expect_rc "depth = context" 0
 expect_contains "depth = context" "$OUT" "| tg8 @ d$CTX | "
@@ -65,4 +64,28 @@ expect_contains "ntg 1" "$OUT" "--ntg >= 2"
 run "$REALM_BIN" bench -m "$M" --prefix; expect_rc "prefix without value" 1
 run "$REALM_BIN" bench -m "$M" --prefix 100000 -p 0 -n 0; expect_rc "prefix out of range" 1
 run "$REALM_BIN" bench -m "$TMP/none.gguf"; expect_rc "no model" 1
+# KV cache types: Q8_0 keys and values on the tiny model (pp, tg, a depth, the
+# engine's serving test), named in the header and the JSON; refused where the
+# head size (stories260K's 8) or the type does not allow it
+Q="$TD/quant/tiny-q8_0.gguf"
+run "$REALM_BIN" bench -m "$Q" -p 16 -n 4 -d 0,40 -r 1 -t 2 --cache-type-k q8_0 --cache-type-v q8_0 \
+  --parallel 2 --npp 8 --ntg 4
+expect_rc "q8_0 cache" 0
+expect_contains "q8_0 cache header" "$OUT" "KV cache q8_0/q8_0"
+expect_contains "q8_0 cache at d40" "$OUT" "| tg4 @ d40 | "
+expect_contains "q8_0 cache serving" "$OUT" "| 2 | "
+run "$REALM_BIN" bench -m "$Q" -p 8 -n 2 -r 1 --cache-type-v q8_0 --json
+expect_rc "q8_0 values json" 0
+checks=$((checks + 1))
+printf '%s' "$OUT" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["type_k"] == "f16" and d["type_v"] == "q8_0", d
+assert [x["test"] for x in d["results"]] == ["pp", "tg"], d
+' || fail "bench --cache-type-v --json: unexpected document: $(printf '%s' "$OUT" | head -c 400)"
+run "$REALM_BIN" bench -m "$M" -p 8 -n 2 --cache-type-k q8_0; expect_rc "q8_0 on head size 8" 1
+expect_contains "q8_0 on head size 8" "$OUT" "multiple of 32, and this model's is 8"
+run "$REALM_BIN" bench -m "$M" --cache-type-k q4_0; expect_rc "q4_0 cache" 1
+expect_contains "q4_0 cache" "$OUT" "--cache-type-k must be one of f16, q8_0, not 'q4_0'"
+run "$REALM_BIN" bench -m "$M" --cache-type-v; expect_rc "cache type missing" 1
 finish

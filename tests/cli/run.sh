@@ -37,4 +37,23 @@ run "$REALM_BIN" run -m "$M" -p x -c 100000 --mem-budget 10M; expect_rc "over bu
 expect_contains "over budget" "$OUT" "more than the memory budget of 10.00 MiB"
 run "$REALM_BIN" run -m "$M" -p x -n 4 --mem-budget 10M; expect_rc "within budget" 0
 expect_contains "memory line" "$OUT" "memory: weights"
+# --cache-type-k / --cache-type-v: a Q8_0 cache on the tiny model (head size 64),
+# refused on stories260K (head size 8) and for other types
+Q="$TD/quant/tiny-q8_0.gguf"
+run "$REALM_BIN" run -m "$Q" -p "Once upon a time" -n 8 --temp 0 --cache-type-k q8_0 --cache-type-v q8_0
+expect_rc "q8_0 cache" 0
+expect_contains "q8_0 cache: memory line" "$OUT" "(keys q8_0, values q8_0) for 13 tokens"
+run "$REALM_BIN" run -m "$Q" -p "Once upon a time" -n 8 --temp 0 --cache-type-v Q8_0
+expect_rc "q8_0 values" 0
+expect_contains "q8_0 values: memory line" "$OUT" "(keys f16, values q8_0)"
+run "$REALM_BIN" run -m "$M" -p x --cache-type-k q8_0; expect_rc "q8_0 on head size 8" 1
+expect_contains "q8_0 on head size 8" "$OUT" "multiple of 32, and this model's is 8: use f16"
+run "$REALM_BIN" run -m "$M" -p x --cache-type-v q4_0; expect_rc "q4_0 cache" 1
+expect_contains "q4_0 cache" "$OUT" "--cache-type-v must be one of f16, q8_0, not 'q4_0'"
+run "$REALM_BIN" run -m "$M" -p x --cache-type-k; expect_rc "cache type missing" 1
+expect_contains "cache type missing" "$OUT" "option --cache-type-k needs a value"
+run "$REALM_BIN" run -m "$Q" -n 4 --cache-type-k q8_0 --cache-type-v q8_0 < /dev/null
+expect_rc "chat with a q8_0 cache" 0
+run "$REALM_BIN" run -m "$M" -n 4 --cache-type-k q8_0 < /dev/null; expect_rc "chat, head size 8" 1
+expect_contains "chat, head size 8" "$OUT" "multiple of 32"
 finish

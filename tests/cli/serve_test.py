@@ -739,6 +739,44 @@ def test_responses_ttl():
     s.stop()
 
 
+def test_cache_types():
+    """--cache-type-k / --cache-type-v (and REALM_CACHE_TYPE_*): bad values refused
+    at start; with q8_0 the tiny model of testdata/quant serves and counts a pool
+    smaller by exactly its Q8_0 saving in /api/ps, while stories260K (head size
+    8) fails to open, saying why."""
+    for args, env, want in ((["--cache-type-k", "q4_0"], {}, "--cache-type-k must be one of "
+                             "f16, q8_0, not 'q4_0'"),
+                            ([], {"REALM_CACHE_TYPE_V": "f32"}, "REALM_CACHE_TYPE_V must be one "
+                             "of f16, q8_0, not 'f32'")):
+        r = subprocess.run([REALM, "serve", "--port", "0", "--data-dir", DATA] + args,
+                           capture_output=True, text=True, timeout=30,
+                           env=dict(os.environ, **env))
+        check(r.returncode != 0 and want in r.stderr,
+              "cache types: %s refused (%s)" % (args or env, r.stderr.strip()))
+    tiny = os.path.join(TD, "quant", "tiny-q8_0.gguf")
+    sizes = {}
+    for kind in ("f16", "q8_0"):
+        # data of their own: no API keys there, requests are tenant 'default's
+        s = Server("-m", "q8=" + tiny, "--ctx", "512", "--cache-type-k", kind,
+                   "--cache-type-v", kind, "--data-dir", os.path.join(TMP, "data-" + kind))
+        if not check(s.port is not None, "cache types: a server with %s starts" % kind):
+            return
+        r, b = s.req("POST", "/v1/chat/completions", dict(chat(), model="q8"))
+        check(r.status == 200 and b["usage"]["completion_tokens"] == 8,
+              "cache types: %s: the tiny model answers (%s)" % (kind, b))
+        r, ps = s.req("GET", "/api/ps")
+        sizes[kind] = [m["size"] for m in ps["models"] if m["name"] == "q8"]
+        if kind == "q8_0":
+            r, b = s.req("POST", "/v1/chat/completions", chat())
+            check(r.status >= 400 and "multiple of 32, and this model's is 8" in
+                  b["error"]["message"], "cache types: stories260K refused (%s)" % b)
+        s.stop()
+    # 2 layers x 2048 tokens (512 x --parallel 4) x (K and V) x (256 - 136 bytes a row)
+    check(len(sizes["f16"]) == 1 and len(sizes["q8_0"]) == 1 and
+          sizes["f16"][0] - sizes["q8_0"][0] == 2 * 2048 * 2 * 120,
+          "cache types: the q8_0 pool counts 960 KiB less (%s)" % sizes)
+
+
 def test_kv(s):
     """Tenants' modules keep key-value data in the store (realm.kv_*), each
     tenant its own: tests/sandbox/kv.c as the module of two tenants."""
@@ -1006,10 +1044,17 @@ def main():
         auth = test_tenants(s)
         test_responses(s, auth)
         test_responses_ttl()
+        test_cache_types()
         test_kv(s)
         test_admin(s)
         test_drain(s, auth)
         test_cors_tls_ipv6()
+    except BaseException:
+        # say what the servers were doing: their exit status and last lines
+        for sv in servers:
+            sys.stderr.write("server %s: exit status %s, log tail:\n%s\n" %
+                             (sv.port, sv.p.poll(), sv.log[-4000:].decode(errors="replace")))
+        raise
     finally:
         for s in servers:
             s.stop()
