@@ -492,8 +492,12 @@ test('the official SDK client (ResponsesWS) gets a response', { timeout: 60_000 
 
 test('a second response.create while one is in flight gets response_already_in_flight',
   { timeout: 60_000 }, async () => {
+    // The first response is surely in flight once its first delta came: 'slow' has
+    // 1,500 tokens to go (a short one of 'tiny' could end between the two frames' reads
+    // on a loaded machine, and the second create would then rightly start a response).
     const ws = await Session.open(main);
-    ws.send(create({ store: false, max_output_tokens: 32 }));
+    ws.send(long({ store: false }));
+    await ws.until((e) => e.type === 'response.output_text.delta');
     ws.send(create({ store: false }));
     const seen = [];
     const err = await ws.until((e) => e.type === 'error', 30_000, seen);
@@ -501,9 +505,12 @@ test('a second response.create while one is in flight gets response_already_in_f
     assert.equal(err.error.type, 'invalid_request_error');
     assert.equal(err.error.code, 'response_already_in_flight');
     assert.equal(typeof err.error.message, 'string');
-    // the first response goes on to its end, and the socket takes the next one
+    assert.ok(seen.every((m) => m.kind !== 'message' || !TERMINAL.has(m.event.type)),
+      'the first response was still going');
+    // the first response goes on (here until cancelled), and the socket takes the next one
+    ws.send({ type: 'response.cancel' });
     const rest = await ws.response();
-    assert.ok(['response.completed', 'response.incomplete'].includes(rest.at(-1).type));
+    assert.equal(rest.at(-1).type, 'response.cancelled');
     ws.send(create({ store: false, max_output_tokens: 2 }));
     assert.equal((await ws.response()).at(0).type, 'response.created');
     ws.close();
