@@ -26,7 +26,8 @@ extern const unsigned char realm_cli_default_wasm[];
 extern const size_t realm_cli_default_wasm_len;
 
 typedef struct serve_cfg {
-    cli_strings models, pins, templates, cors;
+    cli_strings models, pins, templates, cors, loras, lora_bases;
+    const char *lora_dir;
     const char *host, *models_dir, *data_dir, *admin_key_file, *api_key, *tls_cert, *tls_key;
     const char *module_cache;
     long long port, threads, ctx, parallel, batch, workers, metrics_tenants, ws_max;
@@ -79,6 +80,17 @@ static const cli_opt serve_opts[] = {
     {"chat-template", 0, CLI_OPT_STRING_LIST, "MODEL=NAME", NULL,
      "the chat template of a model (repeatable; default: its own, chatml when it has none)",
      O(templates), .env = true},
+    {"lora", 0, CLI_OPT_STRING_LIST, "NAME=FILE", NULL,
+     "a LoRA adapter (GGUF, as llama.cpp writes them) served as model NAME on top of the "
+     "registered model it fits, loaded now (repeatable; a bare FILE is named after its file)",
+     O(loras), .env = true},
+    {"lora-base", 0, CLI_OPT_STRING_LIST, "NAME=MODEL", NULL,
+     "the base model of the adapter NAME, needed when it fits several (repeatable)", O(lora_bases),
+     .env = true},
+    {"lora-dir", 0, CLI_OPT_STRING, "DIR", NULL,
+     "the directory POST /v1/load_lora_adapter (admin key) may load adapters from; without it "
+     "adapters are loaded only at startup",
+     O(lora_dir), .env = true},
     {"models-dir", 0, CLI_OPT_STRING, "DIR", NULL,
      "pulled models (default $XDG_CACHE_HOME/realm/models or ~/.cache/realm/models)", O(models_dir),
      .env = true},
@@ -232,6 +244,38 @@ static int serve(serve_cfg *c)
             goto out;
         }
     }
+    for (int i = 0; i < c->lora_bases.n; i++) {
+        const char *eq = strchr(c->lora_bases.v[i], '=');
+        bool known = false;
+        for (int k = 0; eq && k < c->loras.n && !known; k++) {
+            const char *l = c->loras.v[k], *leq = strchr(l, '=');
+            known = leq && leq - l == eq - c->lora_bases.v[i] &&
+                    strncmp(l, c->lora_bases.v[i], (size_t)(leq - l)) == 0;
+        }
+        if (!eq || !known) {
+            cli_error(CMD, "--lora-base %s: %s", c->lora_bases.v[i],
+                      eq ? "no --lora NAME=FILE of that name" : "must be NAME=MODEL");
+            goto out;
+        }
+    }
+    for (int i = 0; i < c->loras.n; i++) {
+        char name[256];
+        const char *path = c->loras.v[i], *eq = strchr(path, '=');
+        if (eq) {
+            snprintf(name, sizeof name, "%.*s", (int)(eq - path), path);
+            path = eq + 1;
+        } else { /* named after its file, as a model is */
+            const char *b = strrchr(path, '/');
+            snprintf(name, sizeof name, "%s", b ? b + 1 : path);
+            const size_t l = strlen(name);
+            if (l > 5 && strcmp(name + l - 5, ".gguf") == 0)
+                name[l - 5] = '\0';
+        }
+        if (realm_registry_add_lora(reg, name, path, lookup(&c->lora_bases, name)) < 0) {
+            cli_error(CMD, "--lora %s: %s", c->loras.v[i], realm_last_error());
+            goto out;
+        }
+    }
     char data_dir[4096];
     if (c->data_dir)
         snprintf(data_dir, sizeof data_dir, "%s", c->data_dir);
@@ -267,6 +311,7 @@ static int serve(serve_cfg *c)
     sp.api_key = c->api_key;
     sp.no_auth = c->no_auth;
     sp.admin_key = admin_key;
+    sp.lora_dir = c->lora_dir;
     sp.tls_cert = c->tls_cert;
     sp.tls_key = c->tls_key;
     sp.cors_origins = c->cors.n ? c->cors.v : NULL;
