@@ -604,6 +604,50 @@ static void test_lora(void)
     realm_registry_free(r); /* with qv2 still loaded: freed with the registry */
 }
 
+/* An adapter's base is held: never evicted for another model nor expired
+ * (keep-alive 0 here), until the adapter is unloaded; an adapter over the
+ * budget is refused. */
+static void test_lora_budget(uint64_t need_a, uint64_t need_b)
+{
+    const char *src = getenv("REALM_SOURCE_DIR");
+    char r8[4096];
+    snprintf(r8, sizeof r8, "%s/tests/data/lora/stories260K-lora-r8.gguf", src ? src : "..");
+    const uint64_t big = need_a > need_b ? need_a : need_b;
+    realm_registry *r = make(big + big / 8, 0);
+    if (!r)
+        return;
+    CHECK_RC(realm_registry_add(r, "a", path_a, NULL), REALM_OK);
+    CHECK_RC(realm_registry_add(r, "b", path_b, NULL), REALM_OK);
+    CHECK_RC(realm_registry_add_lora(r, "r8", r8, NULL), REALM_OK);
+    CHECK(loaded(r, "a"));
+    realm_model_ref *ref = NULL;
+    CHECK_RC(realm_registry_acquire(r, "r8", 2, NULL, &ref), REALM_OK);
+    realm_registry_release(ref);
+    CHECK(loaded(r, "a")); /* keep-alive 0, yet held by its adapter */
+    CHECK_EQ_INT(realm_registry_acquire(r, "b", 1, NULL, &ref), REALM_ERR_OVERLOADED);
+    CHECK(loaded(r, "a"));
+    CHECK_RC(realm_registry_remove_lora(r, "r8", NULL), REALM_OK);
+    CHECK(!loaded(r, "a")); /* the adapter's reference was the last: keep-alive 0 */
+    CHECK_RC(realm_registry_acquire(r, "b", 1, NULL, &ref), REALM_OK);
+    realm_registry_release(ref);
+    realm_registry_free(r);
+
+    /* room for the base, not for the adapter beside it */
+    r = make(need_a + 1000, 300);
+    if (!r)
+        return;
+    CHECK_RC(realm_registry_add(r, "a", path_a, NULL), REALM_OK);
+    CHECK_EQ_INT(realm_registry_add_lora(r, "r8", r8, "a"), REALM_ERR_OVERLOADED);
+    CHECK_MSG(strstr(realm_last_error(), "LoRA adapter 'r8' needs"), "%s", realm_last_error());
+    realm_lora_status *ls = NULL;
+    int32_t n = -1;
+    CHECK_RC(realm_registry_list_lora(r, &ls, &n), REALM_OK);
+    CHECK_EQ_INT(n, 0);
+    free(ls);
+    CHECK(realm_registry_used(r) <= realm_registry_budget(r));
+    realm_registry_free(r);
+}
+
 int main(void)
 {
     test_begin("registry", 600);
@@ -629,6 +673,7 @@ int main(void)
     test_keep_alive();
     test_threads(need_a, need_b);
     test_lora();
+    test_lora_budget(need_a, need_b);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
     if (system(cmd) != 0)

@@ -164,6 +164,23 @@ static const char *lookup(const cli_strings *list, const char *name)
     return NULL;
 }
 
+/* A --lora item, NAME=FILE or a bare FILE (named after it without ".gguf"):
+ * the name into name, the file returned. */
+static const char *lora_item(const char *item, char *name, size_t cap)
+{
+    const char *eq = strchr(item, '=');
+    if (eq) {
+        snprintf(name, cap, "%.*s", (int)(eq - item), item);
+        return eq + 1;
+    }
+    const char *b = strrchr(item, '/');
+    snprintf(name, cap, "%s", b ? b + 1 : item);
+    const size_t l = strlen(name);
+    if (l > 5 && strcmp(name + l - 5, ".gguf") == 0)
+        name[l - 5] = '\0';
+    return item;
+}
+
 static char *read_key_file(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -248,29 +265,20 @@ static int serve(serve_cfg *c)
         const char *eq = strchr(c->lora_bases.v[i], '=');
         bool known = false;
         for (int k = 0; eq && k < c->loras.n && !known; k++) {
-            const char *l = c->loras.v[k], *leq = strchr(l, '=');
-            known = leq && leq - l == eq - c->lora_bases.v[i] &&
-                    strncmp(l, c->lora_bases.v[i], (size_t)(leq - l)) == 0;
+            char name[256];
+            lora_item(c->loras.v[k], name, sizeof name);
+            known = strlen(name) == (size_t)(eq - c->lora_bases.v[i]) &&
+                    strncmp(name, c->lora_bases.v[i], strlen(name)) == 0;
         }
         if (!eq || !known) {
             cli_error(CMD, "--lora-base %s: %s", c->lora_bases.v[i],
-                      eq ? "no --lora NAME=FILE of that name" : "must be NAME=MODEL");
+                      eq ? "no --lora of that name" : "must be NAME=MODEL");
             goto out;
         }
     }
     for (int i = 0; i < c->loras.n; i++) {
         char name[256];
-        const char *path = c->loras.v[i], *eq = strchr(path, '=');
-        if (eq) {
-            snprintf(name, sizeof name, "%.*s", (int)(eq - path), path);
-            path = eq + 1;
-        } else { /* named after its file, as a model is */
-            const char *b = strrchr(path, '/');
-            snprintf(name, sizeof name, "%s", b ? b + 1 : path);
-            const size_t l = strlen(name);
-            if (l > 5 && strcmp(name + l - 5, ".gguf") == 0)
-                name[l - 5] = '\0';
-        }
+        const char *path = lora_item(c->loras.v[i], name, sizeof name);
         if (realm_registry_add_lora(reg, name, path, lookup(&c->lora_bases, name)) < 0) {
             cli_error(CMD, "--lora %s: %s", c->loras.v[i], realm_last_error());
             goto out;

@@ -152,8 +152,12 @@ def test_cli_flags():
     check(rc == 1 and "--lora r8=" in err and "of the base model" in err,
           "the wrong base named: the reader's error (%s)" % err)
     rc, out, err = serve("-m", "tiny=" + MODEL, "--lora-base", "x=tiny")
-    check(rc == 1 and "--lora-base x=tiny: no --lora NAME=FILE of that name" in err,
+    check(rc == 1 and "--lora-base x=tiny: no --lora of that name" in err,
           "--lora-base without its --lora (%s)" % err)
+    rc, out, err = serve("-m", "tiny=" + MODEL, "-m", "other=" + OTHER, "--lora", R8,
+                         "--lora-base", "stories260K-lora-r8=other")
+    check(rc == 1 and "LoRA adapter 'stories260K-lora-r8' (base 'other')" in err,
+          "--lora-base names a bare FILE's adapter by its file name (%s)" % err)
     rc, out, err = serve("-m", "tiny=" + MODEL, "--lora", "m=" + MODEL)
     check(rc == 1 and "not a LoRA adapter" in err, "a model as an adapter (%s)" % err)
     rc, out, err = cli("serve", "--help")
