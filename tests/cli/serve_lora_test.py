@@ -312,6 +312,9 @@ def test_admin(s):
         return [m for m in b["models"] if m["name"] == "qv2"]
     check(len(ps_entry()) == 1 and ps_entry()[0]["size"] > 0 and ps_entry()[0]["parent"] == "tiny",
           "/api/ps lists the adapter's memory")
+    rc, out, err = cli("ps", "--url", "http://127.0.0.1:%d" % s.port)
+    check(rc == 0 and any(l.startswith("qv2 ") and "LoRA adapter of tiny" in l
+                          for l in out.splitlines()), "realm ps shows the adapter: %s" % out)
     c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
     c.request("POST", "/v1/completions",
               json.dumps({"model": "qv2", "prompt": "Once", "max_tokens": 480, "ignore_eos": True,
