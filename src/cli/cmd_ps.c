@@ -172,8 +172,7 @@ const cli_command cli_cmd_ps = {
     "(GET URL/api/ps) and prints each one's name, memory and how long it stays\n"
     "loaded while idle (its keep-alive left); LoRA adapters with their base model.\n"
     "Models are loaded by a process: with no server running, none is loaded, and\n"
-    "realm ps says there is no server\n"
-    "(exit status 1).\n"
+    "realm ps says there is no server (exit status 1).\n"
     "\n"
     "  --url URL   the server (default " DEFAULT_URL ")\n"
     "  --json      the server's answer as it is\n",
