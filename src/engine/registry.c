@@ -746,7 +746,11 @@ int realm_registry_acquire(realm_registry *r, const char *name_or_path, size_t l
         l->base->refs++;
         l->base->expires_at = INFINITY;
         pthread_mutex_unlock(&r->mu);
-        *ref = (realm_model_ref){.r = r, .e = l->base, .lora = l};
+        *ref = (realm_model_ref){.r = r,
+                                 .e = l->base,
+                                 .lora = l,
+                                 .has_keep = o && o->has_keep_alive,
+                                 .keep_s = o ? o->keep_alive_s : 0};
         *out = ref;
         return REALM_OK;
     }
