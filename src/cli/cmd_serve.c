@@ -356,8 +356,12 @@ static int serve(serve_cfg *c)
     realm_registry_list(reg, &st, &n_models);
     const char *first = n_models > 0 ? st[0].name : "MODEL";
     const bool keyless = !c->api_key && realm_store_key_count(store) == 0;
-    printf("realm serve: listening on %s (%d model%s; data in %s)\n", url, (int)n_models,
-           n_models == 1 ? "" : "s", data_dir);
+    char adapters[64] = "";
+    if (c->loras.n > 0)
+        snprintf(adapters, sizeof adapters, ", %d LoRA adapter%s", c->loras.n,
+                 c->loras.n == 1 ? "" : "s");
+    printf("realm serve: listening on %s (%d model%s%s; data in %s)\n", url, (int)n_models,
+           n_models == 1 ? "" : "s", adapters, data_dir);
     if (keyless)
         printf("realm serve: no API keys yet: requests are served as tenant 'default' "
                "(create keys with: realm key create TENANT)\n");
