@@ -648,6 +648,74 @@ static void test_lora_budget(uint64_t need_a, uint64_t need_b)
     realm_registry_free(r);
 }
 
+/* Threads taking and releasing an adapter by name and by id while it is
+ * unloaded and loaded again: each reference stays usable while held, and
+ * the memory counted comes back to the base's and one adapter's. */
+typedef struct lora_worker {
+    realm_registry *r;
+    int by_id;
+    int got;
+} lora_worker;
+
+static void *lora_worker_main(void *arg)
+{
+    lora_worker *w = arg;
+    for (int i = 0; i < 400; i++) {
+        realm_model_ref *ref = NULL;
+        realm_lora_status *ls = NULL;
+        int32_t n = 0;
+        int64_t id = -1;
+        if (w->by_id && realm_registry_list_lora(w->r, &ls, &n) == 0 && n > 0)
+            id = ls[n - 1].id;
+        free(ls);
+        const int rc = w->by_id ? realm_registry_acquire_lora_id(w->r, id, &ref)
+                                : realm_registry_acquire(w->r, "r8", 2, NULL, &ref);
+        if (rc == 0) {
+            w->got++;
+            const realm_lora *l = realm_model_ref_lora(ref);
+            if (!l || realm_lora_rank(l) != 8 || realm_lora_base(l) != realm_model_ref_model(ref))
+                w->got = -1000000;
+            realm_registry_release(ref);
+        }
+    }
+    return NULL;
+}
+
+static void test_lora_threads(void)
+{
+    const char *src = getenv("REALM_SOURCE_DIR");
+    char r8[4096];
+    snprintf(r8, sizeof r8, "%s/tests/data/lora/stories260K-lora-r8.gguf", src ? src : "..");
+    realm_registry *r = make(UINT64_C(1) << 40, 300);
+    if (!r)
+        return;
+    CHECK_RC(realm_registry_add(r, "a", path_a, NULL), REALM_OK);
+    realm_model_ref *base = NULL;
+    CHECK_RC(realm_registry_acquire(r, "a", 1, NULL, &base), REALM_OK);
+    const uint64_t used_base = realm_registry_used(r);
+    CHECK_RC(realm_registry_add_lora(r, "r8", r8, "a"), REALM_OK);
+    const uint64_t used_one = realm_registry_used(r);
+    lora_worker w[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (lora_worker){r, i % 2, 0};
+        pthread_create(&t[i], NULL, lora_worker_main, &w[i]);
+    }
+    for (int k = 0; k < 20; k++) {
+        CHECK_RC(realm_registry_remove_lora(r, "r8", NULL), REALM_OK);
+        CHECK_RC(realm_registry_add_lora(r, "r8", r8, "a"), REALM_OK);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_MSG(w[i].got > 0, "worker %d: %d references", i, w[i].got);
+    }
+    CHECK(realm_registry_used(r) == used_one);
+    CHECK_RC(realm_registry_remove_lora(r, "r8", NULL), REALM_OK);
+    CHECK(realm_registry_used(r) == used_base);
+    realm_registry_release(base);
+    realm_registry_free(r);
+}
+
 int main(void)
 {
     test_begin("registry", 600);
@@ -674,6 +742,7 @@ int main(void)
     test_threads(need_a, need_b);
     test_lora();
     test_lora_budget(need_a, need_b);
+    test_lora_threads();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
     if (system(cmd) != 0)
