@@ -94,6 +94,7 @@ static void test_numbers(void)
          true},
         {"top_logprobs", "5", "-1", "21", "an integer between 0 and 20", true},
         {"n", "1", "0", "9", "an integer between 1 and 8", true},
+        {"adapter_scale", "0.5", "-101", "100.5", "a number between -100 and 100", false},
     };
     char json[256], want[160];
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -398,6 +399,45 @@ static void test_error_codes(void)
     free(sdk);
 }
 
+/* The LoRA options: adapter by name, llama-server's lora by id and scale. */
+static void test_lora_options(void)
+{
+    realm__gen_opts o;
+    realm__opt_error e;
+    CHECK_RC(parse("{" PROMPT ",\"adapter\":\"pirate\",\"lora\":[{\"id\":3,\"scale\":-0.5},"
+                   "{\"id\":0}]}",
+                   &o, &e),
+             0);
+    CHECK_EQ_STR(o.adapter, "pirate");
+    CHECK(o.adapter_scale == 1.0f && !o.has_adapter_scale);
+    CHECK_EQ_INT(o.n_lora, 2);
+    CHECK(o.lora_id[0] == 3 && o.lora_scale[0] == -0.5f && o.lora_id[1] == 0 &&
+          o.lora_scale[1] == 1.0f);
+    realm__gen_opts_free(&o);
+    CHECK_RC(parse("{" PROMPT ",\"adapter_scale\":0}", &o, &e), 0);
+    CHECK(o.has_adapter_scale && o.adapter_scale == 0.0f && o.adapter == NULL);
+    realm__gen_opts_free(&o);
+    CHECK_REFUSED("{" PROMPT ",\"adapter\":\"\"}", REALM_ERR_INVAL, "adapter", "name of a LoRA");
+    CHECK_REFUSED("{" PROMPT ",\"adapter\":3}", REALM_ERR_INVAL, "adapter", "name of a LoRA");
+    CHECK_REFUSED("{" PROMPT ",\"lora\":{}}", REALM_ERR_INVAL, "lora", "must be an array");
+    CHECK_REFUSED("{" PROMPT ",\"lora\":[{\"id\":0},{\"id\":1},{\"id\":2},{\"id\":3},{\"id\":4},"
+                  "{\"id\":5},{\"id\":6},{\"id\":7},{\"id\":8}]}",
+                  REALM_ERR_INVAL, "lora", "at most 8");
+    CHECK_REFUSED("{" PROMPT ",\"lora\":[1]}", REALM_ERR_INVAL, "lora[0]", "must be an object");
+    CHECK_REFUSED("{" PROMPT ",\"lora\":[{\"scale\":1}]}", REALM_ERR_INVAL, "lora[0].id",
+                  "an adapter's id");
+    CHECK_REFUSED("{" PROMPT ",\"lora\":[{\"id\":0},{\"id\":1.5}]}", REALM_ERR_INVAL, "lora[1].id",
+                  "an adapter's id");
+    CHECK_REFUSED("{" PROMPT ",\"lora\":[{\"id\":-2}]}", REALM_ERR_INVAL, "lora[0].id", NULL);
+    CHECK_REFUSED("{" PROMPT ",\"lora\":[{\"id\":0,\"scale\":\"1\"}]}", REALM_ERR_INVAL,
+                  "lora[0].scale", "a number from -100 to 100");
+    CHECK_REFUSED("{" PROMPT ",\"lora\":[{\"id\":0,\"scale\":101}]}", REALM_ERR_INVAL,
+                  "lora[0].scale", NULL);
+    CHECK_RC(parse("{" PROMPT ",\"lora\":[],\"adapter\":null}", &o, &e), 0);
+    CHECK(o.n_lora == 0 && o.adapter == NULL);
+    realm__gen_opts_free(&o);
+}
+
 int main(void)
 {
     test_begin("host_abi", 120);
@@ -405,6 +445,7 @@ int main(void)
     test_values();
     test_refusals();
     test_messages();
+    test_lora_options();
     test_options_doc();
     test_host_functions();
     test_error_codes();

@@ -5,7 +5,11 @@
  * size (a budget too small for F16 takes it, a pool sized to the budget
  * holds twice the tokens); keep-alive and pinning; one
  * load for many waiters and a failed load reported to all; many threads
- * acquiring, generating on the shared thread pool and releasing at once.
+ * acquiring, generating on the shared thread pool and releasing at once;
+ * LoRA adapters by name: the base they fit found (or named when several
+ * fit), refusals naming the file, references by name and id, the base held
+ * loaded, unload while in use (refused for new requests at once, freed with
+ * the last reference, its memory counted until then).
  */
 #include <math.h>
 #include <pthread.h>
@@ -468,6 +472,250 @@ static void test_threads(uint64_t need_a, uint64_t need_b)
     realm_registry_free(r);
 }
 
+static void test_lora(void)
+{
+    const char *src = getenv("REALM_SOURCE_DIR");
+    CHECK(src != NULL);
+    if (!src)
+        return;
+    char r8[4096], qv[4096], cut[512];
+    snprintf(r8, sizeof r8, "%s/tests/data/lora/stories260K-lora-r8.gguf", src);
+    snprintf(qv, sizeof qv, "%s/tests/data/lora/stories260K-lora-qv-r4.gguf", src);
+    snprintf(cut, sizeof cut, "%s/cut.gguf", work);
+    FILE *in = fopen(r8, "rb"), *out = fopen(cut, "wb");
+    CHECK(in && out);
+    char buf[20000];
+    size_t got = in ? fread(buf, 1, sizeof buf, in) : 0;
+    if (out)
+        fwrite(buf, 1, got, out);
+    if (in)
+        fclose(in);
+    if (out)
+        fclose(out);
+
+    realm_registry_params p;
+    realm_registry_params_init(&p);
+    p.models_dir = work;
+    p.n_threads = 1;
+    p.engine.n_ctx = 256;
+    p.engine.max_seqs = 2;
+    realm_registry *r;
+    CHECK_RC(realm_registry_new(&p, &r), REALM_OK);
+    /* no model yet: nothing to be the base */
+    CHECK_RC(realm_registry_add_lora(r, "r8", r8, NULL), REALM_ERR_NOTFOUND);
+    CHECK_RC(realm_registry_add(r, "tiny", path_b, NULL), REALM_OK);
+    CHECK_RC(realm_registry_add(r, "stories", path_a, NULL), REALM_OK);
+    const uint64_t used0 = realm_registry_used(r);
+    /* found: the one model it fits (tiny's shapes differ), which it loads and holds */
+    CHECK_RC(realm_registry_add_lora(r, "r8", r8, NULL), REALM_OK);
+    CHECK_RC(realm_registry_add_lora(r, "r8", qv, NULL), REALM_ERR_EXISTS);
+    CHECK_RC(realm_registry_add_lora(r, "stories", qv, NULL), REALM_ERR_EXISTS);
+    CHECK_RC(realm_registry_add(r, "r8", path_a, NULL), REALM_ERR_EXISTS);
+    CHECK_RC(realm_registry_add_lora(r, "bad/name", r8, NULL), REALM_ERR_INVAL);
+    CHECK_RC(realm_registry_add_lora(r, "none", "/nonexistent/a.gguf", NULL), REALM_ERR_NOTFOUND);
+    /* the wrong base named: the reader's message, naming the tensor */
+    CHECK(realm_registry_add_lora(r, "qv", qv, "tiny") < 0);
+    CHECK_MSG(strstr(realm_last_error(), "of the base model") != NULL, "%s", realm_last_error());
+    CHECK(realm_registry_add_lora(r, "cut", cut, NULL) < 0);
+    CHECK_MSG(strstr(realm_last_error(), "fits no registered model") &&
+                  strstr(realm_last_error(), cut),
+              "%s", realm_last_error());
+    CHECK(realm_registry_add_lora(r, "model", path_a, NULL) < 0);
+    CHECK_MSG(strstr(realm_last_error(), "not a LoRA adapter"), "%s", realm_last_error());
+    CHECK_RC(realm_registry_add_lora(r, "qv", qv, "stories"), REALM_OK);
+
+    realm_lora_status *ls;
+    int32_t n;
+    CHECK_RC(realm_registry_list_lora(r, &ls, &n), REALM_OK);
+    CHECK_EQ_INT(n, 2);
+    if (n == 2) {
+        CHECK_EQ_STR(ls[0].name, "r8");
+        CHECK_EQ_STR(ls[0].base, "stories");
+        CHECK_EQ_INT(ls[0].id, 0);
+        CHECK_EQ_INT(ls[0].rank, 8);
+        CHECK_EQ_INT(ls[1].id, 1);
+        CHECK_EQ_INT(ls[1].rank, 4);
+        CHECK(ls[0].mem_bytes > 0);
+        CHECK(realm_registry_used(r) > used0 + ls[0].mem_bytes + ls[1].mem_bytes);
+    }
+    const uint64_t qv_bytes = n == 2 ? ls[1].mem_bytes : 0;
+    free(ls);
+
+    /* by name and by id: the base's model and engine with the adapter */
+    realm_model_ref *a, *b, *base;
+    CHECK_RC(realm_registry_acquire(r, "r8", 2, NULL, &a), REALM_OK);
+    CHECK_RC(realm_registry_acquire_lora_id(r, 1, &b), REALM_OK);
+    CHECK_RC(realm_registry_acquire(r, "stories", 7, NULL, &base), REALM_OK);
+    CHECK_RC(realm_registry_acquire_lora_id(r, 7, &(realm_model_ref *){NULL}), REALM_ERR_NOTFOUND);
+    if (a && b && base) {
+        CHECK_EQ_STR(realm_model_ref_name(a), "r8");
+        CHECK_EQ_STR(realm_model_ref_base_name(a), "stories");
+        CHECK_EQ_STR(realm_model_ref_name(b), "qv");
+        CHECK(realm_model_ref_lora(a) != NULL && realm_model_ref_lora(b) != NULL &&
+              realm_model_ref_lora(a) != realm_model_ref_lora(b));
+        CHECK(realm_model_ref_lora(base) == NULL);
+        CHECK(realm_model_ref_model(a) == realm_model_ref_model(base));
+        CHECK(realm_lora_base(realm_model_ref_lora(a)) == realm_model_ref_model(base));
+        CHECK(realm_model_ref_engine(b) == realm_model_ref_engine(base));
+    }
+    realm_registry_release(base);
+    realm_registry_release(a);
+    /* the base is held by its adapters */
+    CHECK_RC(realm_registry_unload(r, "stories"), REALM_ERR_EXISTS);
+    CHECK_MSG(strstr(realm_last_error(), "base of the LoRA adapters 'r8', 'qv'"), "%s",
+              realm_last_error());
+    /* unloaded while b holds it: unknown at once, counted until b is released */
+    int32_t in_use = -1;
+    const uint64_t before = realm_registry_used(r);
+    CHECK_RC(realm_registry_remove_lora(r, "qv", &in_use), REALM_OK);
+    CHECK_EQ_INT(in_use, 1);
+    CHECK_RC(realm_registry_acquire(r, "qv", 2, NULL, &(realm_model_ref *){NULL}),
+             REALM_ERR_NOTFOUND);
+    CHECK_RC(realm_registry_acquire_lora_id(r, 1, &(realm_model_ref *){NULL}), REALM_ERR_NOTFOUND);
+    CHECK_RC(realm_registry_remove_lora(r, "qv", NULL), REALM_ERR_NOTFOUND);
+    CHECK(realm_registry_used(r) == before);
+    CHECK_RC(realm_registry_list_lora(r, &ls, &n), REALM_OK);
+    CHECK(n == 2 && ls[1].unloading && ls[1].refs == 1);
+    free(ls);
+    /* the name is free again at once, with a new id */
+    CHECK_RC(realm_registry_add_lora(r, "qv", qv, "stories"), REALM_OK);
+    realm_registry_release(b);
+    CHECK(realm_registry_used(r) == before); /* the old one freed, the new one counted */
+    CHECK_RC(realm_registry_list_lora(r, &ls, &n), REALM_OK);
+    CHECK(n == 2 && strcmp(ls[1].name, "qv") == 0 && ls[1].id == 2 && !ls[1].unloading);
+    free(ls);
+    CHECK_RC(realm_registry_remove_lora(r, "qv", &in_use), REALM_OK);
+    CHECK_EQ_INT(in_use, 0);
+    CHECK(realm_registry_used(r) == before - qv_bytes);
+    /* several models fit: the base must be named */
+    CHECK_RC(realm_registry_add(r, "stories2", path_a, NULL), REALM_OK);
+    CHECK_RC(realm_registry_add_lora(r, "qv2", qv, NULL), REALM_ERR_INVAL);
+    CHECK_MSG(strstr(realm_last_error(), "fits several models ('stories', 'stories2')") &&
+                  strstr(realm_last_error(), "--lora-base qv2=MODEL"),
+              "%s", realm_last_error());
+    CHECK_RC(realm_registry_add_lora(r, "qv2", qv, "stories2"), REALM_OK);
+    CHECK_RC(realm_registry_acquire(r, "qv2", 3, NULL, &a), REALM_OK);
+    if (a)
+        CHECK_EQ_STR(realm_model_ref_base_name(a), "stories2");
+    realm_registry_release(a);
+    /* the adapters gone, the base unloads */
+    CHECK_RC(realm_registry_remove_lora(r, "r8", NULL), REALM_OK);
+    CHECK_RC(realm_registry_unload(r, "stories"), REALM_OK);
+    realm_registry_free(r); /* with qv2 still loaded: freed with the registry */
+}
+
+/* An adapter's base is held: never evicted for another model nor expired
+ * (keep-alive 0 here), until the adapter is unloaded; an adapter over the
+ * budget is refused. */
+static void test_lora_budget(uint64_t need_a, uint64_t need_b)
+{
+    const char *src = getenv("REALM_SOURCE_DIR");
+    char r8[4096];
+    snprintf(r8, sizeof r8, "%s/tests/data/lora/stories260K-lora-r8.gguf", src ? src : "..");
+    const uint64_t big = need_a > need_b ? need_a : need_b;
+    realm_registry *r = make(big + big / 8, 0);
+    if (!r)
+        return;
+    CHECK_RC(realm_registry_add(r, "a", path_a, NULL), REALM_OK);
+    CHECK_RC(realm_registry_add(r, "b", path_b, NULL), REALM_OK);
+    CHECK_RC(realm_registry_add_lora(r, "r8", r8, NULL), REALM_OK);
+    CHECK(loaded(r, "a"));
+    realm_model_ref *ref = NULL;
+    CHECK_RC(realm_registry_acquire(r, "r8", 2, NULL, &ref), REALM_OK);
+    realm_registry_release(ref);
+    CHECK(loaded(r, "a")); /* keep-alive 0, yet held by its adapter */
+    CHECK_EQ_INT(realm_registry_acquire(r, "b", 1, NULL, &ref), REALM_ERR_OVERLOADED);
+    CHECK(loaded(r, "a"));
+    CHECK_RC(realm_registry_remove_lora(r, "r8", NULL), REALM_OK);
+    CHECK(!loaded(r, "a")); /* the adapter's reference was the last: keep-alive 0 */
+    CHECK_RC(realm_registry_acquire(r, "b", 1, NULL, &ref), REALM_OK);
+    realm_registry_release(ref);
+    realm_registry_free(r);
+
+    /* room for the base, not for the adapter beside it */
+    r = make(need_a + 1000, 300);
+    if (!r)
+        return;
+    CHECK_RC(realm_registry_add(r, "a", path_a, NULL), REALM_OK);
+    CHECK_EQ_INT(realm_registry_add_lora(r, "r8", r8, "a"), REALM_ERR_OVERLOADED);
+    CHECK_MSG(strstr(realm_last_error(), "LoRA adapter 'r8' needs"), "%s", realm_last_error());
+    realm_lora_status *ls = NULL;
+    int32_t n = -1;
+    CHECK_RC(realm_registry_list_lora(r, &ls, &n), REALM_OK);
+    CHECK_EQ_INT(n, 0);
+    free(ls);
+    CHECK(realm_registry_used(r) <= realm_registry_budget(r));
+    realm_registry_free(r);
+}
+
+/* Threads taking and releasing an adapter by name and by id while it is
+ * unloaded and loaded again: each reference stays usable while held, and
+ * the memory counted comes back to the base's and one adapter's. */
+typedef struct lora_worker {
+    realm_registry *r;
+    int by_id;
+    int got;
+} lora_worker;
+
+static void *lora_worker_main(void *arg)
+{
+    lora_worker *w = arg;
+    for (int i = 0; i < 400; i++) {
+        realm_model_ref *ref = NULL;
+        realm_lora_status *ls = NULL;
+        int32_t n = 0;
+        int64_t id = -1;
+        if (w->by_id && realm_registry_list_lora(w->r, &ls, &n) == 0 && n > 0)
+            id = ls[n - 1].id;
+        free(ls);
+        const int rc = w->by_id ? realm_registry_acquire_lora_id(w->r, id, &ref)
+                                : realm_registry_acquire(w->r, "r8", 2, NULL, &ref);
+        if (rc == 0) {
+            w->got++;
+            const realm_lora *l = realm_model_ref_lora(ref);
+            if (!l || realm_lora_rank(l) != 8 || realm_lora_base(l) != realm_model_ref_model(ref))
+                w->got = -1000000;
+            realm_registry_release(ref);
+        }
+    }
+    return NULL;
+}
+
+static void test_lora_threads(void)
+{
+    const char *src = getenv("REALM_SOURCE_DIR");
+    char r8[4096];
+    snprintf(r8, sizeof r8, "%s/tests/data/lora/stories260K-lora-r8.gguf", src ? src : "..");
+    realm_registry *r = make(UINT64_C(1) << 40, 300);
+    if (!r)
+        return;
+    CHECK_RC(realm_registry_add(r, "a", path_a, NULL), REALM_OK);
+    realm_model_ref *base = NULL;
+    CHECK_RC(realm_registry_acquire(r, "a", 1, NULL, &base), REALM_OK);
+    const uint64_t used_base = realm_registry_used(r);
+    CHECK_RC(realm_registry_add_lora(r, "r8", r8, "a"), REALM_OK);
+    const uint64_t used_one = realm_registry_used(r);
+    lora_worker w[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = (lora_worker){r, i % 2, 0};
+        pthread_create(&t[i], NULL, lora_worker_main, &w[i]);
+    }
+    for (int k = 0; k < 20; k++) {
+        CHECK_RC(realm_registry_remove_lora(r, "r8", NULL), REALM_OK);
+        CHECK_RC(realm_registry_add_lora(r, "r8", r8, "a"), REALM_OK);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_MSG(w[i].got > 0, "worker %d: %d references", i, w[i].got);
+    }
+    CHECK(realm_registry_used(r) == used_one);
+    CHECK_RC(realm_registry_remove_lora(r, "r8", NULL), REALM_OK);
+    CHECK(realm_registry_used(r) == used_base);
+    realm_registry_release(base);
+    realm_registry_free(r);
+}
+
 int main(void)
 {
     test_begin("registry", 600);
@@ -492,6 +740,9 @@ int main(void)
     test_budget_q8_0();
     test_keep_alive();
     test_threads(need_a, need_b);
+    test_lora();
+    test_lora_budget(need_a, need_b);
+    test_lora_threads();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
     if (system(cmd) != 0)

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "realm/gguf.h"
+#include "realm/lora.h"
 #include "realm/quant.h"
 #include "realm/sandbox.h"
 #include "test_util.h"
@@ -91,14 +92,17 @@ static int32_t direct_ids[256];
 static int n_direct_ids;
 
 /* The text the engine gives for a prompt, greedy, called directly (its token
- * ids in direct_ids). */
-static char *direct(const char *prompt, int max_tokens)
+ * ids in direct_ids), with a LoRA adapter at scale when lora is not NULL. */
+static char *direct_lora(const char *prompt, int max_tokens, const realm_lora *lora, float scale)
 {
     n_direct_ids = 0;
     realm_gen_options o;
     realm_gen_options_init(&o);
     o.max_tokens = max_tokens;
     o.sampling.temperature = 0;
+    const realm_lora_item item = {lora, scale};
+    o.lora = lora ? &item : NULL;
+    o.n_lora = lora ? 1 : 0;
     realm_gen *g = NULL;
     realm_token *ids = NULL;
     int32_t n_ids = 0;
@@ -122,6 +126,11 @@ static char *direct(const char *prompt, int max_tokens)
     }
     realm_gen_free(g);
     return s;
+}
+
+static char *direct(const char *prompt, int max_tokens)
+{
+    return direct_lora(prompt, max_tokens, NULL, 0);
 }
 
 static void test_default_handler(void)
@@ -784,6 +793,134 @@ static void test_stop(void)
     realm_module_free(m);
 }
 
+/*
+ * LoRA adapters through the host ABI: model_open of an adapter's name (the
+ * base with it; model_info's parent), the adapter / adapter_scale / lora
+ * options, each giving the engine's own text with the adapter; the tenant
+ * policy by the adapter's own name.
+ */
+static void test_lora(void)
+{
+    realm_registry *reg = realm_sandbox_registry(sb);
+    const char *root = getenv("REALM_SOURCE_DIR");
+    char path[4096], body[512], want[256];
+    snprintf(path, sizeof path, "%s/tests/data/lora/stories260K-lora-r8.gguf", root ? root : "..");
+    /* tiny, small and large are one model: which is the base must be said */
+    CHECK_RC(realm_registry_add_lora(reg, "tiny-r8", path, NULL), REALM_ERR_INVAL);
+    CHECK_RC(realm_registry_add_lora(reg, "tiny-r8", path, "tiny"), REALM_OK);
+    realm_model_ref *ref = NULL;
+    CHECK_RC(realm_registry_acquire(reg, "tiny-r8", 7, NULL, &ref), REALM_OK);
+    realm_module *m = guest("lora", "tests/sandbox/lora.c");
+    if (!ref || !m) {
+        realm_registry_release(ref);
+        realm_module_free(m);
+        return;
+    }
+    realm_lora_status *ls = NULL;
+    int32_t n = 0;
+    CHECK_RC(realm_registry_list_lora(reg, &ls, &n), REALM_OK);
+    const long long id = n > 0 ? (long long)ls[0].id : -1;
+    free(ls);
+    const char *prompt = "Once upon a time";
+    char *base = direct(prompt, 24), *full = direct_lora(prompt, 24, realm_model_ref_lora(ref), 1),
+         *half = direct_lora(prompt, 24, realm_model_ref_lora(ref), 0.5f);
+    CHECK(strcmp(full, base) != 0 && strcmp(half, full) != 0);
+
+    realm_tenant_policy pol;
+    realm_tenant_policy_init(&pol);
+    realm_instance *in = NULL;
+    capture cap;
+    CHECK_RC(realm_instance_new(m, &pol, &in), REALM_OK);
+    const struct {
+        const char *opts;
+        const char *text;
+    } ok[] = {
+        {"\"model\":\"tiny-r8\"", full},
+        {"\"model\":\"tiny-r8\",\"adapter_scale\":0.5", half},
+        {"\"model\":\"tiny\",\"adapter\":\"tiny-r8\",\"adapter_scale\":0.5", half},
+        {"\"model\":\"tiny\",\"lora\":[{\"id\":%lld,\"scale\":0.5}]", half},
+        {"\"model\":\"tiny\",\"lora\":[{\"id\":%lld,\"scale\":0}]", base},
+    };
+    for (size_t i = 0; in && i < sizeof ok / sizeof *ok; i++) {
+        char opts[200];
+        snprintf(opts, sizeof opts, ok[i].opts, id);
+        snprintf(body, sizeof body, "{%s,\"prompt\":\"%s\",\"max_tokens\":24,\"temperature\":0}",
+                 opts, prompt);
+        CHECK_RC(request(in, body, &cap), REALM_OK);
+        const char *nl = cap.body ? strchr(cap.body, '\n') : NULL;
+        CHECK_MSG(nl && strcmp(nl + 1, ok[i].text) == 0, "%s: %s, want %s", body,
+                  cap.body ? cap.body : "(none)", ok[i].text);
+        if (nl && strstr(opts, "tiny-r8\"") == opts + 9)
+            CHECK_MSG(strstr(cap.body, "\"name\":\"tiny-r8\"") &&
+                          strstr(cap.body, "\"parent\":\"tiny\""),
+                      "model_info of an adapter: %s", cap.body);
+        else if (nl)
+            CHECK_MSG(!strstr(cap.body, "\"parent\""), "model_info of a model: %s", cap.body);
+        capture_free(&cap);
+    }
+    const struct {
+        const char *opts;
+        int code;
+        const char *param;
+    } bad[] = {
+        {"\"model\":\"tiny\",\"adapter\":\"small\"", REALM_ERR_INVAL, "adapter"},
+        {"\"model\":\"tiny\",\"adapter\":\"nope\"", REALM_ERR_NOTFOUND, "adapter"},
+        {"\"model\":\"tiny\",\"adapter_scale\":2", REALM_ERR_INVAL, "adapter_scale"},
+        {"\"model\":\"tiny\",\"lora\":[{\"id\":99}]", REALM_ERR_INVAL, "lora[0].id"},
+    };
+    for (size_t i = 0; in && i < sizeof bad / sizeof *bad; i++) {
+        snprintf(body, sizeof body, "{%s,\"prompt\":\"hi\",\"max_tokens\":2}", bad[i].opts);
+        CHECK_RC(request(in, body, &cap), REALM_OK);
+        snprintf(want, sizeof want, "ERR,%d,%s", bad[i].code, bad[i].param);
+        CHECK_MSG(cap.body && strcmp(cap.body, want) == 0, "%s: %s, want %s", body,
+                  cap.body ? cap.body : "(none)", want);
+        capture_free(&cap);
+    }
+    realm_instance_free(in);
+
+    /* the policy names adapters by their own names */
+    const char *only_base[] = {"tiny"}, *only_adapter[] = {"tiny-r8"};
+    pol.models = only_base;
+    pol.n_models = 1;
+    CHECK_RC(realm_instance_new(m, &pol, &in), REALM_OK);
+    const struct {
+        const char *opts, *want;
+    } denied[] = {
+        {"\"model\":\"tiny-r8\"", ""},
+        {"\"model\":\"tiny\",\"adapter\":\"tiny-r8\"", "adapter"},
+        {"\"model\":\"tiny\",\"lora\":[{\"id\":%lld}]", "lora[0].id"},
+    };
+    for (size_t i = 0; in && i < sizeof denied / sizeof *denied; i++) {
+        char opts[200];
+        snprintf(opts, sizeof opts, denied[i].opts, id);
+        snprintf(body, sizeof body, "{%s,\"prompt\":\"hi\",\"max_tokens\":2}", opts);
+        CHECK_RC(request(in, body, &cap), REALM_OK);
+        snprintf(want, sizeof want, "ERR,%d,%s", REALM_ERR_DENIED, denied[i].want);
+        CHECK_MSG(cap.body && strcmp(cap.body, want) == 0, "%s: %s, want %s", body,
+                  cap.body ? cap.body : "(none)", want);
+        capture_free(&cap);
+    }
+    realm_instance_free(in);
+    pol.models = only_adapter;
+    CHECK_RC(realm_instance_new(m, &pol, &in), REALM_OK);
+    snprintf(body, sizeof body,
+             "{\"model\":\"tiny-r8\",\"prompt\":\"%s\",\"max_tokens\":24,\"temperature\":0}",
+             prompt);
+    CHECK_RC(in ? request(in, body, &cap) : REALM_ERR_INVAL, REALM_OK);
+    const char *nl = in && cap.body ? strchr(cap.body, '\n') : NULL;
+    CHECK_MSG(nl && strcmp(nl + 1, full) == 0, "an allowed adapter without its base: %s",
+              in && cap.body ? cap.body : "(none)");
+    if (in)
+        capture_free(&cap);
+    realm_instance_free(in);
+    realm_module_free(m);
+    free(base);
+    free(full);
+    free(half);
+    realm_registry_release(ref);
+    CHECK_RC(realm_registry_remove_lora(reg, "tiny-r8", NULL), REALM_OK);
+}
+
 int main(void)
 {
     test_begin("sandbox_engine", 300);
@@ -815,6 +952,7 @@ int main(void)
     test_eval_tenant_limits();
     test_gen_tokens();
     test_stop();
+    test_lora();
     realm_sandbox_free(sb);
     realm_engine_free(engine);
     realm_model_free(model);

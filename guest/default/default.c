@@ -16,7 +16,9 @@
  * started is a `data: {"error":{...}}` event. Chat requests with "logprobs": true (and optionally
  * "top_logprobs": k) get OpenAI's "logprobs": {"content": [...]} in each
  * chunk or in the choice, from realm.gen_tokens; completion requests asking
- * for log-probabilities are refused (400).
+ * for log-probabilities are refused (400). LoRA adapters pass through the
+ * same way: "model" may name one (model_open opens its base with it), and
+ * llama-server's "lora": [{"id","scale"}] is a generate option.
  *
  * Only the body's top-level members count: "model" (a string of fewer than
  * MODEL_CAP bytes; a longer one is refused, never cut), "messages" (present:

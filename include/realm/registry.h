@@ -52,6 +52,22 @@
  * reduced to what fits in the budget beside the weights, but at least one
  * whole sequence.
  *
+ * LoRA adapters (realm/lora.h) are registered by name too
+ * (realm_registry_add_lora), in the same namespace as models: an adapter is
+ * loaded once, for its base model, and shared by every request that names
+ * it. realm_registry_acquire of an adapter's name (or
+ * realm_registry_acquire_lora_id of its id) gives a reference to the base
+ * model with the adapter (realm_model_ref_lora); the caller applies it to
+ * its engine requests (realm_gen_options.lora). The base is the registered
+ * model the adapter fits (architecture and every tensor's shape), or the one
+ * the operator names; a loaded adapter holds a reference on its base, so
+ * the base stays loaded (never evicted nor expired; realm_registry_unload of
+ * it fails with REALM_ERR_EXISTS naming the adapters) until its adapters are
+ * unloaded. The adapter's tensors count against the memory budget.
+ * realm_registry_remove_lora unloads one at once for new requests (its name
+ * is then unknown and may be registered again); the requests holding it
+ * finish, and its memory is freed when the last one releases it.
+ *
  * Ownership and threads: every function is thread-safe. A realm_model_ref
  * belongs to its caller until realm_registry_release; while held, the model
  * and engine it gives stay loaded. realm_registry_free needs every reference
@@ -68,6 +84,7 @@
 #include "realm/chat.h"
 #include "realm/engine.h"
 #include "realm/error.h"
+#include "realm/lora.h"
 #include "realm/model.h"
 
 #ifdef __cplusplus
@@ -163,7 +180,14 @@ int realm_registry_acquire(realm_registry *r, const char *name_or_path, size_t l
 /* Give the reference back. NULL is a no-op. */
 void realm_registry_release(realm_model_ref *ref);
 
+/* The name acquired: the model's, or the adapter's for a reference to an adapter. */
 const char *realm_model_ref_name(const realm_model_ref *ref);
+/* The model's name (an adapter's base). */
+const char *realm_model_ref_base_name(const realm_model_ref *ref);
+/* The adapter of a reference acquired by an adapter's name or id, else NULL.
+ * Valid while the reference is held (and while engine requests given it run:
+ * release the reference only after they ended). */
+const realm_lora *realm_model_ref_lora(const realm_model_ref *ref);
 const realm_model *realm_model_ref_model(const realm_model_ref *ref);
 realm_engine *realm_model_ref_engine(const realm_model_ref *ref);
 realm_chat_template realm_model_ref_chat_template(const realm_model_ref *ref);
@@ -203,7 +227,49 @@ void realm_registry_foreach_loaded(realm_registry *r,
                                               const realm_engine_stats *st, uint64_t mem_bytes),
                                    void *ud);
 
-/* The budget, and the bytes the loaded models count now. */
+/*
+ * Load the LoRA adapter at path (realm_lora_load's checks: an untrusted
+ * file) under name, for the model base (a registered model's name), or, when
+ * base is NULL, for the one registered model it fits: each registered model
+ * is checked, on its loaded model or its file mapped for the check. The base
+ * is loaded (if it was not) and held. Errors: REALM_ERR_INVAL for a bad name
+ * or when several models fit ("name its base"), REALM_ERR_EXISTS for a name
+ * taken by a model or an adapter, REALM_ERR_NOTFOUND for a missing file or
+ * base, realm_lora_load's errors (REALM_ERR_FORMAT, _UNSUPPORTED, _IO) for a
+ * file that is not an adapter of the base or fits no registered model,
+ * REALM_ERR_OVERLOADED when it does not fit the budget. Each message names
+ * the adapter, and the file or tensor at fault.
+ */
+int realm_registry_add_lora(realm_registry *r, const char *name, const char *path,
+                            const char *base);
+
+/* Unload the adapter name: new acquisitions fail at once (REALM_ERR_NOTFOUND);
+ * the references held go on working and the last release frees it (*in_use,
+ * if not NULL: how many there were). REALM_ERR_NOTFOUND for no such adapter. */
+int realm_registry_remove_lora(realm_registry *r, const char *name, int32_t *in_use);
+
+/* A reference to the adapter numbered id (realm_lora_status.id), as
+ * realm_registry_acquire of its name gives. REALM_ERR_NOTFOUND. */
+int realm_registry_acquire_lora_id(realm_registry *r, int64_t id, realm_model_ref **out);
+
+typedef struct realm_lora_status {
+    char name[129];
+    char base[129];  /* the base model's name */
+    char path[4096]; /* the file it was read from */
+    int64_t id;      /* numbered from 0 in the order loaded; never reused */
+    int32_t refs;    /* requests using it now */
+    bool unloading;  /* unloaded while in use: freed when refs reaches 0 */
+    uint64_t mem_bytes;
+    int32_t rank, n_weights;
+    float alpha;
+    uint64_t requests; /* acquisitions so far */
+} realm_lora_status;
+
+/* Every adapter, loaded or still in use after its unload, in the order
+ * loaded, as a malloc'ed array (*n entries; free() it). */
+int realm_registry_list_lora(realm_registry *r, realm_lora_status **out, int32_t *n);
+
+/* The budget, and the bytes the loaded models and adapters count now. */
 uint64_t realm_registry_budget(const realm_registry *r);
 uint64_t realm_registry_used(realm_registry *r);
 /* The directory pulled models are looked up in. */

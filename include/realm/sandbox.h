@@ -182,8 +182,9 @@ void realm_instance_free(realm_instance *in);
  * saying why, as the store's functions leave it: the guest gets both. They
  * run on the guest's thread, during the host call.
  */
-/* The host ABI's version (docs/host-abi.md): 7 added the key-value calls. */
-#define REALM_HOST_ABI_VERSION 7
+/* The host ABI's version (docs/host-abi.md): 7 added the key-value calls, 8 the LoRA
+ * options of generate (adapter, adapter_scale, lora) and model_info's parent. */
+#define REALM_HOST_ABI_VERSION 8
 
 #define REALM_SANDBOX_KV_KEY_MAX  512
 #define REALM_SANDBOX_KV_LIST_MAX 1000 /* keys per kv_list */

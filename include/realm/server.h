@@ -83,6 +83,9 @@ typedef struct realm_server_params {
     const char *api_key;             /* one key for tenant "default" (llama-server's --api-key) */
     bool no_auth;                    /* serve without keys on a non-loopback address */
     const char *admin_key;           /* the admin API's key; NULL: the admin API answers 404 */
+    const char *lora_dir;            /* the directory POST /v1/load_lora_adapter may read
+                                        adapters from (lora_path inside it, symbolic links
+                                        resolved); NULL: loading at run time is refused */
     const char *tls_cert, *tls_key;  /* PEM files: HTTPS */
     const char *const *cors_origins; /* allowed origins ("*" for any); NULL: CORS off */
     int32_t n_cors_origins;

@@ -2,7 +2,8 @@
  * realm ps — the models a running server has loaded. Models are loaded by a
  * process; without a server nothing is loaded anywhere but in a command that
  * is running, so this asks the server (GET URL/api/ps, Ollama's shape:
- * {"models": [{"name", "size", "size_vram", "expires_at"}]}).
+ * {"models": [{"name", "size", "size_vram", "expires_at"}]}, LoRA adapters
+ * with their "parent").
  */
 #include <curl/curl.h>
 #include <jansson.h>
@@ -143,10 +144,17 @@ static int run_ps(int argc, char **argv)
             const json_t *m = json_array_get(models, i);
             const char *name = json_string_value(json_object_get(m, "name"));
             const json_t *size = json_object_get(m, "size");
-            char sz[32] = "-", until[48];
+            char sz[32] = "-", until[200];
             if (json_is_integer(size) && json_integer_value(size) >= 0)
                 cli_format_bytes((uint64_t)json_integer_value(size), sz, sizeof sz);
-            format_until(json_object_get(m, "expires_at"), until, sizeof until);
+            const char *parent = json_string_value(json_object_get(m, "parent"));
+            if (parent) /* a LoRA adapter: loaded as long as it is not unloaded */
+                snprintf(until, sizeof until, "LoRA adapter of %s%s", parent,
+                         json_is_true(json_object_get(m, "unloading"))
+                             ? ", unloaded (freed when its requests end)"
+                             : "");
+            else
+                format_until(json_object_get(m, "expires_at"), until, sizeof until);
             printf("%-32s  %-12s  %s\n", name ? name : "?", sz, until);
         }
     }
@@ -162,9 +170,9 @@ const cli_command cli_cmd_ps = {
     "\n"
     "Asks the server at URL (default " DEFAULT_URL ") which models it has loaded\n"
     "(GET URL/api/ps) and prints each one's name, memory and how long it stays\n"
-    "loaded while idle (its keep-alive left). Models are loaded by a process: with\n"
-    "no server running, none is loaded, and realm ps says there is no server\n"
-    "(exit status 1).\n"
+    "loaded while idle (its keep-alive left); LoRA adapters with their base model.\n"
+    "Models are loaded by a process: with no server running, none is loaded, and\n"
+    "realm ps says there is no server (exit status 1).\n"
     "\n"
     "  --url URL   the server (default " DEFAULT_URL ")\n"
     "  --json      the server's answer as it is\n",

@@ -26,7 +26,8 @@ extern const unsigned char realm_cli_default_wasm[];
 extern const size_t realm_cli_default_wasm_len;
 
 typedef struct serve_cfg {
-    cli_strings models, pins, templates, cors;
+    cli_strings models, pins, templates, cors, loras, lora_bases;
+    const char *lora_dir;
     const char *host, *models_dir, *data_dir, *admin_key_file, *api_key, *tls_cert, *tls_key;
     const char *module_cache;
     long long port, threads, ctx, parallel, batch, workers, metrics_tenants, ws_max;
@@ -79,6 +80,17 @@ static const cli_opt serve_opts[] = {
     {"chat-template", 0, CLI_OPT_STRING_LIST, "MODEL=NAME", NULL,
      "the chat template of a model (repeatable; default: its own, chatml when it has none)",
      O(templates), .env = true},
+    {"lora", 0, CLI_OPT_STRING_LIST, "NAME=FILE", NULL,
+     "a LoRA adapter (GGUF, as llama.cpp writes them) served as model NAME on top of the "
+     "registered model it fits, loaded now (repeatable; a bare FILE is named after its file)",
+     O(loras), .env = true},
+    {"lora-base", 0, CLI_OPT_STRING_LIST, "NAME=MODEL", NULL,
+     "the base model of the adapter NAME, needed when it fits several (repeatable)", O(lora_bases),
+     .env = true},
+    {"lora-dir", 0, CLI_OPT_STRING, "DIR", NULL,
+     "the directory POST /v1/load_lora_adapter (admin key) may load adapters from; without it "
+     "adapters are loaded only at startup",
+     O(lora_dir), .env = true},
     {"models-dir", 0, CLI_OPT_STRING, "DIR", NULL,
      "pulled models (default $XDG_CACHE_HOME/realm/models or ~/.cache/realm/models)", O(models_dir),
      .env = true},
@@ -150,6 +162,23 @@ static const char *lookup(const cli_strings *list, const char *name)
         if (strncmp(list->v[i], name, n) == 0 && list->v[i][n] == '=')
             return list->v[i] + n + 1;
     return NULL;
+}
+
+/* A --lora item, NAME=FILE or a bare FILE (named after it without ".gguf"):
+ * the name into name, the file returned. */
+static const char *lora_item(const char *item, char *name, size_t cap)
+{
+    const char *eq = strchr(item, '=');
+    if (eq) {
+        snprintf(name, cap, "%.*s", (int)(eq - item), item);
+        return eq + 1;
+    }
+    const char *b = strrchr(item, '/');
+    snprintf(name, cap, "%s", b ? b + 1 : item);
+    const size_t l = strlen(name);
+    if (l > 5 && strcmp(name + l - 5, ".gguf") == 0)
+        name[l - 5] = '\0';
+    return item;
 }
 
 static char *read_key_file(const char *path)
@@ -232,6 +261,29 @@ static int serve(serve_cfg *c)
             goto out;
         }
     }
+    for (int i = 0; i < c->lora_bases.n; i++) {
+        const char *eq = strchr(c->lora_bases.v[i], '=');
+        bool known = false;
+        for (int k = 0; eq && k < c->loras.n && !known; k++) {
+            char name[256];
+            lora_item(c->loras.v[k], name, sizeof name);
+            known = strlen(name) == (size_t)(eq - c->lora_bases.v[i]) &&
+                    strncmp(name, c->lora_bases.v[i], strlen(name)) == 0;
+        }
+        if (!eq || !known) {
+            cli_error(CMD, "--lora-base %s: %s", c->lora_bases.v[i],
+                      eq ? "no --lora of that name" : "must be NAME=MODEL");
+            goto out;
+        }
+    }
+    for (int i = 0; i < c->loras.n; i++) {
+        char name[256];
+        const char *path = lora_item(c->loras.v[i], name, sizeof name);
+        if (realm_registry_add_lora(reg, name, path, lookup(&c->lora_bases, name)) < 0) {
+            cli_error(CMD, "--lora %s: %s", c->loras.v[i], realm_last_error());
+            goto out;
+        }
+    }
     char data_dir[4096];
     if (c->data_dir)
         snprintf(data_dir, sizeof data_dir, "%s", c->data_dir);
@@ -267,6 +319,7 @@ static int serve(serve_cfg *c)
     sp.api_key = c->api_key;
     sp.no_auth = c->no_auth;
     sp.admin_key = admin_key;
+    sp.lora_dir = c->lora_dir;
     sp.tls_cert = c->tls_cert;
     sp.tls_key = c->tls_key;
     sp.cors_origins = c->cors.n ? c->cors.v : NULL;
@@ -303,8 +356,12 @@ static int serve(serve_cfg *c)
     realm_registry_list(reg, &st, &n_models);
     const char *first = n_models > 0 ? st[0].name : "MODEL";
     const bool keyless = !c->api_key && realm_store_key_count(store) == 0;
-    printf("realm serve: listening on %s (%d model%s; data in %s)\n", url, (int)n_models,
-           n_models == 1 ? "" : "s", data_dir);
+    char adapters[64] = "";
+    if (c->loras.n > 0)
+        snprintf(adapters, sizeof adapters, ", %d LoRA adapter%s", c->loras.n,
+                 c->loras.n == 1 ? "" : "s");
+    printf("realm serve: listening on %s (%d model%s%s; data in %s)\n", url, (int)n_models,
+           n_models == 1 ? "" : "s", adapters, data_dir);
     if (keyless)
         printf("realm serve: no API keys yet: requests are served as tenant 'default' "
                "(create keys with: realm key create TENANT)\n");

@@ -27,6 +27,7 @@
 #include "core/clock_internal.h"
 #include "core/error_internal.h"
 #include "core/log_internal.h"
+#include "realm/lora.h"
 #include "realm/registry.h"
 
 #define MAX_NAME 128
@@ -75,11 +76,33 @@ struct realm_registry {
         realm_tenant_limits l;
     } * tenants; /* applied to every engine made */
     int32_t n_tenants;
+    struct lora_entry *loras; /* registered adapters, and unloaded ones still in use */
+    int64_t next_lora_id;
 };
+
+/*
+ * A LoRA adapter: loaded once for its base, which it holds a reference on
+ * (base_ref) for as long as it is loaded, so the base stays loaded. refs
+ * counts the requests using it; an unloaded adapter is retired at once (no
+ * new request finds it) and freed when its last request releases it.
+ */
+typedef struct lora_entry {
+    char *name, *path;
+    int64_t id; /* llama-server's adapter id: never reused by this registry */
+    realm_lora *lora;
+    realm_model_ref *base_ref;
+    entry *base;
+    uint64_t bytes;
+    int32_t refs;
+    uint64_t requests;
+    bool retired;
+    struct lora_entry *next;
+} lora_entry;
 
 struct realm_model_ref {
     realm_registry *r;
     entry *e;
+    lora_entry *lora; /* acquired by an adapter's name or id: the adapter, on e's model */
     bool has_keep;
     double keep_s;
 };
@@ -159,6 +182,14 @@ static entry *find_locked(realm_registry *r, const char *name)
     for (int32_t i = 0; i < r->n; i++)
         if (strcmp(r->entries[i]->name, name) == 0)
             return r->entries[i];
+    return NULL;
+}
+
+static lora_entry *find_lora_locked(realm_registry *r, const char *name)
+{
+    for (lora_entry *l = r->loras; l; l = l->next)
+        if (!l->retired && strcmp(l->name, name) == 0)
+            return l;
     return NULL;
 }
 
@@ -351,10 +382,28 @@ int realm_registry_new(const realm_registry_params *p, realm_registry **out)
     return REALM_OK;
 }
 
+static void lora_entry_free(lora_entry *l)
+{
+    if (!l)
+        return;
+    realm_lora_free(l->lora);
+    realm_registry_release(l->base_ref);
+    free(l->name);
+    free(l->path);
+    free(l);
+}
+
 void realm_registry_free(realm_registry *r)
 {
     if (!r)
         return;
+    while (r->loras) { /* first: they hold references on their bases */
+        lora_entry *l = r->loras;
+        REALM_ASSERT(l->refs == 0);
+        r->loras = l->next;
+        r->used -= l->bytes;
+        lora_entry_free(l);
+    }
     pthread_mutex_lock(&r->mu);
     r->stop = true;
     pthread_cond_broadcast(&r->reap);
@@ -427,7 +476,7 @@ int realm_registry_add(realm_registry *r, const char *name, const char *path,
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&r->mu);
-    if (find_locked(r, name))
+    if (find_locked(r, name) || find_lora_locked(r, name))
         rc = realm__error(REALM_ERR_EXISTS, "a model named '%s' is already registered", name);
     else
         rc = append_locked(r, e);
@@ -488,7 +537,7 @@ int realm_registry_add_loaded(realm_registry *r, const char *name, const realm_m
     e->tmpl = t;
     e->mem_bytes = realm_model_weight_bytes(m);
     pthread_mutex_lock(&r->mu);
-    if (find_locked(r, name))
+    if (find_locked(r, name) || find_lora_locked(r, name))
         rc = realm__error(REALM_ERR_EXISTS, "sandbox: model '%s' already registered", name);
     else if ((rc = append_locked(r, e)) == 0)
         r->used += e->mem_bytes;
@@ -690,6 +739,21 @@ int realm_registry_acquire(realm_registry *r, const char *name_or_path, size_t l
         return realm__error(REALM_ERR_NOMEM, "out of memory");
     int rc = REALM_OK;
     pthread_mutex_lock(&r->mu);
+    lora_entry *l = is_file(key) && !(o && o->names_only) ? NULL : find_lora_locked(r, key);
+    if (l) { /* an adapter: a reference to its base (held loaded by the adapter) with it */
+        l->refs++;
+        l->requests++;
+        l->base->refs++;
+        l->base->expires_at = INFINITY;
+        pthread_mutex_unlock(&r->mu);
+        *ref = (realm_model_ref){.r = r,
+                                 .e = l->base,
+                                 .lora = l,
+                                 .has_keep = o && o->has_keep_alive,
+                                 .keep_s = o ? o->keep_alive_s : 0};
+        *out = ref;
+        return REALM_OK;
+    }
     entry *e = resolve_locked(r, key, !(o && o->names_only), &rc);
     while (e) {
         if (e->state == E_LOADED) {
@@ -750,7 +814,17 @@ void realm_registry_release(realm_model_ref *ref)
     realm_registry *r = ref->r;
     entry *e = ref->e;
     detached d = {0};
+    lora_entry *dead = NULL;
     pthread_mutex_lock(&r->mu);
+    if (ref->lora && --ref->lora->refs == 0 && ref->lora->retired) {
+        /* the last request of an unloaded adapter: free it now */
+        dead = ref->lora;
+        lora_entry **p = &r->loras;
+        while (*p != dead)
+            p = &(*p)->next;
+        *p = dead->next;
+        r->used -= dead->bytes;
+    }
     if (ref->has_keep) {
         e->req_keep = true;
         e->req_keep_s = ref->keep_s;
@@ -769,11 +843,25 @@ void realm_registry_release(realm_model_ref *ref)
     pthread_mutex_unlock(&r->mu);
     free_detached(d);
     free(ref);
+    if (dead) {
+        realm__log(REALM_LOG_INFO, "LoRA adapter '%s' freed: its last request ended", dead->name);
+        lora_entry_free(dead);
+    }
 }
 
 const char *realm_model_ref_name(const realm_model_ref *ref)
 {
+    return ref->lora ? ref->lora->name : ref->e->name;
+}
+
+const char *realm_model_ref_base_name(const realm_model_ref *ref)
+{
     return ref->e->name;
+}
+
+const realm_lora *realm_model_ref_lora(const realm_model_ref *ref)
+{
+    return ref->lora ? ref->lora->lora : NULL;
 }
 
 const realm_model *realm_model_ref_model(const realm_model_ref *ref)
@@ -849,9 +937,20 @@ int realm_registry_unload(realm_registry *r, const char *name)
         rc = realm__error(REALM_ERR_NOTFOUND, "no model named '%s'", name);
     else if (e->external)
         rc = realm__error(REALM_ERR_INVAL, "model '%s' belongs to its caller", name);
-    else if (e->state == E_LOADING || e->refs > 0)
-        rc = realm__error(REALM_ERR_EXISTS, "model '%s' is in use", name);
-    else if (e->state == E_LOADED) {
+    else if (e->state == E_LOADING || e->refs > 0) {
+        char on[300] = "";
+        size_t at = 0;
+        for (lora_entry *l = r->loras; l && at < sizeof on - 140; l = l->next)
+            if (l->base == e && !l->retired)
+                at += (size_t)snprintf(on + at, sizeof on - at, "%s'%s'", at ? ", " : "", l->name);
+        if (at)
+            rc =
+                realm__error(REALM_ERR_EXISTS,
+                             "model '%s' is the base of the LoRA adapter%s %s: unload %s first",
+                             name, strchr(on, ',') ? "s" : "", on, strchr(on, ',') ? "them" : "it");
+        else
+            rc = realm__error(REALM_ERR_EXISTS, "model '%s' is in use", name);
+    } else if (e->state == E_LOADED) {
         e->pinned = false;
         d = detach_locked(r, e);
     }
@@ -1080,4 +1179,270 @@ bad:
                         "size '%.40s' must be a number of bytes with an optional unit "
                         "(K, M, G, T: 512M, 6G, 1.5GiB)",
                         text ? text : "");
+}
+
+/* ---- LoRA adapters ------------------------------------------------------------------- */
+
+/*
+ * The registered model adapter path fits (architecture and shapes, as
+ * realm_lora_load checks them), into base: each candidate is checked on its
+ * loaded model, or on its file mapped for the check alone (no engine, no
+ * KV pool). Exactly one must fit.
+ */
+static int find_base(realm_registry *r, const char *name, const char *path, char *base, size_t cap)
+{
+    pthread_mutex_lock(&r->mu);
+    const int32_t n = r->n;
+    char(*names)[MAX_NAME + 1] = calloc((size_t)n + 1, sizeof *names);
+    for (int32_t i = 0; names && i < n; i++)
+        snprintf(names[i], sizeof names[i], "%s", r->entries[i]->name);
+    pthread_mutex_unlock(&r->mu);
+    if (!names)
+        return realm__error(REALM_ERR_NOMEM, "out of memory");
+    char fits[400] = "", why[900] = "";
+    size_t at_fits = 0, at_why = 0;
+    int n_fit = 0, first_rc = REALM_ERR_NOTFOUND;
+    for (int32_t i = 0; i < n; i++) {
+        char mpath[PATH_MAX] = "";
+        realm_model_ref *ref = NULL;
+        pthread_mutex_lock(&r->mu);
+        entry *e = find_locked(r, names[i]);
+        const bool loaded = e && e->state == E_LOADED;
+        if (e && !loaded && e->path)
+            snprintf(mpath, sizeof mpath, "%s", e->path);
+        pthread_mutex_unlock(&r->mu);
+        realm_model *tmp = NULL;
+        const realm_model *m = NULL;
+        int rc = REALM_ERR_NOTFOUND;
+        if (loaded &&
+            (rc = realm_registry_acquire(r, names[i], strlen(names[i]),
+                                         &(realm_acquire_opts){.names_only = true}, &ref)) == 0)
+            m = realm_model_ref_model(ref);
+        else if (mpath[0] && (rc = realm_model_load(mpath, &r->p.model, &tmp)) == 0)
+            m = tmp;
+        realm_lora *a = NULL;
+        if (m)
+            rc = realm_lora_load(m, path, &a);
+        if (rc == 0) {
+            n_fit++;
+            if (at_fits < sizeof fits - MAX_NAME - 8)
+                at_fits += (size_t)snprintf(fits + at_fits, sizeof fits - at_fits, "%s'%s'",
+                                            at_fits ? ", " : "", names[i]);
+            snprintf(base, cap, "%s", names[i]);
+        } else {
+            if (n_fit == 0 && first_rc == REALM_ERR_NOTFOUND)
+                first_rc = rc;
+            if (at_why < sizeof why - 8)
+                at_why += (size_t)snprintf(why + at_why, sizeof why - at_why, "%s'%s': %s",
+                                           at_why ? "; " : "", names[i], realm_last_error());
+        }
+        realm_lora_free(a);
+        realm_model_free(tmp);
+        realm_registry_release(ref);
+    }
+    free(names);
+    if (n_fit == 1)
+        return REALM_OK;
+    if (n_fit > 1)
+        return realm__error(REALM_ERR_INVAL,
+                            "LoRA adapter '%s' fits several models (%s): name its base "
+                            "(realm serve --lora-base %s=MODEL, or \"base\" in "
+                            "/v1/load_lora_adapter)",
+                            name, fits, name);
+    if (n == 0)
+        return realm__error(REALM_ERR_NOTFOUND,
+                            "LoRA adapter '%s': no model is registered to be its base", name);
+    if (first_rc == REALM_ERR_NOTFOUND)
+        first_rc = REALM_ERR_FORMAT;
+    return realm__error(first_rc, "LoRA adapter '%s' fits no registered model (%s)", name, why);
+}
+
+int realm_registry_add_lora(realm_registry *r, const char *name, const char *path, const char *base)
+{
+    if (!r || !name || !path)
+        return realm__error(REALM_ERR_INVAL, "registry: an adapter needs a name and a path");
+    if (!name_ok(name))
+        return realm__error(REALM_ERR_INVAL,
+                            "adapter name '%.140s' must be 1..%d characters of A-Z a-z 0-9 . _ : -",
+                            name, MAX_NAME);
+    char real[PATH_MAX];
+    errno = 0;
+    if (!is_file(path) || !realpath(path, real))
+        return realm__error(REALM_ERR_NOTFOUND, "adapter file %s: %s", path,
+                            errno ? strerror(errno) : "not a regular file");
+    pthread_mutex_lock(&r->mu);
+    bool taken = find_locked(r, name) || find_lora_locked(r, name);
+    pthread_mutex_unlock(&r->mu);
+    if (taken)
+        return realm__error(REALM_ERR_EXISTS, "a model or adapter named '%s' is already registered",
+                            name);
+    char found[MAX_NAME + 1];
+    int rc;
+    if (!base) {
+        if ((rc = find_base(r, name, real, found, sizeof found)) < 0)
+            return rc;
+        base = found;
+    }
+    realm_model_ref *bref = NULL;
+    if ((rc = realm_registry_acquire(r, base, strlen(base),
+                                     &(realm_acquire_opts){.names_only = true}, &bref)) < 0)
+        return realm__error(rc, "LoRA adapter '%s': base: %s", name, realm_last_error());
+    if (bref->lora) {
+        realm_registry_release(bref);
+        return realm__error(REALM_ERR_INVAL,
+                            "LoRA adapter '%s': its base '%s' is an adapter, not a model", name,
+                            base);
+    }
+    realm_lora *a = NULL;
+    if ((rc = realm_lora_load(realm_model_ref_model(bref), real, &a)) < 0) {
+        realm_registry_release(bref);
+        return realm__error(rc, "LoRA adapter '%s' (base '%s'): %s", name, base,
+                            realm_last_error());
+    }
+    lora_entry *l = calloc(1, sizeof *l);
+    if (!l || !(l->name = strdup(name)) || !(l->path = strdup(real))) {
+        if (l)
+            free(l->name);
+        free(l);
+        realm_lora_free(a);
+        realm_registry_release(bref);
+        return realm__error(REALM_ERR_NOMEM, "out of memory");
+    }
+    l->lora = a;
+    l->base_ref = bref;
+    l->base = bref->e;
+    l->bytes = realm_lora_bytes(a);
+
+    /* the budget: least recently used idle models make room, as for a model */
+    detached gone[64];
+    int n_gone = 0;
+    char s_need[32], s_busy[32], s_budget[32];
+    pthread_mutex_lock(&r->mu);
+    while (r->used + l->bytes > r->budget && n_gone < 64) {
+        entry *lru = NULL;
+        for (int32_t i = 0; i < r->n; i++)
+            if (evictable(r->entries[i]) && (!lru || r->entries[i]->released_at < lru->released_at))
+                lru = r->entries[i];
+        if (!lru)
+            break;
+        realm__log(REALM_LOG_INFO, "model '%s' unloaded to make room for the adapter '%s'",
+                   lru->name, name);
+        gone[n_gone++] = detach_locked(r, lru);
+    }
+    mib(l->bytes, s_need, sizeof s_need);
+    mib(r->used, s_busy, sizeof s_busy);
+    mib(r->budget, s_budget, sizeof s_budget);
+    if (find_locked(r, name) || find_lora_locked(r, name))
+        rc = realm__error(REALM_ERR_EXISTS, "a model or adapter named '%s' is already registered",
+                          name);
+    else if (r->used + l->bytes > r->budget)
+        rc = realm__error(REALM_ERR_OVERLOADED,
+                          "LoRA adapter '%s' needs %s; %s of the %s budget is held by models in "
+                          "use",
+                          name, s_need, s_busy, s_budget);
+    else {
+        l->id = r->next_lora_id++;
+        l->next = NULL;
+        lora_entry **p = &r->loras;
+        while (*p)
+            p = &(*p)->next;
+        *p = l;
+        r->used += l->bytes;
+    }
+    pthread_mutex_unlock(&r->mu);
+    for (int i = 0; i < n_gone; i++)
+        free_detached(gone[i]);
+    if (rc < 0) {
+        lora_entry_free(l);
+        return rc;
+    }
+    realm__log(REALM_LOG_INFO, "LoRA adapter '%s' (id %lld) loaded for '%s': %s, rank %d, %s", name,
+               (long long)l->id, base, real, (int)realm_lora_rank(a), s_need);
+    return REALM_OK;
+}
+
+int realm_registry_remove_lora(realm_registry *r, const char *name, int32_t *in_use)
+{
+    if (in_use)
+        *in_use = 0;
+    pthread_mutex_lock(&r->mu);
+    lora_entry *l = find_lora_locked(r, name), *dead = NULL;
+    if (l) {
+        l->retired = true;
+        if (in_use)
+            *in_use = l->refs;
+        if (l->refs == 0) {
+            lora_entry **p = &r->loras;
+            while (*p != l)
+                p = &(*p)->next;
+            *p = l->next;
+            r->used -= l->bytes;
+            dead = l;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!l)
+        return realm__error(REALM_ERR_NOTFOUND, "no LoRA adapter named '%.128s'", name);
+    if (!dead)
+        realm__log(REALM_LOG_INFO, "LoRA adapter '%s' unloaded: freed when its %d request%s end",
+                   name, (int)l->refs, l->refs == 1 ? "" : "s");
+    lora_entry_free(dead);
+    return REALM_OK;
+}
+
+int realm_registry_acquire_lora_id(realm_registry *r, int64_t id, realm_model_ref **out)
+{
+    *out = NULL;
+    realm_model_ref *ref = calloc(1, sizeof *ref);
+    if (!ref)
+        return realm__error(REALM_ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&r->mu);
+    lora_entry *l = r->loras;
+    while (l && (l->retired || l->id != id))
+        l = l->next;
+    if (l) {
+        l->refs++;
+        l->requests++;
+        l->base->refs++;
+        *ref = (realm_model_ref){.r = r, .e = l->base, .lora = l};
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!l) {
+        free(ref);
+        return realm__error(REALM_ERR_NOTFOUND, "no LoRA adapter with id %lld", (long long)id);
+    }
+    *out = ref;
+    return REALM_OK;
+}
+
+int realm_registry_list_lora(realm_registry *r, realm_lora_status **out, int32_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    pthread_mutex_lock(&r->mu);
+    int32_t n = 0;
+    for (lora_entry *l = r->loras; l; l = l->next)
+        n++;
+    realm_lora_status *s = calloc((size_t)n + 1, sizeof *s);
+    n = 0;
+    for (lora_entry *l = r->loras; s && l; l = l->next) {
+        realm_lora_status *t = &s[n++];
+        snprintf(t->name, sizeof t->name, "%s", l->name);
+        snprintf(t->base, sizeof t->base, "%s", l->base->name);
+        snprintf(t->path, sizeof t->path, "%s", l->path);
+        t->id = l->id;
+        t->refs = l->refs;
+        t->unloading = l->retired;
+        t->mem_bytes = l->bytes;
+        t->rank = realm_lora_rank(l->lora);
+        t->alpha = realm_lora_alpha(l->lora);
+        t->n_weights = realm_lora_n_weights(l->lora);
+        t->requests = l->requests;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!s)
+        return realm__error(REALM_ERR_NOMEM, "out of memory");
+    *out = s;
+    *n_out = n;
+    return REALM_OK;
 }

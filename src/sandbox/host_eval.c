@@ -33,6 +33,11 @@ static int session_run(realm_instance *in, session *se)
 {
     realm_gen_options o;
     realm_gen_options_init(&o);
+    const realm_lora_item item = {se->lora, 1.0f};
+    if (se->lora) { /* a model opened by an adapter's name: its logits are the adapter's */
+        o.lora = &item;
+        o.n_lora = 1;
+    }
     realm_gen *g = NULL;
     int rc = realm_engine_submit(se->engine,
                                  &(realm_gen_request){.prompt = se->tokens,
@@ -87,6 +92,7 @@ uint32_t realm__host_eval(void *c, uint32_t h, uint32_t ids, uint32_t n)
                                          in->pol.max_generations));
         se = &in->sessions[slot];
         *se = (session){.engine = ms->engine,
+                        .lora = realm_model_ref_lora(ms->ref),
                         .n_ctx = realm_engine_n_ctx_seq(ms->engine),
                         .n_vocab = realm_model_hparams(ms->model)->n_vocab};
         se->logits = malloc((size_t)se->n_vocab * sizeof(float));
@@ -144,7 +150,11 @@ uint32_t realm__host_logits(void *c, uint32_t h, uint32_t out, uint32_t cap)
 }
 void realm__host_sessions_close(realm_instance *in)
 {
-    realm_gen_free(in->eval_gen); /* an eval the guest trapped in */
+    if (in->eval_gen) { /* an eval the guest trapped in: ended before its adapter goes */
+        realm_gen_cancel(in->eval_gen);
+        realm_gen_wait(in->eval_gen);
+    }
+    realm_gen_free(in->eval_gen);
     in->eval_gen = NULL;
     for (int i = 0; i < MAX_SESSIONS; i++)
         session_close(&in->sessions[i]);

@@ -59,6 +59,97 @@ void realm__host_gens_close(realm_instance *in)
     in->n_gens_open = 0;
 }
 
+/* Keep ref until the request ends; REALM_ERR_RANGE (ref released) when full. */
+static int hold_adapter(realm_instance *in, realm_model_ref *ref)
+{
+    if (in->n_adapters == MAX_ADAPTERS) {
+        realm_registry_release(ref);
+        return realm__host_fail_param(in, REALM_ERR_RANGE, "lora",
+                                      "generate: at most %d adapter uses in one request",
+                                      MAX_ADAPTERS);
+    }
+    in->adapters[in->n_adapters++] = ref;
+    return 0;
+}
+
+/* Is ref's adapter one of model slot s (its base)? */
+static int adapter_fits(realm_instance *in, const model_slot *s, realm_model_ref *ref,
+                        const char *param)
+{
+    if (realm_model_ref_model(ref) == s->model)
+        return 0;
+    return realm__host_fail_param(in, REALM_ERR_INVAL, param,
+                                  "generate: the LoRA adapter '%s' is for the model '%s', not '%s'",
+                                  realm_model_ref_name(ref), realm_model_ref_base_name(ref),
+                                  s->name);
+}
+
+/*
+ * The LoRA adapters of a generation on model slot s, into items (*n): the
+ * adapter the model was opened as, "adapter" (by name) and "lora" (by id),
+ * each allowed to the tenant by its own name and of s's base model. The
+ * references are held by the instance until the request ends, after its
+ * generations.
+ */
+static int gen_adapters(realm_instance *in, const model_slot *s, const realm__gen_opts *o,
+                        realm_lora_item *items, int32_t *n)
+{
+    *n = 0;
+    const realm_lora *own = realm_model_ref_lora(s->ref);
+    if (own)
+        items[(*n)++] = (realm_lora_item){own, o->adapter ? 1.0f : o->adapter_scale};
+    if (o->has_adapter_scale && !own && !o->adapter)
+        return realm__host_fail_param(in, REALM_ERR_INVAL, "adapter_scale",
+                                      "generate: 'adapter_scale' needs 'adapter' (or a model "
+                                      "opened by a LoRA adapter's name)");
+    realm_model_ref *ref = NULL;
+    int rc;
+    if (o->adapter) {
+        const size_t len = strlen(o->adapter);
+        if (!realm__host_allowed(in, o->adapter, len))
+            return realm__host_fail_param(
+                in, REALM_ERR_DENIED, "adapter",
+                "generate: the LoRA adapter '%.128s' is not allowed for this tenant", o->adapter);
+        if ((rc = realm_registry_acquire(in->sb->reg, o->adapter, len,
+                                         &(realm_acquire_opts){.names_only = true}, &ref)) < 0)
+            return realm__host_fail_param(in, rc, "adapter", "generate: %s", realm_last_error());
+        if (!realm_model_ref_lora(ref)) {
+            realm_registry_release(ref);
+            return realm__host_fail_param(in, REALM_ERR_INVAL, "adapter",
+                                          "generate: '%.128s' is a model, not a LoRA adapter",
+                                          o->adapter);
+        }
+        if ((rc = hold_adapter(in, ref)) < 0 || (rc = adapter_fits(in, s, ref, "adapter")) < 0)
+            return rc;
+        items[(*n)++] = (realm_lora_item){realm_model_ref_lora(ref), o->adapter_scale};
+    }
+    for (int32_t i = 0; i < o->n_lora; i++) {
+        char param[40];
+        snprintf(param, sizeof param, "lora[%d].id", (int)i);
+        if (realm_registry_acquire_lora_id(in->sb->reg, o->lora_id[i], &ref) < 0)
+            return realm__host_fail_param(
+                in, REALM_ERR_INVAL, param,
+                "generate: no LoRA adapter has the id %lld (GET /lora-adapters lists them)",
+                (long long)o->lora_id[i]);
+        if ((rc = hold_adapter(in, ref)) < 0)
+            return rc;
+        const char *name = realm_model_ref_name(ref);
+        if (!realm__host_allowed(in, name, strlen(name)))
+            return realm__host_fail_param(
+                in, REALM_ERR_DENIED, param,
+                "generate: the LoRA adapter %lld ('%s') is not allowed for this tenant",
+                (long long)o->lora_id[i], name);
+        if ((rc = adapter_fits(in, s, ref, param)) < 0)
+            return rc;
+        if (*n == REALM_LORA_MAX_SET)
+            return realm__host_fail_param(in, REALM_ERR_INVAL, "lora",
+                                          "generate: at most %d LoRA adapters at once",
+                                          REALM_LORA_MAX_SET);
+        items[(*n)++] = (realm_lora_item){realm_model_ref_lora(ref), o->lora_scale[i]};
+    }
+    return 0;
+}
+
 /*
  * generate(model, opts): the options are parsed against the table
  * (options.c; a refusal names the option for last_error_param), the
@@ -107,6 +198,15 @@ uint32_t realm__host_generate(void *c, uint32_t h, uint32_t ptr, uint32_t len)
         HOST_RETURN(
             realm__host_fail_param(in, rc, prompt_param, "generate: %s", realm_last_error()));
     }
+    realm_lora_item lora[REALM_LORA_MAX_SET + 1];
+    int32_t n_lora = 0;
+    if ((rc = gen_adapters(in, s, &o, lora, &n_lora)) < 0) {
+        free(ids);
+        realm__gen_opts_free(&o);
+        HOST_RETURN(rc);
+    }
+    o.gen.lora = n_lora ? lora : NULL;
+    o.gen.n_lora = n_lora;
     if (o.has_keep_alive)
         realm_model_ref_set_keep_alive(s->ref, o.keep_alive_s);
     if (in->pol.max_tokens > 0 && (!o.has_max_tokens || o.gen.max_tokens > in->pol.max_tokens))
@@ -123,9 +223,10 @@ uint32_t realm__host_generate(void *c, uint32_t h, uint32_t ptr, uint32_t len)
     if (rc < 0) {
         *gs = (gen_slot){0};
         HOST_RETURN(realm__host_fail_param(in, rc,
-                                           rc == REALM_ERR_RANGE && gs->n <= 1 ? prompt_param
-                                           : rc == REALM_ERR_RANGE             ? "n"
-                                                                               : "",
+                                           rc == REALM_ERR_RANGE && gs->n <= 1   ? prompt_param
+                                           : rc == REALM_ERR_RANGE               ? "n"
+                                           : n_lora > 0 && rc == REALM_ERR_INVAL ? "lora"
+                                                                                 : "",
                                            "generate: %s", realm_last_error()));
     }
     in->n_gens_open++;

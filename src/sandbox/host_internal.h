@@ -118,6 +118,7 @@ uint32_t realm__host_kv_list(void *c, uint32_t prefix, uint32_t prefix_len, uint
 #define MAX_MODELS   16
 #define MAX_GENS     64
 #define MAX_SESSIONS 8
+#define MAX_ADAPTERS 64   /* adapter references of one request ("adapter", "lora") */
 #define SESSION_BASE 1024 /* session handles: SESSION_BASE + slot */
 
 /* One sampled token of a generation, for gen_tokens. */
@@ -168,7 +169,8 @@ typedef struct model_slot {
  * engine's KV pool under the tenant's limits; the prefix cache holds the
  * session's blocks between calls, so only the new tail is computed. */
 typedef struct session {
-    realm_engine *engine; /* NULL: the slot is free */
+    realm_engine *engine;   /* NULL: the slot is free */
+    const realm_lora *lora; /* the adapter the model was opened as, or NULL */
     realm_token *tokens;
     int32_t n, cap, n_ctx, n_vocab;
     float *logits; /* n_vocab, of the last evaluated token */
@@ -192,6 +194,8 @@ struct realm_instance {
     char last_param[64]; /* the option at fault in the last failure, or "" */
     model_slot models[MAX_MODELS];
     int n_models;
+    realm_model_ref *adapters[MAX_ADAPTERS]; /* adapters generations use, held until the end */
+    int n_adapters;
     gen_slot gens[MAX_GENS];
     session sessions[MAX_SESSIONS];
     realm_gen *eval_gen; /* the eval request being waited for, if any */
@@ -228,6 +232,8 @@ int realm__host_wait_slice(realm_instance *in, const char *fn);
 
 /* The model behind handle h, or NULL. */
 model_slot *realm__host_model(realm_instance *in, uint32_t h);
+/* May this instance's tenant use the model or adapter name[0..len)? */
+int realm__host_allowed(const realm_instance *in, const char *name, size_t len);
 
 /* End of a request: generations cancelled and freed (host_gen.c), sessions
  * closed (host_eval.c). */

@@ -14,6 +14,17 @@
 
 /* ---- models ------------------------------------------------------------- */
 
+/* A tenant's allowed names are models and adapters alike: an adapter needs
+ * its own name listed (its base's does not do), and a listed adapter does
+ * not need its base listed. */
+int realm__host_allowed(const realm_instance *in, const char *name, size_t len)
+{
+    int allowed = in->pol.models == NULL;
+    for (int32_t i = 0; i < in->pol.n_models && !allowed; i++)
+        allowed = strlen(in->allowed[i]) == len && memcmp(in->allowed[i], name, len) == 0;
+    return allowed;
+}
+
 uint32_t realm__host_model_open(void *c, uint32_t ptr, uint32_t len)
 {
     HOST_BEGIN(c);
@@ -21,9 +32,7 @@ uint32_t realm__host_model_open(void *c, uint32_t ptr, uint32_t len)
     int rc;
     char shown[64];
     snprintf(shown, sizeof shown, "%.*s", (int)(len < 60 ? len : 60), name);
-    int allowed = in->pol.models == NULL;
-    for (int32_t i = 0; i < in->pol.n_models && !allowed; i++)
-        allowed = strlen(in->allowed[i]) == len && memcmp(in->allowed[i], name, len) == 0;
+    const int allowed = realm__host_allowed(in, name, len);
     rc = 0;
     for (int i = 0; i < in->n_models && !rc; i++) /* the same model twice: the same handle */
         if (strlen(in->models[i].name) == len && memcmp(in->models[i].name, name, len) == 0)
@@ -68,6 +77,8 @@ uint32_t realm__host_model_info(void *c, uint32_t h, uint32_t ptr, uint32_t cap)
         (json_int_t)hp->n_layer, "n_head", (json_int_t)hp->n_head, "n_head_kv",
         (json_int_t)hp->n_head_kv, "bos", (json_int_t)realm_tokenizer_bos(tok), "eos",
         (json_int_t)realm_tokenizer_eos(tok));
+    if (j && realm_model_ref_lora(s->ref)) /* opened by a LoRA adapter's name */
+        json_object_set_new(j, "parent", json_string(realm_model_ref_base_name(s->ref)));
     HOST_RETURN(realm__host_put_json(dst, cap, j));
 }
 

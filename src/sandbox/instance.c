@@ -126,6 +126,9 @@ static void end_request(realm_instance *in)
     for (int i = 0; i < in->n_models; i++)
         realm_registry_release(in->models[i].ref);
     in->n_models = 0;
+    for (int i = 0; i < in->n_adapters; i++) /* after the generations using them ended */
+        realm_registry_release(in->adapters[i]);
+    in->n_adapters = 0;
     in->io = NULL;
 }
 

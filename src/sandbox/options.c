@@ -369,6 +369,61 @@ static int set_keep_alive(realm__gen_opts *o, json_t *v, const opt_desc *d, int3
     return 0;
 }
 
+static int set_adapter(realm__gen_opts *o, json_t *v, const opt_desc *d, int32_t n_vocab,
+                       realm__opt_error *e)
+{
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 128 ||
+        strlen(json_string_value(v)) != json_string_length(v))
+        return refuse(e, REALM_ERR_INVAL, d->key,
+                      "'adapter' must be the name of a LoRA adapter (1..128 bytes)");
+    o->adapter = json_string_value(v);
+    return 0;
+}
+
+static int set_adapter_scale(realm__gen_opts *o, json_t *v, const opt_desc *d, int32_t n_vocab,
+                             realm__opt_error *e)
+{
+    double x = 0;
+    int rc = check_number(v, d, false, &x, e);
+    if (rc == 0) {
+        o->adapter_scale = (float)x;
+        o->has_adapter_scale = true;
+    }
+    return rc;
+}
+
+static int set_lora(realm__gen_opts *o, json_t *v, const opt_desc *d, int32_t n_vocab,
+                    realm__opt_error *e)
+{
+    if (!json_is_array(v) || json_array_size(v) > REALM__MAX_LORA)
+        return refuse(e, REALM_ERR_INVAL, d->key,
+                      "'lora' must be an array of at most %d objects {\"id\", \"scale\"}",
+                      REALM__MAX_LORA);
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        json_t *it = json_array_get(v, i), *id = json_object_get(it, "id"),
+               *scale = json_object_get(it, "scale");
+        char param[40];
+        snprintf(param, sizeof param, "lora[%zu]", i);
+        if (!json_is_object(it))
+            return refuse(e, REALM_ERR_INVAL, param, "'%s' must be an object {\"id\", \"scale\"}",
+                          param);
+        snprintf(param, sizeof param, "lora[%zu].id", i);
+        if (!json_is_integer(id) || json_integer_value(id) < 0)
+            return refuse(e, REALM_ERR_INVAL, param,
+                          "'%s' must be an adapter's id (an integer >= 0, as GET /lora-adapters "
+                          "numbers them)",
+                          param);
+        snprintf(param, sizeof param, "lora[%zu].scale", i);
+        const double x = scale ? json_number_value(scale) : 1.0;
+        if ((scale && !json_is_number(scale)) || !(fabs(x) <= REALM__LORA_SCALE_MAX))
+            return refuse(e, REALM_ERR_INVAL, param, "'%s' must be a number from -%g to %g", param,
+                          REALM__LORA_SCALE_MAX, REALM__LORA_SCALE_MAX);
+        o->lora_id[o->n_lora] = (int64_t)json_integer_value(id);
+        o->lora_scale[o->n_lora++] = (float)x;
+    }
+    return 0;
+}
+
 /* ---- the table ------------------------------------------------------------ */
 
 #define OFF(field) offsetof(realm__gen_opts, field)
@@ -439,6 +494,17 @@ static const opt_desc opts[] = {
      "`\"none\"` and `\"auto\"` are accepted; one requiring a tool is refused"},
     {"response_format", K_CUSTOM, 0, 0, 0, set_response_format, "object", "",
      "only `{\"type\":\"text\"}` is supported yet"},
+    {"adapter", K_CUSTOM, 0, 0, 0, set_adapter, "string", "",
+     "a LoRA adapter by name (`/v1/models` lists them with their `parent`), applied on top of "
+     "the model, which must be its base; the tenant must be allowed the adapter itself. A model "
+     "opened by an adapter's name already applies that adapter"},
+    {"adapter_scale", K_CUSTOM, -REALM__LORA_SCALE_MAX, REALM__LORA_SCALE_MAX, 0, set_adapter_scale,
+     "number", "1",
+     "the scale of `adapter` (or of the adapter the model was opened as); 0 is none"},
+    {"lora", K_CUSTOM, 0, 0, 0, set_lora, "array of `{\"id\", \"scale\"}`", "",
+     "llama-server's per-request adapters: ids as `GET /lora-adapters` numbers them, each with "
+     "its scale (default 1); added to the adapters above, at most 8 in all, each of the model "
+     "and allowed to the tenant"},
 };
 
 /* ---- parsing ---------------------------------------------------------------- */
@@ -487,6 +553,7 @@ int realm__gen_opts_parse(const char *json, size_t len, int32_t n_vocab, realm__
     realm_gen_options_init(&o->gen);
     o->n_choices = 1;
     o->n_top = -1;
+    o->adapter_scale = 1.0f;
     json_error_t jerr;
     o->root = json_loadb(json, len, 0, &jerr);
     if (!json_is_object(o->root)) {

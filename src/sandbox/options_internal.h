@@ -13,7 +13,9 @@
 #include "realm/chat.h"
 #include "realm/engine.h"
 
-#define REALM__MAX_STOP 8 /* stop strings per request */
+#define REALM__MAX_STOP       8     /* stop strings per request */
+#define REALM__MAX_LORA       8     /* entries of "lora" (REALM_LORA_MAX_SET) */
+#define REALM__LORA_SCALE_MAX 100.0 /* |scale| of an adapter at most */
 
 /* Parsed options. Strings point into `root`, which the struct keeps alive;
  * realm__gen_opts_free releases everything. */
@@ -34,6 +36,12 @@ typedef struct realm__gen_opts {
     int32_t n_choices;   /* OpenAI's "n", 1..8 */
     bool has_keep_alive; /* the request set how long the model stays loaded when idle */
     double keep_alive_s;
+    const char *adapter; /* a LoRA adapter by name (NUL-terminated), or NULL */
+    float adapter_scale; /* of `adapter`, else of the adapter the model was opened as */
+    bool has_adapter_scale;
+    int32_t n_lora; /* llama-server's "lora": adapters by id with their scales */
+    int64_t lora_id[REALM__MAX_LORA];
+    float lora_scale[REALM__MAX_LORA];
 } realm__gen_opts;
 
 /* Why options were refused: a realm/error.h code (REALM_ERR_INVAL for a

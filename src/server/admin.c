@@ -36,11 +36,14 @@
  * key_not_found, not_found, no_data_directory (404), method_not_allowed (405,
  * with Allow), tenant_exists, ambiguous_key_prefix (409).
  */
+#include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "realm/registry.h"
@@ -502,6 +505,140 @@ static void usage(req *r, json_t *body, const char *arg)
                                 "prompt_tokens", (json_int_t)sum.prompt_tokens, "cached_tokens",
                                 (json_int_t)sum.cached_tokens, "completion_tokens",
                                 (json_int_t)sum.completion_tokens));
+}
+
+/* ---- LoRA adapters (vLLM's endpoints, outside /admin/v1/) ---------------------------- */
+
+/*
+ * The file a remote admin's lora_path names, into real: a path relative to
+ * the server's LoRA directory, or an absolute one inside it, resolved with
+ * its symbolic links (so none leads out of it), naming a regular file.
+ * false with the reply written.
+ */
+static bool lora_file(req *r, const char *path, char *real)
+{
+    const char *dir = r->srv->p.lora_dir;
+    if (!dir) {
+        realm__reply_error(r, 403, NULL, "lora_path", "lora_dir_off",
+                           "loading LoRA adapters at run time is off: start the server with "
+                           "--lora-dir DIR (adapters are read from inside it)");
+        return false;
+    }
+    char rdir[PATH_MAX], joined[PATH_MAX * 2];
+    if (!realpath(dir, rdir)) {
+        realm__reply_error(r, 500, NULL, NULL, NULL, "the LoRA directory %s: %s", dir,
+                           strerror(errno));
+        return false;
+    }
+    if (path[0] == '/')
+        snprintf(joined, sizeof joined, "%s", path);
+    else
+        snprintf(joined, sizeof joined, "%s/%s", rdir, path);
+    struct stat st;
+    const size_t n = strlen(rdir);
+    const bool in_dir = realpath(joined, real) && stat(real, &st) == 0 &&
+                        strncmp(real, rdir, n) == 0 && (real[n] == '/' || strcmp(rdir, "/") == 0);
+    /* a missing file is told apart only where the path itself stays inside, so the
+     * answer says nothing about files elsewhere */
+    const bool lexically_in =
+        !strstr(path, "..") && (path[0] != '/' || (strncmp(path, rdir, n) == 0 && path[n] == '/'));
+    if (!in_dir && lexically_in && (!realpath(joined, real) || stat(real, &st) != 0)) {
+        realm__reply_error(r, 404, NULL, "lora_path", "file_not_found",
+                           "no adapter file '%.300s' in the LoRA directory", path);
+        return false;
+    }
+    if (!in_dir) {
+        realm__reply_error(r, 400, NULL, "lora_path", "path_not_allowed",
+                           "lora_path '%.300s' is outside the LoRA directory (--lora-dir)", path);
+        return false;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        realm__reply_error(r, 400, NULL, "lora_path", "invalid_value",
+                           "lora_path '%.300s' is not a regular file", path);
+        return false;
+    }
+    return true;
+}
+
+void realm__admin_lora(req *r, bool load)
+{
+    json_error_t jerr;
+    json_t *body = json_loadb(r->body ? r->body : "", r->body_len, 0, &jerr);
+    if (!json_is_object(body)) {
+        realm__reply_error(r, 400, NULL, NULL, "invalid_json", "the body must be a JSON object");
+        json_decref(body);
+        return;
+    }
+    realm_registry *reg = r->srv->p.registry;
+    const char *name = string_member(r, body, "lora_name");
+    if (!name) {
+        json_decref(body);
+        return;
+    }
+    if (!load) {
+        int32_t in_use = 0;
+        if (realm_registry_remove_lora(reg, name, &in_use) < 0)
+            realm__reply_error(r, 404, NULL, "lora_name", "adapter_not_found",
+                               "no LoRA adapter named '%.200s' is loaded", name);
+        else
+            realm__reply_json(r, 200,
+                              json_pack("{s:s, s:s, s:i}", "message",
+                                        in_use ? "Success: LoRA adapter unloaded; its requests "
+                                                 "in progress finish, then its memory is freed"
+                                               : "Success: LoRA adapter unloaded",
+                                        "lora_name", name, "requests_in_progress", in_use));
+        json_decref(body);
+        return;
+    }
+    const char *path = string_member(r, body, "lora_path");
+    json_t *bv = json_object_get(body, "base");
+    const char *base = json_string_value(bv);
+    char real[PATH_MAX];
+    if (!path || !lora_file(r, path, real)) {
+        json_decref(body);
+        return;
+    }
+    if (bv && !json_is_null(bv) && !base) {
+        realm__reply_error(r, 400, NULL, "base", "invalid_type",
+                           "'base' must be the name of a model");
+        json_decref(body);
+        return;
+    }
+    const int rc = realm_registry_add_lora(reg, name, real, base);
+    if (rc == 0) {
+        realm_lora_status *ls = NULL;
+        int32_t n = 0;
+        realm_registry_list_lora(reg, &ls, &n);
+        json_t *j =
+            json_pack("{s:s, s:s}", "message", "Success: LoRA adapter loaded", "lora_name", name);
+        for (int32_t i = 0; j && i < n; i++)
+            if (!ls[i].unloading && strcmp(ls[i].name, name) == 0) {
+                json_object_set_new(j, "id", json_integer(ls[i].id));
+                json_object_set_new(j, "parent", json_string(ls[i].base));
+                json_object_set_new(j, "rank", json_integer(ls[i].rank));
+                json_object_set_new(j, "mem_bytes", json_integer((json_int_t)ls[i].mem_bytes));
+            }
+        free(ls);
+        realm__reply_json(r, 200, j);
+    } else if (rc == REALM_ERR_EXISTS) {
+        realm__reply_error(r, 409, NULL, "lora_name", "adapter_exists", "%s", realm_last_error());
+    } else if (rc == REALM_ERR_NOTFOUND) {
+        realm__reply_error(r, 404, NULL, "base", "model_not_found", "%s", realm_last_error());
+    } else if (rc == REALM_ERR_OVERLOADED) {
+        realm__reply_header(r, "Retry-After", "5");
+        realm__reply_error(r, 503, NULL, NULL, "overloaded", "%s", realm_last_error());
+    } else if (rc == REALM_ERR_NOMEM) {
+        realm__reply_error(r, 500, NULL, NULL, NULL, "%s", realm_last_error());
+    } else { /* not an adapter, not of the base, ambiguous, a bad name */
+        const bool ambiguous = strstr(realm_last_error(), "fits several models") != NULL;
+        realm__reply_error(r, 400, NULL,
+                           ambiguous                                            ? "base"
+                           : strstr(realm_last_error(), "adapter name") != NULL ? "lora_name"
+                                                                                : "lora_path",
+                           ambiguous ? "ambiguous_base" : "invalid_adapter", "%s",
+                           realm_last_error());
+    }
+    json_decref(body);
 }
 
 /* ---- routing -------------------------------------------------------------------------- */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server_internal.h"
 
@@ -328,6 +329,59 @@ static void gauges(void *ud, const char *name, const realm_engine_stats *st, uin
     }
 }
 
+/*
+ * LoRA adapters: vLLM's lora_requests_info (a gauge whose labels carry the
+ * adapters, its value the time), with the adapters requests use now
+ * (running or queued in the engine: the registry counts both), those
+ * unloaded but still in use, and those loaded; then per adapter its
+ * requests so far, its requests now and its memory.
+ */
+static void lora_metrics(FILE *f, realm_registry *reg)
+{
+    realm_lora_status *ls = NULL;
+    int32_t n = 0;
+    if (realm_registry_list_lora(reg, &ls, &n) < 0)
+        return;
+    char running[1024] = "", unloading[1024] = "", loaded[1024] = "";
+    for (int32_t i = 0; i < n; i++) {
+        char *lists[] = {ls[i].refs > 0 ? running : NULL, ls[i].unloading ? unloading : loaded};
+        for (int k = 0; k < 2; k++)
+            if (lists[k] && strlen(lists[k]) + strlen(ls[i].name) + 2 < sizeof running)
+                snprintf(lists[k] + strlen(lists[k]), sizeof running - strlen(lists[k]), "%s%s",
+                         lists[k][0] ? "," : "", ls[i].name);
+    }
+    fprintf(f,
+            "# HELP realm:lora_requests_info LoRA adapters: those requests use now "
+            "(running_lora_adapters), those unloaded and waiting for their last request "
+            "(unloading_lora_adapters), those loaded (loaded_lora_adapters); the value is "
+            "the time, as vLLM's vllm:lora_requests_info\n"
+            "# TYPE realm:lora_requests_info gauge\n"
+            "realm:lora_requests_info{running_lora_adapters=\"%s\",waiting_lora_adapters=\"\","
+            "unloading_lora_adapters=\"%s\",loaded_lora_adapters=\"%s\",max_lora=\"%d\"} "
+            "%.3f\n",
+            running, unloading, loaded, (int)n, (double)time(NULL));
+    static const char *const names[] = {"realm:lora_requests_total", "realm:lora_requests_running",
+                                        "realm:lora_memory_bytes"};
+    static const char *const helps[] = {"Requests that used a LoRA adapter (since it was loaded)",
+                                        "Requests using a LoRA adapter now",
+                                        "Memory a LoRA adapter counts against the budget"};
+    static const char *const types[] = {"counter", "gauge", "gauge"};
+    for (int k = 0; k < 3; k++) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", names[k], helps[k], names[k], types[k]);
+        for (int32_t i = 0; i < n; i++) {
+            char ad[140], base[140];
+            esc(ad, sizeof ad, ls[i].name);
+            esc(base, sizeof base, ls[i].base);
+            const double v = k == 0   ? (double)ls[i].requests
+                             : k == 1 ? (double)ls[i].refs
+                                      : (double)ls[i].mem_bytes;
+            fprintf(f, "%s{adapter=\"%s\",base=\"%s\",id=\"%lld\"} %.17g\n", names[k], ad, base,
+                    (long long)ls[i].id, v); /* id: a name reloaded while in use */
+        }
+    }
+    free(ls);
+}
+
 char *realm__metrics_render(metrics *m, realm_registry *reg, int64_t ws_connections)
 {
     char *buf = NULL;
@@ -365,6 +419,7 @@ char *realm__metrics_render(metrics *m, realm_registry *reg, int64_t ws_connecti
             (long long)ws_connections);
     out o = {.f = f};
     realm_registry_foreach_loaded(reg, gauges, &o);
+    lora_metrics(f, reg);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;

@@ -28,7 +28,8 @@ enum {
     R_TOKENIZE,
     R_DETOKENIZE,
     R_ADMIN,
-    R_PS
+    R_PS,
+    R_LORAS
 };
 
 typedef struct route {
@@ -53,6 +54,9 @@ static const route routes[] = {
     {"/detokenize", "POST", R_DETOKENIZE, "/detokenize", false},
     {"/api/ps", "GET", R_PS, "/api/ps", false},
     {"/admin/v1/", "*", R_ADMIN, "/admin/v1", true},
+    {"/v1/load_lora_adapter", "POST", R_ADMIN, "/v1/load_lora_adapter", false},
+    {"/v1/unload_lora_adapter", "POST", R_ADMIN, "/v1/unload_lora_adapter", false},
+    {"/lora-adapters", "GET", R_LORAS, "/lora-adapters", false},
 };
 
 /* Is method one of the route's ("*": any; HEAD wherever GET is)? */
@@ -449,10 +453,52 @@ static bool model_allowed(const tenant_rt *t, const char *name)
     return false;
 }
 
+/* A model as OpenAI lists it, with vLLM's "root" and "parent" (null: a base model). */
 static json_t *model_json(const realm_model_status *st)
 {
-    return json_pack("{s:s, s:s, s:I, s:s}", "id", st->name, "object", "model", "created",
-                     (json_int_t)0, "owned_by", "realm");
+    return json_pack("{s:s, s:s, s:I, s:s, s:s, s:n}", "id", st->name, "object", "model", "created",
+                     (json_int_t)0, "owned_by", "realm", "root", st->name, "parent");
+}
+
+/* A LoRA adapter as vLLM lists it: a model whose parent is its base. */
+static json_t *lora_json(const realm_lora_status *l)
+{
+    return json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "id", l->name, "object", "model", "created",
+                     (json_int_t)0, "owned_by", "realm", "root", l->name, "parent", l->base);
+}
+
+/* The adapters tenant t may use (allowed by their own names), loaded now. */
+static realm_lora_status *loras_allowed(req *r, int32_t *n)
+{
+    realm_lora_status *ls = NULL;
+    *n = 0;
+    if (realm_registry_list_lora(r->srv->p.registry, &ls, n) < 0)
+        return NULL;
+    int32_t k = 0;
+    for (int32_t i = 0; i < *n; i++)
+        if (!ls[i].unloading && model_allowed(r->tenant, ls[i].name))
+            ls[k++] = ls[i];
+    *n = k;
+    return ls;
+}
+
+/* GET /lora-adapters (llama-server's): the adapters the tenant may use, by
+ * id, the number a request's "lora": [{"id", "scale"}] names. "path" is the
+ * file's name only: the server's directories are not the tenant's to see. */
+static void lora_adapters(req *r)
+{
+    int32_t n = 0;
+    realm_lora_status *ls = loras_allowed(r, &n);
+    json_t *a = json_array();
+    for (int32_t i = 0; i < n; i++) {
+        const char *file = strrchr(ls[i].path, '/');
+        json_array_append_new(
+            a, json_pack("{s:I, s:s, s:s, s:f, s:s, s:i, s:f}", "id", (json_int_t)ls[i].id, "name",
+                         ls[i].name, "path", file ? file + 1 : ls[i].path, "scale", 1.0, "base",
+                         ls[i].base, "rank", ls[i].rank, "alpha", (double)ls[i].alpha));
+    }
+    free(ls);
+    realm__reply_json(r, 200, a);
 }
 
 static void models(req *r, bool one)
@@ -482,6 +528,15 @@ static void models(req *r, bool one)
             json_array_append_new(data, model_json(&st[i]));
     }
     free(st);
+    int32_t n_lora = 0;
+    realm_lora_status *ls = loras_allowed(r, &n_lora);
+    for (int32_t i = 0; i < n_lora; i++) {
+        if (one && strcmp(ls[i].name, id) == 0 && !found)
+            found = lora_json(&ls[i]);
+        else if (!one)
+            json_array_append_new(data, lora_json(&ls[i]));
+    }
+    free(ls);
     if (one) {
         json_decref(data);
         if (found)
@@ -524,6 +579,19 @@ static void ps(req *r)
                                         st[i].refs, "pinned", st[i].pinned));
     }
     free(st);
+    /* LoRA adapters: their memory, their base, whether unloaded with requests still on them */
+    realm_lora_status *ls = NULL;
+    int32_t n_lora = 0;
+    if (realm_registry_list_lora(r->srv->p.registry, &ls, &n_lora) == 0)
+        for (int32_t i = 0; i < n_lora; i++)
+            if (model_allowed(r->tenant, ls[i].name))
+                json_array_append_new(a, json_pack("{s:s, s:s, s:I, s:I, s:s, s:i, s:b, s:s, s:b}",
+                                                   "name", ls[i].name, "model", ls[i].name, "size",
+                                                   (json_int_t)ls[i].mem_bytes, "size_vram",
+                                                   (json_int_t)0, "expires_at", "", "refs",
+                                                   ls[i].refs, "pinned", false, "parent",
+                                                   ls[i].base, "unloading", ls[i].unloading));
+    free(ls);
     realm__reply_json(r, 200, json_pack("{s:o}", "models", a));
 }
 
@@ -735,6 +803,11 @@ void realm__run_module(req *r)
         realm__admin(r);
         return;
     }
+    if (strcmp(r->route, "/v1/load_lora_adapter") == 0 ||
+        strcmp(r->route, "/v1/unload_lora_adapter") == 0) {
+        realm__admin_lora(r, strcmp(r->route, "/v1/load_lora_adapter") == 0);
+        return;
+    }
     if (strcmp(r->route, "/tokenize") == 0 || strcmp(r->route, "/detokenize") == 0) {
         json_error_t jerr;
         body = json_loadb(r->body ? r->body : "", r->body_len, 0, &jerr);
@@ -847,6 +920,9 @@ void realm__route(req *r)
         return;
     case R_PS:
         ps(r);
+        return;
+    case R_LORAS:
+        lora_adapters(r);
         return;
     default:
         break;

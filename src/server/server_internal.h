@@ -186,6 +186,9 @@ void realm__ws_cancel_all(server *s);
 
 /* The admin API (/admin/v1/...), its key already checked: answers r. */
 void realm__admin(req *r);
+/* vLLM's POST /v1/load_lora_adapter (load) or /v1/unload_lora_adapter, the
+ * admin key already checked: answers r. */
+void realm__admin_lora(req *r, bool load);
 
 /* ---- reply.c ----------------------------------------------------------------- */
 

@@ -34,7 +34,7 @@ wat2wasm "$TMP/wasi.wat" -o "$TMP/wasi.wasm"
 run "$REALM_BIN" module check "$TMP/echo.wasm"; expect_rc check 0
 expect_contains check "$OUT" "realm.request_read (func)"
 expect_contains check "$OUT" "handle (func)"
-expect_contains check "$OUT" "ok (host ABI v7)"
+expect_contains check "$OUT" "ok (host ABI v8)"
 run "$REALM_BIN" module check "$TMP/wasi.wasm"; expect_rc check-wasi 1
 expect_contains check-wasi "$OUT" "wasi_snapshot_preview1.fd_write"
 head -c 20 "$TMP/echo.wasm" > "$TMP/trunc.wasm"

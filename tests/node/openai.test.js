@@ -28,6 +28,10 @@ assert.ok(REALM, 'REALM_BIN must name the realm program');
 assert.ok(TESTDATA, 'REALM_TESTDATA must name ../shared/testdata');
 const MODEL = path.join(TESTDATA, 'models', 'stories260K.gguf');
 assert.ok(fs.existsSync(MODEL), `missing ${MODEL}`);
+// a LoRA adapter of stories260K (tests/data/lora), served as the model 'tiny-qv'
+const LORA = path.join(process.env.REALM_SOURCE_DIR || path.join(__dirname, '..', '..'),
+  'tests', 'data', 'lora', 'stories260K-lora-qv-r4.gguf');
+assert.ok(fs.existsSync(LORA), `missing ${LORA}`);
 
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'realm-node-test-'));
 const DATA = path.join(TMP, 'data');
@@ -55,7 +59,7 @@ process.on('exit', killServer);
 // Starts realm serve and resolves with its port, read from the "listening on
 // http://127.0.0.1:PORT" line; rejects when it exits first or after 60 s.
 function startServer() {
-  const args = ['serve', '-m', `tiny=${MODEL}`, '--host', '127.0.0.1', '--port', '0',
+  const args = ['serve', '-m', `tiny=${MODEL}`, '--lora', `tiny-qv=${LORA}`, '--host', '127.0.0.1', '--port', '0',
     '--data-dir', DATA, '--models-dir', path.join(TMP, 'models'),
     '--module-cache', path.join(TMP, 'cache'), '-t', '1', '--parallel', '4'];
   server = spawn(REALM, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -156,6 +160,18 @@ test('models: list and retrieve', { timeout: 60_000 }, async () => {
   assert.equal(m.object, 'model');
   assert.equal(typeof m.created, 'number');
   assert.equal(typeof m.owned_by, 'string');
+  // LoRA adapters are models whose parent is their base, as vLLM lists them
+  const all = [];
+  for await (const x of c.models.list()) all.push(x);
+  const qv = all.find((x) => x.id === 'tiny-qv');
+  assert.ok(qv, `models.list() lists the adapter: ${JSON.stringify(all)}`);
+  assert.equal(qv.parent, 'tiny');
+  assert.equal(all.find((x) => x.id === 'tiny').parent, null);
+  assert.equal((await c.models.retrieve('tiny-qv')).parent, 'tiny');
+  const r = await c.completions.create({ model: 'tiny-qv', prompt: PROMPT, max_tokens: 8, temperature: 0 });
+  assert.equal(r.model, 'tiny-qv');
+  const base = await c.completions.create({ model: 'tiny', prompt: PROMPT, max_tokens: 8, temperature: 0 });
+  assert.notEqual(r.choices[0].text, base.choices[0].text, 'the adapter changes the text');
 });
 
 let greedyText = null; // the non-streamed reply, which the streams must repeat
