@@ -162,6 +162,16 @@ typedef struct realm_engine_params {
                                          costs single-stream decode speed */
     const realm_tokenizer *tokenizer; /* NULL: loaded from the model's file */
     bool manual_step;                 /* no scheduler thread: the caller calls realm_engine_step */
+    /* speculative decoding (see the overview) */
+    int32_t spec_mode;        /* requests' default realm_spec_mode: 0 (REALM_SPEC_DEFAULT)
+                                 or REALM_SPEC_OFF: off */
+    int32_t spec_n_max;       /* requests' default most drafted tokens; 0: 8 */
+    int32_t spec_max_rows;    /* decode rows (decoding sequences + drafted tokens) a
+                                 step verifies at most: drafts shrink as decoding
+                                 sequences fill it (the back-off). 0: 32 */
+    const realm_model *draft; /* a smaller model drafting for mode REALM_SPEC_DRAFT
+                                 (borrowed; must outlive the engine); its vocabulary
+                                 must equal the model's. NULL: none */
 } realm_engine_params;
 
 /* Bytes an engine with these parameters allocates for m: its KV pool, compute
@@ -200,7 +210,34 @@ typedef enum realm_finish {
 /* "none", "stop", "length", "cancelled", "error". */
 const char *realm_finish_name(realm_finish f);
 
-#define REALM_GEN_OPTIONS_VERSION 2
+#define REALM_GEN_OPTIONS_VERSION 3
+
+/* Speculative decoding of a request (realm_gen_options.speculative). */
+typedef enum realm_spec_mode {
+    REALM_SPEC_DEFAULT = 0, /* the engine's params.spec_mode */
+    REALM_SPEC_OFF,
+    REALM_SPEC_LOOKUP, /* prompt lookup: n-gram matches in the prompt and output so far */
+    REALM_SPEC_DRAFT,  /* the engine's draft model */
+    REALM_SPEC_COUNT
+} realm_spec_mode;
+
+/* The most tokens drafted for one sequence in one step. */
+#define REALM_SPEC_MAX_DRAFT 32
+
+/* "default", "off", "lookup", "draft"; realm_spec_mode_parse is the inverse
+ * (-1 for an unknown name). */
+const char *realm_spec_mode_name(realm_spec_mode m);
+int realm_spec_mode_parse(const char *name);
+
+typedef struct realm_spec_options {
+    int32_t mode;  /* realm_spec_mode */
+    int32_t n_max; /* most drafted tokens per step, 0..REALM_SPEC_MAX_DRAFT; 0: the
+                      engine's spec_n_max */
+    int32_t n_min; /* fewer drafted tokens than this: do not speculate this step;
+                      default 0 */
+    float p_min;   /* draft model: stop drafting when the draft's probability of its
+                      token falls below this; 0..1, default 0.75 */
+} realm_spec_options;
 
 /* Most choices of one request (realm_engine_submit_n). */
 #define REALM_MAX_CHOICES 16
@@ -237,6 +274,8 @@ typedef struct realm_gen_options {
                                     loaded for the engine's model, and kept loaded
                                     until the request has ended. Default none */
     int32_t n_lora;
+    /* version 3 */
+    realm_spec_options speculative; /* default: the engine's mode */
 } realm_gen_options;
 
 void realm_gen_options_init(realm_gen_options *o);
@@ -269,6 +308,8 @@ typedef struct realm_gen_result {
      * realm_itl_bounds (the last counts gaps above every bound) */
     uint32_t itl_counts[REALM_ITL_BUCKETS + 1];
     double itl_sum_s;
+    int32_t draft_tokens;    /* speculative decoding: tokens drafted and verified ... */
+    int32_t accepted_tokens; /* ... and of those, the ones that became output */
 } realm_gen_result;
 
 /* The upper bounds, in seconds, of the inter-token latency buckets. */
@@ -345,8 +386,9 @@ typedef struct realm_engine_stats {
     int32_t prefix_entries; /* cached prefixes */
     int32_t prefix_blocks;  /* KV blocks only cached prefixes hold (evicting them frees these) */
     uint64_t prefix_hit_tokens;
-    uint64_t tokens_prefilled, tokens_generated; /* prefilled counts recomputation too */
-    uint64_t preemptions;                        /* requests sent back to wait for KV blocks */
+    uint64_t tokens_prefilled, tokens_generated;      /* prefilled counts recomputation too */
+    uint64_t preemptions;                             /* requests sent back to wait for KV blocks */
+    uint64_t spec_draft_tokens, spec_accepted_tokens; /* speculative decoding's totals */
 } realm_engine_stats;
 
 void realm_engine_get_stats(realm_engine *e, realm_engine_stats *out);
