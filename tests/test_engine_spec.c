@@ -307,6 +307,66 @@ static void test_preemption(void)
     realm_engine_free(e);
 }
 
+/* The back-off: a step's decode rows (decoding sequences + drafts) stay
+ * within spec_max_rows, drafts shared out; none once the sequences alone
+ * fill it. */
+static void check_backoff(int32_t max_rows, int n_seqs, bool expect_drafts)
+{
+    realm_engine *e = NULL;
+    CHECK_RC(realm_engine_new(model,
+                              &(realm_engine_params){.n_ctx = 4096,
+                                                     .max_seqs = 8,
+                                                     .n_threads = 1,
+                                                     .manual_step = true,
+                                                     .spec_max_rows = max_rows,
+                                                     .draft = draft_q8},
+                              &e),
+             REALM_OK);
+    realm_gen *g[8];
+    realm_gen_options o = opts(REALM_SPEC_DRAFT, 8, 0, 1, 48);
+    o.speculative.p_min = 0; /* every sequence wants all 8 drafts every step */
+    for (int i = 0; i < n_seqs; i++)
+        CHECK_RC(realm_engine_submit(e,
+                                     &(realm_gen_request){.prompt = case_prompt[i % n_cases],
+                                                          .n_prompt = case_np[i % n_cases],
+                                                          .tenant = (uint32_t)i,
+                                                          .options = &o},
+                                     &g[i]),
+                 REALM_OK);
+    realm_engine_stats before, after;
+    realm_engine_get_stats(e, &before);
+    for (int steps = 0; steps < 500; steps++) {
+        if (realm_engine_step(e) <= 0)
+            break;
+        realm_engine_get_stats(e, &after);
+        const int drafted = (int)(after.spec_draft_tokens - before.spec_draft_tokens);
+        CHECK_MSG(drafted <= (max_rows > n_seqs ? max_rows - n_seqs : 0) ||
+                      after.n_running < n_seqs,
+                  "rows %d, %d sequences: %d drafts in one step", max_rows, n_seqs, drafted);
+        before = after;
+    }
+    realm_engine_get_stats(e, &after);
+    CHECK_MSG(expect_drafts == (after.spec_draft_tokens > 0), "rows %d, %d sequences: %llu drafts",
+              max_rows, n_seqs, (unsigned long long)after.spec_draft_tokens);
+    for (int i = 0; i < n_seqs; i++) {
+        out r;
+        collect(g[i], &r);
+        CHECK_EQ_INT(r.n, 48);
+        CHECK_MSG(memcmp(r.ids, case_want[i % n_cases], 48 * sizeof r.ids[0]) == 0,
+                  "back-off, request %d: not llama.cpp's tokens", i);
+        realm_gen_free(g[i]);
+    }
+    realm_engine_free(e);
+}
+
+static void test_backoff(void)
+{
+    check_backoff(8, 8, false); /* eight decoding sequences fill 8 rows: no drafts */
+    check_backoff(12, 8, true); /* four drafts a step, shared out */
+    check_backoff(4, 1, true);  /* one sequence: at most three */
+    check_backoff(32, 8, true);
+}
+
 /* ---- sampling -------------------------------------------------------------- */
 
 #define N_SEEDS 4000
@@ -684,6 +744,7 @@ int main(void)
     if (model && draft_q4 && draft_q8 && draft_tiny && n_cases == NCASE) {
         test_greedy_exact();
         test_preemption();
+        test_backoff();
         test_sampling();
         test_stop_strings();
         test_cancel_mid_verify();

@@ -580,23 +580,30 @@ static void plan_drafts(realm_engine *e)
     const int32_t bound = e->p.spec_max_rows < e->p.n_batch ? e->p.spec_max_rows : e->p.n_batch;
     const int32_t budget = bound - n_dec;
     if (want_total > budget) {
-        /* the largest level L with sum(min(want, L)) within the budget */
-        int32_t level = 0;
+        /* the largest level L with sum(min(want, L)) within the budget; what
+         * is left goes one draft each to sequences wanting more, starting at
+         * a place that moves every step (so no sequence is always last) */
+        int32_t level = 0, sum = 0;
         for (;;) {
-            int32_t sum = 0;
+            int32_t next = 0;
             for (int32_t i = 0; i < e->n_running; i++) {
                 const int32_t w = e->running[i]->n_draft;
-                sum += w < level + 1 ? w : level + 1;
+                next += w < level + 1 ? w : level + 1;
             }
-            if (sum > budget || sum == want_total)
+            if (next > budget)
                 break;
             level++;
+            sum = next;
         }
-        for (int32_t i = 0; i < e->n_running; i++) {
-            realm_gen *g = e->running[i];
+        int32_t left = budget > 0 ? budget - sum : 0;
+        const int32_t at = (int32_t)(e->stats.steps % (uint64_t)e->n_running);
+        for (int32_t j = 0; j < e->n_running; j++) {
+            realm_gen *g = e->running[(at + j) % e->n_running];
+            const bool extra = g->n_draft > level && left > 0;
             if (g->n_draft > level)
-                g->n_draft = level;
-            if (g->n_draft < g->spec_n_min)
+                g->n_draft = level + extra;
+            left -= extra;
+            if (budget <= 0 || g->n_draft < g->spec_n_min)
                 g->n_draft = 0;
         }
     }
