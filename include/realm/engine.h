@@ -43,6 +43,46 @@
  * base model's products once for all, each adapter's low-rank part over its
  * own entries).
  *
+ * Speculative decoding (options.speculative, params.spec_*): a decoding
+ * sequence may put, after its next token, K drafted tokens in the step's
+ * batch, all with logits, so the one forward pass that decodes every
+ * sequence also verifies every sequence's drafts. Drafts come from prompt
+ * lookup (REALM_SPEC_LOOKUP: the last 4, 3 or 2 tokens found earlier in the
+ * prompt and output, most recent match first, and the tokens that followed
+ * them) or from params.draft (REALM_SPEC_DRAFT: a smaller model with the
+ * same vocabulary, checked at realm_engine_new, with its own KV cache of
+ * n_ctx tokens, unshared, which a request finding it full stops using;
+ * every drafting sequence's tokens in one draft pass, then one pass per
+ * further draft with a row per sequence still drafting; a sequence stops
+ * drafting when the draft's probability of its token is below p_min).
+ * Verification walks the rows in order and takes at each position the
+ * token a run without speculation takes there (greedy: the argmax;
+ * sampling: the draw of (seed, position)), continuing while it equals the
+ * draft; the first difference, or the token after the last accepted draft,
+ * ends the walk. For prompt lookup's point-mass drafts this is exactly the
+ * standard rule (accept with p(draft), else a draw from the residual), so
+ * greedy and seeded output is the same as without speculation (bitwise
+ * with batch_invariant, log-probabilities included). A draft model's
+ * sampled drafts (temperature > 0) follow the standard rule with q the
+ * draft's filtered distribution (the request's filters, without penalties):
+ * accept with min(1, p/q), else draw from max(0, p - q) normalised; the
+ * output is distributed as the target's and a seed reproduces it for the
+ * same options, but it is not token for token the run without
+ * speculation. Rejected drafts' KV is truncated in both caches. Stop
+ * strings, stop tokens, max_tokens, the context, log-probabilities,
+ * penalties, cancellation (no token of a step's run after it), preemption,
+ * LoRA and n choices work as for one token per step.
+ * K adapts per sequence: from a decaying acceptance rate a per drafted
+ * token, the longest run whose last draft is still accepted with
+ * probability 0.2 (K = log 0.2 / log a), within max(1, n_min)..n_max. The
+ * back-off: a step's decode rows (decoding sequences plus drafts) are
+ * bounded by params.spec_max_rows (default 32; past that a CPU pass stops
+ * being bound by reading the weights, and every row costs compute); drafts
+ * are cut evenly to fit, down to none when the decoding sequences alone
+ * fill the bound. Drafts never cause an eviction or a preemption: without
+ * KV room, the step drops them. Results count draft_tokens and
+ * accepted_tokens; realm_engine_stats the totals.
+ *
  *     realm_engine *e;
  *     realm_engine_new(model, &(realm_engine_params){.n_ctx = 8192}, &e);
  *     realm_gen_options o;
@@ -63,7 +103,9 @@
  *
  * Sampling: each request has its own realm_sampler, seeded from its options,
  * so the same seed, prompt and options give the same tokens alone or
- * batched as long as the logits do. By default a row's logits equal, up to
+ * batched as long as the logits do. The draw for the token at output
+ * position i is a function of (seed, i) (realm_sampler_sample_at), not of
+ * how many draws came before. By default a row's logits equal, up to
  * float rounding, what it gets in any other batch (a pass of one entry and a
  * pass of several sum in different orders), which in rare near-ties can
  * change a token; with params.batch_invariant they are bitwise the same, and
