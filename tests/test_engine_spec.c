@@ -307,6 +307,38 @@ static void test_preemption(void)
     realm_engine_free(e);
 }
 
+/* The prefix cache after speculative runs: a request ending well leaves its
+ * prompt and output cached (the KV of rejected drafts rolled back), so the
+ * next turn, whose prompt is the first one plus 40 tokens of output, takes
+ * them from the cache and continues as llama.cpp does. */
+static void test_prefix_cache(void)
+{
+    realm_engine *e = engine(draft_q8, 2048, 4);
+    for (int32_t mode = REALM_SPEC_LOOKUP; mode <= REALM_SPEC_DRAFT; mode++) {
+        realm_gen_options o = opts(mode, 6, 0, 1, 64);
+        o.no_prefix_cache = false;
+        o.speculative.p_min = 0;
+        out first, again, turn;
+        run1(e, case_prompt[3], case_np[3], &o, &first);
+        CHECK(equals_reference(&first, 3));
+        CHECK(first.res.draft_tokens > 0);
+        run1(e, case_prompt[3], case_np[3], &o, &again);
+        CHECK(again.res.n_cached > 0);
+        CHECK(same_tokens(&again, &first) && same_logprobs(&again, &first));
+        realm_token p2[128];
+        memcpy(p2, case_prompt[3], (size_t)case_np[3] * sizeof p2[0]);
+        memcpy(p2 + case_np[3], case_want[3], 40 * sizeof p2[0]);
+        o.max_tokens = 24;
+        run1(e, p2, case_np[3] + 40, &o, &turn);
+        CHECK_MSG(turn.res.n_cached >= case_np[3] + 32, "mode %d: %d tokens cached", mode,
+                  turn.res.n_cached);
+        CHECK_EQ_INT(turn.n, 24);
+        CHECK_MSG(memcmp(turn.ids, case_want[3] + 40, 24 * sizeof turn.ids[0]) == 0,
+                  "mode %d: the next turn from the cache is not llama.cpp's", mode);
+    }
+    realm_engine_free(e);
+}
+
 /* The back-off: a step's decode rows (decoding sequences + drafts) stay
  * within spec_max_rows, drafts shared out; none once the sequences alone
  * fill it. */
@@ -745,6 +777,7 @@ int main(void)
         test_greedy_exact();
         test_preemption();
         test_backoff();
+        test_prefix_cache();
         test_sampling();
         test_stop_strings();
         test_cancel_mid_verify();
