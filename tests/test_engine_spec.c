@@ -1,189 +1,23 @@
 /*
  * Speculative decoding in the engine (realm/engine.h), stories260K as the
- * target, drafts by prompt lookup and by draft models quantized from it at
- * set-up with `realm quantize` (Q4_0 and Q8_0; ffn_down's 172 columns fall
- * back to F16) into a temporary directory:
+ * target, drafts by prompt lookup and by draft models (spec_util.h):
  *  - greedy: tokens (and log-probabilities, batch_invariant) bitwise those
  *    of the run without speculation and llama.cpp's references, alone with
- *    K = 2, 4, 8 and in a batch of 8 mixing the modes; a draft of another
+ *    K = 2, 4, 8 and in batches of 8 mixing the modes; a draft of another
  *    shape (quant/tiny-f32, same vocabulary) too; n choices;
- *  - preemption under a small KV pool gives the same tokens;
- *  - sampling: lookup gives the seeded tokens of the run without it (the
- *    draw is per position); a draft model keeps the distribution: a
- *    two-sample chi-square test over 4000 seeded runs per side, on the
- *    tokens at output positions 1..3 (deterministic: fixed seeds); seeded
- *    draft runs reproduce;
+ *  - preemption under a small KV pool gives the same tokens; the prefix
+ *    cache after speculative runs; the back-off bounds a step's rows;
  *  - stop strings ending inside accepted runs; cancellation from the sink
  *    in the middle of a step's accepted run (nothing after it);
  *  - a draft model with another vocabulary refused; bad options;
  *  - LoRA: lookup under an adapter on quant/tiny-f32 equals the run without.
+ * The sampling side is test_engine_spec_dist.c.
  */
-#include <jansson.h>
 #include <math.h>
-#include <stdbool.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include "realm/engine.h"
-#include "realm/error.h"
 #include "realm/lora.h"
-#include "test_util.h"
+#include "spec_util.h"
 
-#define MAXG 160
-
-static realm_model *model, *draft_q4, *draft_q8, *draft_tiny;
-static char tmpdir[] = "/tmp/realm_spec_XXXXXX";
-
-typedef struct out {
-    realm_token ids[MAXG];
-    float logprob[MAXG];
-    int n;
-    char text[2048];
-    size_t len;
-    realm_gen_result res;
-} out;
-
-static void collect(realm_gen *g, out *o)
-{
-    memset(o, 0, sizeof *o);
-    realm_gen_piece p;
-    int rc;
-    while ((rc = realm_gen_next(g, &p, 0)) > 0) {
-        if (p.token != REALM_TOKEN_NULL && o->n < MAXG) {
-            o->logprob[o->n] = p.logprob;
-            o->ids[o->n++] = p.token;
-        }
-        if (o->len + p.len < sizeof o->text) {
-            memcpy(o->text + o->len, p.text, p.len);
-            o->len += p.len;
-        }
-    }
-    CHECK_EQ_INT(rc, 0);
-    CHECK_RC(realm_gen_result_get(g, &o->res), REALM_OK);
-}
-
-static realm_engine *engine(const realm_model *draft, int32_t n_ctx, int32_t max_seqs)
-{
-    realm_engine *e = NULL;
-    CHECK_RC(realm_engine_new(model,
-                              &(realm_engine_params){.n_ctx = n_ctx,
-                                                     .block_size = 16,
-                                                     .max_seqs = max_seqs,
-                                                     .n_threads = 1,
-                                                     .manual_step = true,
-                                                     .batch_invariant = true,
-                                                     .draft = draft},
-                              &e),
-             REALM_OK);
-    return e;
-}
-
-/* Submit n requests (prompt i, options o[i]) and step until all ended. */
-static void run_n(realm_engine *e, int n, const realm_token *const *prompt, const int *n_prompt,
-                  const realm_gen_options *o, out *outs)
-{
-    realm_gen *g[32];
-    for (int i = 0; i < n; i++) {
-        g[i] = NULL;
-        CHECK_RC(realm_engine_submit(e,
-                                     &(realm_gen_request){.prompt = prompt[i],
-                                                          .n_prompt = n_prompt[i],
-                                                          .tenant = (uint32_t)i,
-                                                          .options = &o[i]},
-                                     &g[i]),
-                 REALM_OK);
-    }
-    for (int s = 0; s < 20000; s++) {
-        bool all = true;
-        realm_gen_result r;
-        for (int i = 0; i < n; i++)
-            all = all && (g[i] == NULL || realm_gen_result_get(g[i], &r) == 0);
-        if (all)
-            break;
-        CHECK(realm_engine_step(e) >= 0);
-    }
-    for (int i = 0; i < n; i++) {
-        if (g[i])
-            collect(g[i], &outs[i]);
-        realm_gen_free(g[i]);
-    }
-}
-
-static void run1(realm_engine *e, const realm_token *prompt, int n_prompt,
-                 const realm_gen_options *o, out *r)
-{
-    run_n(e, 1, &prompt, &n_prompt, o, r);
-}
-
-static realm_gen_options opts(int32_t mode, int32_t n_max, float temperature, uint64_t seed,
-                              int max_tokens)
-{
-    realm_gen_options o;
-    realm_gen_options_init(&o);
-    o.max_tokens = max_tokens;
-    o.ignore_eos = true;
-    o.no_prefix_cache = true;
-    o.sampling.temperature = temperature;
-    o.sampling.seed = seed;
-    o.sampling.n_probs = 1;
-    o.speculative.mode = mode;
-    o.speculative.n_max = n_max;
-    return o;
-}
-
-static bool same_tokens(const out *a, const out *b)
-{
-    return a->n == b->n && memcmp(a->ids, b->ids, sizeof a->ids[0] * (size_t)a->n) == 0;
-}
-
-static bool same_logprobs(const out *a, const out *b)
-{
-    return a->n == b->n && memcmp(a->logprob, b->logprob, sizeof a->logprob[0] * (size_t)a->n) == 0;
-}
-
-/* ---- the reference prompts -------------------------------------------------- */
-
-#define NCASE 4
-static realm_token case_prompt[NCASE][32];
-static int case_np[NCASE];
-static realm_token case_want[NCASE][64];
-static int n_cases;
-
-static void load_cases(void)
-{
-    json_error_t jerr;
-    json_t *root = json_load_file(test_data("reference/stories260K-greedy.json"), 0, &jerr);
-    CHECK_MSG(root != NULL, "json: %s", jerr.text);
-    if (!root)
-        return;
-    json_t *cases = json_object_get(root, "greedy");
-    for (size_t k = 0; k < json_array_size(cases) && n_cases < NCASE; k++) {
-        json_t *cs = json_array_get(cases, k);
-        json_t *pids = json_object_get(cs, "prompt_ids"),
-               *gids = json_object_get(cs, "generated_ids");
-        case_np[n_cases] = (int)json_array_size(pids);
-        for (int j = 0; j < case_np[n_cases] && j < 32; j++)
-            case_prompt[n_cases][j] =
-                (realm_token)json_integer_value(json_array_get(pids, (size_t)j));
-        CHECK_EQ_INT((int)json_array_size(gids), 64);
-        for (int j = 0; j < 64; j++)
-            case_want[n_cases][j] =
-                (realm_token)json_integer_value(json_array_get(gids, (size_t)j));
-        n_cases++;
-    }
-    json_decref(root);
-    CHECK_EQ_INT(n_cases, NCASE);
-}
-
-static bool equals_reference(const out *r, int c)
-{
-    return r->n == 64 && memcmp(r->ids, case_want[c], sizeof r->ids[0] * 64) == 0;
-}
-
-/* Greedy: every mode, alone and batched, gives the tokens and log-probabilities
- * of the run without speculation, and llama.cpp's tokens. */
 static void test_greedy_exact(void)
 {
     realm_engine *e_off = engine(NULL, 2048, 8);
@@ -397,134 +231,6 @@ static void test_backoff(void)
     check_backoff(12, 8, true); /* four drafts a step, shared out */
     check_backoff(4, 1, true);  /* one sequence: at most three */
     check_backoff(32, 8, true);
-}
-
-/* ---- sampling -------------------------------------------------------------- */
-
-#define N_SEEDS 4000
-#define N_POS   3 /* output positions 1..3 (position 0 is never drafted) */
-
-/* Two-sample chi-square over token counts a, b (equal totals) of n_vocab
- * bins, bins with fewer than 10 together pooled into one; *df its degrees
- * of freedom. */
-static double chi_square(const int *a, const int *b, int nv, int *df)
-{
-    double x = 0, pa = 0, pb = 0;
-    int bins = 0;
-    for (int i = 0; i < nv; i++) {
-        if (a[i] + b[i] < 10) {
-            pa += a[i];
-            pb += b[i];
-            continue;
-        }
-        x += (double)(a[i] - b[i]) * (a[i] - b[i]) / (a[i] + b[i]);
-        bins++;
-    }
-    if (pa + pb > 0) {
-        x += (pa - pb) * (pa - pb) / (pa + pb);
-        bins++;
-    }
-    *df = bins - 1;
-    return x;
-}
-
-/* The chi-square quantile of probability 1 - 1e-4 (Wilson-Hilferty). */
-static double chi_crit(int df)
-{
-    const double z = 3.719, k = df;
-    const double t = 1 - 2 / (9 * k) + z * sqrt(2 / (9 * k));
-    return k * t * t * t;
-}
-
-/* Seeds 1..N_SEEDS, 16 at a time; counts[pos][token] of positions 1..N_POS. */
-static void sample_counts(realm_engine *e, int32_t mode, int32_t n_max, int (*counts)[512],
-                          uint64_t *drafted, uint64_t *accepted)
-{
-    for (int s0 = 0; s0 < N_SEEDS; s0 += 16) {
-        realm_gen_options o[16];
-        const realm_token *p[16];
-        int np[16];
-        for (int i = 0; i < 16; i++) {
-            o[i] = opts(mode, n_max, 1.0f, (uint64_t)(s0 + i + 1), 1 + N_POS);
-            o[i].sampling.top_p = 1;
-            o[i].sampling.min_p = 0;
-            o[i].speculative.p_min = 0;
-            p[i] = case_prompt[2];
-            np[i] = case_np[2];
-        }
-        out r[16];
-        run_n(e, 16, p, np, o, r);
-        for (int i = 0; i < 16; i++) {
-            CHECK_EQ_INT(r[i].n, 1 + N_POS);
-            for (int k = 0; k < N_POS && k + 1 < r[i].n; k++)
-                if (r[i].ids[k + 1] >= 0 && r[i].ids[k + 1] < 512)
-                    counts[k][r[i].ids[k + 1]]++;
-            *drafted += (uint64_t)r[i].res.draft_tokens;
-            *accepted += (uint64_t)r[i].res.accepted_tokens;
-        }
-    }
-}
-
-static void check_distribution(const realm_model *draft, const char *name)
-{
-    realm_engine *e = engine(draft, 4096, 16);
-    static int c_off[N_POS][512], c_spec[N_POS][512];
-    memset(c_off, 0, sizeof c_off);
-    memset(c_spec, 0, sizeof c_spec);
-    uint64_t dr = 0, ac = 0, dr0 = 0, ac0 = 0;
-    sample_counts(e, REALM_SPEC_OFF, 0, c_off, &dr0, &ac0);
-    sample_counts(e, REALM_SPEC_DRAFT, 3, c_spec, &dr, &ac);
-    CHECK_EQ_INT((int)dr0, 0);
-    CHECK_MSG(dr > 0 && ac > 0 && ac < dr, "drafted %llu, accepted %llu", (unsigned long long)dr,
-              (unsigned long long)ac);
-    for (int k = 0; k < N_POS; k++) {
-        int df;
-        const double x = chi_square(c_off[k], c_spec[k], 512, &df);
-        printf("sampling, draft %s, position %d: chi-square %.1f, %d degrees of freedom, "
-               "bound %.1f (drafted %llu, accepted %llu)\n",
-               name, k + 1, x, df, chi_crit(df), (unsigned long long)dr, (unsigned long long)ac);
-        CHECK_MSG(df >= 3 && x < chi_crit(df), "draft %s, position %d: chi-square %.1f over %d df",
-                  name, k + 1, x, df);
-    }
-    realm_engine_free(e);
-}
-
-static void test_sampling(void)
-{
-    realm_engine *e = engine(draft_q4, 4096, 16);
-    /* lookup: the seeded tokens of the run without speculation, any K */
-    realm_gen_options o = opts(REALM_SPEC_OFF, 0, 0.9f, 77, 96);
-    o.sampling.repeat_penalty = 1.1f;
-    o.sampling.top_k = 40;
-    out off, r;
-    run1(e, case_prompt[0], case_np[0], &o, &off);
-    CHECK_EQ_INT(off.n, 96);
-    uint64_t lookup_drafted = 0;
-    for (int32_t k = 1; k <= 16; k *= 2) {
-        o.speculative.mode = REALM_SPEC_LOOKUP;
-        o.speculative.n_max = k;
-        run1(e, case_prompt[0], case_np[0], &o, &r);
-        CHECK_MSG(same_tokens(&r, &off) && same_logprobs(&r, &off),
-                  "seeded lookup with K %d differs from no speculation", k);
-        lookup_drafted += (uint64_t)r.res.draft_tokens;
-    }
-    CHECK(lookup_drafted > 0);
-    /* draft model, seeded: the same tokens again for the same options */
-    o.speculative.mode = REALM_SPEC_DRAFT;
-    o.speculative.n_max = 4;
-    o.speculative.p_min = 0;
-    out d1, d2;
-    run1(e, case_prompt[0], case_np[0], &o, &d1);
-    run1(e, case_prompt[0], case_np[0], &o, &d2);
-    CHECK(same_tokens(&d1, &d2) && same_logprobs(&d1, &d2));
-    CHECK(d1.res.accepted_tokens > 0);
-
-    realm_engine_free(e);
-    /* the distribution with a draft model's sampled drafts equals the target's:
-     * a close draft (Q4_0, mostly accepted) and a far one (tiny-f32's random
-     * weights, mostly rejected: the residual draws) */
-    check_distribution(draft_q4, "q4_0");
-    check_distribution(draft_tiny, "tiny-f32");
 }
 
 /* ---- stop strings and cancellation ------------------------------------------ */
@@ -746,50 +452,19 @@ static void test_lora(void)
     realm_lora_free(a);
 }
 
-/* ---- set-up -------------------------------------------------------------------- */
-
-static realm_model *quantized(const char *type)
-{
-    char path[512], cmd[2048];
-    snprintf(path, sizeof path, "%s/stories260K-%s.gguf", tmpdir, type);
-    const char *bin = getenv("REALM_BIN");
-    CHECK(bin != NULL);
-    if (!bin)
-        return NULL;
-    snprintf(cmd, sizeof cmd, "'%s' quantize '%s' '%s' %s >/dev/null 2>&1", bin,
-             test_data("models/stories260K.gguf"), path, type);
-    CHECK_EQ_INT(system(cmd), 0);
-    realm_model *m = NULL;
-    CHECK_RC(realm_model_load(path, NULL, &m), REALM_OK);
-    return m;
-}
-
 int main(void)
 {
     test_begin("engine_spec", 580);
-    CHECK(mkdtemp(tmpdir) != NULL);
-    CHECK_RC(realm_model_load(test_data("models/stories260K.gguf"), NULL, &model), REALM_OK);
-    CHECK_RC(realm_model_load(test_data("quant/tiny-f32.gguf"), NULL, &draft_tiny), REALM_OK);
-    draft_q4 = quantized("q4_0");
-    draft_q8 = quantized("q8_0");
-    load_cases();
-    if (model && draft_q4 && draft_q8 && draft_tiny && n_cases == NCASE) {
+    if (spec_setup()) {
         test_greedy_exact();
         test_preemption();
         test_backoff();
         test_prefix_cache();
-        test_sampling();
         test_stop_strings();
         test_cancel_mid_verify();
         test_errors();
         test_lora();
     }
-    realm_model_free(draft_q4);
-    realm_model_free(draft_q8);
-    realm_model_free(draft_tiny);
-    realm_model_free(model);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    CHECK_EQ_INT(system(cmd), 0);
+    spec_teardown();
     return test_end();
 }
