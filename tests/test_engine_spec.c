@@ -10,7 +10,8 @@
  *  - stop strings ending inside accepted runs; cancellation from the sink
  *    in the middle of a step's accepted run (nothing after it);
  *  - a draft model with another vocabulary refused; bad options;
- *  - LoRA: lookup under an adapter on quant/tiny-f32 equals the run without.
+ *  - LoRA: lookup and a draft model (stories260K drafting for quant/tiny-f32)
+ *    under an adapter give the tokens of the run without speculation.
  * The sampling side is test_engine_spec_dist.c.
  */
 #include <math.h>
@@ -422,19 +423,27 @@ static void test_lora(void)
     CHECK_RC(realm_lora_load(tiny, test_data("lora/tiny-lora-r8.gguf"), &a), REALM_OK);
     if (!a)
         return;
+    /* stories260K (the same vocabulary) drafts for tiny-f32 here: the
+     * adapter is the target's; the draft drafts without it */
     realm_engine *e = NULL;
-    CHECK_RC(realm_engine_new(
-                 tiny,
-                 &(realm_engine_params){
-                     .n_ctx = 1024, .n_threads = 1, .manual_step = true, .batch_invariant = true},
-                 &e),
+    CHECK_RC(realm_engine_new(tiny,
+                              &(realm_engine_params){.n_ctx = 1024,
+                                                     .n_threads = 1,
+                                                     .manual_step = true,
+                                                     .batch_invariant = true,
+                                                     .draft = model},
+                              &e),
              REALM_OK);
     const realm_lora_item item = {a, 1.0f};
-    realm_gen_options o[4];
-    const realm_token *p[4];
-    int np[4];
-    for (int i = 0; i < 4; i++) {
-        o[i] = opts(i < 2 ? REALM_SPEC_OFF : REALM_SPEC_LOOKUP, 6, 0, 1, 48);
+    realm_gen_options o[6];
+    const realm_token *p[6];
+    int np[6];
+    for (int i = 0; i < 6; i++) {
+        o[i] = opts(i < 2   ? REALM_SPEC_OFF
+                    : i < 4 ? REALM_SPEC_LOOKUP
+                            : REALM_SPEC_DRAFT,
+                    6, 0, 1, 48);
+        o[i].speculative.p_min = 0;
         if (i % 2 == 0) {
             o[i].lora = &item;
             o[i].n_lora = 1;
@@ -442,12 +451,15 @@ static void test_lora(void)
         p[i] = case_prompt[1];
         np[i] = case_np[1];
     }
-    out r[4];
-    run_n(e, 4, p, np, o, r);
+    out r[6];
+    run_n(e, 6, p, np, o, r);
     CHECK(!same_tokens(&r[0], &r[1])); /* the adapter matters */
     CHECK_MSG(same_tokens(&r[2], &r[0]) && same_logprobs(&r[2], &r[0]), "lookup under LoRA");
     CHECK_MSG(same_tokens(&r[3], &r[1]) && same_logprobs(&r[3], &r[1]), "lookup without LoRA");
+    CHECK_MSG(same_tokens(&r[4], &r[0]) && same_logprobs(&r[4], &r[0]), "draft under LoRA");
+    CHECK_MSG(same_tokens(&r[5], &r[1]) && same_logprobs(&r[5], &r[1]), "draft without LoRA");
     CHECK(r[2].res.draft_tokens > 0 || r[3].res.draft_tokens > 0);
+    CHECK(r[4].res.draft_tokens > 0 && r[5].res.draft_tokens > 0);
     realm_engine_free(e);
     realm_lora_free(a);
 }
