@@ -157,8 +157,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
                               "registry)");
     if (o->draft != NULL && o->lookup)
         return cli_error(CMD, "--draft and --lookup: one way of drafting at a time");
-    if ((o->draft != NULL || o->lookup) && o->prompt == NULL)
-        return cli_error(CMD, "--draft and --lookup work with -p only");
+    if (o->draft != NULL && o->prompt == NULL)
+        return cli_error(CMD, "--draft works with -p only (the chat takes --lookup)");
     if (o->draft_min > o->draft_max)
         return cli_error(CMD, "--draft-min %ld is above --draft-max %ld", o->draft_min,
                          o->draft_max);
@@ -222,6 +222,10 @@ static int run_chat(const run_opts *o)
         .verbose = o->verbose,
         .rope = o->rope_params,
         .lora = &o->lora,
+        .spec = {.mode = o->lookup ? REALM_SPEC_LOOKUP : REALM_SPEC_DEFAULT,
+                 .n_max = (int32_t)o->draft_max,
+                 .n_min = (int32_t)o->draft_min,
+                 .p_min = o->draft_p_min},
     };
     return cli_run_chat(&c);
 }
@@ -585,7 +589,7 @@ static const char usage_b[] =
     "                came from the cache, and the speed\n"
     "  --draft FILE  -p: speculative decoding with this draft model (a smaller GGUF\n"
     "                with the same vocabulary, or a pulled model's name; -md too)\n"
-    "  --lookup      -p: speculative decoding by prompt lookup (drafts copied from\n"
+    "  --lookup      speculative decoding by prompt lookup (drafts copied from\n"
     "                n-gram matches in the prompt and output; no extra model)\n"
     "  --draft-max K  most drafted tokens per step (default 8, at most 32); K adapts\n"
     "                to the acceptance rate below it\n"

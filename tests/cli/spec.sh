@@ -49,8 +49,16 @@ assert s[0]["drafted"] >= s[0]["accepted"] > 0 and 0 < s[0]["acceptance"] <= 1, 
 run "$REALM_BIN" run "$M" -p "x" --draft "$TMP/q4.gguf" --lookup
 expect_fail "--draft and --lookup"
 expect_contains "--draft and --lookup" "$OUT" "one way of drafting at a time"
-run "$REALM_BIN" run "$M" --lookup
-expect_fail "--lookup without -p"
+# the chat takes --lookup: the same replies (greedy)
+chat() { printf 'Hello\nWhat did the dog do next?\n/bye\n' | timeout 60 "$REALM_BIN" run "$M" -n 40 -t 1 --temp 0 "$@" 2>/dev/null; }
+plain_chat=$(chat)
+checks=$((checks + 1)); [ -n "$plain_chat" ] && [ "$(chat --lookup --draft-max 4)" = "$plain_chat" ] || fail "chat --lookup differs"
+run bash -c "printf 'Hello\\n/bye\\n' | timeout 60 '$REALM_BIN' run '$M' -n 40 -t 1 --temp 0 --lookup --verbose"
+expect_rc "chat --lookup --verbose" 0
+expect_contains "chat --lookup --verbose" "$OUT" "drafted tokens accepted"
+run "$REALM_BIN" run "$M" --draft "$TMP/q4.gguf"
+expect_fail "--draft without -p"
+expect_contains "--draft without -p" "$OUT" "the chat takes --lookup"
 run "$REALM_BIN" run "$M" -p "x" --lookup --draft-max 0
 expect_fail "--draft-max 0"
 run "$REALM_BIN" run "$M" -p "x" --lookup --draft-max 4 --draft-min 5
