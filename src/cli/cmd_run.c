@@ -233,8 +233,9 @@ static int run_chat(const run_opts *o)
 /*
  * -p with --draft or --lookup: the generation goes through the engine, which
  * does the speculative decoding (the same tokens as the direct loop for a
- * greedy or seeded run; the draw of each token is a function of the seed
- * and its position). Prints the acceptance with the timing.
+ * greedy run, and for a seeded one with prompt lookup: the draw of each
+ * token is a function of the seed and its position). Prints the acceptance
+ * with the timing.
  */
 static int run_speculative(const run_opts *o, const realm_model *m, const realm_tokenizer *tok,
                            const realm_token *ids, int32_t n_prompt, long n_ctx,
@@ -596,8 +597,10 @@ static const char usage_b[] =
     "  --draft-min N  do not speculate on a step with fewer drafts (default 0)\n"
     "  --draft-p-min P  stop drafting when the draft model's probability of its token\n"
     "                is below P (default 0.75)\n"
-    "                With either, greedy and seeded output is the same as without;\n"
-    "                the drafted and accepted counts go to stderr.\n"
+    "                Greedy output is the same as without, and so is seeded sampling\n"
+    "                with --lookup; a draft model's sampled drafts keep the output's\n"
+    "                distribution, not its tokens. The drafted and accepted counts go\n"
+    "                to stderr (the chat: with --verbose).\n"
     "\n"
     "RoPE overrides, as llama.cpp's options of the same names (default: what the\n"
     "model says: linear scaling, YaRN, Llama 3.1 frequency factors):\n" CLI_ROPE_USAGE;
