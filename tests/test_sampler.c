@@ -74,6 +74,16 @@ static void check_dist(const char *what, const realm_sampler_params *p, const fl
             bad++;
     }
     CHECK_EQ_INT(bad, 0);
+    /* the filtered distribution itself (what speculative acceptance uses) */
+    float pr[NV];
+    const int32_t best = realm_sampler_probs(s, l, pr);
+    int best_ref = 0;
+    for (int i = 1; i < NV; i++)
+        if (ref[i] > ref[best_ref])
+            best_ref = i;
+    CHECK_MSG(best == best_ref, "%s: probs' best %d vs %d", what, best, best_ref);
+    for (int i = 0; i < NV; i++)
+        CHECK_MSG(fabs(pr[i] - ref[i]) < 1e-5, "%s: p[%d] = %.6f vs %.6f", what, i, pr[i], ref[i]);
     for (int i = 0; i < NV; i++) {
         const double f = (double)count[i] / DRAWS;
         if (ref[i] == 0)
@@ -295,6 +305,27 @@ static void test_probs_and_seed(void)
     realm_sampler_free(a);
     realm_sampler_free(b);
     realm_sampler_free(c);
+
+    /* a draw depends on (seed, position) only, not on the draws before it:
+     * positions visited backwards and skipping give the same tokens */
+    p.seed = 1234;
+    realm_sampler_new(&p, NV, &a);
+    realm_sampler_new(&p, NV, &b);
+    int32_t fwd[64];
+    for (int i = 0; i < 64; i++)
+        fwd[i] = realm_sampler_sample(a, L);
+    int same_pos = 0;
+    for (int i = 63; i >= 0; i -= 1 + (i % 3 == 0))
+        same_pos += realm_sampler_sample_at(b, L, (uint64_t)i) == fwd[i];
+    int visited = 0;
+    for (int i = 63; i >= 0; i -= 1 + (i % 3 == 0))
+        visited++;
+    CHECK_EQ_INT(same_pos, visited);
+    CHECK(realm_sampler_uniform(a, 5, 0) != realm_sampler_uniform(a, 5, 1));
+    CHECK(realm_sampler_uniform(a, 5, 0) != realm_sampler_uniform(a, 6, 0));
+    CHECK(realm_sampler_uniform(a, 5, 1) == realm_sampler_uniform(b, 5, 1));
+    realm_sampler_free(a);
+    realm_sampler_free(b);
 
     /* bad parameters */
     CHECK_RC(realm_sampler_new(&(realm_sampler_params){.temperature = -1}, NV, &s),

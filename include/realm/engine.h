@@ -43,6 +43,46 @@
  * base model's products once for all, each adapter's low-rank part over its
  * own entries).
  *
+ * Speculative decoding (options.speculative, params.spec_*): a decoding
+ * sequence may put, after its next token, K drafted tokens in the step's
+ * batch, all with logits, so the one forward pass that decodes every
+ * sequence also verifies every sequence's drafts. Drafts come from prompt
+ * lookup (REALM_SPEC_LOOKUP: the last 4, 3 or 2 tokens found earlier in the
+ * prompt and output, most recent match first, and the tokens that followed
+ * them) or from params.draft (REALM_SPEC_DRAFT: a smaller model with the
+ * same vocabulary, checked at realm_engine_new, with its own KV cache of
+ * n_ctx tokens, unshared, which a request finding it full stops using;
+ * every drafting sequence's tokens in one draft pass, then one pass per
+ * further draft with a row per sequence still drafting; a sequence stops
+ * drafting when the draft's probability of its token is below p_min).
+ * Verification walks the rows in order and takes at each position the
+ * token a run without speculation takes there (greedy: the argmax;
+ * sampling: the draw of (seed, position)), continuing while it equals the
+ * draft; the first difference, or the token after the last accepted draft,
+ * ends the walk. For prompt lookup's point-mass drafts this is exactly the
+ * standard rule (accept with p(draft), else a draw from the residual), so
+ * greedy and seeded output is the same as without speculation (bitwise
+ * with batch_invariant, log-probabilities included). A draft model's
+ * sampled drafts (temperature > 0) follow the standard rule with q the
+ * draft's filtered distribution (the request's filters, without penalties):
+ * accept with min(1, p/q), else draw from max(0, p - q) normalised; the
+ * output is distributed as the target's and a seed reproduces it for the
+ * same options, but it is not token for token the run without
+ * speculation. Rejected drafts' KV is truncated in both caches. Stop
+ * strings, stop tokens, max_tokens, the context, log-probabilities,
+ * penalties, cancellation (no token of a step's run after it), preemption,
+ * LoRA and n choices work as for one token per step.
+ * K adapts per sequence: from a decaying acceptance rate a per drafted
+ * token, the longest run whose last draft is still accepted with
+ * probability 0.2 (K = log 0.2 / log a), within max(1, n_min)..n_max. The
+ * back-off: a step's decode rows (decoding sequences plus drafts) are
+ * bounded by params.spec_max_rows (default 32; past that a CPU pass stops
+ * being bound by reading the weights, and every row costs compute); drafts
+ * are cut evenly to fit, down to none when the decoding sequences alone
+ * fill the bound. Drafts never cause an eviction or a preemption: without
+ * KV room, the step drops them. Results count draft_tokens and
+ * accepted_tokens; realm_engine_stats the totals.
+ *
  *     realm_engine *e;
  *     realm_engine_new(model, &(realm_engine_params){.n_ctx = 8192}, &e);
  *     realm_gen_options o;
@@ -63,7 +103,9 @@
  *
  * Sampling: each request has its own realm_sampler, seeded from its options,
  * so the same seed, prompt and options give the same tokens alone or
- * batched as long as the logits do. By default a row's logits equal, up to
+ * batched as long as the logits do. The draw for the token at output
+ * position i is a function of (seed, i) (realm_sampler_sample_at), not of
+ * how many draws came before. By default a row's logits equal, up to
  * float rounding, what it gets in any other batch (a pass of one entry and a
  * pass of several sum in different orders), which in rare near-ties can
  * change a token; with params.batch_invariant they are bitwise the same, and
@@ -162,6 +204,16 @@ typedef struct realm_engine_params {
                                          costs single-stream decode speed */
     const realm_tokenizer *tokenizer; /* NULL: loaded from the model's file */
     bool manual_step;                 /* no scheduler thread: the caller calls realm_engine_step */
+    /* speculative decoding (see the overview) */
+    int32_t spec_mode;        /* requests' default realm_spec_mode: 0 (REALM_SPEC_DEFAULT)
+                                 or REALM_SPEC_OFF: off */
+    int32_t spec_n_max;       /* requests' default most drafted tokens; 0: 8 */
+    int32_t spec_max_rows;    /* decode rows (decoding sequences + drafted tokens) a
+                                 step verifies at most: drafts shrink as decoding
+                                 sequences fill it (the back-off). 0: 32 */
+    const realm_model *draft; /* a smaller model drafting for mode REALM_SPEC_DRAFT
+                                 (borrowed; must outlive the engine); its vocabulary
+                                 must equal the model's. NULL: none */
 } realm_engine_params;
 
 /* Bytes an engine with these parameters allocates for m: its KV pool, compute
@@ -200,7 +252,34 @@ typedef enum realm_finish {
 /* "none", "stop", "length", "cancelled", "error". */
 const char *realm_finish_name(realm_finish f);
 
-#define REALM_GEN_OPTIONS_VERSION 2
+#define REALM_GEN_OPTIONS_VERSION 3
+
+/* Speculative decoding of a request (realm_gen_options.speculative). */
+typedef enum realm_spec_mode {
+    REALM_SPEC_DEFAULT = 0, /* the engine's params.spec_mode */
+    REALM_SPEC_OFF,
+    REALM_SPEC_LOOKUP, /* prompt lookup: n-gram matches in the prompt and output so far */
+    REALM_SPEC_DRAFT,  /* the engine's draft model */
+    REALM_SPEC_COUNT
+} realm_spec_mode;
+
+/* The most tokens drafted for one sequence in one step. */
+#define REALM_SPEC_MAX_DRAFT 32
+
+/* "default", "off", "lookup", "draft"; realm_spec_mode_parse is the inverse
+ * (-1 for an unknown name). */
+const char *realm_spec_mode_name(realm_spec_mode m);
+int realm_spec_mode_parse(const char *name);
+
+typedef struct realm_spec_options {
+    int32_t mode;  /* realm_spec_mode */
+    int32_t n_max; /* most drafted tokens per step, 0..REALM_SPEC_MAX_DRAFT; 0: the
+                      engine's spec_n_max */
+    int32_t n_min; /* fewer drafted tokens than this: do not speculate this step;
+                      default 0 */
+    float p_min;   /* draft model: stop drafting when the draft's probability of its
+                      token falls below this; 0..1, default 0.75 */
+} realm_spec_options;
 
 /* Most choices of one request (realm_engine_submit_n). */
 #define REALM_MAX_CHOICES 16
@@ -237,6 +316,8 @@ typedef struct realm_gen_options {
                                     loaded for the engine's model, and kept loaded
                                     until the request has ended. Default none */
     int32_t n_lora;
+    /* version 3 */
+    realm_spec_options speculative; /* default: the engine's mode */
 } realm_gen_options;
 
 void realm_gen_options_init(realm_gen_options *o);
@@ -269,6 +350,8 @@ typedef struct realm_gen_result {
      * realm_itl_bounds (the last counts gaps above every bound) */
     uint32_t itl_counts[REALM_ITL_BUCKETS + 1];
     double itl_sum_s;
+    int32_t draft_tokens;    /* speculative decoding: tokens drafted and verified ... */
+    int32_t accepted_tokens; /* ... and of those, the ones that became output */
 } realm_gen_result;
 
 /* The upper bounds, in seconds, of the inter-token latency buckets. */
@@ -345,8 +428,9 @@ typedef struct realm_engine_stats {
     int32_t prefix_entries; /* cached prefixes */
     int32_t prefix_blocks;  /* KV blocks only cached prefixes hold (evicting them frees these) */
     uint64_t prefix_hit_tokens;
-    uint64_t tokens_prefilled, tokens_generated; /* prefilled counts recomputation too */
-    uint64_t preemptions;                        /* requests sent back to wait for KV blocks */
+    uint64_t tokens_prefilled, tokens_generated;      /* prefilled counts recomputation too */
+    uint64_t preemptions;                             /* requests sent back to wait for KV blocks */
+    uint64_t spec_draft_tokens, spec_accepted_tokens; /* speculative decoding's totals */
 } realm_engine_stats;
 
 void realm_engine_get_stats(realm_engine *e, realm_engine_stats *out);

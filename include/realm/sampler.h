@@ -18,9 +18,12 @@
  *      typical-p (locally typical sampling: keep the tokens whose surprisal
  *      is closest to the entropy, up to a mass of typical_p); top-p
  *      (nucleus, over the survivors' renormalised probabilities); min-p
- *      (relative to the most likely survivor); then a draw
- *      with the sampler's own seeded generator, so the same seed, logits and
- *      accepted history give the same tokens on every machine. Only the
+ *      (relative to the most likely survivor); then a draw by inverse CDF
+ *      over the survivors with a uniform number that is a hash of (seed,
+ *      position), not a running stream: the same seed, logits, accepted
+ *      history and position give the same token on every machine, however
+ *      many draws came before (speculative decoding verifies several
+ *      positions in one step and throws some away). Only the
  *      head of the distribution that top-p and min-p can keep is sorted, so
  *      a sample costs about one pass over the vocabulary.
  *
@@ -90,8 +93,27 @@ typedef struct realm_sampler realm_sampler;
 
 int realm_sampler_new(const realm_sampler_params *p, int32_t n_vocab, realm_sampler **out);
 void realm_sampler_free(realm_sampler *s);
-/* The next token for logits[0..n_vocab). */
+/* The next token for logits[0..n_vocab): realm_sampler_sample_at at a
+ * position counting this sampler's realm_sampler_sample calls (0, 1, ...). */
 int32_t realm_sampler_sample(realm_sampler *s, const float *logits);
+/* The token for logits at position pos (any number naming the draw, e.g. the
+ * index of the token in the output): the random number is
+ * realm_sampler_uniform(s, pos, 0). */
+int32_t realm_sampler_sample_at(realm_sampler *s, const float *logits, uint64_t pos);
+/* The uniform number in [0, 1) of (seed, pos, stream): stream 0 is the
+ * sample's draw; other streams are free for callers (the engine's
+ * speculative acceptance tests). Depends on nothing else. */
+double realm_sampler_uniform(const realm_sampler *s, uint64_t pos, uint32_t stream);
+/* The distribution a sample would draw from, after every step of the
+ * pipeline (bias, penalties, temperature, top-k, typical-p, top-p, min-p):
+ * p[0..n_vocab) sums to 1, zero for the filtered tokens; greedy is one-hot
+ * on its choice. Returns the most likely token (the lowest id on a tie).
+ * Records log-probabilities as a sample does. */
+int32_t realm_sampler_probs(realm_sampler *s, const float *logits, float *p);
+/* After realm_sampler_probs, record token as the choice made from that
+ * distribution by the caller: realm_sampler_last_probs then reports its
+ * log-probability as after a sample. */
+void realm_sampler_choose(realm_sampler *s, int32_t token);
 /* Append a token to the penalty window (prompt tokens and generated ones);
  * ids outside the vocabulary are ignored. */
 void realm_sampler_accept(realm_sampler *s, int32_t token);

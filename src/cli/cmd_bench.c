@@ -18,10 +18,12 @@
 #include <jansson.h>
 
 #include "bench_serve.h"
+#include "bench_spec.h"
 #include "cli.h"
 #include "core/clock_internal.h"
 #include "lora_args.h"
 #include "opts.h"
+#include "realm/engine.h"
 #include "realm/error.h"
 #include "realm/model.h"
 #include "realm/threads.h"
@@ -177,6 +179,29 @@ static double run_tg(bench *b, int par, int start, int n, int nb)
     return t;
 }
 
+/*
+ * Seconds of one pass over 1 + k entries of one sequence, every entry with
+ * logits (what the engine's verification of k drafts costs), after its
+ * `start` tokens; the entries are rolled back after the pass, so each
+ * repetition sees the same cache.
+ */
+static double run_verify(bench *b, int32_t s, int start, int k)
+{
+    for (int i = 0; i <= k; i++) {
+        b->tok[i] = rand_token(b);
+        b->pos[i] = start + i;
+        b->seq[i] = s;
+        b->want[i] = true;
+        b->set[i] = set_of(b, 0);
+    }
+    const double t0 = realm__now();
+    const int rc = forward(b, k + 1, b->want);
+    const double t = realm__now() - t0;
+    if (realm_kv_seq_truncate(b->kv, s, start) < 0 || rc < 0)
+        return -1;
+    return t;
+}
+
 typedef struct bench_cfg {
     const char *model;
     long long n_pp, n_tg, threads, reps;
@@ -187,6 +212,10 @@ typedef struct bench_cfg {
     cli_rope rope;
     cli_strings lora;
     const char *lora_per_stream;
+    const char *draft, *spec_prompt; /* speculative decoding (bench_spec.c) */
+    bool lookup;
+    long long draft_max;
+    cli_ints spec_streams, verify;
 } bench_cfg;
 
 /* REALM_THREADS applies, as to the server (the figures should be those of
@@ -235,6 +264,23 @@ static const cli_opt bench_opts[] = {
      "--batched and --parallel: sequence or client i uses adapter i mod count (FILE[:SCALE] "
      "or none)",
      offsetof(bench_cfg, lora_per_stream), .env = false},
+    {"draft", 0, CLI_OPT_STRING, "FILE", NULL,
+     "speculative decoding with this draft model: tokens/s without and with, acceptance",
+     offsetof(bench_cfg, draft), .env = false},
+    {"lookup", 0, CLI_OPT_FLAG, NULL, NULL, "the same with prompt lookup drafts",
+     offsetof(bench_cfg, lookup), .env = false},
+    {"draft-max", 0, CLI_OPT_INT, "K", "8", "--draft, --lookup: most drafted tokens per step",
+     offsetof(bench_cfg, draft_max), .env = false, .min = 1, .max = REALM_SPEC_MAX_DRAFT},
+    {"spec-prompt", 0, CLI_OPT_STRING, "TEXT", "Once upon a time",
+     "--draft, --lookup: the prompt of every stream", offsetof(bench_cfg, spec_prompt),
+     .env = false},
+    {"spec-streams", 0, CLI_OPT_INT_LIST, "N,...", "1",
+     "--draft, --lookup: streams at once, for each N", offsetof(bench_cfg, spec_streams),
+     .env = false, .min = 1, .max = 64, .n_max = 8},
+    {"verify", 0, CLI_OPT_INT_LIST, "K,...", NULL,
+     "time one pass verifying K drafted tokens (K + 1 rows with logits) against a decode "
+     "step, after --npp tokens of context, for each K",
+     offsetof(bench_cfg, verify), .env = false, .min = 1, .max = MAX_PAR - 1, .n_max = 8},
     {"json", 0, CLI_OPT_FLAG, NULL, NULL, "one JSON document instead of tables",
      offsetof(bench_cfg, json), .env = false},
     CLI_ROPE_OPTS(bench_cfg, rope, false),
@@ -289,6 +335,16 @@ static int run_bench(int argc, char **argv)
         }
     }
     const bool per_stream = cfg.lora_per_stream != NULL;
+    const char *draft_path = cfg.draft, *spec_prompt = cfg.spec_prompt;
+    const bool spec = cfg.draft != NULL || cfg.lookup;
+    if (cfg.draft != NULL && cfg.lookup)
+        return cli_opts_free(bench_opts, CLI_OPTS_N(bench_opts), &cfg),
+               cli_error(CMD, "--draft and --lookup: one way of drafting at a time");
+    int spec_streams[8], n_spec_streams = cfg.spec_streams.n, verify[8], n_verify = cfg.verify.n;
+    for (int i = 0; i < n_spec_streams; i++)
+        spec_streams[i] = (int)cfg.spec_streams.v[i];
+    for (int i = 0; i < n_verify; i++)
+        verify[i] = (int)cfg.verify.v[i];
     cli_opts_free(bench_opts, CLI_OPTS_N(bench_opts), &cfg);
 
     realm_model_params mp = {0};
@@ -329,6 +385,8 @@ static int run_bench(int argc, char **argv)
     long ctx_tokens = n_pp + n_tg + max_depth;
     if (n_par > 0 && (long)max_par * (par_pp + par_tg) > ctx_tokens)
         ctx_tokens = (long)max_par * (par_pp + par_tg + 32); /* + a partial block each */
+    if (n_verify > 0 && par_pp + MAX_PAR + 32 > ctx_tokens)
+        ctx_tokens = par_pp + MAX_PAR + 32;
     const int nb = (int)(n_pp > 512 ? 512 : n_pp > 0 ? n_pp : 512);
     if (realm_kv_cache_new(b.m,
                            &(realm_kv_params){.n_ctx = (int32_t)ctx_tokens + 64,
@@ -444,6 +502,58 @@ static int run_bench(int argc, char **argv)
             printf("| %d | %.2f | %.2f ± %.2f |\n", par[i], sp.median, sg.median, sg.stdev),
                 fflush(stdout);
     }
+    if (n_verify > 0) {
+        /* alternate the pass sizes repetition by repetition (a shared machine's
+         * load drifts over all of them alike); K = 0 is the decode step */
+        int32_t s;
+        if (realm_kv_seq_new(b.kv, &s) < 0 || prefill(&b, s, 0, 0, (int)par_pp, nb) < 0)
+            goto fail;
+        double vt[9][MAX_REPS];
+        for (int r = 0; r < reps; r++)
+            for (int i = 0; i <= n_verify; i++)
+                if ((vt[i][r] = run_verify(&b, s, (int)par_pp, i ? verify[i - 1] : 0)) < 0)
+                    goto fail;
+        realm_kv_seq_free(b.kv, s);
+        const double base = summarize(vt[0], (int)reps).median;
+        if (!json)
+            printf("\nverification: one pass of 1 + K rows with logits after %ld tokens of "
+                   "context, against a decode step (K = 0)\n\n| K | ms per pass | x decode "
+                   "step |\n| ---: | ---: | ---: |\n| 0 | %.3f | 1.00 |\n",
+                   par_pp, base * 1e3);
+        for (int i = 1; i <= n_verify; i++) {
+            const double t = summarize(vt[i], (int)reps).median;
+            if (json)
+                json_array_append_new(jr, json_pack("{s:s, s:i, s:i, s:f, s:f, s:f}", "test",
+                                                    "verify", "k", verify[i - 1], "depth",
+                                                    (int)par_pp, "ms", t * 1e3, "decode_ms",
+                                                    base * 1e3, "ratio", t / base));
+            else
+                printf("| %d | %.3f | %.2f |\n", verify[i - 1], t * 1e3, t / base), fflush(stdout);
+        }
+    }
+    if (spec) {
+        realm_model *dm = NULL;
+        if (draft_path && realm_model_load(draft_path, NULL, &dm) < 0) {
+            cli_error(CMD, "the draft model: %s", realm_last_error());
+            json_decref(jr);
+            goto done;
+        }
+        const cli_spec_opts so = {.draft = dm,
+                                  .prompt = spec_prompt,
+                                  .streams = spec_streams,
+                                  .n_streams = n_spec_streams,
+                                  .ntg = (int)par_tg,
+                                  .draft_max = (int)cfg.draft_max,
+                                  .threads = (int)threads,
+                                  .reps = (int)reps,
+                                  .batch_invariant = invariant};
+        const int st = cli_bench_spec(b.m, &so, json ? jr : NULL);
+        realm_model_free(dm);
+        if (st != 0) {
+            json_decref(jr);
+            goto done;
+        }
+    }
     if (n_clients > 0 || prefix > 0) {
         /* the engine has its own KV pool and threads */
         realm_ctx_free(b.ctx);
@@ -507,6 +617,8 @@ static const char usage_head[] =
     "                   [--batch-invariant] [--json]\n"
     "                   [--rope-scaling none|linear|yarn] [--rope-freq-base N] ...\n"
     "                   [--lora FILE[:SCALE]]... [--lora-per-stream A,B,...]\n"
+    "                   [--draft FILE | --lookup] [--draft-max K] [--spec-streams 1,8]\n"
+    "                   [--spec-prompt TEXT] [--verify 2,4,8]\n"
     "\n"
     "pp: one prompt of -p random tokens (in batches of up to 512); tg: -n tokens\n"
     "generated one at a time (0 skips either). Both as tokens/s, median and\n"
@@ -538,7 +650,13 @@ static const char usage_head[] =
     "--lora: every test with these LoRA adapters on every sequence (unmerged).\n"
     "--lora-per-stream: in --batched and --parallel, sequence or client i uses\n"
     "adapter i mod the count (\"none\": the base model alone), all of them in the\n"
-    "same forward passes; pp and tg use the first.\n";
+    "same forward passes; pp and tg use the first.\n"
+    "--draft FILE, --lookup: speculative decoding through the engine, with a draft\n"
+    "model or prompt lookup: for each --spec-streams count, that many streams of\n"
+    "--spec-prompt generate --ntg greedy tokens at once, without and with\n"
+    "speculation (alternating); end-to-end tokens/s and the acceptance rate.\n"
+    "--verify K,...: the cost of verifying K drafted tokens in one pass (K + 1\n"
+    "rows, all with logits) against one decode step, after --npp tokens.\n";
 static char usage[8192];
 
 /* main prints the usage before any command runs: build it before main. */

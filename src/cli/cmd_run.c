@@ -34,6 +34,10 @@ typedef struct run_opts {
     cli_rope rope;
     realm_rope_params rope_params;
     cli_lora_args lora; /* --lora, --lora-scaled */
+    const char *draft;  /* --draft: a draft model's file or name */
+    bool lookup;        /* --lookup: prompt lookup drafts */
+    long draft_max, draft_min;
+    float draft_p_min;
 } run_opts;
 
 static bool parse_float(const char *opt, const char *v, float lo, float hi, float *out)
@@ -61,7 +65,9 @@ static int parse_args(int argc, char **argv, run_opts *o)
                     .min_p = 0.05f,
                     .seed = 0,
                     .echo = true,
-                    .rope = CLI_ROPE_INIT};
+                    .rope = CLI_ROPE_INIT,
+                    .draft_max = 8,
+                    .draft_p_min = 0.75f};
     long seed = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -116,7 +122,17 @@ static int parse_args(int argc, char **argv, run_opts *o)
             if (!cli_lora_add(CMD, a, v, v ? (i + 2 < argc ? argv[i + 2] : NULL) : NULL, &o->lora))
                 return 1;
             i++;
-        } else if (!strcmp(a, "--no-echo"))
+        } else if (!strcmp(a, "--draft") || !strcmp(a, "-md") || !strcmp(a, "--model-draft"))
+            o->draft = v, ok = v != NULL;
+        else if (!strcmp(a, "--lookup"))
+            o->lookup = true, takes = false;
+        else if (!strcmp(a, "--draft-max"))
+            ok = cli_parse_int(CMD, a, v, 1, REALM_SPEC_MAX_DRAFT, &o->draft_max);
+        else if (!strcmp(a, "--draft-min"))
+            ok = cli_parse_int(CMD, a, v, 0, REALM_SPEC_MAX_DRAFT, &o->draft_min);
+        else if (!strcmp(a, "--draft-p-min"))
+            ok = parse_float(a, v, 0, 1, &o->draft_p_min);
+        else if (!strcmp(a, "--no-echo"))
             o->echo = false, takes = false;
         else if (!strcmp(a, "--mlock"))
             o->mlock = true, takes = false;
@@ -139,6 +155,13 @@ static int parse_args(int argc, char **argv, run_opts *o)
     if (o->prompt == NULL && o->mlock)
         return cli_error(CMD, "--mlock works with -p only (the chat loads the model through a "
                               "registry)");
+    if (o->draft != NULL && o->lookup)
+        return cli_error(CMD, "--draft and --lookup: one way of drafting at a time");
+    if (o->draft != NULL && o->prompt == NULL)
+        return cli_error(CMD, "--draft works with -p only (the chat takes --lookup)");
+    if (o->draft_min > o->draft_max)
+        return cli_error(CMD, "--draft-min %ld is above --draft-max %ld", o->draft_min,
+                         o->draft_max);
     if (cli_rope_params(CMD, &o->rope, &o->rope_params) != 0)
         return 1;
     o->seed_set = seed >= 0;
@@ -199,8 +222,112 @@ static int run_chat(const run_opts *o)
         .verbose = o->verbose,
         .rope = o->rope_params,
         .lora = &o->lora,
+        .spec = {.mode = o->lookup ? REALM_SPEC_LOOKUP : REALM_SPEC_DEFAULT,
+                 .n_max = (int32_t)o->draft_max,
+                 .n_min = (int32_t)o->draft_min,
+                 .p_min = o->draft_p_min},
     };
     return cli_run_chat(&c);
+}
+
+/*
+ * -p with --draft or --lookup: the generation goes through the engine, which
+ * does the speculative decoding (the same tokens as the direct loop for a
+ * greedy run, and for a seeded one with prompt lookup: the draw of each
+ * token is a function of the seed and its position). Prints the acceptance
+ * with the timing.
+ */
+static int run_speculative(const run_opts *o, const realm_model *m, const realm_tokenizer *tok,
+                           const realm_token *ids, int32_t n_prompt, long n_ctx,
+                           const realm_lora_item *items, int n_lora, double t_load)
+{
+    realm_model *dm = NULL;
+    realm_engine *e = NULL;
+    realm_gen *g = NULL;
+    int rc = 1;
+    if (o->draft) {
+        char dpath[4096];
+        if (!cli_model_resolve(CMD, o->models_dir, o->draft, dpath, sizeof dpath))
+            return 1;
+        if (realm_model_load(dpath, NULL, &dm) < 0) {
+            cli_error(CMD, "the draft model: %s", realm_last_error());
+            return 1;
+        }
+    }
+    const int32_t nb = (int32_t)(o->n_batch < n_ctx ? o->n_batch : n_ctx);
+    const realm_engine_params ep = {.n_ctx = (int32_t)n_ctx,
+                                    .n_ctx_seq = (int32_t)n_ctx,
+                                    .type_k = o->type_k,
+                                    .type_v = o->type_v,
+                                    .n_batch = nb,
+                                    .max_seqs = 1,
+                                    .n_threads = (int32_t)o->n_threads,
+                                    .prefix_cache_entries = -1,
+                                    .kv_mem_budget = 0,
+                                    .tokenizer = tok,
+                                    .draft = dm};
+    if (realm_engine_new(m, &ep, &e) < 0) {
+        cli_error(CMD, "%s", realm_last_error());
+        goto done;
+    }
+    realm_gen_options go;
+    realm_gen_options_init(&go);
+    go.max_tokens = (int32_t)o->n_predict;
+    go.sampling = (realm_sampler_params){.temperature = o->temp,
+                                         .top_k = (int32_t)o->top_k,
+                                         .top_p = o->top_p,
+                                         .min_p = o->min_p,
+                                         .seed = o->seed};
+    go.lora = items;
+    go.n_lora = n_lora;
+    go.speculative = (realm_spec_options){.mode = dm ? REALM_SPEC_DRAFT : REALM_SPEC_LOOKUP,
+                                          .n_max = (int32_t)o->draft_max,
+                                          .n_min = (int32_t)o->draft_min,
+                                          .p_min = o->draft_p_min};
+    if (o->echo) {
+        realm_detok_stream *ds = NULL;
+        if (realm_detok_stream_new(tok, 0, &ds) == 0) {
+            for (int32_t i = 0; i < n_prompt; i++)
+                realm_detok_stream_push(ds, ids[i]);
+            realm_detok_stream_flush(ds);
+            drain(ds);
+            realm_detok_stream_free(ds);
+        }
+    }
+    if (realm_engine_submit(
+            e, &(realm_gen_request){.prompt = ids, .n_prompt = n_prompt, .options = &go}, &g) < 0) {
+        cli_error(CMD, "%s", realm_last_error());
+        goto done;
+    }
+    realm_gen_piece piece;
+    while (realm_gen_next(g, &piece, -1) > 0) {
+        fwrite(piece.text, 1, piece.len, stdout);
+        fflush(stdout);
+    }
+    realm_gen_result res;
+    realm_gen_result_get(g, &res);
+    fputc('\n', stdout);
+    fflush(stdout);
+    if (res.finish == REALM_FINISH_ERROR) {
+        cli_error(CMD, "%s", res.message);
+        goto done;
+    }
+    const double t_prompt = res.time_to_first_token_ms;
+    fprintf(stderr,
+            "\nload %.0f ms | prompt %d tokens, %.1f tokens/s | generation %d tokens, %.1f "
+            "tokens/s\n",
+            t_load * 1e3, n_prompt, t_prompt > 0 ? n_prompt / (t_prompt / 1e3) : 0.0,
+            res.n_completion, res.tokens_per_s);
+    fprintf(stderr, "speculative (%s, K up to %ld): %d drafted, %d accepted (%.1f%%)\n",
+            dm ? "draft model" : "prompt lookup", o->draft_max, res.draft_tokens,
+            res.accepted_tokens,
+            res.draft_tokens ? 100.0 * res.accepted_tokens / res.draft_tokens : 0.0);
+    rc = 0;
+done:
+    realm_gen_free(g);
+    realm_engine_free(e);
+    realm_model_free(dm);
+    return rc;
 }
 
 static int run_run(int argc, char **argv)
@@ -311,6 +438,10 @@ static int run_run(int argc, char **argv)
         goto done;
     }
     t_load = realm__now() - t_load;
+    if (o.draft || o.lookup) {
+        rc = run_speculative(&o, m, tok, ids, n_prompt, n_ctx, items, o.lora.n, t_load);
+        goto done;
+    }
 
     if (o.echo) {
         for (int32_t i = 0; i < n_prompt; i++)
@@ -401,6 +532,8 @@ static const char usage_a[] =
     "                 [--models-dir DIR] [--chat-template NAME]\n"
     "                 [--lora FILE[:SCALE][,...]]... [--lora-scaled FILE:SCALE[,...]]...\n"
     "                 [--no-echo] [--mlock] [--verbose]\n"
+    "                 [--draft FILE | --lookup] [--draft-max K] [--draft-min N]\n"
+    "                 [--draft-p-min P]\n"
     "                 [--rope-scaling none|linear|yarn] [--rope-freq-base N]\n"
     "                 [--rope-freq-scale N] [--rope-scale N] [--yarn-orig-ctx N]\n"
     "                 [--yarn-ext-factor N] [--yarn-attn-factor N]\n"
@@ -455,6 +588,19 @@ static const char usage_b[] =
     "                locked-memory limit is too low (raise it with `ulimit -l`)\n"
     "  --verbose     chat: a line per turn on stderr with the prompt's tokens, how many\n"
     "                came from the cache, and the speed\n"
+    "  --draft FILE  -p: speculative decoding with this draft model (a smaller GGUF\n"
+    "                with the same vocabulary, or a pulled model's name; -md too)\n"
+    "  --lookup      speculative decoding by prompt lookup (drafts copied from\n"
+    "                n-gram matches in the prompt and output; no extra model)\n"
+    "  --draft-max K  most drafted tokens per step (default 8, at most 32); K adapts\n"
+    "                to the acceptance rate below it\n"
+    "  --draft-min N  do not speculate on a step with fewer drafts (default 0)\n"
+    "  --draft-p-min P  stop drafting when the draft model's probability of its token\n"
+    "                is below P (default 0.75)\n"
+    "                Greedy output is the same as without, and so is seeded sampling\n"
+    "                with --lookup; a draft model's sampled drafts keep the output's\n"
+    "                distribution, not its tokens. The drafted and accepted counts go\n"
+    "                to stderr (the chat: with --verbose).\n"
     "\n"
     "RoPE overrides, as llama.cpp's options of the same names (default: what the\n"
     "model says: linear scaling, YaRN, Llama 3.1 frequency factors):\n" CLI_ROPE_USAGE;

@@ -462,10 +462,16 @@ static bool reply(chat *c)
         fprintf(stderr, "Error: %s\n", res.message);
     else if (ended && res.finish == REALM_FINISH_LENGTH && c->opts.max_tokens == 0)
         fprintf(stderr, "[the reply stopped at the end of the context]\n");
-    if (c->verbose && ended)
-        fprintf(stderr, "turn %d: prompt %d tokens, %d cached | reply %d tokens, %.1f tokens/s%s\n",
-                c->turn, res.n_prompt, res.n_cached, res.n_completion, res.tokens_per_s,
+    if (c->verbose && ended) {
+        char spec[96] = "";
+        if (res.draft_tokens > 0)
+            snprintf(spec, sizeof spec, " | %d of %d drafted tokens accepted", res.accepted_tokens,
+                     res.draft_tokens);
+        fprintf(stderr,
+                "turn %d: prompt %d tokens, %d cached | reply %d tokens, %.1f tokens/s%s%s\n",
+                c->turn, res.n_prompt, res.n_cached, res.n_completion, res.tokens_per_s, spec,
                 cancelled ? " (stopped)" : "");
+    }
     /* The reply joins the conversation, even a stopped one; an answer that
      * never began, or failed, takes the question with it. */
     if (nomem || (ended && res.finish == REALM_FINISH_ERROR) || (cancelled && len == 0))
@@ -570,6 +576,8 @@ int cli_run_chat(const run_chat_opts *o)
     realm_gen_options_init(&c.opts);
     c.opts.sampling = o->sampling;
     c.opts.max_tokens = o->max_tokens;
+    if (o->spec.mode != REALM_SPEC_DEFAULT)
+        c.opts.speculative = o->spec;
     realm_lora *ads[CLI_LORA_MAX] = {0};
     realm_lora_item items[CLI_LORA_MAX];
     const int n_lora = o->lora ? o->lora->n : 0;

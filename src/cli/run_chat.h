@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "lora_args.h"
+#include "realm/engine.h"
 #include "realm/model.h"
 #include "realm/quant.h"
 #include "realm/sampler.h"
@@ -24,6 +25,7 @@ typedef struct run_chat_opts {
     bool verbose;              /* a line per turn on stderr: prompt and cached tokens, speed */
     realm_rope_params rope;    /* overrides of the model's RoPE */
     const cli_lora_args *lora; /* adapters for every reply, or NULL */
+    realm_spec_options spec;   /* speculative decoding (prompt lookup); mode 0: off */
 } run_chat_opts;
 
 /* Run the chat on stdin/stdout until /bye or end of input; the exit status. */

@@ -25,6 +25,20 @@ const char *realm_finish_name(realm_finish f)
     return (unsigned)f < REALM_FINISH_COUNT ? names[f] : "unknown";
 }
 
+const char *realm_spec_mode_name(realm_spec_mode m)
+{
+    static const char *const names[REALM_SPEC_COUNT] = {"default", "off", "lookup", "draft"};
+    return (unsigned)m < REALM_SPEC_COUNT ? names[m] : "unknown";
+}
+
+int realm_spec_mode_parse(const char *name)
+{
+    for (int m = 0; m < REALM_SPEC_COUNT; m++)
+        if (name && strcmp(name, realm_spec_mode_name((realm_spec_mode)m)) == 0)
+            return m;
+    return -1;
+}
+
 void realm_gen_options_init(realm_gen_options *o)
 {
     *o = (realm_gen_options){
@@ -34,6 +48,7 @@ void realm_gen_options_init(realm_gen_options *o)
                      .top_p = 0.95f,
                      .min_p = 0.05f,
                      .seed = REALM_SEED_RANDOM},
+        .speculative = {.mode = REALM_SPEC_DEFAULT, .p_min = 0.75f},
     };
 }
 
@@ -88,6 +103,22 @@ static int normalise_params(const realm_model *m, const realm_engine_params *in,
         p->prefix_cache_entries = 64;
     if (p->prefix_cache_entries < 0)
         p->prefix_cache_entries = 0;
+    if (p->spec_mode == REALM_SPEC_DEFAULT)
+        p->spec_mode = REALM_SPEC_OFF;
+    if (p->spec_n_max == 0)
+        p->spec_n_max = 8;
+    if (p->spec_max_rows == 0)
+        p->spec_max_rows = 32;
+    if (p->spec_mode < 0 || p->spec_mode >= REALM_SPEC_COUNT)
+        return realm__error(REALM_ERR_INVAL, "speculative mode %d", p->spec_mode);
+    if (p->spec_mode == REALM_SPEC_DRAFT && p->draft == NULL)
+        return realm__error(REALM_ERR_INVAL, "speculative mode draft without a draft model");
+    if (p->spec_n_max < 1 || p->spec_n_max > REALM_SPEC_MAX_DRAFT)
+        return realm__error(REALM_ERR_INVAL, "spec_n_max %d is outside 1..%d", p->spec_n_max,
+                            REALM_SPEC_MAX_DRAFT);
+    if (p->spec_max_rows < 1 || p->spec_max_rows > 4096)
+        return realm__error(REALM_ERR_INVAL, "spec_max_rows %d is outside 1..4096",
+                            p->spec_max_rows);
     if (p->n_ctx_seq > p->n_ctx)
         return realm__error(REALM_ERR_INVAL, "a sequence of %d tokens does not fit a pool of %d",
                             p->n_ctx_seq, p->n_ctx);
@@ -115,9 +146,129 @@ uint64_t realm_engine_bytes(const realm_model *m, const realm_engine_params *par
                                                                    .type_v = p.type_v});
     const uint64_t ctx = realm_ctx_bytes(
         m, &(realm_ctx_params){.n_batch = p.n_batch, .n_threads = p.n_threads, .pool = p.pool});
-    /* logits of a step and the sampler's scratch, per running sequence */
-    const uint64_t step = (uint64_t)p.max_seqs * (uint64_t)realm_model_hparams(m)->n_vocab * 12;
-    return kv + ctx + step;
+    /* logits of a step (decode rows and drafts) and the sampler's scratch */
+    const uint64_t n_vocab = (uint64_t)realm_model_hparams(m)->n_vocab;
+    const uint64_t step =
+        (uint64_t)p.max_seqs * n_vocab * 12 + (uint64_t)p.spec_max_rows * n_vocab * 4;
+    uint64_t draft = 0;
+    if (p.draft) {
+        draft = realm_kv_cache_bytes(p.draft, &(realm_kv_params){.n_ctx = p.n_ctx,
+                                                                 .block_size = p.block_size,
+                                                                 .type_k = p.type_k,
+                                                                 .type_v = p.type_v}) +
+                realm_ctx_bytes(p.draft, &(realm_ctx_params){.n_batch = p.n_batch,
+                                                             .n_threads = p.n_threads,
+                                                             .pool = p.pool}) +
+                (uint64_t)p.max_seqs * n_vocab * 4;
+    }
+    return kv + ctx + step + draft;
+}
+
+/*
+ * The draft model's vocabulary against the target's: the same size, the
+ * same text for every token and the same special ids, else REALM_ERR_INVAL
+ * naming the first difference. (The target's tokenizer is e->tok; the
+ * draft's is read from its file.)
+ */
+static int draft_vocab_check(realm_engine *e, const realm_model *d)
+{
+    const int32_t nv = realm_model_hparams(d)->n_vocab;
+    if (nv != e->n_vocab)
+        return realm__error(REALM_ERR_INVAL,
+                            "the draft model's vocabulary has %d tokens, the model's %d", nv,
+                            e->n_vocab);
+    realm_tokenizer *dt;
+    int rc = realm_tokenizer_load(realm_model_gguf(d), &dt);
+    if (rc < 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s", realm_last_error());
+        return realm__error(rc, "the draft model's tokenizer: %s", msg);
+    }
+    const realm_tokenizer *t = e->tok;
+    rc = REALM_OK;
+    if (realm_tokenizer_n_vocab(dt) != realm_tokenizer_n_vocab(t)) {
+        rc = realm__error(REALM_ERR_INVAL,
+                          "the draft model's tokenizer has %d tokens, the model's %d",
+                          realm_tokenizer_n_vocab(dt), realm_tokenizer_n_vocab(t));
+        goto out;
+    }
+    for (int32_t i = 0; i < realm_tokenizer_n_vocab(t); i++) {
+        size_t la, lb;
+        const char *a = realm_token_text(t, i, &la), *b = realm_token_text(dt, i, &lb);
+        if (la != lb || memcmp(a, b, la) != 0) {
+            rc = realm__error(REALM_ERR_INVAL,
+                              "the draft model's vocabulary differs from the model's at token "
+                              "%d ('%.40s' vs '%.40s')",
+                              i, b, a);
+            goto out;
+        }
+    }
+    const struct {
+        const char *name;
+        realm_token a, b;
+    } special[] = {
+        {"BOS", realm_tokenizer_bos(t), realm_tokenizer_bos(dt)},
+        {"EOS", realm_tokenizer_eos(t), realm_tokenizer_eos(dt)},
+        {"EOT", realm_tokenizer_eot(t), realm_tokenizer_eot(dt)},
+        {"UNK", realm_tokenizer_unk(t), realm_tokenizer_unk(dt)},
+    };
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
+        if (special[i].a != special[i].b) {
+            rc = realm__error(REALM_ERR_INVAL, "the draft model's %s token is %d, the model's %d",
+                              special[i].name, special[i].b, special[i].a);
+            goto out;
+        }
+out:
+    realm_tokenizer_free(dt);
+    return rc;
+}
+
+/* The draft model's KV cache (as many tokens as the target's), compute
+ * context and pass buffers, after checking its vocabulary. */
+static int draft_init(realm_engine *e)
+{
+    const realm_engine_params *p = &e->p;
+    int rc = draft_vocab_check(e, p->draft);
+    if (rc < 0)
+        return rc;
+    e->dm = p->draft;
+    rc = realm_kv_cache_new(e->dm,
+                            &(realm_kv_params){.n_ctx = p->n_ctx,
+                                               .block_size = p->block_size,
+                                               .type_k = p->type_k,
+                                               .type_v = p->type_v},
+                            &e->dkv);
+    if (rc < 0)
+        return rc;
+    rc = realm_ctx_new(e->dm, e->dkv,
+                       &(realm_ctx_params){.n_batch = p->n_batch,
+                                           .n_threads = p->n_threads,
+                                           .pool = e->own_pool ? e->own_pool : p->pool,
+                                           .batch_invariant = p->batch_invariant},
+                       &e->dctx);
+    if (rc < 0)
+        return rc;
+    const size_t nb = (size_t)p->n_batch;
+    e->d_tok = malloc(nb * sizeof *e->d_tok);
+    e->d_pos = malloc(nb * sizeof *e->d_pos);
+    e->d_seq = malloc(nb * sizeof *e->d_seq);
+    e->d_want = malloc(nb * sizeof *e->d_want);
+    e->d_logits = malloc((size_t)p->max_seqs * (size_t)e->n_vocab * sizeof *e->d_logits);
+    e->d_gen = malloc(2 * (size_t)p->max_seqs * sizeof *e->d_gen);
+    e->q_scratch = malloc((size_t)e->n_vocab * sizeof *e->q_scratch);
+    if (!e->d_tok || !e->d_pos || !e->d_seq || !e->d_want || !e->d_logits || !e->d_gen ||
+        !e->q_scratch)
+        return realm__error(REALM_ERR_NOMEM, "out of memory for the draft model's buffers");
+    return REALM_OK;
+}
+
+void realm__gen_draft_free(realm_engine *e, realm_gen *g)
+{
+    if (g->dseq >= 0) {
+        realm_kv_seq_free(e->dkv, g->dseq);
+        g->dseq = -1;
+    }
+    g->d_past = 0;
 }
 
 /*
@@ -159,10 +310,13 @@ int realm_engine_new(const realm_model *m, const realm_engine_params *params, re
         goto fail;
     e->bs = realm_kv_block_size(e->kv);
     e->n_blocks = realm_kv_n_blocks(e->kv);
+    /* a draft model's passes and the model's share one pool of threads */
+    if (p.draft && p.pool == NULL && (rc = realm_threadpool_new(p.n_threads, &e->own_pool)) < 0)
+        goto fail;
     rc = realm_ctx_new(m, e->kv,
                        &(realm_ctx_params){.n_batch = p.n_batch,
                                            .n_threads = p.n_threads,
-                                           .pool = p.pool,
+                                           .pool = e->own_pool ? e->own_pool : p.pool,
                                            .batch_invariant = p.batch_invariant},
                        &e->ctx);
     if (rc < 0)
@@ -177,7 +331,8 @@ int realm_engine_new(const realm_model *m, const realm_engine_params *params, re
     e->b_want = malloc(nb * sizeof *e->b_want);
     e->b_set = malloc(nb * sizeof *e->b_set);
     e->b_sets = malloc((size_t)p.max_seqs * sizeof *e->b_sets);
-    e->logits = malloc((size_t)p.max_seqs * (size_t)e->n_vocab * sizeof *e->logits);
+    e->logits = malloc(((size_t)p.max_seqs + (size_t)p.spec_max_rows) * (size_t)e->n_vocab *
+                       sizeof *e->logits);
     /* every request the engine holds: running + waiting (max_waiting plus
      * preempted ones) */
     e->finished = malloc(((size_t)2 * p.max_seqs + (size_t)p.max_waiting) * sizeof *e->finished);
@@ -187,6 +342,8 @@ int realm_engine_new(const realm_model *m, const realm_engine_params *params, re
         rc = realm__error(REALM_ERR_NOMEM, "out of memory for the engine's buffers");
         goto fail;
     }
+    if (p.draft && (rc = draft_init(e)) < 0)
+        goto fail;
     if (!p.manual_step) {
         if (pthread_create(&e->thread, NULL, scheduler_main, e) != 0) {
             rc = realm__error(REALM_ERR_NOMEM, "cannot start the scheduler thread");
@@ -208,6 +365,7 @@ static void abandon(realm_engine *e, realm_gen *g)
         realm_kv_seq_free(e->kv, g->seq);
         g->seq = -1;
     }
+    realm__gen_draft_free(e, g);
     realm__gen_finish(g, REALM_FINISH_CANCELLED, 0, NULL);
 }
 
@@ -264,8 +422,18 @@ void realm_engine_free(realm_engine *e)
     free(e->b_sets);
     free(e->logits);
     free(e->finished);
+    free(e->d_tok);
+    free(e->d_pos);
+    free(e->d_seq);
+    free(e->d_want);
+    free(e->d_logits);
+    free(e->d_gen);
+    free(e->q_scratch);
+    realm_ctx_free(e->dctx);
+    realm_kv_cache_free(e->dkv);
     realm_ctx_free(e->ctx);
     realm_kv_cache_free(e->kv);
+    realm_threadpool_free(e->own_pool);
     realm_tokenizer_free(e->own_tok);
     pthread_cond_destroy(&e->work);
     pthread_mutex_destroy(&e->mu);
@@ -336,6 +504,8 @@ static void gen_destroy(realm_gen *g)
     }
     free(g->cur);
     realm_sampler_free(g->smp);
+    realm_sampler_free(g->dsmp);
+    free(g->dq);
     realm_detok_stream_free(g->ds);
     free(g->tokens);
     free(g->stop_tokens);
@@ -456,7 +626,8 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
         /* read only the fields the caller's version has; later ones keep
          * their defaults (one entry per version: its struct size) */
         static const size_t version_size[REALM_GEN_OPTIONS_VERSION + 1] = {
-            0, offsetof(realm_gen_options, lora), sizeof(realm_gen_options)};
+            0, offsetof(realm_gen_options, lora), offsetof(realm_gen_options, speculative),
+            sizeof(realm_gen_options)};
         memcpy(&o, r->options, version_size[r->options->version]);
     }
     if (o.max_tokens < 0)
@@ -464,6 +635,19 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
     if (o.n_stop < 0 || o.n_stop_tokens < 0 || (o.n_stop && !o.stop) ||
         (o.n_stop_tokens && !o.stop_tokens))
         return realm__error(REALM_ERR_INVAL, "malformed stop lists");
+    const realm_spec_options *so = &o.speculative;
+    if (so->mode < 0 || so->mode >= REALM_SPEC_COUNT)
+        return realm__error(REALM_ERR_INVAL, "speculative mode %d", so->mode);
+    if (so->n_max < 0 || so->n_max > REALM_SPEC_MAX_DRAFT || so->n_min < 0 ||
+        so->n_min > REALM_SPEC_MAX_DRAFT || !(so->p_min >= 0 && so->p_min <= 1))
+        return realm__error(REALM_ERR_INVAL,
+                            "speculative n_max %d, n_min %d, p_min %g: n_max and n_min "
+                            "0..%d, p_min 0..1",
+                            so->n_max, so->n_min, so->p_min, REALM_SPEC_MAX_DRAFT);
+    const int32_t spec = so->mode == REALM_SPEC_DEFAULT ? e->p.spec_mode : so->mode;
+    if (spec == REALM_SPEC_DRAFT && e->dm == NULL)
+        return realm__error(REALM_ERR_INVAL, "speculative mode draft: the engine has no draft "
+                                             "model");
     realm_lora_item lora[REALM_LORA_MAX_SET];
     int32_t n_lora = 0;
     if (o.n_lora != 0 &&
@@ -488,8 +672,17 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
     pthread_cond_init(&g->cv, &ca);
     pthread_condattr_destroy(&ca);
     g->seq = -1;
+    g->dseq = -1;
     g->logit_row = -1;
     g->tenant = r->tenant;
+    g->spec = r->logits ? REALM_SPEC_OFF : spec;
+    g->spec_n_max = so->n_max ? so->n_max : e->p.spec_n_max;
+    g->spec_n_min = so->n_min;
+    g->spec_p_min = so->p_min;
+    g->spec_k = g->spec_n_max;
+    /* a prior of 4 accepted in 5 tested: K starts high and adapts */
+    g->spec_acc = 4;
+    g->spec_tried = 5;
     g->priority = o.priority;
     g->max_tokens = r->logits ? 1 : o.max_tokens;
     g->unlimited = !r->logits && o.max_tokens == 0;
@@ -566,6 +759,21 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
     if ((rc = realm_sampler_new(&o.sampling, e->n_vocab, &g->smp)) < 0 ||
         (rc = realm_detok_stream_new(e->tok, 0, &g->ds)) < 0)
         goto fail;
+    if (g->spec == REALM_SPEC_DRAFT) {
+        /* the draft's q: the request's filters without the penalties (any q
+         * keeps the output distribution the target's; this one is close) */
+        realm_sampler_params dp = o.sampling;
+        dp.repeat_penalty = 0;
+        dp.presence_penalty = dp.frequency_penalty = 0;
+        dp.n_probs = 0;
+        if ((rc = realm_sampler_new(&dp, e->n_vocab, &g->dsmp)) < 0)
+            goto fail;
+        if (dp.temperature > 0 &&
+            !(g->dq = malloc((size_t)g->spec_n_max * (size_t)e->n_vocab * sizeof *g->dq))) {
+            rc = realm__error(REALM_ERR_NOMEM, "out of memory for draft distributions");
+            goto fail;
+        }
+    }
     for (int32_t i = 0; i < o.n_stop; i++) {
         if (o.stop[i] == NULL || o.stop[i][0] == '\0') {
             rc = realm__error(REALM_ERR_INVAL, "stop string %d is empty", i);

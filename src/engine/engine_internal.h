@@ -102,6 +102,22 @@ struct realm_gen {
     realm_finish fin; /* decided this step, applied under e->mu */
     int fin_err;
     char fin_msg[200];
+
+    /* speculative decoding (stepping thread; scheduler.c) */
+    int32_t spec;                   /* REALM_SPEC_OFF, _LOOKUP or _DRAFT */
+    int32_t spec_n_max, spec_n_min; /* the request's bounds of K */
+    float spec_p_min;
+    int32_t spec_k;              /* the current K, adapted from the acceptance rate */
+    double spec_acc, spec_tried; /* decaying counts of drafted tokens accepted / tested */
+    int32_t n_draft;             /* drafted tokens in this step's batch, after next_tok */
+    realm_token spec_in[REALM_SPEC_MAX_DRAFT + 1]; /* this step's rows: next_tok, drafts */
+    int32_t n_new;                                 /* tokens sampled this step */
+    /* the draft model's view (mode draft): its KV sequence and length */
+    int32_t dseq, d_past;
+    int32_t d_budget;    /* drafts allowed this step (while the draft model runs) */
+    bool d_off;          /* drafting failed for lack of room: off for this request */
+    realm_sampler *dsmp; /* the draft's sampler (the request's filters, no penalties) */
+    float *dq;           /* (spec_n_max * n_vocab) the draft's distributions, sampling */
 };
 
 typedef struct tenant_state {
@@ -158,7 +174,19 @@ struct realm_engine {
     int32_t *b_set;         /* (n_batch) each entry's adapter set in b_sets, or -1 */
     realm_lora_set *b_sets; /* (max_seqs) this step's sets: one per request with adapters */
     int32_t n_sets;
-    float *logits;
+    float *logits; /* (max_seqs + spec_max_rows) rows */
+
+    /* the draft model (params.draft), its cache, context and pass scratch */
+    const realm_model *dm;
+    realm_threadpool *own_pool; /* with a draft model and no params.pool: both contexts' */
+    realm_kv_cache *dkv;
+    realm_ctx *dctx;
+    int32_t *d_tok, *d_pos, *d_seq; /* (n_batch) */
+    bool *d_want;
+    float *d_logits;   /* (max_seqs) rows */
+    realm_gen **d_gen; /* (2 * max_seqs) the sequence of each logits row, then those
+                          only catching up this step */
+    float *q_scratch;  /* (n_vocab) */
 };
 
 tenant_state *realm__engine_tenant(realm_engine *e, uint32_t id);
@@ -169,6 +197,9 @@ int realm__engine_step(realm_engine *e);
 void realm__gen_finish(realm_gen *g, realm_finish f, int err, const char *msg);
 /* Drop one reference; frees g at zero. Takes g->mu. */
 void realm__gen_unref(realm_gen *g);
+
+/* Free g's sequence in the draft model's cache, if any (stepping thread). */
+void realm__gen_draft_free(realm_engine *e, realm_gen *g);
 
 /* Count the gap since g's previous sampled token (stepping thread). */
 void realm__gen_note_token(realm_gen *g, double now);

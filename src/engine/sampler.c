@@ -1,8 +1,11 @@
 /*
  * Token sampling (realm/sampler.h). Candidates are (id, logit) pairs; bias
  * and penalties adjust logits by id, then the filters shrink the candidate
- * list in place. Random numbers come from a
- * splitmix64/xoshiro256** generator seeded per sampler, not from libc.
+ * list in place. Random numbers are not a running stream: the draw for a
+ * position is a hash (splitmix64 finalisers) of the seed, the position and a
+ * stream number, so a token's draw does not depend on how many draws came
+ * before it (speculative decoding verifies several positions at once, and
+ * rejected drafts must not shift later draws).
  */
 #include <float.h>
 #include <math.h>
@@ -23,42 +26,33 @@ typedef struct cand {
 struct realm_sampler {
     realm_sampler_params p; /* logit_bias points at `bias` below */
     int32_t n_vocab;
-    cand *cands; /* (n_vocab) scratch, rebuilt per sample */
-    uint64_t rng[4];
+    cand *cands;                 /* (n_vocab) scratch, rebuilt per sample */
+    uint64_t n_sampled;          /* realm_sampler_sample's position counter */
     realm_logit_bias *bias;      /* (n_logit_bias) own copy */
     int32_t *window;             /* (penalty_last_n) ring of accepted ids */
     int32_t n_window, window_at; /* entries filled, next slot */
     int32_t *counts;             /* (n_vocab) occurrences inside the window */
     int32_t n_probs;             /* pairs recorded by the last sample */
     float chosen_logprob;
+    float lse; /* log-sum-exp of the last sample's adjusted logits (with n_probs) */
     realm_token_prob probs[REALM_SAMPLER_MAX_PROBS];
 };
 
-static uint64_t splitmix64(uint64_t *x)
+static uint64_t mix64(uint64_t z)
 {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
 
-static uint64_t rotl(uint64_t x, int k)
+/* A uniform double in [0, 1) from (seed, pos, stream): three rounds of the
+ * splitmix64 finaliser over the inputs folded in one at a time. */
+double realm_sampler_uniform(const realm_sampler *s, uint64_t pos, uint32_t stream)
 {
-    return (x << k) | (x >> (64 - k));
-}
-
-/* xoshiro256** */
-static uint64_t next_u64(uint64_t s[4])
-{
-    const uint64_t result = rotl(s[1] * 5, 7) * 9;
-    const uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
+    uint64_t z = mix64(s->p.seed + 0x9e3779b97f4a7c15ull);
+    z = mix64(z ^ (pos + 0x632be59bd9b4e019ull));
+    z = mix64(z ^ ((uint64_t)stream * 0x9e3779b97f4a7c15ull + 0x2545f4914f6cdd1dull));
+    return (double)(z >> 11) / 9007199254740992.0;
 }
 
 /* Check the parameters, copy them (and the bias list), seed the generator. */
@@ -105,9 +99,6 @@ int realm_sampler_new(const realm_sampler_params *p, int32_t n_vocab, realm_samp
         memcpy(s->bias, p->logit_bias, (size_t)p->n_logit_bias * sizeof *s->bias);
     s->p.logit_bias = s->bias;
     s->n_vocab = n_vocab;
-    uint64_t x = p->seed;
-    for (int i = 0; i < 4; i++)
-        s->rng[i] = splitmix64(&x);
     *out = s;
     return REALM_OK;
 }
@@ -270,6 +261,7 @@ static void record_probs(realm_sampler *s)
     for (int32_t i = 0; i < n; i++)
         s->probs[i].logprob = (float)(s->probs[i].logprob - lse);
     s->n_probs = n;
+    s->lse = (float)lse;
     s->chosen_logprob = (float)lse; /* the chosen token's logit is subtracted later */
 }
 
@@ -343,12 +335,15 @@ static int32_t sort_head(cand *c, int32_t n, float top_p, float min_p, double ma
 }
 
 /*
- * The pipeline of realm/sampler.h over s->cands: bias and penalties, greedy
- * or top-k, softmax at the temperature, typical-p, top-p, min-p, one draw.
- * Filters keep candidates sorted best first, so each cuts a prefix; with no
- * filter at all the draw walks the candidates in id order.
+ * The pipeline of realm/sampler.h over s->cands, up to the draw: bias and
+ * penalties, greedy or top-k, softmax at the temperature, typical-p, top-p,
+ * min-p. Returns the survivors' count n, c[0..n) holding them with
+ * probabilities p summing to *total, or 0 when the choice is certain (greedy,
+ * or every token banned): then *only is the token. Filters keep candidates
+ * sorted best first, so each cuts a prefix; with no filter at all the
+ * survivors are in id order.
  */
-int32_t realm_sampler_sample(realm_sampler *s, const float *logits)
+static int32_t filter(realm_sampler *s, const float *logits, double *total, int32_t *only)
 {
     const int32_t nv = s->n_vocab;
     cand *c = s->cands;
@@ -371,7 +366,8 @@ int32_t realm_sampler_sample(realm_sampler *s, const float *logits)
         /* greedy, or every token banned (then the lowest id) */
         if (s->p.n_probs > 0)
             s->chosen_logprob = (float)(b->logit - lse);
-        return b->id;
+        *only = b->id;
+        return 0;
     }
     const float top = b->logit;
     /* softmax at the temperature over the survivors; dividing (not
@@ -417,27 +413,81 @@ int32_t realm_sampler_sample(realm_sampler *s, const float *logits)
             keep++;
         n = keep;
     }
-    double total = 0;
+    double tot = 0;
     for (int32_t i = 0; i < n; i++)
-        total += c[i].p;
-    const double r = (double)(next_u64(s->rng) >> 11) / 9007199254740992.0 * total;
+        tot += c[i].p;
+    *total = tot;
+    return n;
+}
+
+/* The survivor that u in [0, 1) picks by inverse CDF over c[0..n), in
+ * their order; for u at the very top, the last with p > 0. */
+static const cand *draw(const cand *c, int32_t n, double total, double u)
+{
+    const double r = u * total;
     double acc = 0;
-    int32_t last = n - 1; /* for r at the very top: the last with p > 0 */
-    while (last > 0 && c[last].p == 0)
-        last--;
-    int32_t chosen = c[last].id;
-    float chosen_logit = c[last].logit;
     for (int32_t i = 0; i < n; i++) {
         acc += c[i].p;
-        if (r < acc) {
-            chosen = c[i].id;
-            chosen_logit = c[i].logit;
-            break;
+        if (r < acc)
+            return &c[i];
+    }
+    int32_t last = n - 1;
+    while (last > 0 && c[last].p == 0)
+        last--;
+    return &c[last];
+}
+
+int32_t realm_sampler_sample_at(realm_sampler *s, const float *logits, uint64_t pos)
+{
+    double total;
+    int32_t only;
+    const int32_t n = filter(s, logits, &total, &only);
+    if (n == 0)
+        return only;
+    const cand *x = draw(s->cands, n, total, realm_sampler_uniform(s, pos, 0));
+    if (s->p.n_probs > 0) /* record_probs left the log-sum-exp there */
+        s->chosen_logprob = (float)((double)x->logit - (double)s->chosen_logprob);
+    return x->id;
+}
+
+int32_t realm_sampler_sample(realm_sampler *s, const float *logits)
+{
+    return realm_sampler_sample_at(s, logits, s->n_sampled++);
+}
+
+int32_t realm_sampler_probs(realm_sampler *s, const float *logits, float *p)
+{
+    double total;
+    int32_t only;
+    const int32_t n = filter(s, logits, &total, &only);
+    memset(p, 0, (size_t)s->n_vocab * sizeof *p);
+    if (n == 0) {
+        p[only] = 1;
+        return only;
+    }
+    const cand *c = s->cands;
+    int32_t best = c[0].id;
+    float best_p = -1;
+    for (int32_t i = 0; i < n; i++) {
+        p[c[i].id] = (float)(c[i].p / total);
+        if (c[i].p > best_p || (c[i].p == best_p && c[i].id < best)) {
+            best_p = c[i].p;
+            best = c[i].id;
         }
     }
-    if (s->p.n_probs > 0)
-        s->chosen_logprob = (float)(chosen_logit - lse);
-    return chosen;
+    return best;
+}
+
+void realm_sampler_choose(realm_sampler *s, int32_t token)
+{
+    if (s->p.n_probs <= 0 || token < 0 || token >= s->n_vocab)
+        return;
+    /* the filters reorder the candidates but keep every one of them */
+    for (int32_t i = 0; i < s->n_vocab; i++)
+        if (s->cands[i].id == token) {
+            s->chosen_logprob = (float)((double)s->cands[i].logit - (double)s->lse);
+            return;
+        }
 }
 
 int32_t realm_sampler_last_probs(const realm_sampler *s, float *chosen, realm_token_prob *out)

@@ -19,6 +19,7 @@
  * the recomputed keys and values). A tenant's block limit is enforced the
  * same way against its own requests.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,8 @@ static realm_gen *unrun(realm_engine *e, int32_t i)
         realm_kv_seq_free(e->kv, g->seq);
         g->seq = -1;
     }
+    g->n_draft = 0;
+    realm__gen_draft_free(e, g);
     realm__engine_tenant(e, g->tenant)->n_running--;
     return g;
 }
@@ -356,7 +359,7 @@ static void admit(realm_engine *e, int32_t *n_fin)
 }
 
 /* Each tenant's held blocks and the blocks its decoding sequences take this
- * step (one token each); returns the total they take. */
+ * step (one token each, and their drafts); returns the total they take. */
 static int32_t decode_growth(realm_engine *e)
 {
     for (int32_t i = 0; i < e->n_tenants; i++)
@@ -367,12 +370,283 @@ static int32_t decode_growth(realm_engine *e)
         tenant_state *t = realm__engine_tenant(e, g->tenant);
         t->held += blocks_of(e, g->n_past);
         if (g->prompt_done) {
-            const int32_t k = realm_kv_seq_blocks_needed(e->kv, g->seq, 1);
+            const int32_t k = realm_kv_seq_blocks_needed(e->kv, g->seq, 1 + g->n_draft);
             t->growth += k;
             total += k;
         }
     }
     return total;
+}
+
+/* ---- speculative decoding: drafting ------------------------------------ */
+
+static void drop_drafts(realm_engine *e, realm_gen *g);
+
+/* Random streams of one output position (realm_sampler_uniform): 0 is the
+ * plain sample's draw; a draft model's draw, its acceptance test and the
+ * residual's draw take their own. */
+enum { STREAM_DRAFT = 1, STREAM_ACCEPT = 2, STREAM_RESIDUAL = 3 };
+
+/* Prompt lookup's n-gram lengths, longest tried first. */
+#define LOOKUP_NGRAM_MAX 4
+#define LOOKUP_NGRAM_MIN 2
+
+/*
+ * Prompt lookup: find the last m tokens of h[0..n) (m from LOOKUP_NGRAM_MAX
+ * down to _MIN) earlier in h, most recent occurrence first, and draft the
+ * up to k tokens that followed it. Returns how many were drafted (0: no
+ * match). A pass over h per length: cheap beside a forward pass.
+ */
+static int32_t lookup_drafts(const realm_token *h, int32_t n, int32_t k, realm_token *out)
+{
+    for (int32_t m = LOOKUP_NGRAM_MAX; m >= LOOKUP_NGRAM_MIN; m--) {
+        if (n <= m)
+            continue;
+        const realm_token *suf = h + n - m;
+        for (int32_t i = n - m - 1; i >= 0; i--) {
+            if (h[i + m - 1] != suf[m - 1] || memcmp(h + i, suf, (size_t)m * sizeof *h) != 0)
+                continue;
+            int32_t c = n - (i + m);
+            c = c < k ? c : k;
+            memcpy(out, h + i + m, (size_t)c * sizeof *out);
+            return c;
+        }
+    }
+    return 0;
+}
+
+/* The drafts g may have this step: its current K within what max_tokens and
+ * the context leave (the fed token plus K drafts stay inside both, so the
+ * KV blocks the request was sized for suffice). */
+static int32_t draft_room(const realm_engine *e, const realm_gen *g)
+{
+    int32_t k = g->spec_k;
+    const int32_t left_out = g->max_tokens - g->n_gen - 1;
+    const int32_t left_ctx = e->p.n_ctx_seq - (g->n_past + 1);
+    k = k < left_out ? k : left_out;
+    k = k < left_ctx ? k : left_ctx;
+    return k > 0 ? k : 0;
+}
+
+/* The draft model's probability of its argmax at temperature 1 (p_min's
+ * test for greedy drafts), from raw logits. */
+static float top_prob(const float *l, int32_t n, int32_t best)
+{
+    double sum = 0;
+    for (int32_t i = 0; i < n; i++)
+        sum += exp((double)l[i] - l[best]);
+    return (float)(1 / sum);
+}
+
+/*
+ * The draft model's turn, for the sequences in draft mode with a budget
+ * g->n_draft > 0 (set by plan_drafts): first one pass that feeds each
+ * its tokens the draft's cache lacks (its whole prompt the first time) and
+ * drafts one token, then passes of one row per sequence still drafting,
+ * up to its budget. A sequence stops drafting early when the draft's
+ * probability of its token is below p_min. Greedy requests draft the
+ * draft's argmax, sampling ones draw from the draft's filtered
+ * distribution q (kept for the acceptance rule). Without room in the
+ * draft's cache, a request stops using the draft model.
+ */
+static void run_draft_model(realm_engine *e)
+{
+    int32_t n = 0, rows = 0, n_chunk = 0;
+    realm_gen **chunked = e->d_gen + e->p.max_seqs; /* catching up only, this step */
+    for (int32_t i = 0; i < e->n_running; i++) {
+        realm_gen *g = e->running[i];
+        if (g->spec != REALM_SPEC_DRAFT || g->n_draft == 0)
+            continue;
+        g->d_budget = g->n_draft;
+        g->n_draft = 0;
+        if (g->dseq < 0 && realm_kv_seq_new(e->dkv, &g->dseq) < 0) {
+            g->dseq = -1;
+            g->d_off = true;
+            continue;
+        }
+        int32_t catchup = g->n_past + 1 - g->d_past; /* tokens[d_past .. n_past] */
+        if (catchup < 1 || n == e->p.n_batch)
+            continue;
+        const bool whole = n + catchup <= e->p.n_batch;
+        if (!whole)
+            catchup = e->p.n_batch - n; /* a long prompt: the rest on later steps */
+        if (realm_kv_seq_blocks_needed(e->dkv, g->dseq, catchup + (whole ? g->d_budget : 0)) >
+            realm_kv_free_blocks(e->dkv)) {
+            realm__gen_draft_free(e, g);
+            g->d_off = true;
+            continue;
+        }
+        for (int32_t j = 0; j < catchup; j++) {
+            e->d_tok[n] = g->tokens[g->d_past + j];
+            e->d_pos[n] = g->d_past + j;
+            e->d_seq[n] = g->dseq;
+            e->d_want[n++] = whole && j == catchup - 1;
+        }
+        if (whole) {
+            e->d_gen[rows++] = g;
+        } else {
+            g->d_past += catchup;
+            chunked[n_chunk++] = g;
+        }
+    }
+    for (int32_t j = 0; n > 0; j++) {
+        const realm_batch b = {n, e->d_tok, e->d_pos, e->d_seq, e->d_want};
+        if (realm_forward(e->dctx, &b, e->d_logits) < 0) {
+            /* drafts are optional: these requests go on without */
+            for (int32_t r = 0; r < rows; r++) {
+                realm__gen_draft_free(e, e->d_gen[r]);
+                e->d_gen[r]->n_draft = 0;
+                e->d_gen[r]->d_off = true;
+            }
+            for (int32_t r = 0; j == 0 && r < n_chunk; r++) {
+                realm__gen_draft_free(e, chunked[r]);
+                chunked[r]->d_off = true;
+            }
+            return;
+        }
+        int32_t next = 0;
+        n = 0;
+        for (int32_t r = 0; r < rows; r++) {
+            realm_gen *g = e->d_gen[r];
+            const float *l = e->d_logits + (size_t)r * (size_t)e->n_vocab;
+            g->d_past = j == 0 ? g->n_past + 1 : g->d_past + 1;
+            const uint64_t pos = (uint64_t)(g->n_gen + j);
+            realm_token d;
+            float conf;
+            if (g->dq) { /* a draw from the draft's distribution q, kept */
+                float *q = g->dq + (size_t)j * (size_t)e->n_vocab;
+                realm_sampler_probs(g->dsmp, l, q);
+                const double u = realm_sampler_uniform(g->dsmp, pos, STREAM_DRAFT);
+                double acc = 0;
+                d = -1;
+                for (int32_t t = 0; t < e->n_vocab && d < 0; t++) {
+                    acc += q[t];
+                    if (q[t] > 0 && u < acc)
+                        d = t;
+                }
+                for (int32_t t = e->n_vocab - 1; d < 0 && t >= 0; t--)
+                    if (q[t] > 0)
+                        d = t;
+                conf = q[d];
+            } else {
+                d = realm_sampler_sample_at(g->dsmp, l, pos);
+                conf = top_prob(l, e->n_vocab, d);
+            }
+            if (conf < g->spec_p_min)
+                continue; /* the draft is unsure: stop here */
+            g->spec_in[1 + g->n_draft++] = d;
+            if (g->n_draft < g->d_budget) { /* feed it for the next one */
+                e->d_tok[n] = d;
+                e->d_pos[n] = g->d_past;
+                e->d_seq[n] = g->dseq;
+                e->d_want[n++] = true;
+                e->d_gen[next++] = g;
+            }
+        }
+        rows = next;
+    }
+}
+
+/*
+ * Decide this step's drafts (before make_room, which drops them all rather
+ * than evict or preempt for them). Each decoding sequence that speculates
+ * wants up to its K (draft_room); the step's decode rows are bounded by
+ * spec_max_rows and n_batch: past that the pass stops being memory-bound
+ * (every row costs compute, not just its share of one read of the
+ * weights), so the drafts are cut, evenly, down to none once the decoding
+ * sequences alone fill the bound. Then prompt lookup drafts, and the draft
+ * model runs its passes. The caller holds no lock (the running set only
+ * changes on this thread).
+ */
+static void plan_drafts(realm_engine *e)
+{
+    int32_t n_dec = 0, n_spec = 0, want_total = 0;
+    for (int32_t i = 0; i < e->n_running; i++) {
+        realm_gen *g = e->running[i];
+        g->n_draft = 0;
+        if (!g->prompt_done || g->awaiting_fork || g->seq < 0 || g->logits_out)
+            continue;
+        n_dec++;
+        if (g->spec == REALM_SPEC_OFF || g->d_off)
+            continue;
+        g->n_draft = draft_room(e, g);
+        if (g->n_draft < (g->spec_n_min > 1 ? g->spec_n_min : 1))
+            g->n_draft = 0;
+        want_total += g->n_draft;
+        n_spec += g->n_draft > 0;
+    }
+    if (n_spec == 0)
+        return;
+    const int32_t bound = e->p.spec_max_rows < e->p.n_batch ? e->p.spec_max_rows : e->p.n_batch;
+    const int32_t budget = bound - n_dec;
+    if (want_total > budget) {
+        /* the largest level L with sum(min(want, L)) within the budget; what
+         * is left goes one draft each to sequences wanting more, starting at
+         * a place that moves every step (so no sequence is always last) */
+        int32_t level = 0, sum = 0;
+        for (;;) {
+            int32_t next = 0;
+            for (int32_t i = 0; i < e->n_running; i++) {
+                const int32_t w = e->running[i]->n_draft;
+                next += w < level + 1 ? w : level + 1;
+            }
+            if (next > budget)
+                break;
+            level++;
+            sum = next;
+        }
+        int32_t left = budget > 0 ? budget - sum : 0;
+        const int32_t at = (int32_t)(e->stats.steps % (uint64_t)e->n_running);
+        for (int32_t j = 0; j < e->n_running; j++) {
+            realm_gen *g = e->running[(at + j) % e->n_running];
+            const bool extra = g->n_draft > level && left > 0;
+            if (g->n_draft > level)
+                g->n_draft = level + extra;
+            left -= extra;
+            if (budget <= 0 || g->n_draft < g->spec_n_min)
+                g->n_draft = 0;
+        }
+    }
+    bool drafting = false;
+    for (int32_t i = 0; i < e->n_running; i++) {
+        realm_gen *g = e->running[i];
+        if (g->n_draft == 0)
+            continue;
+        if (g->spec == REALM_SPEC_LOOKUP)
+            g->n_draft = lookup_drafts(g->tokens, g->n_past + 1, g->n_draft, g->spec_in + 1);
+        else
+            drafting = true;
+    }
+    if (drafting)
+        run_draft_model(e);
+    for (int32_t i = 0; i < e->n_running; i++) {
+        realm_gen *g = e->running[i];
+        if (g->n_draft > 0 && g->n_draft < g->spec_n_min)
+            drop_drafts(e, g);
+    }
+}
+
+/* Forget g's drafts of this step; the draft model's cache keeps only what
+ * the target has, plus the token it will be fed. */
+static void drop_drafts(realm_engine *e, realm_gen *g)
+{
+    g->n_draft = 0;
+    if (g->dseq >= 0 && g->d_past > g->n_past + 1) {
+        realm_kv_seq_truncate(e->dkv, g->dseq, g->n_past + 1);
+        g->d_past = g->n_past + 1;
+    }
+}
+
+/* Drop every sequence's drafts; false if there were none. */
+static bool drop_all_drafts(realm_engine *e)
+{
+    bool any = false;
+    for (int32_t i = 0; i < e->n_running; i++)
+        if (e->running[i]->n_draft > 0) {
+            drop_drafts(e, e->running[i]);
+            any = true;
+        }
+    return any;
 }
 
 /*
@@ -393,6 +667,8 @@ static void make_room(realm_engine *e, int32_t *n_fin)
             if (t->l.max_kv_blocks && t->n_running > 1 && t->held + t->growth > t->l.max_kv_blocks)
                 over = t;
         }
+        if ((over || need > realm_kv_free_blocks(e->kv)) && drop_all_drafts(e))
+            continue; /* speculation never costs a preemption or a cached prefix */
         if (over) {
             preempt(e, victim(e, over));
             continue;
@@ -413,7 +689,7 @@ static void make_room(realm_engine *e, int32_t *n_fin)
 /* Append n entries of g starting at its n_past to the batch (g's only
  * entries this step), with its adapter set if it has one. */
 static int32_t add_entries(realm_engine *e, int32_t at, realm_gen *g, const realm_token *tok,
-                           int32_t n, bool want_last, int32_t *n_rows)
+                           int32_t n, bool want_last, bool want_all, int32_t *n_rows)
 {
     int32_t set = -1;
     if (g->lkey.n > 0) {
@@ -430,7 +706,12 @@ static int32_t add_entries(realm_engine *e, int32_t at, realm_gen *g, const real
     }
     g->n_sched = n;
     g->logit_row = -1;
-    if (want_last) {
+    if (want_all) { /* a decode token and its drafts: rows logit_row .. + n - 1 */
+        g->logit_row = *n_rows;
+        for (int32_t i = 0; i < n; i++)
+            e->b_want[at + i] = true;
+        *n_rows += n;
+    } else if (want_last) {
         e->b_want[at + n - 1] = true;
         g->logit_row = (*n_rows)++;
     }
@@ -462,9 +743,10 @@ static int32_t build_batch(realm_engine *e)
         g->logit_row = -1;
         g->prompt_just_done = g->filling = g->stalled = false;
         if (g->prompt_done) {
-            n = add_entries(e, n, g, &g->next_tok, 1, true, &rows);
+            g->spec_in[0] = g->next_tok;
+            n = add_entries(e, n, g, g->spec_in, 1 + g->n_draft, true, true, &rows);
             tenant_state *t = realm__engine_tenant(e, g->tenant);
-            t->vtime += 1.0 / t->l.weight;
+            t->vtime += (1.0 + g->n_draft) / t->l.weight; /* rows are service too */
         }
     }
     if (n > 0 && e->p.prefill_slice_ms > 0 && e->ms_per_prompt_token > 0) {
@@ -516,7 +798,7 @@ static int32_t build_batch(realm_engine *e)
         t->growth += k;
         pick->filling = true;
         const bool last = pick->n_past + fit == pick->n_fill;
-        n = add_entries(e, n, pick, pick->tokens + pick->n_past, fit, last && !pick->resumed,
+        n = add_entries(e, n, pick, pick->tokens + pick->n_past, fit, last && !pick->resumed, false,
                         &rows);
     }
     return n;
@@ -574,19 +856,12 @@ static void set_fin(realm_gen *g, realm_finish f, int err, const char *msg)
     snprintf(g->fin_msg, sizeof g->fin_msg, "%s", msg ? msg : "");
 }
 
-/* Sample g's next token from its logit row and act on it: end of
- * generation, stop token, stop string, max_tokens, the context. */
-static void sample_one(realm_engine *e, realm_gen *g, uint64_t step)
+/* Act on g's token `tok`, just chosen and accepted by its sampler: end of
+ * generation, stop token, stop string, max_tokens, the context; else
+ * deliver it and make it the token fed next (at tokens[n_past]). */
+static void take_token(realm_engine *e, realm_gen *g, realm_token tok, uint64_t step)
 {
-    const float *row = e->logits + (size_t)g->logit_row * (size_t)e->n_vocab;
-    if (g->logits_out) { /* logits only: hand them over, generate nothing */
-        memcpy(g->logits_out, row, (size_t)e->n_vocab * sizeof *row);
-        g->res.step_first_token = step;
-        set_fin(g, REALM_FINISH_STOP, 0, NULL);
-        return;
-    }
-    const realm_token tok = realm_sampler_sample(g->smp, row);
-    realm_sampler_accept(g->smp, tok);
+    g->n_new++;
     const double now = realm__now();
     if (g->t_first == 0) {
         g->t_first = now;
@@ -625,6 +900,124 @@ static void sample_one(realm_engine *e, realm_gen *g, uint64_t step)
                 deliver(g, node);
         }
     }
+}
+
+/* g's logit row r of this step (r > 0: a draft's). */
+static const float *logit_row(const realm_engine *e, const realm_gen *g, int32_t r)
+{
+    return e->logits + (size_t)(g->logit_row + r) * (size_t)e->n_vocab;
+}
+
+/* Sample g's next token from its logit row and act on it (take_token). The
+ * draw is the one of the token's position in the output (n_gen), so it does
+ * not depend on what was drafted or rejected before. */
+static void sample_one(realm_engine *e, realm_gen *g, uint64_t step)
+{
+    const float *row = logit_row(e, g, 0);
+    if (g->logits_out) { /* logits only: hand them over, generate nothing */
+        memcpy(g->logits_out, row, (size_t)e->n_vocab * sizeof *row);
+        g->res.step_first_token = step;
+        set_fin(g, REALM_FINISH_STOP, 0, NULL);
+        return;
+    }
+    const realm_token tok = realm_sampler_sample_at(g->smp, row, (uint64_t)g->n_gen);
+    realm_sampler_accept(g->smp, tok);
+    take_token(e, g, tok, step);
+}
+
+/*
+ * The token at g's next position given the draft d = spec_in[1 + r] drawn
+ * from the draft model's distribution q (row r of g->dq): the standard
+ * speculative sampling rule over the target's filtered distribution p:
+ * d with probability min(1, p(d) / q(d)), else a draw from the residual
+ * max(0, p - q) normalised. The output is distributed as p.
+ */
+static realm_token spec_sample_rule(realm_engine *e, realm_gen *g, int32_t r)
+{
+    float *p = e->q_scratch;
+    realm_sampler_probs(g->smp, logit_row(e, g, r), p);
+    const float *q = g->dq + (size_t)r * (size_t)e->n_vocab;
+    const realm_token d = g->spec_in[1 + r];
+    const uint64_t pos = (uint64_t)g->n_gen;
+    realm_token tok = d;
+    if (realm_sampler_uniform(g->smp, pos, STREAM_ACCEPT) * q[d] >= p[d]) {
+        double total = 0;
+        for (int32_t i = 0; i < e->n_vocab; i++)
+            total += p[i] > q[i] ? p[i] - q[i] : 0;
+        const double x = realm_sampler_uniform(g->smp, pos, STREAM_RESIDUAL) * total;
+        double acc = 0;
+        tok = -1;
+        for (int32_t i = 0; i < e->n_vocab && tok < 0; i++) {
+            const float w = p[i] > q[i] ? p[i] - q[i] : 0;
+            acc += w;
+            if (w > 0 && x < acc)
+                tok = i;
+        }
+        if (tok < 0) /* rounding at the very top: the last token with residual mass */
+            for (int32_t i = e->n_vocab - 1; i >= 0 && tok < 0; i--)
+                if (p[i] > q[i])
+                    tok = i;
+        if (tok < 0) /* p == q to the last bit, yet d rejected: cannot happen */
+            tok = d;
+    }
+    realm_sampler_choose(g->smp, tok);
+    return tok;
+}
+
+/*
+ * Verify g's drafts: its rows hold next_tok then drafts d_0..d_{k-1}; row r
+ * gives the token after them. Walk the rows in order: the token at each
+ * position is chosen exactly as without speculation (greedy: the argmax;
+ * sampling: the draw of its position), or by the speculative sampling rule
+ * for a draft model's sampled drafts; a token equal to the draft lets the
+ * next row count, the first that differs (or the bonus row's token after k
+ * accepted drafts) ends the walk. Prompt lookup's drafts are a point mass,
+ * for which "the token drawn from p equals the draft" is the standard rule
+ * (accept with p(d), else a draw from p without d, the residual), so the
+ * tokens are those of a run without speculation, greedy or seeded. The KV
+ * of the rejected drafts is rolled back, in the draft model's cache too.
+ */
+static void verify(realm_engine *e, realm_gen *g, uint64_t step)
+{
+    const int32_t k = g->n_draft;
+    const int32_t base = g->n_past - 1 - k; /* the position of next_tok */
+    const bool rule = g->spec == REALM_SPEC_DRAFT && g->dq != NULL;
+    int32_t r = 0, accepted = 0;
+    for (;; r++) {
+        g->n_past = base + 1 + r; /* the fed tokens that are right so far */
+        realm_token tok;
+        if (r < k && rule) {
+            tok = spec_sample_rule(e, g, r);
+        } else {
+            tok = realm_sampler_sample_at(g->smp, logit_row(e, g, r), (uint64_t)g->n_gen);
+        }
+        realm_sampler_accept(g->smp, tok);
+        take_token(e, g, tok, step);
+        const bool hit = r < k && tok == g->spec_in[1 + r];
+        accepted += hit;
+        /* a cancelled request takes no more of the run: retired next step */
+        if (!hit || g->fin != REALM_FINISH_NONE || gen_cancelled(g))
+            break;
+    }
+    g->n_draft = 0;
+    if (g->n_past < base + 1 + k && g->seq >= 0)
+        realm_kv_seq_truncate(e->kv, g->seq, g->n_past);
+    if (g->dseq >= 0 && g->d_past > g->n_past) {
+        realm_kv_seq_truncate(e->dkv, g->dseq, g->n_past);
+        g->d_past = g->n_past;
+    }
+    g->res.draft_tokens += k;
+    g->res.accepted_tokens += accepted;
+    e->stats.spec_draft_tokens += (uint64_t)k;
+    e->stats.spec_accepted_tokens += (uint64_t)accepted;
+    /* the acceptance rate, decaying: K is the longest run whose last draft
+     * is still accepted with probability 0.2 at that rate */
+    g->spec_acc = 0.8 * g->spec_acc + accepted;
+    g->spec_tried = 0.8 * g->spec_tried + (accepted < k ? accepted + 1 : k);
+    const double rate = g->spec_acc / g->spec_tried;
+    int32_t kk = rate >= 0.99 ? g->spec_n_max : rate <= 0.01 ? 1 : (int32_t)(log(0.2) / log(rate));
+    const int32_t lo = g->spec_n_min > 1 ? g->spec_n_min : 1;
+    g->spec_k = kk < lo ? lo : kk > g->spec_n_max ? g->spec_n_max : kk;
 }
 
 /*
@@ -697,6 +1090,11 @@ int realm__engine_step(realm_engine *e)
         e->finished[n_fin++] = g;
     }
     admit(e, &n_fin);
+    /* drafting runs the draft model's passes: outside the lock, like the
+     * forward pass (the running set only changes on this thread) */
+    pthread_mutex_unlock(&e->mu);
+    plan_drafts(e);
+    pthread_mutex_lock(&e->mu);
     int32_t n;
     for (;;) {
         make_room(e, &n_fin);
@@ -723,8 +1121,10 @@ int realm__engine_step(realm_engine *e)
         rc = realm_forward_lora(e->ctx, &b, e->n_sets ? &bl : NULL, e->logits);
         note_step_time(e, n, realm__now() - t0);
         const char *msg = rc < 0 ? realm_last_error() : NULL;
-        for (int32_t i = 0; i < e->n_running; i++) /* (a fork below may set a follower's) */
+        for (int32_t i = 0; i < e->n_running; i++) { /* (a fork below may set a follower's) */
             e->running[i]->fin = REALM_FINISH_NONE;
+            e->running[i]->n_new = 0;
+        }
         for (int32_t i = 0; i < e->n_running; i++) {
             realm_gen *g = e->running[i];
             if (g->n_sched == 0)
@@ -741,7 +1141,9 @@ int realm__engine_step(realm_engine *e)
             }
             if (g->logit_row >= 0 && g->n_followers)
                 fork_followers(e, g, step);
-            if (g->logit_row >= 0)
+            if (g->logit_row >= 0 && g->n_draft > 0)
+                verify(e, g, step);
+            else if (g->logit_row >= 0)
                 sample_one(e, g, step);
         }
     }
@@ -751,8 +1153,7 @@ int realm__engine_step(realm_engine *e)
     for (int32_t i = e->n_running - 1; i >= 0; i--) {
         realm_gen *g = e->running[i];
         if (rc == 0 && g->n_sched) {
-            if (g->logit_row >= 0)
-                n_gen_tokens++;
+            n_gen_tokens += g->n_new;
             if (g->filling)
                 n_prefill += g->n_sched;
         }
