@@ -47,7 +47,8 @@ static int run(const realm_ops *o, realm_type type, int n, int hd, int nq, int b
     realm_kv_cache *kv = NULL;
     if (realm_kv_cache_new(
             &fake,
-            &(realm_kv_params){.n_ctx = n + BLOCK, .block_size = BLOCK, .type_k = type, .type_v = type},
+            &(realm_kv_params){
+                .n_ctx = n + BLOCK, .block_size = BLOCK, .type_k = type, .type_v = type},
             &kv) < 0)
         return 1;
     int32_t seq;
@@ -61,7 +62,8 @@ static int run(const realm_ops *o, realm_type type, int n, int hd, int nq, int b
         for (int side = 0; side < 2; side++) {
             for (int64_t i = 0; i < row; i++)
                 x[i] = sinf((float)t * 0.37f + (float)i * 1.3f + (float)side);
-            uint8_t *dst = side ? kv->v[0] + (size_t)t * kv->row_bytes_v : kv->k[0] + (size_t)t * kv->row_bytes_k;
+            uint8_t *dst = side ? kv->v[0] + (size_t)t * kv->row_bytes_v
+                                : kv->k[0] + (size_t)t * kv->row_bytes_k;
             if (type == REALM_TYPE_F16)
                 for (int64_t i = 0; i < row; i++)
                     ((uint16_t *)dst)[i] = realm_fp32_to_fp16(x[i]);
