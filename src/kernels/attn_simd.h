@@ -20,6 +20,12 @@
  * converted once per call into the scratch after the scores (dv), not once
  * per column slice. An F16 head size that is not a multiple of VW goes to
  * the reference.
+ *
+ * The prefill tile (attn_tile, at the end) runs the same arithmetic for
+ * several query tokens at once: the step's keys and values staged as floats
+ * (ATTN_F32, exact), one score matrix over all the tile's rows, the softmax
+ * along vectors of those rows, and the values in register tiles of rows x
+ * column slices; per row the operations and their order are attn_step's.
  */
 #include <stddef.h>
 #include <string.h>
