@@ -37,50 +37,80 @@
 
 enum { ATTN_F16, ATTN_Q8, ATTN_F32 };
 
-/* s[j * ld_s + r0 + r] = scale * q_(r0+r) . k_j for the RT rows of a tile
- * (ld_s = nq in a token's step, the tile's rows in attn_tile). */
-static ATTN_ALWAYS_INLINE void attn_scores_tile(const int RT, const int FK, int64_t d, int ld_s,
-                                                int r0, const float *q, int cnt, const uint8_t *k,
-                                                size_t k_stride, float scale, float *s)
+/* Keys scored together by a tile of RT rows: as many accumulators as the
+ * registers hold beside the key vectors (AVX2 16 registers, AVX-512 32). */
+#define ATTN_SCORE_KB(RT) (RT == 8 ? (VW == 16 ? 2 : 1) : RT == 4 ? (VW == 16 ? 4 : 2) : 8)
+
+/* s[(j + b) * ld_s + r0 + r] = scale * q_(r0+r) . k_(j+b) for the RT rows of
+ * a tile and KB keys from j: each (row, key) its own accumulator, summed over
+ * the head in the same order and reduced by the same tree (v_hsum8_store's
+ * for 8-row tiles, v_hsum's otherwise) whatever KB, so the same bits. */
+static ATTN_ALWAYS_INLINE void attn_scores_keys(const int RT, const int KB, const int FK, int64_t d,
+                                                int ld_s, int r0, const float *q, int j,
+                                                const uint8_t *k, size_t k_stride, float scale,
+                                                float *s)
 {
     const float *qt = q + r0 * d;
-    for (int j = 0; j < cnt; j++) {
-        const uint8_t *kj = k + (size_t)j * k_stride;
-        V a[8];
-        REALM__UNROLL(8)
-        for (int r = 0; r < RT; r++)
-            a[r] = v_zero();
-        if (FK == ATTN_Q8) {
-            /* block by block: its scale once, its VW-wide pieces unrolled */
-            const realm_block_q8_0 *b = (const realm_block_q8_0 *)kj;
-            for (int64_t c0 = 0; c0 < d; c0 += REALM_QK8_0, b++) {
-                const V dk = v_set1_h(b->d);
+    V a[16]; /* a[b * RT + r] */
+    REALM__UNROLL(16)
+    for (int i = 0; i < RT * KB; i++)
+        a[i] = v_zero();
+    if (FK == ATTN_Q8) {
+        /* block by block: its scale once, its VW-wide pieces unrolled */
+        for (int64_t c0 = 0; c0 < d; c0 += REALM_QK8_0) {
+            REALM__UNROLL(8)
+            for (int b = 0; b < KB; b++) {
+                const realm_block_q8_0 *blk =
+                    (const realm_block_q8_0 *)(k + (size_t)(j + b) * k_stride) + c0 / REALM_QK8_0;
+                const V dk = v_set1_h(blk->d);
                 REALM__UNROLL(4)
                 for (int u = 0; u < REALM_QK8_0 / VW; u++) {
-                    const V kv = v_mul(v_load_i8(b->qs + u * VW), dk);
+                    const V kv = v_mul(v_load_i8(blk->qs + u * VW), dk);
                     REALM__UNROLL(8)
                     for (int r = 0; r < RT; r++)
-                        a[r] = v_fma(kv, v_load(qt + r * d + c0 + u * VW), a[r]);
+                        a[b * RT + r] = v_fma(kv, v_load(qt + r * d + c0 + u * VW), a[b * RT + r]);
                 }
             }
-        } else {
-            for (int64_t c = 0; c < d; c += VW) {
+        }
+    } else {
+        for (int64_t c = 0; c < d; c += VW) {
+            REALM__UNROLL(8)
+            for (int b = 0; b < KB; b++) {
+                const uint8_t *kj = k + (size_t)(j + b) * k_stride;
                 const V kv = FK == ATTN_F32 ? v_load((const float *)kj + c)
                                             : v_load_h((const uint16_t *)kj + c);
                 REALM__UNROLL(8)
                 for (int r = 0; r < RT; r++)
-                    a[r] = v_fma(kv, v_load(qt + r * d + c), a[r]);
+                    a[b * RT + r] = v_fma(kv, v_load(qt + r * d + c), a[b * RT + r]);
             }
         }
-        float *sj = s + (size_t)j * (size_t)ld_s + r0;
+    }
+    REALM__UNROLL(8)
+    for (int b = 0; b < KB; b++) {
+        float *sj = s + (size_t)(j + b) * (size_t)ld_s + r0;
         if (RT == 8) {
-            v_hsum8_store(a, scale, sj);
+            v_hsum8_store(a + b * RT, scale, sj);
         } else {
             REALM__UNROLL(8)
             for (int r = 0; r < RT; r++)
-                sj[r] = v_hsum(a[r]) * scale;
+                sj[r] = v_hsum(a[b * RT + r]) * scale;
         }
     }
+}
+
+/* s[j * ld_s + r0 + r] = scale * q_(r0+r) . k_j for the RT rows of a tile and
+ * the keys j < cnt (ld_s = nq in a token's step, the tile's rows in
+ * attn_tile). */
+static ATTN_ALWAYS_INLINE void attn_scores_tile(const int RT, const int FK, int64_t d, int ld_s,
+                                                int r0, const float *q, int cnt, const uint8_t *k,
+                                                size_t k_stride, float scale, float *s)
+{
+    const int KB = ATTN_SCORE_KB(RT);
+    int j = 0;
+    for (; j + KB <= cnt; j += KB)
+        attn_scores_keys(RT, KB, FK, d, ld_s, r0, q, j, k, k_stride, scale, s);
+    for (; j < cnt; j++)
+        attn_scores_keys(RT, 1, FK, d, ld_s, r0, q, j, k, k_stride, scale, s);
 }
 
 /* acc[r] = acc[r] * corr[r] + sum_j p[j][r] v_j over one VW-wide column slice
