@@ -6,7 +6,9 @@
  *       per pass), with two threads, and
  *   (b) its prompt is computed in chunks of 7 mixed with two other
  *       sequences' prompts, and it decodes in passes with their tokens, with
- *       one thread.
+ *       one thread, and
+ *   (c) its prompt is computed token by token (the preemption-recompute
+ *       promise: prefill tiles and each token's attention alone agree).
  * And over a long context, where attention splits a lone sequence's
  * positions between threads (split-K) but not a batch's: a 300-token
  * prompt, then decode steps alone with two threads (split; checked) and
@@ -101,6 +103,28 @@ static void alone(const realm_model *m, bool invariant, const int32_t *a, float 
     for (int i = 0; i < NP; i++)
         add(&r, a[i], i, s, false);
     pass(&r, tmp);
+    for (int d = 0; d < NDEC; d++) {
+        add(&r, a[NP + d], NP + d, s, true);
+        pass(&r, logits + (size_t)d * nv);
+    }
+    free(tmp);
+    run_free(&r);
+}
+
+/* (c): A's prompt token by token (one entry per pass: each token's
+ * attention alone, not in a prefill tile), then NDEC decode steps alone. */
+static void by_token(const realm_model *m, const int32_t *a, float *logits, int nv)
+{
+    run r;
+    if (!run_new(&r, m, true, 2))
+        return;
+    int32_t s;
+    realm_kv_seq_new(r.kv, &s);
+    float *tmp = malloc(sizeof *tmp * (size_t)nv);
+    for (int i = 0; i < NP; i++) {
+        add(&r, a[i], i, s, false);
+        pass(&r, tmp);
+    }
     for (int d = 0; d < NDEC; d++) {
         add(&r, a[NP + d], NP + d, s, true);
         pass(&r, logits + (size_t)d * nv);
@@ -214,6 +238,10 @@ static void check_q8_0(const char *name, realm_type tk, realm_type tv, bool long
     mixed(m, true, a, o, y, nv);
     CHECK_MSG(memcmp(x, y, bytes) == 0, "%s, cache %s/%s: logits differ alone and batched", name,
               realm_type_name(tk), realm_type_name(tv));
+    by_token(m, a, y, nv);
+    CHECK_MSG(memcmp(x, y, bytes) == 0,
+              "%s, cache %s/%s: logits differ after the prompt in one pass and token by token",
+              name, realm_type_name(tk), realm_type_name(tv));
     free(x);
     free(y);
     if (long_too) {
@@ -253,6 +281,9 @@ int main(void)
         alone(m, true, a, x, nv);
         mixed(m, true, a, o, y, nv);
         CHECK_MSG(memcmp(x, y, bytes) == 0, "%s: logits differ alone and batched", models[i]);
+        by_token(m, a, y, nv);
+        CHECK_MSG(memcmp(x, y, bytes) == 0,
+                  "%s: logits differ after the prompt in one pass and token by token", models[i]);
         alone(m, false, a, x, nv);
         mixed(m, false, a, o, y, nv);
         differ_without += memcmp(x, y, bytes) != 0;

@@ -6,7 +6,9 @@
  * frequency factors), and attention over a sequence spread across several
  * non-contiguous KV blocks for several GQA shapes and cache types, against a
  * softmax computed in double precision, with its split-K pieces merged
- * giving the same bits.
+ * giving the same bits; and the prefill tiles over prompts of odd lengths
+ * and chunks starting after cached positions, bitwise equal to each
+ * token's attention alone and close to double.
  */
 #include "model/model_internal.h"
 #include "realm/error.h"
@@ -390,6 +392,85 @@ static void test_attn_kernel(const realm_ops *o)
 /* ---- attention over the paged cache ----------------------------------------- */
 
 /*
+ * The prefill tiles (realm__attn_prefill over realm_ops.attn_tile) for a
+ * prompt chunk of n tokens at positions pos0 .. pos0 + n - 1 of the
+ * sequence `s`, cut into tiles as the forward pass cuts a run (near-equal,
+ * at most REALM__ATTN_QTILE tokens): every token's output bitwise the same
+ * as realm__attention's for that token alone, and some tokens' (the first,
+ * the last, every 41st) against attention in double.
+ */
+static void check_prefill(const realm_ops *o, const realm_kv_cache *kv, const kv_seq *s, int l,
+                          int g, int32_t pos0, int n)
+{
+    const realm_hparams *hp = &kv->model->hp;
+    const int nq = hp->n_head / hp->n_head_kv, hd = hp->head_dim;
+    const int64_t qd = (int64_t)nq * hd;
+    const realm_type tk = kv->type_k, tv = kv->type_v;
+    float *q = malloc(sizeof *q * (size_t)(n * qd)), *out = malloc(sizeof *out * (size_t)(n * qd));
+    float *one = malloc(sizeof *one * (size_t)qd);
+    float *scratch = malloc(sizeof *scratch * (size_t)REALM__ATTN_PREFILL_SCRATCH(nq, hd));
+    float *scratch1 = malloc(sizeof *scratch1 * (size_t)REALM__ATTN_SCRATCH(nq, hd));
+    double *sc = malloc(sizeof *sc * (size_t)(pos0 + n)), *ref = malloc(sizeof *ref * (size_t)hd);
+    fill(q, (int)(n * qd), 1.5f);
+    const int tiles = (n + REALM__ATTN_QTILE - 1) / REALM__ATTN_QTILE;
+    for (int i = 0; i < tiles; i++) {
+        const int t0 = n * i / tiles, t1 = n * (i + 1) / tiles;
+        realm__attn_prefill(o, kv, l, s->blocks, pos0 + t0, t1 - t0, g, q + t0 * qd, qd, scratch,
+                            out + t0 * qd, qd);
+    }
+    int differ = 0, bad = 0;
+    for (int t = 0; t < n; t++) {
+        const int32_t n_pos = pos0 + t + 1;
+        realm__attention(o, kv, l, s->blocks, n_pos, g, q + t * qd, scratch1, one);
+        differ += memcmp(one, out + t * qd, sizeof *one * (size_t)qd) != 0;
+        if (t != 0 && t != n - 1 && t % 41 != 0)
+            continue;
+        for (int r = 0; r < nq; r++) {
+            const float *qr = q + t * qd + r * hd;
+            double mx = -INFINITY, sum = 0;
+            for (int j = 0; j < n_pos; j++) {
+                int32_t blk, slot;
+                kv__locate(kv, s, j, &blk, &slot);
+                const uint8_t *k = kv->k[l] + (size_t)blk * kv->block_bytes_k +
+                                   (size_t)slot * kv->row_bytes_k + realm_row_size(tk, g * hd);
+                double dot = 0;
+                for (int i = 0; i < hd; i++)
+                    dot += (double)qr[i] * kv_elem(tk, k, i);
+                sc[j] = dot / sqrt((double)hd);
+                mx = sc[j] > mx ? sc[j] : mx;
+            }
+            memset(ref, 0, sizeof *ref * (size_t)hd);
+            for (int j = 0; j < n_pos; j++) {
+                int32_t blk, slot;
+                kv__locate(kv, s, j, &blk, &slot);
+                const uint8_t *v = kv->v[l] + (size_t)blk * kv->block_bytes_v +
+                                   (size_t)slot * kv->row_bytes_v + realm_row_size(tv, g * hd);
+                const double w = exp(sc[j] - mx);
+                sum += w;
+                for (int i = 0; i < hd; i++)
+                    ref[i] += w * kv_elem(tv, v, i);
+            }
+            for (int i = 0; i < hd; i++) {
+                const double want = ref[i] / sum, got = out[t * qd + r * hd + i];
+                bad += !(fabs(got - want) <= 1e-5 * (1 + fabs(want)));
+            }
+        }
+    }
+    CHECK_MSG(differ == 0 && bad == 0,
+              "%s prefill k %s v %s, %d/%d heads, hd %d, blocks of %d, %d tokens from %d, group "
+              "%d: %d tokens differ from attention alone, %d numbers wrong",
+              realm_isa_name(o->isa), realm_type_name(tk), realm_type_name(tv), hp->n_head,
+              hp->n_head_kv, hd, kv->block_size, n, pos0, g, differ, bad);
+    free(q);
+    free(out);
+    free(one);
+    free(scratch);
+    free(scratch1);
+    free(sc);
+    free(ref);
+}
+
+/*
  * realm__attention for one KV head group over a sequence spread across
  * non-contiguous blocks (two sequences filled in turn), against attention
  * in double, for models of several GQA shapes (a model struct with only
@@ -397,9 +478,12 @@ static void test_attn_kernel(const realm_ops *o)
  * cross block and chunk boundaries. The chunks computed apart and merged
  * (realm__attn_range / _merge / _finish, the split-K path) give the same
  * bits as realm__attention. Keys and values of type tk and tv (F16, Q8_0).
+ * Then prompt chunks by the prefill tiles (check_prefill), those of 300
+ * tokens or more only with long_prompts, and on the scalar ISA (where the
+ * tile is the reference token by token, and slow) none of 100 or more.
  */
 static void check_attention_shape(const realm_ops *o, realm_type tk, realm_type tv, int n_head,
-                                  int n_kv, int hd, int bs)
+                                  int n_kv, int hd, int bs, bool long_prompts)
 {
     realm_model fake;
     memset(&fake, 0, sizeof fake);
@@ -500,6 +584,16 @@ static void check_attention_shape(const realm_ops *o, realm_type tk, realm_type 
                   realm_isa_name(o->isa), realm_type_name(tk), realm_type_name(tv), n_head, n_kv,
                   n_pos);
     }
+    /* prompts of odd lengths from the start, and chunks of prompts whose
+     * earlier positions are cached (across block and chunk boundaries) */
+    static const int32_t chunks[][2] = {{0, 1},   {0, 7},    {0, 31}, {0, 33},   {0, 257},
+                                        {0, 600}, {5, 1},    {31, 2}, {250, 20}, {300, 300},
+                                        {511, 3}, {200, 57}, {597, 3}};
+    for (size_t ci = 0; ci < sizeof chunks / sizeof chunks[0]; ci++)
+        if ((long_prompts || chunks[ci][1] < 300) &&
+            (o->isa != REALM_ISA_SCALAR || chunks[ci][1] < 100))
+            check_prefill(o, kv, s, (int)(ci % 2), (int)(ci % (size_t)n_kv), chunks[ci][0],
+                          chunks[ci][1]);
     free(q);
     free(out);
     free(out2);
@@ -513,20 +607,21 @@ static void check_attention_shape(const realm_ops *o, realm_type tk, realm_type 
 static void test_attention(const realm_ops *o)
 {
     const realm_type F16 = REALM_TYPE_F16, Q8 = REALM_TYPE_Q8_0;
-    check_attention_shape(o, F16, F16, 4, 4, 64, 32);  /* MHA */
-    check_attention_shape(o, F16, F16, 8, 2, 64, 16);  /* 4 query heads per KV head */
-    check_attention_shape(o, F16, F16, 32, 4, 64, 32); /* 8: TinyLlama */
-    check_attention_shape(o, F16, F16, 8, 1, 128, 7);  /* MQA, odd block size */
-    check_attention_shape(o, F16, F16, 6, 2, 24, 32);  /* 3 per KV head, hd not a multiple of 16 */
-    check_attention_shape(o, F16, F16, 8, 4, 8, 8);    /* stories260K's shape */
+    check_attention_shape(o, F16, F16, 4, 4, 64, 32, false); /* MHA */
+    check_attention_shape(o, F16, F16, 8, 2, 64, 16, false); /* 4 query heads per KV head */
+    check_attention_shape(o, F16, F16, 32, 4, 64, 32, true); /* 8: TinyLlama */
+    check_attention_shape(o, F16, F16, 8, 1, 128, 7, true);  /* MQA, odd block size */
+    check_attention_shape(o, F16, F16, 6, 2, 24, 32,
+                          false); /* 3 per KV head, hd not a multiple of 16 */
+    check_attention_shape(o, F16, F16, 8, 4, 8, 8, false); /* stories260K's shape */
     /* a Q8_0 cache: head sizes of whole blocks, GQA groups of 1, 2, 4, 8 */
-    check_attention_shape(o, Q8, Q8, 4, 4, 64, 32);
-    check_attention_shape(o, Q8, Q8, 8, 4, 32, 16);
-    check_attention_shape(o, Q8, Q8, 8, 2, 64, 16);
-    check_attention_shape(o, Q8, Q8, 32, 4, 64, 32);
-    check_attention_shape(o, Q8, Q8, 8, 1, 128, 7);
-    check_attention_shape(o, F16, Q8, 8, 2, 64, 16); /* mixed */
-    check_attention_shape(o, Q8, F16, 32, 4, 64, 7);
+    check_attention_shape(o, Q8, Q8, 4, 4, 64, 32, false);
+    check_attention_shape(o, Q8, Q8, 8, 4, 32, 16, false);
+    check_attention_shape(o, Q8, Q8, 8, 2, 64, 16, false);
+    check_attention_shape(o, Q8, Q8, 32, 4, 64, 32, true);
+    check_attention_shape(o, Q8, Q8, 8, 1, 128, 7, false);
+    check_attention_shape(o, F16, Q8, 8, 2, 64, 16, false); /* mixed */
+    check_attention_shape(o, Q8, F16, 32, 4, 64, 7, false);
 }
 
 int main(void)

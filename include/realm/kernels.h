@@ -116,6 +116,13 @@ void realm_matmul_rows_invariant(const realm_kernels *k, realm_type t, const voi
  * is scratch for nq * (cnt + 2) + cnt * d / 32 floats; the rest as
  * realm_ops.attn_f16.
  */
+/* Scratch floats of realm_ops.attn_tile for nt tokens of nq rows against cnt
+ * keys of d numbers: the staged keys and values, the tile's scores, its
+ * maxima, corrections and sums (and the reference's per-token scratch). */
+#define REALM_ATTN_TILE_SCRATCH(nt, nq, cnt, d)                                                    \
+    (2 * (int64_t)(cnt) * (int64_t)(d) + (int64_t)(nt) * (int64_t)(nq) * ((int64_t)(cnt) + 3) +    \
+     (int64_t)(cnt) * ((int64_t)(d) / 32))
+
 typedef void (*realm_attn_fn)(int64_t d, int nq, const float *q, int cnt, const void *k,
                               size_t k_stride, const void *v, size_t v_stride, float scale,
                               float *m, float *l, float *acc, float *s);
@@ -175,6 +182,26 @@ typedef struct realm_ops {
      * with F16 values. */
     realm_attn_fn attn_f16_q8_0;
     realm_attn_fn attn_q8_0_f16;
+    /*
+     * Prefill: one step of nt query tokens of one sequence (nq rows each,
+     * token t's at q + t * ldq) against the same cnt keys and values (keys of
+     * type tk, values of type tv, F16 or Q8_0, found by byte strides as
+     * realm_attn_fn's), token t seeing the first lim[t] of them (causal
+     * masking: 1 <= lim[t] <= cnt). Token t's state is m[nq],
+     * l[nq], acc[nq * d] at state + t * ld_state. For every token this is
+     * exactly, bit for bit, the step of attn_f16 / attn_q8_0 / the mixed
+     * kernel of the same table with nq rows and lim[t] keys: the batch's
+     * make-up never changes a token's attention. The SIMD versions load and
+     * convert each key and value once for the whole tile (into the scratch,
+     * as floats: the conversions are exact), run the softmax along vectors
+     * of all the tile's rows and sum the values in register tiles of rows
+     * (of several tokens) x columns. s is scratch for
+     * REALM_ATTN_TILE_SCRATCH(nt, nq, cnt, d) floats.
+     */
+    void (*attn_tile)(realm_type tk, realm_type tv, int64_t d, int nq, int nt, const float *q,
+                      int64_t ldq, int cnt, const int32_t *lim, const void *k, size_t k_stride,
+                      const void *v, size_t v_stride, float scale, float *state, int64_t ld_state,
+                      float *s);
     /*
      * LoRA, the shrink: one row `a` of an adapter's A (n elements of type
      * at: F32, F16 or BF16) against the activation rows x + rows[i] * ldx:

@@ -20,6 +20,12 @@
  * converted once per call into the scratch after the scores (dv), not once
  * per column slice. An F16 head size that is not a multiple of VW goes to
  * the reference.
+ *
+ * The prefill tile (attn_tile, at the end) runs the same arithmetic for
+ * several query tokens at once: the step's keys and values staged as floats
+ * (ATTN_F32, exact), one score matrix over all the tile's rows, the softmax
+ * along vectors of those rows, and the values in register tiles of rows x
+ * column slices; per row the operations and their order are attn_step's.
  */
 #include <stddef.h>
 #include <string.h>
@@ -29,50 +35,82 @@
 
 #define ATTN_ALWAYS_INLINE inline __attribute__((always_inline))
 
-enum { ATTN_F16, ATTN_Q8 };
+enum { ATTN_F16, ATTN_Q8, ATTN_F32 };
 
-/* s[j * nq + r0 + r] = scale * q_(r0+r) . k_j for the RT rows of a tile. */
-static ATTN_ALWAYS_INLINE void attn_scores_tile(const int RT, const int FK, int64_t d, int nq,
-                                                int r0, const float *q, int cnt, const uint8_t *k,
-                                                size_t k_stride, float scale, float *s)
+/* Keys scored together by a tile of RT rows: as many accumulators as the
+ * registers hold beside the key vectors (AVX2 16 registers, AVX-512 32). */
+#define ATTN_SCORE_KB(RT) (RT == 8 ? (VW == 16 ? 2 : 1) : RT == 4 ? (VW == 16 ? 4 : 2) : 8)
+
+/* s[(j + b) * ld_s + r0 + r] = scale * q_(r0+r) . k_(j+b) for the RT rows of
+ * a tile and KB keys from j: each (row, key) its own accumulator, summed over
+ * the head in the same order and reduced by the same tree (v_hsum8_store's
+ * for 8-row tiles, v_hsum's otherwise) whatever KB, so the same bits. */
+static ATTN_ALWAYS_INLINE void attn_scores_keys(const int RT, const int KB, const int FK, int64_t d,
+                                                int ld_s, int r0, const float *q, int j,
+                                                const uint8_t *k, size_t k_stride, float scale,
+                                                float *s)
 {
     const float *qt = q + r0 * d;
-    for (int j = 0; j < cnt; j++) {
-        const uint8_t *kj = k + (size_t)j * k_stride;
-        V a[8];
-        REALM__UNROLL(8)
-        for (int r = 0; r < RT; r++)
-            a[r] = v_zero();
-        if (FK == ATTN_Q8) {
-            /* block by block: its scale once, its VW-wide pieces unrolled */
-            const realm_block_q8_0 *b = (const realm_block_q8_0 *)kj;
-            for (int64_t c0 = 0; c0 < d; c0 += REALM_QK8_0, b++) {
-                const V dk = v_set1_h(b->d);
+    V a[16]; /* a[b * RT + r] */
+    REALM__UNROLL(16)
+    for (int i = 0; i < RT * KB; i++)
+        a[i] = v_zero();
+    if (FK == ATTN_Q8) {
+        /* block by block: its scale once, its VW-wide pieces unrolled */
+        for (int64_t c0 = 0; c0 < d; c0 += REALM_QK8_0) {
+            REALM__UNROLL(8)
+            for (int b = 0; b < KB; b++) {
+                const realm_block_q8_0 *blk =
+                    (const realm_block_q8_0 *)(k + (size_t)(j + b) * k_stride) + c0 / REALM_QK8_0;
+                const V dk = v_set1_h(blk->d);
                 REALM__UNROLL(4)
                 for (int u = 0; u < REALM_QK8_0 / VW; u++) {
-                    const V kv = v_mul(v_load_i8(b->qs + u * VW), dk);
+                    const V kv = v_mul(v_load_i8(blk->qs + u * VW), dk);
                     REALM__UNROLL(8)
                     for (int r = 0; r < RT; r++)
-                        a[r] = v_fma(kv, v_load(qt + r * d + c0 + u * VW), a[r]);
+                        a[b * RT + r] = v_fma(kv, v_load(qt + r * d + c0 + u * VW), a[b * RT + r]);
                 }
             }
-        } else {
-            for (int64_t c = 0; c < d; c += VW) {
-                const V kv = v_load_h((const uint16_t *)kj + c);
+        }
+    } else {
+        for (int64_t c = 0; c < d; c += VW) {
+            REALM__UNROLL(8)
+            for (int b = 0; b < KB; b++) {
+                const uint8_t *kj = k + (size_t)(j + b) * k_stride;
+                const V kv = FK == ATTN_F32 ? v_load((const float *)kj + c)
+                                            : v_load_h((const uint16_t *)kj + c);
                 REALM__UNROLL(8)
                 for (int r = 0; r < RT; r++)
-                    a[r] = v_fma(kv, v_load(qt + r * d + c), a[r]);
+                    a[b * RT + r] = v_fma(kv, v_load(qt + r * d + c), a[b * RT + r]);
             }
         }
-        float *sj = s + (size_t)j * (size_t)nq + r0;
+    }
+    REALM__UNROLL(8)
+    for (int b = 0; b < KB; b++) {
+        float *sj = s + (size_t)(j + b) * (size_t)ld_s + r0;
         if (RT == 8) {
-            v_hsum8_store(a, scale, sj);
+            v_hsum8_store(a + b * RT, scale, sj);
         } else {
             REALM__UNROLL(8)
             for (int r = 0; r < RT; r++)
-                sj[r] = v_hsum(a[r]) * scale;
+                sj[r] = v_hsum(a[b * RT + r]) * scale;
         }
     }
+}
+
+/* s[j * ld_s + r0 + r] = scale * q_(r0+r) . k_j for the RT rows of a tile and
+ * the keys j < cnt (ld_s = nq in a token's step, the tile's rows in
+ * attn_tile). */
+static ATTN_ALWAYS_INLINE void attn_scores_tile(const int RT, const int FK, int64_t d, int ld_s,
+                                                int r0, const float *q, int cnt, const uint8_t *k,
+                                                size_t k_stride, float scale, float *s)
+{
+    const int KB = ATTN_SCORE_KB(RT);
+    int j = 0;
+    for (; j + KB <= cnt; j += KB)
+        attn_scores_keys(RT, KB, FK, d, ld_s, r0, q, j, k, k_stride, scale, s);
+    for (; j < cnt; j++)
+        attn_scores_keys(RT, 1, FK, d, ld_s, r0, q, j, k, k_stride, scale, s);
 }
 
 /* acc[r] = acc[r] * corr[r] + sum_j p[j][r] v_j over one VW-wide column slice
@@ -90,11 +128,13 @@ static ATTN_ALWAYS_INLINE void attn_values_tile(const int RT, const int FV, int6
     /* where the slice starts in a row: in Q8_0, its block's codes past the scale */
     const size_t at = FV == ATTN_Q8 ? (size_t)(c / REALM_QK8_0) * sizeof(realm_block_q8_0) +
                                           offsetof(realm_block_q8_0, qs) + (size_t)(c % REALM_QK8_0)
-                                    : (size_t)c * sizeof(uint16_t);
+                      : FV == ATTN_F32 ? (size_t)c * sizeof(float)
+                                       : (size_t)c * sizeof(uint16_t);
     for (int j = 0; j < cnt; j++) {
         const uint8_t *vj = v + (size_t)j * v_stride + at;
-        const V vv = FV == ATTN_Q8 ? v_mul(v_load_i8((const int8_t *)vj), v_set1(dv[j]))
-                                   : v_load_h((const uint16_t *)vj);
+        const V vv = FV == ATTN_Q8    ? v_mul(v_load_i8((const int8_t *)vj), v_set1(dv[j]))
+                     : FV == ATTN_F32 ? v_load((const float *)vj)
+                                      : v_load_h((const uint16_t *)vj);
         const float *pj = p + (size_t)j * (size_t)nq + r0;
         REALM__UNROLL(8)
         for (int r = 0; r < RT; r++)
@@ -200,4 +240,219 @@ void FN(attn_q8_0_f16)(int64_t d, int nq, const float *q, int cnt, const void *k
                        float *s)
 {
     attn_step(ATTN_Q8, ATTN_F16, d, nq, q, cnt, k, k_stride, v, v_stride, scale, m, l, acc, s);
+}
+
+/* Rows [0, cnt) of format F (F16 or Q8_0), stride bytes apart, as d floats
+ * each at out: exact (an F16 number, or a Q8_0 code times its block's scale,
+ * as the steps above convert them). */
+static ATTN_ALWAYS_INLINE void attn_stage(const int F, int64_t d, int cnt, const uint8_t *x,
+                                          size_t stride, float *out)
+{
+    for (int j = 0; j < cnt; j++, out += d) {
+        const uint8_t *xj = x + (size_t)j * stride;
+        if (F == ATTN_Q8) {
+            const realm_block_q8_0 *b = (const realm_block_q8_0 *)xj;
+            for (int64_t c0 = 0; c0 < d; c0 += REALM_QK8_0, b++) {
+                const V dk = v_set1_h(b->d);
+                REALM__UNROLL(4)
+                for (int u = 0; u < REALM_QK8_0 / VW; u++)
+                    v_store(out + c0 + u * VW, v_mul(v_load_i8(b->qs + u * VW), dk));
+            }
+        } else {
+            for (int64_t c = 0; c < d; c += VW)
+                v_store(out + c, v_load_h((const uint16_t *)xj + c));
+        }
+    }
+}
+
+/* Register tile of the prefill P.V: rows x column slices (AVX2: 4 x 3 of 16
+ * registers; AVX-512: 6 x 4 of 32). */
+#define ATTN_PV_RT (VW == 16 ? 6 : 4)
+#define ATTN_PV_CU (VW == 16 ? 4 : 3)
+
+/* Where tile row rho's accumulator starts: token rho / nq, head rho % nq. */
+static inline float *attn_tile_acc(float *state, int64_t ld_state, int nq, int64_t d, int rho)
+{
+    return state + (rho / nq) * ld_state + 2 * nq + (rho % nq) * d;
+}
+
+/* acc = acc * corr + sum_{j < cnt} p[j][row] v_j for the RT tile rows from
+ * rho0 and the CU column slices from c: per (row, column) the operations of
+ * attn_values_tile in the same order, the tile only keeping more of them in
+ * registers (each staged value vector loaded once for RT rows). */
+static ATTN_ALWAYS_INLINE void attn_tile_values(const int RT, const int CU, int64_t d, int nq,
+                                                int R, int rho0, int64_t c, int cnt,
+                                                const float *vs, const float *p, const float *corr,
+                                                float *state, int64_t ld_state)
+{
+    V a[ATTN_PV_RT * ATTN_PV_CU];
+    float *ar[ATTN_PV_RT];
+    REALM__UNROLL(8)
+    for (int i = 0; i < RT; i++) {
+        ar[i] = attn_tile_acc(state, ld_state, nq, d, rho0 + i) + c;
+        const V cr = v_set1(corr[rho0 + i]);
+        REALM__UNROLL(4)
+        for (int u = 0; u < CU; u++)
+            a[i * CU + u] = v_mul(v_load(ar[i] + u * VW), cr);
+    }
+    for (int j = 0; j < cnt; j++) {
+        const float *vj = vs + (size_t)j * (size_t)d + c;
+        const float *pj = p + (size_t)j * (size_t)R + rho0;
+        V vv[ATTN_PV_CU];
+        REALM__UNROLL(4)
+        for (int u = 0; u < CU; u++)
+            vv[u] = v_load(vj + u * VW);
+        REALM__UNROLL(8)
+        for (int i = 0; i < RT; i++) {
+            const V pb = v_set1(pj[i]);
+            REALM__UNROLL(4)
+            for (int u = 0; u < CU; u++)
+                a[i * CU + u] = v_fma(pb, vv[u], a[i * CU + u]);
+        }
+    }
+    REALM__UNROLL(8)
+    for (int i = 0; i < RT; i++)
+        REALM__UNROLL(4)
+    for (int u = 0; u < CU; u++)
+        v_store(ar[i] + u * VW, a[i * CU + u]);
+}
+
+/* attn_tile_values over the rows [rho0, rho1), CU column slices from c. */
+static ATTN_ALWAYS_INLINE void attn_tile_values_rows(const int CU, int64_t d, int nq, int R,
+                                                     int rho0, int rho1, int64_t c, int cnt,
+                                                     const float *vs, const float *p,
+                                                     const float *corr, float *state,
+                                                     int64_t ld_state)
+{
+    int rho = rho0;
+    for (; rho + ATTN_PV_RT <= rho1; rho += ATTN_PV_RT)
+        attn_tile_values(ATTN_PV_RT, CU, d, nq, R, rho, c, cnt, vs, p, corr, state, ld_state);
+    for (; rho < rho1; rho++)
+        attn_tile_values(1, CU, d, nq, R, rho, c, cnt, vs, p, corr, state, ld_state);
+}
+
+/*
+ * The prefill tile (realm_ops.attn_tile). The step's keys and values are
+ * staged as floats once; the scores of each token's rows are computed by
+ * attn_scores_tile exactly as in the token's own step, into one matrix
+ * sc[j * R + row] over the tile's R = nt * nq rows, a token's keys past its
+ * limit set to -inf (they weigh e^-inf = 0 and never raise a maximum); the
+ * maxima, corrections, weights and sums then run along vectors of the whole
+ * tile's rows; the values are summed by a register tile of rows x columns,
+ * each run of tokens with the same limit over its own keys only. Per row,
+ * every number goes through the operations of attn_step in the same order
+ * (e^x by the same bits in every lane; a masked weight adds exactly 0 to a
+ * sum), so each token's state comes out bitwise as from its own step.
+ */
+void FN(attn_tile)(realm_type tk, realm_type tv, int64_t d, int nq, int nt, const float *q,
+                   int64_t ldq, int cnt, const int32_t *lim, const void *k, size_t k_stride,
+                   const void *v, size_t v_stride, float scale, float *state, int64_t ld_state,
+                   float *s)
+{
+    if (d % VW != 0) { /* F16 only (Q8_0 rows are whole blocks): as attn_f16 */
+        realm__attn_tile_ref(tk, tv, d, nq, nt, q, ldq, cnt, lim, k, k_stride, v, v_stride, scale,
+                             state, ld_state, s);
+        return;
+    }
+    const int R = nt * nq;
+    float *ks = s, *vs = ks + (size_t)cnt * (size_t)d, *sc = vs + (size_t)cnt * (size_t)d;
+    float *mx = sc + (size_t)cnt * (size_t)R, *corr = mx + R, *ls = corr + R;
+    if (tk == REALM_TYPE_Q8_0)
+        attn_stage(ATTN_Q8, d, cnt, k, k_stride, ks);
+    else
+        attn_stage(ATTN_F16, d, cnt, k, k_stride, ks);
+    if (tv == REALM_TYPE_Q8_0)
+        attn_stage(ATTN_Q8, d, cnt, v, v_stride, vs);
+    else
+        attn_stage(ATTN_F16, d, cnt, v, v_stride, vs);
+
+    const uint8_t *kb = (const uint8_t *)ks;
+    const size_t row = (size_t)d * sizeof(float);
+    for (int t = 0; t < nt; t++) {
+        const float *qt = q + t * ldq;
+        float *st = sc + t * nq;
+        const int n = lim[t];
+        int r0 = 0;
+        for (; r0 + 8 <= nq; r0 += 8)
+            attn_scores_tile(8, ATTN_F32, d, R, r0, qt, n, kb, row, scale, st);
+        for (; r0 + 4 <= nq; r0 += 4)
+            attn_scores_tile(4, ATTN_F32, d, R, r0, qt, n, kb, row, scale, st);
+        for (; r0 < nq; r0++)
+            attn_scores_tile(1, ATTN_F32, d, R, r0, qt, n, kb, row, scale, st);
+        for (int j = n; j < cnt; j++)
+            for (int r = 0; r < nq; r++)
+                st[(size_t)j * (size_t)R + r] = -INFINITY;
+        const float *m = state + t * ld_state;
+        for (int r = 0; r < nq; r++) {
+            mx[t * nq + r] = m[r];
+            corr[t * nq + r] = m[r];
+            ls[t * nq + r] = m[nq + r];
+        }
+    }
+
+    /* new maxima, corrections e^(old - new), weights e^(s - new) and sums */
+    for (int j = 0; j < cnt; j++) {
+        const float *sj = sc + (size_t)j * (size_t)R;
+        int r = 0;
+        for (; r + VW <= R; r += VW)
+            v_store(mx + r, v_max(v_load(mx + r), v_load(sj + r)));
+        for (; r < R; r++)
+            mx[r] = sj[r] > mx[r] ? sj[r] : mx[r];
+    }
+    {
+        int r = 0;
+        for (; r + VW <= R; r += VW) {
+            const V cr = v_exp(v_sub(v_load(corr + r), v_load(mx + r)));
+            v_store(corr + r, cr);
+            v_store(ls + r, v_mul(v_load(ls + r), cr));
+        }
+        for (; r < R; r++) {
+            corr[r] = realm__exp_poly(corr[r] - mx[r]); /* 0 when the old maximum is -inf */
+            ls[r] *= corr[r];
+        }
+    }
+    for (int j = 0; j < cnt; j++) {
+        float *sj = sc + (size_t)j * (size_t)R;
+        int r = 0;
+        for (; r + VW <= R; r += VW) {
+            const V pv = v_exp(v_sub(v_load(sj + r), v_load(mx + r)));
+            v_store(sj + r, pv);
+            v_store(ls + r, v_add(v_load(ls + r), pv));
+        }
+        for (; r < R; r++) {
+            sj[r] = realm__exp_poly(sj[r] - mx[r]);
+            ls[r] += sj[r];
+        }
+    }
+    for (int t = 0; t < nt; t++) {
+        float *m = state + t * ld_state;
+        for (int r = 0; r < nq; r++) {
+            m[r] = mx[t * nq + r];
+            m[nq + r] = ls[t * nq + r];
+        }
+    }
+
+    /* the values: each run of tokens with the same limit over its keys */
+    for (int t0 = 0, t1; t0 < nt; t0 = t1) {
+        for (t1 = t0 + 1; t1 < nt && lim[t1] == lim[t0];)
+            t1++;
+        const int rho0 = t0 * nq, rho1 = t1 * nq, n = lim[t0];
+        int64_t c = 0;
+        for (; c + ATTN_PV_CU * VW <= d; c += ATTN_PV_CU * VW)
+            attn_tile_values_rows(ATTN_PV_CU, d, nq, R, rho0, rho1, c, n, vs, sc, corr, state,
+                                  ld_state);
+        switch ((d - c) / VW) {
+        case 1:
+            attn_tile_values_rows(1, d, nq, R, rho0, rho1, c, n, vs, sc, corr, state, ld_state);
+            break;
+        case 2:
+            attn_tile_values_rows(2, d, nq, R, rho0, rho1, c, n, vs, sc, corr, state, ld_state);
+            break;
+        case 3:
+            attn_tile_values_rows(3, d, nq, R, rho0, rho1, c, n, vs, sc, corr, state, ld_state);
+            break;
+        default:
+            break;
+        }
+    }
 }

@@ -144,6 +144,21 @@ void realm__attn_q8_0_f16_ref(int64_t d, int nq, const float *q, int cnt, const 
              acc, s);
 }
 
+/* Token by token, each the step of its own keys [0, lim[t]). */
+void realm__attn_tile_ref(realm_type tk, realm_type tv, int64_t d, int nq, int nt, const float *q,
+                          int64_t ldq, int cnt, const int32_t *lim, const void *k, size_t k_stride,
+                          const void *v, size_t v_stride, float scale, float *state,
+                          int64_t ld_state, float *s)
+{
+    (void)cnt;
+    for (int t = 0; t < nt; t++) {
+        float *m = state + t * ld_state;
+        if (lim[t] > 0)
+            attn_ref(tk, tv, d, nq, q + t * ldq, lim[t], k, k_stride, v, v_stride, scale, m, m + nq,
+                     m + 2 * nq, s);
+    }
+}
+
 /* Element i of a LoRA tensor of type t (F32, F16 or BF16). */
 static float lora_elem(realm_type t, const void *p, int64_t i)
 {
@@ -191,7 +206,8 @@ void realm__lora_expand_ref(realm_type bt_type, int64_t rank, const void *bt, in
         .silu_mul = realm__silu_mul_##I, .exp_f32 = realm__exp_f32_##I,                            \
         .attn_f16 = realm__attn_f16_##I, .attn_q8_0 = realm__attn_q8_0_##I,                        \
         .attn_f16_q8_0 = realm__attn_f16_q8_0_##I, .attn_q8_0_f16 = realm__attn_q8_0_f16_##I,      \
-        .lora_shrink = realm__lora_shrink_##I, .lora_expand = realm__lora_expand_##I,              \
+        .attn_tile = realm__attn_tile_##I, .lora_shrink = realm__lora_shrink_##I,                  \
+        .lora_expand = realm__lora_expand_##I,                                                     \
     }
 #define REALM_ISA_ref_ID    REALM_ISA_SCALAR
 #define REALM_ISA_avx2_ID   REALM_ISA_AVX2

@@ -26,6 +26,10 @@
     void realm__attn_q8_0_f16_##isa(int64_t d, int nq, const float *q, int cnt, const void *k,     \
                                     size_t k_stride, const void *v, size_t v_stride, float scale,  \
                                     float *m, float *l, float *acc, float *s);                     \
+    void realm__attn_tile_##isa(realm_type tk, realm_type tv, int64_t d, int nq, int nt,           \
+                                const float *q, int64_t ldq, int cnt, const int32_t *lim,          \
+                                const void *k, size_t k_stride, const void *v, size_t v_stride,    \
+                                float scale, float *state, int64_t ld_state, float *s);            \
     void realm__lora_shrink_##isa(realm_type at, int64_t n, const void *a, int n_rows,             \
                                   const int32_t *rows, const float *x, int64_t ldx, float *out,    \
                                   int64_t ld_out);                                                 \

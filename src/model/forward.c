@@ -27,7 +27,10 @@
  * softmax, so no score matrix is ever materialised; the query heads sharing a
  * KV head go together, and a long sequence's positions are split between
  * threads when the batch has too few (entry, KV head) pairs to keep them busy
- * (split-K; see realm__attention in model_internal.h).
+ * (split-K; see realm__attention in model_internal.h). A prompt's tokens go
+ * in tiles of up to 16 against each block of keys, loaded once per tile
+ * (realm__attn_prefill), with the same bits as token by token; tiles and
+ * single tokens are work items taken by free threads, costliest first.
  */
 #include <math.h>
 #include <stdatomic.h>
@@ -45,6 +48,13 @@ typedef struct attn_unit {
 typedef struct attn_pair {
     int32_t e, g, u0, n; /* its units [u0, u0 + n) */
 } attn_pair;
+/* Otherwise a piece of work: entries [e, e + n) of one sequence (consecutive
+ * in the batch and in position) with KV head g; n == 1 is one token's
+ * attention (realm__attention), n > 1 a prefill tile (realm__attn_prefill). */
+typedef struct attn_item {
+    int32_t e, n, g;
+    int64_t cost; /* positions times tokens: the order they are taken in */
+} attn_item;
 
 struct realm_ctx {
     const realm_model *m;
@@ -71,6 +81,9 @@ struct realm_ctx {
     attn_pair *attn_pairs;
     int32_t n_units, n_pairs, units_cap;
     float *attn_parts; /* units_cap partials of REALM__ATTN_PART floats */
+    /* Else the pass's work items, costliest first (n_batch * n_head_kv at most). */
+    attn_item *attn_items;
+    int32_t n_items;
 
     lora_pass *lora;  /* LoRA adapters' part of the pass (lora_forward.c) */
     bool lora_active; /* this pass's batch uses adapters */
@@ -96,7 +109,10 @@ static int32_t attn_units_cap(int32_t n_threads)
 
 static int64_t attn_scratch_len(const realm_hparams *hp)
 {
-    return (REALM__ATTN_SCRATCH(hp->n_head / hp->n_head_kv, hp->head_dim) + 15) & ~(int64_t)15;
+    const int nq = hp->n_head / hp->n_head_kv;
+    const int64_t a = REALM__ATTN_SCRATCH(nq, hp->head_dim);
+    const int64_t b = REALM__ATTN_PREFILL_SCRATCH(nq, hp->head_dim);
+    return ((a > b ? a : b) + 15) & ~(int64_t)15;
 }
 
 static void ctx_dims(const realm_model *m, const realm_ctx_params *p, int32_t *n_batch,
@@ -128,6 +144,7 @@ uint64_t realm_ctx_bytes(const realm_model *m, const realm_ctx_params *p)
         (int64_t)units * REALM__ATTN_PART(hp->n_head / hp->n_head_kv, hp->head_dim);
     return (uint64_t)floats * 4 + (uint64_t)nb * (uint64_t)act_row + (uint64_t)nb * 8 +
            (uint64_t)units * (sizeof(attn_unit) + sizeof(attn_pair)) +
+           (uint64_t)nb * (uint64_t)hp->n_head_kv * sizeof(attn_item) +
            realm__lora_pass_bytes(m, nb);
 }
 
@@ -180,10 +197,12 @@ int realm_ctx_new(const realm_model *m, realm_kv_cache *kv, const realm_ctx_para
     ALLOC(c->attn_units, cap);
     ALLOC(c->attn_pairs, cap);
     ALLOC(c->attn_parts, cap * (size_t)REALM__ATTN_PART(hp->n_head / hp->n_head_kv, hp->head_dim));
+    ALLOC(c->attn_items, nb * (size_t)hp->n_head_kv);
 #undef ALLOC
     if (!c->x || !c->xn || !c->q || !c->kk || !c->vv || !c->att || !c->g || !c->u || !c->rope_cos ||
         !c->rope_sin || !c->act || !c->attn_scratch || !c->entry_blocks || !c->attn_units ||
-        !c->attn_pairs || !c->attn_parts || realm__lora_pass_new(m, c->n_batch, &c->lora) < 0) {
+        !c->attn_pairs || !c->attn_parts || !c->attn_items ||
+        realm__lora_pass_new(m, c->n_batch, &c->lora) < 0) {
         realm_ctx_free(c);
         return realm__error(REALM_ERR_NOMEM, "out of memory for a compute context of %llu MiB",
                             (unsigned long long)(realm_ctx_bytes(m, p) >> 20));
@@ -214,6 +233,7 @@ void realm_ctx_free(realm_ctx *c)
     free(c->attn_units);
     free(c->attn_pairs);
     free(c->attn_parts);
+    free(c->attn_items);
     realm__lora_pass_free(c->lora);
     free(c);
 }
@@ -419,28 +439,85 @@ void realm__attention(const realm_ops *ops, const realm_kv_cache *kv, int l, con
     realm__attn_finish(nq, hd, run, out);
 }
 
+void realm__attn_prefill(const realm_ops *ops, const realm_kv_cache *kv, int l,
+                         const int32_t *blocks, int32_t pos0, int nt, int g, const float *q,
+                         int64_t ldq, float *scratch, float *out, int64_t ld_out)
+{
+    REALM_ASSERT(nt >= 1 && nt <= REALM__ATTN_QTILE);
+    const int hd = kv->model->hp.head_dim;
+    const int nq = kv->model->hp.n_head / kv->model->hp.n_head_kv;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int64_t pf = REALM__ATTN_PART(nq, hd);
+    const int32_t bs = kv->block_size, last = pos0 + nt - 1;
+    float *run = scratch, *part = run + nt * pf, *ks = part + nt * pf;
+    const uint8_t *k0 = kv->k[l] + realm_row_size(kv->type_k, (int64_t)g * hd);
+    const uint8_t *v0 = kv->v[l] + realm_row_size(kv->type_v, (int64_t)g * hd);
+    int32_t lim[REALM__ATTN_QTILE];
+    for (int32_t c0 = 0; c0 <= last; c0 += REALM__ATTN_CHUNK) {
+        const int32_t c1 = last + 1 - c0 < REALM__ATTN_CHUNK ? last + 1 : c0 + REALM__ATTN_CHUNK;
+        /* tokens [a, nt) reach this chunk; the first chunk's partial is the run's start */
+        const int a = c0 > pos0 ? c0 - pos0 : 0;
+        float *st = c0 == 0 ? run : part;
+        for (int t = a; t < nt; t++) {
+            float *m = st + t * pf;
+            for (int r = 0; r < nq; r++) {
+                m[r] = -INFINITY;
+                m[nq + r] = 0;
+            }
+            memset(m + 2 * nq, 0, (size_t)nq * (size_t)hd * sizeof *m);
+        }
+        /* the steps realm__attn_range takes: never across a block, at most TILE keys */
+        for (int32_t p = c0; p < c1;) {
+            const int32_t slot = p % bs;
+            int32_t cnt = bs - slot;
+            cnt = cnt < c1 - p ? cnt : c1 - p;
+            cnt = cnt < REALM__ATTN_TILE ? cnt : REALM__ATTN_TILE;
+            /* tokens [b, nt) see key p; each sees the step's keys up to its own position */
+            const int b = p > pos0 ? p - pos0 : 0;
+            for (int t = b; t < nt; t++)
+                lim[t] = pos0 + t + 1 < p + cnt ? pos0 + t + 1 - p : cnt;
+            const size_t blk = (size_t)blocks[p / bs];
+            ops->attn_tile(kv->type_k, kv->type_v, hd, nq, nt - b, q + b * ldq, ldq, cnt, lim + b,
+                           k0 + blk * kv->block_bytes_k + (size_t)slot * kv->row_bytes_k,
+                           kv->row_bytes_k,
+                           v0 + blk * kv->block_bytes_v + (size_t)slot * kv->row_bytes_v,
+                           kv->row_bytes_v, scale, st + b * pf, pf, ks);
+            p += cnt;
+        }
+        if (c0 > 0)
+            for (int t = a; t < nt; t++)
+                realm__attn_merge(nq, hd, run + t * pf, part + t * pf);
+    }
+    for (int t = 0; t < nt; t++)
+        realm__attn_finish(nq, hd, run + t * pf, out + t * ld_out);
+}
+
 struct attn_task {
     realm_ctx *c;
     const realm_batch *b;
     int layer;
+    atomic_int next; /* the next work item to take */
 };
 
-/* Whole (entry, KV head) pairs, split between threads. */
+/* The pass's work items, taken in turn by whichever thread is free. */
 static void attn_part(void *arg, int ith, int nth)
 {
+    (void)nth;
     struct attn_task *t = arg;
     realm_ctx *c = t->c;
     const realm_hparams *hp = &c->m->hp;
     const int hd = hp->head_dim, nq = hp->n_head / hp->n_head_kv;
     const int64_t q_dim = (int64_t)hp->n_head * hd;
     float *scratch = c->attn_scratch + (size_t)ith * (size_t)c->attn_scratch_len;
-    const int64_t pairs = (int64_t)t->b->n * hp->n_head_kv;
-    for (int64_t pi = ith; pi < pairs; pi += nth) {
-        const int32_t e = (int32_t)(pi / hp->n_head_kv);
-        const int g = (int)(pi % hp->n_head_kv);
-        const int64_t off = e * q_dim + (int64_t)g * nq * hd;
-        realm__attention(c->ops, c->kv, t->layer, c->entry_blocks[e], t->b->pos[e] + 1, g,
-                         c->q + off, scratch, c->att + off);
+    for (int i; (i = atomic_fetch_add_explicit(&t->next, 1, memory_order_relaxed)) < c->n_items;) {
+        const attn_item *it = &c->attn_items[i];
+        const int64_t off = it->e * q_dim + (int64_t)it->g * nq * hd;
+        if (it->n == 1)
+            realm__attention(c->ops, c->kv, t->layer, c->entry_blocks[it->e], t->b->pos[it->e] + 1,
+                             it->g, c->q + off, scratch, c->att + off);
+        else
+            realm__attn_prefill(c->ops, c->kv, t->layer, c->entry_blocks[it->e], t->b->pos[it->e],
+                                it->n, it->g, c->q + off, q_dim, scratch, c->att + off, q_dim);
     }
 }
 
@@ -481,12 +558,41 @@ static void attn_merge_part(void *arg, int ith, int nth)
     }
 }
 
+static int attn_item_cmp(const void *pa, const void *pb)
+{
+    const attn_item *a = pa, *b = pb;
+    return a->cost < b->cost ? 1 : a->cost > b->cost ? -1 : 0;
+}
+
+/* The pass's work items: runs of consecutive tokens of one sequence in
+ * prefill tiles of up to QTILE tokens (near-equal sizes), other entries
+ * alone, each with every KV head; costliest first, so the last ones taken
+ * are short. */
+static void attn_items_plan(realm_ctx *c, const realm_batch *b)
+{
+    const int n_kv = c->m->hp.n_head_kv;
+    c->n_items = 0;
+    for (int32_t e = 0, r; e < b->n; e += r) {
+        for (r = 1; e + r < b->n && b->seq[e + r] == b->seq[e] && b->pos[e + r] == b->pos[e] + r;)
+            r++;
+        const int32_t tiles = (r + REALM__ATTN_QTILE - 1) / REALM__ATTN_QTILE;
+        for (int32_t i = 0; i < tiles; i++) {
+            const int32_t t0 = (int32_t)((int64_t)r * i / tiles);
+            const int32_t t1 = (int32_t)((int64_t)r * (i + 1) / tiles);
+            const int64_t cost = (int64_t)(t1 - t0) * (b->pos[e + t1 - 1] + 1);
+            for (int g = 0; g < n_kv; g++)
+                c->attn_items[c->n_items++] = (attn_item){e + t0, t1 - t0, g, cost};
+        }
+    }
+    qsort(c->attn_items, (size_t)c->n_items, sizeof *c->attn_items, attn_item_cmp);
+}
+
 /*
- * Choose how this pass's attention is split: by whole (entry, KV head)
- * pairs when there are enough of them for every thread (prompts, batches
- * of many streams), else (a few long streams) by chunks of positions, so
- * that one long sequence keeps every core busy. Either way the result is the
- * same bits (model_internal.h).
+ * Choose how this pass's attention is split: by work items (prefill tiles
+ * and whole (entry, KV head) pairs) when there are enough pairs for every
+ * thread (prompts, batches of many streams), else (a few long streams) by
+ * chunks of positions, so that one long sequence keeps every core busy.
+ * Either way the result is the same bits (model_internal.h).
  */
 static void attn_plan(realm_ctx *c, const realm_batch *b)
 {
@@ -494,6 +600,7 @@ static void attn_plan(realm_ctx *c, const realm_batch *b)
     const int nth = realm_threadpool_size(c->tp);
     const int64_t pairs = (int64_t)b->n * hp->n_head_kv;
     c->n_units = c->n_pairs = 0;
+    attn_items_plan(c, b);
     if (nth < 2 || pairs >= 4 * (int64_t)nth)
         return;
     int64_t units = 0;
@@ -522,7 +629,8 @@ int32_t realm__ctx_attn_units(const realm_ctx *c)
 /* Attention of every entry of the batch over its sequence's cache, layer l. */
 static void attention(realm_ctx *c, const realm_batch *b, int l)
 {
-    struct attn_task t = {c, b, l};
+    struct attn_task t = {.c = c, .b = b, .layer = l};
+    atomic_init(&t.next, 0);
     if (c->n_units > 0) {
         realm_threadpool_run(c->tp, attn_units_part, &t);
         realm_threadpool_run(c->tp, attn_merge_part, &t);

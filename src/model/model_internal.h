@@ -144,6 +144,27 @@ void realm__attn_finish(int nq, int hd, const float *part, float *out);
  * after chunk, into out (nq rows of hd). scratch: REALM__ATTN_SCRATCH floats. */
 void realm__attention(const realm_ops *ops, const realm_kv_cache *kv, int l, const int32_t *blocks,
                       int32_t n_pos, int g, const float *q, float *scratch, float *out);
+
+/*
+ * Prefill, tiled: nt <= REALM__ATTN_QTILE consecutive query tokens of one
+ * sequence at positions pos0 .. pos0 + nt - 1 (token t's nq rows for KV head
+ * g at q + t * ldq, its output at out + t * ld_out), each attending to
+ * positions [0, its own]. The keys and values of each step are loaded and
+ * converted once for the tile (realm_ops.attn_tile); steps wholly after a
+ * token (above the diagonal) are never computed for it, and the diagonal
+ * step is cut at each token's position. Every token goes through the same
+ * chunks, steps and merges as realm__attention would take it alone, with
+ * the same arithmetic, so its output is bitwise realm__attention's whatever
+ * the tile: prompts computed whole, in pieces or token by token agree.
+ * scratch: REALM__ATTN_PREFILL_SCRATCH(nq, hd) floats.
+ */
+#define REALM__ATTN_QTILE 16 /* query tokens per prefill tile, at most */
+#define REALM__ATTN_PREFILL_SCRATCH(nq, hd)                                                        \
+    (2 * REALM__ATTN_QTILE * REALM__ATTN_PART(nq, hd) +                                            \
+     REALM_ATTN_TILE_SCRATCH(REALM__ATTN_QTILE, nq, REALM__ATTN_TILE, hd))
+void realm__attn_prefill(const realm_ops *ops, const realm_kv_cache *kv, int l,
+                         const int32_t *blocks, int32_t pos0, int nt, int g, const float *q,
+                         int64_t ldq, float *scratch, float *out, int64_t ld_out);
 /* Split-K units of ctx's last forward pass (0: split by whole pairs), for tests. */
 int32_t realm__ctx_attn_units(const realm_ctx *c);
 
