@@ -13,6 +13,8 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/stat.h>
 
 #include "realm/log.h"
@@ -655,12 +657,18 @@ typedef struct lora_worker {
     realm_registry *r;
     int by_id;
     int got;
+    atomic_int *done; /* set once the adapter is loaded for good */
 } lora_worker;
 
 static void *lora_worker_main(void *arg)
 {
     lora_worker *w = arg;
-    for (int i = 0; i < 400; i++) {
+    /* 400 tries while the adapter comes and goes (a load takes longer than
+     * many failed tries, so they may all fail), then until it is back for good:
+     * at least one try after that, which must succeed */
+    bool last = false;
+    for (int i = 0; (i < 400 || !last) && i < 1000000; i++) {
+        last = atomic_load(w->done);
         realm_model_ref *ref = NULL;
         realm_lora_status *ls = NULL;
         int32_t n = 0;
@@ -697,14 +705,16 @@ static void test_lora_threads(void)
     const uint64_t used_one = realm_registry_used(r);
     lora_worker w[4];
     pthread_t t[4];
+    atomic_int done = 0;
     for (int i = 0; i < 4; i++) {
-        w[i] = (lora_worker){r, i % 2, 0};
+        w[i] = (lora_worker){r, i % 2, 0, &done};
         pthread_create(&t[i], NULL, lora_worker_main, &w[i]);
     }
     for (int k = 0; k < 20; k++) {
         CHECK_RC(realm_registry_remove_lora(r, "r8", NULL), REALM_OK);
         CHECK_RC(realm_registry_add_lora(r, "r8", r8, "a"), REALM_OK);
     }
+    atomic_store(&done, 1);
     for (int i = 0; i < 4; i++) {
         pthread_join(t[i], NULL);
         CHECK_MSG(w[i].got > 0, "worker %d: %d references", i, w[i].got);
