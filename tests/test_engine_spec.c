@@ -399,7 +399,10 @@ static void test_errors(void)
     o.speculative.p_min = NAN;
     CHECK_RC(realm_engine_submit(e, &rq, &g), REALM_ERR_INVAL);
     o.speculative.p_min = 0.5f;
-    o.speculative.n_min = -1;
+    o.speculative.n_min = -2;
+    CHECK_RC(realm_engine_submit(e, &rq, &g), REALM_ERR_INVAL);
+    o.speculative.n_min = 0;
+    o.speculative.p_min = -0.5f; /* -1 is the engine's default; other negatives are wrong */
     CHECK_RC(realm_engine_submit(e, &rq, &g), REALM_ERR_INVAL);
     /* version 2 options: the speculative fields keep their defaults (off here) */
     o = opts(REALM_SPEC_COUNT + 5, 4, 0, 1, 8); /* garbage past version 2's fields */

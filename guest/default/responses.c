@@ -659,9 +659,10 @@ static int32_t create(const char *body, size_t len, const req_info *ri)
         rg_buf_puts(&opts, ",\"max_tokens\":");
         rg_buf_put(&opts, v, n);
     }
-    /* sampling, and LoRA adapters beside the one "model" may name (llama-server's "lora") */
-    static const char *const passed[] = {"temperature", "top_p", "lora", "adapter",
-                                         "adapter_scale"};
+    /* sampling, LoRA adapters beside the one "model" may name (llama-server's "lora"),
+     * speculative decoding (Realm's extra) */
+    static const char *const passed[] = {"temperature", "top_p",         "lora",
+                                         "adapter",     "adapter_scale", "speculative"};
     for (size_t i = 0; i < sizeof passed / sizeof *passed; i++)
         if ((v = member(body, len, passed[i], &n))) {
             rg_buf_puts(&opts, ",\"");

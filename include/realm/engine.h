@@ -208,6 +208,8 @@ typedef struct realm_engine_params {
     int32_t spec_mode;        /* requests' default realm_spec_mode: 0 (REALM_SPEC_DEFAULT)
                                  or REALM_SPEC_OFF: off */
     int32_t spec_n_max;       /* requests' default most drafted tokens; 0: 8 */
+    int32_t spec_n_min;       /* requests' default n_min (realm_spec_options); 0: 0 */
+    float spec_p_min;         /* requests' default p_min; 0: 0.75, negative: 0 */
     int32_t spec_max_rows;    /* decode rows (decoding sequences + drafted tokens) a
                                  step verifies at most: drafts shrink as decoding
                                  sequences fill it (the back-off). 0: 32 */
@@ -275,10 +277,12 @@ typedef struct realm_spec_options {
     int32_t mode;  /* realm_spec_mode */
     int32_t n_max; /* most drafted tokens per step, 0..REALM_SPEC_MAX_DRAFT; 0: the
                       engine's spec_n_max */
-    int32_t n_min; /* fewer drafted tokens than this: do not speculate this step;
-                      default 0 */
+    int32_t n_min; /* fewer drafted tokens than this: do not speculate this step,
+                      0..REALM_SPEC_MAX_DRAFT; -1 (the default): the engine's
+                      spec_n_min (0 unless set) */
     float p_min;   /* draft model: stop drafting when the draft's probability of its
-                      token falls below this; 0..1, default 0.75 */
+                      token falls below this; 0..1; -1 (the default): the engine's
+                      spec_p_min (0.75 unless set) */
 } realm_spec_options;
 
 /* Most choices of one request (realm_engine_submit_n). */

@@ -127,6 +127,11 @@ typedef struct realm_model_config {
     bool pinned;               /* never unloaded */
     bool has_keep_alive;       /* keep_alive_s below overrides the registry's default */
     double keep_alive_s;
+    const char *draft; /* a GGUF file drafting for speculative decoding (its vocabulary
+                          must equal the model's): loaded with the model, counted in its
+                          memory (weights, a KV pool as long as the model's, scratch), and
+                          the model's requests speculate with it by default
+                          (realm_engine_params.draft). NULL: none */
 } realm_model_config;
 
 /*

@@ -26,11 +26,14 @@ extern const unsigned char realm_cli_default_wasm[];
 extern const size_t realm_cli_default_wasm_len;
 
 typedef struct serve_cfg {
-    cli_strings models, pins, templates, cors, loras, lora_bases;
+    cli_strings models, pins, templates, cors, loras, lora_bases, drafts;
     const char *lora_dir;
     const char *host, *models_dir, *data_dir, *admin_key_file, *api_key, *tls_cert, *tls_key;
     const char *module_cache;
     long long port, threads, ctx, parallel, batch, workers, metrics_tenants, ws_max;
+    long long draft_max, draft_min;
+    double draft_p_min;
+    bool lookup;
     int cache_k, cache_v; /* indexes in cli_cache_types */
     uint64_t mem_budget, max_body, kv_max_value, kv_quota;
     double keep_alive, drain_timeout, read_timeout, responses_ttl;
@@ -91,6 +94,26 @@ static const cli_opt serve_opts[] = {
      "the directory POST /v1/load_lora_adapter (admin key) may load adapters from; without it "
      "adapters are loaded only at startup",
      O(lora_dir), .env = true},
+    {"draft", 0, CLI_OPT_STRING_LIST, "MODEL=DRAFT", NULL,
+     "speculative decoding for MODEL with the draft model DRAFT (a GGUF file or a --model name; "
+     "its vocabulary must equal MODEL's), loaded and counted with MODEL; MODEL's requests "
+     "speculate with it unless they ask otherwise (repeatable)",
+     O(drafts), .env = true},
+    {"lookup", 0, CLI_OPT_FLAG, NULL, NULL,
+     "speculative decoding by prompt lookup (n-grams of the prompt and output, no model) for "
+     "the requests of every model without a --draft, unless they ask otherwise",
+     O(lookup), .env = true},
+    {"draft-max", 0, CLI_OPT_INT, "N", "8",
+     "the most tokens drafted per sequence and step (a request's speculative.n_max); the "
+     "engine adapts it to each sequence's acceptance",
+     O(draft_max), .env = true, .min = 1, .max = REALM_SPEC_MAX_DRAFT},
+    {"draft-min", 0, CLI_OPT_INT, "N", "0",
+     "fewer drafted tokens than this: a step does not speculate (speculative.n_min)", O(draft_min),
+     .env = true, .min = 0, .max = REALM_SPEC_MAX_DRAFT},
+    {"draft-p-min", 0, CLI_OPT_FLOAT, "P", "0.75",
+     "a draft model stops drafting when its probability of its token is below this "
+     "(speculative.p_min)",
+     O(draft_p_min), .env = true, .fmin = 0, .fmax = 1},
     {"models-dir", 0, CLI_OPT_STRING, "DIR", NULL,
      "pulled models (default $XDG_CACHE_HOME/realm/models or ~/.cache/realm/models)", O(models_dir),
      .env = true},
@@ -164,9 +187,9 @@ static const char *lookup(const cli_strings *list, const char *name)
     return NULL;
 }
 
-/* A --lora item, NAME=FILE or a bare FILE (named after it without ".gguf"):
- * the name into name, the file returned. */
-static const char *lora_item(const char *item, char *name, size_t cap)
+/* A --model or --lora item, NAME=FILE or a bare FILE (named after it without
+ * ".gguf", as the registry names it): the name into name, the file returned. */
+static const char *model_item(const char *item, char *name, size_t cap)
 {
     const char *eq = strchr(item, '=');
     if (eq) {
@@ -232,28 +255,39 @@ static int serve(serve_cfg *c)
     rp.engine.n_batch = (int32_t)c->batch;
     rp.engine.type_k = cli_cache_type(c->cache_k);
     rp.engine.type_v = cli_cache_type(c->cache_v);
+    rp.engine.spec_mode = c->lookup ? REALM_SPEC_LOOKUP : REALM_SPEC_OFF;
+    rp.engine.spec_n_max = (int32_t)c->draft_max;
+    rp.engine.spec_n_min = (int32_t)c->draft_min;
+    rp.engine.spec_p_min = c->draft_p_min > 0 ? (float)c->draft_p_min : -1.0f;
+    for (int i = 0; i < c->drafts.n; i++) { /* each names a --model */
+        const char *eq = strchr(c->drafts.v[i], '=');
+        bool known = false;
+        for (int k = 0; eq && k < c->models.n && !known; k++) {
+            char name[256];
+            model_item(c->models.v[k], name, sizeof name);
+            known = strlen(name) == (size_t)(eq - c->drafts.v[i]) &&
+                    strncmp(name, c->drafts.v[i], strlen(name)) == 0;
+        }
+        if (!eq || !eq[1] || !known)
+            return cli_error(CMD, "--draft %s: %s", c->drafts.v[i],
+                             eq && eq[1] ? "no --model of that name" : "must be MODEL=DRAFT");
+    }
     if (realm_registry_new(&rp, &reg) < 0) {
         cli_error(CMD, "%s", realm_last_error());
         goto out;
     }
     for (int i = 0; i < c->models.n; i++) {
-        char name[256] = "";
-        const char *path = c->models.v[i], *eq = strchr(path, '=');
-        if (eq) {
-            snprintf(name, sizeof name, "%.*s", (int)(eq - path), path);
-            path = eq + 1;
+        char n[256];
+        const char *path = model_item(c->models.v[i], n, sizeof n);
+        const char *key = strchr(c->models.v[i], '=') ? n : NULL; /* else the registry's */
+        const char *draft = lookup(&c->drafts, n);
+        for (int k = 0; draft && k < c->models.n; k++) { /* a --model's name: its file */
+            char other[256];
+            const char *file = model_item(c->models.v[k], other, sizeof other);
+            if (strcmp(other, draft) == 0)
+                draft = file;
         }
-        char derived[256];
-        const char *key = name[0] ? name : NULL;
-        if (!key) { /* the registry derives it; look it up for the settings below */
-            const char *b = strrchr(path, '/');
-            snprintf(derived, sizeof derived, "%s", b ? b + 1 : path);
-            size_t l = strlen(derived);
-            if (l > 5 && strcmp(derived + l - 5, ".gguf") == 0)
-                derived[l - 5] = '\0';
-        }
-        const char *n = key ? key : derived;
-        realm_model_config mc = {.chat_template = lookup(&c->templates, n)};
+        realm_model_config mc = {.chat_template = lookup(&c->templates, n), .draft = draft};
         for (int k = 0; k < c->pins.n; k++)
             mc.pinned |= strcmp(c->pins.v[k], n) == 0;
         if (realm_registry_add(reg, key, path, &mc) < 0) {
@@ -266,7 +300,7 @@ static int serve(serve_cfg *c)
         bool known = false;
         for (int k = 0; eq && k < c->loras.n && !known; k++) {
             char name[256];
-            lora_item(c->loras.v[k], name, sizeof name);
+            model_item(c->loras.v[k], name, sizeof name);
             known = strlen(name) == (size_t)(eq - c->lora_bases.v[i]) &&
                     strncmp(name, c->lora_bases.v[i], strlen(name)) == 0;
         }
@@ -278,7 +312,7 @@ static int serve(serve_cfg *c)
     }
     for (int i = 0; i < c->loras.n; i++) {
         char name[256];
-        const char *path = lora_item(c->loras.v[i], name, sizeof name);
+        const char *path = model_item(c->loras.v[i], name, sizeof name);
         if (realm_registry_add_lora(reg, name, path, lookup(&c->lora_bases, name)) < 0) {
             cli_error(CMD, "--lora %s: %s", c->loras.v[i], realm_last_error());
             goto out;

@@ -48,7 +48,7 @@ void realm_gen_options_init(realm_gen_options *o)
                      .top_p = 0.95f,
                      .min_p = 0.05f,
                      .seed = REALM_SEED_RANDOM},
-        .speculative = {.mode = REALM_SPEC_DEFAULT, .p_min = 0.75f},
+        .speculative = {.mode = REALM_SPEC_DEFAULT, .n_min = -1, .p_min = -1},
     };
 }
 
@@ -109,6 +109,13 @@ static int normalise_params(const realm_model *m, const realm_engine_params *in,
         p->spec_n_max = 8;
     if (p->spec_max_rows == 0)
         p->spec_max_rows = 32;
+    if (p->spec_p_min == 0)
+        p->spec_p_min = 0.75f;
+    else if (p->spec_p_min < 0)
+        p->spec_p_min = 0;
+    if (p->spec_n_min < 0 || p->spec_n_min > REALM_SPEC_MAX_DRAFT || !(p->spec_p_min <= 1))
+        return realm__error(REALM_ERR_INVAL, "spec_n_min %d, spec_p_min %g: 0..%d and at most 1",
+                            p->spec_n_min, p->spec_p_min, REALM_SPEC_MAX_DRAFT);
     if (p->spec_mode < 0 || p->spec_mode >= REALM_SPEC_COUNT)
         return realm__error(REALM_ERR_INVAL, "speculative mode %d", p->spec_mode);
     if (p->spec_mode == REALM_SPEC_DRAFT && p->draft == NULL)
@@ -638,11 +645,12 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
     const realm_spec_options *so = &o.speculative;
     if (so->mode < 0 || so->mode >= REALM_SPEC_COUNT)
         return realm__error(REALM_ERR_INVAL, "speculative mode %d", so->mode);
-    if (so->n_max < 0 || so->n_max > REALM_SPEC_MAX_DRAFT || so->n_min < 0 ||
-        so->n_min > REALM_SPEC_MAX_DRAFT || !(so->p_min >= 0 && so->p_min <= 1))
+    if (so->n_max < 0 || so->n_max > REALM_SPEC_MAX_DRAFT || so->n_min < -1 ||
+        so->n_min > REALM_SPEC_MAX_DRAFT ||
+        !(so->p_min == -1 || (so->p_min >= 0 && so->p_min <= 1)))
         return realm__error(REALM_ERR_INVAL,
                             "speculative n_max %d, n_min %d, p_min %g: n_max and n_min "
-                            "0..%d, p_min 0..1",
+                            "0..%d, p_min 0..1 (-1: the engine's default)",
                             so->n_max, so->n_min, so->p_min, REALM_SPEC_MAX_DRAFT);
     const int32_t spec = so->mode == REALM_SPEC_DEFAULT ? e->p.spec_mode : so->mode;
     if (spec == REALM_SPEC_DRAFT && e->dm == NULL)
@@ -677,8 +685,8 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
     g->tenant = r->tenant;
     g->spec = r->logits ? REALM_SPEC_OFF : spec;
     g->spec_n_max = so->n_max ? so->n_max : e->p.spec_n_max;
-    g->spec_n_min = so->n_min;
-    g->spec_p_min = so->p_min;
+    g->spec_n_min = so->n_min >= 0 ? so->n_min : e->p.spec_n_min;
+    g->spec_p_min = so->p_min >= 0 ? so->p_min : e->p.spec_p_min;
     g->spec_k = g->spec_n_max;
     /* a prior of 4 accepted in 5 tested: K starts high and adapts */
     g->spec_acc = 4;

@@ -41,11 +41,13 @@ typedef struct entry {
     bool pulled;   /* found in the models directory */
     bool pinned;
     char *chat_tmpl_name;    /* the operator's template, or NULL */
+    char *draft_path;        /* the operator's draft model, or NULL */
     bool cfg_keep, req_keep; /* keep-alive set by the operator / by the last request */
     double cfg_keep_s, req_keep_s;
 
     entry_state state;
     realm_model *model; /* owned, when loaded from path */
+    realm_model *draft; /* owned: the draft model of the engine, loaded with it */
     const realm_model *m;
     realm_engine *engine;
     realm_chat_template tmpl;
@@ -208,6 +210,7 @@ static void entry_free(entry *e)
     free(e->name);
     free(e->path);
     free(e->chat_tmpl_name);
+    free(e->draft_path);
     free(e);
 }
 
@@ -251,16 +254,18 @@ static void pulled_path(const realm_registry *r, const char *name, char *path, s
 typedef struct detached {
     realm_model *model;
     realm_engine *engine;
+    realm_model *draft;
 } detached;
 
 /* Take a loaded, idle entry's model and engine out (the lock held); the
  * caller frees them with free_detached once the lock is dropped. */
 static detached detach_locked(realm_registry *r, entry *e)
 {
-    detached d = {e->model, e->engine};
+    detached d = {e->model, e->engine, e->draft};
     r->used -= e->mem_bytes;
     e->mem_bytes = 0;
     e->model = NULL;
+    e->draft = NULL;
     e->m = NULL;
     e->engine = NULL;
     e->state = E_UNLOADED;
@@ -272,6 +277,7 @@ static void free_detached(detached d)
 {
     realm_engine_free(d.engine);
     realm_model_free(d.model);
+    realm_model_free(d.draft); /* after the engine drafting with it */
 }
 
 /* The keep-alive an idle entry gets. */
@@ -437,11 +443,13 @@ static int new_entry(const char *name, const char *path, const realm_model_confi
     e->name = dup_str(name);
     e->path = dup_str(path);
     e->chat_tmpl_name = c ? dup_str(c->chat_template) : NULL;
+    e->draft_path = c ? dup_str(c->draft) : NULL;
     e->pinned = c && c->pinned;
     e->cfg_keep = c && c->has_keep_alive;
     e->cfg_keep_s = c ? c->keep_alive_s : 0;
     e->expires_at = INFINITY;
-    if (!e->name || (path && !e->path) || (c && c->chat_template && !e->chat_tmpl_name)) {
+    if (!e->name || (path && !e->path) || (c && c->chat_template && !e->chat_tmpl_name) ||
+        (c && c->draft && !e->draft_path)) {
         entry_free(e);
         return realm__error(REALM_ERR_NOMEM, "out of memory");
     }
@@ -600,6 +608,16 @@ static int load_entry(realm_registry *r, entry *e)
         return rc;
     }
     realm_engine_params ep = engine_params(r, m);
+    realm_model *dm = NULL;
+    if (e->draft_path) { /* the draft model, loaded and freed with the model */
+        if ((rc = realm_model_load(e->draft_path, &r->p.model, &dm)) < 0) {
+            realm_model_free(m);
+            return realm__error(rc, "model '%s': its draft model %s: %s", e->name, e->draft_path,
+                                realm_last_error());
+        }
+        ep.draft = dm;
+        ep.spec_mode = REALM_SPEC_DRAFT;
+    }
     /* a KV cache type the model cannot take (a Q8_0 cache needs head sizes of whole blocks) */
     rc = realm_kv_params_check(m, &(realm_kv_params){.n_ctx = ep.n_ctx,
                                                      .block_size = ep.block_size,
@@ -607,15 +625,18 @@ static int load_entry(realm_registry *r, entry *e)
                                                      .type_v = ep.type_v});
     if (rc < 0) {
         realm_model_free(m);
+        realm_model_free(dm);
         return realm__error(rc, "model '%s': %s", e->name, realm_last_error());
     }
     const uint64_t eng_bytes = realm_engine_bytes(m, &ep);
-    const uint64_t need = realm_model_weight_bytes(m) + eng_bytes;
+    const uint64_t need =
+        realm_model_weight_bytes(m) + (dm ? realm_model_weight_bytes(dm) : 0) + eng_bytes;
     char s_need[32], s_budget[32], s_busy[32];
     mib(need, s_need, sizeof s_need);
     mib(r->budget, s_budget, sizeof s_budget);
     if (eng_bytes == 0 || need > r->budget) {
         realm_model_free(m);
+        realm_model_free(dm);
         if (eng_bytes == 0)
             return realm__error(REALM_ERR_INVAL, "model '%s': %s", e->name, realm_last_error());
         return realm__error(REALM_ERR_OVERLOADED,
@@ -647,6 +668,7 @@ static int load_entry(realm_registry *r, entry *e)
         free_detached(gone[i]);
     if (!fits) {
         realm_model_free(m);
+        realm_model_free(dm);
         return realm__error(REALM_ERR_OVERLOADED,
                             "model '%s' needs %s; %s of the %s budget is held by models in use "
                             "(try later, or unload one)",
@@ -664,9 +686,11 @@ static int load_entry(realm_registry *r, entry *e)
         r->used -= need;
         pthread_mutex_unlock(&r->mu);
         realm_model_free(m);
+        realm_model_free(dm);
         return rc;
     }
     e->model = m;
+    e->draft = dm;
     e->m = m;
     e->engine = eng;
     e->tmpl = t;

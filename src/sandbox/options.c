@@ -424,6 +424,49 @@ static int set_lora(realm__gen_opts *o, json_t *v, const opt_desc *d, int32_t n_
     return 0;
 }
 
+/* {"mode": "off"|"lookup"|"draft"|"default", "n_max", "n_min", "p_min"}: every
+ * member optional, each refused by its own name. */
+static int set_speculative(realm__gen_opts *o, json_t *v, const opt_desc *d, int32_t n_vocab,
+                           realm__opt_error *e)
+{
+    if (!json_is_object(v))
+        return refuse(e, REALM_ERR_INVAL, d->key,
+                      "'speculative' must be an object {\"mode\", \"n_max\", \"n_min\", "
+                      "\"p_min\"}");
+    realm_spec_options *so = &o->gen.speculative;
+    const char *key;
+    json_t *x;
+    json_object_foreach(v, key, x)
+    {
+        char param[64];
+        snprintf(param, sizeof param, "speculative.%.40s", key);
+        if (strcmp(key, "mode") == 0) {
+            const int m = json_is_string(x) ? realm_spec_mode_parse(json_string_value(x)) : -1;
+            if (m < 0)
+                return refuse(e, REALM_ERR_INVAL, param,
+                              "'%s' must be \"off\", \"lookup\", \"draft\" or \"default\"", param);
+            so->mode = m;
+        } else if (strcmp(key, "n_max") == 0 || strcmp(key, "n_min") == 0) {
+            const bool max = key[2] == 'm' && key[3] == 'a';
+            const double n = json_is_integer(x) ? json_number_value(x) : -1;
+            if (!(n >= (max ? 1 : 0) && n <= REALM_SPEC_MAX_DRAFT))
+                return refuse(e, REALM_ERR_INVAL, param, "'%s' must be an integer from %d to %d",
+                              param, max ? 1 : 0, REALM_SPEC_MAX_DRAFT);
+            *(max ? &so->n_max : &so->n_min) = (int32_t)n;
+        } else if (strcmp(key, "p_min") == 0) {
+            const double p = json_is_number(x) ? json_number_value(x) : -1;
+            if (!(p >= 0 && p <= 1))
+                return refuse(e, REALM_ERR_INVAL, param, "'%s' must be a number from 0 to 1",
+                              param);
+            so->p_min = (float)p;
+        } else {
+            return refuse(e, REALM_ERR_INVAL, param,
+                          "'%s' is not a speculative option (mode, n_max, n_min, p_min)", param);
+        }
+    }
+    return 0;
+}
+
 /* ---- the table ------------------------------------------------------------ */
 
 #define OFF(field) offsetof(realm__gen_opts, field)
@@ -501,6 +544,20 @@ static const opt_desc opts[] = {
     {"adapter_scale", K_CUSTOM, -REALM__LORA_SCALE_MAX, REALM__LORA_SCALE_MAX, 0, set_adapter_scale,
      "number", "1",
      "the scale of `adapter` (or of the adapter the model was opened as); 0 is none"},
+    {"speculative", K_CUSTOM, 0, 0, 0, set_speculative,
+     "object `{\"mode\", \"n_max\", \"n_min\", \"p_min\"}`", "the model's",
+     "speculative decoding: `mode` `\"off\"`, `\"lookup\"` (n-grams of the prompt and output), "
+     "`\"draft\"` (the model's draft model, `realm serve --draft`; refused without one) or "
+     "`\"default\"` (the server's choice for the model); `n_max` most drafted tokens per step "
+     "(1..32), `n_min` fewer than this and a step does not speculate, `p_min` a draft model "
+     "stops below this probability. Greedy and seeded output is the same as without it, except "
+     "a draft model's sampled drafts (same distribution, other tokens)"},
+    {"speculative.n_max", K_INT, 1, REALM_SPEC_MAX_DRAFT, OFF(gen.speculative.n_max), NULL,
+     "integer", "the server's", "`speculative`'s `n_max` as llama-server names it"},
+    {"speculative.n_min", K_INT, 0, REALM_SPEC_MAX_DRAFT, OFF(gen.speculative.n_min), NULL,
+     "integer", "the server's", "`speculative`'s `n_min` as llama-server names it"},
+    {"speculative.p_min", K_NUMBER, 0, 1, OFF(gen.speculative.p_min), NULL, "number",
+     "the server's", "`speculative`'s `p_min` as llama-server names it"},
     {"lora", K_CUSTOM, 0, 0, 0, set_lora, "array of `{\"id\", \"scale\"}`", "",
      "llama-server's per-request adapters: ids as `GET /lora-adapters` numbers them, each with "
      "its scale (default 1); added to the adapters above, at most 8 in all, each of the model "

@@ -289,7 +289,7 @@ void realm__metrics_generation(metrics *m, const char *model, const char *tenant
 
 typedef struct out {
     FILE *f;
-    bool header_done[8];
+    bool header_done[12];
 } out;
 
 static void gauges(void *ud, const char *name, const realm_engine_stats *st, uint64_t mem)
@@ -297,10 +297,15 @@ static void gauges(void *ud, const char *name, const realm_engine_stats *st, uin
     out *o = ud;
     char mo[140];
     esc(mo, sizeof mo, name);
-    static const char *const names[] = {"realm:num_requests_running", "realm:num_requests_waiting",
-                                        "realm:kv_cache_usage_perc",  "realm:num_preemptions_total",
-                                        "realm:model_memory_bytes",   "realm:prefill_tokens_total",
-                                        "realm:prefix_cache_blocks"};
+    static const char *const names[] = {"realm:num_requests_running",
+                                        "realm:num_requests_waiting",
+                                        "realm:kv_cache_usage_perc",
+                                        "realm:num_preemptions_total",
+                                        "realm:model_memory_bytes",
+                                        "realm:prefill_tokens_total",
+                                        "realm:prefix_cache_blocks",
+                                        "realm:spec_decode_num_draft_tokens_total",
+                                        "realm:spec_decode_num_accepted_tokens_total"};
     static const char *const helps[] = {
         "Requests running in a model's engine",
         "Requests waiting for a model's engine",
@@ -309,9 +314,11 @@ static void gauges(void *ud, const char *name, const realm_engine_stats *st, uin
         "Memory a loaded model counts against the budget",
         "Prompt tokens a model's engine computed (prefix-cache hits not, recomputation after "
         "preemption too)",
-        "KV-cache blocks only the prefix cache holds (evicted when blocks are needed)"};
-    static const char *const types[] = {"gauge", "gauge",   "gauge", "counter",
-                                        "gauge", "counter", "gauge"};
+        "KV-cache blocks only the prefix cache holds (evicted when blocks are needed)",
+        "Tokens drafted for speculative decoding and verified (since the model was loaded)",
+        "Drafted tokens the model accepted (since the model was loaded)"};
+    static const char *const types[] = {"gauge",   "gauge", "gauge",   "counter", "gauge",
+                                        "counter", "gauge", "counter", "counter"};
     const double v[] = {st->n_running,
                         st->n_waiting,
                         st->kv_blocks_total ? 1.0 - (double)st->kv_blocks_free / st->kv_blocks_total
@@ -319,7 +326,9 @@ static void gauges(void *ud, const char *name, const realm_engine_stats *st, uin
                         (double)st->preemptions,
                         (double)mem,
                         (double)st->tokens_prefilled,
-                        st->prefix_blocks};
+                        st->prefix_blocks,
+                        (double)st->spec_draft_tokens,
+                        (double)st->spec_accepted_tokens};
     _Static_assert(sizeof names / sizeof names[0] <= sizeof((out *)0)->header_done, "headers");
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (!o->header_done[i])
