@@ -287,9 +287,41 @@ void realm__metrics_generation(metrics *m, const char *model, const char *tenant
 
 /* ---- the exposition ------------------------------------------------------------ */
 
+/* Per loaded model, from its engine's statistics: each metric's family
+ * printed whole (Prometheus' text format wants a family's samples together),
+ * one pass over the models per metric. */
+static const char *const gauge_names[] = {"realm:num_requests_running",
+                                          "realm:num_requests_waiting",
+                                          "realm:kv_cache_usage_perc",
+                                          "realm:num_preemptions_total",
+                                          "realm:model_memory_bytes",
+                                          "realm:prefill_tokens_total",
+                                          "realm:prefix_cache_blocks",
+                                          "realm:spec_decode_num_draft_tokens_total",
+                                          "realm:spec_decode_num_accepted_tokens_total"};
+static const char *const gauge_helps[] = {
+    "Requests running in a model's engine",
+    "Requests waiting for a model's engine",
+    "KV-cache blocks in use, 0..1",
+    "Requests preempted (and recomputed) for KV blocks",
+    "Memory a loaded model counts against the budget",
+    "Prompt tokens a model's engine computed (prefix-cache hits not, recomputation after "
+    "preemption too)",
+    "KV-cache blocks only the prefix cache holds (evicted when blocks are needed)",
+    "Tokens drafted for speculative decoding and verified (since the model was loaded)",
+    "Drafted tokens the model accepted (since the model was loaded)"};
+static const char *const gauge_types[] = {"gauge",   "gauge", "gauge",   "counter", "gauge",
+                                          "counter", "gauge", "counter", "counter"};
+
+#define N_GAUGES (sizeof gauge_names / sizeof gauge_names[0])
+_Static_assert(N_GAUGES == sizeof gauge_helps / sizeof gauge_helps[0] &&
+                   N_GAUGES == sizeof gauge_types / sizeof gauge_types[0],
+               "one help and type per gauge");
+
 typedef struct out {
     FILE *f;
-    bool header_done[12];
+    size_t metric; /* the one this pass prints */
+    bool header_done;
 } out;
 
 static void gauges(void *ud, const char *name, const realm_engine_stats *st, uint64_t mem)
@@ -297,28 +329,6 @@ static void gauges(void *ud, const char *name, const realm_engine_stats *st, uin
     out *o = ud;
     char mo[140];
     esc(mo, sizeof mo, name);
-    static const char *const names[] = {"realm:num_requests_running",
-                                        "realm:num_requests_waiting",
-                                        "realm:kv_cache_usage_perc",
-                                        "realm:num_preemptions_total",
-                                        "realm:model_memory_bytes",
-                                        "realm:prefill_tokens_total",
-                                        "realm:prefix_cache_blocks",
-                                        "realm:spec_decode_num_draft_tokens_total",
-                                        "realm:spec_decode_num_accepted_tokens_total"};
-    static const char *const helps[] = {
-        "Requests running in a model's engine",
-        "Requests waiting for a model's engine",
-        "KV-cache blocks in use, 0..1",
-        "Requests preempted (and recomputed) for KV blocks",
-        "Memory a loaded model counts against the budget",
-        "Prompt tokens a model's engine computed (prefix-cache hits not, recomputation after "
-        "preemption too)",
-        "KV-cache blocks only the prefix cache holds (evicted when blocks are needed)",
-        "Tokens drafted for speculative decoding and verified (since the model was loaded)",
-        "Drafted tokens the model accepted (since the model was loaded)"};
-    static const char *const types[] = {"gauge",   "gauge", "gauge",   "counter", "gauge",
-                                        "counter", "gauge", "counter", "counter"};
     const double v[] = {st->n_running,
                         st->n_waiting,
                         st->kv_blocks_total ? 1.0 - (double)st->kv_blocks_free / st->kv_blocks_total
@@ -329,13 +339,13 @@ static void gauges(void *ud, const char *name, const realm_engine_stats *st, uin
                         st->prefix_blocks,
                         (double)st->spec_draft_tokens,
                         (double)st->spec_accepted_tokens};
-    _Static_assert(sizeof names / sizeof names[0] <= sizeof((out *)0)->header_done, "headers");
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (!o->header_done[i])
-            fprintf(o->f, "# HELP %s %s\n# TYPE %s %s\n", names[i], helps[i], names[i], types[i]);
-        o->header_done[i] = true;
-        fprintf(o->f, "%s{model=\"%s\"} %.17g\n", names[i], mo, v[i]);
-    }
+    _Static_assert(sizeof v / sizeof v[0] == N_GAUGES, "one value per gauge");
+    const size_t i = o->metric;
+    if (!o->header_done)
+        fprintf(o->f, "# HELP %s %s\n# TYPE %s %s\n", gauge_names[i], gauge_helps[i],
+                gauge_names[i], gauge_types[i]);
+    o->header_done = true;
+    fprintf(o->f, "%s{model=\"%s\"} %.17g\n", gauge_names[i], mo, v[i]);
 }
 
 /*
@@ -426,8 +436,10 @@ char *realm__metrics_render(metrics *m, realm_registry *reg, int64_t ws_connecti
             "# HELP realm:websocket_connections WebSocket connections open (GET /v1/responses)\n"
             "# TYPE realm:websocket_connections gauge\nrealm:websocket_connections %lld\n",
             (long long)ws_connections);
-    out o = {.f = f};
-    realm_registry_foreach_loaded(reg, gauges, &o);
+    for (size_t i = 0; i < N_GAUGES; i++) {
+        out o = {.f = f, .metric = i};
+        realm_registry_foreach_loaded(reg, gauges, &o);
+    }
     lora_metrics(f, reg);
     if (fclose(f) != 0) {
         free(buf);

@@ -235,6 +235,22 @@ def test_refusals(s):
     r, b = complete(s, "q4", speculative={"mode": "draft"})
     check(r.status == 400 and "no draft model" in json.dumps(b),
           "mode draft on a model without one: 400 saying so (%s %s)" % (r.status, b))
+    # two models loaded now: each metric family's samples stand together
+    _, text = s.req("GET", "/metrics", raw=True)
+    fams, last = [], None
+    for line in text.decode().splitlines():
+        if line and not line.startswith("#"):
+            fam = line.split("{")[0].split(" ")[0]
+            for suffix in ("_bucket", "_sum", "_count"):
+                if fam.endswith(suffix) and fam[:-len(suffix)] in fams:
+                    fam = fam[:-len(suffix)]
+            if fam != last:
+                fams.append(fam)
+                last = fam
+    check(len(fams) == len(set(fams)), "/metrics: every family's samples together (%s)" %
+          sorted(f for f in fams if fams.count(f) > 1))
+    check(text.decode().count('realm:num_requests_running{model="') == 2,
+          "/metrics: both models' gauges")
 
 
 def test_other_vocab():
