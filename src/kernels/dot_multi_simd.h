@@ -1,8 +1,9 @@
 /*
- * The multi-vector dot products of dot_multi_avx2.c and dot_multi_avx512.c
- * (matmul_internal.h), written once in AVX2 intrinsics: each file defines
- * FN(name), TABLE and MNR (the most tokens one pass keeps, bounded by the vector
- * registers: 16 ymm on AVX2, 32 with AVX-512VL) before including this file.
+ * The multi-vector dot products (matmul_internal.h) in AVX2 intrinsics,
+ * kept apart from dot_avx2.c so that a wider instruction set can reuse
+ * them: the including file defines FN(name) and MNR (the most tokens one
+ * pass keeps, bounded by the vector registers), then instantiates
+ * MULTI_ENTRY for its types and gathers them in its table.
  *
  * Per weight block the codes are unpacked to bytes and the scales decoded
  * once, then multiplied with the same block of every token as in
@@ -218,6 +219,7 @@ INLINE void q4_0_multi(int64_t n, const void *x, const void *y, size_t ys, int n
     case k:                                                                                        \
         name##_multi(n, x, y, ys, k, s);                                                           \
         break;
+/* FN(name) from name##_multi; each file then gathers them in its table. */
 #define MULTI_ENTRY(name)                                                                          \
     static void FN(name)(int64_t n, const void *x, const void *y, size_t ys, int ny, float *s)     \
     {                                                                                              \
@@ -239,15 +241,3 @@ INLINE void q4_0_multi(int64_t n, const void *x, const void *y, size_t ys, int n
             ny -= k;                                                                               \
         }                                                                                          \
     }
-
-MULTI_ENTRY(q4_K)
-MULTI_ENTRY(q6_K)
-MULTI_ENTRY(q8_0)
-MULTI_ENTRY(q4_0)
-
-const realm__dot_multi_fn TABLE[REALM_TYPE_COUNT] = {
-    [REALM_TYPE_Q4_0] = FN(q4_0),
-    [REALM_TYPE_Q8_0] = FN(q8_0),
-    [REALM_TYPE_Q4_K] = FN(q4_K),
-    [REALM_TYPE_Q6_K] = FN(q6_K),
-};

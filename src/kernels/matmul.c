@@ -18,12 +18,20 @@
 #define DOT_TILE_MAX   64
 
 /*
- * Up to this many tokens, the multi-vector kernels (matmul_internal.h) beat
- * the blocked ones: they read each weight row once and decode each block
- * once per pass of REALM__MULTI_NR tokens, with no packing to amortise.
- * Measured with bench_matmul (Q4_K, Q6_K 5632 x 2048, 1 and 2 threads).
+ * Up to this many tokens (0: none) a type's multi-vector kernel
+ * (matmul_internal.h) beats the blocked one: it reads each weight row once
+ * and decodes each block once per pass, with no packing to amortise, but it
+ * multiplies less efficiently, so the blocked kernel wins from here on.
+ * Measured on AVX2 (bench_matmul, 2048 x 5632 and 5632 x 2048, 1 thread):
+ * Q4_K ties at 8, Q6_K at 8 to 12, Q8_0 and Q4_0 (a float scale per token
+ * and 32-element block) at 3 to 4.
  */
-#define MULTI_MAX_TOKENS 8
+static const int8_t multi_max_tokens[REALM_TYPE_COUNT] = {
+    [REALM_TYPE_Q4_0] = 3,
+    [REALM_TYPE_Q8_0] = 3,
+    [REALM_TYPE_Q4_K] = 8,
+    [REALM_TYPE_Q6_K] = 10,
+};
 
 /* How far ahead of the row being multiplied the multi-vector loop prefetches. */
 #define MULTI_PREFETCH 4096
@@ -31,7 +39,8 @@
 static const realm__dot_multi_fn *const multi_tables[REALM_ISA_COUNT] = {
     [REALM_ISA_SCALAR] = realm__dot_multi_ref,
     [REALM_ISA_AVX2] = realm__dot_multi_avx2,
-    [REALM_ISA_AVX512] = realm__dot_multi_avx512,
+    /* none on AVX-512 yet: its blocked kernels (VNNI) are not measured against them */
+    [REALM_ISA_AVX512] = NULL,
 };
 
 static const realm__mm_kernel *const *const mm_tables[REALM_ISA_COUNT] = {
@@ -222,9 +231,10 @@ static void matmul_rows(const realm_kernels *k, realm_type t, const void *W, int
         return;
     }
     const size_t row_size = realm_row_size(t, cols);
-    const realm__dot_multi_fn multi = matvec ? multi_tables[k->isa][t] : NULL;
-    if (multi != NULL && n <= MULTI_MAX_TOKENS) {
-        mm_multi(multi, W, row_size, cols, r0, r1, act, act_stride, n, out, ld_out, accumulate);
+    const realm__dot_multi_fn *const multi_table = matvec ? multi_tables[k->isa] : NULL;
+    if (multi_table != NULL && multi_table[t] != NULL && n <= multi_max_tokens[t]) {
+        mm_multi(multi_table[t], W, row_size, cols, r0, r1, act, act_stride, n, out, ld_out,
+                 accumulate);
         return;
     }
     const realm__mm_kernel *const *table = mm_tables[k->isa];

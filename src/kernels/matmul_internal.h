@@ -91,7 +91,6 @@ typedef void (*realm__dot_multi_fn)(int64_t n, const void *x, const void *y, siz
 /* Per-ISA tables, indexed by weight type; NULL: no multi-vector kernel. */
 extern const realm__dot_multi_fn realm__dot_multi_ref[REALM_TYPE_COUNT];
 extern const realm__dot_multi_fn realm__dot_multi_avx2[REALM_TYPE_COUNT];
-extern const realm__dot_multi_fn realm__dot_multi_avx512[REALM_TYPE_COUNT];
 
 /*
  * out[r] (+)= dot(row r, y) for r in [r0, r1), with realm_matvec's software
