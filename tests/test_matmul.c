@@ -356,6 +356,218 @@ static void test_blocked_kernels_exist(void)
     }
 }
 
+/* ---- small batches: the multi-vector kernels ------------------------------------- */
+
+static const realm_type multi_types[] = {REALM_TYPE_Q4_K, REALM_TYPE_Q6_K, REALM_TYPE_Q8_0,
+                                         REALM_TYPE_Q4_0};
+#define N_MULTI_TYPES (int)(sizeof multi_types / sizeof multi_types[0])
+
+/* A small-batch problem: rows x cols weights (reference quantizer, or random
+ * codes for mode 0), 16 tokens of activations 20 bytes apart beyond a row. */
+typedef struct {
+    realm_type t, at;
+    int64_t rows, cols;
+    size_t row_size, stride;
+    guarded w, a;
+    double *mag; /* rows x 16: sum |w_i y_i| */
+    float *want; /* rows x 16: the scalar vec_dot */
+} small;
+
+#define SMALL_TOKENS 16
+
+static small small_new(realm_type t, int64_t rows, int64_t cols, int mode)
+{
+    small p = {.t = t, .at = realm_type_get(t)->vec_dot_type, .rows = rows, .cols = cols};
+    p.row_size = realm_row_size(t, cols);
+    p.stride = realm_row_size(p.at, cols) + 20;
+    p.w = make_weights(t, rows, cols, mode);
+    p.a = guarded_new(p.stride * (SMALL_TOKENS - 1) + realm_row_size(p.at, cols));
+    float *x = malloc((size_t)cols * sizeof(float));
+    float *wf = malloc((size_t)(rows * cols) * sizeof(float));
+    float *af = malloc((size_t)(SMALL_TOKENS * cols) * sizeof(float));
+    const realm_kernels *ref = realm_kernels_get(REALM_ISA_SCALAR);
+    for (int64_t e = 0; e < SMALL_TOKENS; e++) {
+        fill_normal(x, cols, 1.0f);
+        if (e % 3 == 1)
+            x[test_rand_u64() % (uint64_t)cols] = -30.0f;
+        uint8_t *a = p.a.p + (size_t)e * p.stride;
+        ref->from_float[p.at](x, a, cols);
+        CHECK_RC(realm_dequantize_row(p.at, a, af + e * cols, cols), REALM_OK);
+    }
+    for (int64_t r = 0; r < rows; r++)
+        CHECK_RC(realm_dequantize_row(t, p.w.p + (size_t)r * p.row_size, wf + r * cols, cols),
+                 REALM_OK);
+    p.mag = malloc((size_t)(rows * SMALL_TOKENS) * sizeof(double));
+    p.want = malloc((size_t)(rows * SMALL_TOKENS) * sizeof(float));
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t e = 0; e < SMALL_TOKENS; e++) {
+            double m = 0;
+            for (int64_t i = 0; i < cols; i++)
+                m += fabs((double)wf[r * cols + i] * (double)af[e * cols + i]);
+            p.mag[r * SMALL_TOKENS + e] = m;
+            p.want[r * SMALL_TOKENS + e] =
+                ref->vec_dot[t](cols, p.w.p + (size_t)r * p.row_size, p.a.p + (size_t)e * p.stride);
+        }
+    free(af);
+    free(wf);
+    free(x);
+    return p;
+}
+
+static void small_free(small *p)
+{
+    free(p->want);
+    free(p->mag);
+    guarded_free(&p->a);
+    guarded_free(&p->w);
+}
+
+/*
+ * Each ISA's multi-vector kernel directly, for 1..REALM__MULTI_NR tokens
+ * starting at every token, against the scalar vec_dot; the outputs past ny
+ * stay untouched.
+ */
+static void check_multi_fn(const small *p, const realm__dot_multi_fn fn, const char *isa)
+{
+    float s[REALM__MULTI_NR + 1];
+    for (int64_t r = 0; r < p->rows; r++) {
+        const uint8_t *w = p->w.p + (size_t)r * p->row_size;
+        for (int ny = 1; ny <= REALM__MULTI_NR; ny++) {
+            for (int e0 = 0; e0 + ny <= SMALL_TOKENS; e0 += 3) {
+                for (int e = 0; e <= REALM__MULTI_NR; e++)
+                    s[e] = UNTOUCHED;
+                fn(p->cols, w, p->a.p + (size_t)e0 * p->stride, p->stride, ny, s);
+                for (int e = 0; e < ny; e++) {
+                    const int64_t i = r * SMALL_TOKENS + e0 + e;
+                    CHECK_MSG(fabs(s[e] - p->want[i]) <= TOLERANCE * p->mag[i] + 1e-30,
+                              "multi %s %s cols %lld ny %d row %lld token %d: %.9g, vec_dot_ref "
+                              "%.9g",
+                              realm_type_name(p->t), isa, (long long)p->cols, ny, (long long)r,
+                              e0 + e, s[e], p->want[i]);
+                }
+                for (int e = ny; e <= REALM__MULTI_NR; e++)
+                    CHECK(s[e] == UNTOUCHED);
+            }
+        }
+    }
+}
+
+/*
+ * realm_matmul_rows for 2..16 tokens (the multi-vector kernels, then the
+ * blocked ones past each type's threshold) on row counts 1, 3, 17 and 100,
+ * as one thread and split between two as a thread pool would, accumulate
+ * on and off, against the scalar vec_dot.
+ */
+static void check_small_matmul(const realm_kernels *k, const small *p)
+{
+    const int64_t ld = p->rows + 1;
+    float *out = malloc((size_t)(SMALL_TOKENS * ld) * sizeof(float));
+    float *init = malloc((size_t)(SMALL_TOKENS * ld) * sizeof(float));
+    for (int64_t n = 2; n <= SMALL_TOKENS; n++) {
+        for (int nth = 1; nth <= 2; nth++) {
+            for (int acc = 0; acc < 2; acc++) {
+                for (int64_t i = 0; i < SMALL_TOKENS * ld; i++)
+                    init[i] = acc ? test_rand_f32() : UNTOUCHED;
+                memcpy(out, init, (size_t)(SMALL_TOKENS * ld) * sizeof(float));
+                for (int ith = 0; ith < nth; ith++)
+                    realm_matmul_rows(k, p->t, p->w.p, p->cols, p->rows * ith / nth,
+                                      p->rows * (ith + 1) / nth, p->a.p, p->stride, n, out, ld,
+                                      acc != 0);
+                int bad = 0;
+                for (int64_t e = 0; e < SMALL_TOKENS && bad < 3; e++)
+                    for (int64_t r = 0; r < ld && bad < 3; r++) {
+                        const int64_t i = e * ld + r;
+                        if (e >= n || r >= p->rows) {
+                            bad += !(out[i] == init[i]);
+                            CHECK(out[i] == init[i]);
+                            continue;
+                        }
+                        const int64_t j = r * SMALL_TOKENS + e;
+                        const double want = (acc ? (double)init[i] : 0.0) + p->want[j];
+                        const double tol =
+                            TOLERANCE * p->mag[j] + (acc ? 1e-6 * fabs(init[i]) : 0) + 1e-30;
+                        if (!(fabs(out[i] - want) <= tol)) {
+                            bad++;
+                            CHECK_MSG(0,
+                                      "small %s %s cols %lld rows %lld n %lld threads %d acc %d: "
+                                      "out[%lld][%lld] = %.9g, vec_dot_ref %.9g",
+                                      realm_type_name(p->t), realm_isa_name(k->isa),
+                                      (long long)p->cols, (long long)p->rows, (long long)n, nth,
+                                      acc, (long long)e, (long long)r, out[i], want);
+                        }
+                    }
+                test_checks++;
+            }
+        }
+    }
+    free(init);
+    free(out);
+}
+
+/*
+ * realm_matmul_rows_invariant keeps one path whatever the token count: each
+ * token's row of n = 1..8 tokens bitwise equals that token alone (the
+ * multi-vector kernels, whose rounding differs from the blocked ones, must
+ * not be taken from n = 2 on).
+ */
+static void check_invariant(const realm_kernels *k, const small *p)
+{
+    const int64_t rows = p->rows;
+    float *alone = malloc((size_t)(8 * rows) * sizeof(float));
+    float *out = malloc((size_t)(8 * rows) * sizeof(float));
+    for (int64_t e = 0; e < 8; e++)
+        realm_matmul_rows_invariant(k, p->t, p->w.p, p->cols, 0, rows,
+                                    p->a.p + (size_t)e * p->stride, p->stride, 1, alone + e * rows,
+                                    rows, false);
+    for (int64_t n = 1; n <= 8; n++) {
+        realm_matmul_rows_invariant(k, p->t, p->w.p, p->cols, 0, rows, p->a.p, p->stride, n, out,
+                                    rows, false);
+        CHECK_MSG(memcmp(out, alone, (size_t)(n * rows) * sizeof(float)) == 0,
+                  "invariant %s %s cols %lld: n=%lld differs from one token at a time",
+                  realm_type_name(p->t), realm_isa_name(k->isa), (long long)p->cols, (long long)n);
+    }
+    free(out);
+    free(alone);
+}
+
+static void test_small_batches(void)
+{
+    static const int64_t row_counts[] = {1, 3, 17, 100};
+    static const int64_t col_counts[] = {256, 2048, 5632};
+    for (int ti = 0; ti < N_MULTI_TYPES; ti++) {
+        const realm_type t = multi_types[ti];
+        for (int ci = 0; ci < 3; ci++) {
+            for (int ri = 0; ri < 4; ri++) {
+                /* random codes and reference-quantized weights in turn */
+                small p = small_new(t, row_counts[ri], col_counts[ci], (int)((ri + ci) & 1));
+                check_multi_fn(&p, realm__dot_multi_ref[t], "scalar");
+                if (realm_kernels_get(REALM_ISA_AVX2) != NULL)
+                    check_multi_fn(&p, realm__dot_multi_avx2[t], "avx2");
+                for (int isa = 0; isa < REALM_ISA_COUNT; isa++) {
+                    const realm_kernels *k = realm_kernels_get((realm_isa)isa);
+                    if (k == NULL)
+                        continue;
+                    check_small_matmul(k, &p);
+                    if (ri == 2)
+                        check_invariant(k, &p);
+                }
+                small_free(&p);
+            }
+        }
+    }
+}
+
+/* The types of Q4_K_M, Q8_0 and Q4_0 models have multi-vector kernels. */
+static void test_multi_kernels_exist(void)
+{
+    for (int i = 0; i < N_MULTI_TYPES; i++) {
+        CHECK_MSG(realm__dot_multi_ref[multi_types[i]] != NULL, "no scalar multi kernel for %s",
+                  realm_type_name(multi_types[i]));
+        CHECK_MSG(realm__dot_multi_avx2[multi_types[i]] != NULL, "no AVX2 multi kernel for %s",
+                  realm_type_name(multi_types[i]));
+    }
+}
+
 /* Empty ranges and n == 0 write nothing. */
 static void test_empty(void)
 {
@@ -382,6 +594,8 @@ int main(void)
     test_zero_activations();
     test_long_rows();
     test_blocked_kernels_exist();
+    test_small_batches();
+    test_multi_kernels_exist();
     test_empty();
     return test_end();
 }

@@ -84,6 +84,9 @@ void realm_matvec(const realm_kernels *k, realm_type t, const void *W, int64_t r
  * [r0, r1) are read from memory and repacked once per tile of up to 64
  * tokens (fewer for 32-element types with very long rows) and each row is
  * read sequentially; n == 1 is realm_matvec's loop, with its prefetching.
+ * A few tokens (2 up to 3..10 by type: Q4_0, Q8_0, Q4_K, Q6_K on AVX2) run
+ * a multi-vector loop instead: each row read once, each block decoded once
+ * for all of them, nothing repacked.
  * Types and instruction sets without a blocked kernel (all on SCALAR;
  * IQ4_NL, IQ4_XS, Q8_K on AVX2; Q8_K on AVX-512) run vec_dot in a loop tiled
  * over tokens. Allocates nothing (about 120 KiB of stack); thread-safe. The

@@ -399,3 +399,26 @@ void realm__from_float_q8_K_ref(const float *x, void *y, int64_t n)
 {
     (void)realm_quantize_row(REALM_TYPE_Q8_K, x, y, n);
 }
+
+/* ---- multi-vector dot products (matmul_internal.h) ---------------------- */
+
+#include "matmul_internal.h"
+
+#define MULTI_REF(name)                                                                            \
+    static void dot_multi_##name##_ref(int64_t n, const void *x, const void *y, size_t y_stride,   \
+                                       int ny, float *s)                                           \
+    {                                                                                              \
+        for (int e = 0; e < ny; e++)                                                               \
+            s[e] = realm__vec_dot_##name##_ref(n, x, (const uint8_t *)y + (size_t)e * y_stride);   \
+    }
+MULTI_REF(q4_0)
+MULTI_REF(q8_0)
+MULTI_REF(q4_K)
+MULTI_REF(q6_K)
+
+const realm__dot_multi_fn realm__dot_multi_ref[REALM_TYPE_COUNT] = {
+    [REALM_TYPE_Q4_0] = dot_multi_q4_0_ref,
+    [REALM_TYPE_Q8_0] = dot_multi_q8_0_ref,
+    [REALM_TYPE_Q4_K] = dot_multi_q4_K_ref,
+    [REALM_TYPE_Q6_K] = dot_multi_q6_K_ref,
+};

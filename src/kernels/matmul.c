@@ -17,6 +17,32 @@
 #define DOT_TILE_BYTES (256 * 1024)
 #define DOT_TILE_MAX   64
 
+/*
+ * Up to this many tokens (0: none) a type's multi-vector kernel
+ * (matmul_internal.h) beats the blocked one: it reads each weight row once
+ * and decodes each block once per pass, with no packing to amortise, but it
+ * multiplies less efficiently, so the blocked kernel wins from here on.
+ * Measured on AVX2 (bench_matmul, 2048 x 5632 and 5632 x 2048, 1 thread):
+ * Q4_K ties at 8, Q6_K at 8 to 12, Q8_0 and Q4_0 (a float scale per token
+ * and 32-element block) at 3 to 4.
+ */
+static const int8_t multi_max_tokens[REALM_TYPE_COUNT] = {
+    [REALM_TYPE_Q4_0] = 3,
+    [REALM_TYPE_Q8_0] = 3,
+    [REALM_TYPE_Q4_K] = 8,
+    [REALM_TYPE_Q6_K] = 10,
+};
+
+/* How far ahead of the row being multiplied the multi-vector loop prefetches. */
+#define MULTI_PREFETCH 4096
+
+static const realm__dot_multi_fn *const multi_tables[REALM_ISA_COUNT] = {
+    [REALM_ISA_SCALAR] = realm__dot_multi_ref,
+    [REALM_ISA_AVX2] = realm__dot_multi_avx2,
+    /* none on AVX-512 yet: its blocked kernels (VNNI) are not measured against them */
+    [REALM_ISA_AVX512] = NULL,
+};
+
 static const realm__mm_kernel *const *const mm_tables[REALM_ISA_COUNT] = {
     [REALM_ISA_SCALAR] = NULL,
     [REALM_ISA_AVX2] = realm__mm_avx2,
@@ -162,6 +188,37 @@ static void mm_dot_loop(const realm_kernels *k, realm_type t, const uint8_t *W, 
     }
 }
 
+/*
+ * out[e * ld + r] (+)= dot(row r, token e) by the multi-vector kernel: rows
+ * outer, read from memory once (prefetched MULTI_PREFETCH bytes ahead as in
+ * realm__matvec_rows), the tokens in passes of REALM__MULTI_NR.
+ */
+static void mm_multi(realm__dot_multi_fn fn, const uint8_t *W, size_t row_size, int64_t cols,
+                     int64_t r0, int64_t r1, const uint8_t *act, size_t act_stride, int64_t n,
+                     float *out, int64_t ld, bool accumulate)
+{
+    const uint8_t *const slab = W + (size_t)r0 * row_size;
+    const size_t slab_size = (size_t)(r1 - r0) * row_size;
+    size_t pf = 0; /* offset in the slab of the first line not yet prefetched */
+    float s[REALM__MULTI_NR];
+    for (int64_t r = r0; r < r1; r++) {
+        const size_t off = (size_t)(r - r0) * row_size;
+        size_t pf_end = off + row_size + MULTI_PREFETCH;
+        if (pf_end > slab_size)
+            pf_end = slab_size;
+        for (; pf < pf_end; pf += CACHE_LINE)
+            __builtin_prefetch(slab + pf, 0, 3);
+        for (int64_t e0 = 0; e0 < n; e0 += REALM__MULTI_NR) {
+            const int ne = (int)min64(REALM__MULTI_NR, n - e0);
+            fn(cols, slab + off, act + (size_t)e0 * act_stride, act_stride, ne, s);
+            for (int e = 0; e < ne; e++) {
+                float *o = out + (e0 + e) * ld + r;
+                *o = accumulate ? *o + s[e] : s[e];
+            }
+        }
+    }
+}
+
 static void matmul_rows(const realm_kernels *k, realm_type t, const void *W, int64_t cols,
                         int64_t r0, int64_t r1, const void *act, size_t act_stride, int64_t n,
                         float *out, int64_t ld_out, bool accumulate, bool matvec)
@@ -174,6 +231,12 @@ static void matmul_rows(const realm_kernels *k, realm_type t, const void *W, int
         return;
     }
     const size_t row_size = realm_row_size(t, cols);
+    const realm__dot_multi_fn *const multi_table = matvec ? multi_tables[k->isa] : NULL;
+    if (multi_table != NULL && multi_table[t] != NULL && n <= multi_max_tokens[t]) {
+        mm_multi(multi_table[t], W, row_size, cols, r0, r1, act, act_stride, n, out, ld_out,
+                 accumulate);
+        return;
+    }
     const realm__mm_kernel *const *table = mm_tables[k->isa];
     const realm__mm_kernel *mk = table != NULL ? table[t] : NULL;
     if (mk != NULL && row_size * (size_t)mk->panel_rows < ((size_t)1 << 31)) {

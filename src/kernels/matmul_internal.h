@@ -75,6 +75,24 @@ extern const realm__mm_kernel *const realm__mm_avx2[REALM_TYPE_COUNT];
 extern const realm__mm_kernel *const realm__mm_avx512[REALM_TYPE_COUNT];
 
 /*
+ * Multi-vector dot products for a few tokens (2 <= n <= a threshold in
+ * matmul.c, outside batch-invariant mode): s[e] = dot(x, token e) for e in
+ * [0, ny), 1 <= ny <= REALM__MULTI_NR, token e's activation row (x's
+ * vec_dot_type) at y + e * y_stride. Each weight block of x is read and
+ * decoded once for all ny tokens, so a few tokens cost about one matvec's
+ * memory traffic. Same contract as vec_dot otherwise (kernels_internal.h);
+ * the results equal ny vec_dot calls up to float summation order. The
+ * scalar reference (dot_ref.c) is ny calls of the type's vec_dot_ref.
+ */
+#define REALM__MULTI_NR 8
+typedef void (*realm__dot_multi_fn)(int64_t n, const void *x, const void *y, size_t y_stride,
+                                    int ny, float *s);
+
+/* Per-ISA tables, indexed by weight type; NULL: no multi-vector kernel. */
+extern const realm__dot_multi_fn realm__dot_multi_ref[REALM_TYPE_COUNT];
+extern const realm__dot_multi_fn realm__dot_multi_avx2[REALM_TYPE_COUNT];
+
+/*
  * out[r] (+)= dot(row r, y) for r in [r0, r1), with realm_matvec's software
  * prefetch of W (kernels.c).
  */
