@@ -657,7 +657,7 @@ static const char usage_head[] =
     "speculation (alternating); end-to-end tokens/s and the acceptance rate.\n"
     "--verify K,...: the cost of verifying K drafted tokens in one pass (K + 1\n"
     "rows, all with logits) against one decode step, after --npp tokens.\n";
-static char usage[8192];
+static char usage[16384];
 
 /* main prints the usage before any command runs: build it before main. */
 __attribute__((constructor)) static void make_usage(void)

@@ -439,7 +439,7 @@ static const char usage_head[] =
     "or SIGTERM drains (running requests get --drain-timeout to finish, WebSockets are\n"
     "then closed with 1001); a second one stops at once.\n";
 
-static char usage[8192];
+static char usage[16384];
 
 __attribute__((constructor)) static void make_usage(void)
 {
