@@ -17,15 +17,14 @@ failed check and "N passed, N failed"; exits 1 on any failure.
 import http.client
 import json
 import os
-import select
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 
-REALM = os.environ["REALM_BIN"]
+import serve_util
+from serve_util import check, cli, wait_for
+
 TD = os.environ["REALM_TESTDATA"]
 SRC = os.environ["REALM_SOURCE_DIR"]
 MODEL = os.path.join(TD, "models", "stories260K.gguf")
@@ -37,23 +36,6 @@ TMP = tempfile.mkdtemp(prefix="realm-serve-lora-")
 DATA = os.path.join(TMP, "data")
 LDIR = os.path.join(TMP, "loras")
 ADMIN_KEY = "admin-key-for-the-lora-test"
-passed = failed = 0
-servers = []
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, flush=True)
-    return cond
-
-
-def cli(*args):
-    r = subprocess.run([REALM] + list(args), capture_output=True, text=True, timeout=120)
-    return r.returncode, r.stdout, r.stderr
 
 
 def reference(name):
@@ -62,54 +44,15 @@ def reference(name):
         return f.read().rstrip("\n")
 
 
-class Server:
-    def __init__(self, *extra):
-        args = [REALM, "serve", "-m", "tiny=" + MODEL, "--port", "0", "--data-dir", DATA,
-                "--models-dir", os.path.join(TMP, "models"), "--module-cache",
-                os.path.join(TMP, "cache"), "-t", "1", "--parallel", "4"] + list(extra)
-        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        servers.append(self)
-        self.port = None
-        self.log = b""
-        deadline = time.time() + 120
-        while time.time() < deadline and self.port is None:
-            r, _, _ = select.select([self.p.stdout], [], [], 1)
-            if r:
-                line = self.p.stdout.readline()
-                if not line:
-                    break
-                self.log += line
-                if b"listening on" in line:
-                    self.port = int(line.split(b":")[-1].split()[0].rstrip(b")"))
-        threading.Thread(target=self._drain, daemon=True).start()
+def Server(*extra):
+    return serve_util.Server("-m", "tiny=" + MODEL, "--data-dir", DATA, "--models-dir",
+                             os.path.join(TMP, "models"), "--module-cache",
+                             os.path.join(TMP, "cache"), "-t", "1", "--parallel", "4", *extra)
 
-    def _drain(self):
-        for line in self.p.stdout:
-            self.log += line
 
-    def req(self, method, path, body=None, headers=None, raw=False, timeout=60):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        h = {"Content-Type": "application/json"} if body is not None else {}
-        h.update(headers or {})
-        c.request(method, path, body=None if body is None else json.dumps(body), headers=h)
-        r = c.getresponse()
-        out = r.read()
-        c.close()
-        if raw:
-            return r, out
-        try:
-            return r, json.loads(out) if out else None
-        except ValueError:
-            return r, out
-
-    def admin(self, what, body, key=ADMIN_KEY):
-        return self.req("POST", "/v1/%s_lora_adapter" % what, body,
-                        {"Authorization": "Bearer " + key} if key else {})
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait(10)
+def admin(s, what, body, key=ADMIN_KEY):
+    return s.req("POST", "/v1/%s_lora_adapter" % what, body,
+                 {"Authorization": "Bearer " + key} if key else {})
 
 
 def metric_lines(s, name):
@@ -128,15 +71,6 @@ def text_of(s, prompt, headers=None, **kw):
     if not check(r.status == 200, "completion %s: 200 (%s %s)" % (kw, r.status, b)):
         return None
     return b["choices"][0]["text"]
-
-
-def wait_for(fn, seconds=10.0):
-    end = time.time() + seconds
-    while time.time() < end:
-        if fn():
-            return True
-        time.sleep(0.05)
-    return fn()
 
 
 def test_cli_flags():
@@ -260,11 +194,11 @@ def test_admin(s):
     shutil.copy(R8, os.path.join(LDIR, "r8.gguf"))
     with open(R8, "rb") as f, open(os.path.join(LDIR, "cut.gguf"), "wb") as g:
         g.write(f.read()[:20000])
-    r, b = s.admin("load", {"lora_name": "qv2", "lora_path": "qv2.gguf"}, key=None)
+    r, b = admin(s, "load", {"lora_name": "qv2", "lora_path": "qv2.gguf"}, key=None)
     check(r.status == 401, "load without the admin key: 401")
-    r, b = s.admin("load", {"lora_name": "qv2", "lora_path": "qv2.gguf"}, key="wrong")
+    r, b = admin(s, "load", {"lora_name": "qv2", "lora_path": "qv2.gguf"}, key="wrong")
     check(r.status == 401, "load with a tenant's or a wrong key: 401")
-    r, b = s.admin("load", {"lora_name": "qv2", "lora_path": "qv2.gguf"})
+    r, b = admin(s, "load", {"lora_name": "qv2", "lora_path": "qv2.gguf"})
     check(r.status == 200 and b["parent"] == "tiny" and b["id"] == 2,
           "load_lora_adapter: 200 with its base and id (%s)" % b)
     r, b = s.req("GET", "/v1/models/qv2")
@@ -295,14 +229,14 @@ def test_admin(s):
              "lora_name", "adapter name"),
             ({"lora_path": "r8.gguf"}, 400, "missing_field", "lora_name", "required"),
             ({"lora_name": "w"}, 400, "missing_field", "lora_path", "required")]:
-        r, b = s.admin("load", body)
+        r, b = admin(s, "load", body)
         e = b["error"] if isinstance(b, dict) and "error" in b else {}
         check(r.status == status and e.get("code") == code and e.get("param") == param
               and text in e.get("message", ""),
               "load %s: %d %s (%s %s)" % (body, status, code, r.status, b))
     r, b = s.req("GET", "/v1/models/w")
     check(r.status == 404, "nothing refused was registered")
-    r, b = s.admin("unload", {"lora_name": "nope"})
+    r, b = admin(s, "unload", {"lora_name": "nope"})
     check(r.status == 404 and b["error"]["code"] == "adapter_not_found", "unload unknown: 404")
 
     # unload while a stream uses it: the stream finishes, new requests 404 at once,
@@ -323,7 +257,7 @@ def test_admin(s):
     resp = c.getresponse()
     first = resp.readline()
     check(first.startswith(b"data: "), "the stream started: %r" % first)
-    r, b = s.admin("unload", {"lora_name": "qv2"})
+    r, b = admin(s, "unload", {"lora_name": "qv2"})
     check(r.status == 200 and b["requests_in_progress"] == 1,
           "unload while a stream uses it: 200, one request in progress (%s)" % b)
     r, b = complete(s, "Hi", model="qv2", max_tokens=2)
@@ -344,9 +278,9 @@ def test_admin(s):
     check(not any('adapter="qv2"' in l for l in metric_lines(s, "realm:lora_memory_bytes")),
           "and gone from the metrics")
     # loaded again under the same name: a new id
-    r, b = s.admin("load", {"lora_name": "qv2", "lora_path": os.path.join(LDIR, "qv2.gguf")})
+    r, b = admin(s, "load", {"lora_name": "qv2", "lora_path": os.path.join(LDIR, "qv2.gguf")})
     check(r.status == 200 and b["id"] == 3, "loaded again (absolute path inside): new id (%s)" % b)
-    r, b = s.admin("unload", {"lora_name": "qv2"})
+    r, b = admin(s, "unload", {"lora_name": "qv2"})
     check(r.status == 200 and b["requests_in_progress"] == 0, "unload when idle")
 
 
@@ -387,33 +321,21 @@ def test_tenants(s):
 
 
 def main():
-    try:
-        test_cli_flags()
-        os.makedirs(LDIR, exist_ok=True)
-        with open(os.path.join(TMP, "admin.key"), "w") as f:
-            f.write(ADMIN_KEY + "\n")
-        shutil.copy(QV, os.path.join(TMP, "qv.gguf"))  # a bare FILE: named after it
-        s = Server("-m", "other=" + OTHER, "--lora", "r8=" + R8, "--lora",
-                   os.path.join(TMP, "qv.gguf"), "--lora-dir", LDIR, "--admin-key-file",
-                   os.path.join(TMP, "admin.key"))
-        if not check(s.port is not None, "server started: %s" % s.log.decode(errors="replace")):
-            return
-        test_listing(s)
-        test_generation(s)
-        test_admin(s)
-        test_tenants(s)
-    except BaseException:
-        for sv in servers:
-            sys.stderr.write("server %s: exit status %s, log tail:\n%s\n" %
-                             (sv.port, sv.p.poll(), sv.log[-4000:].decode(errors="replace")))
-        raise
-    finally:
-        for sv in servers:
-            sv.stop()
-        subprocess.run(["rm", "-rf", TMP])
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    test_cli_flags()
+    os.makedirs(LDIR, exist_ok=True)
+    with open(os.path.join(TMP, "admin.key"), "w") as f:
+        f.write(ADMIN_KEY + "\n")
+    shutil.copy(QV, os.path.join(TMP, "qv.gguf"))  # a bare FILE: named after it
+    s = Server("-m", "other=" + OTHER, "--lora", "r8=" + R8, "--lora",
+               os.path.join(TMP, "qv.gguf"), "--lora-dir", LDIR, "--admin-key-file",
+               os.path.join(TMP, "admin.key"))
+    if not check(s.port is not None, "server started: %s" % s.log.decode(errors="replace")):
+        return
+    test_listing(s)
+    test_generation(s)
+    test_admin(s)
+    test_tenants(s)
 
 
 if __name__ == "__main__":
-    main()
+    serve_util.run(main, TMP)

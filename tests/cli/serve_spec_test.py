@@ -15,18 +15,14 @@ default; the CLI flags. Every wait is bounded; every server is killed at the
 end. Prints one line per failed check and "N passed, N failed"; exits 1 on any
 failure.
 """
-import http.client
 import json
 import os
-import select
-import shutil
 import subprocess
-import sys
 import tempfile
-import threading
-import time
 
-REALM = os.environ["REALM_BIN"]
+import serve_util
+from serve_util import check, cli
+
 TD = os.environ["REALM_TESTDATA"]
 MAKER = os.environ["REALM_MAKE_TEST_MODEL"]
 MODEL = os.path.join(TD, "models", "stories260K.gguf")
@@ -35,23 +31,6 @@ DATA = os.path.join(TMP, "data")
 DRAFT = os.path.join(TMP, "s260k-q4_0.gguf")
 OTHER_VOCAB = os.path.join(TMP, "other-vocab.gguf")
 PROMPT = "Once upon a time"
-passed = failed = 0
-servers = []
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, flush=True)
-    return cond
-
-
-def cli(*args):
-    r = subprocess.run([REALM] + list(args), capture_output=True, text=True, timeout=120)
-    return r.returncode, r.stdout, r.stderr
 
 
 def reference():
@@ -61,49 +40,10 @@ def reference():
     return out[len(" " + PROMPT):]
 
 
-class Server:
-    def __init__(self, *extra):
-        args = [REALM, "serve", "--port", "0", "--data-dir", DATA, "--models-dir",
-                os.path.join(TMP, "models"), "--module-cache", os.path.join(TMP, "cache"),
-                "-t", "1", "--parallel", "8"] + list(extra)
-        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        servers.append(self)
-        self.port = None
-        self.log = b""
-        deadline = time.time() + 120
-        while time.time() < deadline and self.port is None:
-            r, _, _ = select.select([self.p.stdout], [], [], 1)
-            if r:
-                line = self.p.stdout.readline()
-                if not line:
-                    break
-                self.log += line
-                if b"listening on" in line:
-                    self.port = int(line.split(b":")[-1].split()[0].rstrip(b")"))
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self):
-        for line in self.p.stdout:
-            self.log += line
-
-    def req(self, method, path, body=None, raw=False, timeout=60):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        h = {"Content-Type": "application/json"} if body is not None else {}
-        c.request(method, path, body=None if body is None else json.dumps(body), headers=h)
-        r = c.getresponse()
-        out = r.read()
-        c.close()
-        if raw:
-            return r, out
-        try:
-            return r, json.loads(out) if out else None
-        except ValueError:
-            return r, out
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait(10)
+def Server(*extra):
+    return serve_util.Server("--data-dir", DATA, "--models-dir", os.path.join(TMP, "models"),
+                             "--module-cache", os.path.join(TMP, "cache"), "-t", "1",
+                             "--parallel", "8", *extra)
 
 
 def metric(s, name, model):
@@ -301,14 +241,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    finally:
-        for sv in servers:
-            sv.stop()
-        if failed:
-            for sv in servers:
-                print("--- server log tail:", sv.log[-1500:].decode(errors="replace"))
-        shutil.rmtree(TMP, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    serve_util.run(main, TMP)
