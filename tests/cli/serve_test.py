@@ -8,93 +8,28 @@ a summary "N passed, N failed"; exits 1 on any failure.
 import http.client
 import json
 import os
-import select
 import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 
-REALM = os.environ["REALM_BIN"]
+import serve_util
+from serve_util import REALM, check, cli, wait_for
+
 TD = os.environ["REALM_TESTDATA"]
 MODEL = os.path.join(TD, "models", "stories260K.gguf")
 TMP = tempfile.mkdtemp(prefix="realm-serve-test-")
 DATA = os.path.join(TMP, "data")
-passed = failed = 0
-servers = []
 
 
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, flush=True)
-    return cond
-
-
-def cli(*args):
-    r = subprocess.run([REALM] + list(args), capture_output=True, text=True, timeout=120)
-    return r.returncode, r.stdout, r.stderr
-
-
-class Server:
-    def __init__(self, *extra, host="127.0.0.1"):
-        self.host = host
-        args = [REALM, "serve", "-m", "tiny=" + MODEL, "--host", host, "--port", "0",
-                "--data-dir", DATA, "--models-dir", os.path.join(TMP, "models"),
-                "--module-cache", os.path.join(TMP, "cache"), "-t", "1", "--parallel", "4",
-                "--read-timeout", "2s", "--drain-timeout", "20s"] + list(extra)
-        self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        servers.append(self)
-        self.port = None
-        self.log = b""
-        deadline = time.time() + 120
-        while time.time() < deadline and self.port is None:
-            r, _, _ = select.select([self.p.stdout], [], [], 1)
-            if r:
-                line = self.p.stdout.readline()
-                if not line:
-                    break
-                self.log += line
-                if b"listening on" in line:
-                    self.port = int(line.split(b":")[-1].split()[0].rstrip(b")"))
-        # keep draining its output so it never blocks on a full pipe
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self):
-        for line in self.p.stdout:
-            self.log += line
-
-    def conn(self, timeout=60):
-        if self.host == "::1":
-            return http.client.HTTPConnection("::1", self.port, timeout=timeout)
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-
-    def req(self, method, path, body=None, headers=None, raw=False, timeout=60):
-        c = self.conn(timeout)
-        h = {"Content-Type": "application/json"} if body is not None else {}
-        h.update(headers or {})
-        data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
-        c.request(method, path, body=data, headers=h)
-        r = c.getresponse()
-        out = r.read()
-        c.close()
-        if raw:
-            return r, out
-        try:
-            return r, json.loads(out) if out else None
-        except ValueError:
-            return r, out
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.kill()
-            self.p.wait(10)
+def Server(*extra, host="127.0.0.1"):
+    """realm serve with the tiny model and this test's directories."""
+    return serve_util.Server("-m", "tiny=" + MODEL, "--data-dir", DATA, "--models-dir",
+                             os.path.join(TMP, "models"), "--module-cache",
+                             os.path.join(TMP, "cache"), "-t", "1", "--parallel", "4",
+                             "--read-timeout", "2s", "--drain-timeout", "20s", *extra, host=host)
 
 
 def chat(content="Once upon a time", **kw):
@@ -113,15 +48,6 @@ def metric(s, name, **labels):
         if all('%s="%s"' % (k, v) in line for k, v in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
-
-
-def wait_for(fn, seconds=5.0):
-    end = time.time() + seconds
-    while time.time() < end:
-        if fn():
-            return True
-        time.sleep(0.05)
-    return fn()
 
 
 def sse_events(raw):
@@ -1032,36 +958,23 @@ def test_cors_tls_ipv6():
 
 
 def main():
-    try:
-        s = Server("--max-body", "4096")
-        if not check(s.port is not None, "server started: %s" % s.log.decode(errors="replace")):
-            return
-        test_basics(s)
-        test_errors(s)
-        test_bad_input(s)
-        test_disconnects(s)
-        test_disconnect_in_prefill()
-        auth = test_tenants(s)
-        test_responses(s, auth)
-        test_responses_ttl()
-        test_cache_types()
-        test_kv(s)
-        test_admin(s)
-        test_drain(s, auth)
-        test_cors_tls_ipv6()
-    except BaseException:
-        # say what the servers were doing: their exit status and last lines
-        for sv in servers:
-            sys.stderr.write("server %s: exit status %s, log tail:\n%s\n" %
-                             (sv.port, sv.p.poll(), sv.log[-4000:].decode(errors="replace")))
-        raise
-    finally:
-        for s in servers:
-            s.stop()
-        subprocess.run(["rm", "-rf", TMP])
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1 if failed else 0)
+    s = Server("--max-body", "4096")
+    if not check(s.port is not None, "server started: %s" % s.log.decode(errors="replace")):
+        return
+    test_basics(s)
+    test_errors(s)
+    test_bad_input(s)
+    test_disconnects(s)
+    test_disconnect_in_prefill()
+    auth = test_tenants(s)
+    test_responses(s, auth)
+    test_responses_ttl()
+    test_cache_types()
+    test_kv(s)
+    test_admin(s)
+    test_drain(s, auth)
+    test_cors_tls_ipv6()
 
 
 if __name__ == "__main__":
-    main()
+    serve_util.run(main, TMP)

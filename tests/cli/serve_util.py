@@ -44,10 +44,13 @@ def wait_for(fn, seconds=10.0):
 
 
 class Server:
-    """realm serve ARGS... --port 0; port is None if it did not start within 120 s."""
+    """realm serve ARGS... --port 0 (--host HOST when given); port is None if it
+    did not start within 120 s."""
 
-    def __init__(self, *args):
-        self.p = subprocess.Popen([REALM, "serve", "--port", "0"] + list(args),
+    def __init__(self, *args, host=None):
+        self.host = host or "127.0.0.1"
+        extra = ["--host", host] if host else []
+        self.p = subprocess.Popen([REALM, "serve", "--port", "0"] + extra + list(args),
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         servers.append(self)
         self.port = None
@@ -62,18 +65,25 @@ class Server:
                 self.log += line
                 if b"listening on" in line:
                     self.port = int(line.split(b":")[-1].split()[0].rstrip(b")"))
+        # keep draining its output so it never blocks on a full pipe
         threading.Thread(target=self._drain, daemon=True).start()
 
     def _drain(self):
         for line in self.p.stdout:
             self.log += line
 
+    def conn(self, timeout=60):
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
     def req(self, method, path, body=None, headers=None, raw=False, timeout=60):
-        """(response, body): the body parsed as JSON when it is, else bytes (raw: bytes)."""
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        """(response, body): the body parsed as JSON when it is, else bytes (raw:
+        bytes). A body given as bytes or str is sent as it is, anything else as
+        JSON."""
+        c = self.conn(timeout)
         h = {"Content-Type": "application/json"} if body is not None else {}
         h.update(headers or {})
-        c.request(method, path, body=None if body is None else json.dumps(body), headers=h)
+        data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
+        c.request(method, path, body=data, headers=h)
         r = c.getresponse()
         out = r.read()
         c.close()
