@@ -66,9 +66,19 @@
  * sampled drafts (temperature > 0) follow the standard rule with q the
  * draft's filtered distribution (the request's filters, without penalties):
  * accept with min(1, p/q), else draw from max(0, p - q) normalised; the
- * output is distributed as the target's and a seed reproduces it for the
- * same options, but it is not token for token the run without
- * speculation. Rejected drafts' KV is truncated in both caches. Stop
+ * output is distributed as the target's, but it is not token for token the
+ * run without speculation. Every output position after the first (which is
+ * a plain draw from the prompt's logits, as for every request) takes its
+ * token by this rule, the row after the last draft included, and a step
+ * with no draft (K = 0) too (the draft model runs one row for its q), with
+ * random numbers drawn from (seed, position): a seed gives the same tokens
+ * whatever K, n_min, p_min, the acceptance history and the batch were (the
+ * back-off; bitwise with batch_invariant), at the cost of one draft row
+ * more per step. Such a request whose draft model has not caught up with
+ * its prompt (longer than n_batch) sits out the step rather than draw
+ * without q. Only when the draft model cannot run for the request (no room
+ * in its cache, a failed draft pass) does it fall back to plain draws for
+ * the rest of the request. Rejected drafts' KV is truncated in both caches. Stop
  * strings, stop tokens, max_tokens, the context, log-probabilities,
  * penalties, cancellation (no token of a step's run after it), preemption,
  * LoRA and n choices work as for one token per step.
@@ -422,7 +432,8 @@ void realm_gen_free(realm_gen *g);
 /* ---- stepping and statistics ----------------------------------------------- */
 
 /* Manual mode: run one step. Returns the number of batch entries processed
- * (0: nothing to do) or a negative error. REALM_ERR_INVAL without manual_step. */
+ * (those of the draft model's passes on a step that ran only them; 0:
+ * nothing to do) or a negative error. REALM_ERR_INVAL without manual_step. */
 int realm_engine_step(realm_engine *e);
 
 typedef struct realm_engine_stats {

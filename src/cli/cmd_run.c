@@ -599,8 +599,9 @@ static const char usage_b[] =
     "                is below P (default 0.75)\n"
     "                Greedy output is the same as without, and so is seeded sampling\n"
     "                with --lookup; a draft model's sampled drafts keep the output's\n"
-    "                distribution, not its tokens. The drafted and accepted counts go\n"
-    "                to stderr (the chat: with --verbose).\n"
+    "                distribution, not its tokens (with --seed, the same tokens\n"
+    "                whatever --draft-max, --draft-min, --draft-p-min). The drafted\n"
+    "                and accepted counts go to stderr (the chat: with --verbose).\n"
     "\n"
     "RoPE overrides, as llama.cpp's options of the same names (default: what the\n"
     "model says: linear scaling, YaRN, Llama 3.1 frequency factors):\n" CLI_ROPE_USAGE;

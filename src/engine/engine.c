@@ -777,7 +777,7 @@ static int gen_build(realm_engine *e, const realm_gen_request *r, realm_gen **ou
         if ((rc = realm_sampler_new(&dp, e->n_vocab, &g->dsmp)) < 0)
             goto fail;
         if (dp.temperature > 0 &&
-            !(g->dq = malloc((size_t)g->spec_n_max * (size_t)e->n_vocab * sizeof *g->dq))) {
+            !(g->dq = malloc(((size_t)g->spec_n_max + 1) * (size_t)e->n_vocab * sizeof *g->dq))) {
             rc = realm__error(REALM_ERR_NOMEM, "out of memory for draft distributions");
             goto fail;
         }

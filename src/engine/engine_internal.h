@@ -115,9 +115,18 @@ struct realm_gen {
     /* the draft model's view (mode draft): its KV sequence and length */
     int32_t dseq, d_past;
     int32_t d_budget;    /* drafts allowed this step (while the draft model runs) */
-    bool d_off;          /* drafting failed for lack of room: off for this request */
+    bool d_run;          /* the draft model runs for it this step */
+    bool d_hold;         /* sampling, its draft still catching up: no decode row this step */
+    bool d_off;          /* the draft model cannot run for it (no room in its cache, a
+                            failed pass): off for this request */
     realm_sampler *dsmp; /* the draft's sampler (the request's filters, no penalties) */
-    float *dq;           /* (spec_n_max * n_vocab) the draft's distributions, sampling */
+    /* sampling with the draft model: for this step's rows 0..n_q-1, the draft's
+     * distribution q (row r of dq) and its draw from q (dx[r], = spec_in[1 + r]
+     * for the drafts fed to the target); the token of row r is the speculative
+     * sampling rule's over them (scheduler.c, spec_sample_rule) */
+    float *dq; /* ((spec_n_max + 1) * n_vocab): K drafts and the bonus row's */
+    realm_token dx[REALM_SPEC_MAX_DRAFT + 1];
+    int32_t n_q; /* 0: plain draws (the draft model did not run for it) */
 };
 
 typedef struct tenant_state {
@@ -187,6 +196,7 @@ struct realm_engine {
     realm_gen **d_gen; /* (2 * max_seqs) the sequence of each logits row, then those
                           only catching up this step */
     float *q_scratch;  /* (n_vocab) */
+    int32_t d_entries; /* entries the draft model's passes ran this step */
 };
 
 tenant_state *realm__engine_tenant(realm_engine *e, uint32_t id);

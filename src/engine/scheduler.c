@@ -369,7 +369,7 @@ static int32_t decode_growth(realm_engine *e)
         realm_gen *g = e->running[i];
         tenant_state *t = realm__engine_tenant(e, g->tenant);
         t->held += blocks_of(e, g->n_past);
-        if (g->prompt_done) {
+        if (g->prompt_done && !g->d_hold) {
             const int32_t k = realm_kv_seq_blocks_needed(e->kv, g->seq, 1 + g->n_draft);
             t->growth += k;
             total += k;
@@ -438,24 +438,55 @@ static float top_prob(const float *l, int32_t n, int32_t best)
     return (float)(1 / sum);
 }
 
+/* A draw from the distribution q over n tokens with u in [0, 1): the first
+ * token whose cumulative mass passes u (rounding at the top: the last token
+ * with mass). */
+static realm_token draw_from(const float *q, int32_t n, double u)
+{
+    double acc = 0;
+    for (int32_t t = 0; t < n; t++) {
+        acc += q[t];
+        if (q[t] > 0 && u < acc)
+            return t;
+    }
+    for (int32_t t = n - 1; t >= 0; t--)
+        if (q[t] > 0)
+            return t;
+    return 0;
+}
+
 /*
- * The draft model's turn, for the sequences in draft mode with a budget
- * g->n_draft > 0 (set by plan_drafts): first one pass that feeds each
- * its tokens the draft's cache lacks (its whole prompt the first time) and
- * drafts one token, then passes of one row per sequence still drafting,
- * up to its budget. A sequence stops drafting early when the draft's
- * probability of its token is below p_min. Greedy requests draft the
- * draft's argmax, sampling ones draw from the draft's filtered
- * distribution q (kept for the acceptance rule). Without room in the
- * draft's cache, a request stops using the draft model.
+ * The draft model's turn, for the sequences g->d_run (set by plan_drafts):
+ * first one pass that feeds each its tokens the draft's cache lacks (its
+ * whole prompt the first time) and gives the draft's next distribution,
+ * then passes of one row per sequence still drafting, within its budget
+ * g->n_draft. A sequence stops drafting early when the draft's probability
+ * of its token is below p_min. Greedy requests draft the draft's argmax.
+ *
+ * Sampling requests draw from the draft's filtered distribution q, and the
+ * token of every output position t they decode is the speculative sampling
+ * rule's over (p_t, q_t, the draws of (seed, t)) — spec_sample_rule — so it
+ * is a function of the prefix, the seed and t only, never of K or of which
+ * pass verified it. Hence for them: q and a draw x for every row the target
+ * computes, the bonus row's included: with K drafts fed to the target, the
+ * draft is fed all K and draws x_K too (used by the rule, not fed to the
+ * target); a p_min cut at j keeps x_j as the bonus row's; K = 0 (back-off,
+ * n_min, max_tokens) is a pass of one row (the catch-up) for q_0. A sampling
+ * request whose catch-up does not fit this step's draft batch (a long
+ * prompt: n_batch tokens a pass) has no q for its position: it holds
+ * (d_hold: no decode row this step) rather than take a plain draw, and
+ * catches up over the next steps. Without room in the draft's cache, or when
+ * a draft pass fails, a request stops using the draft model (d_off): plain
+ * draws from then on.
  */
 static void run_draft_model(realm_engine *e)
 {
     int32_t n = 0, rows = 0, n_chunk = 0;
+    int32_t free_blocks = realm_kv_free_blocks(e->dkv);
     realm_gen **chunked = e->d_gen + e->p.max_seqs; /* catching up only, this step */
     for (int32_t i = 0; i < e->n_running; i++) {
         realm_gen *g = e->running[i];
-        if (g->spec != REALM_SPEC_DRAFT || g->n_draft == 0)
+        if (!g->d_run)
             continue;
         g->d_budget = g->n_draft;
         g->n_draft = 0;
@@ -465,17 +496,25 @@ static void run_draft_model(realm_engine *e)
             continue;
         }
         int32_t catchup = g->n_past + 1 - g->d_past; /* tokens[d_past .. n_past] */
-        if (catchup < 1 || n == e->p.n_batch)
+        if (catchup < 1)
+            continue; /* not expected: the draft's cache is never ahead of next_tok */
+        if (n == e->p.n_batch) {
+            g->d_hold = g->dq != NULL;
             continue;
+        }
         const bool whole = n + catchup <= e->p.n_batch;
         if (!whole)
             catchup = e->p.n_batch - n; /* a long prompt: the rest on later steps */
-        if (realm_kv_seq_blocks_needed(e->dkv, g->dseq, catchup + (whole ? g->d_budget : 0)) >
-            realm_kv_free_blocks(e->dkv)) {
+        /* the tokens fed: the catch-up, then the drafts (a sampling request
+         * feeds all K for the bonus row's q; greedy K - 1: one spare) */
+        const int32_t need =
+            realm_kv_seq_blocks_needed(e->dkv, g->dseq, catchup + (whole ? g->d_budget : 0));
+        if (need > free_blocks) {
             realm__gen_draft_free(e, g);
             g->d_off = true;
             continue;
         }
+        free_blocks -= need;
         for (int32_t j = 0; j < catchup; j++) {
             e->d_tok[n] = g->tokens[g->d_past + j];
             e->d_pos[n] = g->d_past + j;
@@ -486,24 +525,28 @@ static void run_draft_model(realm_engine *e)
             e->d_gen[rows++] = g;
         } else {
             g->d_past += catchup;
+            g->d_hold = g->dq != NULL;
             chunked[n_chunk++] = g;
         }
     }
     for (int32_t j = 0; n > 0; j++) {
         const realm_batch b = {n, e->d_tok, e->d_pos, e->d_seq, e->d_want};
         if (realm_forward(e->dctx, &b, e->d_logits) < 0) {
-            /* drafts are optional: these requests go on without */
+            /* drafts are optional: these requests go on without (plain
+             * draws for the sampling ones, from this step on) */
             for (int32_t r = 0; r < rows; r++) {
                 realm__gen_draft_free(e, e->d_gen[r]);
-                e->d_gen[r]->n_draft = 0;
+                e->d_gen[r]->n_draft = e->d_gen[r]->n_q = 0;
                 e->d_gen[r]->d_off = true;
             }
             for (int32_t r = 0; j == 0 && r < n_chunk; r++) {
                 realm__gen_draft_free(e, chunked[r]);
                 chunked[r]->d_off = true;
+                chunked[r]->d_hold = false;
             }
             return;
         }
+        e->d_entries += n;
         int32_t next = 0;
         n = 0;
         for (int32_t r = 0; r < rows; r++) {
@@ -512,36 +555,29 @@ static void run_draft_model(realm_engine *e)
             g->d_past = j == 0 ? g->n_past + 1 : g->d_past + 1;
             const uint64_t pos = (uint64_t)(g->n_gen + j);
             realm_token d;
-            float conf;
-            if (g->dq) { /* a draw from the draft's distribution q, kept */
+            if (g->dq) { /* x_j drawn from q_j, both kept for the rule at row j */
                 float *q = g->dq + (size_t)j * (size_t)e->n_vocab;
                 realm_sampler_probs(g->dsmp, l, q);
-                const double u = realm_sampler_uniform(g->dsmp, pos, STREAM_DRAFT);
-                double acc = 0;
-                d = -1;
-                for (int32_t t = 0; t < e->n_vocab && d < 0; t++) {
-                    acc += q[t];
-                    if (q[t] > 0 && u < acc)
-                        d = t;
-                }
-                for (int32_t t = e->n_vocab - 1; d < 0 && t >= 0; t--)
-                    if (q[t] > 0)
-                        d = t;
-                conf = q[d];
+                d = draw_from(q, e->n_vocab, realm_sampler_uniform(g->dsmp, pos, STREAM_DRAFT));
+                g->dx[j] = d;
+                g->n_q = j + 1;
+                if (j == g->d_budget || q[d] < g->spec_p_min)
+                    continue; /* the bonus row's draw, or the draft is unsure: not fed */
+                g->spec_in[1 + g->n_draft++] = d;
             } else {
                 d = realm_sampler_sample_at(g->dsmp, l, pos);
-                conf = top_prob(l, e->n_vocab, d);
+                if (top_prob(l, e->n_vocab, d) < g->spec_p_min)
+                    continue; /* the draft is unsure: stop here */
+                g->spec_in[1 + g->n_draft++] = d;
+                if (g->n_draft == g->d_budget)
+                    continue;
             }
-            if (conf < g->spec_p_min)
-                continue; /* the draft is unsure: stop here */
-            g->spec_in[1 + g->n_draft++] = d;
-            if (g->n_draft < g->d_budget) { /* feed it for the next one */
-                e->d_tok[n] = d;
-                e->d_pos[n] = g->d_past;
-                e->d_seq[n] = g->dseq;
-                e->d_want[n++] = true;
-                e->d_gen[next++] = g;
-            }
+            /* feed it for the next one */
+            e->d_tok[n] = d;
+            e->d_pos[n] = g->d_past;
+            e->d_seq[n] = g->dseq;
+            e->d_want[n++] = true;
+            e->d_gen[next++] = g;
         }
         rows = next;
     }
@@ -554,28 +590,37 @@ static void run_draft_model(realm_engine *e)
  * spec_max_rows and n_batch: past that the pass stops being memory-bound
  * (every row costs compute, not just its share of one read of the
  * weights), so the drafts are cut, evenly, down to none once the decoding
- * sequences alone fill the bound. Then prompt lookup drafts, and the draft
- * model runs its passes. The caller holds no lock (the running set only
- * changes on this thread).
+ * sequences alone fill the bound. The bound counts the target's rows only:
+ * a sampling request in draft mode has the draft model run for it whatever
+ * its K (one draw more than K, a pass of one row at K = 0; see
+ * run_draft_model), which is the draft's work and costs the target's pass
+ * nothing. Then prompt lookup drafts, and the draft model runs its passes.
+ * The caller holds no lock (the running set only changes on this thread).
  */
 static void plan_drafts(realm_engine *e)
 {
     int32_t n_dec = 0, n_spec = 0, want_total = 0;
+    bool drafting = false;
+    e->d_entries = 0;
     for (int32_t i = 0; i < e->n_running; i++) {
         realm_gen *g = e->running[i];
-        g->n_draft = 0;
+        g->n_draft = g->n_q = 0;
+        g->d_run = g->d_hold = false;
         if (!g->prompt_done || g->awaiting_fork || g->seq < 0 || g->logits_out)
             continue;
         n_dec++;
         if (g->spec == REALM_SPEC_OFF || g->d_off)
             continue;
+        /* sampling with the draft model: q for this step's rows, K or not */
+        g->d_run = g->spec == REALM_SPEC_DRAFT && g->dq != NULL;
+        drafting |= g->d_run;
         g->n_draft = draft_room(e, g);
         if (g->n_draft < (g->spec_n_min > 1 ? g->spec_n_min : 1))
             g->n_draft = 0;
         want_total += g->n_draft;
         n_spec += g->n_draft > 0;
     }
-    if (n_spec == 0)
+    if (n_spec == 0 && !drafting)
         return;
     const int32_t bound = e->p.spec_max_rows < e->p.n_batch ? e->p.spec_max_rows : e->p.n_batch;
     const int32_t budget = bound - n_dec;
@@ -607,7 +652,6 @@ static void plan_drafts(realm_engine *e)
                 g->n_draft = 0;
         }
     }
-    bool drafting = false;
     for (int32_t i = 0; i < e->n_running; i++) {
         realm_gen *g = e->running[i];
         if (g->n_draft == 0)
@@ -615,7 +659,7 @@ static void plan_drafts(realm_engine *e)
         if (g->spec == REALM_SPEC_LOOKUP)
             g->n_draft = lookup_drafts(g->tokens, g->n_past + 1, g->n_draft, g->spec_in + 1);
         else
-            drafting = true;
+            drafting = g->d_run = true;
     }
     if (drafting)
         run_draft_model(e);
@@ -627,7 +671,9 @@ static void plan_drafts(realm_engine *e)
 }
 
 /* Forget g's drafts of this step; the draft model's cache keeps only what
- * the target has, plus the token it will be fed. */
+ * the target has, plus the token it will be fed. A sampling request keeps
+ * q_0 and x_0 (n_q): they depend on that prefix only, and the rule takes
+ * its token at row 0 from them. */
 static void drop_drafts(realm_engine *e, realm_gen *g)
 {
     g->n_draft = 0;
@@ -742,7 +788,7 @@ static int32_t build_batch(realm_engine *e)
         g->n_sched = 0;
         g->logit_row = -1;
         g->prompt_just_done = g->filling = g->stalled = false;
-        if (g->prompt_done) {
+        if (g->prompt_done && !g->d_hold) {
             g->spec_in[0] = g->next_tok;
             n = add_entries(e, n, g, g->spec_in, 1 + g->n_draft, true, true, &rows);
             tenant_state *t = realm__engine_tenant(e, g->tenant);
@@ -926,18 +972,21 @@ static void sample_one(realm_engine *e, realm_gen *g, uint64_t step)
 }
 
 /*
- * The token at g's next position given the draft d = spec_in[1 + r] drawn
- * from the draft model's distribution q (row r of g->dq): the standard
- * speculative sampling rule over the target's filtered distribution p:
- * d with probability min(1, p(d) / q(d)), else a draw from the residual
- * max(0, p - q) normalised. The output is distributed as p.
+ * The token at g's next position (row r) given the draft model's
+ * distribution q there (row r of g->dq) and its draw d = dx[r] from q: the
+ * standard speculative sampling rule over the target's filtered
+ * distribution p: d with probability min(1, p(d) / q(d)), else a draw from
+ * the residual max(0, p - q) normalised. The output is distributed as p.
+ * Every random number is the position's (seed, n_gen, stream), p and q are
+ * the prefix's: the token is the same whether d was fed to the target as a
+ * draft or the row is the bonus row after the last draft.
  */
 static realm_token spec_sample_rule(realm_engine *e, realm_gen *g, int32_t r)
 {
     float *p = e->q_scratch;
     realm_sampler_probs(g->smp, logit_row(e, g, r), p);
     const float *q = g->dq + (size_t)r * (size_t)e->n_vocab;
-    const realm_token d = g->spec_in[1 + r];
+    const realm_token d = g->dx[r];
     const uint64_t pos = (uint64_t)g->n_gen;
     realm_token tok = d;
     if (realm_sampler_uniform(g->smp, pos, STREAM_ACCEPT) * q[d] >= p[d]) {
@@ -968,25 +1017,29 @@ static realm_token spec_sample_rule(realm_engine *e, realm_gen *g, int32_t r)
  * Verify g's drafts: its rows hold next_tok then drafts d_0..d_{k-1}; row r
  * gives the token after them. Walk the rows in order: the token at each
  * position is chosen exactly as without speculation (greedy: the argmax;
- * sampling: the draw of its position), or by the speculative sampling rule
- * for a draft model's sampled drafts; a token equal to the draft lets the
- * next row count, the first that differs (or the bonus row's token after k
- * accepted drafts) ends the walk. Prompt lookup's drafts are a point mass,
- * for which "the token drawn from p equals the draft" is the standard rule
- * (accept with p(d), else a draw from p without d, the residual), so the
- * tokens are those of a run without speculation, greedy or seeded. The KV
- * of the rejected drafts is rolled back, in the draft model's cache too.
+ * sampling: the draw of its position), or, for a sampling request with the
+ * draft model (rows below n_q, the bonus row's included, and the one row
+ * of a step with k = 0), by the speculative sampling rule; a token equal to
+ * the draft lets the next row count, the first that differs (or the bonus
+ * row's token after k accepted drafts) ends the walk. Either way the token
+ * at a position is a function of (prefix, seed, position), which is why
+ * the rows a step verifies (K, p_min, n_min, the back-off) change how many
+ * tokens a step takes, never which. Prompt lookup's drafts are a point
+ * mass, for which "the token drawn from p equals the draft" is the standard
+ * rule (accept with p(d), else a draw from p without d, the residual), so
+ * the tokens are those of a run without speculation, greedy or seeded. The
+ * KV of the rejected drafts is rolled back, in the draft model's cache too
+ * (fed up to d_{k-1} for a sampling request, maybe past what is accepted).
  */
 static void verify(realm_engine *e, realm_gen *g, uint64_t step)
 {
     const int32_t k = g->n_draft;
     const int32_t base = g->n_past - 1 - k; /* the position of next_tok */
-    const bool rule = g->spec == REALM_SPEC_DRAFT && g->dq != NULL;
     int32_t r = 0, accepted = 0;
     for (;; r++) {
         g->n_past = base + 1 + r; /* the fed tokens that are right so far */
         realm_token tok;
-        if (r < k && rule) {
+        if (r < g->n_q) {
             tok = spec_sample_rule(e, g, r);
         } else {
             tok = realm_sampler_sample_at(g->smp, logit_row(e, g, r), (uint64_t)g->n_gen);
@@ -999,7 +1052,7 @@ static void verify(realm_engine *e, realm_gen *g, uint64_t step)
         if (!hit || g->fin != REALM_FINISH_NONE || gen_cancelled(g))
             break;
     }
-    g->n_draft = 0;
+    g->n_draft = g->n_q = 0;
     if (g->n_past < base + 1 + k && g->seq >= 0)
         realm_kv_seq_truncate(e->kv, g->seq, g->n_past);
     if (g->dseq >= 0 && g->d_past > g->n_past) {
@@ -1010,6 +1063,8 @@ static void verify(realm_engine *e, realm_gen *g, uint64_t step)
     g->res.accepted_tokens += accepted;
     e->stats.spec_draft_tokens += (uint64_t)k;
     e->stats.spec_accepted_tokens += (uint64_t)accepted;
+    if (k == 0)
+        return; /* a sampling request's one row: nothing learnt about K */
     /* the acceptance rate, decaying: K is the longest run whose last draft
      * is still accepted with probability 0.2 at that rate */
     g->spec_acc = 0.8 * g->spec_acc + accepted;
@@ -1099,8 +1154,8 @@ int realm__engine_step(realm_engine *e)
     for (;;) {
         make_room(e, &n_fin);
         n = build_batch(e);
-        if (n > 0 || e->n_running == 0)
-            break;
+        if (n > 0 || e->n_running == 0 || e->d_entries > 0)
+            break; /* (or only draft models caught up this step, see d_hold) */
         /* every running request is a fill without KV room: free some */
         if (e->n_running > 1)
             preempt(e, victim(e, NULL));
@@ -1141,7 +1196,7 @@ int realm__engine_step(realm_engine *e)
             }
             if (g->logit_row >= 0 && g->n_followers)
                 fork_followers(e, g, step);
-            if (g->logit_row >= 0 && g->n_draft > 0)
+            if (g->logit_row >= 0 && (g->n_draft > 0 || g->n_q > 0))
                 verify(e, g, step);
             else if (g->logit_row >= 0)
                 sample_one(e, g, step);
@@ -1192,5 +1247,6 @@ int realm__engine_step(realm_engine *e)
         pthread_mutex_unlock(&g->mu);
         realm__gen_unref(g);
     }
-    return rc < 0 ? rc : n;
+    /* a step that only fed draft models (d_hold) did work too */
+    return rc < 0 ? rc : n > 0 ? n : e->d_entries;
 }

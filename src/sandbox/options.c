@@ -551,7 +551,8 @@ static const opt_desc opts[] = {
      "`\"default\"` (the server's choice for the model); `n_max` most drafted tokens per step "
      "(1..32), `n_min` fewer than this and a step does not speculate, `p_min` a draft model "
      "stops below this probability. Greedy and seeded output is the same as without it, except "
-     "a draft model's sampled drafts (same distribution, other tokens)"},
+     "a draft model's sampled drafts: the same distribution, other tokens, yet for a seed the "
+     "same tokens whatever `n_max`, `n_min`, `p_min` and the load"},
     {"speculative.n_max", K_INT, 1, REALM_SPEC_MAX_DRAFT, OFF(gen.speculative.n_max), NULL,
      "integer", "the server's", "`speculative`'s `n_max` as llama-server names it"},
     {"speculative.n_min", K_INT, 0, REALM_SPEC_MAX_DRAFT, OFF(gen.speculative.n_min), NULL,
