@@ -484,8 +484,12 @@ static void run_draft_model(realm_engine *e)
     int32_t n = 0, rows = 0, n_chunk = 0;
     int32_t free_blocks = realm_kv_free_blocks(e->dkv);
     realm_gen **chunked = e->d_gen + e->p.max_seqs; /* catching up only, this step */
+    /* from a place that moves every step: a request whose catch-up found the
+     * draft batch full (d_hold) comes first within n_running steps, so it
+     * cannot starve behind the others' rows */
+    const int32_t at = (int32_t)(e->stats.steps % (uint64_t)e->n_running);
     for (int32_t i = 0; i < e->n_running; i++) {
-        realm_gen *g = e->running[i];
+        realm_gen *g = e->running[(at + i) % e->n_running];
         if (!g->d_run)
             continue;
         g->d_budget = g->n_draft;
