@@ -2,8 +2,10 @@
  * realm bench --draft FILE | --lookup: speculative decoding through the
  * generation engine. Each stream count runs twice per repetition, without
  * then with speculation (alternating, so a shared machine's load drifts over
- * both alike): that many requests of the same text prompt, greedy, ntg
- * tokens each (end of generation ignored), submitted at once and waited for.
+ * both alike): that many requests of the same text prompt, greedy or
+ * sampled at a temperature (request i with seed i + 1, the same seeds
+ * without and with speculation), ntg tokens each (end of generation
+ * ignored), submitted at once and waited for.
  * Figures: end-to-end generated tokens/s over the wall time (prefill
  * included, as a client sees it), the median over repetitions, and the
  * acceptance rate (accepted / drafted tokens).
@@ -40,18 +42,22 @@ static double run_streams(realm_engine *e, const realm_token *ids, int32_t n_pro
                           const realm_gen_options *o, long *drafted, long *accepted)
 {
     realm_gen *g[MAX_GENS] = {0};
+    realm_gen_options oi[MAX_GENS];
     const double t0 = realm__now();
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        oi[i] = *o;
+        oi[i].sampling.seed = (uint64_t)i + 1;
         if (realm_engine_submit(
                 e,
                 &(realm_gen_request){
-                    .prompt = ids, .n_prompt = n_prompt, .tenant = (uint32_t)i, .options = o},
+                    .prompt = ids, .n_prompt = n_prompt, .tenant = (uint32_t)i, .options = &oi[i]},
                 &g[i]) < 0) {
             cli_error(CMD, "%s", realm_last_error());
             for (int j = 0; j < i; j++)
                 realm_gen_free(g[j]);
             return -1;
         }
+    }
     long tokens = 0;
     bool failed = false;
     for (int i = 0; i < n; i++) {
@@ -102,19 +108,22 @@ int cli_bench_spec(const realm_model *m, const cli_spec_opts *o, json_t *results
         goto done;
     }
     const char *mode = o->draft ? "draft" : "lookup";
+    char sampled[48] = "greedy";
+    if (o->temperature > 0)
+        snprintf(sampled, sizeof sampled, "sampled (temperature %g)", (double)o->temperature);
     if (!results)
-        printf("\nspeculative decoding (%s, K up to %d): %d-token prompt \"%.40s%s\", %d greedy "
+        printf("\nspeculative decoding (%s, K up to %d): %d-token prompt \"%.40s%s\", %d %s "
                "tokens per stream, end-to-end tokens/s (median of %d)\n\n"
                "| streams | tokens/s without | tokens/s with | speed-up | accepted / drafted |\n"
                "| ---: | ---: | ---: | ---: | ---: |\n",
                mode, o->draft_max, n_prompt, o->prompt, strlen(o->prompt) > 40 ? "..." : "", o->ntg,
-               o->reps);
+               sampled, o->reps);
     realm_gen_options off, on;
     realm_gen_options_init(&off);
     off.max_tokens = o->ntg;
     off.ignore_eos = true;
     off.no_prefix_cache = true;
-    off.sampling.temperature = 0;
+    off.sampling.temperature = o->temperature;
     off.speculative.mode = REALM_SPEC_OFF;
     on = off;
     on.speculative = (realm_spec_options){.mode = o->draft ? REALM_SPEC_DRAFT : REALM_SPEC_LOOKUP,
@@ -138,11 +147,12 @@ int cli_bench_spec(const realm_model *m, const cli_spec_opts *o, json_t *results
         if (results)
             json_array_append_new(
                 results,
-                json_pack("{s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:I, s:I, s:f}", "test",
+                json_pack("{s:s, s:s, s:i, s:i, s:f, s:i, s:f, s:f, s:f, s:I, s:I, s:f}", "test",
                           "speculative", "mode", mode, "streams", n, "draft_max", o->draft_max,
-                          "ntg", o->ntg, "tokens_per_s_off", t_off, "tokens_per_s", t_on, "speedup",
-                          t_off > 0 ? t_on / t_off : 0.0, "drafted", (json_int_t)drafted,
-                          "accepted", (json_int_t)accepted, "acceptance", rate));
+                          "temperature", (double)o->temperature, "ntg", o->ntg, "tokens_per_s_off",
+                          t_off, "tokens_per_s", t_on, "speedup", t_off > 0 ? t_on / t_off : 0.0,
+                          "drafted", (json_int_t)drafted, "accepted", (json_int_t)accepted,
+                          "acceptance", rate));
         else
             printf("| %d | %.1f | %.1f | %.2fx | %.1f%% (%ld / %ld) |\n", n, t_off, t_on,
                    t_off > 0 ? t_on / t_off : 0.0, 100 * rate, accepted, drafted),

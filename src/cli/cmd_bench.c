@@ -215,6 +215,7 @@ typedef struct bench_cfg {
     const char *draft, *spec_prompt; /* speculative decoding (bench_spec.c) */
     bool lookup;
     long long draft_max;
+    double spec_temp;
     cli_ints spec_streams, verify;
 } bench_cfg;
 
@@ -274,6 +275,10 @@ static const cli_opt bench_opts[] = {
     {"spec-prompt", 0, CLI_OPT_STRING, "TEXT", "Once upon a time",
      "--draft, --lookup: the prompt of every stream", offsetof(bench_cfg, spec_prompt),
      .env = false},
+    {"spec-temp", 0, CLI_OPT_FLOAT, "T", "0",
+     "--draft, --lookup: sampling temperature of every stream (0: greedy); stream i draws with "
+     "seed i + 1, the same without and with speculation",
+     offsetof(bench_cfg, spec_temp), .env = false, .fmin = 0, .fmax = 100},
     {"spec-streams", 0, CLI_OPT_INT_LIST, "N,...", "1",
      "--draft, --lookup: streams at once, for each N", offsetof(bench_cfg, spec_streams),
      .env = false, .min = 1, .max = 64, .n_max = 8},
@@ -544,6 +549,7 @@ static int run_bench(int argc, char **argv)
                                   .n_streams = n_spec_streams,
                                   .ntg = (int)par_tg,
                                   .draft_max = (int)cfg.draft_max,
+                                  .temperature = (float)cfg.spec_temp,
                                   .threads = (int)threads,
                                   .reps = (int)reps,
                                   .batch_invariant = invariant};

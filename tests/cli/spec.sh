@@ -45,6 +45,20 @@ assert len(s) == 1 and s[0]["mode"] == "draft" and s[0]["draft_max"] == 4, s
 assert s[0]["drafted"] >= s[0]["accepted"] > 0 and 0 < s[0]["acceptance"] <= 1, s
 ' || fail "bench --json: $OUT"
 
+run "$REALM_BIN" bench -m "$M" -p 0 -n 0 -r 1 -t 1 --draft "$TMP/q4.gguf" --draft-max 4 --ntg 24 --spec-streams 2 --spec-temp 0.8 --json
+expect_rc "bench --draft --spec-temp --json" 0
+checks=$((checks + 1))
+printf '%s' "$OUT" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["results"]
+assert len(s) == 1 and s[0]["streams"] == 2 and abs(s[0]["temperature"] - 0.8) < 1e-6, s
+assert s[0]["drafted"] >= s[0]["accepted"] > 0, s
+' || fail "bench --spec-temp --json: $OUT"
+run "$REALM_BIN" bench -m "$M" -p 0 -n 0 -r 1 -t 1 --lookup --ntg 16 --spec-temp 0.8
+expect_contains "bench --spec-temp" "$OUT" "sampled (temperature 0.8)"
+run "$REALM_BIN" bench -m "$M" -p 0 -n 0 -r 1 -t 1 --lookup --spec-temp -1
+expect_fail "bench --spec-temp -1"
+
 # errors
 run "$REALM_BIN" run "$M" -p "x" --draft "$TMP/q4.gguf" --lookup
 expect_fail "--draft and --lookup"
