@@ -41,6 +41,11 @@ static inline const realm_block_q8_0 *mv_tok_0(const void *y, size_t stride, int
     return (const realm_block_q8_0 *)((const uint8_t *)y + (size_t)e * stride) + b;
 }
 
+/* Keeps v in a register here: stops GCC from re-associating a token's
+ * chain of integer adds into a tree over the whole block, whose partial
+ * sums (8 tokens x 4) spill to the stack. */
+#define MV_KEEP(v) __asm__("" : "+x"(v))
+
 /* The two products of 64 columns, codes wa/wb interleaved as the prepared
  * activations at q8, added as int16 and weighted by the scales sc. */
 INLINE __m256i mv_pair_dot(__m256i wa, __m256i wb, const int8_t *q8, __m256i sc)
@@ -110,9 +115,11 @@ INLINE void q4_K_multi(int64_t n, const void *vx, const void *y, size_t ys, int 
             const __m256i sj =
                 _mm256_shuffle_epi8(sc, word_quads(2 * j, 2 * j + 1, 2 * j, 2 * j + 1));
             REALM__UNROLL(8)
-            for (int e = 0; e < ny; e++)
+            for (int e = 0; e < ny; e++) {
                 sumi[e] = _mm256_add_epi32(
                     sumi[e], mv_pair_dot(wa, wb, mv_tok_K(y, ys, e, b)->qs + 64 * j, sj));
+                MV_KEEP(sumi[e]);
+            }
         }
         const __m256 d = _mm256_set1_ps(h2f(x[b].d)), dmin = _mm256_set1_ps(h2f(x[b].dmin));
         REALM__UNROLL(8)
@@ -182,10 +189,12 @@ INLINE void q6_K_multi(int64_t n, const void *vx, const void *y, size_t ys, int 
                 const __m256i sp =
                     _mm256_shuffle_epi8(sh, word_quads(4 * p, 4 * p + 2, 4 * p + 1, 4 * p + 3));
                 REALM__UNROLL(8)
-                for (int e = 0; e < ny; e++)
+                for (int e = 0; e < ny; e++) {
                     sumi[e] = _mm256_add_epi32(
                         sumi[e],
                         mv_pair_dot(wa, wb, mv_tok_K(y, ys, e, b)->qs + 128 * h + 64 * p, sp));
+                    MV_KEEP(sumi[e]);
+                }
             }
         }
         const __m256 d = _mm256_set1_ps(h2f(x[b].d));
