@@ -24,7 +24,9 @@
  * multiplies less efficiently, so the blocked kernel wins from here on.
  * Measured on AVX2 (bench_matmul, 2048 x 5632 and 5632 x 2048, 1 thread):
  * Q4_K ties at 8, Q6_K at 8 to 12, Q8_0 and Q4_0 (a float scale per token
- * and 32-element block) at 3 to 4.
+ * and 32-element block) at 3 to 4. (Measured before the Q4_K/Q6_K multi
+ * kernels read interleaved activations, which made them cheaper per token;
+ * the crossing points may now lie higher, not re-measured.)
  */
 static const int8_t multi_max_tokens[REALM_TYPE_COUNT] = {
     [REALM_TYPE_Q4_0] = 3,
