@@ -423,20 +423,36 @@ static void small_free(small *p)
 }
 
 /*
- * Each ISA's multi-vector kernel directly, for 1..REALM__MULTI_NR tokens
- * starting at every token, against the scalar vec_dot; the outputs past ny
- * stay untouched.
+ * Each ISA's multi-vector kernel directly (after its prep step, if any, on
+ * every token), for 1..REALM__MULTI_NR tokens starting at every third
+ * token, against the scalar vec_dot; the outputs past ny stay untouched.
  */
-static void check_multi_fn(const small *p, const realm__dot_multi_fn fn, const char *isa)
+static void check_multi_fn(const small *p, const realm__dot_multi *m, const char *isa)
 {
     float s[REALM__MULTI_NR + 1];
+    const uint8_t *a = p->a.p;
+    guarded prepped = {0};
+    if (m->prep != NULL) {
+        /* the prepared rows sit as far apart as the originals, to catch a
+         * prep that writes past its row's size */
+        const size_t arow = realm_row_size(p->at, p->cols);
+        const size_t size = p->stride * (SMALL_TOKENS - 1) + arow;
+        prepped = guarded_new(size);
+        memset(prepped.p, 0x5a, size);
+        for (int e = 0; e < SMALL_TOKENS; e++)
+            m->prep(p->cols, p->a.p + (size_t)e * p->stride, prepped.p + (size_t)e * p->stride);
+        for (int e = 0; e + 1 < SMALL_TOKENS; e++)
+            for (size_t i = arow; i < p->stride; i++)
+                CHECK(prepped.p[(size_t)e * p->stride + i] == 0x5a);
+        a = prepped.p;
+    }
     for (int64_t r = 0; r < p->rows; r++) {
         const uint8_t *w = p->w.p + (size_t)r * p->row_size;
         for (int ny = 1; ny <= REALM__MULTI_NR; ny++) {
             for (int e0 = 0; e0 + ny <= SMALL_TOKENS; e0 += 3) {
                 for (int e = 0; e <= REALM__MULTI_NR; e++)
                     s[e] = UNTOUCHED;
-                fn(p->cols, w, p->a.p + (size_t)e0 * p->stride, p->stride, ny, s);
+                m->dot(p->cols, w, a + (size_t)e0 * p->stride, p->stride, ny, s);
                 for (int e = 0; e < ny; e++) {
                     const int64_t i = r * SMALL_TOKENS + e0 + e;
                     CHECK_MSG(fabs(s[e] - p->want[i]) <= TOLERANCE * p->mag[i] + 1e-30,
@@ -450,6 +466,8 @@ static void check_multi_fn(const small *p, const realm__dot_multi_fn fn, const c
             }
         }
     }
+    if (m->prep != NULL)
+        guarded_free(&prepped);
 }
 
 /*
@@ -540,9 +558,9 @@ static void test_small_batches(void)
             for (int ri = 0; ri < 4; ri++) {
                 /* random codes and reference-quantized weights in turn */
                 small p = small_new(t, row_counts[ri], col_counts[ci], (int)((ri + ci) & 1));
-                check_multi_fn(&p, realm__dot_multi_ref[t], "scalar");
+                check_multi_fn(&p, &realm__dot_multi_ref[t], "scalar");
                 if (realm_kernels_get(REALM_ISA_AVX2) != NULL)
-                    check_multi_fn(&p, realm__dot_multi_avx2[t], "avx2");
+                    check_multi_fn(&p, &realm__dot_multi_avx2[t], "avx2");
                 for (int isa = 0; isa < REALM_ISA_COUNT; isa++) {
                     const realm_kernels *k = realm_kernels_get((realm_isa)isa);
                     if (k == NULL)
@@ -557,13 +575,34 @@ static void test_small_batches(void)
     }
 }
 
+/*
+ * Rows so long that the prepared activations of a small batch do not fit
+ * matmul.c's buffer together (Q8_K rows of 23040 columns: 3 tokens per
+ * group), so the tokens go in groups over the same rows.
+ */
+static void test_small_batches_long_rows(void)
+{
+    static const realm_type types[] = {REALM_TYPE_Q4_K, REALM_TYPE_Q6_K};
+    const int64_t cols = 90 * 256;
+    CHECK(realm_row_size(REALM_TYPE_Q8_K, cols) * 4 > REALM__MULTI_PREP_MAX);
+    for (int ti = 0; ti < 2; ti++) {
+        small p = small_new(types[ti], 3, cols, ti);
+        for (int isa = 0; isa < REALM_ISA_COUNT; isa++) {
+            const realm_kernels *k = realm_kernels_get((realm_isa)isa);
+            if (k != NULL)
+                check_small_matmul(k, &p);
+        }
+        small_free(&p);
+    }
+}
+
 /* The types of Q4_K_M, Q8_0 and Q4_0 models have multi-vector kernels. */
 static void test_multi_kernels_exist(void)
 {
     for (int i = 0; i < N_MULTI_TYPES; i++) {
-        CHECK_MSG(realm__dot_multi_ref[multi_types[i]] != NULL, "no scalar multi kernel for %s",
+        CHECK_MSG(realm__dot_multi_ref[multi_types[i]].dot != NULL, "no scalar multi kernel for %s",
                   realm_type_name(multi_types[i]));
-        CHECK_MSG(realm__dot_multi_avx2[multi_types[i]] != NULL, "no AVX2 multi kernel for %s",
+        CHECK_MSG(realm__dot_multi_avx2[multi_types[i]].dot != NULL, "no AVX2 multi kernel for %s",
                   realm_type_name(multi_types[i]));
     }
 }
@@ -595,6 +634,7 @@ int main(void)
     test_long_rows();
     test_blocked_kernels_exist();
     test_small_batches();
+    test_small_batches_long_rows();
     test_multi_kernels_exist();
     test_empty();
     return test_end();

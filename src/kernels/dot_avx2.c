@@ -18,13 +18,6 @@
 #include "kernels_internal.h"
 #include "simd_x86.h"
 
-static inline float hsum_f32x4(__m128 s)
-{
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* u8 x s8, groups of 4 adjacent products summed to int32. */
 static inline __m256i dot_u8s8(__m256i u, __m256i s)
 {
@@ -54,14 +47,6 @@ static inline __m256i bits_to_bytes(uint32_t bits)
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
     const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuf);
     return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-}
-
-/* vpshufb control broadcasting int16 word a into the low 128-bit lane and
- * word b into the high one (words of a vector replicated in both lanes). */
-static inline __m256i word_pair(int a, int b)
-{
-    return _mm256_set_m128i(_mm_set1_epi16((short)(0x0100 + 0x0202 * b)),
-                            _mm_set1_epi16((short)(0x0100 + 0x0202 * a)));
 }
 
 /* ---- plain floats ------------------------------------------------------ */
@@ -282,17 +267,6 @@ DOT32_MIN(q5_1, realm_block_q5_1)
 
 /* ---- super-blocks of 256 · Q8_K ----------------------------------------- */
 
-/*
- * 16 scales as int16 in a ymm [s0..s7 | s8..s15] -> for half h the vector
- * with s8h..s8h+7 in both lanes, from which word_pair() picks the two
- * sub-blocks of 16 that one 32-byte group of codes covers.
- */
-static inline __m256i scales_half(__m256i s16, int h)
-{
-    return h == 0 ? _mm256_permute2x128_si256(s16, s16, 0x00)
-                  : _mm256_permute2x128_si256(s16, s16, 0x11);
-}
-
 float realm__vec_dot_q2_K_avx2(int64_t n, const void *vx, const void *vy)
 {
     const realm_block_q2_K *x = vx;
@@ -365,14 +339,6 @@ float realm__vec_dot_q3_K_avx2(int64_t n, const void *vx, const void *vy)
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     return hsum_f32x8(acc);
-}
-
-/* sum_s m_s * (bsums[2s] + bsums[2s+1]) as int32 x 4 (to be summed). */
-static inline __m128i k4_min_terms(__m128i scmin, const int16_t *bsums)
-{
-    const __m128i m16 = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(scmin, scmin));
-    const __m128i pairs = _mm_hadd_epi16(load128(bsums), load128(bsums + 8));
-    return _mm_madd_epi16(m16, pairs);
 }
 
 float realm__vec_dot_q4_K_avx2(int64_t n, const void *vx, const void *vy)

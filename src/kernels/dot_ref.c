@@ -416,9 +416,9 @@ MULTI_REF(q8_0)
 MULTI_REF(q4_K)
 MULTI_REF(q6_K)
 
-const realm__dot_multi_fn realm__dot_multi_ref[REALM_TYPE_COUNT] = {
-    [REALM_TYPE_Q4_0] = dot_multi_q4_0_ref,
-    [REALM_TYPE_Q8_0] = dot_multi_q8_0_ref,
-    [REALM_TYPE_Q4_K] = dot_multi_q4_K_ref,
-    [REALM_TYPE_Q6_K] = dot_multi_q6_K_ref,
+const realm__dot_multi realm__dot_multi_ref[REALM_TYPE_COUNT] = {
+    [REALM_TYPE_Q4_0] = {.dot = dot_multi_q4_0_ref},
+    [REALM_TYPE_Q8_0] = {.dot = dot_multi_q8_0_ref},
+    [REALM_TYPE_Q4_K] = {.dot = dot_multi_q4_K_ref},
+    [REALM_TYPE_Q6_K] = {.dot = dot_multi_q6_K_ref},
 };

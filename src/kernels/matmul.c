@@ -24,7 +24,9 @@
  * multiplies less efficiently, so the blocked kernel wins from here on.
  * Measured on AVX2 (bench_matmul, 2048 x 5632 and 5632 x 2048, 1 thread):
  * Q4_K ties at 8, Q6_K at 8 to 12, Q8_0 and Q4_0 (a float scale per token
- * and 32-element block) at 3 to 4.
+ * and 32-element block) at 3 to 4. (Measured before the Q4_K/Q6_K multi
+ * kernels read interleaved activations, which made them cheaper per token;
+ * the crossing points may now lie higher, not re-measured.)
  */
 static const int8_t multi_max_tokens[REALM_TYPE_COUNT] = {
     [REALM_TYPE_Q4_0] = 3,
@@ -36,7 +38,7 @@ static const int8_t multi_max_tokens[REALM_TYPE_COUNT] = {
 /* How far ahead of the row being multiplied the multi-vector loop prefetches. */
 #define MULTI_PREFETCH 4096
 
-static const realm__dot_multi_fn *const multi_tables[REALM_ISA_COUNT] = {
+static const realm__dot_multi *const multi_tables[REALM_ISA_COUNT] = {
     [REALM_ISA_SCALAR] = realm__dot_multi_ref,
     [REALM_ISA_AVX2] = realm__dot_multi_avx2,
     /* none on AVX-512 yet: its blocked kernels (VNNI) are not measured against them */
@@ -189,13 +191,14 @@ static void mm_dot_loop(const realm_kernels *k, realm_type t, const uint8_t *W, 
 }
 
 /*
- * out[e * ld + r] (+)= dot(row r, token e) by the multi-vector kernel: rows
- * outer, read from memory once (prefetched MULTI_PREFETCH bytes ahead as in
+ * out[e * ld + r] (+)= dot(row r, token e) by the multi-vector kernel for
+ * tokens [0, n) (activations already in its layout): rows outer, read from
+ * memory once (prefetched MULTI_PREFETCH bytes ahead as in
  * realm__matvec_rows), the tokens in passes of REALM__MULTI_NR.
  */
-static void mm_multi(realm__dot_multi_fn fn, const uint8_t *W, size_t row_size, int64_t cols,
-                     int64_t r0, int64_t r1, const uint8_t *act, size_t act_stride, int64_t n,
-                     float *out, int64_t ld, bool accumulate)
+static void mm_multi_rows(realm__dot_multi_fn fn, const uint8_t *W, size_t row_size, int64_t cols,
+                          int64_t r0, int64_t r1, const uint8_t *act, size_t act_stride, int64_t n,
+                          float *out, int64_t ld, bool accumulate)
 {
     const uint8_t *const slab = W + (size_t)r0 * row_size;
     const size_t slab_size = (size_t)(r1 - r0) * row_size;
@@ -219,6 +222,33 @@ static void mm_multi(realm__dot_multi_fn fn, const uint8_t *W, size_t row_size, 
     }
 }
 
+/*
+ * The multi-vector product; with a prep step, the tokens' activations are
+ * put in the kernel's layout first, in groups that fit the stack buffer
+ * (one group unless the rows are long; each further one reads W again).
+ * The caller checked that one prepared row fits.
+ */
+static void mm_multi(const realm__dot_multi *m, realm_type at, const uint8_t *W, size_t row_size,
+                     int64_t cols, int64_t r0, int64_t r1, const uint8_t *act, size_t act_stride,
+                     int64_t n, float *out, int64_t ld, bool accumulate)
+{
+    if (m->prep == NULL) {
+        mm_multi_rows(m->dot, W, row_size, cols, r0, r1, act, act_stride, n, out, ld, accumulate);
+        return;
+    }
+    _Alignas(64) uint8_t buf[REALM__MULTI_PREP_MAX];
+    const size_t prow = realm_row_size(at, cols);
+    const int64_t group = min64(n, (int64_t)(sizeof buf / prow));
+    REALM_ASSERT(group >= 1);
+    for (int64_t e0 = 0; e0 < n; e0 += group) {
+        const int64_t ne = min64(group, n - e0);
+        for (int64_t e = 0; e < ne; e++)
+            m->prep(cols, act + (size_t)(e0 + e) * act_stride, buf + (size_t)e * prow);
+        mm_multi_rows(m->dot, W, row_size, cols, r0, r1, buf, prow, ne, out + e0 * ld, ld,
+                      accumulate);
+    }
+}
+
 static void matmul_rows(const realm_kernels *k, realm_type t, const void *W, int64_t cols,
                         int64_t r0, int64_t r1, const void *act, size_t act_stride, int64_t n,
                         float *out, int64_t ld_out, bool accumulate, bool matvec)
@@ -231,10 +261,12 @@ static void matmul_rows(const realm_kernels *k, realm_type t, const void *W, int
         return;
     }
     const size_t row_size = realm_row_size(t, cols);
-    const realm__dot_multi_fn *const multi_table = matvec ? multi_tables[k->isa] : NULL;
-    if (multi_table != NULL && multi_table[t] != NULL && n <= multi_max_tokens[t]) {
-        mm_multi(multi_table[t], W, row_size, cols, r0, r1, act, act_stride, n, out, ld_out,
-                 accumulate);
+    const realm__dot_multi *const multi =
+        matvec && multi_tables[k->isa] != NULL ? &multi_tables[k->isa][t] : NULL;
+    const realm_type at = realm_type_get(t)->vec_dot_type;
+    if (multi != NULL && multi->dot != NULL && n <= multi_max_tokens[t] &&
+        (multi->prep == NULL || realm_row_size(at, cols) <= REALM__MULTI_PREP_MAX)) {
+        mm_multi(multi, at, W, row_size, cols, r0, r1, act, act_stride, n, out, ld_out, accumulate);
         return;
     }
     const realm__mm_kernel *const *table = mm_tables[k->isa];
@@ -243,7 +275,7 @@ static void matmul_rows(const realm_kernels *k, realm_type t, const void *W, int
         const mm_job j = {
             .mk = mk,
             .t = t,
-            .at = realm_type_get(t)->vec_dot_type,
+            .at = at,
             .W = W,
             .row_size = row_size,
             .cols = cols,

@@ -76,21 +76,39 @@ extern const realm__mm_kernel *const realm__mm_avx512[REALM_TYPE_COUNT];
 
 /*
  * Multi-vector dot products for a few tokens (2 <= n <= a threshold in
- * matmul.c, outside batch-invariant mode): s[e] = dot(x, token e) for e in
- * [0, ny), 1 <= ny <= REALM__MULTI_NR, token e's activation row (x's
- * vec_dot_type) at y + e * y_stride. Each weight block of x is read and
- * decoded once for all ny tokens, so a few tokens cost about one matvec's
- * memory traffic. Same contract as vec_dot otherwise (kernels_internal.h);
- * the results equal ny vec_dot calls up to float summation order. The
- * scalar reference (dot_ref.c) is ny calls of the type's vec_dot_ref.
+ * matmul.c, outside batch-invariant mode): dot(n, x, y, y_stride, ny, s)
+ * sets s[e] = dot(x, token e) for e in [0, ny), 1 <= ny <= REALM__MULTI_NR,
+ * token e's activation row at y + e * y_stride. Each weight block of x is
+ * read and decoded once for all ny tokens, so a few tokens cost about one
+ * matvec's memory traffic. Same contract as vec_dot otherwise
+ * (kernels_internal.h); the results equal ny vec_dot calls up to float
+ * summation order. The scalar reference (dot_ref.c) is ny calls of the
+ * type's vec_dot_ref.
+ *
+ * A kernel may read the activations in a layout of its own: then prep is
+ * not NULL and turns one token's row of n columns (x's vec_dot_type, as
+ * from_float made it) into that layout, of the same size, which is what
+ * dot is given; the caller runs prep once per token and call and reuses
+ * its output for every weight row. With prep NULL, dot reads the rows as
+ * from_float made them.
  */
 #define REALM__MULTI_NR 8
 typedef void (*realm__dot_multi_fn)(int64_t n, const void *x, const void *y, size_t y_stride,
                                     int ny, float *s);
+typedef void (*realm__multi_prep_fn)(int64_t n, const void *y, void *out);
 
-/* Per-ISA tables, indexed by weight type; NULL: no multi-vector kernel. */
-extern const realm__dot_multi_fn realm__dot_multi_ref[REALM_TYPE_COUNT];
-extern const realm__dot_multi_fn realm__dot_multi_avx2[REALM_TYPE_COUNT];
+typedef struct realm__dot_multi {
+    realm__multi_prep_fn prep;
+    realm__dot_multi_fn dot;
+} realm__dot_multi;
+
+/* Per-ISA tables, indexed by weight type; dot NULL: no multi-vector kernel. */
+extern const realm__dot_multi realm__dot_multi_ref[REALM_TYPE_COUNT];
+extern const realm__dot_multi realm__dot_multi_avx2[REALM_TYPE_COUNT];
+
+/* The most bytes of prepared activations matmul.c keeps (on its stack);
+ * tokens whose prepared rows do not fit together go in groups. */
+#define REALM__MULTI_PREP_MAX (96 * 1024)
 
 /*
  * out[r] (+)= dot(row r, y) for r in [r0, r1), with realm_matvec's software

@@ -1,7 +1,7 @@
 /*
- * Helpers shared by the x86 SIMD kernel files (dot_avx2.c, dot_avx512.c).
- * Everything here needs at most AVX2 + FMA + F16C, which both files are
- * compiled for; include it from nowhere else.
+ * Helpers shared by the x86 SIMD kernel files (dot_avx2.c, dot_avx512.c,
+ * dot_multi_simd.h). Everything here needs at most AVX2 + FMA + F16C, which
+ * they are all compiled for; include it from nowhere else.
  */
 #ifndef REALM_SIMD_X86_H
 #define REALM_SIMD_X86_H
@@ -24,6 +24,13 @@ static inline __m128i load128(const void *p)
 static inline float h2f(uint16_t h)
 {
     return _cvtsh_ss(h);
+}
+
+static inline float hsum_f32x4(__m128 s)
+{
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
 }
 
 static inline float hsum_f32x8(__m256 v)
@@ -102,6 +109,49 @@ static inline __m128i k4_scales_mins(const uint8_t *s)
     const uint32_t m_lo = b & k6;
     const uint32_t m_hi = ((c >> 4) & k4) | ((b >> 2) & k2);
     return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)m_lo, (int)m_hi);
+}
+
+/* Q4_K/Q5_K: k4_scales_mins' 8 mins as int16 (one 128-bit lane). */
+static inline __m128i k4_mins16(__m128i scmin)
+{
+    return _mm_cvtepu8_epi16(_mm_unpackhi_epi64(scmin, scmin));
+}
+
+/* sum_s m_s * (bsums[2s] + bsums[2s+1]) as int32 x 4 (to be summed). */
+static inline __m128i k4_min_terms(__m128i scmin, const int16_t *bsums)
+{
+    const __m128i pairs = _mm_hadd_epi16(load128(bsums), load128(bsums + 8));
+    return _mm_madd_epi16(k4_mins16(scmin), pairs);
+}
+
+/* vpshufb control broadcasting int16 word a into the low 128-bit lane and
+ * word b into the high one (words of a vector replicated in both lanes). */
+static inline __m256i word_pair(int a, int b)
+{
+    return _mm256_set_m128i(_mm_set1_epi16((short)(0x0100 + 0x0202 * b)),
+                            _mm_set1_epi16((short)(0x0100 + 0x0202 * a)));
+}
+
+/* vpshufb control giving each 128-bit lane four copies of one int16 word
+ * then four of another: words a, b in the low lane, c, d in the high one. */
+static inline __m256i word_quads(int a, int b, int c, int d)
+{
+    const int64_t wa = 0x0100010001000100ll + 0x0202020202020202ll * a;
+    const int64_t wb = 0x0100010001000100ll + 0x0202020202020202ll * b;
+    const int64_t wc = 0x0100010001000100ll + 0x0202020202020202ll * c;
+    const int64_t wd = 0x0100010001000100ll + 0x0202020202020202ll * d;
+    return _mm256_setr_epi64x(wa, wb, wc, wd);
+}
+
+/*
+ * 16 scales as int16 in a ymm [s0..s7 | s8..s15] -> for half h the vector
+ * with s8h..s8h+7 in both lanes, from which word_pair() picks the two
+ * sub-blocks of 16 that one 32-byte group of codes covers.
+ */
+static inline __m256i scales_half(__m256i s16, int h)
+{
+    return h == 0 ? _mm256_permute2x128_si256(s16, s16, 0x00)
+                  : _mm256_permute2x128_si256(s16, s16, 0x11);
 }
 
 /* IQ4_XS: the 8 six-bit scales minus 32 as int32 (low 4 bits from the
