@@ -209,7 +209,15 @@ int main(int argc, char **argv)
     int64_t ns[16] = {1, 8, 64, 512}, threads[8] = {1, 2};
     int n_ns = 4, n_threads = 2, impl = 3;
     double seconds = 0.3;
-    for (int i = 1; i + 1 < argc; i += 2) {
+    for (int i = 1; i < argc; i += 2) {
+        const bool help = strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0;
+        if (help || i + 1 == argc) { /* help, or an option without its value */
+            fprintf(help ? stdout : stderr,
+                    "usage: %s [-t TYPES] [-n COUNTS] [-j THREADS] [-i new|pairs|both] "
+                    "[-s SECONDS]\n",
+                    argv[0]);
+            return help ? 0 : 2;
+        }
         if (strcmp(argv[i], "-t") == 0)
             n_types = parse_types(argv[i + 1], types, 16);
         else if (strcmp(argv[i], "-n") == 0)
