@@ -388,7 +388,16 @@ static int serve(serve_cfg *c)
     realm_model_status *st = NULL;
     int32_t n_models = 0;
     realm_registry_list(reg, &st, &n_models);
+    /* the example names the first --model (by its registered name), else the
+     * first model listed */
     const char *first = n_models > 0 ? st[0].name : "MODEL";
+    char first_m[256];
+    if (c->models.n > 0) {
+        model_item(c->models.v[0], first_m, sizeof first_m);
+        for (int32_t i = 0; i < n_models; i++)
+            if (strcmp(st[i].name, first_m) == 0)
+                first = st[i].name;
+    }
     const bool keyless = !c->api_key && realm_store_key_count(store) == 0;
     char adapters[64] = "";
     if (c->loras.n > 0)
