@@ -431,8 +431,7 @@ static void check_prefill(const realm_ops *o, const realm_kv_cache *kv, const kv
             for (int j = 0; j < n_pos; j++) {
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
-                const uint8_t *k = kv->k[l] + (size_t)blk * kv->block_bytes_k +
-                                   (size_t)slot * kv->row_bytes_k + realm_row_size(tk, g * hd);
+                const uint8_t *k = kv__k_row(kv, l, blk, slot, g);
                 double dot = 0;
                 for (int i = 0; i < hd; i++)
                     dot += (double)qr[i] * kv_elem(tk, k, i);
@@ -443,8 +442,7 @@ static void check_prefill(const realm_ops *o, const realm_kv_cache *kv, const kv
             for (int j = 0; j < n_pos; j++) {
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
-                const uint8_t *v = kv->v[l] + (size_t)blk * kv->block_bytes_v +
-                                   (size_t)slot * kv->row_bytes_v + realm_row_size(tv, g * hd);
+                const uint8_t *v = kv__v_row(kv, l, blk, slot, g);
                 const double w = exp(sc[j] - mx);
                 sum += w;
                 for (int i = 0; i < hd; i++)
@@ -541,8 +539,7 @@ static void check_attention_shape(const realm_ops *o, realm_type tk, realm_type 
             for (int j = 0; j < n_pos; j++) {
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
-                const uint8_t *k = kv->k[l] + (size_t)blk * kv->block_bytes_k +
-                                   (size_t)slot * kv->row_bytes_k + realm_row_size(tk, g * hd);
+                const uint8_t *k = kv__k_row(kv, l, blk, slot, g);
                 double dot = 0;
                 for (int i = 0; i < hd; i++)
                     dot += (double)q[r * hd + i] * kv_elem(tk, k, i);
@@ -553,8 +550,7 @@ static void check_attention_shape(const realm_ops *o, realm_type tk, realm_type 
             for (int j = 0; j < n_pos; j++) {
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
-                const uint8_t *v = kv->v[l] + (size_t)blk * kv->block_bytes_v +
-                                   (size_t)slot * kv->row_bytes_v + realm_row_size(tv, g * hd);
+                const uint8_t *v = kv__v_row(kv, l, blk, slot, g);
                 const double w = exp(sc[j] - mx);
                 sum += w;
                 for (int i = 0; i < hd; i++)
