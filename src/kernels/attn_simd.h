@@ -8,9 +8,13 @@
  * tiles of 8, 4 and 1 rows held in registers, so each key and value vector is
  * loaded and converted once per tile, and a whole group of 8 heads reads the
  * block once. Scores are kept key-major, s[j * nq + r], so the per-row
- * maximum, exponentials and sums run along vectors of rows; the values are
- * summed as acc[r] += p[j][r] v_j with the tile's accumulators in registers
- * over all cnt keys, rescaled by the softmax correction as they are loaded.
+ * maximum, exponentials and sums run along vectors of rows, each vector's
+ * maximum and sum held in registers over the keys (attn_softmax); the values
+ * are summed as acc[r] += p[j][r] v_j by register tiles of 4 rows x 2 (AVX-512
+ * 4) column slices over all cnt keys, rescaled by the softmax correction as
+ * they are loaded. With the cache's rows head-major (one head's keys and values contiguous),
+ * the step runs near the FMA units' peak on data in L2 (bench/README.md,
+ * "Decode attention").
  *
  * Keys and values are F16 or Q8_0 rows, each kind chosen apart by a constant
  * argument of the always-inlined pieces (ATTN_F16, ATTN_Q8), so every pair
