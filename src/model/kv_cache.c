@@ -5,8 +5,10 @@
  * Blocks are reference-counted: a fork shares its parent's blocks, and the
  * first write into a shared, partly filled block copies it (copy-on-write).
  * Keys and values each have their type (F16 or Q8_0), so their own row and
- * block sizes; a token's row holds its n_head_kv heads one after another
- * (for Q8_0, head_dim / 32 blocks each).
+ * block sizes. Within a block the rows are head-major: KV head 0's rows of
+ * every slot, then head 1's, ... (kv__k_row), each head_dim numbers (for
+ * Q8_0, head_dim / 32 blocks), so attention, which reads one head at a time,
+ * reads contiguous memory.
  */
 #include <stdlib.h>
 #include <string.h>
