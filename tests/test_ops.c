@@ -431,8 +431,7 @@ static void check_prefill(const realm_ops *o, const realm_kv_cache *kv, const kv
             for (int j = 0; j < n_pos; j++) {
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
-                const uint8_t *k = kv->k[l] + (size_t)blk * kv->block_bytes_k +
-                                   (size_t)slot * kv->row_bytes_k + realm_row_size(tk, g * hd);
+                const uint8_t *k = kv__k_row(kv, l, blk, slot, g);
                 double dot = 0;
                 for (int i = 0; i < hd; i++)
                     dot += (double)qr[i] * kv_elem(tk, k, i);
@@ -443,8 +442,7 @@ static void check_prefill(const realm_ops *o, const realm_kv_cache *kv, const kv
             for (int j = 0; j < n_pos; j++) {
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
-                const uint8_t *v = kv->v[l] + (size_t)blk * kv->block_bytes_v +
-                                   (size_t)slot * kv->row_bytes_v + realm_row_size(tv, g * hd);
+                const uint8_t *v = kv__v_row(kv, l, blk, slot, g);
                 const double w = exp(sc[j] - mx);
                 sum += w;
                 for (int i = 0; i < hd; i++)
@@ -541,8 +539,7 @@ static void check_attention_shape(const realm_ops *o, realm_type tk, realm_type 
             for (int j = 0; j < n_pos; j++) {
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
-                const uint8_t *k = kv->k[l] + (size_t)blk * kv->block_bytes_k +
-                                   (size_t)slot * kv->row_bytes_k + realm_row_size(tk, g * hd);
+                const uint8_t *k = kv__k_row(kv, l, blk, slot, g);
                 double dot = 0;
                 for (int i = 0; i < hd; i++)
                     dot += (double)q[r * hd + i] * kv_elem(tk, k, i);
@@ -553,8 +550,7 @@ static void check_attention_shape(const realm_ops *o, realm_type tk, realm_type 
             for (int j = 0; j < n_pos; j++) {
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
-                const uint8_t *v = kv->v[l] + (size_t)blk * kv->block_bytes_v +
-                                   (size_t)slot * kv->row_bytes_v + realm_row_size(tv, g * hd);
+                const uint8_t *v = kv__v_row(kv, l, blk, slot, g);
                 const double w = exp(sc[j] - mx);
                 sum += w;
                 for (int i = 0; i < hd; i++)
@@ -614,6 +610,11 @@ static void test_attention(const realm_ops *o)
     check_attention_shape(o, F16, F16, 6, 2, 24, 32,
                           false); /* 3 per KV head, hd not a multiple of 16 */
     check_attention_shape(o, F16, F16, 8, 4, 8, 8, false); /* stories260K's shape */
+    /* the decode kernel's register tiles with tails: 12 rows (a vector of 8
+     * and 4 more), 5 rows (a tile of 4 and one), head sizes of 10 and 5
+     * eight-float slices (the values' pairs of slices and one left over) */
+    check_attention_shape(o, F16, F16, 12, 1, 80, 32, false);
+    check_attention_shape(o, F16, F16, 10, 2, 40, 16, false);
     /* a Q8_0 cache: head sizes of whole blocks, GQA groups of 1, 2, 4, 8 */
     check_attention_shape(o, Q8, Q8, 4, 4, 64, 32, false);
     check_attention_shape(o, Q8, Q8, 8, 4, 32, 16, false);
@@ -622,6 +623,7 @@ static void test_attention(const realm_ops *o)
     check_attention_shape(o, Q8, Q8, 8, 1, 128, 7, false);
     check_attention_shape(o, F16, Q8, 8, 2, 64, 16, false); /* mixed */
     check_attention_shape(o, Q8, F16, 32, 4, 64, 7, false);
+    check_attention_shape(o, Q8, Q8, 12, 2, 96, 16, false); /* 6 rows, 12 slices */
 }
 
 int main(void)

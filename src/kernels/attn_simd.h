@@ -8,9 +8,13 @@
  * tiles of 8, 4 and 1 rows held in registers, so each key and value vector is
  * loaded and converted once per tile, and a whole group of 8 heads reads the
  * block once. Scores are kept key-major, s[j * nq + r], so the per-row
- * maximum, exponentials and sums run along vectors of rows; the values are
- * summed as acc[r] += p[j][r] v_j with the tile's accumulators in registers
- * over all cnt keys, rescaled by the softmax correction as they are loaded.
+ * maximum, exponentials and sums run along vectors of rows, each vector's
+ * maximum and sum held in registers over the keys (attn_softmax); the values
+ * are summed as acc[r] += p[j][r] v_j by register tiles of 4 rows x 2 (AVX-512
+ * 4) column slices over all cnt keys, rescaled by the softmax correction as
+ * they are loaded. With the cache's rows head-major (one head's keys and values contiguous),
+ * the step runs near the FMA units' peak on data in L2 (bench/README.md,
+ * "Decode attention").
  *
  * Keys and values are F16 or Q8_0 rows, each kind chosen apart by a constant
  * argument of the always-inlined pieces (ATTN_F16, ATTN_Q8), so every pair
@@ -40,6 +44,11 @@ enum { ATTN_F16, ATTN_Q8, ATTN_F32 };
 /* Keys scored together by a tile of RT rows: as many accumulators as the
  * registers hold beside the key vectors (AVX2 16 registers, AVX-512 32). */
 #define ATTN_SCORE_KB(RT) (RT == 8 ? (VW == 16 ? 2 : 1) : RT == 4 ? (VW == 16 ? 4 : 2) : 8)
+
+/* Register tile of the decode step's P.V: rows x column slices (AVX2: 4 x 2
+ * accumulators, AVX-512: 4 x 4). */
+#define ATTN_DV_RT 4
+#define ATTN_DV_CU (VW == 16 ? 4 : 2)
 
 /* s[(j + b) * ld_s + r0 + r] = scale * q_(r0+r) . k_(j+b) for the RT rows of
  * a tile and KB keys from j: each (row, key) its own accumulator, summed over
@@ -113,36 +122,118 @@ static ATTN_ALWAYS_INLINE void attn_scores_tile(const int RT, const int FK, int6
         attn_scores_keys(RT, 1, FK, d, ld_s, r0, q, j, k, k_stride, scale, s);
 }
 
-/* acc[r] = acc[r] * corr[r] + sum_j p[j][r] v_j over one VW-wide column slice
- * [c, c + VW) for the RT rows of a tile. Q8_0 values: dv[j] is the scale of
- * the block of value j that holds the slice. */
-static ATTN_ALWAYS_INLINE void attn_values_tile(const int RT, const int FV, int64_t d, int nq,
-                                                int r0, int64_t c, int cnt, const uint8_t *v,
-                                                size_t v_stride, const float *dv, const float *p,
-                                                const float *corr, float *acc)
+/* acc[r] = acc[r] * corr[r] + sum_j p[j][r] v_j over CU VW-wide column
+ * slices from c for the RT rows of a tile (each value vector loaded and
+ * converted once for the RT rows, each weight broadcast once for the CU
+ * slices). Q8_0 values: dv[b * cnt + j] is the scale of block b of value j.
+ * Per (row, column) the same operations in the same order whatever RT and
+ * CU. */
+static ATTN_ALWAYS_INLINE void attn_values_tile(const int RT, const int CU, const int FV, int64_t d,
+                                                int nq, int r0, int64_t c, int cnt,
+                                                const uint8_t *v, size_t v_stride, const float *dv,
+                                                const float *p, const float *corr, float *acc)
 {
-    V a[8];
+    V a[ATTN_DV_RT * ATTN_DV_CU];
     REALM__UNROLL(8)
-    for (int r = 0; r < RT; r++)
-        a[r] = v_mul(v_load(acc + (r0 + r) * d + c), v_set1(corr[r0 + r]));
-    /* where the slice starts in a row: in Q8_0, its block's codes past the scale */
-    const size_t at = FV == ATTN_Q8 ? (size_t)(c / REALM_QK8_0) * sizeof(realm_block_q8_0) +
-                                          offsetof(realm_block_q8_0, qs) + (size_t)(c % REALM_QK8_0)
-                      : FV == ATTN_F32 ? (size_t)c * sizeof(float)
-                                       : (size_t)c * sizeof(uint16_t);
+    for (int r = 0; r < RT; r++) {
+        const V cr = v_set1(corr[r0 + r]);
+        REALM__UNROLL(4)
+        for (int u = 0; u < CU; u++)
+            a[r * CU + u] = v_mul(v_load(acc + (r0 + r) * d + c + u * VW), cr);
+    }
     for (int j = 0; j < cnt; j++) {
-        const uint8_t *vj = v + (size_t)j * v_stride + at;
-        const V vv = FV == ATTN_Q8    ? v_mul(v_load_i8((const int8_t *)vj), v_set1(dv[j]))
-                     : FV == ATTN_F32 ? v_load((const float *)vj)
-                                      : v_load_h((const uint16_t *)vj);
+        const uint8_t *vj = v + (size_t)j * v_stride;
+        V vv[ATTN_DV_CU];
+        REALM__UNROLL(4)
+        for (int u = 0; u < CU; u++) {
+            const int64_t cu = c + u * VW;
+            /* in Q8_0, the slice's block's codes past its scale */
+            vv[u] = FV == ATTN_Q8
+                        ? v_mul(v_load_i8((const int8_t *)(vj +
+                                                           (size_t)(cu / REALM_QK8_0) *
+                                                               sizeof(realm_block_q8_0) +
+                                                           offsetof(realm_block_q8_0, qs)) +
+                                          cu % REALM_QK8_0),
+                                v_set1(dv[(cu / REALM_QK8_0) * cnt + j]))
+                        : v_load_h((const uint16_t *)vj + cu);
+        }
         const float *pj = p + (size_t)j * (size_t)nq + r0;
         REALM__UNROLL(8)
-        for (int r = 0; r < RT; r++)
-            a[r] = v_fma(v_set1(pj[r]), vv, a[r]);
+        for (int r = 0; r < RT; r++) {
+            const V pb = v_set1(pj[r]);
+            REALM__UNROLL(4)
+            for (int u = 0; u < CU; u++)
+                a[r * CU + u] = v_fma(pb, vv[u], a[r * CU + u]);
+        }
     }
     REALM__UNROLL(8)
     for (int r = 0; r < RT; r++)
-        v_store(acc + (r0 + r) * d + c, a[r]);
+        REALM__UNROLL(4)
+    for (int u = 0; u < CU; u++)
+        v_store(acc + (r0 + r) * d + c + u * VW, a[r * CU + u]);
+}
+
+/* attn_values_tile over all nq rows (tiles of ATTN_DV_RT, then single
+ * rows) for CU slices from c. */
+static ATTN_ALWAYS_INLINE void attn_values_rows(const int CU, const int FV, int64_t d, int nq,
+                                                int64_t c, int cnt, const uint8_t *v,
+                                                size_t v_stride, const float *dv, const float *p,
+                                                const float *corr, float *acc)
+{
+    int r0 = 0;
+    for (; r0 + ATTN_DV_RT <= nq; r0 += ATTN_DV_RT)
+        attn_values_tile(ATTN_DV_RT, CU, FV, d, nq, r0, c, cnt, v, v_stride, dv, p, corr, acc);
+    for (; r0 < nq; r0++)
+        attn_values_tile(1, CU, FV, d, nq, r0, c, cnt, v, v_stride, dv, p, corr, acc);
+}
+
+/*
+ * The online softmax of R rows over cnt keys, scores s[j * R + r]:
+ * mx[r] = max(mold[r], max_j s), corr[r] = e^(mold[r] - mx[r]),
+ * l[r] = l[r] * corr[r] + sum_j e^(s - mx[r]) (in key order), each s
+ * replaced by its weight e^(s - mx[r]). Vectors of VW rows keep their
+ * maximum and sum in registers over the keys; the rows past the last whole
+ * vector go one by one, with the same operations (e^x's lanes are
+ * realm__exp_poly's bits).
+ */
+static ATTN_ALWAYS_INLINE void attn_softmax(int R, int cnt, float *s, const float *mold, float *mx,
+                                            float *corr, float *l)
+{
+    int r = 0;
+    for (; r + VW <= R; r += VW) {
+        const V mo = v_load(mold + r);
+        V mv = mo;
+        for (int j = 0; j < cnt; j++)
+            mv = v_max(mv, v_load(s + (size_t)j * (size_t)R + r));
+        const V cr = v_exp(v_sub(mo, mv)); /* 0 where the old maximum is -inf */
+        V lv = v_mul(v_load(l + r), cr);
+        for (int j = 0; j < cnt; j++) {
+            float *sj = s + (size_t)j * (size_t)R + r;
+            const V pv = v_exp(v_sub(v_load(sj), mv));
+            v_store(sj, pv);
+            lv = v_add(lv, pv);
+        }
+        v_store(mx + r, mv);
+        v_store(corr + r, cr);
+        v_store(l + r, lv);
+    }
+    for (; r < R; r++) {
+        float mr = mold[r];
+        for (int j = 0; j < cnt; j++) {
+            const float sj = s[(size_t)j * (size_t)R + r];
+            mr = sj > mr ? sj : mr;
+        }
+        const float cr = realm__exp_poly(mold[r] - mr);
+        float lr = l[r] * cr;
+        for (int j = 0; j < cnt; j++) {
+            float *sj = s + (size_t)j * (size_t)R + r;
+            *sj = realm__exp_poly(*sj - mr);
+            lr += *sj;
+        }
+        mx[r] = mr;
+        corr[r] = cr;
+        l[r] = lr;
+    }
 }
 
 /* The step for keys of format FK and values of format FV; d % VW == 0. */
@@ -161,33 +252,8 @@ static ATTN_ALWAYS_INLINE void attn_step(const int FK, const int FV, int64_t d, 
 
     /* new maxima, corrections e^(old - new), weights e^(s - new) and sums */
     float *mx = s + (size_t)nq * (size_t)cnt, *corr = mx + nq;
-    memcpy(mx, m, (size_t)nq * sizeof *mx);
-    for (int j = 0; j < cnt; j++) {
-        const float *sj = s + (size_t)j * (size_t)nq;
-        int r = 0;
-        for (; r + VW <= nq; r += VW)
-            v_store(mx + r, v_max(v_load(mx + r), v_load(sj + r)));
-        for (; r < nq; r++)
-            mx[r] = sj[r] > mx[r] ? sj[r] : mx[r];
-    }
-    for (int r = 0; r < nq; r++) {
-        corr[r] = realm__exp_poly(m[r] - mx[r]); /* 0 when m[r] is -inf */
-        l[r] *= corr[r];
-        m[r] = mx[r];
-    }
-    for (int j = 0; j < cnt; j++) {
-        float *sj = s + (size_t)j * (size_t)nq;
-        int r = 0;
-        for (; r + VW <= nq; r += VW) {
-            const V p = v_exp(v_sub(v_load(sj + r), v_load(mx + r)));
-            v_store(sj + r, p);
-            v_store(l + r, v_add(v_load(l + r), p));
-        }
-        for (; r < nq; r++) {
-            sj[r] = realm__exp_poly(sj[r] - mx[r]);
-            l[r] += sj[r];
-        }
-    }
+    attn_softmax(nq, cnt, s, m, mx, corr, l);
+    memcpy(m, mx, (size_t)nq * sizeof *m);
 
     /* Q8_0 values: each block's scale as a float, once (dv[b * cnt + j]) */
     float *dv = corr + nq;
@@ -197,16 +263,11 @@ static ATTN_ALWAYS_INLINE void attn_step(const int FK, const int FV, int64_t d, 
             for (int64_t i = 0; i < d / REALM_QK8_0; i++)
                 dv[i * cnt + j] = realm_fp16_to_fp32(b[i].d);
         }
-    for (int64_t c = 0; c < d; c += VW) {
-        const float *dvc = dv + (c / REALM_QK8_0) * cnt;
-        r0 = 0;
-        for (; r0 + 8 <= nq; r0 += 8)
-            attn_values_tile(8, FV, d, nq, r0, c, cnt, v, v_stride, dvc, s, corr, acc);
-        for (; r0 + 4 <= nq; r0 += 4)
-            attn_values_tile(4, FV, d, nq, r0, c, cnt, v, v_stride, dvc, s, corr, acc);
-        for (; r0 < nq; r0++)
-            attn_values_tile(1, FV, d, nq, r0, c, cnt, v, v_stride, dvc, s, corr, acc);
-    }
+    int64_t c = 0;
+    for (; c + ATTN_DV_CU * VW <= d; c += ATTN_DV_CU * VW)
+        attn_values_rows(ATTN_DV_CU, FV, d, nq, c, cnt, v, v_stride, dv, s, corr, acc);
+    for (; c < d; c += VW)
+        attn_values_rows(1, FV, d, nq, c, cnt, v, v_stride, dv, s, corr, acc);
 }
 
 void FN(attn_f16)(int64_t d, int nq, const float *q, int cnt, const uint16_t *k, const uint16_t *v,
@@ -384,46 +445,14 @@ void FN(attn_tile)(realm_type tk, realm_type tv, int64_t d, int nq, int nt, cons
                 st[(size_t)j * (size_t)R + r] = -INFINITY;
         const float *m = state + t * ld_state;
         for (int r = 0; r < nq; r++) {
-            mx[t * nq + r] = m[r];
             corr[t * nq + r] = m[r];
             ls[t * nq + r] = m[nq + r];
         }
     }
 
-    /* new maxima, corrections e^(old - new), weights e^(s - new) and sums */
-    for (int j = 0; j < cnt; j++) {
-        const float *sj = sc + (size_t)j * (size_t)R;
-        int r = 0;
-        for (; r + VW <= R; r += VW)
-            v_store(mx + r, v_max(v_load(mx + r), v_load(sj + r)));
-        for (; r < R; r++)
-            mx[r] = sj[r] > mx[r] ? sj[r] : mx[r];
-    }
-    {
-        int r = 0;
-        for (; r + VW <= R; r += VW) {
-            const V cr = v_exp(v_sub(v_load(corr + r), v_load(mx + r)));
-            v_store(corr + r, cr);
-            v_store(ls + r, v_mul(v_load(ls + r), cr));
-        }
-        for (; r < R; r++) {
-            corr[r] = realm__exp_poly(corr[r] - mx[r]); /* 0 when the old maximum is -inf */
-            ls[r] *= corr[r];
-        }
-    }
-    for (int j = 0; j < cnt; j++) {
-        float *sj = sc + (size_t)j * (size_t)R;
-        int r = 0;
-        for (; r + VW <= R; r += VW) {
-            const V pv = v_exp(v_sub(v_load(sj + r), v_load(mx + r)));
-            v_store(sj + r, pv);
-            v_store(ls + r, v_add(v_load(ls + r), pv));
-        }
-        for (; r < R; r++) {
-            sj[r] = realm__exp_poly(sj[r] - mx[r]);
-            ls[r] += sj[r];
-        }
-    }
+    /* new maxima, corrections e^(old - new) (over the old maxima staged in
+     * corr), weights e^(s - new) and sums */
+    attn_softmax(R, cnt, sc, corr, mx, corr, ls);
     for (int t = 0; t < nt; t++) {
         float *m = state + t * ld_state;
         for (int r = 0; r < nq; r++) {

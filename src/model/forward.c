@@ -359,19 +359,16 @@ void realm__attn_block(const realm_ops *ops, const realm_kv_cache *kv, int l, in
 {
     const int hd = kv->model->hp.head_dim;
     const int nq = kv->model->hp.n_head / kv->model->hp.n_head_kv;
-    const uint8_t *k = kv->k[l] + (size_t)block * kv->block_bytes_k +
-                       (size_t)slot * kv->row_bytes_k + realm_row_size(kv->type_k, (int64_t)g * hd);
-    const uint8_t *v = kv->v[l] + (size_t)block * kv->block_bytes_v +
-                       (size_t)slot * kv->row_bytes_v + realm_row_size(kv->type_v, (int64_t)g * hd);
+    const uint8_t *k = kv__k_row(kv, l, block, slot, g), *v = kv__v_row(kv, l, block, slot, g);
     if (kv->type_k == REALM_TYPE_F16 && kv->type_v == REALM_TYPE_F16) {
         ops->attn_f16(hd, nq, q, cnt, (const uint16_t *)k, (const uint16_t *)v,
-                      (int64_t)(kv->row_bytes_k / sizeof(uint16_t)), scale, m, lsum, acc, scratch);
+                      (int64_t)(kv->head_bytes_k / sizeof(uint16_t)), scale, m, lsum, acc, scratch);
         return;
     }
     const realm_attn_fn fn = kv->type_k == REALM_TYPE_F16   ? ops->attn_f16_q8_0
                              : kv->type_v == REALM_TYPE_F16 ? ops->attn_q8_0_f16
                                                             : ops->attn_q8_0;
-    fn(hd, nq, q, cnt, k, kv->row_bytes_k, v, kv->row_bytes_v, scale, m, lsum, acc, scratch);
+    fn(hd, nq, q, cnt, k, kv->head_bytes_k, v, kv->head_bytes_v, scale, m, lsum, acc, scratch);
 }
 
 void realm__attn_range(const realm_ops *ops, const realm_kv_cache *kv, int l, const int32_t *blocks,
@@ -450,8 +447,6 @@ void realm__attn_prefill(const realm_ops *ops, const realm_kv_cache *kv, int l,
     const int64_t pf = REALM__ATTN_PART(nq, hd);
     const int32_t bs = kv->block_size, last = pos0 + nt - 1;
     float *run = scratch, *part = run + nt * pf, *ks = part + nt * pf;
-    const uint8_t *k0 = kv->k[l] + realm_row_size(kv->type_k, (int64_t)g * hd);
-    const uint8_t *v0 = kv->v[l] + realm_row_size(kv->type_v, (int64_t)g * hd);
     int32_t lim[REALM__ATTN_QTILE];
     for (int32_t c0 = 0; c0 <= last; c0 += REALM__ATTN_CHUNK) {
         const int32_t c1 = last + 1 - c0 < REALM__ATTN_CHUNK ? last + 1 : c0 + REALM__ATTN_CHUNK;
@@ -476,12 +471,11 @@ void realm__attn_prefill(const realm_ops *ops, const realm_kv_cache *kv, int l,
             const int b = p > pos0 ? p - pos0 : 0;
             for (int t = b; t < nt; t++)
                 lim[t] = pos0 + t + 1 < p + cnt ? pos0 + t + 1 - p : cnt;
-            const size_t blk = (size_t)blocks[p / bs];
+            const int32_t blk = blocks[p / bs];
             ops->attn_tile(kv->type_k, kv->type_v, hd, nq, nt - b, q + b * ldq, ldq, cnt, lim + b,
-                           k0 + blk * kv->block_bytes_k + (size_t)slot * kv->row_bytes_k,
-                           kv->row_bytes_k,
-                           v0 + blk * kv->block_bytes_v + (size_t)slot * kv->row_bytes_v,
-                           kv->row_bytes_v, scale, st + b * pf, pf, ks);
+                           kv__k_row(kv, l, blk, slot, g), kv->head_bytes_k,
+                           kv__v_row(kv, l, blk, slot, g), kv->head_bytes_v, scale, st + b * pf, pf,
+                           ks);
             p += cnt;
         }
         if (c0 > 0)
@@ -708,17 +702,20 @@ static void kv_row_store(const realm_ctx *c, realm_type t, const float *x, uint8
         c->k->from_float[REALM_TYPE_Q8_0](x, dst, n);
 }
 
-/* Store entry e's new key and value for layer l at its position. */
+/* Store entry e's new key and value for layer l at its position, head by
+ * head (a block's rows are head-major). */
 static void kv_store(realm_ctx *c, const realm_batch *b, int l, int32_t e)
 {
     const realm_kv_cache *kv = c->kv;
-    const int32_t pos = b->pos[e];
-    const size_t block = (size_t)c->entry_blocks[e][pos / kv->block_size];
-    const size_t slot = (size_t)(pos % kv->block_size);
-    kv_row_store(c, kv->type_k, c->kk + e * kv->kv_dim,
-                 kv->k[l] + block * kv->block_bytes_k + slot * kv->row_bytes_k, kv->kv_dim);
-    kv_row_store(c, kv->type_v, c->vv + e * kv->kv_dim,
-                 kv->v[l] + block * kv->block_bytes_v + slot * kv->row_bytes_v, kv->kv_dim);
+    const int32_t pos = b->pos[e], hd = c->m->hp.head_dim;
+    const int32_t block = c->entry_blocks[e][pos / kv->block_size];
+    const int32_t slot = pos % kv->block_size;
+    for (int g = 0; g < c->m->hp.n_head_kv; g++) {
+        kv_row_store(c, kv->type_k, c->kk + e * kv->kv_dim + (int64_t)g * hd,
+                     kv__k_row(kv, l, block, slot, g), hd);
+        kv_row_store(c, kv->type_v, c->vv + e * kv->kv_dim + (int64_t)g * hd,
+                     kv__v_row(kv, l, block, slot, g), hd);
+    }
 }
 
 static void add_bias(float *x, const float *bias, int64_t n)

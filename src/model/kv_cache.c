@@ -5,8 +5,10 @@
  * Blocks are reference-counted: a fork shares its parent's blocks, and the
  * first write into a shared, partly filled block copies it (copy-on-write).
  * Keys and values each have their type (F16 or Q8_0), so their own row and
- * block sizes; a token's row holds its n_head_kv heads one after another
- * (for Q8_0, head_dim / 32 blocks each).
+ * block sizes. Within a block the rows are head-major: KV head 0's rows of
+ * every slot, then head 1's, ... (kv__k_row), each head_dim numbers (for
+ * Q8_0, head_dim / 32 blocks), so attention, which reads one head at a time,
+ * reads contiguous memory.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +98,8 @@ int realm_kv_cache_new(const realm_model *m, const realm_kv_params *p, realm_kv_
     kv->kv_dim = (int64_t)m->hp.n_head_kv * m->hp.head_dim;
     kv->row_bytes_k = rk;
     kv->row_bytes_v = rv;
+    kv->head_bytes_k = realm_row_size(tk, m->hp.head_dim);
+    kv->head_bytes_v = realm_row_size(tv, m->hp.head_dim);
     kv->block_bytes_k = rk * (size_t)bs;
     kv->block_bytes_v = rv * (size_t)bs;
     const int n_layer = m->hp.n_layer;
@@ -330,12 +334,13 @@ int realm__kv_reserve(realm_kv_cache *kv, int32_t seq, int32_t n)
         const int32_t nb = kv->free_list[--kv->n_free];
         kv->refs[nb] = 1;
         const size_t used = (size_t)(s->len % kv->block_size);
-        for (int l = 0; l < kv->model->hp.n_layer; l++) {
-            memcpy(kv->k[l] + (size_t)nb * kv->block_bytes_k,
-                   kv->k[l] + (size_t)old * kv->block_bytes_k, used * kv->row_bytes_k);
-            memcpy(kv->v[l] + (size_t)nb * kv->block_bytes_v,
-                   kv->v[l] + (size_t)old * kv->block_bytes_v, used * kv->row_bytes_v);
-        }
+        for (int l = 0; l < kv->model->hp.n_layer; l++)
+            for (int g = 0; g < kv->model->hp.n_head_kv; g++) { /* each head's first rows */
+                memcpy(kv__k_row(kv, l, nb, 0, g), kv__k_row(kv, l, old, 0, g),
+                       used * kv->head_bytes_k);
+                memcpy(kv__v_row(kv, l, nb, 0, g), kv__v_row(kv, l, old, 0, g),
+                       used * kv->head_bytes_v);
+            }
         block_release(kv, old);
         s->blocks[s->n_blocks - 1] = nb;
     }

@@ -53,10 +53,15 @@ struct realm_kv_cache {
     int32_t n_blocks;
     int64_t kv_dim;                      /* n_head_kv * head_dim */
     size_t row_bytes_k, row_bytes_v;     /* bytes of one token's K (V) for one layer */
+    size_t head_bytes_k, head_bytes_v;   /* bytes of one token's K (V) for one KV head */
     size_t block_bytes_k, block_bytes_v; /* bytes of one block of one layer's K (V) */
-    uint8_t **k, **v;                    /* per layer: n_blocks * block_bytes_k (_v) */
-    int32_t *refs;                       /* per block: sequences using it (0 = free) */
-    int32_t *free_list;                  /* stack of free block ids */
+    /* Per layer: n_blocks * block_bytes_k (_v). Within a block the rows are
+     * head-major, [n_head_kv][block_size][head_dim] (kv__k_row): the keys
+     * one head's attention reads are contiguous, so they stream from memory
+     * (token-major, a head's rows would be 128-byte pieces of every row). */
+    uint8_t **k, **v;
+    int32_t *refs;      /* per block: sequences using it (0 = free) */
+    int32_t *free_list; /* stack of free block ids */
     int32_t n_free;
     kv_seq *seqs;
     int32_t n_seqs; /* slots in seqs */
@@ -68,6 +73,22 @@ static inline void kv__locate(const realm_kv_cache *kv, const kv_seq *s, int32_t
 {
     *block = s->blocks[pos / kv->block_size];
     *slot = pos % kv->block_size;
+}
+
+/* The key (value) row of KV head g of the token in slot `slot` of block
+ * `block`, layer l; the next slot's row of the same head follows it,
+ * head_bytes_k (_v) on. */
+static inline uint8_t *kv__k_row(const realm_kv_cache *kv, int l, int32_t block, int32_t slot,
+                                 int g)
+{
+    return kv->k[l] + (size_t)block * kv->block_bytes_k +
+           ((size_t)g * (size_t)kv->block_size + (size_t)slot) * kv->head_bytes_k;
+}
+static inline uint8_t *kv__v_row(const realm_kv_cache *kv, int l, int32_t block, int32_t slot,
+                                 int g)
+{
+    return kv->v[l] + (size_t)block * kv->block_bytes_v +
+           ((size_t)g * (size_t)kv->block_size + (size_t)slot) * kv->head_bytes_v;
 }
 
 /* Internal KV operations used by the forward pass. */
