@@ -785,7 +785,9 @@ static void test_stop(void)
             CHECK_MSG(!strstr(e, "response.cancelled"), "sent once, as the last event");
             CHECK_MSG(strstr(e, "response.output_item.done") != NULL, "the item is closed");
             CHECK_MSG(!strstr(e, "event: ") && !strstr(e, "data: "), "no SSE framing");
-            CHECK_MSG(st.n_emits < 60, "stopped early (%d events)", st.n_emits);
+            /* cancellation is polled every 20 ms of a wait, in which stories260K
+             * makes dozens of tokens: "early" is far short of the 900 asked */
+            CHECK_MSG(st.n_emits < 300, "stopped early (%d events)", st.n_emits);
         }
         capture_free(&st.cap);
     }

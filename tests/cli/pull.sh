@@ -64,8 +64,10 @@ mark() { echo $(($(wc -l < "$LOG") + 1)); }
 expect_file() { checks=$((checks + 1)); [ -f "$2" ] || fail "$1: $2 missing"; }
 expect_no_file() { checks=$((checks + 1)); [ ! -e "$2" ] || fail "$1: $2 exists"; }
 expect_eq() { checks=$((checks + 1)); [ "$2" = "$3" ] || fail "$1: '$2', expected '$3'"; }
-expect_match() { checks=$((checks + 1)); printf '%s\n' "$2" | grep -Eq "$3" || { fail "$1: no line matches /$3/"; printf '%s\n' "$2" | head -20 >&2; }; }
-expect_no_match() { checks=$((checks + 1)); ! printf '%s\n' "$2" | grep -Eq "$3" || { fail "$1: a line matches /$3/"; printf '%s\n' "$2" | head -20 >&2; }; }
+# (here-strings, not pipes: under pipefail, grep -q leaving early would make
+# the writer's SIGPIPE the pipeline's status)
+expect_match() { checks=$((checks + 1)); grep -Eq "$3" <<< "$2" || { fail "$1: no line matches /$3/"; printf '%s\n' "$2" | head -20 >&2; }; }
+expect_no_match() { checks=$((checks + 1)); ! grep -Eq "$3" <<< "$2" || { fail "$1: a line matches /$3/"; printf '%s\n' "$2" | head -20 >&2; }; }
 H="127\\.0\\.0\\.1:$PORT"
 C="localhost:$PORT"
 

@@ -28,7 +28,7 @@ expect_contains mix "$T" "blk.1.ffn_down.weight Q6_K"
 expect_contains mix "$T" "blk.0.attn_q.weight Q4_K"
 expect_contains mix "$T" "blk.0.attn_norm.weight F32"
 checks=$((checks + 1)); [ "$(meta_of "$TMP/q4km.gguf" general.file_type)" = 15 ] || fail "file_type of q4_k_m"
-checks=$((checks + 1)); ls "$TMP" | grep -q '\.tmp\.' && fail "temporary file left behind"
+checks=$((checks + 1)); grep -q '\.tmp\.' <<< "$(ls "$TMP")" && fail "temporary file left behind"
 
 # --pure gives the same tensor types and sizes as llama.cpp's --pure file.
 for ty in q4_0 q8_0 q6_k iq4_xs; do
@@ -53,7 +53,7 @@ checks=$((checks + 1)); [ ! -e "$TMP/rq.gguf" ] || fail "refused requantize left
 run "$REALM_BIN" quantize -q --allow-requantize "$TD/quant/tiny-q4_0.gguf" "$TMP/rq.gguf" q8_0; expect_rc "requant allowed" 0
 run "$REALM_BIN" quantize -q "$TD/quant/tiny-q4_0.gguf" "$TMP/deq.gguf" f32; expect_rc dequant 0
 T=$(types_of "$TMP/deq.gguf"); checks=$((checks + 1))
-printf '%s\n' "$T" | grep -qv ' F32$' && fail "f32 output has non-F32 tensors"
+grep -qv ' F32$' <<< "$T" && fail "f32 output has non-F32 tensors"
 
 # Never overwrite the input, by the same or another path.
 cp "$SRC" "$TMP/in.gguf"; ln -s "$TMP/in.gguf" "$TMP/link.gguf"
@@ -90,7 +90,7 @@ for delay in 0.01 0.03 0.06 0.1 0.2; do
     [ ! -e "$TMP/int.gguf" ] || fail "interrupted run (after $delay s) left $TMP/int.gguf"
   fi
   checks=$((checks + 1))
-  ls "$TMP" | grep -q 'int.gguf.tmp' && fail "interrupted run left a temporary file"
+  grep -q 'int.gguf.tmp' <<< "$(ls "$TMP")" && fail "interrupted run left a temporary file"
 done
 checks=$((checks + 1)); [ "$interrupted" -gt 0 ] || fail "no run was interrupted: the interruption path went untested"
 finish

@@ -143,7 +143,7 @@ expect_contains key-list-empty "$OUT" "no keys"
 set +e; KEY=$(R key create acme 2>"$TMP/err"); RC=$?; set -e
 expect_rc key-create 0
 checks=$((checks + 1))
-printf '%s\n' "$KEY" | grep -qxE 'rk-[0-9A-Za-z]{32}' || fail "key-create: stdout is not one key: $KEY"
+grep -qxE 'rk-[0-9A-Za-z]{32}' <<< "$KEY" || fail "key-create: stdout is not one key: $KEY"
 expect_contains key-create-note "$(cat "$TMP/err")" "will not be shown again"
 PREFIX=${KEY:0:12}
 checks=$((checks + 1))
