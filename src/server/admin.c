@@ -5,8 +5,8 @@
  * It is the `realm tenant | key | usage` CLI over HTTP: both go through the
  * store (realm/store.h), which checks names and values and names the field at
  * fault. After a change this server reloads its tenants at once
- * (realm__tenants_sync); other servers on the data directory see it within a
- * second. docs/admin-api.md is the reference.
+ * (realm__tenants_sync); other servers on the data directory see it from
+ * their next request (routes.c syncs as it authenticates). docs/admin-api.md is the reference.
  *
  *   GET    tenants                  {"object":"list","data":[TENANT...]}
  *   POST   tenants                  {"name", SETTINGS...}       -> 201 TENANT

@@ -158,6 +158,10 @@ static const char *bearer_key(struct MHD_Connection *c)
 bool realm__authenticate_key(req *r, const char *key)
 {
     server *s = r->srv;
+    /* a change another process made (a `realm tenant` or `realm key`
+     * command, another server) applies from the next request: the key and
+     * the tenant's settings are read at the same version */
+    realm__tenants_sync(s);
     if (!key || !*key) {
         if (s->keyless) {
             r->tenant = realm__tenant_get(s, s->default_tenant ? s->default_tenant->id : 0);

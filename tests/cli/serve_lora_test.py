@@ -318,6 +318,15 @@ def test_tenants(s):
     check(r.status == 403 and b["error"]["param"] == "lora[0].id", "...by lora id: 403 (%s)" % b)
     r, b = complete(s, "Hi", only_base, max_tokens=2, adapter="r8")
     check(r.status == 403 and b["error"]["param"] == "adapter", "...by adapter: 403 (%s)" % b)
+    # a change made with the CLI applies from the server's next request (the
+    # key and the tenant's settings are read at the same version; the
+    # half-second housekeeping sync alone would leave a window)
+    for models in ["tiny,r8", "tiny", "r8,qv", "tiny"]:
+        rc, _, err = cli("tenant", "set", "only-base", "--models", models, "--data-dir", DATA)
+        r, b = s.req("GET", "/v1/models", headers=only_base)
+        got = sorted(m["id"] for m in b["data"]) if r.status == 200 else r.status
+        check(rc == 0 and got == sorted(models.split(",")),
+              "tenant set --models %s: in effect on the next request (%s)" % (models, got))
 
 
 def main():
