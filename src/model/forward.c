@@ -300,17 +300,22 @@ struct matmul_task {
     lora_pass *lora; /* then the LoRA expand of the group's weights [lora_k0, + n_mats) */
     int lora_k0;
     const realm_ops *ops;
+    int64_t chunk;     /* > 0: threads take chunks of this many panels in turn */
+    atomic_llong next; /* the next chunk */
 };
 
-static void matmul_part(void *arg, int ith, int nth)
+/* Products of up to MM_CHUNKED_TOKENS tokens are split into
+ * MM_CHUNKS_PER_THREAD chunks per thread, taken in turn (matmul). Measured
+ * on TinyLlama Q4_K_M decoding with 2 threads (perf, cpu-clock): the
+ * threads' waits at the ends of products went from 7-9% of the CPU time to
+ * 4.5-5%; token by token alternated with the equal split in one process
+ * (six runs of 256 tokens), 3-6% less time per token. */
+#define MM_CHUNKED_TOKENS    16
+#define MM_CHUNKS_PER_THREAD 8
+
+/* Rows [r0, r1) of the task's weights taken as one (r0 on a panel). */
+static void matmul_range(const struct matmul_task *t, int64_t r0, int64_t r1, int64_t total)
 {
-    struct matmul_task *t = arg;
-    int64_t total = 0;
-    for (int i = 0; i < t->n_mats; i++)
-        total += t->w[i]->rows;
-    /* thread boundaries on multiples of 16 rows: the kernels' panel size */
-    const int64_t panels = (total + 15) / 16;
-    const int64_t r0 = panels * ith / nth * 16, r1 = panels * (ith + 1) / nth * 16;
     int64_t base = 0;
     for (int i = 0; i < t->n_mats; i++) {
         const weight *w = t->w[i];
@@ -322,9 +327,31 @@ static void matmul_part(void *arg, int ith, int nth)
                 t->ld[i], t->accumulate);
         base += w->rows;
     }
-    /* the LoRA terms of the output columns this thread has just written */
+    /* the LoRA terms of the output columns just written */
     if (t->lora && r0 < total)
         realm__lora_expand(t->lora, t->ops, t->lora_k0, t->n_mats, r0, r1 < total ? r1 : total);
+}
+
+static void matmul_part(void *arg, int ith, int nth)
+{
+    struct matmul_task *t = arg;
+    int64_t total = 0;
+    for (int i = 0; i < t->n_mats; i++)
+        total += t->w[i]->rows;
+    /* boundaries on multiples of 16 rows: the kernels' panel size */
+    const int64_t panels = (total + 15) / 16;
+    if (t->chunk > 0) {
+        for (;;) {
+            const int64_t c = atomic_fetch_add(&t->next, 1);
+            const int64_t r0 = c * t->chunk * 16;
+            if (r0 >= total)
+                break;
+            const int64_t r1 = r0 + t->chunk * 16;
+            matmul_range(t, r0, r1 < total ? r1 : total, total);
+        }
+        return;
+    }
+    matmul_range(t, panels * ith / nth * 16, panels * (ith + 1) / nth * 16, total);
 }
 
 /* With lora_k0 >= 0, the weights are [lora_k0, + n_mats) of the LoRA group
@@ -348,6 +375,19 @@ static void matmul(realm_ctx *c, int n_mats, const weight *const *w, float *cons
         t.ld[i] = ld[i];
     }
     t.act_row = realm_row_size(c->act_type, w[0]->ne0);
+    /* a few tokens: the product streams the weights from memory, and a
+     * thread slowed by its neighbour would keep the other waiting at the
+     * end of an equal split; chunks taken in turn even that out */
+    const int nth = realm_threadpool_size(c->tp);
+    atomic_init(&t.next, 0);
+    if (nth > 1 && n <= MM_CHUNKED_TOKENS) {
+        int64_t panels = 0;
+        for (int i = 0; i < n_mats; i++)
+            panels += w[i]->rows;
+        panels = (panels + 15) / 16;
+        const int64_t chunk = panels / ((int64_t)nth * MM_CHUNKS_PER_THREAD);
+        t.chunk = chunk > 0 ? chunk : 1;
+    }
     realm_threadpool_run(c->tp, matmul_part, &t);
 }
 
