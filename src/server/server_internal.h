@@ -226,7 +226,8 @@ struct tenant_rt {
 
 int realm__tenants_init(server *s);
 void realm__tenants_free(server *s);
-/* Reload tenants from the store if it changed (called every ~500 ms). */
+/* Reload tenants from the store if it changed (as each request is
+ * authenticated, and every ~500 ms by the housekeeping thread). */
 void realm__tenants_sync(server *s);
 /* The tenant by id (a reference to release with realm__tenant_unref). */
 tenant_rt *realm__tenant_get(server *s, int64_t id);
