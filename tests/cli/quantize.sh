@@ -79,7 +79,9 @@ interrupted=0
 for delay in 0.01 0.03 0.06 0.1 0.2; do
   rm -f "$TMP/int.gguf"
   set +e
-  timeout -s INT "$delay" "$REALM_BIN" quantize -q -t 1 "$SRC" "$TMP/int.gguf" q3_k_m 2>/dev/null
+  # --preserve-status: the run's own status (timeout alone says 124 when its
+  # signal came after the output was renamed into place and the run ended well)
+  timeout --preserve-status -s INT "$delay" "$REALM_BIN" quantize -q -t 1 "$SRC" "$TMP/int.gguf" q3_k_m 2>/dev/null
   rc=$?
   set -e
   checks=$((checks + 1))
