@@ -6,7 +6,8 @@
  * store (realm/store.h), which checks names and values and names the field at
  * fault. After a change this server reloads its tenants at once
  * (realm__tenants_sync); other servers on the data directory see it from
- * their next request (routes.c syncs as it authenticates). docs/admin-api.md is the reference.
+ * their next request (routes.c syncs as it authenticates). docs/admin-api.md
+ * is the reference.
  *
  *   GET    tenants                  {"object":"list","data":[TENANT...]}
  *   POST   tenants                  {"name", SETTINGS...}       -> 201 TENANT
