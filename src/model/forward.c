@@ -300,6 +300,7 @@ struct matmul_task {
     lora_pass *lora; /* then the LoRA expand of the group's weights [lora_k0, + n_mats) */
     int lora_k0;
     const realm_ops *ops;
+    int64_t rows;      /* of all the weights, taken as one */
     int64_t chunk;     /* > 0: threads take chunks of this many panels in turn */
     atomic_llong next; /* the next chunk */
 };
@@ -335,9 +336,7 @@ static void matmul_range(const struct matmul_task *t, int64_t r0, int64_t r1, in
 static void matmul_part(void *arg, int ith, int nth)
 {
     struct matmul_task *t = arg;
-    int64_t total = 0;
-    for (int i = 0; i < t->n_mats; i++)
-        total += t->w[i]->rows;
+    const int64_t total = t->rows;
     /* boundaries on multiples of 16 rows: the kernels' panel size */
     const int64_t panels = (total + 15) / 16;
     if (t->chunk > 0) {
@@ -373,6 +372,7 @@ static void matmul(realm_ctx *c, int n_mats, const weight *const *w, float *cons
         t.w[i] = w[i];
         t.out[i] = out[i];
         t.ld[i] = ld[i];
+        t.rows += w[i]->rows;
     }
     t.act_row = realm_row_size(c->act_type, w[0]->ne0);
     /* a few tokens: the product streams the weights from memory, and a
@@ -381,11 +381,7 @@ static void matmul(realm_ctx *c, int n_mats, const weight *const *w, float *cons
     const int nth = realm_threadpool_size(c->tp);
     atomic_init(&t.next, 0);
     if (nth > 1 && n <= MM_CHUNKED_TOKENS) {
-        int64_t panels = 0;
-        for (int i = 0; i < n_mats; i++)
-            panels += w[i]->rows;
-        panels = (panels + 15) / 16;
-        const int64_t chunk = panels / ((int64_t)nth * MM_CHUNKS_PER_THREAD);
+        const int64_t chunk = (t.rows + 15) / 16 / ((int64_t)nth * MM_CHUNKS_PER_THREAD);
         t.chunk = chunk > 0 ? chunk : 1;
     }
     realm_threadpool_run(c->tp, matmul_part, &t);
