@@ -561,6 +561,8 @@ static void test_small_batches(void)
                 check_multi_fn(&p, &realm__dot_multi_ref[t], "scalar");
                 if (realm_kernels_get(REALM_ISA_AVX2) != NULL)
                     check_multi_fn(&p, &realm__dot_multi_avx2[t], "avx2");
+                if (realm_kernels_get(REALM_ISA_AVX512) != NULL)
+                    check_multi_fn(&p, &realm__dot_multi_avx512[t], "avx512");
                 for (int isa = 0; isa < REALM_ISA_COUNT; isa++) {
                     const realm_kernels *k = realm_kernels_get((realm_isa)isa);
                     if (k == NULL)
@@ -604,6 +606,8 @@ static void test_multi_kernels_exist(void)
                   realm_type_name(multi_types[i]));
         CHECK_MSG(realm__dot_multi_avx2[multi_types[i]].dot != NULL, "no AVX2 multi kernel for %s",
                   realm_type_name(multi_types[i]));
+        CHECK_MSG(realm__dot_multi_avx512[multi_types[i]].dot != NULL,
+                  "no AVX-512 multi kernel for %s", realm_type_name(multi_types[i]));
     }
 }
 

@@ -80,7 +80,7 @@ static inline void q8_K_pairs_prep(int64_t n, const void *vy, void *vout, bool p
 
 /* ---- Q4_K ------------------------------------------------------------------ */
 
-static void q4_K_prep(int64_t n, const void *y, void *out)
+static inline void q4_K_prep(int64_t n, const void *y, void *out)
 {
     q8_K_pairs_prep(n, y, out, true);
 }
@@ -138,7 +138,7 @@ INLINE void q4_K_multi(int64_t n, const void *vx, const void *y, size_t ys, int 
 
 /* ---- Q6_K ------------------------------------------------------------------ */
 
-static void q6_K_prep(int64_t n, const void *y, void *out)
+static inline void q6_K_prep(int64_t n, const void *y, void *out)
 {
     q8_K_pairs_prep(n, y, out, false);
 }

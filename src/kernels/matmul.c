@@ -22,17 +22,29 @@
  * (matmul_internal.h) beats the blocked one: it reads each weight row once
  * and decodes each block once per pass, with no packing to amortise, but it
  * multiplies less efficiently, so the blocked kernel wins from here on.
- * Measured on AVX2 (bench_matmul, 2048 x 5632 and 5632 x 2048, 1 thread):
+ * Measured with bench_matmul (2048 x 5632 and 5632 x 2048). AVX2, 1 thread:
  * Q8_0 and Q4_0 (a float scale per token and 32-element block) tie at 3
- * to 4. Q4_K and Q6_K, with the kernels that read interleaved activations
- * (2 threads): Q4_K multi is 10-40% faster than blocked at 9 to 12 tokens
- * and no slower at 16; Q6_K about ties from 12 to 16.
+ * to 4; Q4_K and Q6_K, with the kernels that read interleaved activations
+ * (2 threads), Q4_K multi is 10-40% faster than blocked at 9 to 12 tokens
+ * and no slower at 16, Q6_K about ties from 12 to 16. AVX-512 (Zen 5, 2
+ * threads; its blocked kernels pack panels, costly at few tokens): the
+ * VNNI Q4_K multi kernel takes half the blocked time at 2-6 tokens and
+ * ties at 10 over 5632 columns; Q6_K's ties at 16; Q8_0 and Q4_0 (the
+ * AVX2 code) win at 2-3 tokens only.
  */
-static const int8_t multi_max_tokens[REALM_TYPE_COUNT] = {
-    [REALM_TYPE_Q4_0] = 3,
-    [REALM_TYPE_Q8_0] = 3,
-    [REALM_TYPE_Q4_K] = 16,
-    [REALM_TYPE_Q6_K] = 12,
+static const int8_t multi_max_tokens[REALM_ISA_COUNT][REALM_TYPE_COUNT] = {
+    [REALM_ISA_SCALAR] = {[REALM_TYPE_Q4_0] = 3,
+                          [REALM_TYPE_Q8_0] = 3,
+                          [REALM_TYPE_Q4_K] = 16,
+                          [REALM_TYPE_Q6_K] = 12},
+    [REALM_ISA_AVX2] = {[REALM_TYPE_Q4_0] = 3,
+                        [REALM_TYPE_Q8_0] = 3,
+                        [REALM_TYPE_Q4_K] = 16,
+                        [REALM_TYPE_Q6_K] = 12},
+    [REALM_ISA_AVX512] = {[REALM_TYPE_Q4_0] = 3,
+                          [REALM_TYPE_Q8_0] = 3,
+                          [REALM_TYPE_Q4_K] = 10,
+                          [REALM_TYPE_Q6_K] = 14},
 };
 
 /* How far ahead of the row being multiplied the multi-vector loop prefetches. */
@@ -41,8 +53,7 @@ static const int8_t multi_max_tokens[REALM_TYPE_COUNT] = {
 static const realm__dot_multi *const multi_tables[REALM_ISA_COUNT] = {
     [REALM_ISA_SCALAR] = realm__dot_multi_ref,
     [REALM_ISA_AVX2] = realm__dot_multi_avx2,
-    /* none on AVX-512 yet: its blocked kernels (VNNI) are not measured against them */
-    [REALM_ISA_AVX512] = NULL,
+    [REALM_ISA_AVX512] = realm__dot_multi_avx512,
 };
 
 static const realm__mm_kernel *const *const mm_tables[REALM_ISA_COUNT] = {
@@ -264,7 +275,7 @@ static void matmul_rows(const realm_kernels *k, realm_type t, const void *W, int
     const realm__dot_multi *const multi =
         matvec && multi_tables[k->isa] != NULL ? &multi_tables[k->isa][t] : NULL;
     const realm_type at = realm_type_get(t)->vec_dot_type;
-    if (multi != NULL && multi->dot != NULL && n <= multi_max_tokens[t] &&
+    if (multi != NULL && multi->dot != NULL && n <= multi_max_tokens[k->isa][t] &&
         (multi->prep == NULL || realm_row_size(at, cols) <= REALM__MULTI_PREP_MAX)) {
         mm_multi(multi, at, W, row_size, cols, r0, r1, act, act_stride, n, out, ld_out, accumulate);
         return;

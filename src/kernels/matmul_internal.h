@@ -105,6 +105,7 @@ typedef struct realm__dot_multi {
 /* Per-ISA tables, indexed by weight type; dot NULL: no multi-vector kernel. */
 extern const realm__dot_multi realm__dot_multi_ref[REALM_TYPE_COUNT];
 extern const realm__dot_multi realm__dot_multi_avx2[REALM_TYPE_COUNT];
+extern const realm__dot_multi realm__dot_multi_avx512[REALM_TYPE_COUNT];
 
 /* The most bytes of prepared activations matmul.c keeps (on its stack);
  * tokens whose prepared rows do not fit together go in groups. */

@@ -1,0 +1,93 @@
+/*
+ * AVX-512 (F/BW/VL/DQ + VNNI) helpers shared by dot_avx512.c (vec_dot) and
+ * dot_multi_avx512.c (the multi-vector kernels): loads, vpdpbusd, and the
+ * K-quant sub-block scale layouts. Only for files compiled with the
+ * AVX-512 flags.
+ */
+#ifndef REALM_SIMD_X86_512_H
+#define REALM_SIMD_X86_512_H
+
+#include <immintrin.h>
+
+#include "simd_x86.h"
+
+static inline __m512i load512(const void *p)
+{
+    return _mm512_loadu_si512(p);
+}
+
+/* 32 bytes in both halves of a zmm (a pure load). */
+static inline __m512i bcast256(const void *p)
+{
+    return _mm512_broadcast_i64x4(load256(p));
+}
+
+static inline __m512i dpbusd(__m512i acc, __m512i u, __m512i s)
+{
+    return _mm512_dpbusd_epi32(acc, u, s);
+}
+
+/* ---- K-quant sub-block scales ---------------------------------------- */
+
+/*
+ * Sub-blocks of 16 (Q2_K, Q3_K, Q6_K): the codes of a 128-element half h
+ * come as two zmm, [groups 0 1] and [groups 2 3], each group 32 elements.
+ * So vpdpbusd results r0 (h0, first), r1 (h0, second), r2, r3 have
+ * sub-block 4 i + L in 128-bit lane L of r_i. vpackssdw(r0, r1) puts, in
+ * lane L, four words of sub-block L then four of 4 + L; vpackssdw(r2, r3)
+ * the same for 8 + L and 12 + L. These are the word indices vpermw uses to
+ * lay the 16 int16 scales out to match.
+ */
+static const int16_t k16_scale_idx[2][32] = {
+    {0, 0, 0, 0, 4, 4, 4, 4, 1, 1, 1, 1, 5, 5, 5, 5,
+     2, 2, 2, 2, 6, 6, 6, 6, 3, 3, 3, 3, 7, 7, 7, 7},
+    {8,  8,  8,  8,  12, 12, 12, 12, 9,  9,  9,  9,  13, 13, 13, 13,
+     10, 10, 10, 10, 14, 14, 14, 14, 11, 11, 11, 11, 15, 15, 15, 15},
+};
+
+/* sum over the 16 sub-blocks of scale * (codes . qy) as int32 lanes. */
+static inline __m512i k16_scaled_sum(const __m512i r[4], __m256i sc16, __m512i idx0, __m512i idx1)
+{
+    const __m512i s = _mm512_castsi256_si512(sc16);
+    __m512i acc = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_packs_epi32(r[0], r[1]),
+                                      _mm512_permutexvar_epi16(idx0, s));
+    return _mm512_dpwssd_epi32(acc, _mm512_packs_epi32(r[2], r[3]),
+                               _mm512_permutexvar_epi16(idx1, s));
+}
+
+/*
+ * Sub-blocks of 32 (Q4_K, Q5_K): chunk j's zmm is [sub-block 2j | 2j+1], so
+ * its vpdpbusd result has sub-block 2j in lanes 0-7 and 2j+1 in 8-15, and
+ * vpackssdw(r0, r1) holds in 128-bit lane L four words of sub-block
+ * (L < 2 ? 0 : 1) then four of (L < 2 ? 2 : 3); (r2, r3) likewise for 4..7.
+ * vpshufb controls spreading scale bytes 0-7 of a lane to those words,
+ * zero-extended; the third spreads min bytes 8-15 to [m0 m0 m1 m1 ...].
+ */
+static const uint8_t k32_scale_shuf[3][64] = {
+#define W(i) i, 0x80, i, 0x80, i, 0x80, i, 0x80
+    {W(0), W(2), W(0), W(2), W(1), W(3), W(1), W(3)},
+    {W(4), W(6), W(4), W(6), W(5), W(7), W(5), W(7)},
+#undef W
+#define W(i) i, 0x80, i, 0x80
+    {W(8), W(9), W(10), W(11), W(12), W(13), W(14), W(15), 0},
+#undef W
+};
+
+/* sum_s m_s * (bsums[2s] + bsums[2s+1]) as int32 x 8 (to be summed). */
+static inline __m256i k32_min_terms(__m128i scmin, const int16_t *bsums)
+{
+    const __m256i m =
+        _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(scmin), load256(k32_scale_shuf[2]));
+    return _mm256_madd_epi16(m, load256(bsums));
+}
+
+static inline __m512i k32_scaled_sum(const __m512i r[4], __m128i scmin, __m512i shuf0,
+                                     __m512i shuf1)
+{
+    const __m512i s = _mm512_broadcast_i32x4(scmin);
+    __m512i acc = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_packs_epi32(r[0], r[1]),
+                                      _mm512_shuffle_epi8(s, shuf0));
+    return _mm512_dpwssd_epi32(acc, _mm512_packs_epi32(r[2], r[3]), _mm512_shuffle_epi8(s, shuf1));
+}
+
+#endif
