@@ -551,10 +551,14 @@ static void check_invariant(const realm_kernels *k, const small *p)
 static void test_small_batches(void)
 {
     static const int64_t row_counts[] = {1, 3, 17, 100};
-    static const int64_t col_counts[] = {256, 2048, 5632};
+    /* 96 and 416 columns (3 and 13 blocks of 32) end in a part-group of
+     * blocks with an odd one out */
+    static const int64_t col_counts[] = {256, 2048, 5632, 96, 416};
     for (int ti = 0; ti < N_MULTI_TYPES; ti++) {
         const realm_type t = multi_types[ti];
-        for (int ci = 0; ci < 3; ci++) {
+        for (int ci = 0; ci < 5; ci++) {
+            if (col_counts[ci] % realm_type_get(t)->block_size != 0)
+                continue;
             for (int ri = 0; ri < 4; ri++) {
                 /* random codes and reference-quantized weights in turn */
                 small p = small_new(t, row_counts[ri], col_counts[ci], (int)((ri + ci) & 1));

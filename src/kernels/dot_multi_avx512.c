@@ -10,7 +10,9 @@
  * step). The integer sums are exact, so each token's result is its
  * vec_dot's integers, scaled and summed in float per block.
  *
- * Q8_0 and Q4_0: dot_multi_simd.h's kernels, compiled with these flags.
+ * Q8_0 and Q4_0 likewise, two blocks per zmm (below). Only the entry
+ * points (MULTI_ENTRY) come from dot_multi_simd.h; its AVX2 kernels are
+ * not used here.
  */
 #define FN(name) dot_multi_##name##_avx512
 #define MNR      8
@@ -127,16 +129,106 @@ INLINE void q6_K_vnni_multi(int64_t n, const void *vx, const void *y, size_t ys,
         s[e] = _mm512_reduce_add_ps(acc[e]);
 }
 
+/* ---- Q8_0 and Q4_0 ------------------------------------------------------------ */
+
+/*
+ * Both read their Q8_0 activations prepared (q8_0_u8_prep): in the same
+ * 34 * nb bytes, the codes of all blocks biased by +128 (unsigned, so they
+ * are vpdpbusd's unsigned operand and the signed weights the other), then
+ * the nb fp16 scales in a row. The bias comes back out as 128 * sum(w),
+ * once per row and block pair for every token, as the accumulator each
+ * token's vpdpbusd starts from. Blocks go in pairs per zmm and groups of
+ * eight per scale vector, as dot_avx512.c's vec_dot; per token and pair:
+ * one vpdpbusd, one conversion, one vpermps, one multiply-add.
+ */
+static inline void q8_0_u8_prep(int64_t n, const void *vy, void *vout)
+{
+    const realm_block_q8_0 *y = vy;
+    const int64_t nb = n / 32;
+    uint8_t *u = vout;
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    for (int64_t b = 0; b < nb; b++) {
+        _mm256_storeu_si256((__m256i *)(u + 32 * b), _mm256_xor_si256(load256(y[b].qs), bias));
+        memcpy(u + 32 * nb + 2 * b, &y[b].d, 2);
+    }
+}
+
+/* The signed codes of blocks i0 and i1 (Q8_0 as stored, Q4_0 minus 8). */
+INLINE __m512i w_pair_q8_0(const void *vx, int64_t i0, int64_t i1)
+{
+    const realm_block_q8_0 *x = vx;
+    return load_2x256(x[i0].qs, x[i1].qs);
+}
+
+INLINE __m512i w_pair_q4_0(const void *vx, int64_t i0, int64_t i1)
+{
+    const realm_block_q4_0 *x = vx;
+    return _mm512_sub_epi8(nibbles_2x32(x[i0].qs, x[i1].qs), _mm512_set1_epi8(8));
+}
+
+#define SIGNED32_VNNI(name, xtype)                                                                 \
+    INLINE void name##_vnni_multi(int64_t n, const void *vx, const void *y, size_t ys, int ny,     \
+                                  float *s)                                                        \
+    {                                                                                              \
+        const xtype *x = vx;                                                                       \
+        const int64_t nb = n / 32;                                                                 \
+        const __m512i bias = _mm512_set1_epi8((char)0x80);                                         \
+        __m512i idx[4];                                                                            \
+        spread_indices(idx);                                                                       \
+        __m512 acc[REALM__MULTI_NR];                                                               \
+        REALM__UNROLL(8)                                                                           \
+        for (int e = 0; e < ny; e++)                                                               \
+            acc[e] = _mm512_setzero_ps();                                                          \
+        for (int64_t b = 0; b < nb; b += 8) {                                                      \
+            const int cnt = nb - b < 8 ? (int)(nb - b) : 8;                                        \
+            /* scales of blocks past cnt are 0; a last odd block pairs with itself */              \
+            const __m256 dx = halves8((const uint8_t *)&x[b].d, sizeof *x, cnt);                   \
+            __m512i w[4], c[4];                                                                    \
+            REALM__UNROLL(4)                                                                       \
+            for (int k = 0; k < 4; k++) {                                                          \
+                const int64_t i0 = b + 2 * k < nb ? b + 2 * k : b;                                 \
+                const int64_t i1 = i0 + 1 < nb ? i0 + 1 : i0;                                      \
+                w[k] = w_pair_##name(x, i0, i1);                                                   \
+                c[k] = _mm512_sub_epi32(_mm512_setzero_si512(),                                    \
+                                        dpbusd(_mm512_setzero_si512(), bias, w[k]));               \
+            }                                                                                      \
+            REALM__UNROLL(8)                                                                       \
+            for (int e = 0; e < ny; e++) {                                                         \
+                const uint8_t *u = (const uint8_t *)y + (size_t)e * ys;                            \
+                const __m128i dy16 = cnt == 8 ? load128(u + 32 * nb + 2 * b)                       \
+                                              : _mm_maskz_loadu_epi16((__mmask8)((1u << cnt) - 1), \
+                                                                      u + 32 * nb + 2 * b);        \
+                const __m256 d = _mm256_mul_ps(dx, _mm256_cvtph_ps(dy16));                         \
+                REALM__UNROLL(4)                                                                   \
+                for (int k = 0; k < 4; k++) {                                                      \
+                    if (2 * k >= cnt)                                                              \
+                        break;                                                                     \
+                    const int64_t i0 = b + 2 * k;                                                  \
+                    const __m512i q = 2 * k + 1 < cnt ? load512(u + 32 * i0)                       \
+                                                      : load_2x256(u + 32 * i0, u + 32 * i0);      \
+                    acc[e] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dpbusd(c[k], q, w[k])),            \
+                                             spread(idx[k], d), acc[e]);                           \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        REALM__UNROLL(8)                                                                           \
+        for (int e = 0; e < ny; e++)                                                               \
+            s[e] = _mm512_reduce_add_ps(acc[e]);                                                   \
+    }
+
+SIGNED32_VNNI(q8_0, realm_block_q8_0)
+SIGNED32_VNNI(q4_0, realm_block_q4_0)
+
 /* ---- entry points ----------------------------------------------------------- */
 
 MULTI_ENTRY(q4_K_vnni)
 MULTI_ENTRY(q6_K_vnni)
-MULTI_ENTRY(q8_0)
-MULTI_ENTRY(q4_0)
+MULTI_ENTRY(q8_0_vnni)
+MULTI_ENTRY(q4_0_vnni)
 
 const realm__dot_multi realm__dot_multi_avx512[REALM_TYPE_COUNT] = {
-    [REALM_TYPE_Q4_0] = {.dot = FN(q4_0)},
-    [REALM_TYPE_Q8_0] = {.dot = FN(q8_0)},
+    [REALM_TYPE_Q4_0] = {.prep = q8_0_u8_prep, .dot = FN(q4_0_vnni)},
+    [REALM_TYPE_Q8_0] = {.prep = q8_0_u8_prep, .dot = FN(q8_0_vnni)},
     [REALM_TYPE_Q4_K] = {.dot = FN(q4_K_vnni)},
     [REALM_TYPE_Q6_K] = {.dot = FN(q6_K_vnni)},
 };

@@ -27,6 +27,41 @@ static inline __m512i dpbusd(__m512i acc, __m512i u, __m512i s)
     return _mm512_dpbusd_epi32(acc, u, s);
 }
 
+/* Two 32-byte rows side by side. */
+static inline __m512i load_2x256(const void *a, const void *b)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(load256(a)), load256(b), 1);
+}
+
+/*
+ * The packed nibbles of two 32-element blocks (16 bytes each; byte j holds
+ * elements j and j + 16) -> 64 codes in element order, block a then b.
+ * The 128-bit lanes are loaded as [a a b b] and lanes 1 and 3 shifted.
+ */
+static inline __m512i nibbles_2x32(const uint8_t *qa, const uint8_t *qb)
+{
+    const __m512i v =
+        _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_broadcastsi128_si256(load128(qa))),
+                           _mm256_broadcastsi128_si256(load128(qb)), 1);
+    return _mm512_and_si512(_mm512_mask_srli_epi16(v, 0xff00ff00u, v, 4), _mm512_set1_epi8(0x0f));
+}
+
+/* ---- 32-element blocks: pairs of blocks per zmm --------------------------- */
+
+/* vpermps indices for spread(): pair k takes scales 2k and 2k + 1. */
+static inline void spread_indices(__m512i idx[4])
+{
+    for (int k = 0; k < 4; k++)
+        idx[k] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(2 * k)),
+                                    _mm256_set1_epi32(2 * k + 1), 1);
+}
+
+/* Lanes 0-7 get d8[2k], lanes 8-15 d8[2k + 1]. */
+static inline __m512 spread(__m512i idx, __m256 d8)
+{
+    return _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(d8));
+}
+
 /* ---- K-quant sub-block scales ---------------------------------------- */
 
 /*
