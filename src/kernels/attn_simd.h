@@ -1,8 +1,8 @@
 /*
  * The attention steps (realm_ops.attn_f16, attn_q8_0 and the mixed pairs) of
  * ops_avx2.c and ops_avx512.c, written once over the vector abstraction of
- * ops_simd.h (V, VW, v_*), plus v_zero_below, v_hsum8_store, v_load_i8 and
- * v_set1_h, which each file defines.
+ * ops_simd.h (V, VW, v_*), plus v_zero_below, v_hsum8_store, v_load_i8,
+ * v_set1_h, v_load_part and v_store_part, which each file defines.
  *
  * Shape: the nq query rows (the query heads sharing one KV head) are taken in
  * tiles of 8, 4 and 1 rows held in registers, so each key and value vector is
@@ -193,8 +193,8 @@ static ATTN_ALWAYS_INLINE void attn_values_rows(const int CU, const int FV, int6
  * l[r] = l[r] * corr[r] + sum_j e^(s - mx[r]) (in key order), each s
  * replaced by its weight e^(s - mx[r]). Vectors of VW rows keep their
  * maximum and sum in registers over the keys; the rows past the last whole
- * vector go one by one, with the same operations (e^x's lanes are
- * realm__exp_poly's bits).
+ * vector (all 8 heads of a group on AVX-512) in one vector of masked lanes,
+ * with the same operations (e^x's lanes are realm__exp_poly's bits).
  */
 static ATTN_ALWAYS_INLINE void attn_softmax(int R, int cnt, float *s, const float *mold, float *mx,
                                             float *corr, float *l)
@@ -217,22 +217,23 @@ static ATTN_ALWAYS_INLINE void attn_softmax(int R, int cnt, float *s, const floa
         v_store(corr + r, cr);
         v_store(l + r, lv);
     }
-    for (; r < R; r++) {
-        float mr = mold[r];
-        for (int j = 0; j < cnt; j++) {
-            const float sj = s[(size_t)j * (size_t)R + r];
-            mr = sj > mr ? sj : mr;
-        }
-        const float cr = realm__exp_poly(mold[r] - mr);
-        float lr = l[r] * cr;
+    if (r < R) { /* the last rows, fewer than a vector, in masked lanes */
+        const int n = R - r;
+        const V mo = v_load_part(mold + r, n);
+        V mv = mo;
+        for (int j = 0; j < cnt; j++)
+            mv = v_max(mv, v_load_part(s + (size_t)j * (size_t)R + r, n));
+        const V cr = v_exp(v_sub(mo, mv));
+        V lv = v_mul(v_load_part(l + r, n), cr);
         for (int j = 0; j < cnt; j++) {
             float *sj = s + (size_t)j * (size_t)R + r;
-            *sj = realm__exp_poly(*sj - mr);
-            lr += *sj;
+            const V pv = v_exp(v_sub(v_load_part(sj, n), mv));
+            v_store_part(sj, n, pv);
+            lv = v_add(lv, pv);
         }
-        mx[r] = mr;
-        corr[r] = cr;
-        l[r] = lr;
+        v_store_part(mx + r, n, mv);
+        v_store_part(corr + r, n, cr);
+        v_store_part(l + r, n, lv);
     }
 }
 

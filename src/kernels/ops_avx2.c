@@ -21,6 +21,19 @@ static inline void v_store(float *p, V v)
 {
     _mm256_storeu_ps(p, v);
 }
+/* lanes [0, n) from p, the others 0; 0 < n < VW */
+static inline __m256i v_part_mask(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline V v_load_part(const float *p, int n)
+{
+    return _mm256_maskload_ps(p, v_part_mask(n));
+}
+static inline void v_store_part(float *p, int n, V v)
+{
+    _mm256_maskstore_ps(p, v_part_mask(n), v);
+}
 static inline V v_load_h(const uint16_t *p)
 {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));

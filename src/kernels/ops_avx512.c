@@ -21,6 +21,15 @@ static inline void v_store(float *p, V v)
 {
     _mm512_storeu_ps(p, v);
 }
+/* lanes [0, n) from p, the others 0; 0 < n < VW */
+static inline V v_load_part(const float *p, int n)
+{
+    return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), p);
+}
+static inline void v_store_part(float *p, int n, V v)
+{
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), v);
+}
 static inline V v_load_h(const uint16_t *p)
 {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
