@@ -196,6 +196,9 @@ static ATTN_ALWAYS_INLINE void attn_values_rows(const int CU, const int FV, int6
  * vector (all 8 heads of a group on AVX-512) in one vector of masked lanes,
  * with the same operations (e^x's lanes are realm__exp_poly's bits).
  */
+/* Keys per pass of attn_softmax's part-vector rows through its buffer. */
+#define ATTN_SOFTMAX_KEYS 64
+
 static ATTN_ALWAYS_INLINE void attn_softmax(int R, int cnt, float *s, const float *mold, float *mx,
                                             float *corr, float *l)
 {
@@ -225,11 +228,20 @@ static ATTN_ALWAYS_INLINE void attn_softmax(int R, int cnt, float *s, const floa
             mv = v_max(mv, v_load_part(s + (size_t)j * (size_t)R + r, n));
         const V cr = v_exp(v_sub(mo, mv));
         V lv = v_mul(v_load_part(l + r, n), cr);
-        for (int j = 0; j < cnt; j++) {
-            float *sj = s + (size_t)j * (size_t)R + r;
-            const V pv = v_exp(v_sub(v_load_part(sj, n), mv));
-            v_store_part(sj, n, pv);
-            lv = v_add(lv, pv);
+        /* The weights go through a buffer of whole vectors, then back: when
+         * all R < VW rows are this tail, a key's (masked) store in place
+         * would span the next key's scores, and the CPU holds that load back
+         * until the store is done, one key after the other. */
+        _Alignas(64) float w[ATTN_SOFTMAX_KEYS * VW];
+        for (int j0 = 0; j0 < cnt; j0 += ATTN_SOFTMAX_KEYS) {
+            const int nj = cnt - j0 < ATTN_SOFTMAX_KEYS ? cnt - j0 : ATTN_SOFTMAX_KEYS;
+            for (int j = 0; j < nj; j++) {
+                const V pv = v_exp(v_sub(v_load_part(s + (size_t)(j0 + j) * (size_t)R + r, n), mv));
+                v_store(w + j * VW, pv);
+                lv = v_add(lv, pv);
+            }
+            for (int j = 0; j < nj; j++)
+                v_store_part(s + (size_t)(j0 + j) * (size_t)R + r, n, v_load(w + j * VW));
         }
         v_store_part(mx + r, n, mv);
         v_store_part(corr + r, n, cr);
