@@ -369,19 +369,15 @@ float realm__vec_dot_q4_K_avx512(int64_t n, const void *vx, const void *vy)
     const realm_block_q4_K *x = vx;
     const realm_block_q8_K *y = vy;
     const __m512i shuf0 = load512(k32_scale_shuf[0]), shuf1 = load512(k32_scale_shuf[1]);
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
     __m512 acc = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / REALM_QK_K; b++) {
         const __m128i scmin = k4_scales_mins(x[b].scales);
-        __m512i r[4];
+        __m512i v[4], r[4];
+        q4_K_codes(&x[b], v);
         REALM__UNROLL(4)
-        for (int j = 0; j < 4; j++) {
-            /* [qs | qs >> 4] & 15: low nibbles are sub-block 2j, high 2j+1 */
-            const __m512i q = bcast256(x[b].qs + 32 * j);
-            const __m512i v = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xffff0000u, q, 4), m4);
-            r[j] = dpbusd(_mm512_setzero_si512(), v, load512(y[b].qs + 64 * j));
-        }
+        for (int j = 0; j < 4; j++)
+            r[j] = dpbusd(_mm512_setzero_si512(), v[j], load512(y[b].qs + 64 * j));
         const __m512i sumi = k32_scaled_sum(r, scmin, shuf0, shuf1);
         const float dy = y[b].d;
         acc = _mm512_fmadd_ps(_mm512_set1_ps(dy * h2f(x[b].d)), _mm512_cvtepi32_ps(sumi), acc);
@@ -425,39 +421,21 @@ float realm__vec_dot_q5_K_avx512(int64_t n, const void *vx, const void *vy)
     return _mm512_reduce_add_ps(acc) - hsum_f32x8(accm);
 }
 
-/*
- * Q6_K: codes 0..63, the -32 through bsums. Half h: ql[64h..64h+63] has
- * groups 0 | 1 in its low nibbles and 2 | 3 in its high nibbles; their top
- * bits are bits (0 1 | 2 3) and (4 5 | 6 7) of qh[32h..32h+31].
- */
+/* Q6_K: codes 0..63 (q6_K_codes), the -32 through bsums. */
 float realm__vec_dot_q6_K_avx512(int64_t n, const void *vx, const void *vy)
 {
     const realm_block_q6_K *x = vx;
     const realm_block_q8_K *y = vy;
     const __m512i idx0 = load512(k16_scale_idx[0]), idx1 = load512(k16_scale_idx[1]);
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const __m512i m30 = _mm512_set1_epi8(0x30);
-    /* word shifts moving the two qh bits of a group to bits 4-5 */
-    const __m512i shl01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-    const __m512i shr23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < n / REALM_QK_K; b++) {
         const __m256i sc16 = _mm256_cvtepi8_epi16(load128(x[b].scales));
         const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(y[b].bsums)), 5);
-
-        __m512i r[4];
-        REALM__UNROLL(2)
-        for (int h = 0; h < 2; h++) {
-            const __m512i ql = load512(x[b].ql + 64 * h);
-            const __m512i qh = bcast256(x[b].qh + 32 * h);
-            const __m512i h01 = _mm512_and_si512(_mm512_sllv_epi16(qh, shl01), m30);
-            const __m512i h23 = _mm512_and_si512(_mm512_srlv_epi16(qh, shr23), m30);
-            /* ternary logic 0xca is a ? b : c bitwise: low nibble from ql, top from qh */
-            const __m512i v01 = _mm512_ternarylogic_epi32(m4, ql, h01, 0xca);
-            const __m512i v23 = _mm512_ternarylogic_epi32(m4, _mm512_srli_epi16(ql, 4), h23, 0xca);
-            r[2 * h] = dpbusd(_mm512_setzero_si512(), v01, load512(y[b].qs + 128 * h));
-            r[2 * h + 1] = dpbusd(_mm512_setzero_si512(), v23, load512(y[b].qs + 128 * h + 64));
-        }
+        __m512i v[4], r[4];
+        q6_K_codes(&x[b], v);
+        REALM__UNROLL(4)
+        for (int k = 0; k < 4; k++)
+            r[k] = dpbusd(_mm512_setzero_si512(), v[k], load512(y[b].qs + 64 * k));
         __m512i sumi = k16_scaled_sum(r, sc16, idx0, idx1);
         sumi = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(corr));
         const float d = y[b].d * h2f(x[b].d);

@@ -20,19 +20,32 @@
 #include "dot_multi_simd.h"
 #include "simd_x86_512.h"
 
+/*
+ * init + the 256 products of one block's codes v (q4_K_codes, q6_K_codes)
+ * with a token's Q8_K codes q8, each vpdpbusd result weighted by its
+ * sub-block's scale: s0 and s1 are the int16 scales laid out as
+ * k32_scaled_sum or k16_scaled_sum lay them (simd_x86_512.h).
+ */
+INLINE __m512i scaled_sum(__m512i init, const __m512i v[4], const int8_t *q8, __m512i s0,
+                          __m512i s1)
+{
+    const __m512i z = _mm512_setzero_si512();
+    const __m512i p01 =
+        _mm512_packs_epi32(dpbusd(z, v[0], load512(q8)), dpbusd(z, v[1], load512(q8 + 64)));
+    const __m512i p23 =
+        _mm512_packs_epi32(dpbusd(z, v[2], load512(q8 + 128)), dpbusd(z, v[3], load512(q8 + 192)));
+    return _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(init, p01, s0), p23, s1);
+}
+
 /* ---- Q4_K ------------------------------------------------------------------ */
 
-/*
- * Chunk j's zmm is [sub-block 2j | 2j + 1] (low and high nibbles of codes
- * 32j..32j+31); the mins as dy * dmin * sum_s m_s * (bsums[2s] +
- * bsums[2s+1]), in the low eight float lanes of the block's term.
- */
+/* Codes by q4_K_codes; the mins as dy * dmin * sum_s m_s * (bsums[2s] +
+ * bsums[2s+1]), in the low eight float lanes of the block's term. */
 INLINE void q4_K_vnni_multi(int64_t n, const void *vx, const void *y, size_t ys, int ny, float *s)
 {
     const realm_block_q4_K *x = vx;
     const __m512i shuf0 = load512(k32_scale_shuf[0]), shuf1 = load512(k32_scale_shuf[1]);
     const __m256i shuf_min = load256(k32_scale_shuf[2]);
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
     const __m512i z = _mm512_setzero_si512();
     __m512 acc[REALM__MULTI_NR];
     REALM__UNROLL(8)
@@ -44,21 +57,13 @@ INLINE void q4_K_vnni_multi(int64_t n, const void *vx, const void *y, size_t ys,
         const __m512i s0 = _mm512_shuffle_epi8(sc, shuf0), s1 = _mm512_shuffle_epi8(sc, shuf1);
         const __m256i m16 = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(scmin), shuf_min);
         __m512i v[4];
-        REALM__UNROLL(4)
-        for (int j = 0; j < 4; j++) {
-            const __m512i q = bcast256(x[b].qs + 32 * j);
-            v[j] = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xffff0000u, q, 4), m4);
-        }
+        q4_K_codes(&x[b], v);
         const __m512 d = _mm512_set1_ps(h2f(x[b].d));
         const __m256 dmin = _mm256_set1_ps(h2f(x[b].dmin));
         REALM__UNROLL(8)
         for (int e = 0; e < ny; e++) {
             const realm_block_q8_K *yb = mv_tok_K(y, ys, e, b);
-            const __m512i p01 = _mm512_packs_epi32(dpbusd(z, v[0], load512(yb->qs)),
-                                                   dpbusd(z, v[1], load512(yb->qs + 64)));
-            const __m512i p23 = _mm512_packs_epi32(dpbusd(z, v[2], load512(yb->qs + 128)),
-                                                   dpbusd(z, v[3], load512(yb->qs + 192)));
-            const __m512i sumi = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(z, p01, s0), p23, s1);
+            const __m512i sumi = scaled_sum(z, v, yb->qs, s0, s1);
             const __m256i mins = _mm256_madd_epi16(m16, load256(yb->bsums));
             const __m512 mf = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_cvtepi32_ps(mins), dmin));
             const __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(sumi), d,
@@ -73,21 +78,12 @@ INLINE void q4_K_vnni_multi(int64_t n, const void *vx, const void *y, size_t ys,
 
 /* ---- Q6_K ------------------------------------------------------------------ */
 
-/*
- * Codes 0..63; the -32 offset through bsums, subtracted from the integer
- * sum before it is scaled. Half h: ql[64h..64h+63] has groups 0 | 1 in its
- * low nibbles and 2 | 3 in its high nibbles, their top bits bits (0 1 | 2
- * 3) and (4 5 | 6 7) of qh[32h..32h+31] (as dot_avx512.c).
- */
+/* Codes 0..63 (q6_K_codes); the -32 offset through bsums, subtracted from
+ * the integer sum before it is scaled. */
 INLINE void q6_K_vnni_multi(int64_t n, const void *vx, const void *y, size_t ys, int ny, float *s)
 {
     const realm_block_q6_K *x = vx;
     const __m512i idx0 = load512(k16_scale_idx[0]), idx1 = load512(k16_scale_idx[1]);
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const __m512i m30 = _mm512_set1_epi8(0x30);
-    const __m512i shl01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-    const __m512i shr23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-    const __m512i z = _mm512_setzero_si512();
     __m512 acc[REALM__MULTI_NR];
     REALM__UNROLL(8)
     for (int e = 0; e < ny; e++)
@@ -98,16 +94,7 @@ INLINE void q6_K_vnni_multi(int64_t n, const void *vx, const void *y, size_t ys,
         const __m512i s0 = _mm512_permutexvar_epi16(idx0, _mm512_castsi256_si512(sc16));
         const __m512i s1 = _mm512_permutexvar_epi16(idx1, _mm512_castsi256_si512(sc16));
         __m512i v[4];
-        REALM__UNROLL(2)
-        for (int h = 0; h < 2; h++) {
-            const __m512i ql = load512(x[b].ql + 64 * h);
-            const __m512i qh = bcast256(x[b].qh + 32 * h);
-            const __m512i h01 = _mm512_and_si512(_mm512_sllv_epi16(qh, shl01), m30);
-            const __m512i h23 = _mm512_and_si512(_mm512_srlv_epi16(qh, shr23), m30);
-            /* ternary logic 0xca is a ? b : c bitwise: low nibble from ql, top from qh */
-            v[2 * h] = _mm512_ternarylogic_epi32(m4, ql, h01, 0xca);
-            v[2 * h + 1] = _mm512_ternarylogic_epi32(m4, _mm512_srli_epi16(ql, 4), h23, 0xca);
-        }
+        q6_K_codes(&x[b], v);
         const __m512 d = _mm512_set1_ps(h2f(x[b].d));
         REALM__UNROLL(8)
         for (int e = 0; e < ny; e++) {
@@ -115,11 +102,7 @@ INLINE void q6_K_vnni_multi(int64_t n, const void *vx, const void *y, size_t ys,
             const __m256i corr = _mm256_madd_epi16(sc32, load256(yb->bsums));
             const __m512i init =
                 _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), corr));
-            const __m512i p01 = _mm512_packs_epi32(dpbusd(z, v[0], load512(yb->qs)),
-                                                   dpbusd(z, v[1], load512(yb->qs + 64)));
-            const __m512i p23 = _mm512_packs_epi32(dpbusd(z, v[2], load512(yb->qs + 128)),
-                                                   dpbusd(z, v[3], load512(yb->qs + 192)));
-            const __m512i sumi = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(init, p01, s0), p23, s1);
+            const __m512i sumi = scaled_sum(init, v, yb->qs, s0, s1);
             acc[e] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(yb->d), d),
                                      _mm512_cvtepi32_ps(sumi), acc[e]);
         }

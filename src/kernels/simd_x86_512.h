@@ -62,6 +62,43 @@ static inline __m512 spread(__m512i idx, __m256 d8)
     return _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(d8));
 }
 
+/* ---- K-quant codes ------------------------------------------------------ */
+
+/* Q4_K: zmm j holds sub-block 2j (the low nibbles of qs[32j..32j+31]) in its
+ * low half and 2j + 1 (the high nibbles) in its high half. */
+static inline void q4_K_codes(const realm_block_q4_K *x, __m512i v[4])
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int j = 0; j < 4; j++) {
+        const __m512i q = bcast256(x->qs + 32 * j);
+        v[j] = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xffff0000u, q, 4), m4);
+    }
+}
+
+/*
+ * Q6_K: codes 0..63 of half h in v[2h] (groups 0 | 1) and v[2h + 1] (2 | 3):
+ * ql[64h..64h+63] has groups 0 | 1 in its low nibbles and 2 | 3 in its high
+ * nibbles, their top bits bits (0 1 | 2 3) and (4 5 | 6 7) of
+ * qh[32h..32h+31].
+ */
+static inline void q6_K_codes(const realm_block_q6_K *x, __m512i v[4])
+{
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    /* word shifts moving the two qh bits of a group to bits 4-5 */
+    const __m512i shl01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shr23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    for (int h = 0; h < 2; h++) {
+        const __m512i ql = load512(x->ql + 64 * h);
+        const __m512i qh = bcast256(x->qh + 32 * h);
+        const __m512i h01 = _mm512_and_si512(_mm512_sllv_epi16(qh, shl01), m30);
+        const __m512i h23 = _mm512_and_si512(_mm512_srlv_epi16(qh, shr23), m30);
+        /* ternary logic 0xca is a ? b : c bitwise: low nibble from ql, top from qh */
+        v[2 * h] = _mm512_ternarylogic_epi32(m4, ql, h01, 0xca);
+        v[2 * h + 1] = _mm512_ternarylogic_epi32(m4, _mm512_srli_epi16(ql, 4), h23, 0xca);
+    }
+}
+
 /* ---- K-quant sub-block scales ---------------------------------------- */
 
 /*
