@@ -99,15 +99,20 @@ static inline V v_zero_below(V r, V x, V lo)
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ), r);
 }
 /* out[i] = scale * (sum of the lanes of a[i]) for i < 8: each vector folded
- * to 256 bits, then the eight sums gathered by pairwise additions. */
-static inline void v_hsum8_store(const V *a, float scale, float *out)
+ * to 256 bits, then the eight sums gathered by pairwise additions. Written
+ * out, no loop or array, so that a stays in registers: a loop here made GCC
+ * keep the caller's accumulators on the stack. */
+static inline __m256 v_fold256(V v)
 {
-    __m256 h[8];
-    for (int i = 0; i < 8; i++)
-        h[i] = _mm256_add_ps(_mm512_castps512_ps256(a[i]),
-                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a[i]), 1)));
-    const __m256 t0 = _mm256_hadd_ps(h[0], h[1]), t1 = _mm256_hadd_ps(h[2], h[3]);
-    const __m256 t2 = _mm256_hadd_ps(h[4], h[5]), t3 = _mm256_hadd_ps(h[6], h[7]);
+    return _mm256_add_ps(_mm512_castps512_ps256(v),
+                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+static inline __attribute__((always_inline)) void v_hsum8_store(const V *a, float scale, float *out)
+{
+    const __m256 t0 = _mm256_hadd_ps(v_fold256(a[0]), v_fold256(a[1]));
+    const __m256 t1 = _mm256_hadd_ps(v_fold256(a[2]), v_fold256(a[3]));
+    const __m256 t2 = _mm256_hadd_ps(v_fold256(a[4]), v_fold256(a[5]));
+    const __m256 t3 = _mm256_hadd_ps(v_fold256(a[6]), v_fold256(a[7]));
     const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
     const __m256 lo = _mm256_permute2f128_ps(u0, u1, 0x20),
                  hi = _mm256_permute2f128_ps(u0, u1, 0x31);
