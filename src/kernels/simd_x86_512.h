@@ -9,6 +9,7 @@
 
 #include <immintrin.h>
 
+#include "kernels_internal.h"
 #include "simd_x86.h"
 
 static inline __m512i load512(const void *p)
@@ -69,6 +70,7 @@ static inline __m512 spread(__m512i idx, __m256 d8)
 static inline void q4_K_codes(const realm_block_q4_K *x, __m512i v[4])
 {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
+    REALM__UNROLL(4) /* unrolled, or v goes through the stack */
     for (int j = 0; j < 4; j++) {
         const __m512i q = bcast256(x->qs + 32 * j);
         v[j] = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xffff0000u, q, 4), m4);
@@ -88,6 +90,7 @@ static inline void q6_K_codes(const realm_block_q6_K *x, __m512i v[4])
     /* word shifts moving the two qh bits of a group to bits 4-5 */
     const __m512i shl01 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
     const __m512i shr23 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    REALM__UNROLL(2)
     for (int h = 0; h < 2; h++) {
         const __m512i ql = load512(x->ql + 64 * h);
         const __m512i qh = bcast256(x->qh + 32 * h);
