@@ -98,25 +98,30 @@ static inline V v_zero_below(V r, V x, V lo)
 {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ), r);
 }
-/* out[i] = scale * (sum of the lanes of a[i]) for i < 8: each vector folded
- * to 256 bits, then the eight sums gathered by pairwise additions. Written
- * out, no loop or array, so that a stays in registers: a loop here made GCC
- * keep the caller's accumulators on the stack. */
-static inline __m256 v_fold256(V v)
+/*
+ * out[i] = scale * (sum of the lanes of a[i]) for i < 8, by a tree of whole
+ * zmm (no loop or array, so that a stays in registers): pairs of vectors
+ * folded to 256 bits side by side, then to 128, then the four lanes of each
+ * 128-bit piece.
+ */
+static inline __m512 v_fold_pair(V a, V b)
 {
-    return _mm256_add_ps(_mm512_castps512_ps256(v),
-                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
 }
 static inline __attribute__((always_inline)) void v_hsum8_store(const V *a, float scale, float *out)
 {
-    const __m256 t0 = _mm256_hadd_ps(v_fold256(a[0]), v_fold256(a[1]));
-    const __m256 t1 = _mm256_hadd_ps(v_fold256(a[2]), v_fold256(a[3]));
-    const __m256 t2 = _mm256_hadd_ps(v_fold256(a[4]), v_fold256(a[5]));
-    const __m256 t3 = _mm256_hadd_ps(v_fold256(a[6]), v_fold256(a[7]));
-    const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-    const __m256 lo = _mm256_permute2f128_ps(u0, u1, 0x20),
-                 hi = _mm256_permute2f128_ps(u0, u1, 0x31);
-    _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_add_ps(lo, hi), _mm256_set1_ps(scale)));
+    const V x01 = v_fold_pair(a[0], a[1]), x23 = v_fold_pair(a[2], a[3]);
+    const V x45 = v_fold_pair(a[4], a[5]), x67 = v_fold_pair(a[6], a[7]);
+    /* 128-bit piece r of y0 holds row r's four partial sums, of y1 row 4 + r */
+    const V y0 =
+        _mm512_add_ps(_mm512_shuffle_f32x4(x01, x23, 0x88), _mm512_shuffle_f32x4(x01, x23, 0xdd));
+    const V y1 =
+        _mm512_add_ps(_mm512_shuffle_f32x4(x45, x67, 0x88), _mm512_shuffle_f32x4(x45, x67, 0xdd));
+    const V u = _mm512_add_ps(_mm512_unpacklo_ps(y0, y1), _mm512_unpackhi_ps(y0, y1));
+    const V w = _mm512_add_ps(u, _mm512_permute_ps(u, 0x4e)); /* [r, 4 + r, ..] per piece */
+    const V rows = _mm512_permutexvar_ps(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0), w);
+    _mm256_storeu_ps(out, _mm256_mul_ps(_mm512_castps512_ps256(rows), _mm256_set1_ps(scale)));
 }
 
 #include "ops_simd.h"
