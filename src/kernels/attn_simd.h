@@ -187,6 +187,9 @@ static ATTN_ALWAYS_INLINE void attn_values_rows(const int CU, const int FV, int6
         attn_values_tile(1, CU, FV, d, nq, r0, c, cnt, v, v_stride, dv, p, corr, acc);
 }
 
+/* Keys per pass of attn_softmax's part-vector rows through its buffer. */
+#define ATTN_SOFTMAX_KEYS 64
+
 /*
  * The online softmax of R rows over cnt keys, scores s[j * R + r]:
  * mx[r] = max(mold[r], max_j s), corr[r] = e^(mold[r] - mx[r]),
@@ -196,9 +199,6 @@ static ATTN_ALWAYS_INLINE void attn_values_rows(const int CU, const int FV, int6
  * vector (all 8 heads of a group on AVX-512) in one vector of masked lanes,
  * with the same operations (e^x's lanes are realm__exp_poly's bits).
  */
-/* Keys per pass of attn_softmax's part-vector rows through its buffer. */
-#define ATTN_SOFTMAX_KEYS 64
-
 static ATTN_ALWAYS_INLINE void attn_softmax(int R, int cnt, float *s, const float *mold, float *mx,
                                             float *corr, float *l)
 {
