@@ -4,8 +4,10 @@
  * never depend on how tokens were batched or which blocks they landed in
  * (also with Q8_0 keys and values, on the tiny model of testdata/quant),
  * a full cache and malformed batches fail cleanly without changing anything,
- * and malformed models fail to load with a message naming the problem.
+ * and malformed models fail to load with a message naming the problem;
+ * the pool hands a growing sequence blocks of consecutive ids where it can.
  */
+#include "model/model_internal.h"
 #include "realm/error.h"
 #include "realm/model.h"
 #include "test_util.h"
@@ -322,7 +324,7 @@ static void test_q8_0(void)
     CHECK_EQ_INT(realm_model_hparams(m)->head_dim, 64);
     n_vocab = realm_model_hparams(m)->n_vocab;
     /* 2 layers, kv_dim 128: a row is 256 bytes in F16, 4 blocks of 34 in Q8_0 */
-    const uint64_t idx = 2 * 4 * sizeof(int32_t); /* 4 blocks of 32: refs, free list */
+    const uint64_t idx = 3 * 4 * sizeof(int32_t); /* 4 blocks of 32: refs, free list, positions */
     CHECK(realm_kv_cache_bytes(m, &(realm_kv_params){.n_ctx = 128}) == 2 * 128 * (256 + 256) + idx);
     CHECK(realm_kv_cache_bytes(m, &(realm_kv_params){.n_ctx = 128,
                                                      .type_k = REALM_TYPE_Q8_0,
@@ -360,6 +362,97 @@ static void test_q8_0(void)
     n_vocab = realm_model_hparams(m)->n_vocab;
 }
 
+/* Every block is in use (refs > 0, not in the free list) or free (listed
+ * once, at the position free_pos gives). */
+static bool pool_consistent(const realm_kv_cache *kv)
+{
+    int32_t n_free = 0;
+    for (int32_t b = 0; b < kv->n_blocks; b++) {
+        if (kv->refs[b] > 0) {
+            if (kv->free_pos[b] != -1)
+                return false;
+            continue;
+        }
+        n_free++;
+        const int32_t i = kv->free_pos[b];
+        if (i < 0 || i >= kv->n_free || kv->free_list[i] != b)
+            return false;
+    }
+    return n_free == kv->n_free;
+}
+
+/* Grow seq by n blocks' worth of tokens (the forward pass's bookkeeping). */
+static void grow(realm_kv_cache *kv, int32_t seq, int32_t n_blocks)
+{
+    const int32_t n = n_blocks * kv->block_size;
+    CHECK_RC(realm__kv_reserve(kv, seq, n), REALM_OK);
+    realm__kv_seq(kv, seq)->len += n;
+}
+
+static bool consecutive(realm_kv_cache *kv, int32_t seq, int32_t from, int32_t first)
+{
+    const kv_seq *s = realm__kv_seq(kv, seq);
+    for (int32_t i = from; i < s->n_blocks; i++)
+        if (s->blocks[i] != first + i - from)
+            return false;
+    return true;
+}
+
+/* Decode attention reads a head's rows of consecutive blocks as one run
+ * (kv__k_row): the allocator keeps a sequence's blocks in order where the
+ * pool allows, also after others came and went, and when it cannot, takes
+ * any free block. */
+static void test_block_runs(void)
+{
+    realm_kv_cache *kv = NULL;
+    CHECK_RC(realm_kv_cache_new(m, &(realm_kv_params){.n_ctx = 12 * 16, .block_size = 16}, &kv),
+             REALM_OK);
+    if (kv == NULL)
+        return;
+    int32_t a, b, c, d;
+    realm_kv_seq_new(kv, &a);
+    realm_kv_seq_new(kv, &b);
+    grow(kv, a, 3);
+    grow(kv, b, 2);
+    CHECK(consecutive(kv, a, 0, 0));
+    CHECK(consecutive(kv, b, 0, 3));
+    grow(kv, a, 1); /* block 3 is b's: any free one */
+    CHECK_EQ_INT(realm__kv_seq(kv, a)->blocks[3], 5);
+    grow(kv, a, 2); /* and on from there */
+    CHECK(consecutive(kv, a, 3, 5));
+    CHECK(pool_consistent(kv));
+    realm_kv_seq_free(kv, a); /* 0-2 and 5-7 free */
+    CHECK(pool_consistent(kv));
+    realm_kv_seq_new(kv, &c);
+    for (int i = 0; i < 3; i++) { /* taking turns, as decoding streams do */
+        grow(kv, c, 1);
+        grow(kv, b, 1);
+    }
+    CHECK(consecutive(kv, c, 0, 0));
+    CHECK(consecutive(kv, b, 0, 3)); /* 5, 6, 7 were a's */
+    CHECK(pool_consistent(kv));
+    /* a fork's copy on write of a shared block takes a free one */
+    realm_kv_seq_truncate(kv, c, 2 * 16 + 5); /* c: 0, 1, 2 (partial) */
+    CHECK(pool_consistent(kv));
+    realm_kv_seq_fork(kv, c, &d);
+    realm_kv_seq_truncate(kv, b, 16); /* b: 3; 4-7 free again */
+    CHECK(pool_consistent(kv));
+    CHECK_RC(realm__kv_reserve(kv, d, 1), REALM_OK); /* d's block 2 is shared: copied */
+    CHECK(realm__kv_seq(kv, d)->blocks[2] != 2);
+    CHECK(pool_consistent(kv));
+    /* fill the pool: the last blocks come from anywhere, and then none */
+    realm_kv_seq_free(kv, d);
+    grow(kv, c, 12 - 4);
+    CHECK_EQ_INT(realm_kv_free_blocks(kv), 0);
+    CHECK(pool_consistent(kv));
+    CHECK_RC(realm__kv_reserve(kv, b, 17), REALM_ERR_NOSPACE);
+    realm_kv_seq_free(kv, b);
+    realm_kv_seq_free(kv, c);
+    CHECK_EQ_INT(realm_kv_free_blocks(kv), 12);
+    CHECK(pool_consistent(kv));
+    realm_kv_cache_free(kv);
+}
+
 int main(void)
 {
     test_begin("kv", 300);
@@ -370,6 +463,7 @@ int main(void)
     CHECK_EQ_INT(n_vocab, 512);
     CHECK_EQ_INT(realm_model_hparams(m)->n_head_kv, 4);
     test_fork_cow_truncate();
+    test_block_runs();
     test_full_and_bad_batches();
     test_q8_0();
     test_bad_models();

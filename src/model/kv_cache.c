@@ -70,7 +70,7 @@ uint64_t realm_kv_cache_bytes(const realm_model *m, const realm_kv_params *p)
     if (kv_shape(m, p, &bs, &tk, &tv, &n_blocks, &rk, &rv) < 0)
         return 0;
     return (uint64_t)m->hp.n_layer * (uint64_t)n_blocks * (uint64_t)bs * (rk + rv) +
-           (uint64_t)n_blocks * 2 * sizeof(int32_t);
+           (uint64_t)n_blocks * 3 * sizeof(int32_t); /* refs, free_list, free_pos */
 }
 
 int realm_kv_cache_new(const realm_model *m, const realm_kv_params *p, realm_kv_cache **out)
@@ -107,7 +107,8 @@ int realm_kv_cache_new(const realm_model *m, const realm_kv_params *p, realm_kv_
     kv->v = calloc((size_t)n_layer, sizeof *kv->v);
     kv->refs = calloc((size_t)n_blocks, sizeof *kv->refs);
     kv->free_list = malloc((size_t)n_blocks * sizeof *kv->free_list);
-    if (!kv->k || !kv->v || !kv->refs || !kv->free_list)
+    kv->free_pos = malloc((size_t)n_blocks * sizeof *kv->free_pos);
+    if (!kv->k || !kv->v || !kv->refs || !kv->free_list || !kv->free_pos)
         goto nomem;
     const size_t layer_k = kv->block_bytes_k * (size_t)n_blocks;
     const size_t layer_v = kv->block_bytes_v * (size_t)n_blocks;
@@ -118,8 +119,10 @@ int realm_kv_cache_new(const realm_model *m, const realm_kv_params *p, realm_kv_
             goto nomem;
     }
     /* Pop order 0, 1, 2, ...: a fresh cache fills blocks in address order. */
-    for (int32_t i = 0; i < n_blocks; i++)
+    for (int32_t i = 0; i < n_blocks; i++) {
         kv->free_list[i] = n_blocks - 1 - i;
+        kv->free_pos[n_blocks - 1 - i] = i;
+    }
     kv->n_free = n_blocks;
     *out = kv;
     return REALM_OK;
@@ -144,6 +147,7 @@ void realm_kv_cache_free(realm_kv_cache *kv)
     free(kv->v);
     free(kv->refs);
     free(kv->free_list);
+    free(kv->free_pos);
     free(kv);
 }
 
@@ -250,8 +254,29 @@ int realm_kv_seq_fork(realm_kv_cache *kv, int32_t src, int32_t *seq)
 static void block_release(realm_kv_cache *kv, int32_t b)
 {
     REALM_ASSERT(kv->refs[b] > 0);
-    if (--kv->refs[b] == 0)
+    if (--kv->refs[b] == 0) {
+        kv->free_pos[b] = kv->n_free;
         kv->free_list[kv->n_free++] = b;
+    }
+}
+
+/* Take a free block: `prefer` (the id after the sequence's last block) when
+ * it is free, so that a sequence's blocks run on in memory (kv__k_row),
+ * else the top of the free list. The caller has checked that one is free. */
+static int32_t block_take(realm_kv_cache *kv, int32_t prefer)
+{
+    REALM_ASSERT(kv->n_free > 0);
+    int32_t b = kv->free_list[kv->n_free - 1];
+    if (prefer >= 0 && prefer < kv->n_blocks && kv->refs[prefer] == 0 && prefer != b) {
+        /* the top fills the preferred block's place in the list */
+        kv->free_list[kv->free_pos[prefer]] = b;
+        kv->free_pos[b] = kv->free_pos[prefer];
+        b = prefer;
+    }
+    kv->n_free--;
+    kv->free_pos[b] = -1;
+    kv->refs[b] = 1;
+    return b;
 }
 
 int realm_kv_seq_truncate(realm_kv_cache *kv, int32_t seq, int32_t n_tokens)
@@ -263,7 +288,7 @@ int realm_kv_seq_truncate(realm_kv_cache *kv, int32_t seq, int32_t n_tokens)
         return realm__error(REALM_ERR_INVAL, "cannot truncate sequence %d of %d tokens to %d", seq,
                             s->len, n_tokens);
     const int32_t keep = (n_tokens + kv->block_size - 1) / kv->block_size;
-    for (int32_t i = keep; i < s->n_blocks; i++)
+    for (int32_t i = s->n_blocks - 1; i >= keep; i--) /* last first: see realm_kv_seq_free */
         block_release(kv, s->blocks[i]);
     s->n_blocks = keep;
     s->len = n_tokens;
@@ -275,7 +300,9 @@ void realm_kv_seq_free(realm_kv_cache *kv, int32_t seq)
     kv_seq *s = realm__kv_seq(kv, seq);
     if (s == NULL)
         return;
-    for (int32_t i = 0; i < s->n_blocks; i++)
+    /* last first, so that the first is on top of the free list and a new
+     * sequence takes the run again in order (block_take) */
+    for (int32_t i = s->n_blocks - 1; i >= 0; i--)
         block_release(kv, s->blocks[i]);
     s->n_blocks = 0;
     s->len = 0;
@@ -331,8 +358,7 @@ int realm__kv_reserve(realm_kv_cache *kv, int32_t seq, int32_t n)
         return REALM_ERR_NOMEM;
     if (needs_cow(kv, s)) {
         const int32_t old = s->blocks[s->n_blocks - 1];
-        const int32_t nb = kv->free_list[--kv->n_free];
-        kv->refs[nb] = 1;
+        const int32_t nb = block_take(kv, s->n_blocks > 1 ? s->blocks[s->n_blocks - 2] + 1 : -1);
         const size_t used = (size_t)(s->len % kv->block_size);
         for (int l = 0; l < kv->model->hp.n_layer; l++)
             for (int g = 0; g < kv->model->hp.n_head_kv; g++) { /* each head's first rows */
@@ -345,8 +371,7 @@ int realm__kv_reserve(realm_kv_cache *kv, int32_t seq, int32_t n)
         s->blocks[s->n_blocks - 1] = nb;
     }
     while (s->n_blocks < total) {
-        const int32_t nb = kv->free_list[--kv->n_free];
-        kv->refs[nb] = 1;
+        const int32_t nb = block_take(kv, s->n_blocks > 0 ? s->blocks[s->n_blocks - 1] + 1 : -1);
         s->blocks[s->n_blocks++] = nb;
     }
     return REALM_OK;

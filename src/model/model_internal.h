@@ -55,13 +55,18 @@ struct realm_kv_cache {
     size_t row_bytes_k, row_bytes_v;     /* bytes of one token's K (V) for one layer */
     size_t head_bytes_k, head_bytes_v;   /* bytes of one token's K (V) for one KV head */
     size_t block_bytes_k, block_bytes_v; /* bytes of one block of one layer's K (V) */
-    /* Per layer: n_blocks * block_bytes_k (_v). Within a block the rows are
-     * head-major, [n_head_kv][block_size][head_dim] (kv__k_row): the keys
-     * one head's attention reads are contiguous, so they stream from memory
-     * (token-major, a head's rows would be 128-byte pieces of every row). */
+    /* Per layer: n_blocks * block_bytes_k (_v), head-major over the whole
+     * pool, [n_head_kv][n_blocks][block_size][head_dim] (kv__k_row): one
+     * head's keys in a block are contiguous, and so are its keys in blocks
+     * of consecutive ids, which the allocator hands a growing sequence where
+     * it can. Decode attention reads a head's rows in order, and a run longer
+     * than a page streams from memory: with each block's heads side by side,
+     * every 4 KiB run started the hardware prefetcher afresh and the reads
+     * waited on memory latency (twice the attention time at 2048 tokens). */
     uint8_t **k, **v;
     int32_t *refs;      /* per block: sequences using it (0 = free) */
-    int32_t *free_list; /* stack of free block ids */
+    int32_t *free_list; /* free block ids, taken from the top or by id (free_pos) */
+    int32_t *free_pos;  /* per block: its index in free_list, -1 when in use */
     int32_t n_free;
     kv_seq *seqs;
     int32_t n_seqs; /* slots in seqs */
@@ -81,14 +86,16 @@ static inline void kv__locate(const realm_kv_cache *kv, const kv_seq *s, int32_t
 static inline uint8_t *kv__k_row(const realm_kv_cache *kv, int l, int32_t block, int32_t slot,
                                  int g)
 {
-    return kv->k[l] + (size_t)block * kv->block_bytes_k +
-           ((size_t)g * (size_t)kv->block_size + (size_t)slot) * kv->head_bytes_k;
+    return kv->k[l] + (((size_t)g * (size_t)kv->n_blocks + (size_t)block) * (size_t)kv->block_size +
+                       (size_t)slot) *
+                          kv->head_bytes_k;
 }
 static inline uint8_t *kv__v_row(const realm_kv_cache *kv, int l, int32_t block, int32_t slot,
                                  int g)
 {
-    return kv->v[l] + (size_t)block * kv->block_bytes_v +
-           ((size_t)g * (size_t)kv->block_size + (size_t)slot) * kv->head_bytes_v;
+    return kv->v[l] + (((size_t)g * (size_t)kv->n_blocks + (size_t)block) * (size_t)kv->block_size +
+                       (size_t)slot) *
+                          kv->head_bytes_v;
 }
 
 /* Internal KV operations used by the forward pass. */
