@@ -16,7 +16,10 @@ a depth of N tokens already in the cache.
 The tg rows also print the memory-bandwidth bound: the weights plus the KV
 bytes read per generated token (every layer's keys and values up to the
 depth), over the read bandwidth `realm bench-kernels` measures with the same
-threads; "of bound" is the measured rate over that bound.
+threads; "of bound" is the measured rate over that bound. The bandwidth of a
+shared machine moves by half within minutes, so each tg row measures it
+right before and right after realm's run and uses the mean (both readings
+printed); the header's reading is the one at the start.
 
 Prints a Markdown table; --json FILE also writes every figure. Needs only the
 standard library.
@@ -119,7 +122,9 @@ def main():
     rows = []
     for cache in caches:
         for kind, n, depth in tests:
+            bw_before = read_bandwidth(a.realm, a.threads) if kind == "tg" else None
             r = realm_run(a, kind, n, depth, cache)
+            bw_after = read_bandwidth(a.realm, a.threads) if kind == "tg" else None
             ll = llama_run(a, kind, n, depth, cache)
             best = max(ll.values(), key=lambda x: x["tok_s"]) if ll else None
             row = {"cache": cache, "test": f"{kind}{n}" + (f" @ d{depth}" if depth else ""),
@@ -131,7 +136,8 @@ def main():
                 ctx = depth + n / 2  # the mean context over the n generated tokens
                 kv = (shape["n_layer"] * 2 * shape["n_kv_head"] * shape["head_dim"] *
                       KV_BYTES[cache] * ctx)
-                row["bound_tok_s"] = bw / (r["weight_bytes"] + kv)
+                row["read_bandwidth"] = [bw_before, bw_after]
+                row["bound_tok_s"] = (bw_before + bw_after) / 2 / (r["weight_bytes"] + kv)
                 row["of_bound"] = r["tok_s"] / row["bound_tok_s"]
             rows.append(row)
             print(f"# {cache} {row['test']}: realm {r['tok_s']:.1f}, llama.cpp " +
@@ -141,8 +147,8 @@ def main():
     print(f"{a.model}, {a.threads} threads, {a.reps} repetitions; started {started}, "
           f"load average {load0:.2f} at the start; read bandwidth {bw / 1e9:.1f} GB/s\n")
     print("| KV | test | realm tok/s | llama.cpp fa0 | llama.cpp fa1 | realm / best llama.cpp "
-          "| bandwidth bound | of bound | load |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| read GB/s before, after | bandwidth bound | of bound | load |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         def cell(k):
             v = row["llama"].get(k)
@@ -150,9 +156,11 @@ def main():
         r = row["realm"]
         bound = f"{row['bound_tok_s']:.1f}" if "bound_tok_s" in row else ""
         of = f"{row['of_bound'] * 100:.0f}%" if "of_bound" in row else ""
+        rb = ", ".join(f"{b / 1e9:.1f}" for b in row["read_bandwidth"]) if "read_bandwidth" in row \
+            else ""
         ratio = f"{row['ratio']:.2f}x" if row["ratio"] else "—"
         print(f"| {row['cache']} | {row['test']} | {r['tok_s']:.1f} ± {r['stdev']:.1f} | "
-              f"{cell('fa0')} | {cell('fa1')} | {ratio} | {bound} | {of} | {row['load']:.2f} |")
+              f"{cell('fa0')} | {cell('fa1')} | {ratio} | {rb} | {bound} | {of} | {row['load']:.2f} |")
     if a.json_out:
         with open(a.json_out, "w") as f:
             json.dump({"model": a.model, "threads": a.threads, "reps": a.reps,
