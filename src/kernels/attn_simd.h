@@ -12,9 +12,9 @@
  * maximum and sum held in registers over the keys (attn_softmax); the values
  * are summed as acc[r] += p[j][r] v_j by register tiles of 4 rows x 2 (AVX-512
  * 4) column slices over all cnt keys, rescaled by the softmax correction as
- * they are loaded. With the cache's rows head-major (one head's keys and values contiguous),
- * the step runs near the FMA units' peak on data in L2 (bench/README.md,
- * "Decode attention").
+ * they are loaded. With the cache's rows head-major (one head's keys and
+ * values contiguous), the step runs near the FMA units' peak on data in L2
+ * (bench/README.md, "Decode attention").
  *
  * Keys and values are F16 or Q8_0 rows, each kind chosen apart by a constant
  * argument of the always-inlined pieces (ATTN_F16, ATTN_Q8), so every pair

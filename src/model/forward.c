@@ -739,7 +739,7 @@ static void kv_row_store(const realm_ctx *c, realm_type t, const float *x, uint8
 }
 
 /* Store entry e's new key and value for layer l at its position, head by
- * head (a block's rows are head-major). */
+ * head (the cache is head-major, kv__k_row). */
 static void kv_store(realm_ctx *c, const realm_batch *b, int l, int32_t e)
 {
     const realm_kv_cache *kv = c->kv;

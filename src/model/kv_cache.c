@@ -1,14 +1,15 @@
 /*
  * Paged KV cache: a pool of blocks of `block_size` token slots. For each
- * layer, keys and values of the pool live in one array each, block after
- * block, so a sequence's keys for a layer are found through its block list.
- * Blocks are reference-counted: a fork shares its parent's blocks, and the
- * first write into a shared, partly filled block copies it (copy-on-write).
- * Keys and values each have their type (F16 or Q8_0), so their own row and
- * block sizes. Within a block the rows are head-major: KV head 0's rows of
- * every slot, then head 1's, ... (kv__k_row), each head_dim numbers (for
- * Q8_0, head_dim / 32 blocks), so attention, which reads one head at a time,
- * reads contiguous memory.
+ * layer, keys and values of the pool live in one array each, so a
+ * sequence's keys for a layer are found through its block list. Blocks are
+ * reference-counted: a fork shares its parent's blocks, and the first write
+ * into a shared, partly filled block copies it (copy-on-write). Keys and
+ * values each have their type (F16 or Q8_0), so their own row and block
+ * sizes. The arrays are head-major: KV head 0's rows of every block and
+ * slot, then head 1's, ... (kv__k_row), each head_dim numbers (for Q8_0,
+ * head_dim / 32 blocks), and a growing sequence takes the block after its
+ * last one when it is free (block_take), so attention, which reads one head
+ * at a time, reads a run of contiguous memory that streams.
  */
 #include <stdlib.h>
 #include <string.h>
