@@ -372,16 +372,16 @@ float realm__vec_dot_q4_K_avx512(int64_t n, const void *vx, const void *vy)
     __m512 acc = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / REALM_QK_K; b++) {
-        const __m128i scmin = k4_scales_mins(x[b].scales);
+        const __m128i scmin = k4_scales_mins_vec(x[b].scales);
         __m512i v[4], r[4];
         q4_K_codes(&x[b], v);
         REALM__UNROLL(4)
         for (int j = 0; j < 4; j++)
             r[j] = dpbusd(_mm512_setzero_si512(), v[j], load512(y[b].qs + 64 * j));
         const __m512i sumi = k32_scaled_sum(r, scmin, shuf0, shuf1);
-        const float dy = y[b].d;
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(dy * h2f(x[b].d)), _mm512_cvtepi32_ps(sumi), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(dy * h2f(x[b].dmin)),
+        const __m128 dd = k4_d_dmin(&x[b].d, y[b].d);
+        acc = _mm512_fmadd_ps(_mm512_broadcastss_ps(dd), _mm512_cvtepi32_ps(sumi), acc);
+        accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)),
                                _mm256_cvtepi32_ps(k32_min_terms(scmin, y[b].bsums)), accm);
     }
     return _mm512_reduce_add_ps(acc) - hsum_f32x8(accm);
@@ -402,7 +402,7 @@ float realm__vec_dot_q5_K_avx512(int64_t n, const void *vx, const void *vy)
     __m512 acc = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / REALM_QK_K; b++) {
-        const __m128i scmin = k4_scales_mins(x[b].scales);
+        const __m128i scmin = k4_scales_mins_vec(x[b].scales);
         const __m512i qh = bcast256(x[b].qh);
         __m512i r[4];
         REALM__UNROLL(4)
@@ -413,9 +413,9 @@ float realm__vec_dot_q5_K_avx512(int64_t n, const void *vx, const void *vy)
             r[j] = dpbusd(_mm512_setzero_si512(), v, load512(y[b].qs + 64 * j));
         }
         const __m512i sumi = k32_scaled_sum(r, scmin, shuf0, shuf1);
-        const float dy = y[b].d;
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(dy * h2f(x[b].d)), _mm512_cvtepi32_ps(sumi), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(dy * h2f(x[b].dmin)),
+        const __m128 dd = k4_d_dmin(&x[b].d, y[b].d);
+        acc = _mm512_fmadd_ps(_mm512_broadcastss_ps(dd), _mm512_cvtepi32_ps(sumi), acc);
+        accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)),
                                _mm256_cvtepi32_ps(k32_min_terms(scmin, y[b].bsums)), accm);
     }
     return _mm512_reduce_add_ps(acc) - hsum_f32x8(accm);

@@ -52,7 +52,7 @@ INLINE void q4_K_vnni_multi(int64_t n, const void *vx, const void *y, size_t ys,
     for (int e = 0; e < ny; e++)
         acc[e] = _mm512_setzero_ps();
     for (int64_t b = 0; b < n / REALM_QK_K; b++) {
-        const __m128i scmin = k4_scales_mins(x[b].scales);
+        const __m128i scmin = k4_scales_mins_vec(x[b].scales);
         const __m512i sc = _mm512_broadcast_i32x4(scmin);
         const __m512i s0 = _mm512_shuffle_epi8(sc, shuf0), s1 = _mm512_shuffle_epi8(sc, shuf1);
         const __m256i m16 = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(scmin), shuf_min);
