@@ -156,8 +156,8 @@ static const uint8_t k32_scale_shuf[3][64] = {
  * four in vector lanes: half the instructions of the scalar form and its
  * inserts, which were a fifth of a one-token Q4_K block's (`realm
  * bench-kernels --types q4_k --working-set 16 -t 1`: 35-37 -> 41-42 GB/s
- * with k4_d_dmin). s is a block's
- * `scales`: the 16 bytes read stay inside the block (qs or qh follow).
+ * with k4_d_dmin). s is a block's `scales`: the 16 bytes read stay inside
+ * the block (qs or qh follow).
  */
 static inline __m128i k4_scales_mins_vec(const uint8_t *s)
 {
