@@ -229,9 +229,12 @@ static void test_tenants(void)
     do {                                                                                           \
         b = g;                                                                                     \
         stmt;                                                                                      \
+        CHECK_RC(realm_store_tenant_check(s, &b), REALM_ERR_INVAL);                                \
+        CHECK_MSG(contains(realm_last_error(), field), "%s: %s", field, realm_last_error());       \
         CHECK_RC(realm_store_tenant_update(s, &b), REALM_ERR_INVAL);                               \
         CHECK_MSG(contains(realm_last_error(), field), "%s: %s", field, realm_last_error());       \
     } while (0)
+    CHECK_RC(realm_store_tenant_check(s, &g), 0); /* what update checks, writing nothing */
     BAD("rpm", b.rpm = -1);
     BAD("tpm", b.tpm = -5);
     BAD("max_concurrent", b.max_concurrent = -1);

@@ -118,6 +118,9 @@ int realm_store_tenant_list(realm_store *s, realm_tenant **out, int32_t *n);
  * realm_store_module_put: REALM_ERR_INVAL naming the field). A weight of 0 is
  * stored as 1. */
 int realm_store_tenant_update(realm_store *s, const realm_tenant *t);
+/* The checks realm_store_tenant_update makes of t's settings, writing nothing: 0, or
+ * REALM_ERR_INVAL naming the field. */
+int realm_store_tenant_check(realm_store *s, const realm_tenant *t);
 /* Remove a tenant: its keys stop working at once; its usage stays. */
 int realm_store_tenant_remove(realm_store *s, const char *name);
 

@@ -47,6 +47,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "core/error_internal.h"
+#include "core/log_internal.h"
 #include "realm/registry.h"
 #include "server_internal.h"
 
@@ -282,17 +284,30 @@ static void tenant_create(req *r, json_t *body, const char *arg)
     realm_tenant want = {.weight = 1};
     if (!name || !apply_settings(r, body, &want, "name"))
         return;
-    realm_tenant made;
-    int rc = realm_store_tenant_add(s, name, &made);
+    /* settings too: all or nothing, so a bad value is refused before the
+     * tenant exists (a reply sent before undoing an add let the client's
+     * next request see the tenant half made) */
+    const bool with_settings = json_object_size(body) > 1;
+    int rc = with_settings ? realm_store_tenant_check(s, &want) : 0;
     if (rc < 0) {
+        store_error(r, rc, "tenant_not_found", NULL, NULL);
+        return;
+    }
+    realm_tenant made;
+    if ((rc = realm_store_tenant_add(s, name, &made)) < 0) {
         store_error(r, rc, "tenant_not_found", "tenant_exists", "name");
         return;
     }
-    if (json_object_size(body) > 1) { /* settings too: all or nothing */
+    if (with_settings) {
         want.id = made.id;
-        if ((rc = realm_store_tenant_update(s, &want)) < 0) {
+        if ((rc = realm_store_tenant_update(s, &want)) < 0) { /* the database failed */
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", realm_last_error());
+            if (realm_store_tenant_remove(s, name) < 0)
+                realm__log(REALM_LOG_WARN, "%s: tenant '%s' was added, its settings not: %s", r->id,
+                           name, realm_last_error());
+            realm__error(rc, "%s", msg);
             store_error(r, rc, "tenant_not_found", NULL, NULL);
-            realm_store_tenant_remove(s, name);
             return;
         }
     }

@@ -590,6 +590,11 @@ static int check_tenant(realm_store *s, const realm_tenant *t)
     return 0;
 }
 
+int realm_store_tenant_check(realm_store *s, const realm_tenant *t)
+{
+    return check_tenant(s, t);
+}
+
 int realm_store_tenant_update(realm_store *s, const realm_tenant *t)
 {
     int rc = check_tenant(s, t);
