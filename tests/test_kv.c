@@ -409,6 +409,14 @@ static void test_block_runs(void)
              REALM_OK);
     if (kv == NULL)
         return;
+    /* the layout the runs are for: a head's rows go on from one block into
+     * the next id's, in keys and in values, in every layer */
+    const int32_t bs = kv->block_size;
+    for (int l = 0; l < realm_model_hparams(m)->n_layer; l++)
+        for (int g = 0; g < realm_model_hparams(m)->n_head_kv; g++) {
+            CHECK(kv__k_row(kv, l, 5, 0, g) == kv__k_row(kv, l, 4, bs - 1, g) + kv->head_bytes_k);
+            CHECK(kv__v_row(kv, l, 5, 0, g) == kv__v_row(kv, l, 4, bs - 1, g) + kv->head_bytes_v);
+        }
     int32_t a, b, c, d;
     realm_kv_seq_new(kv, &a);
     realm_kv_seq_new(kv, &b);
