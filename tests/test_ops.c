@@ -249,6 +249,14 @@ static double kv_elem(realm_type t, const uint8_t *row, int64_t i)
     return (double)realm_fp16_to_fp32(b->d) * b->qs[i % 32];
 }
 
+/* Element i of key j: F16 keys are stored transposed (element i of every key
+ * in a row, ks bytes apart), Q8_0 keys a row each, ks bytes apart. */
+static double key_elem(realm_type t, const uint8_t *k, size_t ks, int j, int64_t i)
+{
+    return t == REALM_TYPE_F16 ? kv_elem(t, k + (size_t)i * ks, j)
+                               : kv_elem(t, k + (size_t)j * ks, i);
+}
+
 /* Store n floats as a row of type t (Q8_0 by the reference quantizer). */
 static void kv_put(realm_type t, const float *x, uint8_t *row, int64_t n)
 {
@@ -261,15 +269,29 @@ static void kv_put(realm_type t, const float *x, uint8_t *row, int64_t n)
         CHECK_RC(realm_quantize_row(REALM_TYPE_Q8_0, x, row, n), REALM_OK);
 }
 
-/* The kernel of o for keys of type tk and values of type tv; row strides in bytes. */
+/* Store key j of n floats in type tk as the kernels read keys (key_elem). */
+static void key_put(realm_type t, const float *x, uint8_t *k, size_t ks, int j, int64_t n)
+{
+    if (t != REALM_TYPE_F16) {
+        kv_put(t, x, k + (size_t)j * ks, n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const uint16_t h = realm_fp32_to_fp16(x[i]);
+        memcpy(k + (size_t)i * ks + 2 * (size_t)j, &h, 2);
+    }
+}
+
+/* The kernel of o for keys of type tk and values of type tv; strides in
+ * bytes (ks: between a key's elements for F16 keys, between keys for Q8_0). */
 static void attn_call(const realm_ops *o, realm_type tk, realm_type tv, int64_t d, int nq,
                       const float *q, int cnt, const uint8_t *k, size_t ks, const uint8_t *v,
                       size_t vs, float scale, float *m, float *l, float *acc, float *s)
 {
     if (tk == REALM_TYPE_F16 && tv == REALM_TYPE_F16) {
-        CHECK(ks == vs && ks % 2 == 0);
-        o->attn_f16(d, nq, q, cnt, (const uint16_t *)k, (const uint16_t *)v, (int64_t)ks / 2, scale,
-                    m, l, acc, s);
+        CHECK(ks % 2 == 0 && vs % 2 == 0);
+        o->attn_f16(d, nq, q, cnt, (const uint16_t *)k, (int64_t)ks / 2, (const uint16_t *)v,
+                    (int64_t)vs / 2, scale, m, l, acc, s);
     } else {
         const realm_attn_fn fn = tk == REALM_TYPE_F16   ? o->attn_f16_q8_0
                                  : tv == REALM_TYPE_F16 ? o->attn_q8_0_f16
@@ -284,7 +306,8 @@ static void attn_call(const realm_ops *o, realm_type tk, realm_type tv, int64_t 
  * group split into pieces of varying length, as the forward pass calls it),
  * then acc / l, against softmax(q K^T * scale) V in double over the keys and
  * values as stored (Q8_0 dequantized). Key and value rows are further apart
- * than d (the other KV heads between them, and an odd extra); later pieces
+ * than d (the other KV heads between them, and an odd extra), and so are the
+ * elements of transposed F16 keys (an odd number of keys more); later pieces
  * get larger scores so the running maximum grows and the state is rescaled.
  */
 static void check_attn_kernel(const realm_ops *o, realm_type tk, realm_type tv, int d, int nq,
@@ -293,20 +316,22 @@ static void check_attn_kernel(const realm_ops *o, realm_type tk, realm_type tv, 
     int total = 0;
     for (int i = 0; i < n_pieces; i++)
         total += pieces[i];
-    /* three heads and a bit: F16 two halves more, Q8_0 one block more */
-    const size_t ks = realm_row_size(tk, tk == REALM_TYPE_F16 ? 3 * d + 2 : 3 * d + 32);
+    /* three heads and a bit: F16 two halves more, Q8_0 one block more; F16
+     * keys transposed, three keys more per element */
+    const bool kt = tk == REALM_TYPE_F16;
+    const size_t ks = kt ? 2 * (size_t)(total + 3) : realm_row_size(tk, 3 * d + 32);
     const size_t vs = realm_row_size(tv, tv == REALM_TYPE_F16 ? 3 * d + 2 : 3 * d + 32);
-    uint8_t *k = calloc((size_t)total, ks), *v = calloc((size_t)total, vs);
+    uint8_t *k = calloc(kt ? (size_t)d : (size_t)total, ks), *v = calloc((size_t)total, vs);
     float *q = malloc(sizeof *q * (size_t)(nq * d)), *acc = malloc(sizeof *acc * (size_t)(nq * d));
     float *row = malloc(sizeof *row * (size_t)d);
     float m[64], l[64];
-    float *s = malloc(sizeof *s * (size_t)(nq * (64 + 2) + 64 * d / 32));
+    float *s = malloc(sizeof *s * (size_t)REALM_ATTN_SCRATCH(nq, 64, d));
     double *ref = calloc((size_t)(nq * d), sizeof *ref), *sc = malloc(sizeof *sc * (size_t)total);
     for (int j = 0; j < total; j++) {
         const float boost = 1.0f + 2.0f * (float)j / (float)total;
         for (int i = 0; i < d; i++)
             row[i] = test_rand_normal() * boost;
-        kv_put(tk, row, k + (size_t)j * ks, d);
+        key_put(tk, row, k, ks, j, d);
         for (int i = 0; i < d; i++)
             row[i] = test_rand_normal();
         kv_put(tv, row, v + (size_t)j * vs, d);
@@ -320,8 +345,8 @@ static void check_attn_kernel(const realm_ops *o, realm_type tk, realm_type tv, 
     for (int i = 0; i < nq * d; i++)
         acc[i] = 0;
     for (int i = 0, at = 0; i < n_pieces; at += pieces[i++])
-        attn_call(o, tk, tv, d, nq, q, pieces[i], k + (size_t)at * ks, ks, v + (size_t)at * vs, vs,
-                  scale, m, l, acc, s);
+        attn_call(o, tk, tv, d, nq, q, pieces[i], k + (size_t)at * (kt ? 2 : ks), ks,
+                  v + (size_t)at * vs, vs, scale, m, l, acc, s);
     int bad = 0;
     double worst = 0;
     for (int r = 0; r < nq; r++) {
@@ -329,7 +354,7 @@ static void check_attn_kernel(const realm_ops *o, realm_type tk, realm_type tv, 
         for (int j = 0; j < total; j++) {
             double dot = 0;
             for (int i = 0; i < d; i++)
-                dot += (double)q[r * d + i] * kv_elem(tk, k + (size_t)j * ks, i);
+                dot += (double)q[r * d + i] * key_elem(tk, k, ks, j, i);
             sc[j] = dot / sqrt((double)d);
             mx = sc[j] > mx ? sc[j] : mx;
         }
@@ -391,6 +416,16 @@ static void test_attn_kernel(const realm_ops *o)
 
 /* ---- attention over the paged cache ----------------------------------------- */
 
+/* Element i of the key in slot `slot` of block blk, KV head g, layer l, as
+ * the cache holds it (F16 keys transposed, kv__k_col). */
+static double cache_key_elem(const realm_kv_cache *kv, int l, int32_t blk, int32_t slot, int g,
+                             int64_t i)
+{
+    if (kv->type_k == REALM_TYPE_F16)
+        return realm_fp16_to_fp32(kv__k_col(kv, l, blk, slot, g)[i * kv->block_size]);
+    return kv_elem(kv->type_k, kv__k_row(kv, l, blk, slot, g), i);
+}
+
 /*
  * The prefill tiles (realm__attn_prefill over realm_ops.attn_tile) for a
  * prompt chunk of n tokens at positions pos0 .. pos0 + n - 1 of the
@@ -431,10 +466,9 @@ static void check_prefill(const realm_ops *o, const realm_kv_cache *kv, const kv
             for (int j = 0; j < n_pos; j++) {
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
-                const uint8_t *k = kv__k_row(kv, l, blk, slot, g);
                 double dot = 0;
                 for (int i = 0; i < hd; i++)
-                    dot += (double)qr[i] * kv_elem(tk, k, i);
+                    dot += (double)qr[i] * cache_key_elem(kv, l, blk, slot, g, i);
                 sc[j] = dot / sqrt((double)hd);
                 mx = sc[j] > mx ? sc[j] : mx;
             }
@@ -539,10 +573,9 @@ static void check_attention_shape(const realm_ops *o, realm_type tk, realm_type 
             for (int j = 0; j < n_pos; j++) {
                 int32_t blk, slot;
                 kv__locate(kv, s, j, &blk, &slot);
-                const uint8_t *k = kv__k_row(kv, l, blk, slot, g);
                 double dot = 0;
                 for (int i = 0; i < hd; i++)
-                    dot += (double)q[r * hd + i] * kv_elem(tk, k, i);
+                    dot += (double)q[r * hd + i] * cache_key_elem(kv, l, blk, slot, g, i);
                 sc[j] = dot / sqrt((double)hd);
                 mx = sc[j] > mx ? sc[j] : mx;
             }

@@ -113,17 +113,28 @@ void realm_matmul_rows_invariant(const realm_kernels *k, realm_type t, const voi
 /* ---- element-wise and attention ops ------------------------------------ */
 
 /*
- * An attention step over keys and values in the KV cache's row formats
- * (realm_ops.attn_q8_0 and the mixed pairs): key j is the row of d numbers
- * at k + j * k_stride bytes, value j the row at v + j * v_stride bytes; s
- * is scratch for nq * (cnt + 2) + cnt * d / 32 floats; the rest as
- * realm_ops.attn_f16.
+ * An attention step over keys and values in the KV cache's formats
+ * (realm_ops.attn_q8_0 and the mixed pairs): a Q8_0 key j is the row of d
+ * numbers at k + j * k_stride bytes; F16 keys are stored transposed, element
+ * i of key j being the F16 number at k + i * k_stride + 2 * j bytes (the
+ * keys of one element side by side, as attn_f16 reads them); value j is the
+ * row at v + j * v_stride bytes; s is scratch for REALM_ATTN_SCRATCH(nq,
+ * cnt, d) floats; the rest as realm_ops.attn_f16.
  */
+/* cnt keys rounded up to a whole number of vectors of any ISA (16 floats) */
+#define REALM_ATTN_KEYS_PAD(cnt) (((int64_t)(cnt) + 15) & ~(int64_t)15)
+/* Scratch floats of an attention step (attn_f16 and the others) for nq rows
+ * against cnt keys of d numbers: the scores, a partial vector of keys, the
+ * maxima, corrections and sums, and Q8_0 values' scales. */
+#define REALM_ATTN_SCRATCH(nq, cnt, d)                                                             \
+    ((int64_t)(nq) * (REALM_ATTN_KEYS_PAD(cnt) + 3) + 16 * (int64_t)(d) +                          \
+     (int64_t)(cnt) * ((int64_t)(d) / 32))
 /* Scratch floats of realm_ops.attn_tile for nt tokens of nq rows against cnt
  * keys of d numbers: the staged keys and values, the tile's scores, its
  * maxima, corrections and sums (and the reference's per-token scratch). */
 #define REALM_ATTN_TILE_SCRATCH(nt, nq, cnt, d)                                                    \
-    (2 * (int64_t)(cnt) * (int64_t)(d) + (int64_t)(nt) * (int64_t)(nq) * ((int64_t)(cnt) + 3) +    \
+    ((REALM_ATTN_KEYS_PAD(cnt) + (int64_t)(cnt)) * (int64_t)(d) +                                  \
+     (int64_t)(nt) * (int64_t)(nq) * (REALM_ATTN_KEYS_PAD(cnt) + 4) +                              \
      (int64_t)(cnt) * ((int64_t)(d) / 32))
 
 typedef void (*realm_attn_fn)(int64_t d, int nq, const float *q, int cnt, const void *k,
@@ -156,18 +167,22 @@ typedef struct realm_ops {
      * One step of attention with an online softmax: nq query rows against cnt
      * keys and values, the running state of each row r being its maximum
      * score m[r], its sum of weights l[r] and its weighted sum of values
-     * acc[r * d .. + d). Query row r is q + r * d; key and value j are the d
-     * F16 numbers at k + j * ld and v + j * ld. With s_j = scale * q_r . k_j
-     * and M = max(m[r], max_j s_j):
+     * acc[r * d .. + d). Query row r is q + r * d; the keys are stored
+     * transposed, element i of key j at k[i * k_ld + j] (so that a vector
+     * holds one element of consecutive keys and a score is a sum of
+     * products along lanes, no horizontal sums); value j is the d F16
+     * numbers at v + j * ld. With s_j = scale * q_r . k_j and
+     * M = max(m[r], max_j s_j):
      *
      *     l[r]   = l[r] e^(m[r] - M)   + sum_j e^(s_j - M)
      *     acc[r] = acc[r] e^(m[r] - M) + sum_j e^(s_j - M) v_j,   m[r] = M
      *
      * (start from m = -inf, l = 0, acc = 0; the result is acc[r] / l[r]).
-     * The exponentials are exp_f32's. s is scratch for nq * (cnt + 2) floats.
-     * The SIMD versions read each key and value once for all nq rows.
+     * The exponentials are exp_f32's. s is scratch for REALM_ATTN_SCRATCH(nq,
+     * cnt, d) floats. The SIMD versions read each key and value once for all
+     * nq rows.
      */
-    void (*attn_f16)(int64_t d, int nq, const float *q, int cnt, const uint16_t *k,
+    void (*attn_f16)(int64_t d, int nq, const float *q, int cnt, const uint16_t *k, int64_t k_ld,
                      const uint16_t *v, int64_t ld, float scale, float *m, float *l, float *acc,
                      float *s);
     /*
@@ -181,8 +196,8 @@ typedef struct realm_ops {
     realm_attn_fn attn_q8_0;
     /* The same with keys and values of different types (llama.cpp's
      * --cache-type-k and --cache-type-v set apart), d a multiple of 32, F16
-     * rows as attn_f16 reads them: F16 keys with Q8_0 values, and Q8_0 keys
-     * with F16 values. */
+     * keys (transposed) and values as attn_f16 reads them: F16 keys with Q8_0
+     * values, and Q8_0 keys with F16 values. */
     realm_attn_fn attn_f16_q8_0;
     realm_attn_fn attn_q8_0_f16;
     /*
@@ -196,9 +211,10 @@ typedef struct realm_ops {
      * kernel of the same table with nq rows and lim[t] keys: the batch's
      * make-up never changes a token's attention. The SIMD versions load and
      * convert each key and value once for the whole tile (into the scratch,
-     * as floats: the conversions are exact), run the softmax along vectors
-     * of all the tile's rows and sum the values in register tiles of rows
-     * (of several tokens) x columns. s is scratch for
+     * as floats: the conversions are exact), score F16 keys along vectors of
+     * keys (Q8_0 keys along the head, with the softmax along vectors of all
+     * the tile's rows) and sum the values in register tiles of rows (of
+     * several tokens) x columns. s is scratch for
      * REALM_ATTN_TILE_SCRATCH(nt, nq, cnt, d) floats.
      */
     void (*attn_tile)(realm_type tk, realm_type tv, int64_t d, int nq, int nt, const float *q,

@@ -1,20 +1,26 @@
 /*
  * The attention steps (realm_ops.attn_f16, attn_q8_0 and the mixed pairs) of
  * ops_avx2.c and ops_avx512.c, written once over the vector abstraction of
- * ops_simd.h (V, VW, v_*), plus v_zero_below, v_hsum8_store, v_load_i8,
- * v_set1_h, v_load_part and v_store_part, which each file defines.
+ * ops_simd.h (V, VW, v_*), plus v_zero_below, v_hsum8_store, v_hmax,
+ * v_keep_first, v_load_i8, v_set1_h, v_load_part and v_store_part, which
+ * each file defines.
  *
- * Shape: the nq query rows (the query heads sharing one KV head) are taken in
- * tiles of 8, 4 and 1 rows held in registers, so each key and value vector is
- * loaded and converted once per tile, and a whole group of 8 heads reads the
- * block once. Scores are kept key-major, s[j * nq + r], so the per-row
+ * Shape: F16 keys are stored transposed (a block's element i of every key
+ * side by side), so a vector holds one element of VW keys and each score
+ * is a chain of FMAs of a broadcast query element along the lanes
+ * (attn_scores_t): no horizontal sums; the scores land row-major and the
+ * softmax runs along whole vectors of keys (attn_softmax_t). Q8_0 keys,
+ * quantized along the head, are rows: the nq query rows are taken in tiles
+ * of 8, 4 and 1 rows held in registers, so each key vector is loaded and
+ * converted once per tile, the sums over the head reduced by trees of
+ * shuffles; scores are kept key-major, s[j * nq + r], so the per-row
  * maximum, exponentials and sums run along vectors of rows, each vector's
- * maximum and sum held in registers over the keys (attn_softmax); the values
- * are summed as acc[r] += p[j][r] v_j by register tiles of 4 rows x 2 (AVX-512
- * 4) column slices over all cnt keys, rescaled by the softmax correction as
- * they are loaded. With the cache's rows head-major (one head's keys and
- * values contiguous), the step runs near the FMA units' peak on data in L2
- * (bench/README.md, "Decode attention").
+ * maximum and sum held in registers over the keys (attn_softmax). Either
+ * way the values are summed as acc[r] += p[j][r] v_j by register tiles of 4
+ * rows x 2 (AVX-512 4) column slices over all cnt keys, rescaled by the
+ * softmax correction as they are loaded. With the cache's rows head-major
+ * (one head's keys and values contiguous), the step runs near the FMA
+ * units' peak on data in L2 (bench/README.md, "Decode attention").
  *
  * Keys and values are F16 or Q8_0 rows, each kind chosen apart by a constant
  * argument of the always-inlined pieces (ATTN_F16, ATTN_Q8), so every pair
@@ -27,9 +33,10 @@
  *
  * The prefill tile (attn_tile, at the end) runs the same arithmetic for
  * several query tokens at once: the step's keys and values staged as floats
- * (ATTN_F32, exact), one score matrix over all the tile's rows, the softmax
- * along vectors of those rows, and the values in register tiles of rows x
- * column slices; per row the operations and their order are attn_step's.
+ * (ATTN_F32, exact; F16 keys staged transposed), one score matrix over all
+ * the tile's rows, the softmax of each kind, and the values in register
+ * tiles of rows x column slices; per row the operations and their order are
+ * the step's (attn_step_t for F16 keys, attn_step for Q8_0 keys).
  */
 #include <stddef.h>
 #include <string.h>
@@ -125,13 +132,16 @@ static ATTN_ALWAYS_INLINE void attn_scores_tile(const int RT, const int FK, int6
 /* acc[r] = acc[r] * corr[r] + sum_j p[j][r] v_j over CU VW-wide column
  * slices from c for the RT rows of a tile (each value vector loaded and
  * converted once for the RT rows, each weight broadcast once for the CU
- * slices). Q8_0 values: dv[b * cnt + j] is the scale of block b of value j.
+ * slices); key j's weight for row r is p[j * p_j + r * p_r] (key-major or
+ * row-major scores). Q8_0 values: dv[b * cnt + j] is the scale of block b of
+ * value j.
  * Per (row, column) the same operations in the same order whatever RT and
  * CU. */
 static ATTN_ALWAYS_INLINE void attn_values_tile(const int RT, const int CU, const int FV, int64_t d,
-                                                int nq, int r0, int64_t c, int cnt,
-                                                const uint8_t *v, size_t v_stride, const float *dv,
-                                                const float *p, const float *corr, float *acc)
+                                                int r0, int64_t c, int cnt, const uint8_t *v,
+                                                size_t v_stride, const float *dv, const float *p,
+                                                int64_t p_j, int64_t p_r, const float *corr,
+                                                float *acc)
 {
     V a[ATTN_DV_RT * ATTN_DV_CU];
     REALM__UNROLL(8)
@@ -157,10 +167,10 @@ static ATTN_ALWAYS_INLINE void attn_values_tile(const int RT, const int CU, cons
                                 v_set1(dv[(cu / REALM_QK8_0) * cnt + j]))
                         : v_load_h((const uint16_t *)vj + cu);
         }
-        const float *pj = p + (size_t)j * (size_t)nq + r0;
+        const float *pj = p + j * p_j + r0 * p_r;
         REALM__UNROLL(8)
         for (int r = 0; r < RT; r++) {
-            const V pb = v_set1(pj[r]);
+            const V pb = v_set1(pj[r * p_r]);
             REALM__UNROLL(4)
             for (int u = 0; u < CU; u++)
                 a[r * CU + u] = v_fma(pb, vv[u], a[r * CU + u]);
@@ -178,13 +188,35 @@ static ATTN_ALWAYS_INLINE void attn_values_tile(const int RT, const int CU, cons
 static ATTN_ALWAYS_INLINE void attn_values_rows(const int CU, const int FV, int64_t d, int nq,
                                                 int64_t c, int cnt, const uint8_t *v,
                                                 size_t v_stride, const float *dv, const float *p,
-                                                const float *corr, float *acc)
+                                                int64_t p_j, int64_t p_r, const float *corr,
+                                                float *acc)
 {
     int r0 = 0;
     for (; r0 + ATTN_DV_RT <= nq; r0 += ATTN_DV_RT)
-        attn_values_tile(ATTN_DV_RT, CU, FV, d, nq, r0, c, cnt, v, v_stride, dv, p, corr, acc);
+        attn_values_tile(ATTN_DV_RT, CU, FV, d, r0, c, cnt, v, v_stride, dv, p, p_j, p_r, corr,
+                         acc);
     for (; r0 < nq; r0++)
-        attn_values_tile(1, CU, FV, d, nq, r0, c, cnt, v, v_stride, dv, p, corr, acc);
+        attn_values_tile(1, CU, FV, d, r0, c, cnt, v, v_stride, dv, p, p_j, p_r, corr, acc);
+}
+
+/* The values of a step over all nq rows and d columns (Q8_0 values: their
+ * scales converted first into dv), the weights at p as attn_values_tile's. */
+static ATTN_ALWAYS_INLINE void attn_values(const int FV, int64_t d, int nq, int cnt,
+                                           const uint8_t *v, size_t v_stride, float *dv,
+                                           const float *p, int64_t p_j, int64_t p_r,
+                                           const float *corr, float *acc)
+{
+    if (FV == ATTN_Q8)
+        for (int j = 0; j < cnt; j++) {
+            const realm_block_q8_0 *b = (const realm_block_q8_0 *)(v + (size_t)j * v_stride);
+            for (int64_t i = 0; i < d / REALM_QK8_0; i++)
+                dv[i * cnt + j] = realm_fp16_to_fp32(b[i].d);
+        }
+    int64_t c = 0;
+    for (; c + ATTN_DV_CU * VW <= d; c += ATTN_DV_CU * VW)
+        attn_values_rows(ATTN_DV_CU, FV, d, nq, c, cnt, v, v_stride, dv, p, p_j, p_r, corr, acc);
+    for (; c < d; c += VW)
+        attn_values_rows(1, FV, d, nq, c, cnt, v, v_stride, dv, p, p_j, p_r, corr, acc);
 }
 
 /* Keys per pass of attn_softmax's part-vector rows through its buffer. */
@@ -269,29 +301,210 @@ static ATTN_ALWAYS_INLINE void attn_step(const int FK, const int FV, int64_t d, 
     memcpy(m, mx, (size_t)nq * sizeof *m);
 
     /* Q8_0 values: each block's scale as a float, once (dv[b * cnt + j]) */
-    float *dv = corr + nq;
-    if (FV == ATTN_Q8)
-        for (int j = 0; j < cnt; j++) {
-            const realm_block_q8_0 *b = (const realm_block_q8_0 *)(v + (size_t)j * v_stride);
-            for (int64_t i = 0; i < d / REALM_QK8_0; i++)
-                dv[i * cnt + j] = realm_fp16_to_fp32(b[i].d);
-        }
-    int64_t c = 0;
-    for (; c + ATTN_DV_CU * VW <= d; c += ATTN_DV_CU * VW)
-        attn_values_rows(ATTN_DV_CU, FV, d, nq, c, cnt, v, v_stride, dv, s, corr, acc);
-    for (; c < d; c += VW)
-        attn_values_rows(1, FV, d, nq, c, cnt, v, v_stride, dv, s, corr, acc);
+    attn_values(FV, d, nq, cnt, v, v_stride, corr + nq, s, nq, 1, corr, acc);
 }
 
-void FN(attn_f16)(int64_t d, int nq, const float *q, int cnt, const uint16_t *k, const uint16_t *v,
-                  int64_t ld, float scale, float *m, float *l, float *acc, float *s)
+/* ---- F16 keys: stored transposed, scored with the keys across the lanes ----
+ *
+ * An F16 key cache holds each block's keys transposed (element i of key j at
+ * k[i * ld + j]), so a vector holds one element of VW consecutive keys: the
+ * scores of a row are plain FMAs of a broadcast query element into VW keys'
+ * sums, in element order, and need no horizontal sums; they land row-major,
+ * s[r * ld_s + j] (ld_s = cnt rounded up to VW, the lanes past a row's keys
+ * -inf), so the softmax too runs along whole vectors of keys. */
+
+/* Keys of a tile of RT rows and KB vectors of keys scored together: as many
+ * accumulators as the registers hold beside the key vectors. */
+#define ATTN_T_KB(RT) (VW == 16 ? (RT == 8 ? 2 : 4) : (RT == 8 ? 1 : RT == 4 ? 2 : 4))
+
+/*
+ * s[rho * ld_s + js + lane] = scale * q_rho . k_(j0 + lane) for the RT rows
+ * rho0.. and the KB * VW keys from j0 (stored from js in s): row rho is the
+ * query at q + (rho / nq) * ldq + (rho % nq) * d (token rho / nq of a tile,
+ * head rho % nq), and lanes from its token's limit lim[rho / nq] (counted
+ * from js) on are -inf. Keys are F16 (the cache) or F32 (staged) with `k_ld`
+ * bytes from one element of a key to the next. Each score is one FMA chain
+ * over the elements in order, whatever RT, KB and the key's lane: the same
+ * bits in every step and tile.
+ */
+static ATTN_ALWAYS_INLINE void attn_scores_t(const int RT, const int KB, const int FK, int64_t d,
+                                             int nq, const float *q, int64_t ldq,
+                                             const int32_t *lim, int rho0, const uint8_t *k,
+                                             size_t k_ld, int j0, int js, float scale, float *s,
+                                             int ld_s)
+{
+    const float *qr[8];
+    int left[8];
+    REALM__UNROLL(8)
+    for (int r = 0; r < RT; r++) {
+        const int rho = rho0 + r;
+        qr[r] = q + (rho / nq) * ldq + (rho % nq) * d;
+        left[r] = lim[rho / nq] - js;
+    }
+    V a[16]; /* a[r * KB + b] */
+    REALM__UNROLL(16)
+    for (int i = 0; i < RT * KB; i++)
+        a[i] = v_zero();
+    REALM__UNROLL(2)
+    for (int64_t c = 0; c < d; c++) {
+        const uint8_t *kc = k + (size_t)c * k_ld;
+        V kv[4];
+        REALM__UNROLL(4)
+        for (int b = 0; b < KB; b++)
+            kv[b] = FK == ATTN_F16 ? v_load_h((const uint16_t *)kc + j0 + b * VW)
+                                   : v_load((const float *)kc + j0 + b * VW);
+        REALM__UNROLL(8)
+        for (int r = 0; r < RT; r++) {
+            const V qb = v_set1(qr[r][c]);
+            REALM__UNROLL(4)
+            for (int b = 0; b < KB; b++)
+                a[r * KB + b] = v_fma(qb, kv[b], a[r * KB + b]);
+        }
+    }
+    const V vs = v_set1(scale);
+    REALM__UNROLL(8)
+    for (int r = 0; r < RT; r++)
+        REALM__UNROLL(4)
+    for (int b = 0; b < KB; b++)
+        v_store(s + (size_t)(rho0 + r) * (size_t)ld_s + js + b * VW,
+                v_keep_first(v_mul(a[r * KB + b], vs), left[r] - b * VW, -INFINITY));
+}
+
+/* attn_scores_t for a tile of RT rows over the keys [0, n) (n a multiple of
+ * VW): KB vectors at a time, then one. */
+static ATTN_ALWAYS_INLINE void attn_scores_t_keys(const int RT, const int FK, int64_t d, int nq,
+                                                  const float *q, int64_t ldq, const int32_t *lim,
+                                                  int rho0, const uint8_t *k, size_t k_ld, int n,
+                                                  float scale, float *s, int ld_s)
+{
+    const int KB = ATTN_T_KB(RT);
+    int j = 0;
+    for (; j + KB * VW <= n; j += KB * VW)
+        attn_scores_t(RT, KB, FK, d, nq, q, ldq, lim, rho0, k, k_ld, j, j, scale, s, ld_s);
+    for (; j < n; j += VW)
+        attn_scores_t(RT, 1, FK, d, nq, q, ldq, lim, rho0, k, k_ld, j, j, scale, s, ld_s);
+}
+
+/* Keys [j0, j0 + n) (0 < n <= VW) of keys stored transposed (F16, k_ld
+ * elements apart; or F32), as floats at out[i * VW + j], the lanes past n 0:
+ * a partial vector of keys to score from the scratch, not from past the
+ * step's keys. */
+static ATTN_ALWAYS_INLINE void attn_stage_t_part(const int FK, int64_t d, const uint8_t *k,
+                                                 size_t k_ld, int j0, int n, float *out)
+{
+    for (int64_t i = 0; i < d; i++, out += VW) {
+        const uint8_t *ki = k + (size_t)i * k_ld;
+        for (int j = 0; j < VW; j++)
+            out[j] = j >= n           ? 0.0f
+                     : FK == ATTN_F16 ? realm_fp16_to_fp32(((const uint16_t *)ki)[j0 + j])
+                                      : ((const float *)ki)[j0 + j];
+    }
+}
+
+/* The scores of the rows [0, R) against cnt keys stored transposed (F16
+ * from the cache, or F32 staged with whole vectors), row-major at s with
+ * ld_s = cnt rounded up to VW: whole vectors of keys in register tiles, a
+ * last partial vector (F16) through the scratch `part` (d * VW floats). */
+static ATTN_ALWAYS_INLINE void attn_scores_t_all(const int FK, int64_t d, int nq, int R,
+                                                 const float *q, int64_t ldq, const int32_t *lim,
+                                                 int cnt, const uint8_t *k, size_t k_ld,
+                                                 float scale, float *s, int ld_s, float *part)
+{
+    const int whole = FK == ATTN_F16 ? cnt / VW * VW : ld_s;
+    int r0 = 0;
+    for (; r0 + 8 <= R; r0 += 8)
+        attn_scores_t_keys(8, FK, d, nq, q, ldq, lim, r0, k, k_ld, whole, scale, s, ld_s);
+    for (; r0 + 4 <= R; r0 += 4)
+        attn_scores_t_keys(4, FK, d, nq, q, ldq, lim, r0, k, k_ld, whole, scale, s, ld_s);
+    for (; r0 < R; r0++)
+        attn_scores_t_keys(1, FK, d, nq, q, ldq, lim, r0, k, k_ld, whole, scale, s, ld_s);
+    if (whole < cnt) { /* the last keys, fewer than a vector, staged */
+        attn_stage_t_part(FK, d, k, k_ld, whole, cnt - whole, part);
+        const uint8_t *pk = (const uint8_t *)part;
+        const size_t pld = VW * sizeof(float);
+        for (r0 = 0; r0 + 8 <= R; r0 += 8)
+            attn_scores_t(8, 1, ATTN_F32, d, nq, q, ldq, lim, r0, pk, pld, 0, whole, scale, s,
+                          ld_s);
+        for (; r0 + 4 <= R; r0 += 4)
+            attn_scores_t(4, 1, ATTN_F32, d, nq, q, ldq, lim, r0, pk, pld, 0, whole, scale, s,
+                          ld_s);
+        for (; r0 < R; r0++)
+            attn_scores_t(1, 1, ATTN_F32, d, nq, q, ldq, lim, r0, pk, pld, 0, whole, scale, s,
+                          ld_s);
+    }
+}
+
+/*
+ * The online softmax of R rows of row-major scores (s[r * ld_s + j], ld_s a
+ * multiple of VW, -inf past a row's keys): per row its maximum M = max(mold,
+ * the scores') by vectors, each score replaced by e^(s - M) and their sum
+ * taken by vectors in key order, then reduced (v_hsum's tree); then, by
+ * vectors of rows, corr = e^(mold - M) and l = l * corr + the sum. A -inf
+ * lane weighs 0 and adds exactly 0, so a row's numbers are the same bits
+ * whatever ld_s beyond its keys. mold may be corr.
+ */
+static ATTN_ALWAYS_INLINE void attn_softmax_t(int R, int ld_s, float *s, const float *mold,
+                                              float *mx, float *corr, float *l, float *sum)
+{
+    for (int r = 0; r < R; r++) {
+        float *sr = s + (size_t)r * (size_t)ld_s;
+        V mv = v_load(sr);
+        for (int j = VW; j < ld_s; j += VW)
+            mv = v_max(mv, v_load(sr + j));
+        const float mr = v_hmax(mv), mo = mold[r];
+        const V mb = v_set1(mr > mo ? mr : mo);
+        V sv = v_zero();
+        for (int j = 0; j < ld_s; j += VW) {
+            const V pv = v_exp(v_sub(v_load(sr + j), mb));
+            v_store(sr + j, pv);
+            sv = v_add(sv, pv);
+        }
+        mx[r] = mr > mo ? mr : mo;
+        sum[r] = v_hsum(sv);
+    }
+    int r = 0;
+    for (; r + VW <= R; r += VW) {
+        const V cr = v_exp(v_sub(v_load(mold + r), v_load(mx + r)));
+        v_store(corr + r, cr);
+        v_store(l + r, v_add(v_mul(v_load(l + r), cr), v_load(sum + r)));
+    }
+    if (r < R) {
+        const int n = R - r;
+        const V cr = v_exp(v_sub(v_load_part(mold + r, n), v_load_part(mx + r, n)));
+        v_store_part(corr + r, n, cr);
+        v_store_part(l + r, n, v_add(v_mul(v_load_part(l + r, n), cr), v_load_part(sum + r, n)));
+    }
+}
+
+/* The scratch floats of a step with F16 keys: the scores (nq rows of cnt
+ * keys rounded up to VW), a partial key vector (d * VW), the maxima,
+ * corrections and sums (3 nq), then the Q8_0 values' scales. */
+static ATTN_ALWAYS_INLINE void attn_step_t(const int FV, int64_t d, int nq, const float *q, int cnt,
+                                           const uint16_t *k, size_t k_ld, const uint8_t *v,
+                                           size_t v_stride, float scale, float *m, float *l,
+                                           float *acc, float *s)
+{
+    const int ld_s = (cnt + VW - 1) / VW * VW;
+    const int32_t lim = cnt;
+    float *part = s + (size_t)nq * (size_t)ld_s, *mx = part + d * VW, *corr = mx + nq;
+    float *sum = corr + nq;
+    attn_scores_t_all(ATTN_F16, d, nq, nq, q, nq * d, &lim, cnt, (const uint8_t *)k, k_ld, scale, s,
+                      ld_s, part);
+    attn_softmax_t(nq, ld_s, s, m, mx, corr, l, sum);
+    memcpy(m, mx, (size_t)nq * sizeof *m);
+    attn_values(FV, d, nq, cnt, v, v_stride, sum + nq, s, 1, ld_s, corr, acc);
+}
+
+void FN(attn_f16)(int64_t d, int nq, const float *q, int cnt, const uint16_t *k, int64_t k_ld,
+                  const uint16_t *v, int64_t ld, float scale, float *m, float *l, float *acc,
+                  float *s)
 {
     if (d % VW != 0) {
-        realm__attn_f16_ref(d, nq, q, cnt, k, v, ld, scale, m, l, acc, s);
+        realm__attn_f16_ref(d, nq, q, cnt, k, k_ld, v, ld, scale, m, l, acc, s);
         return;
     }
-    attn_step(ATTN_F16, ATTN_F16, d, nq, q, cnt, (const uint8_t *)k, (size_t)ld * 2,
-              (const uint8_t *)v, (size_t)ld * 2, scale, m, l, acc, s);
+    attn_step_t(ATTN_F16, d, nq, q, cnt, k, (size_t)k_ld * 2, (const uint8_t *)v, (size_t)ld * 2,
+                scale, m, l, acc, s);
 }
 
 /* Q8_0 on either side: d is a multiple of 32, so of VW too. */
@@ -302,11 +515,13 @@ void FN(attn_q8_0)(int64_t d, int nq, const float *q, int cnt, const void *k, si
     attn_step(ATTN_Q8, ATTN_Q8, d, nq, q, cnt, k, k_stride, v, v_stride, scale, m, l, acc, s);
 }
 
+/* F16 keys stored transposed: k_stride is the bytes from one element of a
+ * key to the next. */
 void FN(attn_f16_q8_0)(int64_t d, int nq, const float *q, int cnt, const void *k, size_t k_stride,
                        const void *v, size_t v_stride, float scale, float *m, float *l, float *acc,
                        float *s)
 {
-    attn_step(ATTN_F16, ATTN_Q8, d, nq, q, cnt, k, k_stride, v, v_stride, scale, m, l, acc, s);
+    attn_step_t(ATTN_Q8, d, nq, q, cnt, k, k_stride, v, v_stride, scale, m, l, acc, s);
 }
 
 void FN(attn_q8_0_f16)(int64_t d, int nq, const float *q, int cnt, const void *k, size_t k_stride,
@@ -355,9 +570,9 @@ static inline float *attn_tile_acc(float *state, int64_t ld_state, int nq, int64
  * attn_values_tile in the same order, the tile only keeping more of them in
  * registers (each staged value vector loaded once for RT rows). */
 static ATTN_ALWAYS_INLINE void attn_tile_values(const int RT, const int CU, int64_t d, int nq,
-                                                int R, int rho0, int64_t c, int cnt,
-                                                const float *vs, const float *p, const float *corr,
-                                                float *state, int64_t ld_state)
+                                                int rho0, int64_t c, int cnt, const float *vs,
+                                                const float *p, int64_t p_j, int64_t p_r,
+                                                const float *corr, float *state, int64_t ld_state)
 {
     V a[ATTN_PV_RT * ATTN_PV_CU];
     float *ar[ATTN_PV_RT];
@@ -371,14 +586,14 @@ static ATTN_ALWAYS_INLINE void attn_tile_values(const int RT, const int CU, int6
     }
     for (int j = 0; j < cnt; j++) {
         const float *vj = vs + (size_t)j * (size_t)d + c;
-        const float *pj = p + (size_t)j * (size_t)R + rho0;
+        const float *pj = p + j * p_j + rho0 * p_r;
         V vv[ATTN_PV_CU];
         REALM__UNROLL(4)
         for (int u = 0; u < CU; u++)
             vv[u] = v_load(vj + u * VW);
         REALM__UNROLL(8)
         for (int i = 0; i < RT; i++) {
-            const V pb = v_set1(pj[i]);
+            const V pb = v_set1(pj[i * p_r]);
             REALM__UNROLL(4)
             for (int u = 0; u < CU; u++)
                 a[i * CU + u] = v_fma(pb, vv[u], a[i * CU + u]);
@@ -392,17 +607,18 @@ static ATTN_ALWAYS_INLINE void attn_tile_values(const int RT, const int CU, int6
 }
 
 /* attn_tile_values over the rows [rho0, rho1), CU column slices from c. */
-static ATTN_ALWAYS_INLINE void attn_tile_values_rows(const int CU, int64_t d, int nq, int R,
-                                                     int rho0, int rho1, int64_t c, int cnt,
-                                                     const float *vs, const float *p,
+static ATTN_ALWAYS_INLINE void attn_tile_values_rows(const int CU, int64_t d, int nq, int rho0,
+                                                     int rho1, int64_t c, int cnt, const float *vs,
+                                                     const float *p, int64_t p_j, int64_t p_r,
                                                      const float *corr, float *state,
                                                      int64_t ld_state)
 {
     int rho = rho0;
     for (; rho + ATTN_PV_RT <= rho1; rho += ATTN_PV_RT)
-        attn_tile_values(ATTN_PV_RT, CU, d, nq, R, rho, c, cnt, vs, p, corr, state, ld_state);
+        attn_tile_values(ATTN_PV_RT, CU, d, nq, rho, c, cnt, vs, p, p_j, p_r, corr, state,
+                         ld_state);
     for (; rho < rho1; rho++)
-        attn_tile_values(1, CU, d, nq, R, rho, c, cnt, vs, p, corr, state, ld_state);
+        attn_tile_values(1, CU, d, nq, rho, c, cnt, vs, p, p_j, p_r, corr, state, ld_state);
 }
 
 /*
@@ -428,44 +644,63 @@ void FN(attn_tile)(realm_type tk, realm_type tv, int64_t d, int nq, int nt, cons
                              state, ld_state, s);
         return;
     }
-    const int R = nt * nq;
-    float *ks = s, *vs = ks + (size_t)cnt * (size_t)d, *sc = vs + (size_t)cnt * (size_t)d;
-    float *mx = sc + (size_t)cnt * (size_t)R, *corr = mx + R, *ls = corr + R;
-    if (tk == REALM_TYPE_Q8_0)
-        attn_stage(ATTN_Q8, d, cnt, k, k_stride, ks);
-    else
-        attn_stage(ATTN_F16, d, cnt, k, k_stride, ks);
+    const int R = nt * nq, ld_s = (cnt + VW - 1) / VW * VW;
+    float *ks = s, *vs = ks + (size_t)ld_s * (size_t)d, *sc = vs + (size_t)cnt * (size_t)d;
+    float *mx = sc + (size_t)ld_s * (size_t)R, *corr = mx + R, *ls = corr + R, *sum = ls + R;
     if (tv == REALM_TYPE_Q8_0)
         attn_stage(ATTN_Q8, d, cnt, v, v_stride, vs);
     else
         attn_stage(ATTN_F16, d, cnt, v, v_stride, vs);
-
-    const uint8_t *kb = (const uint8_t *)ks;
-    const size_t row = (size_t)d * sizeof(float);
     for (int t = 0; t < nt; t++) {
-        const float *qt = q + t * ldq;
-        float *st = sc + t * nq;
-        const int n = lim[t];
-        int r0 = 0;
-        for (; r0 + 8 <= nq; r0 += 8)
-            attn_scores_tile(8, ATTN_F32, d, R, r0, qt, n, kb, row, scale, st);
-        for (; r0 + 4 <= nq; r0 += 4)
-            attn_scores_tile(4, ATTN_F32, d, R, r0, qt, n, kb, row, scale, st);
-        for (; r0 < nq; r0++)
-            attn_scores_tile(1, ATTN_F32, d, R, r0, qt, n, kb, row, scale, st);
-        for (int j = n; j < cnt; j++)
-            for (int r = 0; r < nq; r++)
-                st[(size_t)j * (size_t)R + r] = -INFINITY;
         const float *m = state + t * ld_state;
         for (int r = 0; r < nq; r++) {
             corr[t * nq + r] = m[r];
             ls[t * nq + r] = m[nq + r];
         }
     }
-
-    /* new maxima, corrections e^(old - new) (over the old maxima staged in
-     * corr), weights e^(s - new) and sums */
-    attn_softmax(R, cnt, sc, corr, mx, corr, ls);
+    int64_t p_j, p_r; /* where key j's weight for row rho is: sc[j * p_j + rho * p_r] */
+    if (tk == REALM_TYPE_F16) {
+        /* keys stored transposed: staged so, whole vectors of keys (0 past
+         * cnt), scored and weighed as in attn_step_t */
+        const int whole = cnt / VW * VW;
+        for (int64_t i = 0; i < d; i++) {
+            const uint16_t *ki = (const uint16_t *)((const uint8_t *)k + (size_t)i * k_stride);
+            float *o = ks + i * ld_s;
+            for (int j = 0; j < whole; j += VW)
+                v_store(o + j, v_load_h(ki + j));
+            for (int j = whole; j < ld_s; j++)
+                o[j] = j < cnt ? realm_fp16_to_fp32(ki[j]) : 0.0f;
+        }
+        attn_scores_t_all(ATTN_F32, d, nq, R, q, ldq, lim, cnt, (const uint8_t *)ks,
+                          (size_t)ld_s * sizeof(float), scale, sc, ld_s, NULL);
+        attn_softmax_t(R, ld_s, sc, corr, mx, corr, ls, sum);
+        p_j = 1;
+        p_r = ld_s;
+    } else {
+        attn_stage(ATTN_Q8, d, cnt, k, k_stride, ks);
+        const uint8_t *kb = (const uint8_t *)ks;
+        const size_t row = (size_t)d * sizeof(float);
+        for (int t = 0; t < nt; t++) {
+            const float *qt = q + t * ldq;
+            float *st = sc + t * nq;
+            const int n = lim[t];
+            int r0 = 0;
+            for (; r0 + 8 <= nq; r0 += 8)
+                attn_scores_tile(8, ATTN_F32, d, R, r0, qt, n, kb, row, scale, st);
+            for (; r0 + 4 <= nq; r0 += 4)
+                attn_scores_tile(4, ATTN_F32, d, R, r0, qt, n, kb, row, scale, st);
+            for (; r0 < nq; r0++)
+                attn_scores_tile(1, ATTN_F32, d, R, r0, qt, n, kb, row, scale, st);
+            for (int j = n; j < cnt; j++)
+                for (int r = 0; r < nq; r++)
+                    st[(size_t)j * (size_t)R + r] = -INFINITY;
+        }
+        /* new maxima, corrections e^(old - new) (over the old maxima staged
+         * in corr), weights e^(s - new) and sums */
+        attn_softmax(R, cnt, sc, corr, mx, corr, ls);
+        p_j = R;
+        p_r = 1;
+    }
     for (int t = 0; t < nt; t++) {
         float *m = state + t * ld_state;
         for (int r = 0; r < nq; r++) {
@@ -481,17 +716,20 @@ void FN(attn_tile)(realm_type tk, realm_type tv, int64_t d, int nq, int nt, cons
         const int rho0 = t0 * nq, rho1 = t1 * nq, n = lim[t0];
         int64_t c = 0;
         for (; c + ATTN_PV_CU * VW <= d; c += ATTN_PV_CU * VW)
-            attn_tile_values_rows(ATTN_PV_CU, d, nq, R, rho0, rho1, c, n, vs, sc, corr, state,
-                                  ld_state);
+            attn_tile_values_rows(ATTN_PV_CU, d, nq, rho0, rho1, c, n, vs, sc, p_j, p_r, corr,
+                                  state, ld_state);
         switch ((d - c) / VW) {
         case 1:
-            attn_tile_values_rows(1, d, nq, R, rho0, rho1, c, n, vs, sc, corr, state, ld_state);
+            attn_tile_values_rows(1, d, nq, rho0, rho1, c, n, vs, sc, p_j, p_r, corr, state,
+                                  ld_state);
             break;
         case 2:
-            attn_tile_values_rows(2, d, nq, R, rho0, rho1, c, n, vs, sc, corr, state, ld_state);
+            attn_tile_values_rows(2, d, nq, rho0, rho1, c, n, vs, sc, p_j, p_r, corr, state,
+                                  ld_state);
             break;
         case 3:
-            attn_tile_values_rows(3, d, nq, R, rho0, rho1, c, n, vs, sc, corr, state, ld_state);
+            attn_tile_values_rows(3, d, nq, rho0, rho1, c, n, vs, sc, p_j, p_r, corr, state,
+                                  ld_state);
             break;
         default:
             break;

@@ -71,6 +71,14 @@ static inline float kv_elem(realm_type t, const uint8_t *row, int64_t i)
     return realm_fp16_to_fp32(b->d) * (float)b->qs[i % REALM_QK8_0];
 }
 
+/* Element i of key j: F16 keys are stored transposed (element i of every
+ * key in a row, k_stride bytes apart), Q8_0 keys a row each. */
+static inline float key_elem(realm_type t, const uint8_t *k, size_t k_stride, int j, int64_t i)
+{
+    return t == REALM_TYPE_F16 ? kv_elem(t, k + (size_t)i * k_stride, j)
+                               : kv_elem(t, k + (size_t)j * k_stride, i);
+}
+
 /*
  * One online-softmax step of attention (realm_ops.attn_f16 and the kernels
  * over other row types), query row by query row: scores in double, the
@@ -87,10 +95,9 @@ static inline void attn_ref(realm_type tk, realm_type tv, int64_t d, int nq, con
         float *sr = s + (size_t)r * (size_t)cnt, *ar = acc + r * d;
         float mx = m[r];
         for (int j = 0; j < cnt; j++) {
-            const uint8_t *kj = k + (size_t)j * k_stride;
             double dot = 0;
             for (int64_t i = 0; i < d; i++)
-                dot += (double)kv_elem(tk, kj, i) * qr[i];
+                dot += (double)key_elem(tk, k, k_stride, j, i) * qr[i];
             sr[j] = (float)dot * scale;
             mx = sr[j] > mx ? sr[j] : mx;
         }
@@ -113,10 +120,10 @@ static inline void attn_ref(realm_type tk, realm_type tv, int64_t d, int nq, con
 }
 
 void realm__attn_f16_ref(int64_t d, int nq, const float *q, int cnt, const uint16_t *k,
-                         const uint16_t *v, int64_t ld, float scale, float *m, float *l, float *acc,
-                         float *s)
+                         int64_t k_ld, const uint16_t *v, int64_t ld, float scale, float *m,
+                         float *l, float *acc, float *s)
 {
-    attn_ref(REALM_TYPE_F16, REALM_TYPE_F16, d, nq, q, cnt, (const uint8_t *)k, (size_t)ld * 2,
+    attn_ref(REALM_TYPE_F16, REALM_TYPE_F16, d, nq, q, cnt, (const uint8_t *)k, (size_t)k_ld * 2,
              (const uint8_t *)v, (size_t)ld * 2, scale, m, l, acc, s);
 }
 

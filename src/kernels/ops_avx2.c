@@ -106,6 +106,18 @@ static inline float v_hsum(V v)
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+static inline float v_hmax(V v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+/* lanes [0, n) of x, the others `fill` (n may be <= 0 or >= VW) */
+static inline V v_keep_first(V x, int n, float fill)
+{
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), x, _mm256_castsi256_ps(v_part_mask(n)));
+}
 /* r where x >= lo, else 0 */
 static inline V v_zero_below(V r, V x, V lo)
 {

@@ -93,6 +93,16 @@ static inline float v_hsum(V v)
 {
     return _mm512_reduce_add_ps(v);
 }
+static inline float v_hmax(V v)
+{
+    return _mm512_reduce_max_ps(v);
+}
+/* lanes [0, n) of x, the others `fill` (n may be <= 0 or >= VW) */
+static inline V v_keep_first(V x, int n, float fill)
+{
+    const __mmask16 m = n >= VW ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+    return _mm512_mask_blend_ps(m, _mm512_set1_ps(fill), x);
+}
 /* r where x >= lo, else 0 */
 static inline V v_zero_below(V r, V x, V lo)
 {

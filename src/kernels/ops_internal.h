@@ -15,8 +15,8 @@
     void realm__silu_mul_##isa(int64_t n, float *g, const float *u);                               \
     void realm__exp_f32_##isa(int64_t n, const float *x, float *y);                                \
     void realm__attn_f16_##isa(int64_t d, int nq, const float *q, int cnt, const uint16_t *k,      \
-                               const uint16_t *v, int64_t ld, float scale, float *m, float *l,     \
-                               float *acc, float *s);                                              \
+                               int64_t k_ld, const uint16_t *v, int64_t ld, float scale, float *m, \
+                               float *l, float *acc, float *s);                                    \
     void realm__attn_q8_0_##isa(int64_t d, int nq, const float *q, int cnt, const void *k,         \
                                 size_t k_stride, const void *v, size_t v_stride, float scale,      \
                                 float *m, float *l, float *acc, float *s);                         \

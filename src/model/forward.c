@@ -395,16 +395,21 @@ void realm__attn_block(const realm_ops *ops, const realm_kv_cache *kv, int l, in
 {
     const int hd = kv->model->hp.head_dim;
     const int nq = kv->model->hp.n_head / kv->model->hp.n_head_kv;
-    const uint8_t *k = kv__k_row(kv, l, block, slot, g), *v = kv__v_row(kv, l, block, slot, g);
-    if (kv->type_k == REALM_TYPE_F16 && kv->type_v == REALM_TYPE_F16) {
-        ops->attn_f16(hd, nq, q, cnt, (const uint16_t *)k, (const uint16_t *)v,
-                      (int64_t)(kv->head_bytes_k / sizeof(uint16_t)), scale, m, lsum, acc, scratch);
+    const uint8_t *v = kv__v_row(kv, l, block, slot, g);
+    if (kv->type_k == REALM_TYPE_F16) { /* keys stored transposed */
+        const uint16_t *k = kv__k_col(kv, l, block, slot, g);
+        if (kv->type_v == REALM_TYPE_F16)
+            ops->attn_f16(hd, nq, q, cnt, k, kv->block_size, (const uint16_t *)v,
+                          (int64_t)(kv->head_bytes_v / sizeof(uint16_t)), scale, m, lsum, acc,
+                          scratch);
+        else
+            ops->attn_f16_q8_0(hd, nq, q, cnt, k, (size_t)kv->block_size * sizeof(uint16_t), v,
+                               kv->head_bytes_v, scale, m, lsum, acc, scratch);
         return;
     }
-    const realm_attn_fn fn = kv->type_k == REALM_TYPE_F16   ? ops->attn_f16_q8_0
-                             : kv->type_v == REALM_TYPE_F16 ? ops->attn_q8_0_f16
-                                                            : ops->attn_q8_0;
-    fn(hd, nq, q, cnt, k, kv->head_bytes_k, v, kv->head_bytes_v, scale, m, lsum, acc, scratch);
+    const realm_attn_fn fn = kv->type_v == REALM_TYPE_F16 ? ops->attn_q8_0_f16 : ops->attn_q8_0;
+    fn(hd, nq, q, cnt, kv__k_row(kv, l, block, slot, g), kv->head_bytes_k, v, kv->head_bytes_v,
+       scale, m, lsum, acc, scratch);
 }
 
 void realm__attn_range(const realm_ops *ops, const realm_kv_cache *kv, int l, const int32_t *blocks,
@@ -508,8 +513,11 @@ void realm__attn_prefill(const realm_ops *ops, const realm_kv_cache *kv, int l,
             for (int t = b; t < nt; t++)
                 lim[t] = pos0 + t + 1 < p + cnt ? pos0 + t + 1 - p : cnt;
             const int32_t blk = blocks[p / bs];
+            const bool kt = kv->type_k == REALM_TYPE_F16; /* keys stored transposed */
             ops->attn_tile(kv->type_k, kv->type_v, hd, nq, nt - b, q + b * ldq, ldq, cnt, lim + b,
-                           kv__k_row(kv, l, blk, slot, g), kv->head_bytes_k,
+                           kt ? (const void *)kv__k_col(kv, l, blk, slot, g)
+                              : (const void *)kv__k_row(kv, l, blk, slot, g),
+                           kt ? (size_t)bs * sizeof(uint16_t) : kv->head_bytes_k,
                            kv__v_row(kv, l, blk, slot, g), kv->head_bytes_v, scale, st + b * pf, pf,
                            ks);
             p += cnt;
@@ -738,8 +746,22 @@ static void kv_row_store(const realm_ctx *c, realm_type t, const float *x, uint8
         c->k->from_float[REALM_TYPE_Q8_0](x, dst, n);
 }
 
+/* One token's F16 key of n floats into the cache's transposed layout: element
+ * i at col[i * ld] (kv__k_col). */
+static void kv_key_store_f16(const realm_ctx *c, const float *x, uint16_t *col, int64_t ld,
+                             int64_t n)
+{
+    uint16_t h[64];
+    for (int64_t i0 = 0; i0 < n; i0 += 64) {
+        const int64_t m = n - i0 < 64 ? n - i0 : 64;
+        c->ops->fp32_to_fp16(x + i0, h, m);
+        for (int64_t i = 0; i < m; i++)
+            col[(i0 + i) * ld] = h[i];
+    }
+}
+
 /* Store entry e's new key and value for layer l at its position, head by
- * head (the cache is head-major, kv__k_row). */
+ * head (the cache is head-major, kv__k_row; F16 keys transposed, kv__k_col). */
 static void kv_store(realm_ctx *c, const realm_batch *b, int l, int32_t e)
 {
     const realm_kv_cache *kv = c->kv;
@@ -747,8 +769,11 @@ static void kv_store(realm_ctx *c, const realm_batch *b, int l, int32_t e)
     const int32_t block = c->entry_blocks[e][pos / kv->block_size];
     const int32_t slot = pos % kv->block_size;
     for (int g = 0; g < c->m->hp.n_head_kv; g++) {
-        kv_row_store(c, kv->type_k, c->kk + e * kv->kv_dim + (int64_t)g * hd,
-                     kv__k_row(kv, l, block, slot, g), hd);
+        const float *key = c->kk + e * kv->kv_dim + (int64_t)g * hd;
+        if (kv->type_k == REALM_TYPE_F16)
+            kv_key_store_f16(c, key, kv__k_col(kv, l, block, slot, g), kv->block_size, hd);
+        else
+            kv_row_store(c, kv->type_k, key, kv__k_row(kv, l, block, slot, g), hd);
         kv_row_store(c, kv->type_v, c->vv + e * kv->kv_dim + (int64_t)g * hd,
                      kv__v_row(kv, l, block, slot, g), hd);
     }

@@ -9,7 +9,9 @@
  * slot, then head 1's, ... (kv__k_row), each head_dim numbers (for Q8_0,
  * head_dim / 32 blocks), and a growing sequence takes the block after its
  * last one when it is free (block_take), so attention, which reads one head
- * at a time, reads a run of contiguous memory that streams.
+ * at a time, reads a run of contiguous memory that streams. F16 keys are
+ * stored transposed within each head's block (kv__k_col), which the
+ * forward pass writes and reads; a copy on write copies their block whole.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -361,10 +363,12 @@ int realm__kv_reserve(realm_kv_cache *kv, int32_t seq, int32_t n)
         const int32_t old = s->blocks[s->n_blocks - 1];
         const int32_t nb = block_take(kv, s->n_blocks > 1 ? s->blocks[s->n_blocks - 2] + 1 : -1);
         const size_t used = (size_t)(s->len % kv->block_size);
+        /* F16 keys are stored transposed: their used slots are not one run */
+        const size_t k_bytes =
+            (kv->type_k == REALM_TYPE_F16 ? (size_t)kv->block_size : used) * kv->head_bytes_k;
         for (int l = 0; l < kv->model->hp.n_layer; l++)
             for (int g = 0; g < kv->model->hp.n_head_kv; g++) { /* each head's first rows */
-                memcpy(kv__k_row(kv, l, nb, 0, g), kv__k_row(kv, l, old, 0, g),
-                       used * kv->head_bytes_k);
+                memcpy(kv__k_row(kv, l, nb, 0, g), kv__k_row(kv, l, old, 0, g), k_bytes);
                 memcpy(kv__v_row(kv, l, nb, 0, g), kv__v_row(kv, l, old, 0, g),
                        used * kv->head_bytes_v);
             }

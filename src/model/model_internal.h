@@ -62,7 +62,13 @@ struct realm_kv_cache {
      * it can. Decode attention reads a head's rows in order, and a run longer
      * than a page streams from memory: with each block's heads side by side,
      * every 4 KiB run started the hardware prefetcher afresh and the reads
-     * waited on memory latency (twice the attention time at 2048 tokens). */
+     * waited on memory latency (twice the attention time at 2048 tokens).
+     * F16 keys are stored transposed within each (head, block):
+     * [head_dim][block_size], element i of the key in slot j at
+     * kv__k_col(...)[i * block_size + j] (written so by the forward
+     * pass's kv_store), so that the kernels
+     * score a vector of keys without horizontal sums (realm_ops.attn_f16).
+     * Q8_0 keys, quantized along the head, stay rows. */
     uint8_t **k, **v;
     int32_t *refs;      /* per block: sequences using it (0 = free) */
     int32_t *free_list; /* free block ids, taken from the top or by id (free_pos) */
@@ -82,13 +88,22 @@ static inline void kv__locate(const realm_kv_cache *kv, const kv_seq *s, int32_t
 
 /* The key (value) row of KV head g of the token in slot `slot` of block
  * `block`, layer l; the next slot's row of the same head follows it,
- * head_bytes_k (_v) on. */
+ * head_bytes_k (_v) on. For F16 keys (stored transposed), only the block's
+ * start (slot 0) is meaningful: see kv__k_col. */
 static inline uint8_t *kv__k_row(const realm_kv_cache *kv, int l, int32_t block, int32_t slot,
                                  int g)
 {
     return kv->k[l] + (((size_t)g * (size_t)kv->n_blocks + (size_t)block) * (size_t)kv->block_size +
                        (size_t)slot) *
                           kv->head_bytes_k;
+}
+/* F16 keys (stored transposed): element 0 of the key in slot `slot` of block
+ * `block`, KV head g, layer l; element i is block_size numbers on, the next
+ * slot's key beside it. */
+static inline uint16_t *kv__k_col(const realm_kv_cache *kv, int l, int32_t block, int32_t slot,
+                                  int g)
+{
+    return (uint16_t *)kv__k_row(kv, l, block, 0, g) + slot;
 }
 static inline uint8_t *kv__v_row(const realm_kv_cache *kv, int l, int32_t block, int32_t slot,
                                  int g)
@@ -148,8 +163,7 @@ void realm__rope_apply(const realm_hparams *hp, float *v, int n_heads, const flo
 /* Scratch floats realm__attention needs: two partials and the kernel's (a
  * tile's scores and, for Q8_0 values, their blocks' scales). */
 #define REALM__ATTN_SCRATCH(nq, hd)                                                                \
-    (2 * REALM__ATTN_PART(nq, hd) + (int64_t)(nq) * (REALM__ATTN_TILE + 2) +                       \
-     (int64_t)REALM__ATTN_TILE * ((hd) / 32))
+    (2 * REALM__ATTN_PART(nq, hd) + REALM_ATTN_SCRATCH(nq, REALM__ATTN_TILE, hd))
 
 /* One online-softmax step (the state of realm_ops.attn_f16: m, lsum, acc of
  * nq rows) of KV head g's nq query rows q over the cnt tokens at slots
