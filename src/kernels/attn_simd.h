@@ -2,8 +2,8 @@
  * The attention steps (realm_ops.attn_f16, attn_q8_0 and the mixed pairs) of
  * ops_avx2.c and ops_avx512.c, written once over the vector abstraction of
  * ops_simd.h (V, VW, v_*), plus v_zero_below, v_hsum8_store, v_hmax,
- * v_keep_first, v_load_i8, v_set1_h, v_load_part and v_store_part, which
- * each file defines.
+ * v_keep_first, v_load_i8, v_set1_h, v_load_h_part, v_load_part and
+ * v_store_part, which each file defines.
  *
  * Shape: F16 keys are stored transposed (a block's element i of every key
  * side by side), so a vector holds one element of VW keys and each score
@@ -385,20 +385,15 @@ static ATTN_ALWAYS_INLINE void attn_scores_t_keys(const int RT, const int FK, in
         attn_scores_t(RT, 1, FK, d, nq, q, ldq, lim, rho0, k, k_ld, j, j, scale, s, ld_s);
 }
 
-/* Keys [j0, j0 + n) (0 < n <= VW) of keys stored transposed (F16, k_ld
- * elements apart; or F32), as floats at out[i * VW + j], the lanes past n 0:
+/* F16 keys [j0, j0 + n) (0 < n < VW) stored transposed (k_ld bytes from
+ * one element to the next) as floats at out[i * VW + j], the lanes past n 0:
  * a partial vector of keys to score from the scratch, not from past the
  * step's keys. */
-static ATTN_ALWAYS_INLINE void attn_stage_t_part(const int FK, int64_t d, const uint8_t *k,
-                                                 size_t k_ld, int j0, int n, float *out)
+static ATTN_ALWAYS_INLINE void attn_stage_t_part(int64_t d, const uint8_t *k, size_t k_ld, int j0,
+                                                 int n, float *out)
 {
-    for (int64_t i = 0; i < d; i++, out += VW) {
-        const uint8_t *ki = k + (size_t)i * k_ld;
-        for (int j = 0; j < VW; j++)
-            out[j] = j >= n           ? 0.0f
-                     : FK == ATTN_F16 ? realm_fp16_to_fp32(((const uint16_t *)ki)[j0 + j])
-                                      : ((const float *)ki)[j0 + j];
-    }
+    for (int64_t i = 0; i < d; i++)
+        v_store(out + i * VW, v_load_h_part((const uint16_t *)(k + (size_t)i * k_ld) + j0, n));
 }
 
 /* The scores of the rows [0, R) against cnt keys stored transposed (F16
@@ -419,7 +414,7 @@ static ATTN_ALWAYS_INLINE void attn_scores_t_all(const int FK, int64_t d, int nq
     for (; r0 < R; r0++)
         attn_scores_t_keys(1, FK, d, nq, q, ldq, lim, r0, k, k_ld, whole, scale, s, ld_s);
     if (whole < cnt) { /* the last keys, fewer than a vector, staged */
-        attn_stage_t_part(FK, d, k, k_ld, whole, cnt - whole, part);
+        attn_stage_t_part(d, k, k_ld, whole, cnt - whole, part);
         const uint8_t *pk = (const uint8_t *)part;
         const size_t pld = VW * sizeof(float);
         for (r0 = 0; r0 + 8 <= R; r0 += 8)
@@ -668,8 +663,8 @@ void FN(attn_tile)(realm_type tk, realm_type tv, int64_t d, int nq, int nt, cons
             float *o = ks + i * ld_s;
             for (int j = 0; j < whole; j += VW)
                 v_store(o + j, v_load_h(ki + j));
-            for (int j = whole; j < ld_s; j++)
-                o[j] = j < cnt ? realm_fp16_to_fp32(ki[j]) : 0.0f;
+            if (whole < cnt)
+                v_store(o + whole, v_load_h_part(ki + whole, cnt - whole));
         }
         attn_scores_t_all(ATTN_F32, d, nq, R, q, ldq, lim, cnt, (const uint8_t *)ks,
                           (size_t)ld_s * sizeof(float), scale, sc, ld_s, NULL);

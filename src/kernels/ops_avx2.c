@@ -1,6 +1,7 @@
 /* realm_ops for AVX2 + FMA + F16C: 8 floats per vector. */
 #include <immintrin.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef __m256 V;
 #define VW       8
@@ -37,6 +38,14 @@ static inline void v_store_part(float *p, int n, V v)
 static inline V v_load_h(const uint16_t *p)
 {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+/* lanes [0, n) from the F16 numbers at p, the others 0; 0 < n < VW (reads
+ * nothing past p + n) */
+static inline V v_load_h_part(const uint16_t *p, int n)
+{
+    uint16_t h[8] = {0};
+    memcpy(h, p, (size_t)n * sizeof *h);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
 }
 static inline void v_store_h(uint16_t *p, V v)
 {

@@ -34,6 +34,12 @@ static inline V v_load_h(const uint16_t *p)
 {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
+/* lanes [0, n) from the F16 numbers at p, the others 0; 0 < n < VW (reads
+ * nothing past p + n) */
+static inline V v_load_h_part(const uint16_t *p, int n)
+{
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16((__mmask16)((1u << n) - 1), p));
+}
 static inline void v_store_h(uint16_t *p, V v)
 {
     _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
