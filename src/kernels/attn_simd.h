@@ -129,6 +129,21 @@ static ATTN_ALWAYS_INLINE void attn_scores_tile(const int RT, const int FK, int6
         attn_scores_keys(RT, 1, FK, d, ld_s, r0, q, j, k, k_stride, scale, s);
 }
 
+/* attn_scores_tile for the nq rows of one token (tiles of 8, 4 and 1 rows),
+ * key-major at s with ld_s floats from one key's row scores to the next. */
+static ATTN_ALWAYS_INLINE void attn_scores_rows(const int FK, int64_t d, int ld_s, int nq,
+                                                const float *q, int cnt, const uint8_t *k,
+                                                size_t k_stride, float scale, float *s)
+{
+    int r0 = 0;
+    for (; r0 + 8 <= nq; r0 += 8)
+        attn_scores_tile(8, FK, d, ld_s, r0, q, cnt, k, k_stride, scale, s);
+    for (; r0 + 4 <= nq; r0 += 4)
+        attn_scores_tile(4, FK, d, ld_s, r0, q, cnt, k, k_stride, scale, s);
+    for (; r0 < nq; r0++)
+        attn_scores_tile(1, FK, d, ld_s, r0, q, cnt, k, k_stride, scale, s);
+}
+
 /* acc[r] = acc[r] * corr[r] + sum_j p[j][r] v_j over CU VW-wide column
  * slices from c for the RT rows of a tile (each value vector loaded and
  * converted once for the RT rows, each weight broadcast once for the CU
@@ -287,13 +302,7 @@ static ATTN_ALWAYS_INLINE void attn_step(const int FK, const int FV, int64_t d, 
                                          const uint8_t *v, size_t v_stride, float scale, float *m,
                                          float *l, float *acc, float *s)
 {
-    int r0 = 0;
-    for (; r0 + 8 <= nq; r0 += 8)
-        attn_scores_tile(8, FK, d, nq, r0, q, cnt, k, k_stride, scale, s);
-    for (; r0 + 4 <= nq; r0 += 4)
-        attn_scores_tile(4, FK, d, nq, r0, q, cnt, k, k_stride, scale, s);
-    for (; r0 < nq; r0++)
-        attn_scores_tile(1, FK, d, nq, r0, q, cnt, k, k_stride, scale, s);
+    attn_scores_rows(FK, d, nq, nq, q, cnt, k, k_stride, scale, s);
 
     /* new maxima, corrections e^(old - new), weights e^(s - new) and sums */
     float *mx = s + (size_t)nq * (size_t)cnt, *corr = mx + nq;
@@ -679,13 +688,7 @@ void FN(attn_tile)(realm_type tk, realm_type tv, int64_t d, int nq, int nt, cons
             const float *qt = q + t * ldq;
             float *st = sc + t * nq;
             const int n = lim[t];
-            int r0 = 0;
-            for (; r0 + 8 <= nq; r0 += 8)
-                attn_scores_tile(8, ATTN_F32, d, R, r0, qt, n, kb, row, scale, st);
-            for (; r0 + 4 <= nq; r0 += 4)
-                attn_scores_tile(4, ATTN_F32, d, R, r0, qt, n, kb, row, scale, st);
-            for (; r0 < nq; r0++)
-                attn_scores_tile(1, ATTN_F32, d, R, r0, qt, n, kb, row, scale, st);
+            attn_scores_rows(ATTN_F32, d, R, nq, qt, n, kb, row, scale, st);
             for (int j = n; j < cnt; j++)
                 for (int r = 0; r < nq; r++)
                     st[(size_t)j * (size_t)R + r] = -INFINITY;
