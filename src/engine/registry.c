@@ -1391,6 +1391,9 @@ int realm_registry_remove_lora(realm_registry *r, const char *name, int32_t *in_
         *in_use = 0;
     pthread_mutex_lock(&r->mu);
     lora_entry *l = find_lora_locked(r, name), *dead = NULL;
+    /* l may be freed as soon as the lock is let go (its last request
+     * releasing it), so what the log needs is read here */
+    const int32_t refs = l ? l->refs : 0;
     if (l) {
         l->retired = true;
         if (in_use)
@@ -1409,7 +1412,7 @@ int realm_registry_remove_lora(realm_registry *r, const char *name, int32_t *in_
         return realm__error(REALM_ERR_NOTFOUND, "no LoRA adapter named '%.128s'", name);
     if (!dead)
         realm__log(REALM_LOG_INFO, "LoRA adapter '%s' unloaded: freed when its %d request%s end",
-                   name, (int)l->refs, l->refs == 1 ? "" : "s");
+                   name, (int)refs, refs == 1 ? "" : "s");
     lora_entry_free(dead);
     return REALM_OK;
 }
