@@ -16,8 +16,8 @@
  * shuffles; scores are kept key-major, s[j * nq + r], so the per-row
  * maximum, exponentials and sums run along vectors of rows, each vector's
  * maximum and sum held in registers over the keys (attn_softmax). Either
- * way the values are summed as acc[r] += p[j][r] v_j by register tiles of 4
- * rows x 2 (AVX-512 4) column slices over all cnt keys, rescaled by the
+ * way the values are summed as acc[r] += p[j][r] v_j by register tiles of
+ * rows x column slices (ATTN_DV_*) over all cnt keys, rescaled by the
  * softmax correction as they are loaded. With the cache's rows head-major
  * (one head's keys and values contiguous), the step runs near the FMA
  * units' peak on data in L2 (bench/README.md, "Decode attention").
@@ -52,10 +52,11 @@ enum { ATTN_F16, ATTN_Q8, ATTN_F32 };
  * registers hold beside the key vectors (AVX2 16 registers, AVX-512 32). */
 #define ATTN_SCORE_KB(RT) (RT == 8 ? (VW == 16 ? 2 : 1) : RT == 4 ? (VW == 16 ? 4 : 2) : 8)
 
-/* Register tile of the decode step's P.V: rows x column slices (AVX2: 4 x 2
- * accumulators, AVX-512: 4 x 4). */
-#define ATTN_DV_RT 4
-#define ATTN_DV_CU (VW == 16 ? 4 : 2)
+/* Register tiles of the decode step's P.V: rows x column slices. AVX-512:
+ * 8 x 2 (a group of 8 heads converts each value vector once), then 4 x 4;
+ * AVX2 (16 registers): 4 x 2. */
+#define ATTN_DV_CU8 (VW == 16 ? 2 : 0)
+#define ATTN_DV_CU  (VW == 16 ? 4 : 2)
 
 /* s[(j + b) * ld_s + r0 + r] = scale * q_(r0+r) . k_(j+b) for the RT rows of
  * a tile and KB keys from j: each (row, key) its own accumulator, summed over
@@ -158,7 +159,7 @@ static ATTN_ALWAYS_INLINE void attn_values_tile(const int RT, const int CU, cons
                                                 int64_t p_j, int64_t p_r, const float *corr,
                                                 float *acc)
 {
-    V a[ATTN_DV_RT * ATTN_DV_CU];
+    V a[16]; /* a[r * CU + u] */
     REALM__UNROLL(8)
     for (int r = 0; r < RT; r++) {
         const V cr = v_set1(corr[r0 + r]);
@@ -168,7 +169,7 @@ static ATTN_ALWAYS_INLINE void attn_values_tile(const int RT, const int CU, cons
     }
     for (int j = 0; j < cnt; j++) {
         const uint8_t *vj = v + (size_t)j * v_stride;
-        V vv[ATTN_DV_CU];
+        V vv[4];
         REALM__UNROLL(4)
         for (int u = 0; u < CU; u++) {
             const int64_t cu = c + u * VW;
@@ -198,24 +199,23 @@ static ATTN_ALWAYS_INLINE void attn_values_tile(const int RT, const int CU, cons
         v_store(acc + (r0 + r) * d + c + u * VW, a[r * CU + u]);
 }
 
-/* attn_values_tile over all nq rows (tiles of ATTN_DV_RT, then single
- * rows) for CU slices from c. */
-static ATTN_ALWAYS_INLINE void attn_values_rows(const int CU, const int FV, int64_t d, int nq,
-                                                int64_t c, int cnt, const uint8_t *v,
-                                                size_t v_stride, const float *dv, const float *p,
-                                                int64_t p_j, int64_t p_r, const float *corr,
-                                                float *acc)
+/* attn_values_tile for the RT rows from r0 over all d columns: CU slices at
+ * a time, then one. */
+static ATTN_ALWAYS_INLINE void attn_values_cols(const int RT, const int CU, const int FV, int64_t d,
+                                                int r0, int cnt, const uint8_t *v, size_t v_stride,
+                                                const float *dv, const float *p, int64_t p_j,
+                                                int64_t p_r, const float *corr, float *acc)
 {
-    int r0 = 0;
-    for (; r0 + ATTN_DV_RT <= nq; r0 += ATTN_DV_RT)
-        attn_values_tile(ATTN_DV_RT, CU, FV, d, r0, c, cnt, v, v_stride, dv, p, p_j, p_r, corr,
-                         acc);
-    for (; r0 < nq; r0++)
-        attn_values_tile(1, CU, FV, d, r0, c, cnt, v, v_stride, dv, p, p_j, p_r, corr, acc);
+    int64_t c = 0;
+    for (; c + CU * VW <= d; c += CU * VW)
+        attn_values_tile(RT, CU, FV, d, r0, c, cnt, v, v_stride, dv, p, p_j, p_r, corr, acc);
+    for (; c < d; c += VW)
+        attn_values_tile(RT, 1, FV, d, r0, c, cnt, v, v_stride, dv, p, p_j, p_r, corr, acc);
 }
 
-/* The values of a step over all nq rows and d columns (Q8_0 values: their
- * scales converted first into dv), the weights at p as attn_values_tile's. */
+/* The values of a step over all nq rows (tiles of 8 rows on AVX-512, then 4,
+ * then single rows) and d columns (Q8_0 values: their scales converted first
+ * into dv), the weights at p as attn_values_tile's. */
 static ATTN_ALWAYS_INLINE void attn_values(const int FV, int64_t d, int nq, int cnt,
                                            const uint8_t *v, size_t v_stride, float *dv,
                                            const float *p, int64_t p_j, int64_t p_r,
@@ -227,11 +227,15 @@ static ATTN_ALWAYS_INLINE void attn_values(const int FV, int64_t d, int nq, int 
             for (int64_t i = 0; i < d / REALM_QK8_0; i++)
                 dv[i * cnt + j] = realm_fp16_to_fp32(b[i].d);
         }
-    int64_t c = 0;
-    for (; c + ATTN_DV_CU * VW <= d; c += ATTN_DV_CU * VW)
-        attn_values_rows(ATTN_DV_CU, FV, d, nq, c, cnt, v, v_stride, dv, p, p_j, p_r, corr, acc);
-    for (; c < d; c += VW)
-        attn_values_rows(1, FV, d, nq, c, cnt, v, v_stride, dv, p, p_j, p_r, corr, acc);
+    int r0 = 0;
+    if (ATTN_DV_CU8 > 0)
+        for (; r0 + 8 <= nq; r0 += 8)
+            attn_values_cols(8, ATTN_DV_CU8, FV, d, r0, cnt, v, v_stride, dv, p, p_j, p_r, corr,
+                             acc);
+    for (; r0 + 4 <= nq; r0 += 4)
+        attn_values_cols(4, ATTN_DV_CU, FV, d, r0, cnt, v, v_stride, dv, p, p_j, p_r, corr, acc);
+    for (; r0 < nq; r0++)
+        attn_values_cols(1, ATTN_DV_CU, FV, d, r0, cnt, v, v_stride, dv, p, p_j, p_r, corr, acc);
 }
 
 /* Keys per pass of attn_softmax's part-vector rows through its buffer. */
@@ -438,33 +442,65 @@ static ATTN_ALWAYS_INLINE void attn_scores_t_all(const int FK, int64_t d, int nq
     }
 }
 
-/*
- * The online softmax of R rows of row-major scores (s[r * ld_s + j], ld_s a
- * multiple of VW, -inf past a row's keys): per row its maximum M = max(mold,
- * the scores') by vectors, each score replaced by e^(s - M) and their sum
- * taken by vectors in key order, then reduced (v_hsum's tree); then, by
- * vectors of rows, corr = e^(mold - M) and l = l * corr + the sum. A -inf
- * lane weighs 0 and adds exactly 0, so a row's numbers are the same bits
- * whatever ld_s beyond its keys. mold may be corr.
- */
-static ATTN_ALWAYS_INLINE void attn_softmax_t(int R, int ld_s, float *s, const float *mold,
-                                              float *mx, float *corr, float *l, float *sum)
+/* attn_softmax_t's maxima, weights and sums for the rows [r0, r0 + G): one
+ * row (G = 1, v_hmax and v_hsum) or ATTN_SOFTMAX_GROUP rows whose
+ * reductions go together (v_hmax8_store, v_hsum8_store). */
+static ATTN_ALWAYS_INLINE void attn_softmax_t_rows(const int G, int r0, int ld_s, float *s,
+                                                   const float *mold, float *mx, float *sum)
 {
-    for (int r = 0; r < R; r++) {
-        float *sr = s + (size_t)r * (size_t)ld_s;
-        V mv = v_load(sr);
+    V mv[8], sv[8];
+    float mr[8];
+    REALM__UNROLL(8)
+    for (int i = 0; i < G; i++) {
+        const float *sr = s + (size_t)(r0 + i) * (size_t)ld_s;
+        mv[i] = v_load(sr);
         for (int j = VW; j < ld_s; j += VW)
-            mv = v_max(mv, v_load(sr + j));
-        const float mr = v_hmax(mv), mo = mold[r];
-        const V mb = v_set1(mr > mo ? mr : mo);
-        V sv = v_zero();
+            mv[i] = v_max(mv[i], v_load(sr + j));
+    }
+    if (G == 1)
+        mr[0] = v_hmax(mv[0]);
+    else
+        v_hmax8_store(mv, mr);
+    REALM__UNROLL(8)
+    for (int i = 0; i < G; i++) {
+        float *sr = s + (size_t)(r0 + i) * (size_t)ld_s;
+        const float mo = mold[r0 + i], m = mr[i] > mo ? mr[i] : mo;
+        const V mb = v_set1(m);
+        sv[i] = v_zero();
         for (int j = 0; j < ld_s; j += VW) {
             const V pv = v_exp(v_sub(v_load(sr + j), mb));
             v_store(sr + j, pv);
-            sv = v_add(sv, pv);
+            sv[i] = v_add(sv[i], pv);
         }
-        mx[r] = mr > mo ? mr : mo;
-        sum[r] = v_hsum(sv);
+        mx[r0 + i] = m;
+    }
+    if (G == 1)
+        sum[r0] = v_hsum(sv[0]);
+    else
+        v_hsum8_store(sv, 1.0f, sum + r0);
+}
+
+/*
+ * The online softmax of R rows of row-major scores (s[r * ld_s + j], ld_s a
+ * multiple of VW, -inf past a row's keys), tokens of nq rows: per row its
+ * maximum M = max(mold, the scores') by vectors, each score replaced by
+ * e^(s - M) and their sum taken by vectors in key order, then reduced (each
+ * token's heads in groups of ATTN_SOFTMAX_GROUP by a tree over the group,
+ * the rest one by one: a head's path is the same in every step and tile);
+ * then, by vectors of rows, corr = e^(mold - M) and l = l * corr + the sum.
+ * A -inf lane weighs 0 and adds exactly 0, so a row's numbers are the same
+ * bits whatever ld_s beyond its keys. mold may be corr.
+ */
+static ATTN_ALWAYS_INLINE void attn_softmax_t(int R, int nq, int ld_s, float *s, const float *mold,
+                                              float *mx, float *corr, float *l, float *sum)
+{
+    for (int t0 = 0; t0 < R; t0 += nq) {
+        int h = 0;
+        if (ATTN_SOFTMAX_GROUP == 8)
+            for (; h + 8 <= nq; h += 8)
+                attn_softmax_t_rows(8, t0 + h, ld_s, s, mold, mx, sum);
+        for (; h < nq; h++)
+            attn_softmax_t_rows(1, t0 + h, ld_s, s, mold, mx, sum);
     }
     int r = 0;
     for (; r + VW <= R; r += VW) {
@@ -494,7 +530,7 @@ static ATTN_ALWAYS_INLINE void attn_step_t(const int FV, int64_t d, int nq, cons
     float *sum = corr + nq;
     attn_scores_t_all(ATTN_F16, d, nq, nq, q, nq * d, &lim, cnt, (const uint8_t *)k, k_ld, scale, s,
                       ld_s, part);
-    attn_softmax_t(nq, ld_s, s, m, mx, corr, l, sum);
+    attn_softmax_t(nq, nq, ld_s, s, m, mx, corr, l, sum);
     memcpy(m, mx, (size_t)nq * sizeof *m);
     attn_values(FV, d, nq, cnt, v, v_stride, sum + nq, s, 1, ld_s, corr, acc);
 }
@@ -677,7 +713,7 @@ void FN(attn_tile)(realm_type tk, realm_type tv, int64_t d, int nq, int nt, cons
         }
         attn_scores_t_all(ATTN_F32, d, nq, R, q, ldq, lim, cnt, (const uint8_t *)ks,
                           (size_t)ld_s * sizeof(float), scale, sc, ld_s, NULL);
-        attn_softmax_t(R, ld_s, sc, corr, mx, corr, ls, sum);
+        attn_softmax_t(R, nq, ld_s, sc, corr, mx, corr, ls, sum);
         p_j = 1;
         p_r = ld_s;
     } else {

@@ -145,4 +145,13 @@ static inline void v_hsum8_store(const V *a, float scale, float *out)
     _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_add_ps(lo, hi), _mm256_set1_ps(scale)));
 }
 
+/* out[i] = the largest lane of a[i] for i < 8 (not used: AVX2 reduces the
+ * rows of attn_softmax_t one by one) */
+static inline void v_hmax8_store(const V *a, float *out)
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = v_hmax(a[i]);
+}
+#define ATTN_SOFTMAX_GROUP 0
+
 #include "ops_simd.h"

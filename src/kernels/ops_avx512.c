@@ -140,4 +140,27 @@ static inline __attribute__((always_inline)) void v_hsum8_store(const V *a, floa
     _mm256_storeu_ps(out, _mm256_mul_ps(_mm512_castps512_ps256(rows), _mm256_set1_ps(scale)));
 }
 
+/* out[i] = the largest lane of a[i] for i < 8, by v_hsum8_store's tree with
+ * max for add. */
+static inline __m512 v_fold_pair_max(V a, V b)
+{
+    return _mm512_max_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+}
+static inline __attribute__((always_inline)) void v_hmax8_store(const V *a, float *out)
+{
+    const V x01 = v_fold_pair_max(a[0], a[1]), x23 = v_fold_pair_max(a[2], a[3]);
+    const V x45 = v_fold_pair_max(a[4], a[5]), x67 = v_fold_pair_max(a[6], a[7]);
+    const V y0 =
+        _mm512_max_ps(_mm512_shuffle_f32x4(x01, x23, 0x88), _mm512_shuffle_f32x4(x01, x23, 0xdd));
+    const V y1 =
+        _mm512_max_ps(_mm512_shuffle_f32x4(x45, x67, 0x88), _mm512_shuffle_f32x4(x45, x67, 0xdd));
+    const V u = _mm512_max_ps(_mm512_unpacklo_ps(y0, y1), _mm512_unpackhi_ps(y0, y1));
+    const V w = _mm512_max_ps(u, _mm512_permute_ps(u, 0x4e));
+    const V rows = _mm512_permutexvar_ps(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0), w);
+    _mm256_storeu_ps(out, _mm512_castps512_ps256(rows));
+}
+/* Rows of attn_softmax_t reduced 8 at a time (v_hmax8_store, v_hsum8_store). */
+#define ATTN_SOFTMAX_GROUP 8
+
 #include "ops_simd.h"
