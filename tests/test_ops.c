@@ -643,6 +643,9 @@ static void test_attention(const realm_ops *o)
     check_attention_shape(o, F16, F16, 6, 2, 24, 32,
                           false); /* 3 per KV head, hd not a multiple of 16 */
     check_attention_shape(o, F16, F16, 8, 4, 8, 8, false); /* stories260K's shape */
+    /* blocks longer than a step (REALM__ATTN_TILE keys): steps from the
+     * middle of a block, F16 keys transposed 128 apart */
+    check_attention_shape(o, F16, F16, 8, 2, 64, 128, false);
     /* the decode kernel's register tiles with tails: 12 rows (a vector of 8
      * and 4 more), 5 rows (a tile of 4 and one), head sizes of 10 and 5
      * eight-float slices (the values' pairs of slices and one left over) */
