@@ -1,5 +1,6 @@
 /* realm_ops for AVX-512: 16 floats per vector. */
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef __m512 V;
@@ -114,51 +115,44 @@ static inline V v_zero_below(V r, V x, V lo)
 {
     return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lo, _CMP_NLT_UQ), r);
 }
-/*
- * out[i] = scale * (sum of the lanes of a[i]) for i < 8, by a tree of whole
- * zmm (no loop or array, so that a stays in registers): pairs of vectors
- * folded to 256 bits side by side, then to 128, then the four lanes of each
- * 128-bit piece.
- */
-static inline __m512 v_fold_pair(V a, V b)
+/* a + b, or max(a, b) (a constant argument: the branch folds) */
+static inline __attribute__((always_inline)) V v_tree_op(const bool max, V a, V b)
 {
-    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+    return max ? _mm512_max_ps(a, b) : _mm512_add_ps(a, b);
 }
-static inline __attribute__((always_inline)) void v_hsum8_store(const V *a, float scale, float *out)
+static inline __attribute__((always_inline)) V v_fold_pair(const bool max, V a, V b)
 {
-    const V x01 = v_fold_pair(a[0], a[1]), x23 = v_fold_pair(a[2], a[3]);
-    const V x45 = v_fold_pair(a[4], a[5]), x67 = v_fold_pair(a[6], a[7]);
+    return v_tree_op(max, _mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+}
+/*
+ * Lanes 0-7: the sum (max: the largest) of the lanes of a[i], i < 8, by a
+ * tree of whole zmm (no loop or array, so that a stays in registers): pairs
+ * of vectors folded to 256 bits side by side, then to 128, then the four
+ * lanes of each 128-bit piece.
+ */
+static inline __attribute__((always_inline)) __m256 v_tree8(const bool max, const V *a)
+{
+    const V x01 = v_fold_pair(max, a[0], a[1]), x23 = v_fold_pair(max, a[2], a[3]);
+    const V x45 = v_fold_pair(max, a[4], a[5]), x67 = v_fold_pair(max, a[6], a[7]);
     /* 128-bit piece r of y0 holds row r's four partial sums, of y1 row 4 + r */
     const V y0 =
-        _mm512_add_ps(_mm512_shuffle_f32x4(x01, x23, 0x88), _mm512_shuffle_f32x4(x01, x23, 0xdd));
+        v_tree_op(max, _mm512_shuffle_f32x4(x01, x23, 0x88), _mm512_shuffle_f32x4(x01, x23, 0xdd));
     const V y1 =
-        _mm512_add_ps(_mm512_shuffle_f32x4(x45, x67, 0x88), _mm512_shuffle_f32x4(x45, x67, 0xdd));
-    const V u = _mm512_add_ps(_mm512_unpacklo_ps(y0, y1), _mm512_unpackhi_ps(y0, y1));
-    const V w = _mm512_add_ps(u, _mm512_permute_ps(u, 0x4e)); /* [r, 4 + r, ..] per piece */
-    const V rows = _mm512_permutexvar_ps(
-        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0), w);
-    _mm256_storeu_ps(out, _mm256_mul_ps(_mm512_castps512_ps256(rows), _mm256_set1_ps(scale)));
+        v_tree_op(max, _mm512_shuffle_f32x4(x45, x67, 0x88), _mm512_shuffle_f32x4(x45, x67, 0xdd));
+    const V u = v_tree_op(max, _mm512_unpacklo_ps(y0, y1), _mm512_unpackhi_ps(y0, y1));
+    const V w = v_tree_op(max, u, _mm512_permute_ps(u, 0x4e)); /* [r, 4 + r, ..] per piece */
+    return _mm512_castps512_ps256(_mm512_permutexvar_ps(
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0), w));
 }
-
-/* out[i] = the largest lane of a[i] for i < 8, by v_hsum8_store's tree with
- * max for add. */
-static inline __m512 v_fold_pair_max(V a, V b)
+/* out[i] = scale * (sum of the lanes of a[i]) for i < 8 */
+static inline __attribute__((always_inline)) void v_hsum8_store(const V *a, float scale, float *out)
 {
-    return _mm512_max_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+    _mm256_storeu_ps(out, _mm256_mul_ps(v_tree8(false, a), _mm256_set1_ps(scale)));
 }
+/* out[i] = the largest lane of a[i] for i < 8 */
 static inline __attribute__((always_inline)) void v_hmax8_store(const V *a, float *out)
 {
-    const V x01 = v_fold_pair_max(a[0], a[1]), x23 = v_fold_pair_max(a[2], a[3]);
-    const V x45 = v_fold_pair_max(a[4], a[5]), x67 = v_fold_pair_max(a[6], a[7]);
-    const V y0 =
-        _mm512_max_ps(_mm512_shuffle_f32x4(x01, x23, 0x88), _mm512_shuffle_f32x4(x01, x23, 0xdd));
-    const V y1 =
-        _mm512_max_ps(_mm512_shuffle_f32x4(x45, x67, 0x88), _mm512_shuffle_f32x4(x45, x67, 0xdd));
-    const V u = _mm512_max_ps(_mm512_unpacklo_ps(y0, y1), _mm512_unpackhi_ps(y0, y1));
-    const V w = _mm512_max_ps(u, _mm512_permute_ps(u, 0x4e));
-    const V rows = _mm512_permutexvar_ps(
-        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0), w);
-    _mm256_storeu_ps(out, _mm512_castps512_ps256(rows));
+    _mm256_storeu_ps(out, v_tree8(true, a));
 }
 /* Rows of attn_softmax_t reduced 8 at a time (v_hmax8_store, v_hsum8_store). */
 #define ATTN_SOFTMAX_GROUP 8
