@@ -384,18 +384,33 @@ static ATTN_ALWAYS_INLINE void attn_scores_t(const int RT, const int KB, const i
 }
 
 /* attn_scores_t for a tile of RT rows over the keys [0, n) (n a multiple of
- * VW): KB vectors at a time, then one. */
+ * VW), stored from js0 in s: KB vectors at a time, then one. */
 static ATTN_ALWAYS_INLINE void attn_scores_t_keys(const int RT, const int FK, int64_t d, int nq,
                                                   const float *q, int64_t ldq, const int32_t *lim,
                                                   int rho0, const uint8_t *k, size_t k_ld, int n,
-                                                  float scale, float *s, int ld_s)
+                                                  int js0, float scale, float *s, int ld_s)
 {
     const int KB = ATTN_T_KB(RT);
     int j = 0;
     for (; j + KB * VW <= n; j += KB * VW)
-        attn_scores_t(RT, KB, FK, d, nq, q, ldq, lim, rho0, k, k_ld, j, j, scale, s, ld_s);
+        attn_scores_t(RT, KB, FK, d, nq, q, ldq, lim, rho0, k, k_ld, j, js0 + j, scale, s, ld_s);
     for (; j < n; j += VW)
-        attn_scores_t(RT, 1, FK, d, nq, q, ldq, lim, rho0, k, k_ld, j, j, scale, s, ld_s);
+        attn_scores_t(RT, 1, FK, d, nq, q, ldq, lim, rho0, k, k_ld, j, js0 + j, scale, s, ld_s);
+}
+
+/* attn_scores_t_keys for the rows [0, R), in tiles of 8, 4 and 1 rows. */
+static ATTN_ALWAYS_INLINE void attn_scores_t_rows(const int FK, int64_t d, int nq, int R,
+                                                  const float *q, int64_t ldq, const int32_t *lim,
+                                                  const uint8_t *k, size_t k_ld, int n, int js0,
+                                                  float scale, float *s, int ld_s)
+{
+    int r0 = 0;
+    for (; r0 + 8 <= R; r0 += 8)
+        attn_scores_t_keys(8, FK, d, nq, q, ldq, lim, r0, k, k_ld, n, js0, scale, s, ld_s);
+    for (; r0 + 4 <= R; r0 += 4)
+        attn_scores_t_keys(4, FK, d, nq, q, ldq, lim, r0, k, k_ld, n, js0, scale, s, ld_s);
+    for (; r0 < R; r0++)
+        attn_scores_t_keys(1, FK, d, nq, q, ldq, lim, r0, k, k_ld, n, js0, scale, s, ld_s);
 }
 
 /* F16 keys [j0, j0 + n) (0 < n < VW) stored transposed (k_ld bytes from
@@ -419,26 +434,11 @@ static ATTN_ALWAYS_INLINE void attn_scores_t_all(const int FK, int64_t d, int nq
                                                  float scale, float *s, int ld_s, float *part)
 {
     const int whole = FK == ATTN_F16 ? cnt / VW * VW : ld_s;
-    int r0 = 0;
-    for (; r0 + 8 <= R; r0 += 8)
-        attn_scores_t_keys(8, FK, d, nq, q, ldq, lim, r0, k, k_ld, whole, scale, s, ld_s);
-    for (; r0 + 4 <= R; r0 += 4)
-        attn_scores_t_keys(4, FK, d, nq, q, ldq, lim, r0, k, k_ld, whole, scale, s, ld_s);
-    for (; r0 < R; r0++)
-        attn_scores_t_keys(1, FK, d, nq, q, ldq, lim, r0, k, k_ld, whole, scale, s, ld_s);
+    attn_scores_t_rows(FK, d, nq, R, q, ldq, lim, k, k_ld, whole, 0, scale, s, ld_s);
     if (whole < cnt) { /* the last keys, fewer than a vector, staged */
         attn_stage_t_part(d, k, k_ld, whole, cnt - whole, part);
-        const uint8_t *pk = (const uint8_t *)part;
-        const size_t pld = VW * sizeof(float);
-        for (r0 = 0; r0 + 8 <= R; r0 += 8)
-            attn_scores_t(8, 1, ATTN_F32, d, nq, q, ldq, lim, r0, pk, pld, 0, whole, scale, s,
-                          ld_s);
-        for (; r0 + 4 <= R; r0 += 4)
-            attn_scores_t(4, 1, ATTN_F32, d, nq, q, ldq, lim, r0, pk, pld, 0, whole, scale, s,
-                          ld_s);
-        for (; r0 < R; r0++)
-            attn_scores_t(1, 1, ATTN_F32, d, nq, q, ldq, lim, r0, pk, pld, 0, whole, scale, s,
-                          ld_s);
+        attn_scores_t_rows(ATTN_F32, d, nq, R, q, ldq, lim, (const uint8_t *)part,
+                           VW * sizeof(float), VW, whole, scale, s, ld_s);
     }
 }
 
