@@ -4,17 +4,19 @@
  * every (row, token) pair, as the forward pass did).
  *
  *     bench_matmul [-t TYPES] [-n COUNTS] [-j THREADS] [-i new|pairs|both] [-s SECONDS]
+ *                  [-w MIB]
  *
  * TYPES is a comma list of type names (default q4_K,q6_K,q5_K,q8_0,q4_0,f16),
  * COUNTS the token counts (default 1,8,64,512), THREADS the thread counts
  * (default 1,2). Both matrices, 2048 x 5632 and 5632 x 2048 (rows x cols),
- * are cycled through enough copies to exceed 1 GiB, so weights come from
- * memory as in a real forward pass. Rows are split between threads on
- * multiples of 16. Each figure is the median over repetitions filling about
- * SECONDS (default 0.3) of G multiply-adds per second (rows x cols x tokens)
- * and, for one token, GB/s of weights read; "best" is the fastest
- * repetition. The machine may be shared and noisy: compare figures
- * measured close together.
+ * are cycled through enough copies to exceed MIB (default 1024) MiB, so
+ * weights come from memory as in a real forward pass; -w 0 keeps one copy,
+ * which then stays in the L3 cache (the kernels' arithmetic cost). Rows are
+ * split between threads on multiples of 16. Each figure is the median over
+ * repetitions filling about SECONDS (default 0.3) of G multiply-adds per
+ * second (rows x cols x tokens) and, for one token, GB/s of weights read;
+ * "best" is the fastest repetition. The machine may be shared and noisy:
+ * compare figures measured close together.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +28,8 @@
 #include "realm/kernels.h"
 #include "realm/threads.h"
 
-#define WORKING_SET ((size_t)1 << 30)
-#define MAX_REPS    400
+static size_t working_set = (size_t)1 << 30;
+#define MAX_REPS 400
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static float rand_normal(void)
@@ -130,7 +132,7 @@ static void bench_shape(const realm_kernels *k, realm_type type, int64_t rows, i
     const realm_type at = realm_type_get(type)->vec_dot_type;
     const size_t row_size = realm_row_size(type, cols);
     const size_t mat_size = row_size * (size_t)rows;
-    const int copies = (int)(WORKING_SET / mat_size) + 1;
+    const int copies = (int)(working_set / mat_size) + 1;
     uint8_t *w = malloc(mat_size * (size_t)copies);
     float *f = malloc((size_t)cols * sizeof(float));
     for (int64_t r = 0; r < rows; r++) {
@@ -214,7 +216,7 @@ int main(int argc, char **argv)
         if (help || i + 1 == argc) { /* help, or an option without its value */
             fprintf(help ? stdout : stderr,
                     "usage: %s [-t TYPES] [-n COUNTS] [-j THREADS] [-i new|pairs|both] "
-                    "[-s SECONDS]\n",
+                    "[-s SECONDS] [-w MIB]\n",
                     argv[0]);
             return help ? 0 : 2;
         }
@@ -228,10 +230,12 @@ int main(int argc, char **argv)
             impl = strcmp(argv[i + 1], "new") == 0 ? 1 : strcmp(argv[i + 1], "pairs") == 0 ? 2 : 3;
         else if (strcmp(argv[i], "-s") == 0)
             seconds = atof(argv[i + 1]);
+        else if (strcmp(argv[i], "-w") == 0)
+            working_set = (size_t)strtoull(argv[i + 1], NULL, 10) << 20;
         else {
             fprintf(stderr,
                     "usage: %s [-t TYPES] [-n COUNTS] [-j THREADS] [-i new|pairs|both] "
-                    "[-s SECONDS]\n",
+                    "[-s SECONDS] [-w MIB]\n",
                     argv[0]);
             return 2;
         }
