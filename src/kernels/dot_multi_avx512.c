@@ -3,12 +3,12 @@
  * nothing here runs unless cpu.c found those features.
  *
  * Q4_K and Q6_K: per weight block, the codes are unpacked into four zmm of
- * 64 bytes and the sub-block scales laid out once, as dot_avx512.c's
- * vec_dot does for one token; then each token costs four vpdpbusd, two
- * vpackssdw and two vpdpwssd (the scales, simd_x86_512.h) and one float
- * multiply-add. The activations are read as from_float made them (no prep
- * step). The integer sums are exact, so each token's result is its
- * vec_dot's integers, scaled and summed in float per block.
+ * 64 bytes and the sub-block scales laid out once; then each token costs
+ * four vpdpbusd, the scales (two vpdpwssd for Q4_K, whose activations are
+ * prepared to match its code lanes; two vpackssdw and two vpdpwssd for
+ * Q6_K, as dot_avx512.c's vec_dot) and a few float operations. The integer
+ * sums are exact, so each token's result is its vec_dot's integers, scaled
+ * and summed in float per block.
  *
  * Q8_0 and Q4_0 likewise, two blocks per zmm (below). Only the entry
  * points (MULTI_ENTRY) come from dot_multi_simd.h; its AVX2 kernels are
@@ -39,41 +39,112 @@ INLINE __m512i scaled_sum(__m512i init, const __m512i v[4], const int8_t *q8, __
 
 /* ---- Q4_K ------------------------------------------------------------------ */
 
-/* Codes by q4_K_codes; the mins as dy * dmin * sum_s m_s * (bsums[2s] +
- * bsums[2s+1]), in the low eight float lanes of the block's term. */
+/*
+ * Q4_K reads its activations prepared (q4_K_vnni_prep), so that a token's
+ * block costs four vpdpbusd, one vpackssdw, one vpdpwssd and three float
+ * operations, one of them on the adding pipes.
+ *
+ * The weight codes are unpacked from qs's 16-byte chunks taken in the
+ * order A = chunks 0 2 4 6 and B = 1 3 5 7 (one vshufi64x2 each): lane c
+ * of A holds elements 0-15 of sub-blocks 2c (low nibbles) and 2c + 1
+ * (high nibbles), lane c of B their elements 16-31. So 128-bit lane c of
+ * lo(A) and lo(B) belongs to sub-block 2c, of hi(A) and hi(B) to 2c + 1,
+ * and the prepared codes hold the matching activations: their 64-byte
+ * vector k (lo(A), lo(B), hi(A), hi(B)) has in lane c the token's codes
+ * 64c + 16k .. 64c + 16k + 15. The low vectors' two vpdpbusd add into one
+ * accumulator, the high ones' into another, each int32 lane a sum of 8
+ * products of a 4-bit code and an int8 code, |sum| <= 8 * 15 * 128 < 2^15;
+ * vpackssdw puts both in int16 words without saturating (in lane c, words
+ * 0-3 from sub-block 2c, 4-7 from 2c + 1) and one vpdpwssd weights them
+ * by the scales.
+ *
+ * The integer sums are exact, each lane's |sum| <= 2 * 15360 * 63 < 2^22:
+ * vpdpwssd adds them to the bits of 1.5 * 2^23, which read as a float are
+ * exactly 1.5 * 2^23 + sum, so one float subtraction gives the sum where
+ * a conversion would compete with the vpdpbusd for the same two pipes.
+ * Then dy * d * sum; the mins are dmin * m_s times the prepared
+ * dy * (bsums[2s] + bsums[2s + 1]), in float lanes summed at the end.
+ * (Tables of dy * d and of the mins per chunk of blocks, one multiply for
+ * 16 blocks, cost more than they saved on rows of 8 to 22 blocks.)
+ */
+
+/* vpshufb controls: in 128-bit lane c, dwords 0-1 get scale byte 2c of
+ * k4_scales_mins_vec's result and dwords 2-3 byte 2c + 1, in their low word. */
+static const uint8_t q4_K_lane_scales[64] = {
+#define L(i) i, 0x80, i, 0x80, i, 0x80, i, 0x80, i + 1, 0x80, i + 1, 0x80, i + 1, 0x80, i + 1, 0x80
+    L(0),
+    L(2),
+    L(4),
+    L(6),
+#undef L
+};
+
+/* A token's Q8_K row with its codes in the lane order above; bsums become
+ * 8 floats, dy * (bsums[2s] + bsums[2s + 1]). */
+static inline void q4_K_vnni_prep(int64_t n, const void *vy, void *vout)
+{
+    const realm_block_q8_K *y = vy;
+    realm_block_q8_K *out = vout;
+    for (int64_t b = 0; b < n / REALM_QK_K; b++) {
+        out[b].d = y[b].d;
+        for (int k = 0; k < 4; k++)
+            for (int c = 0; c < 4; c++)
+                memcpy(out[b].qs + 64 * k + 16 * c, y[b].qs + 64 * c + 16 * k, 16);
+        float pair[8];
+        for (int i = 0; i < 8; i++)
+            pair[i] = y[b].d * (float)(y[b].bsums[2 * i] + y[b].bsums[2 * i + 1]);
+        _Static_assert(sizeof pair == sizeof out[b].bsums, "8 floats in place of bsums");
+        memcpy(out[b].bsums, pair, sizeof pair);
+    }
+}
+
 INLINE void q4_K_vnni_multi(int64_t n, const void *vx, const void *y, size_t ys, int ny, float *s)
 {
     const realm_block_q4_K *x = vx;
-    const __m512i shuf0 = load512(k32_scale_shuf[0]), shuf1 = load512(k32_scale_shuf[1]);
-    const __m256i shuf_min = load256(k32_scale_shuf[2]);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i shuf_pair = load512(q4_K_lane_scales);
     const __m512i z = _mm512_setzero_si512();
+    const __m512i magic = _mm512_set1_epi32(0x4b400000); /* 1.5 * 2^23 */
     __m512 acc[REALM__MULTI_NR];
+    __m256 acc_min[REALM__MULTI_NR];
     REALM__UNROLL(8)
-    for (int e = 0; e < ny; e++)
+    for (int e = 0; e < ny; e++) {
         acc[e] = _mm512_setzero_ps();
+        acc_min[e] = _mm256_setzero_ps();
+    }
     for (int64_t b = 0; b < n / REALM_QK_K; b++) {
         const __m128i scmin = k4_scales_mins_vec(x[b].scales);
-        const __m512i sc = _mm512_broadcast_i32x4(scmin);
-        const __m512i s0 = _mm512_shuffle_epi8(sc, shuf0), s1 = _mm512_shuffle_epi8(sc, shuf1);
-        const __m256i m16 = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(scmin), shuf_min);
-        __m512i v[4];
-        q4_K_codes(&x[b], v);
-        const __m512 d = _mm512_set1_ps(h2f(x[b].d));
-        const __m256 dmin = _mm256_set1_ps(h2f(x[b].dmin));
+        const __m512i s_pair = _mm512_shuffle_epi8(_mm512_broadcast_i32x4(scmin), shuf_pair);
+        uint32_t d_dmin;
+        memcpy(&d_dmin, &x[b].d, 4); /* dmin follows d */
+        const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128((int)d_dmin));
+        const __m512 d = _mm512_broadcastss_ps(dd);
+        const __m256 wmin =
+            _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(scmin, 8))),
+                          _mm256_broadcastss_ps(_mm_movehdup_ps(dd)));
+        const __m512i q0 = load512(x[b].qs), q1 = load512(x[b].qs + 64);
+        const __m512i qa = _mm512_shuffle_i64x2(q0, q1, 0x88); /* chunks 0 2 4 6 */
+        const __m512i qb = _mm512_shuffle_i64x2(q0, q1, 0xdd); /* chunks 1 3 5 7 */
+        const __m512i lo_a = _mm512_and_si512(qa, m4), lo_b = _mm512_and_si512(qb, m4);
+        const __m512i hi_a = _mm512_and_si512(_mm512_srli_epi16(qa, 4), m4);
+        const __m512i hi_b = _mm512_and_si512(_mm512_srli_epi16(qb, 4), m4);
         REALM__UNROLL(8)
         for (int e = 0; e < ny; e++) {
             const realm_block_q8_K *yb = mv_tok_K(y, ys, e, b);
-            const __m512i sumi = scaled_sum(z, v, yb->qs, s0, s1);
-            const __m256i mins = _mm256_madd_epi16(m16, load256(yb->bsums));
-            const __m512 mf = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_cvtepi32_ps(mins), dmin));
-            const __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(sumi), d,
-                                             _mm512_mask_mov_ps(_mm512_setzero_ps(), 0xff, mf));
-            acc[e] = _mm512_fmadd_ps(_mm512_set1_ps(yb->d), t, acc[e]);
+            const __m512i even =
+                dpbusd(dpbusd(z, lo_a, load512(yb->qs)), lo_b, load512(yb->qs + 64));
+            const __m512i odd =
+                dpbusd(dpbusd(z, hi_a, load512(yb->qs + 128)), hi_b, load512(yb->qs + 192));
+            const __m512i sumi = _mm512_dpwssd_epi32(magic, _mm512_packs_epi32(even, odd), s_pair);
+            const __m512 f = _mm512_sub_ps(_mm512_castsi512_ps(sumi), _mm512_castsi512_ps(magic));
+            acc[e] = _mm512_fmadd_ps(f, _mm512_mul_ps(d, _mm512_set1_ps(yb->d)), acc[e]);
+            acc_min[e] =
+                _mm256_fnmadd_ps(wmin, _mm256_loadu_ps((const float *)yb->bsums), acc_min[e]);
         }
     }
     REALM__UNROLL(8)
     for (int e = 0; e < ny; e++)
-        s[e] = _mm512_reduce_add_ps(acc[e]);
+        s[e] = _mm512_reduce_add_ps(_mm512_add_ps(acc[e], _mm512_zextps256_ps512(acc_min[e])));
 }
 
 /* ---- Q6_K ------------------------------------------------------------------ */
@@ -212,6 +283,6 @@ MULTI_ENTRY(q4_0_vnni)
 const realm__dot_multi realm__dot_multi_avx512[REALM_TYPE_COUNT] = {
     [REALM_TYPE_Q4_0] = {.prep = q8_0_u8_prep, .dot = FN(q4_0_vnni)},
     [REALM_TYPE_Q8_0] = {.prep = q8_0_u8_prep, .dot = FN(q8_0_vnni)},
-    [REALM_TYPE_Q4_K] = {.dot = FN(q4_K_vnni)},
+    [REALM_TYPE_Q4_K] = {.prep = q4_K_vnni_prep, .dot = FN(q4_K_vnni)},
     [REALM_TYPE_Q6_K] = {.dot = FN(q6_K_vnni)},
 };
