@@ -524,16 +524,18 @@ static void check_small_matmul(const realm_kernels *k, const small *p)
 
 /*
  * realm_matmul_rows_invariant keeps one path whatever the token count: each
- * token's row of n = 1..8 tokens bitwise equals that token alone (the
- * multi-vector kernels, whose rounding differs from the blocked ones, must
- * not be taken from n = 2 on).
+ * token's row of n = 1..8 tokens, and of 40 (the 16 tokens repeated; past
+ * the tiles of few tokens, which otherwise take shorter chunks), bitwise
+ * equals that token alone (the multi-vector kernels, whose rounding
+ * differs from the blocked ones, must not be taken from n = 2 on).
  */
+#define INVARIANT_MANY 40
 static void check_invariant(const realm_kernels *k, const small *p)
 {
     const int64_t rows = p->rows;
-    float *alone = malloc((size_t)(8 * rows) * sizeof(float));
-    float *out = malloc((size_t)(8 * rows) * sizeof(float));
-    for (int64_t e = 0; e < 8; e++)
+    float *alone = malloc((size_t)(SMALL_TOKENS * rows) * sizeof(float));
+    float *out = malloc((size_t)(INVARIANT_MANY * rows) * sizeof(float));
+    for (int64_t e = 0; e < SMALL_TOKENS; e++)
         realm_matmul_rows_invariant(k, p->t, p->w.p, p->cols, 0, rows,
                                     p->a.p + (size_t)e * p->stride, p->stride, 1, alone + e * rows,
                                     rows, false);
@@ -544,6 +546,19 @@ static void check_invariant(const realm_kernels *k, const small *p)
                   "invariant %s %s cols %lld: n=%lld differs from one token at a time",
                   realm_type_name(p->t), realm_isa_name(k->isa), (long long)p->cols, (long long)n);
     }
+    uint8_t *many = malloc(p->stride * INVARIANT_MANY);
+    for (int64_t e = 0; e < INVARIANT_MANY; e++)
+        memcpy(many + (size_t)e * p->stride, p->a.p + (size_t)(e % SMALL_TOKENS) * p->stride,
+               realm_row_size(p->at, p->cols));
+    realm_matmul_rows_invariant(k, p->t, p->w.p, p->cols, 0, rows, many, p->stride, INVARIANT_MANY,
+                                out, rows, false);
+    for (int64_t e = 0; e < INVARIANT_MANY; e++)
+        CHECK_MSG(memcmp(out + e * rows, alone + (e % SMALL_TOKENS) * rows,
+                         (size_t)rows * sizeof(float)) == 0,
+                  "invariant %s %s cols %lld: token %lld of %d differs from it alone",
+                  realm_type_name(p->t), realm_isa_name(k->isa), (long long)p->cols, (long long)e,
+                  INVARIANT_MANY);
+    free(many);
     free(out);
     free(alone);
 }

@@ -17,6 +17,13 @@
 #define DOT_TILE_BYTES (256 * 1024)
 #define DOT_TILE_MAX   64
 
+/* Blocked tiles of at most SMALL_TILE tokens take chunks of about
+ * SMALL_TILE_COLS columns (mm_blocked). From memory (bench_matmul, AVX-512,
+ * 2 threads, Q4_K and Q6_K) 256-column chunks made 9 to 32 tokens 10-40%
+ * faster than 1024-column ones; 512 tokens would be 10% slower. */
+#define SMALL_TILE      32
+#define SMALL_TILE_COLS 256
+
 /*
  * Up to this many tokens (0: none) a type's multi-vector kernel
  * (matmul_internal.h) beats the blocked one: it reads each weight row once
@@ -31,7 +38,14 @@
  * VNNI Q4_K multi kernel takes half the blocked time at 2-6 tokens and
  * ties at 10 over 5632 columns; Q6_K's ties at 16; Q8_0's and Q4_0's
  * take 0.3-0.45 of the blocked time at 2 tokens and tie at 6-8 over 5632
- * columns.
+ * columns. Since the blocked loop prefetches the next panel and takes
+ * short chunks for few tokens (mm_blocked), it wins from 9 tokens, where
+ * the multi-vector kernels take two passes (from memory, 2 threads: Q4_K
+ * 0.29 against 0.47 ms over 5632 columns, 0.27 against 0.36 over 2048; Q6_K
+ * 0.44-0.49 against 0.65, 0.38-0.41 against 0.39), and for Q4_K from 7
+ * (at 8 tokens 0.27-0.31 against 0.40 and 0.25-0.28 against 0.30; a tie
+ * at 6). Q6_K at 8 tokens: 0.42-0.47 against 0.55 over 5632 columns, but
+ * 0.37-0.39 against 0.32-0.33 over 2048, the shape of the output matrix.
  */
 static const int8_t multi_max_tokens[REALM_ISA_COUNT][REALM_TYPE_COUNT] = {
     [REALM_ISA_SCALAR] = {[REALM_TYPE_Q4_0] = 3,
@@ -44,8 +58,8 @@ static const int8_t multi_max_tokens[REALM_ISA_COUNT][REALM_TYPE_COUNT] = {
                         [REALM_TYPE_Q6_K] = 12},
     [REALM_ISA_AVX512] = {[REALM_TYPE_Q4_0] = 6,
                           [REALM_TYPE_Q8_0] = 6,
-                          [REALM_TYPE_Q4_K] = 10,
-                          [REALM_TYPE_Q6_K] = 14},
+                          [REALM_TYPE_Q4_K] = 6,
+                          [REALM_TYPE_Q6_K] = 8},
 };
 
 /* How far ahead of the row being multiplied the multi-vector loop prefetches. */
@@ -87,6 +101,7 @@ typedef struct {
     float *out;
     int64_t ld;
     bool accumulate;
+    bool invariant; /* realm_matmul_rows_invariant */
 } mm_job;
 
 /*
@@ -125,12 +140,12 @@ static void mm_blocked(const mm_job *j, int64_t r0, int64_t r1, int64_t n)
     const realm__mm_kernel *mk = j->mk;
     REALM_ASSERT(mk->panel_size <= sizeof panel);
     REALM_ASSERT((size_t)mk->tile_tokens * mk->act_size <= sizeof xs);
-    const int64_t rows = mk->panel_rows, cols = j->cols, kc_max = mk->kc;
-    const int64_t n_chunks = (cols + kc_max - 1) / kc_max;
+    const int64_t rows = mk->panel_rows, cols = j->cols;
+    int64_t kc_max = mk->kc;
 
     /* Panels outside chunks if a tile of at least half the usual size has
      * room for its pack_act output over all the columns. */
-    const size_t act_row = (size_t)n_chunks * mk->act_size;
+    const size_t act_row = (size_t)((cols + kc_max - 1) / kc_max) * mk->act_size;
     int64_t tile = mk->tile_tokens;
     bool panels_outside = true;
     if (mk->pack_act != NULL) {
@@ -143,6 +158,21 @@ static void mm_blocked(const mm_job *j, int64_t r0, int64_t r1, int64_t n)
     const int64_t n_tiles = (n + tile - 1) / tile;
     tile = (n + n_tiles - 1) / n_tiles; /* equal tiles, not a full one and a scrap */
 
+    /*
+     * Tiles of few tokens take chunks of about SMALL_TILE_COLS columns, so
+     * that the next panel's prefetch (below) is spread over more steps of
+     * this one; with many tokens the kernel's own chunk, whose panel stays
+     * in L1 across more of them, is faster. Not in batch-invariant mode,
+     * where a token's sums must not depend on its tile, nor for kernels
+     * that pack activations per chunk of their own size.
+     */
+    if (tile <= SMALL_TILE && !j->invariant && mk->pack_act == NULL) {
+        const int64_t bs = realm_type_get(j->t)->block_size;
+        const int64_t kc_small = bs >= SMALL_TILE_COLS ? bs : SMALL_TILE_COLS / bs * bs;
+        kc_max = min64(kc_max, kc_small);
+    }
+    const int64_t n_chunks = (cols + kc_max - 1) / kc_max;
+
     for (int64_t e0 = 0; e0 < n; e0 += tile) {
         const int64_t ne = min64(tile, n - e0);
         const uint8_t *x = j->act + (size_t)e0 * j->act_stride;
@@ -152,8 +182,20 @@ static void mm_blocked(const mm_job *j, int64_t r0, int64_t r1, int64_t n)
             for (int64_t p0 = r0; p0 < r1; p0 += rows) {
                 const int pr = (int)min64(rows, r1 - p0);
                 const uint8_t *w = j->W + (size_t)p0 * j->row_size;
+                /* The next panel's rows, one run of memory, hinted a chunk's
+                 * share at a time: the hardware prefetcher does not follow a
+                 * panel's partial rows (measured: hints in two pieces per
+                 * panel gained little, in eight most of the difference). */
+                const uint8_t *next = w + (size_t)pr * j->row_size;
+                const size_t next_size =
+                    p0 + rows < r1 ? (size_t)min64(rows, r1 - p0 - rows) * j->row_size : 0;
+                const size_t share =
+                    (next_size / (size_t)n_chunks + CACHE_LINE) & ~(size_t)(CACHE_LINE - 1);
                 for (int64_t c = 0; c < n_chunks; c++) {
                     const int64_t k0 = c * kc_max, kc = min64(kc_max, cols - k0);
+                    const size_t pf = (size_t)c * share;
+                    if (pf < next_size)
+                        prefetch_bytes(next + pf, min64((int64_t)share, (int64_t)(next_size - pf)));
                     mk->pack_w(w + realm_row_size(j->t, k0), j->row_size, pr, kc, panel);
                     run_panel(j, panel, p0, pr, e0, ne, k0, kc,
                               mk->pack_act != NULL ? xs + (size_t)c * mk->act_size : NULL, act_row);
@@ -296,6 +338,7 @@ static void matmul_rows(const realm_kernels *k, realm_type t, const void *W, int
             .out = out,
             .ld = ld_out,
             .accumulate = accumulate,
+            .invariant = !matvec,
         };
         mm_blocked(&j, r0, r1, n);
     } else
