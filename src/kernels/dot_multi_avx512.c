@@ -21,10 +21,10 @@
 #include "simd_x86_512.h"
 
 /*
- * init + the 256 products of one block's codes v (q4_K_codes, q6_K_codes)
- * with a token's Q8_K codes q8, each vpdpbusd result weighted by its
- * sub-block's scale: s0 and s1 are the int16 scales laid out as
- * k32_scaled_sum or k16_scaled_sum lay them (simd_x86_512.h).
+ * init + the 256 products of one Q6_K block's codes v (q6_K_codes) with a
+ * token's Q8_K codes q8, each vpdpbusd result weighted by its sub-block's
+ * scale: s0 and s1 are the int16 scales laid out as k16_scaled_sum lays
+ * them (simd_x86_512.h).
  */
 INLINE __m512i scaled_sum(__m512i init, const __m512i v[4], const int8_t *q8, __m512i s0,
                           __m512i s1)
@@ -41,8 +41,8 @@ INLINE __m512i scaled_sum(__m512i init, const __m512i v[4], const int8_t *q8, __
 
 /*
  * Q4_K reads its activations prepared (q4_K_vnni_prep), so that a token's
- * block costs four vpdpbusd, one vpackssdw, one vpdpwssd and three float
- * operations, one of them on the adding pipes.
+ * block costs four vpdpbusd, one vpackssdw, one vpdpwssd and four float
+ * operations, one of them (a subtraction) on the adding pipes.
  *
  * The weight codes are unpacked from qs's 16-byte chunks taken in the
  * order A = chunks 0 2 4 6 and B = 1 3 5 7 (one vshufi64x2 each): lane c

@@ -16,10 +16,13 @@
  *
  * so each weight is read from memory and unpacked once per tile and reused
  * from L1 for all its tokens, while the tile's activations stay in L2; each
- * row of a panel is read from start to end, streams the hardware prefetcher
- * follows. This needs the tile's pack_act output for all the chunks at
- * once; when that does not fit the scratch (float activations of long
- * rows), chunks go outside panels instead, with pack_act per chunk.
+ * row of a panel is read from start to end. The hardware prefetcher does
+ * not keep up with a panel's 16 partial rows, so the driver hints the next
+ * panel's rows a share per chunk, and tiles of few tokens take chunks
+ * shorter than kc (kernels without pack_act; see matmul.c). This needs the
+ * tile's pack_act output for all the chunks at once; when that does not
+ * fit the scratch (float activations of long rows), chunks go outside
+ * panels instead, with pack_act per chunk.
  *
  * Scratch lives on the driver's stack (kernels allocate nothing): a
  * kernel's panel_size must not exceed REALM__MM_PANEL_MAX, and tile_tokens *
@@ -52,7 +55,7 @@ typedef struct realm__mm_kernel {
     int panel_rows;    /* rows per panel */
     int nr;            /* most tokens per run call */
     int tile_tokens;   /* tokens per tile */
-    int64_t kc;        /* columns per chunk, a multiple of the block size */
+    int64_t kc;        /* most columns per chunk, a multiple of the block size */
     size_t panel_size; /* bytes pack_w writes for a full chunk */
     size_t act_size;   /* bytes pack_act writes per token and full chunk (a 64-byte multiple) */
     /*
