@@ -17,7 +17,7 @@
 #define DOT_TILE_BYTES (256 * 1024)
 #define DOT_TILE_MAX   64
 
-/* Blocked tiles of at most SMALL_TILE tokens take chunks of about
+/* Blocked products of at most SMALL_TILE tokens take chunks of about
  * SMALL_TILE_COLS columns (mm_blocked). From memory (bench_matmul, AVX-512,
  * 2 threads, Q4_K and Q6_K) 256-column chunks made 9 to 32 tokens 10-40%
  * faster than 1024-column ones; 512 tokens would be 10% slower. */
@@ -82,11 +82,15 @@ static int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-/* Hint [p, p + bytes) into L2. */
-static void prefetch_bytes(const uint8_t *p, size_t bytes)
+/* Hint [p, p + bytes) into L2, or also into L1. */
+static void prefetch_bytes(const uint8_t *p, size_t bytes, bool l1)
 {
-    for (size_t off = 0; off < bytes; off += CACHE_LINE)
-        __builtin_prefetch(p + off, 0, 2);
+    for (size_t off = 0; off < bytes; off += CACHE_LINE) {
+        if (l1)
+            __builtin_prefetch(p + off, 0, 3);
+        else
+            __builtin_prefetch(p + off, 0, 2);
+    }
 }
 
 /* What one call of mm_blocked multiplies, for its helpers. */
@@ -141,11 +145,30 @@ static void mm_blocked(const mm_job *j, int64_t r0, int64_t r1, int64_t n)
     REALM_ASSERT(mk->panel_size <= sizeof panel);
     REALM_ASSERT((size_t)mk->tile_tokens * mk->act_size <= sizeof xs);
     const int64_t rows = mk->panel_rows, cols = j->cols;
+
+    /*
+     * A few tokens take chunks of about SMALL_TILE_COLS columns, so that
+     * the next panel's prefetch (below) is spread over more steps of this
+     * one; with many tokens the kernel's own chunk, whose panel stays in L1
+     * across more of them, is faster. Not in batch-invariant mode, where a
+     * token's sums must not depend on the token count. A kernel's pack_act
+     * output takes one chunk's act_size per chunk, short or not (a short
+     * chunk is packed as a row's last columns are); the few tokens' outputs
+     * must fit the scratch together.
+     */
     int64_t kc_max = mk->kc;
+    if (n <= SMALL_TILE && !j->invariant) {
+        const int64_t bs = realm_type_get(j->t)->block_size;
+        const int64_t kc_small = bs >= SMALL_TILE_COLS ? bs : SMALL_TILE_COLS / bs * bs;
+        const int64_t chunks = (cols + kc_small - 1) / kc_small;
+        if (kc_small < kc_max && (size_t)(n * chunks) * mk->act_size <= sizeof xs)
+            kc_max = kc_small;
+    }
+    const int64_t n_chunks = (cols + kc_max - 1) / kc_max;
 
     /* Panels outside chunks if a tile of at least half the usual size has
      * room for its pack_act output over all the columns. */
-    const size_t act_row = (size_t)((cols + kc_max - 1) / kc_max) * mk->act_size;
+    const size_t act_row = (size_t)n_chunks * mk->act_size;
     int64_t tile = mk->tile_tokens;
     bool panels_outside = true;
     if (mk->pack_act != NULL) {
@@ -158,34 +181,25 @@ static void mm_blocked(const mm_job *j, int64_t r0, int64_t r1, int64_t n)
     const int64_t n_tiles = (n + tile - 1) / tile;
     tile = (n + n_tiles - 1) / n_tiles; /* equal tiles, not a full one and a scrap */
 
-    /*
-     * Tiles of few tokens take chunks of about SMALL_TILE_COLS columns, so
-     * that the next panel's prefetch (below) is spread over more steps of
-     * this one; with many tokens the kernel's own chunk, whose panel stays
-     * in L1 across more of them, is faster. Not in batch-invariant mode,
-     * where a token's sums must not depend on its tile, nor for kernels
-     * that pack activations per chunk of their own size.
-     */
-    if (tile <= SMALL_TILE && !j->invariant && mk->pack_act == NULL) {
-        const int64_t bs = realm_type_get(j->t)->block_size;
-        const int64_t kc_small = bs >= SMALL_TILE_COLS ? bs : SMALL_TILE_COLS / bs * bs;
-        kc_max = min64(kc_max, kc_small);
-    }
-    const int64_t n_chunks = (cols + kc_max - 1) / kc_max;
-
     for (int64_t e0 = 0; e0 < n; e0 += tile) {
         const int64_t ne = min64(tile, n - e0);
         const uint8_t *x = j->act + (size_t)e0 * j->act_stride;
         if (panels_outside) {
             for (int64_t e = 0; mk->pack_act != NULL && e < ne; e++)
-                mk->pack_act(x + (size_t)e * j->act_stride, cols, xs + (size_t)e * act_row);
+                for (int64_t c = 0; c < n_chunks; c++) {
+                    const int64_t k0 = c * kc_max;
+                    mk->pack_act(x + (size_t)e * j->act_stride + realm_row_size(j->at, k0),
+                                 min64(kc_max, cols - k0),
+                                 xs + (size_t)e * act_row + (size_t)c * mk->act_size);
+                }
             for (int64_t p0 = r0; p0 < r1; p0 += rows) {
                 const int pr = (int)min64(rows, r1 - p0);
                 const uint8_t *w = j->W + (size_t)p0 * j->row_size;
                 /* The next panel's rows, one run of memory, hinted a chunk's
                  * share at a time: the hardware prefetcher does not follow a
                  * panel's partial rows (measured: hints in two pieces per
-                 * panel gained little, in eight most of the difference). */
+                 * panel gained little, in eight most of the difference; into
+                 * L1, where pack_w's gathers find them, 2-15% more). */
                 const uint8_t *next = w + (size_t)pr * j->row_size;
                 const size_t next_size =
                     p0 + rows < r1 ? (size_t)min64(rows, r1 - p0 - rows) * j->row_size : 0;
@@ -195,7 +209,8 @@ static void mm_blocked(const mm_job *j, int64_t r0, int64_t r1, int64_t n)
                     const int64_t k0 = c * kc_max, kc = min64(kc_max, cols - k0);
                     const size_t pf = (size_t)c * share;
                     if (pf < next_size)
-                        prefetch_bytes(next + pf, min64((int64_t)share, (int64_t)(next_size - pf)));
+                        prefetch_bytes(next + pf, min64((int64_t)share, (int64_t)(next_size - pf)),
+                                       true);
                     mk->pack_w(w + realm_row_size(j->t, k0), j->row_size, pr, kc, panel);
                     run_panel(j, panel, p0, pr, e0, ne, k0, kc,
                               mk->pack_act != NULL ? xs + (size_t)c * mk->act_size : NULL, act_row);
@@ -234,7 +249,7 @@ static void mm_dot_loop(const realm_kernels *k, realm_type t, const uint8_t *W, 
         for (int64_t r = r0; r < r1; r++) {
             const uint8_t *w = W + (size_t)r * row_size;
             if (r + 1 < r1)
-                prefetch_bytes(w + row_size, row_size);
+                prefetch_bytes(w + row_size, row_size, false);
             for (int64_t e = e0; e < e0 + ne; e++) {
                 const float s = dot(cols, w, act + (size_t)e * act_stride);
                 float *o = out + e * ld + r;
