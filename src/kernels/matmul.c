@@ -19,8 +19,9 @@
 
 /* Blocked products of at most SMALL_TILE tokens take chunks of about
  * SMALL_TILE_COLS columns (mm_blocked). From memory (bench_matmul, AVX-512,
- * 2 threads, Q4_K and Q6_K) 256-column chunks made 9 to 32 tokens 10-40%
- * faster than 1024-column ones; 512 tokens would be 10% slower. */
+ * 2 threads) 256-column chunks made Q4_K and Q6_K at 9 to 32 tokens 10-40%
+ * faster than 1024-column ones, Q8_0 and Q4_0 at 8 tokens 20-50%; 512
+ * tokens would be 10% slower. */
 #define SMALL_TILE      32
 #define SMALL_TILE_COLS 256
 

@@ -18,8 +18,9 @@
  * from L1 for all its tokens, while the tile's activations stay in L2; each
  * row of a panel is read from start to end. The hardware prefetcher does
  * not keep up with a panel's 16 partial rows, so the driver hints the next
- * panel's rows a share per chunk, and tiles of few tokens take chunks
- * shorter than kc (kernels without pack_act; see matmul.c). This needs the
+ * panel's rows a share per chunk, and a few tokens take chunks shorter
+ * than kc (see matmul.c; pack_act then runs per chunk, a short chunk as a
+ * row's last columns). This needs the
  * tile's pack_act output for all the chunks at once; when that does not
  * fit the scratch (float activations of long rows), chunks go outside
  * panels instead, with pack_act per chunk.
