@@ -45,8 +45,13 @@
  * 0.29 against 0.47 ms over 5632 columns, 0.27 against 0.36 over 2048; Q6_K
  * 0.44-0.49 against 0.65, 0.38-0.41 against 0.39), and for Q4_K from 7
  * (at 8 tokens 0.27-0.31 against 0.40 and 0.25-0.28 against 0.30; a tie
- * at 6). Q6_K at 8 tokens: 0.42-0.47 against 0.55 over 5632 columns, but
- * 0.37-0.39 against 0.32-0.33 over 2048, the shape of the output matrix.
+ * at 6). With the next panel hinted in two pieces per chunk (mm_blocked):
+ * Q6_K at 8 tokens 0.33-0.38 against 0.53-0.54 over 5632 columns and a
+ * tie over 2048 (0.31-0.33), the shape of the output matrix, which keeps
+ * the multi-vector kernel ahead at 5-6 tokens (0.24-0.27 against
+ * 0.28-0.30); Q4_K at 5 tokens 0.21 against 0.23-0.24 over 5632 columns,
+ * a tie over 2048, but a K = 4 verify pass (5 tokens) measured 4% slower
+ * with the blocked kernel, so Q4_K keeps the multi-vector kernel up to 6.
  */
 static const int8_t multi_max_tokens[REALM_ISA_COUNT][REALM_TYPE_COUNT] = {
     [REALM_ISA_SCALAR] = {[REALM_TYPE_Q4_0] = 3,
@@ -60,7 +65,7 @@ static const int8_t multi_max_tokens[REALM_ISA_COUNT][REALM_TYPE_COUNT] = {
     [REALM_ISA_AVX512] = {[REALM_TYPE_Q4_0] = 6,
                           [REALM_TYPE_Q8_0] = 6,
                           [REALM_TYPE_Q4_K] = 6,
-                          [REALM_TYPE_Q6_K] = 8},
+                          [REALM_TYPE_Q6_K] = 7},
 };
 
 /* How far ahead of the row being multiplied the multi-vector loop prefetches. */
@@ -199,20 +204,27 @@ static void mm_blocked(const mm_job *j, int64_t r0, int64_t r1, int64_t n)
                 /* The next panel's rows, one run of memory, hinted a chunk's
                  * share at a time: the hardware prefetcher does not follow a
                  * panel's partial rows (measured: hints in two pieces per
-                 * panel gained little, in eight most of the difference; into
-                 * L1, where pack_w's gathers find them, 2-15% more). */
+                 * panel gained little, in eight most of the difference, and
+                 * half a share before the packing and half before the
+                 * multiply 10-25% more; into L1, where pack_w's gathers find
+                 * them, 2-15% more). */
                 const uint8_t *next = w + (size_t)pr * j->row_size;
                 const size_t next_size =
                     p0 + rows < r1 ? (size_t)min64(rows, r1 - p0 - rows) * j->row_size : 0;
-                const size_t share =
-                    (next_size / (size_t)n_chunks + CACHE_LINE) & ~(size_t)(CACHE_LINE - 1);
+                const size_t line = CACHE_LINE;
+                const size_t share = (next_size / (size_t)n_chunks + line) & ~(line - 1);
+                const size_t half = (share / 2 + line - 1) & ~(line - 1);
                 for (int64_t c = 0; c < n_chunks; c++) {
                     const int64_t k0 = c * kc_max, kc = min64(kc_max, cols - k0);
                     const size_t pf = (size_t)c * share;
                     if (pf < next_size)
-                        prefetch_bytes(next + pf, min64((int64_t)share, (int64_t)(next_size - pf)),
+                        prefetch_bytes(next + pf, min64((int64_t)half, (int64_t)(next_size - pf)),
                                        true);
                     mk->pack_w(w + realm_row_size(j->t, k0), j->row_size, pr, kc, panel);
+                    if (pf + half < next_size)
+                        prefetch_bytes(
+                            next + pf + half,
+                            min64((int64_t)(share - half), (int64_t)(next_size - pf - half)), true);
                     run_panel(j, panel, p0, pr, e0, ne, k0, kc,
                               mk->pack_act != NULL ? xs + (size_t)c * mk->act_size : NULL, act_row);
                 }
