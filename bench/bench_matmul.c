@@ -3,8 +3,7 @@
  * of a TinyLlama-sized model, next to the loop it replaces (vec_dot for
  * every (row, token) pair, as the forward pass did).
  *
- *     bench_matmul [-t TYPES] [-n COUNTS] [-j THREADS] [-i new|pairs|both] [-s SECONDS]
- *                  [-w MIB]
+ *     bench_matmul [-t TYPES] [-n COUNTS] [-j THREADS] [-i IMPLS] [-s SECONDS] [-w MIB]
  *
  * TYPES is a comma list of type names (default q4_K,q6_K,q5_K,q8_0,q4_0,f16),
  * COUNTS the token counts (default 1,8,64,512), THREADS the thread counts
@@ -15,8 +14,10 @@
  * split between threads on multiples of 16. Each figure is the median over
  * repetitions filling about SECONDS (default 0.3) of G multiply-adds per
  * second (rows x cols x tokens) and, for one token, GB/s of weights read;
- * "best" is the fastest repetition. The machine may be shared and noisy:
- * compare figures measured close together.
+ * "best" is the fastest repetition. IMPLS is a comma list of new (default),
+ * pairs and packed (realm_matmul_packed_rows on the matrix repacked once,
+ * for the types that have a layout), or both (new,pairs) or all. The machine may be shared and
+ * noisy: compare figures measured close together.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +55,7 @@ struct task {
     size_t act_stride;
     int64_t n;
     float *out;
-    bool pairs;
+    int impl; /* 0 new, 1 pairs, 2 packed (w is then the packed matrix) */
 };
 
 /* Thread ith's rows, split on multiples of 16 (a panel). */
@@ -81,8 +82,11 @@ static void part(void *arg, int ith, int nth)
     const struct task *t = arg;
     int64_t r0, r1;
     split(t->rows, ith, nth, &r0, &r1);
-    if (t->pairs)
+    if (t->impl == 1)
         pairs_loop(t, r0, r1);
+    else if (t->impl == 2)
+        realm_matmul_packed_rows(t->k, t->type, t->w, t->cols, r0, r1, t->act, t->act_stride, t->n,
+                                 t->out, t->rows, false);
     else
         realm_matmul_rows(t->k, t->type, t->w, t->cols, r0, r1, t->act, t->act_stride, t->n, t->out,
                           t->rows, false);
@@ -124,6 +128,31 @@ static int parse_types(const char *s, realm_type *v, int max)
     return n;
 }
 
+/* new, pairs, packed (bits 0, 1, 2), both (new,pairs) or all. */
+static int parse_impls(const char *s)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    int impl = 0;
+    for (char *tok = strtok(buf, ","); tok != NULL; tok = strtok(NULL, ",")) {
+        if (strcmp(tok, "new") == 0)
+            impl |= 1;
+        else if (strcmp(tok, "pairs") == 0)
+            impl |= 2;
+        else if (strcmp(tok, "packed") == 0)
+            impl |= 4;
+        else if (strcmp(tok, "both") == 0)
+            impl |= 3;
+        else if (strcmp(tok, "all") == 0)
+            impl |= 7;
+        else {
+            fprintf(stderr, "unknown implementation '%s' (new, pairs, packed, both, all)\n", tok);
+            exit(2);
+        }
+    }
+    return impl;
+}
+
 /* One matrix shape of one type: every (impl, n, threads). */
 static void bench_shape(const realm_kernels *k, realm_type type, int64_t rows, int64_t cols,
                         const int64_t *ns, int n_ns, const int64_t *threads, int n_threads,
@@ -142,6 +171,15 @@ static void bench_shape(const realm_kernels *k, realm_type type, int64_t rows, i
     }
     for (int c = 1; c < copies; c++)
         memcpy(w + (size_t)c * mat_size, w, mat_size);
+    /* the packed copies, each matrix's size rounded to whole cache lines */
+    const size_t packed_size = (realm_repack_size(type, rows, cols) + 63) & ~(size_t)63;
+    uint8_t *packed = NULL;
+    if (packed_size > 0 && (impl & 4)) {
+        packed = aligned_alloc(64, packed_size * (size_t)copies);
+        realm_repack_rows(type, w, cols, 0, rows, packed);
+        for (int c = 1; c < copies; c++)
+            memcpy(packed + (size_t)c * packed_size, packed, packed_size);
+    }
 
     int64_t n_max = 1;
     for (int i = 0; i < n_ns; i++)
@@ -155,8 +193,9 @@ static void bench_shape(const realm_kernels *k, realm_type type, int64_t rows, i
     }
     float *out = malloc((size_t)(rows * n_max) * sizeof(float));
 
-    for (int im = 0; im < 2; im++) {
-        if (!(impl & (1 << im)))
+    static const char *const impl_names[] = {"new", "pairs", "packed"};
+    for (int im = 0; im < 3; im++) {
+        if (!(impl & (1 << im)) || (im == 2 && packed == NULL))
             continue;
         for (int ni = 0; ni < n_ns; ni++) {
             for (int ti = 0; ti < n_threads; ti++) {
@@ -169,12 +208,13 @@ static void bench_shape(const realm_kernels *k, realm_type type, int64_t rows, i
                                  .act_stride = act_stride,
                                  .n = ns[ni],
                                  .out = out,
-                                 .pairs = im == 1};
+                                 .impl = im};
                 double secs[MAX_REPS];
                 int reps = 0, copy = 0;
                 const double start = realm__now();
                 while (reps < MAX_REPS && (reps < 3 || realm__now() - start < seconds)) {
-                    t.w = w + (size_t)copy * mat_size;
+                    t.w =
+                        im == 2 ? packed + (size_t)copy * packed_size : w + (size_t)copy * mat_size;
                     copy = (copy + 1) % copies;
                     const double t0 = realm__now();
                     realm_threadpool_run(pools[ti], part, &t);
@@ -185,11 +225,11 @@ static void bench_shape(const realm_kernels *k, realm_type type, int64_t rows, i
                 qsort(secs, (size_t)reps, sizeof *secs, cmp_double);
                 const double s = secs[reps / 2];
                 const double macs = (double)rows * (double)cols * (double)ns[ni];
-                printf("%-6s %5lld x %-5lld %-5s n=%-4lld threads=%lld  %9.3f ms  %7.1f GMAC/s"
+                printf("%-6s %5lld x %-5lld %-6s n=%-4lld threads=%lld  %9.3f ms  %7.1f GMAC/s"
                        " (best %7.1f)",
-                       realm_type_name(type), (long long)rows, (long long)cols,
-                       im == 0 ? "new" : "pairs", (long long)ns[ni], (long long)threads[ti],
-                       s * 1e3, macs / s / 1e9, macs / secs[0] / 1e9);
+                       realm_type_name(type), (long long)rows, (long long)cols, impl_names[im],
+                       (long long)ns[ni], (long long)threads[ti], s * 1e3, macs / s / 1e9,
+                       macs / secs[0] / 1e9);
                 if (ns[ni] == 1)
                     printf("  %6.1f GB/s (best %6.1f)", (double)mat_size / s / 1e9,
                            (double)mat_size / secs[0] / 1e9);
@@ -201,6 +241,7 @@ static void bench_shape(const realm_kernels *k, realm_type type, int64_t rows, i
     free(out);
     free(act);
     free(f);
+    free(packed);
     free(w);
 }
 
@@ -215,8 +256,8 @@ int main(int argc, char **argv)
         const bool help = strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0;
         if (help || i + 1 == argc) { /* help, or an option without its value */
             fprintf(help ? stdout : stderr,
-                    "usage: %s [-t TYPES] [-n COUNTS] [-j THREADS] [-i new|pairs|both] "
-                    "[-s SECONDS] [-w MIB]\n",
+                    "usage: %s [-t TYPES] [-n COUNTS] [-j THREADS] [-i IMPLS] [-s SECONDS] "
+                    "[-w MIB]\n",
                     argv[0]);
             return help ? 0 : 2;
         }
@@ -227,15 +268,15 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "-j") == 0)
             n_threads = parse_ints(argv[i + 1], threads, 8);
         else if (strcmp(argv[i], "-i") == 0)
-            impl = strcmp(argv[i + 1], "new") == 0 ? 1 : strcmp(argv[i + 1], "pairs") == 0 ? 2 : 3;
+            impl = parse_impls(argv[i + 1]);
         else if (strcmp(argv[i], "-s") == 0)
             seconds = atof(argv[i + 1]);
         else if (strcmp(argv[i], "-w") == 0)
             working_set = (size_t)strtoull(argv[i + 1], NULL, 10) << 20;
         else {
             fprintf(stderr,
-                    "usage: %s [-t TYPES] [-n COUNTS] [-j THREADS] [-i new|pairs|both] "
-                    "[-s SECONDS] [-w MIB]\n",
+                    "usage: %s [-t TYPES] [-n COUNTS] [-j THREADS] [-i IMPLS] [-s SECONDS] "
+                    "[-w MIB]\n",
                     argv[0]);
             return 2;
         }

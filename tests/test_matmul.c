@@ -630,6 +630,120 @@ static void test_multi_kernels_exist(void)
     }
 }
 
+/* ---- packed weights (realm_repack_rows, realm_matmul_packed_rows) ----------- */
+
+/*
+ * A Q4_K or Q6_K matrix repacked in two thread shares, then the packed product on
+ * every ISA for 1..16 and 40 tokens (tiles of 8 and a part), row ranges
+ * whole, with partial panels at both ends, one row, and from a panel on,
+ * accumulate on and off, against the scalar vec_dot; nothing outside the
+ * range written. Every token's result bitwise equal to that token alone
+ * (the invariance the packed product promises).
+ */
+static void check_packed(const small *p)
+{
+    const int64_t rows = p->rows, ld = rows + 3;
+    const size_t size = realm_repack_size(p->t, rows, p->cols);
+    CHECK(size > 0 && size <= p->row_size * (size_t)rows * 103 / 100);
+    guarded packed = guarded_new(size);
+    CHECK(((uintptr_t)packed.p & 63) == 0);
+    realm_repack_rows(p->t, p->w.p, p->cols, 16, rows, packed.p);
+    realm_repack_rows(p->t, p->w.p, p->cols, 0, 16, packed.p);
+    const int64_t ranges_p[][2] = {{0, rows}, {3, rows - 5}, {17, 18}, {16, rows}};
+    float *out = malloc((size_t)(INVARIANT_MANY * ld) * sizeof(float));
+    float *init = malloc((size_t)(INVARIANT_MANY * ld) * sizeof(float));
+    float *alone = malloc((size_t)(SMALL_TOKENS * ld) * sizeof(float));
+    uint8_t *many = malloc(p->stride * INVARIANT_MANY);
+    for (int64_t e = 0; e < INVARIANT_MANY; e++)
+        memcpy(many + (size_t)e * p->stride, p->a.p + (size_t)(e % SMALL_TOKENS) * p->stride,
+               realm_row_size(p->at, p->cols));
+    for (int isa = 0; isa < REALM_ISA_COUNT; isa++) {
+        const realm_kernels *k = realm_kernels_get((realm_isa)isa);
+        if (k == NULL)
+            continue;
+        for (int64_t n = 1; n <= SMALL_TOKENS; n++)
+            for (int ri = 0; ri < 4; ri++)
+                for (int acc = 0; acc < 2; acc++) {
+                    const int64_t r0 = ranges_p[ri][0], r1 = ranges_p[ri][1];
+                    for (int64_t i = 0; i < SMALL_TOKENS * ld; i++)
+                        init[i] = acc ? test_rand_f32() : UNTOUCHED;
+                    memcpy(out, init, (size_t)(SMALL_TOKENS * ld) * sizeof(float));
+                    realm_matmul_packed_rows(k, p->t, packed.p, p->cols, r0, r1, p->a.p, p->stride,
+                                             n, out, ld, acc != 0);
+                    int bad = 0;
+                    for (int64_t e = 0; e < SMALL_TOKENS && bad < 3; e++)
+                        for (int64_t r = 0; r < ld && bad < 3; r++) {
+                            const int64_t i = e * ld + r;
+                            if (e >= n || r < r0 || r >= r1) {
+                                bad += !(out[i] == init[i]);
+                                CHECK_MSG(out[i] == init[i], "packed %s: wrote out[%lld][%lld]",
+                                          realm_isa_name(k->isa), (long long)e, (long long)r);
+                                continue;
+                            }
+                            const int64_t j = r * SMALL_TOKENS + e;
+                            const double want = (acc ? (double)init[i] : 0.0) + p->want[j];
+                            const double tol =
+                                TOLERANCE * p->mag[j] + (acc ? 1e-6 * fabs(init[i]) : 0) + 1e-30;
+                            if (!(fabs(out[i] - want) <= tol)) {
+                                bad++;
+                                CHECK_MSG(0,
+                                          "packed %s %s cols %lld rows [%lld,%lld) n %lld acc %d: "
+                                          "out[%lld][%lld] = %.9g, vec_dot_ref %.9g",
+                                          realm_type_name(p->t), realm_isa_name(k->isa),
+                                          (long long)p->cols, (long long)r0, (long long)r1,
+                                          (long long)n, acc, (long long)e, (long long)r, out[i],
+                                          want);
+                            }
+                        }
+                    test_checks++;
+                }
+        for (int64_t e = 0; e < SMALL_TOKENS; e++)
+            realm_matmul_packed_rows(k, p->t, packed.p, p->cols, 0, rows,
+                                     p->a.p + (size_t)e * p->stride, p->stride, 1, alone + e * ld,
+                                     ld, false);
+        for (int64_t n = 2; n <= INVARIANT_MANY; n += n < SMALL_TOKENS ? 1 : INVARIANT_MANY) {
+            const int64_t nn = n > SMALL_TOKENS ? INVARIANT_MANY : n;
+            realm_matmul_packed_rows(k, p->t, packed.p, p->cols, 0, rows, many, p->stride, nn, out,
+                                     ld, false);
+            for (int64_t e = 0; e < nn; e++)
+                CHECK_MSG(memcmp(out + e * ld, alone + (e % SMALL_TOKENS) * ld,
+                                 (size_t)rows * sizeof(float)) == 0,
+                          "packed %s cols %lld: token %lld of %lld differs from it alone",
+                          realm_isa_name(k->isa), (long long)p->cols, (long long)e, (long long)nn);
+        }
+    }
+    free(many);
+    free(alone);
+    free(init);
+    free(out);
+    guarded_free(&packed);
+}
+
+static void test_packed(void)
+{
+    static const int64_t col_counts[] = {256, 2048, 5632};
+    static const realm_type types[] = {REALM_TYPE_Q4_K, REALM_TYPE_Q6_K};
+    for (int ti = 0; ti < 2; ti++)
+        for (int ci = 0; ci < 3; ci++)
+            for (int mode = 0; mode < 2; mode++) {
+                small p = small_new(types[ti], ci == 0 ? 32 : 48, col_counts[ci], mode);
+                check_packed(&p);
+                small_free(&p);
+            }
+    /* which shapes and types have a layout, and where it runs fast */
+    CHECK(realm_repack_size(REALM_TYPE_Q4_K, 32, 512) == 2 * 2 * 2368);
+    CHECK(realm_repack_size(REALM_TYPE_Q4_K, 40, 512) == 0);
+    CHECK(realm_repack_size(REALM_TYPE_Q4_K, 32, 100) == 0);
+    CHECK(realm_repack_size(REALM_TYPE_Q6_K, 32, 512) == 2 * 2 * 3392);
+    CHECK(realm_repack_size(REALM_TYPE_Q5_K, 32, 512) == 0);
+    CHECK(realm_repack_size(REALM_TYPE_Q8_0, 32, 512) == 0);
+    for (int ti = 0; ti < 2; ti++) {
+        CHECK(!realm_repack_fast(realm_kernels_get(REALM_ISA_SCALAR), types[ti]));
+        if (realm_kernels_get(REALM_ISA_AVX512) != NULL)
+            CHECK(realm_repack_fast(realm_kernels_get(REALM_ISA_AVX512), types[ti]));
+    }
+}
+
 /* Empty ranges and n == 0 write nothing. */
 static void test_empty(void)
 {
@@ -659,6 +773,7 @@ int main(void)
     test_small_batches();
     test_small_batches_long_rows();
     test_multi_kernels_exist();
+    test_packed();
     test_empty();
     return test_end();
 }

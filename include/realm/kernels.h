@@ -110,6 +110,37 @@ void realm_matmul_rows_invariant(const realm_kernels *k, realm_type t, const voi
                                  int64_t r0, int64_t r1, const void *act, size_t act_stride,
                                  int64_t n, float *out, int64_t ld_out, bool accumulate);
 
+/* ---- weights repacked for the products ---------------------------------- */
+
+/*
+ * A weight matrix can be repacked once, at load, into a layout of 16 rows
+ * interleaved block by block (a "panel"), which one kernel multiplies with
+ * any number of tokens: a token's 16 dot products per instruction, each
+ * block's codes unpacked once for up to 8 tokens, nothing repacked per
+ * product. The packed copy replaces the row-major one (same size within 3%).
+ * Types with a layout: Q4_K (repack.c describes it); rows a multiple of 16.
+ *
+ * realm_repack_size is its size in bytes, 0 if (t, rows, cols) has no
+ * layout; realm_repack_fast says whether k's instruction set has a kernel
+ * for it (elsewhere the packed product runs the scalar reference, correct
+ * but slow: repack only where this is true).
+ */
+size_t realm_repack_size(realm_type t, int64_t rows, int64_t cols);
+bool realm_repack_fast(const realm_kernels *k, realm_type t);
+/* Rows [r0, r1) (multiples of 16) of the row-major W into P (whole matrix's
+ * packed buffer, 64-byte aligned), so threads can split the work. */
+void realm_repack_rows(realm_type t, const void *W, int64_t cols, int64_t r0, int64_t r1, void *P);
+
+/*
+ * realm_matmul_rows for a packed matrix P (any r0, r1; best on multiples of
+ * 16). Every (row, token) product is computed by the same instructions in
+ * the same order whatever n, the tile or the thread split, so this is also
+ * realm_matmul_rows_invariant's contract. Allocates nothing; thread-safe.
+ */
+void realm_matmul_packed_rows(const realm_kernels *k, realm_type t, const void *P, int64_t cols,
+                              int64_t r0, int64_t r1, const void *act, size_t act_stride, int64_t n,
+                              float *out, int64_t ld_out, bool accumulate);
+
 /* ---- element-wise and attention ops ------------------------------------ */
 
 /*

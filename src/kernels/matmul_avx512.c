@@ -30,6 +30,7 @@
 #include "kernels_internal.h"
 #include "matmul_internal.h"
 #include "simd_x86.h"
+#include "simd_x86_512_bcast.h"
 
 #define PR 16 /* rows per panel: one per 32-bit lane */
 #define NR 8  /* most tokens per micro-kernel call: 8 to 24 accumulators */
@@ -61,30 +62,6 @@ static inline __m512i load512(const void *p)
 static inline void store512(void *p, __m512i v)
 {
     _mm512_store_si512(p, v);
-}
-
-/* The 4 bytes at p, unaligned and of any type. */
-typedef struct {
-    int32_t v;
-} __attribute__((packed, may_alias)) u32_any;
-
-/*
- * acc + vpdpbusd(u, the 4 bytes at p in every lane), with the broadcast as
- * the instruction's memory operand ({1to16}): GCC 12 emits a separate
- * vpbroadcastd for the intrinsic, one more uop per instruction in the
- * micro-kernels' innermost loops.
- */
-static inline __m512i dpbusd_bcast(__m512i acc, __m512i u, const void *p)
-{
-    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(((const u32_any *)p)->v));
-    return acc;
-}
-
-/* acc + vpdpwssd(a, the two int16 at p in every lane), likewise. */
-static inline __m512i dpwssd_bcast(__m512i acc, __m512i a, const void *p)
-{
-    __asm__("vpdpwssd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(a), "m"(((const u32_any *)p)->v));
-    return acc;
 }
 
 /* Lane i: byte offset of row i; rows past `rows` repeat the last row, so

@@ -1,0 +1,227 @@
+/*
+ * Packed weights (realm/kernels.h, layouts in repack_internal.h): the
+ * repacking, the product's loops and the scalar reference kernel.
+ *
+ * Why: a product with a few tokens (decode, speculative verification,
+ * batched decode) is compute-bound in the row-major kernels on a fast
+ * machine. Per Q4_K block of one row, vec_dot spends ~50 instructions on
+ * unpacking codes and scales and summing sub-blocks across lanes; the
+ * multi-vector kernel ~1.2 ns more per token. With 16 rows interleaved, a
+ * zmm holds one dword of each row, so vpdpbusd takes a token's broadcast
+ * activations against 16 rows at once, and scales, mins and the float
+ * tail are applied to 16 rows per instruction: about 5.5 instructions per
+ * row, block and token on the multiply pipes, and the codes' unpacking is
+ * shared by up to 8 tokens. The blocked kernels (matmul.c) reach the same
+ * arithmetic by repacking a panel per product, which costs more than the
+ * products of a few tokens; done once at load it costs nothing per product.
+ */
+#include <string.h>
+
+#include "core/error_internal.h"
+#include "kernels_internal.h"
+#include "repack_internal.h"
+
+/* Tokens whose activations stay in L2 while the panels pass over them. */
+#define PACKED_TILE 64
+
+static const realm__panel_fn *const panel_tables[REALM_ISA_COUNT] = {
+    [REALM_ISA_AVX512] = realm__panel_avx512,
+};
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Bytes of one super-block of a panel, 0 for a type without a layout. */
+static size_t panel_block_size(realm_type t)
+{
+    return t == REALM_TYPE_Q4_K   ? sizeof(realm__q4_K_x16)
+           : t == REALM_TYPE_Q6_K ? sizeof(realm__q6_K_x16)
+                                  : 0;
+}
+
+size_t realm_repack_size(realm_type t, int64_t rows, int64_t cols)
+{
+    if (rows <= 0 || cols <= 0 || rows % REALM__PANEL_ROWS != 0 || cols % REALM_QK_K != 0)
+        return 0;
+    return (size_t)(rows / REALM__PANEL_ROWS) * (size_t)(cols / REALM_QK_K) * panel_block_size(t);
+}
+
+bool realm_repack_fast(const realm_kernels *k, realm_type t)
+{
+    return t >= 0 && t < REALM_TYPE_COUNT && panel_tables[k->isa] != NULL &&
+           panel_tables[k->isa][t] != NULL;
+}
+
+/* Scale and min of sub-block s of a Q4_K block (as dot_ref.c reads them). */
+static void q4_K_scale_min(const uint8_t *q, int s, uint8_t *sc, uint8_t *m)
+{
+    if (s < 4) {
+        *sc = q[s] & 63;
+        *m = q[s + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[s + 4] & 0x0f) | (q[s - 4] >> 6) << 4);
+        *m = (uint8_t)((q[s + 4] >> 4) | (q[s] >> 6) << 4);
+    }
+}
+
+static void repack_q6_K(const void *W, int64_t nb, int64_t p0, int64_t p1, void *P)
+{
+    const realm_block_q6_K *w = W;
+    realm__q6_K_x16 *out = P;
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t b = 0; b < nb; b++) {
+            realm__q6_K_x16 *o = &out[p * nb + b];
+            memset(o->pad, 0, sizeof o->pad);
+            for (int r = 0; r < REALM__PANEL_ROWS; r++) {
+                const realm_block_q6_K *x = &w[(p * REALM__PANEL_ROWS + r) * nb + b];
+                for (int i = 0; i < 32; i++)
+                    memcpy(&o->ql[i][4 * r], x->ql + 4 * i, 4);
+                for (int i = 0; i < 16; i++)
+                    memcpy(&o->qh[i][4 * r], x->qh + 4 * i, 4);
+                for (int s = 0; s < 16; s++)
+                    o->sc[s][r] = x->scales[s];
+                o->d[r] = x->d;
+            }
+        }
+}
+
+void realm_repack_rows(realm_type t, const void *W, int64_t cols, int64_t r0, int64_t r1, void *P)
+{
+    REALM_ASSERT(panel_block_size(t) > 0 && cols % REALM_QK_K == 0);
+    REALM_ASSERT(r0 % REALM__PANEL_ROWS == 0 && r1 % REALM__PANEL_ROWS == 0);
+    const int64_t nb = cols / REALM_QK_K;
+    if (t == REALM_TYPE_Q6_K) {
+        repack_q6_K(W, nb, r0 / REALM__PANEL_ROWS, r1 / REALM__PANEL_ROWS, P);
+        return;
+    }
+    const realm_block_q4_K *w = W;
+    realm__q4_K_x16 *out = P;
+    for (int64_t p = r0 / REALM__PANEL_ROWS; p < r1 / REALM__PANEL_ROWS; p++)
+        for (int64_t b = 0; b < nb; b++) {
+            realm__q4_K_x16 *o = &out[p * nb + b];
+            for (int r = 0; r < REALM__PANEL_ROWS; r++) {
+                const realm_block_q4_K *x = &w[(p * REALM__PANEL_ROWS + r) * nb + b];
+                for (int i = 0; i < 32; i++)
+                    memcpy(&o->qs[i][4 * r], x->qs + 4 * i, 4);
+                for (int s = 0; s < 8; s++)
+                    q4_K_scale_min(x->scales, s, &o->sc[s][r], &o->mn[s][r]);
+                o->d[r] = x->d;
+                o->dmin[r] = x->dmin;
+            }
+        }
+}
+
+/*
+ * The scalar reference, in the SIMD kernels' order: per block, each
+ * sub-block's integer sum times the float d * scale, minus dmin times the
+ * integer sum of mins, then times the token's d into one accumulator.
+ */
+static void panel_q4_K_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, int nt,
+                           float *out, int64_t ld, uint16_t mask, bool add)
+{
+    const realm__q4_K_x16 *P = panel;
+    for (int e = 0; e < nt; e++) {
+        const realm_block_q8_K *y = (const realm_block_q8_K *)(x + (size_t)e * x_stride);
+        for (int r = 0; r < REALM__PANEL_ROWS; r++) {
+            if (!(mask >> r & 1))
+                continue;
+            float acc = 0;
+            for (int64_t b = 0; b < nb; b++) {
+                const realm__q4_K_x16 *p = &P[b];
+                const float d = realm_fp16_to_fp32(p->d[r]);
+                float fs = 0;
+                int32_t ms = 0;
+                for (int s = 0; s < 8; s++) {
+                    int32_t is = 0;
+                    for (int i = 0; i < 8; i++) {
+                        const uint8_t *q = &p->qs[8 * (s / 2) + i][4 * r];
+                        for (int l = 0; l < 4; l++)
+                            is += ((q[l] >> (4 * (s % 2))) & 0x0f) * y[b].qs[32 * s + 4 * i + l];
+                    }
+                    fs += (float)is * (d * (float)p->sc[s][r]);
+                    ms += p->mn[s][r] * (y[b].bsums[2 * s] + y[b].bsums[2 * s + 1]);
+                }
+                fs -= (float)ms * realm_fp16_to_fp32(p->dmin[r]);
+                acc += fs * y[b].d;
+            }
+            float *o = out + e * ld + r;
+            *o = add ? *o + acc : acc;
+        }
+    }
+}
+
+/* Q6_K likewise: sub-blocks of 16, codes q + 32 with the offset taken out
+ * as 32 d sum_s sc_s bsums[s] per block. */
+static void panel_q6_K_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, int nt,
+                           float *out, int64_t ld, uint16_t mask, bool add)
+{
+    const realm__q6_K_x16 *P = panel;
+    for (int e = 0; e < nt; e++) {
+        const realm_block_q8_K *y = (const realm_block_q8_K *)(x + (size_t)e * x_stride);
+        for (int r = 0; r < REALM__PANEL_ROWS; r++) {
+            if (!(mask >> r & 1))
+                continue;
+            float acc = 0;
+            for (int64_t b = 0; b < nb; b++) {
+                const realm__q6_K_x16 *p = &P[b];
+                const float d = realm_fp16_to_fp32(p->d[r]);
+                float fs = 0;
+                int32_t ms = 0;
+                for (int s = 0; s < 16; s++) {
+                    const int h = s / 8, g = s % 8 / 2;
+                    int32_t is = 0;
+                    for (int l = 16 * (s % 2); l < 16 * (s % 2) + 16; l++) {
+                        const int lo =
+                            p->ql[16 * h + 8 * (g % 2) + l / 4][4 * r + l % 4] >> (4 * (g / 2)) &
+                            0x0f;
+                        const int hi = p->qh[8 * h + l / 4][4 * r + l % 4] >> (2 * g) & 3;
+                        is += (lo | hi << 4) * y[b].qs[128 * h + 32 * g + l];
+                    }
+                    fs += (float)is * (d * (float)p->sc[s][r]);
+                    ms += p->sc[s][r] * y[b].bsums[s];
+                }
+                fs -= (float)ms * (32 * d);
+                acc += fs * y[b].d;
+            }
+            float *o = out + e * ld + r;
+            *o = add ? *o + acc : acc;
+        }
+    }
+}
+
+static const realm__panel_fn panel_ref[REALM_TYPE_COUNT] = {
+    [REALM_TYPE_Q4_K] = panel_q4_K_ref,
+    [REALM_TYPE_Q6_K] = panel_q6_K_ref,
+};
+
+void realm_matmul_packed_rows(const realm_kernels *k, realm_type t, const void *P, int64_t cols,
+                              int64_t r0, int64_t r1, const void *act, size_t act_stride, int64_t n,
+                              float *out, int64_t ld_out, bool accumulate)
+{
+    REALM_ASSERT(realm_repack_size(t, REALM__PANEL_ROWS, cols) > 0);
+    if (r0 >= r1 || n <= 0)
+        return;
+    const realm__panel_fn fn = realm_repack_fast(k, t) ? panel_tables[k->isa][t] : panel_ref[t];
+    const int64_t nb = cols / REALM_QK_K;
+    const size_t panel_bytes = realm_repack_size(t, REALM__PANEL_ROWS, cols);
+    const uint8_t *act_b = act;
+    for (int64_t e0 = 0; e0 < n; e0 += PACKED_TILE) {
+        const int64_t ne = min64(PACKED_TILE, n - e0);
+        for (int64_t p0 = r0 / REALM__PANEL_ROWS * REALM__PANEL_ROWS; p0 < r1;
+             p0 += REALM__PANEL_ROWS) {
+            /* the lanes of [r0, r1) in this panel */
+            const int lo = p0 < r0 ? (int)(r0 - p0) : 0;
+            const int hi = (int)min64(REALM__PANEL_ROWS, r1 - p0);
+            const uint16_t mask =
+                (uint16_t)((0xffffu >> (REALM__PANEL_ROWS - hi)) & (0xffffu << lo));
+            const uint8_t *panel =
+                (const uint8_t *)P + (size_t)(p0 / REALM__PANEL_ROWS) * panel_bytes;
+            for (int64_t e = e0; e < e0 + ne; e += REALM__PANEL_NR)
+                fn(panel, nb, act_b + (size_t)e * act_stride, act_stride,
+                   (int)min64(REALM__PANEL_NR, e0 + ne - e), out + e * ld_out + p0, ld_out, mask,
+                   accumulate);
+        }
+    }
+}

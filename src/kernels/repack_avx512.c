@@ -1,0 +1,254 @@
+/*
+ * AVX-512 (F/BW/VL/DQ + VNNI) kernels of the packed product
+ * (repack_internal.h); nothing here runs unless cpu.c found those features.
+ */
+#include "repack_internal.h"
+#include "simd_x86_512.h"
+#include "simd_x86_512_bcast.h"
+
+#define NR REALM__PANEL_NR
+/* Bytes ahead of the block being multiplied that each block hints into L1
+ * (about three blocks; panels follow each other, so the hints run on into
+ * the next one). See bench/README for the measurements. */
+#define PANEL_PREFETCH 8192
+
+/*
+ * Q4_K: per block, for each sub-block s, eight vpdpbusd per token (a
+ * dword of 16 rows' codes against the token's 4 matching activations,
+ * broadcast) into one int32 per row, then times d * scale (16 rows' floats,
+ * made once per block for all tokens); the mins as eight vpdpwssd of
+ * (min, min) word pairs with the pairs of bsums; then times the token's d.
+ * Each codes vector is loaded and unpacked once per call for up to 8
+ * tokens. nt is a constant in each inlined copy (the switch below), so the
+ * 24 accumulators live in registers.
+ */
+static inline __attribute__((always_inline)) void q4_K_panel(const void *panel, int64_t nb,
+                                                             const uint8_t *x, size_t x_stride,
+                                                             float *out, int64_t ld, uint16_t mask,
+                                                             bool add, const int nt)
+{
+    const realm__q4_K_x16 *P = panel;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const realm_block_q8_K *y[NR];
+    __m512 acc[NR];
+    REALM__UNROLL(8)
+    for (int j = 0; j < nt; j++) {
+        y[j] = (const realm_block_q8_K *)(x + (size_t)j * x_stride);
+        acc[j] = _mm512_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const realm__q4_K_x16 *p = &P[b];
+        REALM__UNROLL(1)
+        for (size_t l = 0; l < sizeof *p; l += 64)
+            _mm_prefetch((const char *)p + PANEL_PREFETCH + l, _MM_HINT_T0);
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->d));
+        __m512 fs[NR];
+        REALM__UNROLL(8)
+        for (int j = 0; j < nt; j++)
+            fs[j] = _mm512_setzero_ps();
+        for (int s = 0; s < 8; s++) {
+            __m512i is[NR];
+            REALM__UNROLL(8)
+            for (int j = 0; j < nt; j++)
+                is[j] = _mm512_setzero_si512();
+            REALM__UNROLL(8)
+            for (int i = 0; i < 8; i++) {
+                const __m512i q = load512(p->qs[8 * (s / 2) + i]);
+                const __m512i w =
+                    s % 2 ? _mm512_and_si512(_mm512_srli_epi16(q, 4), m4) : _mm512_and_si512(q, m4);
+                REALM__UNROLL(8)
+                for (int j = 0; j < nt; j++)
+                    is[j] = dpbusd_bcast(is[j], w, y[j][b].qs + 32 * s + 4 * i);
+            }
+            const __m512 a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                               _mm_loadu_si128((const __m128i *)p->sc[s]))),
+                                           d);
+            REALM__UNROLL(8)
+            for (int j = 0; j < nt; j++)
+                fs[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[j]), a, fs[j]);
+        }
+        __m512i ms[NR];
+        REALM__UNROLL(8)
+        for (int j = 0; j < nt; j++)
+            ms[j] = _mm512_setzero_si512();
+        REALM__UNROLL(8)
+        for (int s = 0; s < 8; s++) {
+            const __m512i m = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p->mn[s]));
+            const __m512i pair = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
+            REALM__UNROLL(8)
+            for (int j = 0; j < nt; j++)
+                ms[j] = dpwssd_bcast(ms[j], pair, y[j][b].bsums + 2 * s);
+        }
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->dmin));
+        REALM__UNROLL(8)
+        for (int j = 0; j < nt; j++) {
+            fs[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms[j]), dmin, fs[j]);
+            acc[j] = _mm512_fmadd_ps(fs[j], _mm512_set1_ps(y[j][b].d), acc[j]);
+        }
+    }
+    REALM__UNROLL(8)
+    for (int j = 0; j < nt; j++) {
+        float *o = out + j * ld;
+        const __m512 v = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(mask, o), acc[j]) : acc[j];
+        _mm512_mask_storeu_ps(o, mask, v);
+    }
+}
+
+static void panel_q4_K(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, int nt,
+                       float *out, int64_t ld, uint16_t mask, bool add)
+{
+    switch (nt) {
+    case 8:
+        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 8);
+        break;
+    case 7:
+        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 7);
+        break;
+    case 6:
+        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 6);
+        break;
+    case 5:
+        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 5);
+        break;
+    case 4:
+        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 4);
+        break;
+    case 3:
+        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 3);
+        break;
+    case 2:
+        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 2);
+        break;
+    default:
+        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 1);
+        break;
+    }
+}
+
+/*
+ * Q6_K: codes 0..63 = the ql nibble | the qh pair << 4, from one dword of ql
+ * and one of qh per 4 columns (shifts of 16-bit lanes, then byte masks drop
+ * what crossed a byte); per sub-block of 16, four vpdpbusd per token and
+ * the float scale d * sc; the offset 32 as eight vpdpwssd of the scale
+ * pairs (sc[2t], sc[2t + 1]) with the pairs of bsums, once per block.
+ */
+static inline __attribute__((always_inline)) void q6_K_panel(const void *panel, int64_t nb,
+                                                             const uint8_t *x, size_t x_stride,
+                                                             float *out, int64_t ld, uint16_t mask,
+                                                             bool add, const int nt)
+{
+    const realm__q6_K_x16 *P = panel;
+    const __m512i m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const realm_block_q8_K *y[NR];
+    __m512 acc[NR];
+    REALM__UNROLL(8)
+    for (int j = 0; j < nt; j++) {
+        y[j] = (const realm_block_q8_K *)(x + (size_t)j * x_stride);
+        acc[j] = _mm512_setzero_ps();
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const realm__q6_K_x16 *p = &P[b];
+        REALM__UNROLL(1)
+        for (size_t l = 0; l < sizeof *p; l += 64)
+            _mm_prefetch((const char *)p + PANEL_PREFETCH + l, _MM_HINT_T0);
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->d));
+        __m512 fs[NR];
+        REALM__UNROLL(8)
+        for (int j = 0; j < nt; j++)
+            fs[j] = _mm512_setzero_ps();
+        REALM__UNROLL(16) /* constant shifts and offsets */
+        for (int s = 0; s < 16; s++) {
+            const int h = s / 8, g = s % 8 / 2;
+            __m512i is[NR];
+            REALM__UNROLL(8)
+            for (int j = 0; j < nt; j++)
+                is[j] = _mm512_setzero_si512();
+            REALM__UNROLL(4)
+            for (int i = 4 * (s % 2); i < 4 * (s % 2) + 4; i++) {
+                const __m512i ql = load512(p->ql[16 * h + 8 * (g % 2) + i]);
+                const __m512i qh = load512(p->qh[8 * h + i]);
+                const __m512i lo = g / 2 ? _mm512_srli_epi16(ql, 4) : ql;
+                const __m512i hi = g == 0   ? _mm512_slli_epi16(qh, 4)
+                                   : g == 1 ? _mm512_slli_epi16(qh, 2)
+                                   : g == 2 ? qh
+                                            : _mm512_srli_epi16(qh, 2);
+                /* (lo & 0x0f) | (hi & 0x30) */
+                const __m512i w =
+                    _mm512_ternarylogic_epi32(_mm512_and_si512(lo, m0f), hi, m30, 0xf8);
+                REALM__UNROLL(8)
+                for (int j = 0; j < nt; j++)
+                    is[j] = dpbusd_bcast(is[j], w, y[j][b].qs + 128 * h + 32 * g + 4 * i);
+            }
+            const __m512 a = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                               _mm_loadu_si128((const __m128i *)p->sc[s]))),
+                                           d);
+            REALM__UNROLL(8)
+            for (int j = 0; j < nt; j++)
+                fs[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[j]), a, fs[j]);
+        }
+        __m512i ms[NR];
+        REALM__UNROLL(8)
+        for (int j = 0; j < nt; j++)
+            ms[j] = _mm512_setzero_si512();
+        REALM__UNROLL(8)
+        for (int t = 0; t < 8; t++) {
+            const __m512i s0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p->sc[2 * t]));
+            const __m512i s1 =
+                _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p->sc[2 * t + 1]));
+            /* words (sc[2t], sc[2t + 1]) in each row's lane */
+            const __m512i pair =
+                _mm512_mask_blend_epi16(0xaaaaaaaau, s0, _mm512_slli_epi32(s1, 16));
+            REALM__UNROLL(8)
+            for (int j = 0; j < nt; j++)
+                ms[j] = dpwssd_bcast(ms[j], pair, y[j][b].bsums + 2 * t);
+        }
+        const __m512 d32 = _mm512_mul_ps(d, _mm512_set1_ps(32.0f));
+        REALM__UNROLL(8)
+        for (int j = 0; j < nt; j++) {
+            fs[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(ms[j]), d32, fs[j]);
+            acc[j] = _mm512_fmadd_ps(fs[j], _mm512_set1_ps(y[j][b].d), acc[j]);
+        }
+    }
+    REALM__UNROLL(8)
+    for (int j = 0; j < nt; j++) {
+        float *o = out + j * ld;
+        const __m512 v = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(mask, o), acc[j]) : acc[j];
+        _mm512_mask_storeu_ps(o, mask, v);
+    }
+}
+
+static void panel_q6_K(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, int nt,
+                       float *out, int64_t ld, uint16_t mask, bool add)
+{
+    switch (nt) {
+    case 8:
+        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 8);
+        break;
+    case 7:
+        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 7);
+        break;
+    case 6:
+        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 6);
+        break;
+    case 5:
+        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 5);
+        break;
+    case 4:
+        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 4);
+        break;
+    case 3:
+        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 3);
+        break;
+    case 2:
+        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 2);
+        break;
+    default:
+        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 1);
+        break;
+    }
+}
+
+const realm__panel_fn realm__panel_avx512[REALM_TYPE_COUNT] = {
+    [REALM_TYPE_Q4_K] = panel_q4_K,
+    [REALM_TYPE_Q6_K] = panel_q6_K,
+};

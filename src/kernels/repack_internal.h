@@ -1,0 +1,66 @@
+/*
+ * Internal interface of the packed weights (realm_repack_rows and
+ * realm_matmul_packed_rows in realm/kernels.h): the layouts and the
+ * per-ISA panel kernels. repack.c owns the packing, the loops and the
+ * scalar reference; a SIMD file contributes a kernel per type.
+ */
+#ifndef REALM_REPACK_INTERNAL_H
+#define REALM_REPACK_INTERNAL_H
+
+#include "realm/kernels.h"
+
+#define REALM__PANEL_ROWS 16 /* rows per panel: one per 32-bit lane of a zmm */
+#define REALM__PANEL_NR   8  /* most tokens per kernel call */
+
+/*
+ * Q4_K, one super-block (256 columns) of a panel's 16 rows. qs[i] holds
+ * dword i of each row's 128 code bytes, row r in bytes 4r..4r+3: dword i is
+ * in the 32-byte chunk c = i / 8, whose low nibbles are columns
+ * 64c + 4(i % 8) .. + 3 (sub-block 2c) and high nibbles the same 32
+ * columns further (sub-block 2c + 1). Scales and mins (6 bits, decoded from
+ * the block's 12 bytes) are sc[s][r], mn[s][r]; d and dmin stay F16.
+ * A panel is its super-blocks in column order; panel p (rows 16p..16p+15)
+ * starts at p * (cols / 256) blocks.
+ */
+typedef struct {
+    uint8_t qs[32][64];
+    uint8_t sc[8][16];
+    uint8_t mn[8][16];
+    uint16_t d[16];
+    uint16_t dmin[16];
+} realm__q4_K_x16;
+_Static_assert(sizeof(realm__q4_K_x16) == 2368, "q4_K panel block: 37 cache lines");
+
+/*
+ * Q6_K, one super-block of a panel's 16 rows. ql[i] and qh[i] hold dword i
+ * of each row's ql (128 bytes) and qh (64 bytes), row r in bytes 4r..4r+3.
+ * Element 128h + 32g + l (h < 2, g < 4, l < 32) of a row has its low 4 bits
+ * in byte 64h + 32(g % 2) + l of ql (shifted by 4 (g / 2)) and its high 2
+ * in byte 32h + l of qh (shifted by 2g), its scale in sc[8h + 2g + l / 16]
+ * (int8, [sub-block][row]); codes are 0..63 for q + 32. Padded to whole
+ * cache lines.
+ */
+typedef struct {
+    uint8_t ql[32][64];
+    uint8_t qh[16][64];
+    int8_t sc[16][16];
+    uint16_t d[16];
+    uint8_t pad[32];
+} realm__q6_K_x16;
+_Static_assert(sizeof(realm__q6_K_x16) == 3392, "q6_K panel block: 53 cache lines");
+
+/*
+ * One call: rows 16p..16p+15 of a packed matrix (its blocks at panel, nb
+ * of them) times tokens 0..nt-1 (1 <= nt <= REALM__PANEL_NR, activation
+ * rows x + e * x_stride in the type's vec_dot_type): for each row lane i
+ * set in mask, out[e * ld + i] = (add ? out[e * ld + i] : 0) + the dot
+ * product. Per (row, token) the sum runs over the blocks in order with
+ * one accumulator, whatever nt: the batch-invariance of the packed product.
+ */
+typedef void (*realm__panel_fn)(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
+                                int nt, float *out, int64_t ld, uint16_t mask, bool add);
+
+/* Per-ISA kernels, indexed by weight type; NULL: the scalar reference. */
+extern const realm__panel_fn realm__panel_avx512[REALM_TYPE_COUNT];
+
+#endif
