@@ -259,6 +259,51 @@ static void check_q8_0(const char *name, realm_type tk, realm_type tv, bool long
     realm_model_free(m);
 }
 
+/*
+ * The weights repacked at load (realm_model_params.repack): (a), (b) and
+ * (c) bitwise the same, and the long context alone and batched, with every
+ * matrix computed by the packed product (checked, where the CPU has it).
+ */
+static void check_repacked(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "quant/%s.gguf", name);
+    realm_model *m = NULL;
+    CHECK_RC(realm_model_load(test_data(path), &(realm_model_params){.repack = true}, &m),
+             REALM_OK);
+    if (!m)
+        return;
+    if (realm_repack_fast(realm_kernels_best(), m->layers[0].wq.type))
+        CHECK_MSG(m->layers[0].wq.packed && m->layers[1].w_down.packed && m->output.packed,
+                  "%s: not repacked", name);
+    const int nv = realm_model_hparams(m)->n_vocab;
+    int32_t a[NP + NDEC], o[NOTHER];
+    for (int k = 0; k < NP + NDEC; k++)
+        a[k] = 1 + (k * 41 + 3) % (nv - 1);
+    for (int k = 0; k < NOTHER; k++)
+        o[k] = 1 + (k * 29 + 7) % (nv - 1);
+    const size_t bytes = sizeof(float) * (size_t)nv * NDEC;
+    float *x = calloc(1, bytes), *y = calloc(1, bytes);
+    alone(m, true, a, x, nv);
+    mixed(m, true, a, o, y, nv);
+    CHECK_MSG(memcmp(x, y, bytes) == 0, "%s repacked: logits differ alone and batched", name);
+    by_token(m, a, y, nv);
+    CHECK_MSG(memcmp(x, y, bytes) == 0,
+              "%s repacked: logits differ after the prompt in one pass and token by token", name);
+    free(x);
+    free(y);
+    const size_t lb = sizeof(float) * (size_t)nv * NLDEC;
+    float *la = calloc(1, lb), *lm = calloc(1, lb);
+    long_context(m, false, la, nv);
+    long_context(m, true, lm, nv);
+    CHECK_MSG(memcmp(la, lm, lb) == 0,
+              "%s repacked: logits after %d tokens differ alone (split-K) and batched", name,
+              NLONG);
+    free(la);
+    free(lm);
+    realm_model_free(m);
+}
+
 int main(void)
 {
     test_begin("invariance", 60);
@@ -306,6 +351,8 @@ int main(void)
     check_q8_0("tiny-q4_k_m", REALM_TYPE_Q8_0, REALM_TYPE_Q8_0, true);
     check_q8_0("tiny-f16", REALM_TYPE_F16, REALM_TYPE_Q8_0, false);
     check_q8_0("tiny-q4_0", REALM_TYPE_Q8_0, REALM_TYPE_F16, false);
+    check_repacked("tiny-q4_k_m");
+    check_repacked("tiny-q6_k");
     /* the scalar build has no blocked kernels: invariant without the option */
     if (realm_kernels_best()->isa != REALM_ISA_SCALAR)
         CHECK_MSG(differ_without > 0,

@@ -27,7 +27,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "model/model_internal.h"
 #include "realm/error.h"
+#include "realm/kernels.h"
 #include "realm/model.h"
 #include "test_util.h"
 
@@ -159,14 +161,41 @@ static void check_stats(const char *what, const char *type, struct cmp_stats *st
     CHECK_MSG(st->argmax_bad == 0, "%s %s: %ld argmax mismatches", type, what, st->argmax_bad);
 }
 
-static void test_tiny(const char *type, double tol_max, double tol_mean, const int32_t *tok, int n)
+/* Matrices of m computed from the packed copy (realm_model_params.repack). */
+static int packed_weights(const realm_model *m)
+{
+    int n = m->output.packed;
+    for (int32_t l = 0; l < m->hp.n_layer; l++) {
+        const layer *L = &m->layers[l];
+        n += L->wq.packed + L->wk.packed + L->wv.packed + L->wo.packed + L->w_gate.packed +
+             L->w_up.packed + L->w_down.packed;
+    }
+    return n;
+}
+
+/*
+ * The logits of a tiny model against llama.cpp's, in one batch, token by
+ * token, in chunks and interleaved with a second sequence. With repack, the
+ * weights repacked at load (each of them where the CPU has the kernel:
+ * n_packed of them, checked) give the same within the same tolerances.
+ */
+static void test_tiny_as(const char *type, double tol_max, double tol_mean, const int32_t *tok,
+                         int n, bool repack, int n_packed)
 {
     char path[256];
     snprintf(path, sizeof path, "quant/tiny-%s.gguf", type);
     realm_model *m;
-    CHECK_RC(realm_model_load(test_data(path), NULL, &m), REALM_OK);
+    CHECK_RC(realm_model_load(test_data(path), &(realm_model_params){.repack = repack}, &m),
+             REALM_OK);
     if (m == NULL)
         return;
+    if (repack) {
+        const bool fast = realm_repack_fast(realm_kernels_best(), REALM_TYPE_Q4_K);
+        CHECK_MSG(packed_weights(m) == (fast ? n_packed : 0), "%s: %d matrices packed, want %d",
+                  type, packed_weights(m), fast ? n_packed : 0);
+        if (fast)
+            printf("  %s: %d matrices repacked\n", type, n_packed);
+    }
     const int n_vocab = realm_model_hparams(m)->n_vocab;
     snprintf(path, sizeof path, "reference/tiny-%s.logits.f32", type);
     float *ref = read_f32(test_data(path), (size_t)n * n_vocab);
@@ -220,6 +249,11 @@ static void test_tiny(const char *type, double tol_max, double tol_mean, const i
     free(ref);
     free(got);
     free(got2);
+}
+
+static void test_tiny(const char *type, double tol_max, double tol_mean, const int32_t *tok, int n)
+{
+    test_tiny_as(type, tol_max, tol_mean, tok, n, false, 0);
 }
 
 /*
@@ -435,6 +469,19 @@ static void test_mlock(void)
                   during);
         realm_model_free(m);
         CHECK_EQ_INT(locked_kib(), before);
+        /* With repack, the packed copy is locked too (and the mapping, as
+         * before), both unlocked by realm_model_free. */
+        const char *q4 = test_data("quant/tiny-q4_k_m.gguf");
+        CHECK_RC(realm_model_load(q4, &(realm_model_params){.mlock = true, .repack = true}, &m),
+                 REALM_OK);
+        if (m != NULL) {
+            const long packed_kib = (long)(realm_model_packed_bytes(m) / 1024);
+            CHECK_MSG(!MLOCK_VISIBLE || locked_kib() - before >= 1000 + packed_kib,
+                      "VmLck %ld kB -> %ld kB with %ld kB packed", before, locked_kib(),
+                      packed_kib);
+            realm_model_free(m);
+            CHECK_EQ_INT(locked_kib(), before);
+        }
     } else {
         /* This environment's own limit is too low: the error must say so. */
         CHECK_EQ_INT(rc, REALM_ERR_NOMEM);
@@ -707,6 +754,13 @@ int main(void)
     };
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         test_tiny(types[i].type, types[i].max, types[i].mean, tok, n);
+    /* repacked at load: the Q4_K and Q6_K models' 2 x 7 matrices and the
+     * output (every tensor of these two is of that type); nothing of the
+     * Q5_K and Q8_0 ones */
+    test_tiny_as("q4_k_m", 0.05, 0.008, tok, n, true, 15);
+    test_tiny_as("q6_k", 0.05, 0.008, tok, n, true, 15);
+    test_tiny_as("q5_k_m", 0.05, 0.008, tok, n, true, 0);
+    test_tiny_as("q8_0", 0.05, 0.008, tok, n, true, 0);
     /* a Q8_0 KV cache against the F16 one */
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         test_tiny_q8_0_cache(types[i].type, i < 3 ? 0.02 : 0.06, i < 3 ? 0.003 : 0.008, tok, n);

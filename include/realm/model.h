@@ -181,6 +181,18 @@ typedef struct realm_model_params {
      * RLIMIT_MEMLOCK soft limit and the fix. realm_model_free unlocks.
      */
     bool mlock;
+    /*
+     * Repack the weight matrices that have a packed layout on this CPU
+     * (realm_repack_fast: Q4_K with AVX-512) once, at load, into anonymous
+     * memory (16 rows interleaved, realm/kernels.h), and compute with that
+     * copy: decode, speculative verification and batched decode spend half
+     * to a third of the arithmetic per weight (bench/README). The file's
+     * pages of those matrices are then released (they stay in the page
+     * cache, reclaimable) unless mlock is set too, which locks the packed
+     * copy as well as the whole mapping. Still one copy for every tenant;
+     * results equal the unpacked product's up to float summation order.
+     */
+    bool repack;
     realm_rope_params rope; /* overrides of the model's RoPE; zero: none */
 } realm_model_params;
 
@@ -213,6 +225,9 @@ const realm_gguf *realm_model_part(const realm_model *m, int32_t i);
 const realm_gguf_tensor *realm_model_find_tensor(const realm_model *m, const char *name);
 /* Bytes of weight data in the mappings (all parts). */
 uint64_t realm_model_weight_bytes(const realm_model *m);
+/* Bytes of the packed copy of the matrices repacked at load
+ * (realm_model_params.repack); 0 if none was. */
+uint64_t realm_model_packed_bytes(const realm_model *m);
 /* "llama", "qwen2". */
 const char *realm_arch_name(realm_arch a);
 

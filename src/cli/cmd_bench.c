@@ -208,7 +208,7 @@ typedef struct bench_cfg {
     cli_ints depth, batched, parallel;
     long long npp, ntg, batch, slice, prefix;
     int cache_k, cache_v; /* indexes in cli_cache_types */
-    bool invariant, json;
+    bool invariant, json, repack;
     cli_rope rope;
     cli_strings lora;
     const char *lora_per_stream;
@@ -258,6 +258,10 @@ static const cli_opt bench_opts[] = {
      offsetof(bench_cfg, cache_v), .env = false, .choices = cli_cache_types},
     {"batch-invariant", 0, CLI_OPT_FLAG, NULL, NULL, "use batch-invariant kernels",
      offsetof(bench_cfg, invariant), .env = false},
+    {"repack", 0, CLI_OPT_FLAG, NULL, NULL,
+     "repack the weights that have a packed layout on this CPU (Q4_K with AVX-512) once at "
+     "load, the draft model's too",
+     offsetof(bench_cfg, repack), .env = false},
     {"lora", 0, CLI_OPT_STRING_LIST, "FILE[:SCALE]", NULL,
      "apply this LoRA adapter to every sequence (repeatable: the adapters add up)",
      offsetof(bench_cfg, lora), .env = false, .n_max = REALM_LORA_MAX_SET},
@@ -352,7 +356,7 @@ static int run_bench(int argc, char **argv)
         verify[i] = (int)cfg.verify.v[i];
     cli_opts_free(bench_opts, CLI_OPTS_N(bench_opts), &cfg);
 
-    realm_model_params mp = {0};
+    realm_model_params mp = {.repack = cfg.repack};
     if (cli_rope_params(CMD, &cfg.rope, &mp.rope) != 0)
         return 1;
     bench b = {.rng = 0x2545f4914f6cdd1dull};
@@ -419,11 +423,17 @@ static int run_bench(int argc, char **argv)
     const int nt = threads ? (int)threads : realm_cpu_count();
     char sz[32];
     json_t *jr = json_array();
+    char packed[96] = "";
+    if (realm_model_packed_bytes(b.m) > 0) {
+        char psz[32];
+        snprintf(packed, sizeof packed, ", %s of them repacked",
+                 cli_format_bytes(realm_model_packed_bytes(b.m), psz, sizeof psz));
+    }
     if (!json)
-        printf("model: %s (%s, %s of weights), %d threads, KV cache %s/%s, median ± stdev of "
-               "%ld runs\n",
+        printf("model: %s (%s, %s of weights%s), %d threads, KV cache %s/%s, median ± stdev "
+               "of %ld runs\n",
                path, realm_arch_name(hp->arch),
-               cli_format_bytes(realm_model_weight_bytes(b.m), sz, sizeof sz), nt,
+               cli_format_bytes(realm_model_weight_bytes(b.m), sz, sizeof sz), packed, nt,
                cli_cache_types[cfg.cache_k], cli_cache_types[cfg.cache_v], reps);
     if (la.n > 0 && !json) {
         static char desc[CLI_LORA_MAX * 4200];
@@ -538,7 +548,8 @@ static int run_bench(int argc, char **argv)
     }
     if (spec) {
         realm_model *dm = NULL;
-        if (draft_path && realm_model_load(draft_path, NULL, &dm) < 0) {
+        if (draft_path &&
+            realm_model_load(draft_path, &(realm_model_params){.repack = mp.repack}, &dm) < 0) {
             cli_error(CMD, "the draft model: %s", realm_last_error());
             json_decref(jr);
             goto done;
@@ -586,9 +597,10 @@ static int run_bench(int argc, char **argv)
         }
     }
     if (json) {
-        json_t *j = json_pack("{s:s, s:s, s:I, s:i, s:s, s:s, s:i, s:o}", "model", path, "arch",
-                              realm_arch_name(hp->arch), "weight_bytes",
-                              (json_int_t)realm_model_weight_bytes(b.m), "threads", nt, "type_k",
+        json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:i, s:s, s:s, s:i, s:o}", "model", path,
+                              "arch", realm_arch_name(hp->arch), "weight_bytes",
+                              (json_int_t)realm_model_weight_bytes(b.m), "packed_bytes",
+                              (json_int_t)realm_model_packed_bytes(b.m), "threads", nt, "type_k",
                               cli_cache_types[cfg.cache_k], "type_v", cli_cache_types[cfg.cache_v],
                               "reps", (int)reps, "results", jr);
         json_dumpf(j, stdout, JSON_INDENT(2));

@@ -37,7 +37,7 @@ typedef struct serve_cfg {
     int cache_k, cache_v; /* indexes in cli_cache_types */
     uint64_t mem_budget, max_body, kv_max_value, kv_quota;
     double keep_alive, drain_timeout, read_timeout, responses_ttl;
-    bool no_auth;
+    bool no_auth, repack;
     cli_rope rope;
 } serve_cfg;
 
@@ -71,6 +71,11 @@ static const cli_opt serve_opts[] = {
      O(cache_k), .env = true, .choices = cli_cache_types},
     {"cache-type-v", 0, CLI_OPT_ENUM, NULL, "f16", "KV cache type of the values, likewise",
      O(cache_v), .env = true, .choices = cli_cache_types},
+    {"repack", 0, CLI_OPT_FLAG, NULL, NULL,
+     "repack the weights that have a packed layout on this CPU (Q4_K with AVX-512) once as "
+     "each model loads: faster decoding and speculative verification, the same memory; the "
+     "file's pages are then not shared with other processes",
+     O(repack), .env = true},
     {"mem-budget", 0, CLI_OPT_SIZE, "SIZE", NULL,
      "memory for all loaded models: weights, KV pools, scratch (512M, 6G); default 3/4 of the "
      "available memory",
@@ -246,6 +251,7 @@ static int serve(serve_cfg *c)
     realm_registry_params_init(&rp);
     if (cli_rope_params(CMD, &c->rope, &rp.model.rope) != 0)
         return 1;
+    rp.model.repack = c->repack;
     rp.models_dir = c->models_dir;
     rp.mem_budget = c->mem_budget;
     rp.keep_alive_s = c->keep_alive;

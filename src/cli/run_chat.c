@@ -534,6 +534,7 @@ int cli_run_chat(const run_chat_opts *o)
     p.engine.max_seqs = 1;
     p.engine.n_batch = o->n_batch;
     p.model.rope = o->rope;
+    p.model.repack = o->repack;
     p.engine.type_k = o->type_k;
     p.engine.type_v = o->type_v;
 

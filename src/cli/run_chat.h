@@ -24,6 +24,7 @@ typedef struct run_chat_opts {
     realm_sampler_params sampling;
     bool verbose;              /* a line per turn on stderr: prompt and cached tokens, speed */
     realm_rope_params rope;    /* overrides of the model's RoPE */
+    bool repack;               /* realm_model_params.repack */
     const cli_lora_args *lora; /* adapters for every reply, or NULL */
     realm_spec_options spec;   /* speculative decoding (prompt lookup); mode 0: off */
 } run_chat_opts;

@@ -322,7 +322,10 @@ static void matmul_range(const struct matmul_task *t, int64_t r0, int64_t r1, in
         const weight *w = t->w[i];
         const int64_t lo = r0 > base ? r0 - base : 0;
         const int64_t hi = r1 - base < w->rows ? r1 - base : w->rows;
-        if (lo < hi)
+        if (lo < hi && w->packed) /* batch-invariant by itself */
+            realm_matmul_packed_rows(t->k, w->type, w->data, w->ne0, lo, hi, t->act, t->act_row,
+                                     t->n, t->out[i], t->ld[i], t->accumulate);
+        else if (lo < hi)
             (t->invariant ? realm_matmul_rows_invariant : realm_matmul_rows)(
                 t->k, w->type, w->data, w->ne0, lo, hi, t->act, t->act_row, t->n, t->out[i],
                 t->ld[i], t->accumulate);

@@ -6,16 +6,20 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/error_internal.h"
 #include "core/gguf_internal.h"
 #include "model_internal.h"
+#include "realm/kernels.h"
 
 static const char *const arch_names[REALM_ARCH_COUNT] = {
     [REALM_ARCH_LLAMA] = "llama",
@@ -340,6 +344,119 @@ static const char *format_bytes(uint64_t n, char *buf, size_t cap)
  * REALM_ERR_NOMEM then, naming the part, the size asked, the current soft
  * limit and the fix.
  */
+/* One matrix to repack: its row-major data and its place in the packed buffer. */
+typedef struct repack_job {
+    weight *w;
+    size_t off; /* in the packed buffer */
+    uint8_t *dst;
+} repack_job;
+
+typedef struct repack_work {
+    repack_job *jobs;
+    int32_t n_jobs;
+    atomic_int next;
+    bool release; /* drop the file's pages of each repacked matrix */
+} repack_work;
+
+static void *repack_thread(void *arg)
+{
+    repack_work *rw = arg;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int32_t i; (i = atomic_fetch_add(&rw->next, 1)) < rw->n_jobs;) {
+        const weight *w = rw->jobs[i].w;
+        realm_repack_rows(w->type, w->data, w->ne0, 0, w->rows, rw->jobs[i].dst);
+        if (rw->release) {
+            const uintptr_t a = ((uintptr_t)w->data + page - 1) & ~(page - 1);
+            const uintptr_t b = ((uintptr_t)w->data + w->row_size * (size_t)w->rows) & ~(page - 1);
+            if (a < b)
+                (void)madvise((void *)a, b - a, MADV_DONTNEED); /* advice only */
+        }
+    }
+    return NULL;
+}
+
+/* Threads repacking at load: the time goes mostly to the kernel's first
+ * touch of the new pages (half a second for TinyLlama's 480 MiB on one
+ * core here), which they share. */
+#define REPACK_THREADS_MAX 8
+
+/*
+ * realm_model_params.repack: each layer's seven matrices and the output
+ * projection unless it is the embeddings' (whose rows the forward pass
+ * also reads), where the CPU has a packed kernel for the type, go to one
+ * read-only anonymous mapping; the file's pages of them are dropped from
+ * this process's mapping (not when they are to be locked).
+ */
+static int repack_weights(realm_model *m, bool lock)
+{
+    const realm_kernels *k = realm_kernels_best();
+    const int32_t n = m->hp.n_layer * 7 + 1;
+    repack_job *jobs = calloc((size_t)n, sizeof *jobs);
+    if (jobs == NULL)
+        return realm__error(REALM_ERR_NOMEM, "out of memory repacking weights");
+    repack_work rw = {.jobs = jobs, .release = !lock};
+    size_t total = 0;
+    for (int32_t l = 0; l <= m->hp.n_layer; l++) {
+        weight *lw[7] = {&m->output};
+        int nw = l == m->hp.n_layer ? !m->hp.tied_output : 7;
+        if (l < m->hp.n_layer) {
+            layer *L = &m->layers[l];
+            weight *const all[7] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
+                                    &L->w_gate, &L->w_up, &L->w_down};
+            memcpy(lw, all, sizeof all);
+        }
+        for (int i = 0; i < nw; i++) {
+            const size_t size = realm_repack_fast(k, lw[i]->type)
+                                    ? realm_repack_size(lw[i]->type, lw[i]->rows, lw[i]->ne0)
+                                    : 0;
+            if (size > 0)
+                jobs[rw.n_jobs++] = (repack_job){.w = lw[i], .off = total};
+            total += size;
+        }
+    }
+    if (total == 0) {
+        free(jobs);
+        return REALM_OK;
+    }
+    uint8_t *buf = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (buf == MAP_FAILED) {
+        free(jobs);
+        return realm__error(REALM_ERR_NOMEM, "cannot map %zu bytes for the repacked weights",
+                            total);
+    }
+    (void)madvise(buf, total, MADV_HUGEPAGE); /* fewer TLB misses; advice only */
+    for (int32_t i = 0; i < rw.n_jobs; i++)
+        jobs[i].dst = buf + jobs[i].off;
+    atomic_init(&rw.next, 0);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    const int nth = cpus < 1 ? 1 : cpus > REPACK_THREADS_MAX ? REPACK_THREADS_MAX : (int)cpus;
+    pthread_t th[REPACK_THREADS_MAX];
+    int started = 0;
+    while (started < nth - 1 && pthread_create(&th[started], NULL, repack_thread, &rw) == 0)
+        started++;
+    repack_thread(&rw); /* this thread too, and alone if none started */
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    for (int32_t i = 0; i < rw.n_jobs; i++) {
+        jobs[i].w->data = jobs[i].dst;
+        jobs[i].w->packed = true;
+    }
+    free(jobs);
+    m->packed = buf;
+    m->packed_bytes = total;
+    if (mprotect(buf, total, PROT_READ) != 0)
+        return realm__error(REALM_ERR_IO, "mprotect of the repacked weights: %s", strerror(errno));
+    if (lock) {
+        if (mlock(buf, total) != 0)
+            return realm__error(REALM_ERR_NOMEM,
+                                "cannot lock the repacked weights (%zu bytes) in RAM: %s; raise "
+                                "`ulimit -l` or run without mlock",
+                                total, strerror(errno));
+        m->packed_locked = true;
+    }
+    return REALM_OK;
+}
+
 static int lock_mappings(realm_model *m)
 {
     uint64_t total = 0;
@@ -548,6 +665,8 @@ int realm_model_load(const char *path, const realm_model_params *params, realm_m
     if (m->hp.tied_output)
         m->output = m->tok_embd;
     m->hp.has_rope_freqs = m->rope_freqs != NULL;
+    if (params != NULL && params->repack && (rc = repack_weights(m, params->mlock)) < 0)
+        goto fail;
     if (params != NULL && params->mlock && (rc = lock_mappings(m)) < 0)
         goto fail;
     *out = m;
@@ -572,6 +691,11 @@ void realm_model_free(realm_model *m)
         realm__gguf_mapping(m->parts[p], &base, &size);
         if (base != NULL)
             munlock(base, size);
+    }
+    if (m->packed != NULL) {
+        if (m->packed_locked)
+            munlock(m->packed, m->packed_bytes);
+        munmap(m->packed, m->packed_bytes);
     }
     free(m->layers);
     for (int32_t p = 0; p < m->n_parts; p++) {
@@ -611,4 +735,8 @@ const realm_gguf_tensor *realm_model_find_tensor(const realm_model *m, const cha
 uint64_t realm_model_weight_bytes(const realm_model *m)
 {
     return m->weight_bytes;
+}
+uint64_t realm_model_packed_bytes(const realm_model *m)
+{
+    return m->packed_bytes;
 }

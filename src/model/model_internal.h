@@ -6,9 +6,11 @@
 #include "realm/model.h"
 #include "realm/threads.h"
 
-/* A weight matrix: rows of ne0 elements of `type`, row-major in the mapping. */
+/* A weight matrix: rows of ne0 elements of `type`, row-major in the mapping,
+ * or packed (realm_repack_rows) in the model's packed buffer. */
 typedef struct weight {
     const void *data;
+    bool packed;
     realm_type type;
     int64_t ne0;  /* row length (input features) */
     int64_t rows; /* output features */
@@ -35,6 +37,9 @@ struct realm_model {
     const float *rope_freqs; /* n_rot / 2 factors, or NULL */
     layer *layers;
     uint64_t weight_bytes;
+    void *packed; /* the packed matrices (realm_model_params.repack), or NULL */
+    size_t packed_bytes;
+    bool packed_locked;
 };
 
 /* Sequence bookkeeping of the paged cache. */

@@ -24,6 +24,18 @@ done
 checks=$((checks + 1)); [ "$different" -gt 0 ] || fail "temperature 1 always gave the greedy text"
 
 run "$REALM_BIN" run -m "$M" -p "Hello" -n 0; expect_rc "n 0" 0
+# --repack: the Q4_K and Q6_K models' matrices repacked at load, the same greedy text
+# (their logits agree within float rounding: test_model); accepted where nothing packs.
+for q in q4_k_m q6_k q8_0; do
+  a=$("$REALM_BIN" run -m "$TD/quant/tiny-$q.gguf" -p "Once upon" -n 24 --temp 0 2>/dev/null)
+  b=$("$REALM_BIN" run -m "$TD/quant/tiny-$q.gguf" -p "Once upon" -n 24 --temp 0 --repack 2>/dev/null)
+  checks=$((checks + 1)); [ -n "$a" ] && [ "$a" = "$b" ] || fail "tiny-$q: --repack changed the greedy text"
+done
+# the chat (through a registry) and a draft model take it too
+run "$REALM_BIN" run -m "$TD/quant/tiny-q4_k_m.gguf" --repack -t 1 < /dev/null; expect_rc "chat --repack" 0
+run "$REALM_BIN" run -m "$TD/quant/tiny-q4_k_m.gguf" -p "Once upon" -n 8 --temp 0 --repack --draft "$TD/quant/tiny-q4_k_m.gguf"
+expect_rc "--repack --draft" 0
+
 run "$REALM_BIN" run -p "Hello"; expect_rc "no model" 1; expect_contains "no model" "$OUT" "missing -m"
 run "$REALM_BIN" run -m "$M" -t 1 < /dev/null; expect_rc "no prompt: a chat, ended by EOF" 0
 run "$REALM_BIN" run -m "$TMP/none.gguf" -p x; expect_rc "bad model" 1; expect_contains "bad model" "$OUT" "none.gguf"
