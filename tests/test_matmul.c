@@ -742,6 +742,11 @@ static void test_packed(void)
         if (realm_kernels_get(REALM_ISA_AVX512) != NULL)
             CHECK(realm_repack_fast(realm_kernels_get(REALM_ISA_AVX512), types[ti]));
     }
+    /* AVX2: Q4_K only (repack_avx2.c) */
+    if (realm_kernels_get(REALM_ISA_AVX2) != NULL) {
+        CHECK(realm_repack_fast(realm_kernels_get(REALM_ISA_AVX2), REALM_TYPE_Q4_K));
+        CHECK(!realm_repack_fast(realm_kernels_get(REALM_ISA_AVX2), REALM_TYPE_Q6_K));
+    }
 }
 
 /* Empty ranges and n == 0 write nothing. */

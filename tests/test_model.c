@@ -190,7 +190,7 @@ static void test_tiny_as(const char *type, double tol_max, double tol_mean, cons
     if (m == NULL)
         return;
     if (repack) {
-        const bool fast = realm_repack_fast(realm_kernels_best(), REALM_TYPE_Q4_K);
+        const bool fast = realm_repack_fast(realm_kernels_best(), m->layers[0].wq.type);
         CHECK_MSG(packed_weights(m) == (fast ? n_packed : 0), "%s: %d matrices packed, want %d",
                   type, packed_weights(m), fast ? n_packed : 0);
         if (fast)

@@ -25,6 +25,7 @@
 #define PACKED_TILE 64
 
 static const realm__panel_fn *const panel_tables[REALM_ISA_COUNT] = {
+    [REALM_ISA_AVX2] = realm__panel_avx2,
     [REALM_ISA_AVX512] = realm__panel_avx512,
 };
 

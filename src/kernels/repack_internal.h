@@ -61,6 +61,7 @@ typedef void (*realm__panel_fn)(const void *panel, int64_t nb, const uint8_t *x,
                                 int nt, float *out, int64_t ld, uint16_t mask, bool add);
 
 /* Per-ISA kernels, indexed by weight type; NULL: the scalar reference. */
+extern const realm__panel_fn realm__panel_avx2[REALM_TYPE_COUNT];
 extern const realm__panel_fn realm__panel_avx512[REALM_TYPE_COUNT];
 
 #endif
