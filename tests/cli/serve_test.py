@@ -703,6 +703,25 @@ def test_cache_types():
           "cache types: the q8_0 pool counts 960 KiB less (%s)" % sizes)
 
 
+def test_repack():
+    """--repack: a Q4_K model served with its matrices packed at load answers a
+    greedy request with the same text as without."""
+    tiny = os.path.join(TD, "quant", "tiny-q4_k_m.gguf")
+    texts = {}
+    for extra in ([], ["--repack"]):
+        s = Server("-m", "q4=" + tiny, "--ctx", "512", *extra,
+                   "--data-dir", os.path.join(TMP, "data-repack%d" % len(extra)))
+        if not check(s.port is not None, "repack: a server with %s starts" % extra):
+            return
+        r, b = s.req("POST", "/v1/chat/completions", dict(chat(), model="q4", max_tokens=12))
+        check(r.status == 200 and b["usage"]["completion_tokens"] == 12,
+              "repack %s: the model answers (%s)" % (extra, b))
+        texts[len(extra)] = b.get("choices", [{}])[0].get("message", {}).get("content")
+        s.stop()
+    check(texts.get(0) is not None and texts.get(0) == texts.get(1),
+          "repack: the same greedy text with and without (%s)" % texts)
+
+
 def test_kv(s):
     """Tenants' modules keep key-value data in the store (realm.kv_*), each
     tenant its own: tests/sandbox/kv.c as the module of two tenants."""
@@ -968,6 +987,7 @@ def main():
     test_responses(s, auth)
     test_responses_ttl()
     test_cache_types()
+    test_repack()
     test_kv(s)
     test_admin(s)
     test_drain(s, auth)
