@@ -72,7 +72,8 @@ static const cli_opt serve_opts[] = {
     {"cache-type-v", 0, CLI_OPT_ENUM, NULL, "f16", "KV cache type of the values, likewise",
      O(cache_v), .env = true, .choices = cli_cache_types},
     {"repack", 0, CLI_OPT_FLAG, NULL, NULL,
-     "repack the weights that have a packed layout on this CPU (Q4_K, and Q6_K with AVX-512) once "
+     "repack the weights that have a packed layout on this CPU (Q4_K, and Q6_K and Q8_0 with "
+     "AVX-512) once "
      "as "
      "each model loads: faster decoding and speculative verification, the same memory; the "
      "file's pages are then not shared with other processes",

@@ -34,19 +34,27 @@ static int64_t min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
-/* Bytes of one super-block of a panel, 0 for a type without a layout. */
+/* Bytes of one unit (a super-block; Q8_0: two blocks) of a panel, 0 for
+ * a type without a layout. */
 static size_t panel_block_size(realm_type t)
 {
     return t == REALM_TYPE_Q4_K   ? sizeof(realm__q4_K_x16)
            : t == REALM_TYPE_Q6_K ? sizeof(realm__q6_K_x16)
+           : t == REALM_TYPE_Q8_0 ? sizeof(realm__q8_0_x16)
                                   : 0;
+}
+
+/* Columns of one unit. */
+static int64_t unit_cols(realm_type t)
+{
+    return t == REALM_TYPE_Q8_0 ? 2 * REALM_QK8_0 : REALM_QK_K;
 }
 
 size_t realm_repack_size(realm_type t, int64_t rows, int64_t cols)
 {
-    if (rows <= 0 || cols <= 0 || rows % REALM__PANEL_ROWS != 0 || cols % REALM_QK_K != 0)
+    if (rows <= 0 || cols <= 0 || rows % REALM__PANEL_ROWS != 0 || cols % unit_cols(t) != 0)
         return 0;
-    return (size_t)(rows / REALM__PANEL_ROWS) * (size_t)(cols / REALM_QK_K) * panel_block_size(t);
+    return (size_t)(rows / REALM__PANEL_ROWS) * (size_t)(cols / unit_cols(t)) * panel_block_size(t);
 }
 
 bool realm_repack_fast(const realm_kernels *k, realm_type t)
@@ -88,11 +96,34 @@ static void repack_q6_K(const void *W, int64_t nb, int64_t p0, int64_t p1, void 
         }
 }
 
+static void repack_q8_0(const void *W, int64_t nu, int64_t p0, int64_t p1, void *P)
+{
+    const realm_block_q8_0 *w = W;
+    realm__q8_0_x16 *out = P;
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t u = 0; u < nu; u++) {
+            realm__q8_0_x16 *o = &out[p * nu + u];
+            for (int r = 0; r < REALM__PANEL_ROWS; r++)
+                for (int k = 0; k < 2; k++) {
+                    const realm_block_q8_0 *x =
+                        &w[(p * REALM__PANEL_ROWS + r) * 2 * nu + 2 * u + k];
+                    for (int i = 0; i < 8; i++)
+                        for (int l = 0; l < 4; l++)
+                            o->qs[8 * k + i][4 * r + l] = (uint8_t)(x->qs[4 * i + l] + 128);
+                    o->d[k][r] = x->d;
+                }
+        }
+}
+
 void realm_repack_rows(realm_type t, const void *W, int64_t cols, int64_t r0, int64_t r1, void *P)
 {
-    REALM_ASSERT(panel_block_size(t) > 0 && cols % REALM_QK_K == 0);
+    REALM_ASSERT(panel_block_size(t) > 0 && cols % unit_cols(t) == 0);
     REALM_ASSERT(r0 % REALM__PANEL_ROWS == 0 && r1 % REALM__PANEL_ROWS == 0);
-    const int64_t nb = cols / REALM_QK_K;
+    const int64_t nb = cols / unit_cols(t);
+    if (t == REALM_TYPE_Q8_0) {
+        repack_q8_0(W, nb, r0 / REALM__PANEL_ROWS, r1 / REALM__PANEL_ROWS, P);
+        return;
+    }
     if (t == REALM_TYPE_Q6_K) {
         repack_q6_K(W, nb, r0 / REALM__PANEL_ROWS, r1 / REALM__PANEL_ROWS, P);
         return;
@@ -119,9 +150,11 @@ void realm_repack_rows(realm_type t, const void *W, int64_t cols, int64_t r0, in
  * sub-block's integer sum times the float d * scale, minus dmin times the
  * integer sum of mins, then times the token's d into one accumulator.
  */
-static void panel_q4_K_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, int nt,
-                           float *out, int64_t ld, uint16_t mask, bool add)
+static void panel_q4_K_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
+                           const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,
+                           bool add)
 {
+    (void)ys;
     const realm__q4_K_x16 *P = panel;
     for (int e = 0; e < nt; e++) {
         const realm_block_q8_K *y = (const realm_block_q8_K *)(x + (size_t)e * x_stride);
@@ -155,9 +188,11 @@ static void panel_q4_K_ref(const void *panel, int64_t nb, const uint8_t *x, size
 
 /* Q6_K likewise: sub-blocks of 16, codes q + 32 with the offset taken out
  * as 32 d sum_s sc_s bsums[s] per block. */
-static void panel_q6_K_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, int nt,
-                           float *out, int64_t ld, uint16_t mask, bool add)
+static void panel_q6_K_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
+                           const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,
+                           bool add)
 {
+    (void)ys;
     const realm__q6_K_x16 *P = panel;
     for (int e = 0; e < nt; e++) {
         const realm_block_q8_K *y = (const realm_block_q8_K *)(x + (size_t)e * x_stride);
@@ -192,10 +227,44 @@ static void panel_q6_K_ref(const void *panel, int64_t nb, const uint8_t *x, size
     }
 }
 
+/* Q8_0: per block, the integer sum of (code + 128) * y minus 128 times the
+ * block's sum of y, times d * dy, into one accumulator. */
+static void panel_q8_0_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
+                           const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,
+                           bool add)
+{
+    const realm__q8_0_x16 *P = panel;
+    for (int e = 0; e < nt; e++) {
+        const realm_block_q8_0 *y = (const realm_block_q8_0 *)(x + (size_t)e * x_stride);
+        for (int r = 0; r < REALM__PANEL_ROWS; r++) {
+            if (!(mask >> r & 1))
+                continue;
+            float acc = 0;
+            for (int64_t u = 0; u < nb; u++)
+                for (int k = 0; k < 2; k++) {
+                    const realm_block_q8_0 *yb = &y[2 * u + k];
+                    int32_t is = 0;
+                    for (int i = 0; i < 8; i++)
+                        for (int l = 0; l < 4; l++)
+                            is += P[u].qs[8 * k + i][4 * r + l] * yb->qs[4 * i + l];
+                    is -= 128 * ys[(size_t)e * 2 * nb + 2 * u + k];
+                    acc +=
+                        (float)is * (realm_fp16_to_fp32(P[u].d[k][r]) * realm_fp16_to_fp32(yb->d));
+                }
+            float *o = out + e * ld + r;
+            *o = add ? *o + acc : acc;
+        }
+    }
+}
+
 static const realm__panel_fn panel_ref[REALM_TYPE_COUNT] = {
     [REALM_TYPE_Q4_K] = panel_q4_K_ref,
     [REALM_TYPE_Q6_K] = panel_q6_K_ref,
+    [REALM_TYPE_Q8_0] = panel_q8_0_ref,
 };
+
+/* Scratch for the Q8_0 block sums of a tile of tokens (on the stack). */
+#define YSUM_MAX (16 * 1024)
 
 void realm_matmul_packed_rows(const realm_kernels *k, realm_type t, const void *P, int64_t cols,
                               int64_t r0, int64_t r1, const void *act, size_t act_stride, int64_t n,
@@ -205,11 +274,29 @@ void realm_matmul_packed_rows(const realm_kernels *k, realm_type t, const void *
     if (r0 >= r1 || n <= 0)
         return;
     const realm__panel_fn fn = realm_repack_fast(k, t) ? panel_tables[k->isa][t] : panel_ref[t];
-    const int64_t nb = cols / REALM_QK_K;
+    const int64_t nb = cols / unit_cols(t);
     const size_t panel_bytes = realm_repack_size(t, REALM__PANEL_ROWS, cols);
     const uint8_t *act_b = act;
-    for (int64_t e0 = 0; e0 < n; e0 += PACKED_TILE) {
-        const int64_t ne = min64(PACKED_TILE, n - e0);
+    /* Q8_0: each token's sums of codes per block, for a tile of tokens */
+    int32_t ysum[YSUM_MAX];
+    const bool sums = t == REALM_TYPE_Q8_0;
+    int64_t tile = PACKED_TILE;
+    if (sums) {
+        tile = min64(tile, YSUM_MAX / (2 * nb));
+        REALM_ASSERT(tile >= 1); /* rows of up to 512 K columns */
+    }
+    for (int64_t e0 = 0; e0 < n; e0 += tile) {
+        const int64_t ne = min64(tile, n - e0);
+        for (int64_t e = 0; sums && e < ne; e++) {
+            const realm_block_q8_0 *y =
+                (const realm_block_q8_0 *)(act_b + (size_t)(e0 + e) * act_stride);
+            for (int64_t b = 0; b < 2 * nb; b++) {
+                int32_t s = 0;
+                for (int i = 0; i < REALM_QK8_0; i++)
+                    s += y[b].qs[i];
+                ysum[e * 2 * nb + b] = s;
+            }
+        }
         for (int64_t p0 = r0 / REALM__PANEL_ROWS * REALM__PANEL_ROWS; p0 < r1;
              p0 += REALM__PANEL_ROWS) {
             /* the lanes of [r0, r1) in this panel */
@@ -221,8 +308,8 @@ void realm_matmul_packed_rows(const realm_kernels *k, realm_type t, const void *
                 (const uint8_t *)P + (size_t)(p0 / REALM__PANEL_ROWS) * panel_bytes;
             for (int64_t e = e0; e < e0 + ne; e += REALM__PANEL_NR)
                 fn(panel, nb, act_b + (size_t)e * act_stride, act_stride,
-                   (int)min64(REALM__PANEL_NR, e0 + ne - e), out + e * ld_out + p0, ld_out, mask,
-                   accumulate);
+                   sums ? ysum + (e - e0) * 2 * nb : NULL, (int)min64(REALM__PANEL_NR, e0 + ne - e),
+                   out + e * ld_out + p0, ld_out, mask, accumulate);
         }
     }
 }

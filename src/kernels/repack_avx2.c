@@ -133,8 +133,10 @@ INLINE void q4_K_half(const realm__q4_K_x16 *P, int64_t nb, const realm_block_q8
 /* The two halves of the panel, the tokens in groups of up to NR2. */
 #define PANEL_FN(name, block, half)                                                                \
     static void panel_##name(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,     \
-                             int nt, float *out, int64_t ld, uint16_t mask, bool add)              \
+                             const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,     \
+                             bool add)                                                             \
     {                                                                                              \
+        (void)ys;                                                                                  \
         const block *P = panel;                                                                    \
         for (int e = 0; e < nt; e += NR2) {                                                        \
             const realm_block_q8_K *y[NR2];                                                        \

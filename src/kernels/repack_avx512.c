@@ -94,9 +94,10 @@ static inline __attribute__((always_inline)) void q4_K_panel(const void *panel, 
     }
 }
 
-static void panel_q4_K(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, int nt,
-                       float *out, int64_t ld, uint16_t mask, bool add)
+static void panel_q4_K(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
+                       const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask, bool add)
 {
+    (void)ys;
     switch (nt) {
     case 8:
         q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 8);
@@ -217,9 +218,10 @@ static inline __attribute__((always_inline)) void q6_K_panel(const void *panel, 
     }
 }
 
-static void panel_q6_K(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, int nt,
-                       float *out, int64_t ld, uint16_t mask, bool add)
+static void panel_q6_K(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
+                       const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask, bool add)
 {
+    (void)ys;
     switch (nt) {
     case 8:
         q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 8);
@@ -248,7 +250,90 @@ static void panel_q6_K(const void *panel, int64_t nb, const uint8_t *x, size_t x
     }
 }
 
+/*
+ * Q8_0: per block and token, eight vpdpbusd of the codes + 128 against the
+ * token's broadcast codes, minus 128 times the block's sum of codes (ys),
+ * converted and times d * dy (16 rows' d, the token's dy).
+ */
+static inline __attribute__((always_inline)) void
+q8_0_panel(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, const int32_t *ys,
+           float *out, int64_t ld, uint16_t mask, bool add, const int nt)
+{
+    const realm__q8_0_x16 *P = panel;
+    const realm_block_q8_0 *y[NR];
+    __m512 acc[NR];
+    REALM__UNROLL(8)
+    for (int j = 0; j < nt; j++) {
+        y[j] = (const realm_block_q8_0 *)(x + (size_t)j * x_stride);
+        acc[j] = _mm512_setzero_ps();
+    }
+    for (int64_t u = 0; u < nb; u++) {
+        const realm__q8_0_x16 *p = &P[u];
+        REALM__UNROLL(1)
+        for (size_t l = 0; l < sizeof *p; l += 64)
+            _mm_prefetch((const char *)p + PANEL_PREFETCH + l, _MM_HINT_T0);
+        REALM__UNROLL(2)
+        for (int k = 0; k < 2; k++) {
+            __m512i is[NR];
+            REALM__UNROLL(8)
+            for (int j = 0; j < nt; j++)
+                is[j] = _mm512_set1_epi32(-128 * ys[(size_t)j * 2 * nb + 2 * u + k]);
+            REALM__UNROLL(8)
+            for (int i = 0; i < 8; i++) {
+                const __m512i w = load512(p->qs[8 * k + i]);
+                REALM__UNROLL(8)
+                for (int j = 0; j < nt; j++)
+                    is[j] = dpbusd_bcast(is[j], w, y[j][2 * u + k].qs + 4 * i);
+            }
+            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->d[k]));
+            REALM__UNROLL(8)
+            for (int j = 0; j < nt; j++)
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[j]),
+                                         _mm512_mul_ps(d, _mm512_set1_ps(h2f(y[j][2 * u + k].d))),
+                                         acc[j]);
+        }
+    }
+    REALM__UNROLL(8)
+    for (int j = 0; j < nt; j++) {
+        float *o = out + j * ld;
+        const __m512 v = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(mask, o), acc[j]) : acc[j];
+        _mm512_mask_storeu_ps(o, mask, v);
+    }
+}
+
+static void panel_q8_0(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
+                       const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask, bool add)
+{
+    switch (nt) {
+    case 8:
+        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 8);
+        break;
+    case 7:
+        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 7);
+        break;
+    case 6:
+        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 6);
+        break;
+    case 5:
+        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 5);
+        break;
+    case 4:
+        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 4);
+        break;
+    case 3:
+        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 3);
+        break;
+    case 2:
+        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 2);
+        break;
+    default:
+        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 1);
+        break;
+    }
+}
+
 const realm__panel_fn realm__panel_avx512[REALM_TYPE_COUNT] = {
     [REALM_TYPE_Q4_K] = panel_q4_K,
     [REALM_TYPE_Q6_K] = panel_q6_K,
+    [REALM_TYPE_Q8_0] = panel_q8_0,
 };

@@ -50,15 +50,32 @@ typedef struct {
 _Static_assert(sizeof(realm__q6_K_x16) == 3392, "q6_K panel block: 53 cache lines");
 
 /*
+ * Q8_0, two blocks (64 columns) of a panel's 16 rows: qs[i] holds dword i
+ * of each row's 64 codes plus 128 (as unsigned bytes, for vpdpbusd; the
+ * offset comes back out as 128 times the activations' block sums), row r
+ * in bytes 4r..4r+3, dword i in block i / 8; d[k][r] is block k's scale.
+ * Columns a multiple of 64.
+ */
+typedef struct {
+    uint8_t qs[16][64];
+    uint16_t d[2][16];
+} realm__q8_0_x16;
+_Static_assert(sizeof(realm__q8_0_x16) == 1088, "q8_0 panel unit: 17 cache lines");
+
+/*
  * One call: rows 16p..16p+15 of a packed matrix (its blocks at panel, nb
  * of them) times tokens 0..nt-1 (1 <= nt <= REALM__PANEL_NR, activation
  * rows x + e * x_stride in the type's vec_dot_type): for each row lane i
  * set in mask, out[e * ld + i] = (add ? out[e * ld + i] : 0) + the dot
  * product. Per (row, token) the sum runs over the blocks in order with
  * one accumulator, whatever nt: the batch-invariance of the packed product.
+ * nb counts the layout's units (super-blocks; Q8_0's pairs of blocks). For
+ * Q8_0, ys holds each token's sum of codes per activation block, token e's
+ * at ys + e * 2 * nb (the driver computes them); NULL for the others.
  */
 typedef void (*realm__panel_fn)(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
-                                int nt, float *out, int64_t ld, uint16_t mask, bool add);
+                                const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,
+                                bool add);
 
 /* Per-ISA kernels, indexed by weight type; NULL: the scalar reference. */
 extern const realm__panel_fn realm__panel_avx2[REALM_TYPE_COUNT];

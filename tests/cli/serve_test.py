@@ -705,7 +705,8 @@ def test_cache_types():
 
 def test_repack():
     """--repack: a Q4_K model served with its matrices packed at load answers a
-    greedy request with the same text as without."""
+    greedy request with the same 8 tokens as without (the logits agree within
+    float rounding, test_model)."""
     tiny = os.path.join(TD, "quant", "tiny-q4_k_m.gguf")
     texts = {}
     for extra in ([], ["--repack"]):
@@ -713,8 +714,8 @@ def test_repack():
                    "--data-dir", os.path.join(TMP, "data-repack%d" % len(extra)))
         if not check(s.port is not None, "repack: a server with %s starts" % extra):
             return
-        r, b = s.req("POST", "/v1/chat/completions", dict(chat(), model="q4", max_tokens=12))
-        check(r.status == 200 and b["usage"]["completion_tokens"] == 12,
+        r, b = s.req("POST", "/v1/chat/completions", dict(chat(), model="q4"))
+        check(r.status == 200 and b["usage"]["completion_tokens"] == 8,
               "repack %s: the model answers (%s)" % (extra, b))
         texts[len(extra)] = b.get("choices", [{}])[0].get("message", {}).get("content")
         s.stop()
