@@ -4,7 +4,7 @@
     bench/long_context.py --model tinyllama-q4km.gguf --llama-bench PATH/llama-bench
                           [--realm build/realm] [--threads 2] [--reps 2]
                           [--cache f16,q8_0] [--tests pp512,pp2048,pp512@1536,tg64,...]
-                          [--repack]
+                          [--no-repack]
 
 For each KV cache type (keys and values alike) and each test, one run of
 `realm bench` then one of `llama-bench` with the same prompt, generation and
@@ -22,9 +22,9 @@ shared machine moves by half within minutes, so each tg row measures it
 right before and right after realm's run and uses the mean (both readings
 printed); the header's reading is the one at the start.
 
---repack passes realm bench --repack (the Q4_K/Q6_K matrices packed at
-load); llama-bench keeps its defaults (it repacks what its CPU backend
-repacks by itself).
+realm bench repacks the Q4_K/Q6_K/Q8_0 matrices at load by default;
+--no-repack passes it --no-repack. llama-bench keeps its defaults (it
+repacks what its CPU backend repacks by itself).
 
 Prints a Markdown table; --json FILE also writes every figure. Needs only the
 standard library.
@@ -81,8 +81,8 @@ def realm_run(a, kind, n, depth, cache):
     cmd = [a.realm, "bench", "-m", a.model, "-t", str(a.threads), "-r", str(a.reps), "--json",
            "-p", str(n if kind == "pp" else 0), "-n", str(n if kind == "tg" else 0),
            "-d", str(depth), "--cache-type-k", cache, "--cache-type-v", cache]
-    if a.repack:
-        cmd.append("--repack")
+    if a.no_repack:
+        cmd.append("--no-repack")
     doc = json.loads(run(cmd))
     r = [x for x in doc["results"] if x["test"] == kind and x["depth"] == depth]
     return {"tok_s": r[0]["tokens_per_s"], "stdev": r[0]["stdev"],
@@ -114,7 +114,7 @@ def main():
     ap.add_argument("--cache", default="f16,q8_0")
     ap.add_argument("--tests", default=DEFAULT_TESTS)
     ap.add_argument("--json", dest="json_out")
-    ap.add_argument("--repack", action="store_true")
+    ap.add_argument("--no-repack", action="store_true")
     a = ap.parse_args()
 
     tests = [parse_test(t) for t in a.tests.split(",")]

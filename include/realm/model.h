@@ -183,13 +183,17 @@ typedef struct realm_model_params {
     bool mlock;
     /*
      * Repack the weight matrices that have a packed layout on this CPU
-     * (realm_repack_fast: Q4_K, Q6_K and Q8_0 with AVX-512, Q4_K with AVX2) once, at load, into
-     * anonymous memory (16 rows interleaved, realm/kernels.h), and compute with that copy: decode,
-     * speculative verification and batched decode spend half to a third of the arithmetic per
-     * weight (bench/README). The file's pages of those matrices are then released (they stay in the
-     * page cache, reclaimable) unless mlock is set too, which locks the packed copy as well as the
-     * whole mapping. Still one copy for every tenant; results equal the unpacked product's up to
-     * float summation order.
+     * (realm_repack_fast: Q4_K, Q6_K and Q8_0 with AVX-512, Q4_K with AVX2)
+     * once, at load, into anonymous memory (16 rows interleaved,
+     * realm/kernels.h), and compute with that copy: decode, speculative
+     * verification and batched decode spend half to a third of the
+     * arithmetic per weight (bench/README). The file's pages of those
+     * matrices are then released (they stay in the page cache,
+     * reclaimable) unless mlock is set too, which locks the packed copy as
+     * well as the whole mapping. Still one copy for every tenant; results
+     * equal the unpacked product's up to float summation order. The load
+     * takes longer (the new pages' first touch: 0.2-2 s for 480 MiB here).
+     * The realm program sets it unless --no-repack.
      */
     bool repack;
     realm_rope_params rope; /* overrides of the model's RoPE; zero: none */

@@ -65,6 +65,7 @@ static int parse_args(int argc, char **argv, run_opts *o)
                     .min_p = 0.05f,
                     .seed = 0,
                     .echo = true,
+                    .repack = true,
                     .rope = CLI_ROPE_INIT,
                     .draft_max = 8,
                     .draft_p_min = 0.75f};
@@ -138,6 +139,8 @@ static int parse_args(int argc, char **argv, run_opts *o)
             o->mlock = true, takes = false;
         else if (!strcmp(a, "--repack"))
             o->repack = true, takes = false;
+        else if (!strcmp(a, "--no-repack"))
+            o->repack = false, takes = false;
         else if (!strcmp(a, "--verbose"))
             o->verbose = true, takes = false;
         else if ((rope = cli_rope_arg(CMD, a, v, &o->rope)) < 0)
@@ -536,7 +539,7 @@ static const char usage_a[] =
     "                 [--mem-budget SIZE] [--cache-type-k TYPE] [--cache-type-v TYPE]\n"
     "                 [--models-dir DIR] [--chat-template NAME]\n"
     "                 [--lora FILE[:SCALE][,...]]... [--lora-scaled FILE:SCALE[,...]]...\n"
-    "                 [--no-echo] [--mlock] [--repack] [--verbose]\n"
+    "                 [--no-echo] [--mlock] [--no-repack] [--verbose]\n"
     "                 [--draft FILE | --lookup] [--draft-max K] [--draft-min N]\n"
     "                 [--draft-p-min P]\n"
     "                 [--rope-scaling none|linear|yarn] [--rope-freq-base N]\n"
@@ -591,9 +594,10 @@ static const char usage_b[] =
     "  --no-echo     -p: do not print the prompt\n"
     "  --mlock       -p: lock the model in RAM so it is never paged out; fails if the\n"
     "                locked-memory limit is too low (raise it with `ulimit -l`)\n"
-    "  --repack      repack the weights that have a packed layout on this CPU (Q4_K,\n"
-    "                and Q6_K and Q8_0 with AVX-512) once at load: faster decoding,\n"
-    "                the same memory\n"
+    "  --no-repack   keep every weight matrix in the file's mapping; by default the\n"
+    "                ones with a packed layout on this CPU (Q4_K, and Q6_K and Q8_0\n"
+    "                with AVX-512) are repacked once at load: faster decoding, the\n"
+    "                same memory, a longer load (--repack: the default)\n"
     "  --verbose     chat: a line per turn on stderr with the prompt's tokens, how many\n"
     "                came from the cache, and the speed\n"
     "  --draft FILE  -p: speculative decoding with this draft model (a smaller GGUF\n"

@@ -704,12 +704,12 @@ def test_cache_types():
 
 
 def test_repack():
-    """--repack: a Q4_K model served with its matrices packed at load answers a
-    greedy request with the same 8 tokens as without (the logits agree within
-    float rounding, test_model)."""
+    """--repack (the default): a Q4_K model served with its matrices packed at
+    load answers a greedy request with the same 8 tokens as with --no-repack
+    (the logits agree within float rounding, test_model)."""
     tiny = os.path.join(TD, "quant", "tiny-q4_k_m.gguf")
     texts = {}
-    for extra in ([], ["--repack"]):
+    for extra in (["--no-repack"], []):
         s = Server("-m", "q4=" + tiny, "--ctx", "512", *extra,
                    "--data-dir", os.path.join(TMP, "data-repack%d" % len(extra)))
         if not check(s.port is not None, "repack: a server with %s starts" % extra):
@@ -717,7 +717,7 @@ def test_repack():
         r, b = s.req("POST", "/v1/chat/completions", dict(chat(), model="q4"))
         check(r.status == 200 and b["usage"]["completion_tokens"] == 8,
               "repack %s: the model answers (%s)" % (extra, b))
-        texts[len(extra)] = b.get("choices", [{}])[0].get("message", {}).get("content")
+        texts[1 - len(extra)] = b.get("choices", [{}])[0].get("message", {}).get("content")
         s.stop()
     check(texts.get(0) is not None and texts.get(0) == texts.get(1),
           "repack: the same greedy text with and without (%s)" % texts)
