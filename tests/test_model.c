@@ -469,14 +469,16 @@ static void test_mlock(void)
                   during);
         realm_model_free(m);
         CHECK_EQ_INT(locked_kib(), before);
-        /* With repack, the packed copy is locked too (and the mapping, as
-         * before), both unlocked by realm_model_free. */
+        /* With repack, the packed copy is locked and the mapping but the
+         * whole pages of the repacked matrices (about 840 of this file's
+         * 1024 KiB), all unlocked by realm_model_free. */
         const char *q4 = test_data("quant/tiny-q4_k_m.gguf");
         CHECK_RC(realm_model_load(q4, &(realm_model_params){.mlock = true, .repack = true}, &m),
                  REALM_OK);
         if (m != NULL) {
             const long packed_kib = (long)(realm_model_packed_bytes(m) / 1024);
-            CHECK_MSG(!MLOCK_VISIBLE || locked_kib() - before >= 1000 + packed_kib,
+            const long delta = locked_kib() - before;
+            CHECK_MSG(!MLOCK_VISIBLE || (delta >= packed_kib && delta <= packed_kib + 512),
                       "VmLck %ld kB -> %ld kB with %ld kB packed", before, locked_kib(),
                       packed_kib);
             realm_model_free(m);

@@ -188,11 +188,11 @@ typedef struct realm_model_params {
      * realm/kernels.h), and compute with that copy: decode, speculative
      * verification and batched decode spend half to a third of the
      * arithmetic per weight (bench/README). The file's pages of those
-     * matrices are then released (they stay in the page cache,
-     * reclaimable) unless mlock is set too, which locks the packed copy as
-     * well as the whole mapping. Still one copy for every tenant; results
+     * matrices are then released from the mapping (they stay in the page
+     * cache, reclaimable); with mlock, the packed copy is locked and the
+     * mappings but those pages. Still one copy for every tenant; results
      * equal the unpacked product's up to float summation order. The load
-     * takes longer (the new pages' first touch: 0.2-2 s for 480 MiB here).
+     * takes longer (the new pages' first touch: 0.2-2 s for 615 MiB here).
      * The realm program sets it unless --no-repack.
      */
     bool repack;

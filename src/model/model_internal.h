@@ -40,6 +40,12 @@ struct realm_model {
     void *packed; /* the packed matrices (realm_model_params.repack), or NULL */
     size_t packed_bytes;
     bool packed_locked;
+    /* Whole pages of the mappings holding only repacked matrices: released,
+     * and left out when the mappings are locked. Sorted by address. */
+    struct page_range {
+        uintptr_t a, b;
+    } * released;
+    int32_t n_released;
 };
 
 /* Sequence bookkeeping of the paged cache. */
