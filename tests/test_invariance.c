@@ -352,6 +352,7 @@ int main(void)
     check_q8_0("tiny-f16", REALM_TYPE_F16, REALM_TYPE_Q8_0, false);
     check_q8_0("tiny-q4_0", REALM_TYPE_Q8_0, REALM_TYPE_F16, false);
     check_repacked("tiny-q4_k_m");
+    check_repacked("tiny-q5_k_m");
     check_repacked("tiny-q6_k");
     check_repacked("tiny-q8_0");
     /* the scalar build has no blocked kernels: invariant without the option */

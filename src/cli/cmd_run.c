@@ -595,7 +595,7 @@ static const char usage_b[] =
     "  --mlock       -p: lock the model in RAM so it is never paged out; fails if the\n"
     "                locked-memory limit is too low (raise it with `ulimit -l`)\n"
     "  --no-repack   keep every weight matrix in the file's mapping; by default the\n"
-    "                ones with a packed layout on this CPU (Q4_K, and Q6_K and Q8_0\n"
+    "                ones with a packed layout on this CPU (Q4_K, and Q5_K, Q6_K, Q8_0\n"
     "                with AVX-512) are repacked once at load: faster decoding, the\n"
     "                same memory, a longer load (--repack: the default)\n"
     "  --verbose     chat: a line per turn on stderr with the prompt's tokens, how many\n"

@@ -39,6 +39,7 @@ static int64_t min64(int64_t a, int64_t b)
 static size_t panel_block_size(realm_type t)
 {
     return t == REALM_TYPE_Q4_K   ? sizeof(realm__q4_K_x16)
+           : t == REALM_TYPE_Q5_K ? sizeof(realm__q5_K_x16)
            : t == REALM_TYPE_Q6_K ? sizeof(realm__q6_K_x16)
            : t == REALM_TYPE_Q8_0 ? sizeof(realm__q8_0_x16)
                                   : 0;
@@ -128,19 +129,29 @@ void realm_repack_rows(realm_type t, const void *W, int64_t cols, int64_t r0, in
         repack_q6_K(W, nb, r0 / REALM__PANEL_ROWS, r1 / REALM__PANEL_ROWS, P);
         return;
     }
-    const realm_block_q4_K *w = W;
-    realm__q4_K_x16 *out = P;
+    /* Q4_K and Q5_K: Q5_K's block is Q4_K's fields with qh before qs */
+    const bool five = t == REALM_TYPE_Q5_K;
+    const size_t in_size = realm_type_get(t)->type_size, out_size = panel_block_size(t);
     for (int64_t p = r0 / REALM__PANEL_ROWS; p < r1 / REALM__PANEL_ROWS; p++)
         for (int64_t b = 0; b < nb; b++) {
-            realm__q4_K_x16 *o = &out[p * nb + b];
+            uint8_t *ob = (uint8_t *)P + (size_t)(p * nb + b) * out_size;
+            realm__q4_K_x16 *o = (realm__q4_K_x16 *)ob;
             for (int r = 0; r < REALM__PANEL_ROWS; r++) {
-                const realm_block_q4_K *x = &w[(p * REALM__PANEL_ROWS + r) * nb + b];
+                const uint8_t *x =
+                    (const uint8_t *)W + (size_t)((p * REALM__PANEL_ROWS + r) * nb + b) * in_size;
+                const uint8_t *qs =
+                    five ? ((const realm_block_q5_K *)x)->qs : ((const realm_block_q4_K *)x)->qs;
+                const realm_block_q4_K *k = (const realm_block_q4_K *)x; /* d, dmin, scales */
                 for (int i = 0; i < 32; i++)
-                    memcpy(&o->qs[i][4 * r], x->qs + 4 * i, 4);
+                    memcpy(&o->qs[i][4 * r], qs + 4 * i, 4);
                 for (int s = 0; s < 8; s++)
-                    q4_K_scale_min(x->scales, s, &o->sc[s][r], &o->mn[s][r]);
-                o->d[r] = x->d;
-                o->dmin[r] = x->dmin;
+                    q4_K_scale_min(k->scales, s, &o->sc[s][r], &o->mn[s][r]);
+                o->d[r] = k->d;
+                o->dmin[r] = k->dmin;
+                if (five)
+                    for (int j = 0; j < 8; j++)
+                        memcpy(&((realm__q5_K_x16 *)ob)->qh[j][4 * r],
+                               ((const realm_block_q5_K *)x)->qh + 4 * j, 4);
             }
         }
 }
@@ -150,12 +161,10 @@ void realm_repack_rows(realm_type t, const void *W, int64_t cols, int64_t r0, in
  * sub-block's integer sum times the float d * scale, minus dmin times the
  * integer sum of mins, then times the token's d into one accumulator.
  */
-static void panel_q4_K_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
-                           const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,
-                           bool add)
+static void k4_panel_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, int nt,
+                         float *out, int64_t ld, uint16_t mask, bool add, bool five)
 {
-    (void)ys;
-    const realm__q4_K_x16 *P = panel;
+    const size_t block = five ? sizeof(realm__q5_K_x16) : sizeof(realm__q4_K_x16);
     for (int e = 0; e < nt; e++) {
         const realm_block_q8_K *y = (const realm_block_q8_K *)(x + (size_t)e * x_stride);
         for (int r = 0; r < REALM__PANEL_ROWS; r++) {
@@ -163,7 +172,8 @@ static void panel_q4_K_ref(const void *panel, int64_t nb, const uint8_t *x, size
                 continue;
             float acc = 0;
             for (int64_t b = 0; b < nb; b++) {
-                const realm__q4_K_x16 *p = &P[b];
+                const realm__q4_K_x16 *p =
+                    (const realm__q4_K_x16 *)((const uint8_t *)panel + (size_t)b * block);
                 const float d = realm_fp16_to_fp32(p->d[r]);
                 float fs = 0;
                 int32_t ms = 0;
@@ -171,8 +181,12 @@ static void panel_q4_K_ref(const void *panel, int64_t nb, const uint8_t *x, size
                     int32_t is = 0;
                     for (int i = 0; i < 8; i++) {
                         const uint8_t *q = &p->qs[8 * (s / 2) + i][4 * r];
-                        for (int l = 0; l < 4; l++)
-                            is += ((q[l] >> (4 * (s % 2))) & 0x0f) * y[b].qs[32 * s + 4 * i + l];
+                        const uint8_t *h = five ? &((const realm__q5_K_x16 *)p)->qh[i][4 * r] : q;
+                        for (int l = 0; l < 4; l++) {
+                            const int c = ((q[l] >> (4 * (s % 2))) & 0x0f) |
+                                          (five ? (h[l] >> s & 1) << 4 : 0);
+                            is += c * y[b].qs[32 * s + 4 * i + l];
+                        }
                     }
                     fs += (float)is * (d * (float)p->sc[s][r]);
                     ms += p->mn[s][r] * (y[b].bsums[2 * s] + y[b].bsums[2 * s + 1]);
@@ -184,6 +198,23 @@ static void panel_q4_K_ref(const void *panel, int64_t nb, const uint8_t *x, size
             *o = add ? *o + acc : acc;
         }
     }
+}
+
+static void panel_q4_K_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
+                           const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,
+                           bool add)
+{
+    (void)ys;
+    k4_panel_ref(panel, nb, x, x_stride, nt, out, ld, mask, add, false);
+}
+
+/* Q5_K: Q4_K's codes with the fifth bit from qh. */
+static void panel_q5_K_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
+                           const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,
+                           bool add)
+{
+    (void)ys;
+    k4_panel_ref(panel, nb, x, x_stride, nt, out, ld, mask, add, true);
 }
 
 /* Q6_K likewise: sub-blocks of 16, codes q + 32 with the offset taken out
@@ -259,6 +290,7 @@ static void panel_q8_0_ref(const void *panel, int64_t nb, const uint8_t *x, size
 
 static const realm__panel_fn panel_ref[REALM_TYPE_COUNT] = {
     [REALM_TYPE_Q4_K] = panel_q4_K_ref,
+    [REALM_TYPE_Q5_K] = panel_q5_K_ref,
     [REALM_TYPE_Q6_K] = panel_q6_K_ref,
     [REALM_TYPE_Q8_0] = panel_q8_0_ref,
 };

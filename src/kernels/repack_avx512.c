@@ -20,15 +20,16 @@
  * (min, min) word pairs with the pairs of bsums; then times the token's d.
  * Each codes vector is loaded and unpacked once per call for up to 8
  * tokens. nt is a constant in each inlined copy (the switch below), so the
- * 24 accumulators live in registers.
+ * 24 accumulators live in registers. Q5_K (five) adds each code's fifth bit
+ * from qh: a byte test and a masked add of 16 per codes vector.
  */
-static inline __attribute__((always_inline)) void q4_K_panel(const void *panel, int64_t nb,
-                                                             const uint8_t *x, size_t x_stride,
-                                                             float *out, int64_t ld, uint16_t mask,
-                                                             bool add, const int nt)
+static inline __attribute__((always_inline)) void k4_panel(const void *panel, int64_t nb,
+                                                           const uint8_t *x, size_t x_stride,
+                                                           float *out, int64_t ld, uint16_t mask,
+                                                           bool add, const bool five, const int nt)
 {
-    const realm__q4_K_x16 *P = panel;
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const size_t block = five ? sizeof(realm__q5_K_x16) : sizeof(realm__q4_K_x16);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), b4 = _mm512_set1_epi8(0x10);
     const realm_block_q8_K *y[NR];
     __m512 acc[NR];
     REALM__UNROLL(8)
@@ -37,9 +38,11 @@ static inline __attribute__((always_inline)) void q4_K_panel(const void *panel, 
         acc[j] = _mm512_setzero_ps();
     }
     for (int64_t b = 0; b < nb; b++) {
-        const realm__q4_K_x16 *p = &P[b];
+        const realm__q4_K_x16 *p =
+            (const realm__q4_K_x16 *)((const uint8_t *)panel + (size_t)b * block);
+        const uint8_t(*qh)[64] = ((const realm__q5_K_x16 *)p)->qh; /* five only */
         REALM__UNROLL(1)
-        for (size_t l = 0; l < sizeof *p; l += 64)
+        for (size_t l = 0; l < block; l += 64)
             _mm_prefetch((const char *)p + PANEL_PREFETCH + l, _MM_HINT_T0);
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->d));
         __m512 fs[NR];
@@ -51,11 +54,14 @@ static inline __attribute__((always_inline)) void q4_K_panel(const void *panel, 
             REALM__UNROLL(8)
             for (int j = 0; j < nt; j++)
                 is[j] = _mm512_setzero_si512();
+            const __m512i hbit = _mm512_set1_epi8((char)(1 << s));
             REALM__UNROLL(8)
             for (int i = 0; i < 8; i++) {
                 const __m512i q = load512(p->qs[8 * (s / 2) + i]);
-                const __m512i w =
+                __m512i w =
                     s % 2 ? _mm512_and_si512(_mm512_srli_epi16(q, 4), m4) : _mm512_and_si512(q, m4);
+                if (five)
+                    w = _mm512_mask_add_epi8(w, _mm512_test_epi8_mask(load512(qh[i]), hbit), w, b4);
                 REALM__UNROLL(8)
                 for (int j = 0; j < nt; j++)
                     is[j] = dpbusd_bcast(is[j], w, y[j][b].qs + 32 * s + 4 * i);
@@ -94,37 +100,28 @@ static inline __attribute__((always_inline)) void q4_K_panel(const void *panel, 
     }
 }
 
-static void panel_q4_K(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
-                       const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask, bool add)
-{
-    (void)ys;
-    switch (nt) {
-    case 8:
-        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 8);
-        break;
-    case 7:
-        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 7);
-        break;
-    case 6:
-        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 6);
-        break;
-    case 5:
-        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 5);
-        break;
-    case 4:
-        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 4);
-        break;
-    case 3:
-        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 3);
-        break;
-    case 2:
-        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 2);
-        break;
-    default:
-        q4_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 1);
-        break;
+/* clang-format off */
+#define K4_PANEL_FN(name, five)                                                                    \
+    static void panel_##name(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,     \
+                             const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,     \
+                             bool add)                                                             \
+    {                                                                                              \
+        (void)ys;                                                                                  \
+        switch (nt) {                                                                              \
+        case 8: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 8); break;              \
+        case 7: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 7); break;              \
+        case 6: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 6); break;              \
+        case 5: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 5); break;              \
+        case 4: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 4); break;              \
+        case 3: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 3); break;              \
+        case 2: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 2); break;              \
+        default: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 1); break;             \
+        }                                                                                          \
     }
-}
+/* clang-format on */
+
+K4_PANEL_FN(q4_K, false)
+K4_PANEL_FN(q5_K, true)
 
 /*
  * Q6_K: codes 0..63 = the ql nibble | the qh pair << 4, from one dword of ql
@@ -334,6 +331,7 @@ static void panel_q8_0(const void *panel, int64_t nb, const uint8_t *x, size_t x
 
 const realm__panel_fn realm__panel_avx512[REALM_TYPE_COUNT] = {
     [REALM_TYPE_Q4_K] = panel_q4_K,
+    [REALM_TYPE_Q5_K] = panel_q5_K,
     [REALM_TYPE_Q6_K] = panel_q6_K,
     [REALM_TYPE_Q8_0] = panel_q8_0,
 };

@@ -32,6 +32,18 @@ typedef struct {
 _Static_assert(sizeof(realm__q4_K_x16) == 2368, "q4_K panel block: 37 cache lines");
 
 /*
+ * Q5_K: the Q4_K block (the same fields, in the same place) followed by
+ * qh[j], dword j of each row's qh: bit s of byte l is the fifth bit of
+ * element 32s + l, so sub-block s's dword i (i % 8 = j) takes bit s of
+ * dword j's bytes.
+ */
+typedef struct {
+    realm__q4_K_x16 k4;
+    uint8_t qh[8][64];
+} realm__q5_K_x16;
+_Static_assert(sizeof(realm__q5_K_x16) == 2880, "q5_K panel block: 45 cache lines");
+
+/*
  * Q6_K, one super-block of a panel's 16 rows. ql[i] and qh[i] hold dword i
  * of each row's ql (128 bytes) and qh (64 bytes), row r in bytes 4r..4r+3.
  * Element 128h + 32g + l (h < 2, g < 4, l < 32) of a row has its low 4 bits
