@@ -12,6 +12,18 @@
  * the next one). See bench/README for the measurements. */
 #define PANEL_PREFETCH 8192
 
+/* out[j * ld + the lanes of mask] (+)= acc[j] for the nt tokens. */
+static inline __attribute__((always_inline)) void
+store_tokens(float *out, int64_t ld, uint16_t mask, bool add, const __m512 *acc, const int nt)
+{
+    REALM__UNROLL(8)
+    for (int j = 0; j < nt; j++) {
+        float *o = out + j * ld;
+        const __m512 v = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(mask, o), acc[j]) : acc[j];
+        _mm512_mask_storeu_ps(o, mask, v);
+    }
+}
+
 /*
  * Q4_K: per block, for each sub-block s, eight vpdpbusd per token (a
  * dword of 16 rows' codes against the token's 4 matching activations,
@@ -19,7 +31,7 @@
  * made once per block for all tokens); the mins as eight vpdpwssd of
  * (min, min) word pairs with the pairs of bsums; then times the token's d.
  * Each codes vector is loaded and unpacked once per call for up to 8
- * tokens. nt is a constant in each inlined copy (the switch below), so the
+ * tokens. nt is a constant in each inlined copy (PANEL_FN below), so the
  * 24 accumulators live in registers. Q5_K (five) adds each code's fifth bit
  * from qh: a byte test and a masked add of 16 per codes vector.
  */
@@ -92,36 +104,25 @@ static inline __attribute__((always_inline)) void k4_panel(const void *panel, in
             acc[j] = _mm512_fmadd_ps(fs[j], _mm512_set1_ps(y[j][b].d), acc[j]);
         }
     }
-    REALM__UNROLL(8)
-    for (int j = 0; j < nt; j++) {
-        float *o = out + j * ld;
-        const __m512 v = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(mask, o), acc[j]) : acc[j];
-        _mm512_mask_storeu_ps(o, mask, v);
-    }
+    store_tokens(out, ld, mask, add, acc, nt);
 }
 
-/* clang-format off */
-#define K4_PANEL_FN(name, five)                                                                    \
-    static void panel_##name(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,     \
-                             const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,     \
-                             bool add)                                                             \
-    {                                                                                              \
-        (void)ys;                                                                                  \
-        switch (nt) {                                                                              \
-        case 8: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 8); break;              \
-        case 7: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 7); break;              \
-        case 6: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 6); break;              \
-        case 5: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 5); break;              \
-        case 4: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 4); break;              \
-        case 3: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 3); break;              \
-        case 2: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 2); break;              \
-        default: k4_panel(panel, nb, x, x_stride, out, ld, mask, add, five, 1); break;             \
-        }                                                                                          \
-    }
-/* clang-format on */
+/* Q4_K and Q5_K: k4_panel with five fixed. */
+static inline __attribute__((always_inline)) void
+q4_K_panel(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, const int32_t *ys,
+           float *out, int64_t ld, uint16_t mask, bool add, const int nt)
+{
+    (void)ys;
+    k4_panel(panel, nb, x, x_stride, out, ld, mask, add, false, nt);
+}
 
-K4_PANEL_FN(q4_K, false)
-K4_PANEL_FN(q5_K, true)
+static inline __attribute__((always_inline)) void
+q5_K_panel(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, const int32_t *ys,
+           float *out, int64_t ld, uint16_t mask, bool add, const int nt)
+{
+    (void)ys;
+    k4_panel(panel, nb, x, x_stride, out, ld, mask, add, true, nt);
+}
 
 /*
  * Q6_K: codes 0..63 = the ql nibble | the qh pair << 4, from one dword of ql
@@ -130,11 +131,11 @@ K4_PANEL_FN(q5_K, true)
  * the float scale d * sc; the offset 32 as eight vpdpwssd of the scale
  * pairs (sc[2t], sc[2t + 1]) with the pairs of bsums, once per block.
  */
-static inline __attribute__((always_inline)) void q6_K_panel(const void *panel, int64_t nb,
-                                                             const uint8_t *x, size_t x_stride,
-                                                             float *out, int64_t ld, uint16_t mask,
-                                                             bool add, const int nt)
+static inline __attribute__((always_inline)) void
+q6_K_panel(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, const int32_t *ys,
+           float *out, int64_t ld, uint16_t mask, bool add, const int nt)
 {
+    (void)ys;
     const realm__q6_K_x16 *P = panel;
     const __m512i m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
     const realm_block_q8_K *y[NR];
@@ -207,44 +208,7 @@ static inline __attribute__((always_inline)) void q6_K_panel(const void *panel, 
             acc[j] = _mm512_fmadd_ps(fs[j], _mm512_set1_ps(y[j][b].d), acc[j]);
         }
     }
-    REALM__UNROLL(8)
-    for (int j = 0; j < nt; j++) {
-        float *o = out + j * ld;
-        const __m512 v = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(mask, o), acc[j]) : acc[j];
-        _mm512_mask_storeu_ps(o, mask, v);
-    }
-}
-
-static void panel_q6_K(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
-                       const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask, bool add)
-{
-    (void)ys;
-    switch (nt) {
-    case 8:
-        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 8);
-        break;
-    case 7:
-        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 7);
-        break;
-    case 6:
-        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 6);
-        break;
-    case 5:
-        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 5);
-        break;
-    case 4:
-        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 4);
-        break;
-    case 3:
-        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 3);
-        break;
-    case 2:
-        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 2);
-        break;
-    default:
-        q6_K_panel(panel, nb, x, x_stride, out, ld, mask, add, 1);
-        break;
-    }
+    store_tokens(out, ld, mask, add, acc, nt);
 }
 
 /*
@@ -290,44 +254,34 @@ q8_0_panel(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, con
                                          acc[j]);
         }
     }
-    REALM__UNROLL(8)
-    for (int j = 0; j < nt; j++) {
-        float *o = out + j * ld;
-        const __m512 v = add ? _mm512_add_ps(_mm512_maskz_loadu_ps(mask, o), acc[j]) : acc[j];
-        _mm512_mask_storeu_ps(o, mask, v);
-    }
+    store_tokens(out, ld, mask, add, acc, nt);
 }
 
-static void panel_q8_0(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
-                       const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask, bool add)
-{
-    switch (nt) {
-    case 8:
-        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 8);
-        break;
-    case 7:
-        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 7);
-        break;
-    case 6:
-        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 6);
-        break;
-    case 5:
-        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 5);
-        break;
-    case 4:
-        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 4);
-        break;
-    case 3:
-        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 3);
-        break;
-    case 2:
-        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 2);
-        break;
-    default:
-        q8_0_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 1);
-        break;
+/* The table's entry for a kernel: nt a constant in each inlined copy, so
+ * the accumulators of every token count live in registers. */
+/* clang-format off */
+#define PANEL_FN(name)                                                                             \
+    static void panel_##name(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,     \
+                             const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,     \
+                             bool add)                                                             \
+    {                                                                                              \
+        switch (nt) {                                                                              \
+        case 8: name##_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 8); break;            \
+        case 7: name##_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 7); break;            \
+        case 6: name##_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 6); break;            \
+        case 5: name##_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 5); break;            \
+        case 4: name##_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 4); break;            \
+        case 3: name##_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 3); break;            \
+        case 2: name##_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 2); break;            \
+        default: name##_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, 1); break;           \
+        }                                                                                          \
     }
-}
+/* clang-format on */
+
+PANEL_FN(q4_K)
+PANEL_FN(q5_K)
+PANEL_FN(q6_K)
+PANEL_FN(q8_0)
 
 const realm__panel_fn realm__panel_avx512[REALM_TYPE_COUNT] = {
     [REALM_TYPE_Q4_K] = panel_q4_K,
