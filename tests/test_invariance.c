@@ -354,6 +354,7 @@ int main(void)
     check_repacked("tiny-q4_k_m");
     check_repacked("tiny-q5_k_m");
     check_repacked("tiny-q6_k");
+    check_repacked("tiny-q4_0");
     check_repacked("tiny-q8_0");
     /* the scalar build has no blocked kernels: invariant without the option */
     if (realm_kernels_best()->isa != REALM_ISA_SCALAR)

@@ -633,7 +633,7 @@ static void test_multi_kernels_exist(void)
 /* ---- packed weights (realm_repack_rows, realm_matmul_packed_rows) ----------- */
 
 /*
- * A Q4_K, Q5_K, Q6_K or Q8_0 matrix repacked in two thread shares, then the packed product on
+ * A Q4_K, Q5_K, Q6_K, Q8_0 or Q4_0 matrix repacked in two thread shares, then the packed product on
  * every ISA for 1..16 and 40 tokens (tiles of 8 and a part), row ranges
  * whole, with partial panels at both ends, one row, and from a panel on,
  * accumulate on and off, against the scalar vec_dot; nothing outside the
@@ -723,8 +723,8 @@ static void test_packed(void)
 {
     static const int64_t col_counts[] = {256, 2048, 5632};
     static const realm_type types[] = {REALM_TYPE_Q4_K, REALM_TYPE_Q5_K, REALM_TYPE_Q6_K,
-                                       REALM_TYPE_Q8_0};
-    for (int ti = 0; ti < 4; ti++)
+                                       REALM_TYPE_Q8_0, REALM_TYPE_Q4_0};
+    for (int ti = 0; ti < 5; ti++)
         for (int ci = 0; ci < 3; ci++)
             for (int mode = 0; mode < 2; mode++) {
                 small p = small_new(types[ti], ci == 0 ? 32 : 48, col_counts[ci], mode);
@@ -740,8 +740,9 @@ static void test_packed(void)
     CHECK(realm_repack_size(REALM_TYPE_Q3_K, 32, 512) == 0);
     CHECK(realm_repack_size(REALM_TYPE_Q8_0, 32, 512) == 2 * 8 * 1088);
     CHECK(realm_repack_size(REALM_TYPE_Q8_0, 32, 96) == 0);
-    CHECK(realm_repack_size(REALM_TYPE_Q4_0, 32, 512) == 0);
-    for (int ti = 0; ti < 4; ti++) {
+    CHECK(realm_repack_size(REALM_TYPE_Q4_0, 32, 512) == 2 * 8 * 576);
+    CHECK(realm_repack_size(REALM_TYPE_Q4_1, 32, 512) == 0);
+    for (int ti = 0; ti < 5; ti++) {
         CHECK(!realm_repack_fast(realm_kernels_get(REALM_ISA_SCALAR), types[ti]));
         if (realm_kernels_get(REALM_ISA_AVX512) != NULL)
             CHECK(realm_repack_fast(realm_kernels_get(REALM_ISA_AVX512), types[ti]));
@@ -752,6 +753,7 @@ static void test_packed(void)
         CHECK(!realm_repack_fast(realm_kernels_get(REALM_ISA_AVX2), REALM_TYPE_Q5_K));
         CHECK(!realm_repack_fast(realm_kernels_get(REALM_ISA_AVX2), REALM_TYPE_Q6_K));
         CHECK(!realm_repack_fast(realm_kernels_get(REALM_ISA_AVX2), REALM_TYPE_Q8_0));
+        CHECK(!realm_repack_fast(realm_kernels_get(REALM_ISA_AVX2), REALM_TYPE_Q4_0));
     }
 }
 

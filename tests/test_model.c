@@ -756,14 +756,15 @@ int main(void)
     };
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         test_tiny(types[i].type, types[i].max, types[i].mean, tok, n);
-    /* repacked at load: the Q4_K, Q5_K, Q6_K and Q8_0 models' 2 x 7
+    /* repacked at load: the Q4_K, Q5_K, Q6_K, Q8_0 and Q4_0 models' 2 x 7
      * matrices and the output (every tensor of these is of that type);
-     * nothing of the Q4_0 one */
+     * nothing of the Q4_1 one */
     test_tiny_as("q4_k_m", 0.05, 0.008, tok, n, true, 15);
     test_tiny_as("q5_k_m", 0.05, 0.008, tok, n, true, 15);
     test_tiny_as("q6_k", 0.05, 0.008, tok, n, true, 15);
     test_tiny_as("q8_0", 0.05, 0.008, tok, n, true, 15);
-    test_tiny_as("q4_0", 0.05, 0.008, tok, n, true, 0);
+    test_tiny_as("q4_0", 0.05, 0.008, tok, n, true, 15);
+    test_tiny_as("q4_1", 0.05, 0.008, tok, n, true, 0);
     /* a Q8_0 KV cache against the F16 one */
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         test_tiny_q8_0_cache(types[i].type, i < 3 ? 0.02 : 0.06, i < 3 ? 0.003 : 0.008, tok, n);

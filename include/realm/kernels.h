@@ -117,10 +117,10 @@ void realm_matmul_rows_invariant(const realm_kernels *k, realm_type t, const voi
  * interleaved block by block (a "panel"), which one kernel multiplies with
  * any number of tokens: a token's 16 dot products per instruction, each
  * block's codes unpacked once for up to 8 tokens, nothing repacked per
- * product. The packed copy replaces the row-major one (same size within 1%).
- * Types with a layout: Q4_K, Q5_K, Q6_K (columns a multiple of 256) and Q8_0
- * (of 64), rows a multiple of 16; repack_internal.h describes them.
- * Kernels: all four with AVX-512, Q4_K with AVX2.
+ * product. The packed copy replaces the row-major one (same size within 2%).
+ * Types with a layout: Q4_K, Q5_K, Q6_K (columns a multiple of 256), Q8_0
+ * and Q4_0 (of 64), rows a multiple of 16; repack_internal.h describes them.
+ * Kernels: all five with AVX-512, Q4_K with AVX2.
  *
  * realm_repack_size is its size in bytes, 0 if (t, rows, cols) has no
  * layout; realm_repack_fast says whether k's instruction set has a kernel

@@ -183,7 +183,7 @@ typedef struct realm_model_params {
     bool mlock;
     /*
      * Repack the weight matrices that have a packed layout on this CPU
-     * (realm_repack_fast: Q4_K, Q5_K, Q6_K, Q8_0 with AVX-512, Q4_K with AVX2)
+     * (realm_repack_fast: Q4_K, Q5_K, Q6_K, Q8_0, Q4_0 with AVX-512, Q4_K with AVX2)
      * once, at load, into anonymous memory (16 rows interleaved,
      * realm/kernels.h), and compute with that copy: decode, speculative
      * verification and batched decode spend half to a third of the

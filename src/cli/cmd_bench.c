@@ -259,7 +259,8 @@ static const cli_opt bench_opts[] = {
     {"batch-invariant", 0, CLI_OPT_FLAG, NULL, NULL, "use batch-invariant kernels",
      offsetof(bench_cfg, invariant), .env = false},
     {"repack", 0, CLI_OPT_FLAG, NULL, "true",
-     "repack the weights that have a packed layout on this CPU (Q4_K, and Q5_K, Q6_K and Q8_0 with "
+     "repack the weights that have a packed layout on this CPU (Q4_K, and Q5_K, Q6_K, Q8_0 and "
+     "Q4_0 with "
      "AVX-512) once at load, the draft model's too; --no-repack: compute from the file's "
      "mapping",
      offsetof(bench_cfg, repack), .env = false},

@@ -72,7 +72,8 @@ static const cli_opt serve_opts[] = {
     {"cache-type-v", 0, CLI_OPT_ENUM, NULL, "f16", "KV cache type of the values, likewise",
      O(cache_v), .env = true, .choices = cli_cache_types},
     {"repack", 0, CLI_OPT_FLAG, NULL, "true",
-     "repack the weights that have a packed layout on this CPU (Q4_K, and Q5_K, Q6_K and Q8_0 with "
+     "repack the weights that have a packed layout on this CPU (Q4_K, and Q5_K, Q6_K, Q8_0 and "
+     "Q4_0 with "
      "AVX-512) once as each model loads: faster decoding, batched decoding and speculative "
      "verification, the same memory, a longer load; --no-repack computes from the file's "
      "mapping (pages shared with other processes, loads in milliseconds)",

@@ -42,13 +42,14 @@ static size_t panel_block_size(realm_type t)
            : t == REALM_TYPE_Q5_K ? sizeof(realm__q5_K_x16)
            : t == REALM_TYPE_Q6_K ? sizeof(realm__q6_K_x16)
            : t == REALM_TYPE_Q8_0 ? sizeof(realm__q8_0_x16)
+           : t == REALM_TYPE_Q4_0 ? sizeof(realm__q4_0_x16)
                                   : 0;
 }
 
 /* Columns of one unit. */
 static int64_t unit_cols(realm_type t)
 {
-    return t == REALM_TYPE_Q8_0 ? 2 * REALM_QK8_0 : REALM_QK_K;
+    return t == REALM_TYPE_Q8_0 || t == REALM_TYPE_Q4_0 ? 64 : REALM_QK_K;
 }
 
 size_t realm_repack_size(realm_type t, int64_t rows, int64_t cols)
@@ -116,6 +117,24 @@ static void repack_q8_0(const void *W, int64_t nu, int64_t p0, int64_t p1, void 
         }
 }
 
+static void repack_q4_0(const void *W, int64_t nu, int64_t p0, int64_t p1, void *P)
+{
+    const realm_block_q4_0 *w = W;
+    realm__q4_0_x16 *out = P;
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t u = 0; u < nu; u++) {
+            realm__q4_0_x16 *o = &out[p * nu + u];
+            for (int r = 0; r < REALM__PANEL_ROWS; r++)
+                for (int k = 0; k < 2; k++) {
+                    const realm_block_q4_0 *x =
+                        &w[(p * REALM__PANEL_ROWS + r) * 2 * nu + 2 * u + k];
+                    for (int i = 0; i < 4; i++)
+                        memcpy(&o->qs[4 * k + i][4 * r], x->qs + 4 * i, 4);
+                    o->d[k][r] = x->d;
+                }
+        }
+}
+
 void realm_repack_rows(realm_type t, const void *W, int64_t cols, int64_t r0, int64_t r1, void *P)
 {
     REALM_ASSERT(panel_block_size(t) > 0 && cols % unit_cols(t) == 0);
@@ -123,6 +142,10 @@ void realm_repack_rows(realm_type t, const void *W, int64_t cols, int64_t r0, in
     const int64_t nb = cols / unit_cols(t);
     if (t == REALM_TYPE_Q8_0) {
         repack_q8_0(W, nb, r0 / REALM__PANEL_ROWS, r1 / REALM__PANEL_ROWS, P);
+        return;
+    }
+    if (t == REALM_TYPE_Q4_0) {
+        repack_q4_0(W, nb, r0 / REALM__PANEL_ROWS, r1 / REALM__PANEL_ROWS, P);
         return;
     }
     if (t == REALM_TYPE_Q6_K) {
@@ -288,10 +311,41 @@ static void panel_q8_0_ref(const void *panel, int64_t nb, const uint8_t *x, size
     }
 }
 
+/* Q4_0: as Q8_0, codes from nibbles, offset 8. */
+static void panel_q4_0_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
+                           const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,
+                           bool add)
+{
+    const realm__q4_0_x16 *P = panel;
+    for (int e = 0; e < nt; e++) {
+        const realm_block_q8_0 *y = (const realm_block_q8_0 *)(x + (size_t)e * x_stride);
+        for (int r = 0; r < REALM__PANEL_ROWS; r++) {
+            if (!(mask >> r & 1))
+                continue;
+            float acc = 0;
+            for (int64_t u = 0; u < nb; u++)
+                for (int k = 0; k < 2; k++) {
+                    const realm_block_q8_0 *yb = &y[2 * u + k];
+                    int32_t is = 0;
+                    for (int i = 0; i < 4; i++)
+                        for (int l = 0; l < 4; l++) {
+                            const uint8_t q = P[u].qs[4 * k + i][4 * r + l];
+                            is +=
+                                (q & 0x0f) * yb->qs[4 * i + l] + (q >> 4) * yb->qs[16 + 4 * i + l];
+                        }
+                    is -= 8 * ys[(size_t)e * 2 * nb + 2 * u + k];
+                    acc +=
+                        (float)is * (realm_fp16_to_fp32(P[u].d[k][r]) * realm_fp16_to_fp32(yb->d));
+                }
+            float *o = out + e * ld + r;
+            *o = add ? *o + acc : acc;
+        }
+    }
+}
+
 static const realm__panel_fn panel_ref[REALM_TYPE_COUNT] = {
-    [REALM_TYPE_Q4_K] = panel_q4_K_ref,
-    [REALM_TYPE_Q5_K] = panel_q5_K_ref,
-    [REALM_TYPE_Q6_K] = panel_q6_K_ref,
+    [REALM_TYPE_Q4_0] = panel_q4_0_ref, [REALM_TYPE_Q4_K] = panel_q4_K_ref,
+    [REALM_TYPE_Q5_K] = panel_q5_K_ref, [REALM_TYPE_Q6_K] = panel_q6_K_ref,
     [REALM_TYPE_Q8_0] = panel_q8_0_ref,
 };
 
@@ -311,7 +365,7 @@ void realm_matmul_packed_rows(const realm_kernels *k, realm_type t, const void *
     const uint8_t *act_b = act;
     /* Q8_0: each token's sums of codes per block, for a tile of tokens */
     int32_t ysum[YSUM_MAX];
-    const bool sums = t == REALM_TYPE_Q8_0;
+    const bool sums = t == REALM_TYPE_Q8_0 || t == REALM_TYPE_Q4_0;
     int64_t tile = PACKED_TILE;
     if (sums) {
         tile = min64(tile, YSUM_MAX / (2 * nb));

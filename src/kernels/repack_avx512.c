@@ -257,6 +257,56 @@ q8_0_panel(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, con
     store_tokens(out, ld, mask, add, acc, nt);
 }
 
+/*
+ * Q4_0: Q8_0's kernel with the codes from nibbles (low: the block's
+ * elements 4i.., high: 16 + 4i..) and the offset 8.
+ */
+static inline __attribute__((always_inline)) void
+q4_0_panel(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, const int32_t *ys,
+           float *out, int64_t ld, uint16_t mask, bool add, const int nt)
+{
+    const realm__q4_0_x16 *P = panel;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const realm_block_q8_0 *y[NR];
+    __m512 acc[NR];
+    REALM__UNROLL(8)
+    for (int j = 0; j < nt; j++) {
+        y[j] = (const realm_block_q8_0 *)(x + (size_t)j * x_stride);
+        acc[j] = _mm512_setzero_ps();
+    }
+    for (int64_t u = 0; u < nb; u++) {
+        const realm__q4_0_x16 *p = &P[u];
+        REALM__UNROLL(1)
+        for (size_t l = 0; l < sizeof *p; l += 64)
+            _mm_prefetch((const char *)p + PANEL_PREFETCH + l, _MM_HINT_T0);
+        REALM__UNROLL(2)
+        for (int k = 0; k < 2; k++) {
+            __m512i is[NR];
+            REALM__UNROLL(8)
+            for (int j = 0; j < nt; j++)
+                is[j] = _mm512_set1_epi32(-8 * ys[(size_t)j * 2 * nb + 2 * u + k]);
+            REALM__UNROLL(4)
+            for (int i = 0; i < 4; i++) {
+                const __m512i q = load512(p->qs[4 * k + i]);
+                const __m512i lo = _mm512_and_si512(q, m4);
+                const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                REALM__UNROLL(8)
+                for (int j = 0; j < nt; j++) {
+                    is[j] = dpbusd_bcast(is[j], lo, y[j][2 * u + k].qs + 4 * i);
+                    is[j] = dpbusd_bcast(is[j], hi, y[j][2 * u + k].qs + 16 + 4 * i);
+                }
+            }
+            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->d[k]));
+            REALM__UNROLL(8)
+            for (int j = 0; j < nt; j++)
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[j]),
+                                         _mm512_mul_ps(d, _mm512_set1_ps(h2f(y[j][2 * u + k].d))),
+                                         acc[j]);
+        }
+    }
+    store_tokens(out, ld, mask, add, acc, nt);
+}
+
 /* The table's entry for a kernel: nt a constant in each inlined copy, so
  * the accumulators of every token count live in registers. */
 /* clang-format off */
@@ -282,10 +332,9 @@ PANEL_FN(q4_K)
 PANEL_FN(q5_K)
 PANEL_FN(q6_K)
 PANEL_FN(q8_0)
+PANEL_FN(q4_0)
 
 const realm__panel_fn realm__panel_avx512[REALM_TYPE_COUNT] = {
-    [REALM_TYPE_Q4_K] = panel_q4_K,
-    [REALM_TYPE_Q5_K] = panel_q5_K,
-    [REALM_TYPE_Q6_K] = panel_q6_K,
-    [REALM_TYPE_Q8_0] = panel_q8_0,
+    [REALM_TYPE_Q4_K] = panel_q4_K, [REALM_TYPE_Q5_K] = panel_q5_K, [REALM_TYPE_Q6_K] = panel_q6_K,
+    [REALM_TYPE_Q8_0] = panel_q8_0, [REALM_TYPE_Q4_0] = panel_q4_0,
 };

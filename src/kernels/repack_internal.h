@@ -75,14 +75,27 @@ typedef struct {
 _Static_assert(sizeof(realm__q8_0_x16) == 1088, "q8_0 panel unit: 17 cache lines");
 
 /*
+ * Q4_0, two blocks (64 columns) of a panel's 16 rows: qs[4k + i] holds dword
+ * i of block k's 16 code bytes per row (row r in bytes 4r..4r+3), whose low
+ * nibbles are the block's elements 4i..4i+3 and high nibbles 16 + 4i..; the
+ * codes 0..15 stand for q + 8, the offset taken out as 8 times the block
+ * sums (as Q8_0's). d[k][r] is block k's scale. Columns a multiple of 64.
+ */
+typedef struct {
+    uint8_t qs[8][64];
+    uint16_t d[2][16];
+} realm__q4_0_x16;
+_Static_assert(sizeof(realm__q4_0_x16) == 576, "q4_0 panel unit: 9 cache lines");
+
+/*
  * One call: rows 16p..16p+15 of a packed matrix (its blocks at panel, nb
  * of them) times tokens 0..nt-1 (1 <= nt <= REALM__PANEL_NR, activation
  * rows x + e * x_stride in the type's vec_dot_type): for each row lane i
  * set in mask, out[e * ld + i] = (add ? out[e * ld + i] : 0) + the dot
  * product. Per (row, token) the sum runs over the blocks in order with
  * one accumulator, whatever nt: the batch-invariance of the packed product.
- * nb counts the layout's units (super-blocks; Q8_0's pairs of blocks). For
- * Q8_0, ys holds each token's sum of codes per activation block, token e's
+ * nb counts the layout's units (super-blocks; Q8_0's and Q4_0's pairs of
+ * blocks). For Q8_0 and Q4_0, ys holds each token's sum of codes per activation block, token e's
  * at ys + e * 2 * nb (the driver computes them); NULL for the others.
  */
 typedef void (*realm__panel_fn)(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,

@@ -24,11 +24,11 @@ done
 checks=$((checks + 1)); [ "$different" -gt 0 ] || fail "temperature 1 always gave the greedy text"
 
 run "$REALM_BIN" run -m "$M" -p "Hello" -n 0; expect_rc "n 0" 0
-# --repack (the default): the Q4_K, Q5_K, Q6_K and Q8_0 models' matrices repacked at load give
-# the same greedy text over 8 tokens as --no-repack; accepted where nothing packs (Q4_0). Their logits agree within float rounding
+# --repack (the default): the Q4_K, Q5_K, Q6_K, Q8_0 and Q4_0 models' matrices repacked at load
+# give the same greedy text over 8 tokens as --no-repack; accepted where nothing packs (Q4_1). Their logits agree within float rounding
 # (test_model), not bitwise, so a longer greedy run can part at a near-tie (Q8_0's did at its
 # 23rd token).
-for q in q4_k_m q5_k_m q6_k q8_0 q4_0; do
+for q in q4_k_m q5_k_m q6_k q8_0 q4_0 q4_1; do
   a=$("$REALM_BIN" run -m "$TD/quant/tiny-$q.gguf" -p "Once upon" -n 8 --temp 0 --no-repack 2>/dev/null)
   b=$("$REALM_BIN" run -m "$TD/quant/tiny-$q.gguf" -p "Once upon" -n 8 --temp 0 2>/dev/null)
   checks=$((checks + 1)); [ -n "$a" ] && [ "$a" = "$b" ] || fail "tiny-$q: repacking changed the greedy text"
