@@ -281,66 +281,60 @@ static void panel_q6_K_ref(const void *panel, int64_t nb, const uint8_t *x, size
     }
 }
 
-/* Q8_0: per block, the integer sum of (code + 128) * y minus 128 times the
- * block's sum of y, times d * dy, into one accumulator. */
-static void panel_q8_0_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
-                           const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,
-                           bool add)
+/*
+ * Q8_0 and Q4_0 (nib): per block, the integer sum of the codes (Q8_0's
+ * + 128, Q4_0's nibbles for q + 8) times y minus the offset times the
+ * block's sum of y, times d * dy, into one accumulator.
+ */
+static void b32_panel_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
+                          const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,
+                          bool add, bool nib)
 {
-    const realm__q8_0_x16 *P = panel;
+    const size_t unit = nib ? sizeof(realm__q4_0_x16) : sizeof(realm__q8_0_x16);
     for (int e = 0; e < nt; e++) {
         const realm_block_q8_0 *y = (const realm_block_q8_0 *)(x + (size_t)e * x_stride);
         for (int r = 0; r < REALM__PANEL_ROWS; r++) {
             if (!(mask >> r & 1))
                 continue;
             float acc = 0;
-            for (int64_t u = 0; u < nb; u++)
+            for (int64_t u = 0; u < nb; u++) {
+                const uint8_t *pu = (const uint8_t *)panel + (size_t)u * unit;
+                const uint8_t(*qs)[64] =
+                    nib ? ((const realm__q4_0_x16 *)pu)->qs : ((const realm__q8_0_x16 *)pu)->qs;
+                const uint16_t(*dk)[16] =
+                    nib ? ((const realm__q4_0_x16 *)pu)->d : ((const realm__q8_0_x16 *)pu)->d;
                 for (int k = 0; k < 2; k++) {
                     const realm_block_q8_0 *yb = &y[2 * u + k];
                     int32_t is = 0;
-                    for (int i = 0; i < 8; i++)
-                        for (int l = 0; l < 4; l++)
-                            is += P[u].qs[8 * k + i][4 * r + l] * yb->qs[4 * i + l];
-                    is -= 128 * ys[(size_t)e * 2 * nb + 2 * u + k];
-                    acc +=
-                        (float)is * (realm_fp16_to_fp32(P[u].d[k][r]) * realm_fp16_to_fp32(yb->d));
+                    for (int i = 0; i < 8; i++) /* elements 4i..4i+3, as the kernels */
+                        for (int l = 0; l < 4; l++) {
+                            const int q = !nib    ? qs[8 * k + i][4 * r + l]
+                                          : i < 4 ? qs[4 * k + i][4 * r + l] & 0x0f
+                                                  : qs[4 * k + i - 4][4 * r + l] >> 4;
+                            is += q * yb->qs[4 * i + l];
+                        }
+                    is -= (nib ? 8 : 128) * ys[(size_t)e * 2 * nb + 2 * u + k];
+                    acc += (float)is * (realm_fp16_to_fp32(dk[k][r]) * realm_fp16_to_fp32(yb->d));
                 }
+            }
             float *o = out + e * ld + r;
             *o = add ? *o + acc : acc;
         }
     }
 }
 
-/* Q4_0: as Q8_0, codes from nibbles, offset 8. */
+static void panel_q8_0_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
+                           const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,
+                           bool add)
+{
+    b32_panel_ref(panel, nb, x, x_stride, ys, nt, out, ld, mask, add, false);
+}
+
 static void panel_q4_0_ref(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride,
                            const int32_t *ys, int nt, float *out, int64_t ld, uint16_t mask,
                            bool add)
 {
-    const realm__q4_0_x16 *P = panel;
-    for (int e = 0; e < nt; e++) {
-        const realm_block_q8_0 *y = (const realm_block_q8_0 *)(x + (size_t)e * x_stride);
-        for (int r = 0; r < REALM__PANEL_ROWS; r++) {
-            if (!(mask >> r & 1))
-                continue;
-            float acc = 0;
-            for (int64_t u = 0; u < nb; u++)
-                for (int k = 0; k < 2; k++) {
-                    const realm_block_q8_0 *yb = &y[2 * u + k];
-                    int32_t is = 0;
-                    for (int i = 0; i < 4; i++)
-                        for (int l = 0; l < 4; l++) {
-                            const uint8_t q = P[u].qs[4 * k + i][4 * r + l];
-                            is +=
-                                (q & 0x0f) * yb->qs[4 * i + l] + (q >> 4) * yb->qs[16 + 4 * i + l];
-                        }
-                    is -= 8 * ys[(size_t)e * 2 * nb + 2 * u + k];
-                    acc +=
-                        (float)is * (realm_fp16_to_fp32(P[u].d[k][r]) * realm_fp16_to_fp32(yb->d));
-                }
-            float *o = out + e * ld + r;
-            *o = add ? *o + acc : acc;
-        }
-    }
+    b32_panel_ref(panel, nb, x, x_stride, ys, nt, out, ld, mask, add, true);
 }
 
 static const realm__panel_fn panel_ref[REALM_TYPE_COUNT] = {

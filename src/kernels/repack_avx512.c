@@ -212,15 +212,19 @@ q6_K_panel(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, con
 }
 
 /*
- * Q8_0: per block and token, eight vpdpbusd of the codes + 128 against the
- * token's broadcast codes, minus 128 times the block's sum of codes (ys),
- * converted and times d * dy (16 rows' d, the token's dy).
+ * Q8_0 and Q4_0 (nib): per block and token, eight vpdpbusd of the codes
+ * (Q8_0's + 128; Q4_0's nibbles, the block's elements 4i.. low and 16 + 4i..
+ * high, standing for q + 8) against the token's broadcast codes, starting
+ * from minus the offset times the block's sum of codes (ys), converted
+ * and times d * dy (16 rows' d, the token's dy).
  */
 static inline __attribute__((always_inline)) void
-q8_0_panel(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, const int32_t *ys,
-           float *out, int64_t ld, uint16_t mask, bool add, const int nt)
+b32_panel(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, const int32_t *ys,
+          float *out, int64_t ld, uint16_t mask, bool add, const bool nib, const int nt)
 {
-    const realm__q8_0_x16 *P = panel;
+    const size_t unit = nib ? sizeof(realm__q4_0_x16) : sizeof(realm__q8_0_x16);
+    const int32_t offset = nib ? 8 : 128;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
     const realm_block_q8_0 *y[NR];
     __m512 acc[NR];
     REALM__UNROLL(8)
@@ -229,24 +233,34 @@ q8_0_panel(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, con
         acc[j] = _mm512_setzero_ps();
     }
     for (int64_t u = 0; u < nb; u++) {
-        const realm__q8_0_x16 *p = &P[u];
+        const uint8_t *pu = (const uint8_t *)panel + (size_t)u * unit;
+        const uint8_t(*qs)[64] =
+            nib ? ((const realm__q4_0_x16 *)pu)->qs : ((const realm__q8_0_x16 *)pu)->qs;
+        const uint16_t(*dk)[16] =
+            nib ? ((const realm__q4_0_x16 *)pu)->d : ((const realm__q8_0_x16 *)pu)->d;
         REALM__UNROLL(1)
-        for (size_t l = 0; l < sizeof *p; l += 64)
-            _mm_prefetch((const char *)p + PANEL_PREFETCH + l, _MM_HINT_T0);
+        for (size_t l = 0; l < unit; l += 64)
+            _mm_prefetch((const char *)pu + PANEL_PREFETCH + l, _MM_HINT_T0);
         REALM__UNROLL(2)
         for (int k = 0; k < 2; k++) {
             __m512i is[NR];
             REALM__UNROLL(8)
             for (int j = 0; j < nt; j++)
-                is[j] = _mm512_set1_epi32(-128 * ys[(size_t)j * 2 * nb + 2 * u + k]);
+                is[j] = _mm512_set1_epi32(-offset * ys[(size_t)j * 2 * nb + 2 * u + k]);
+            /* slot i: the codes of the block's elements 4i..4i+3 (Q4_0's
+             * low nibbles of dword i, then the high ones of dword i - 4) */
             REALM__UNROLL(8)
             for (int i = 0; i < 8; i++) {
-                const __m512i w = load512(p->qs[8 * k + i]);
+                const __m512i w =
+                    !nib ? load512(qs[8 * k + i])
+                    : i < 4
+                        ? _mm512_and_si512(load512(qs[4 * k + i]), m4)
+                        : _mm512_and_si512(_mm512_srli_epi16(load512(qs[4 * k + i - 4]), 4), m4);
                 REALM__UNROLL(8)
                 for (int j = 0; j < nt; j++)
                     is[j] = dpbusd_bcast(is[j], w, y[j][2 * u + k].qs + 4 * i);
             }
-            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->d[k]));
+            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dk[k]));
             REALM__UNROLL(8)
             for (int j = 0; j < nt; j++)
                 acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[j]),
@@ -257,54 +271,18 @@ q8_0_panel(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, con
     store_tokens(out, ld, mask, add, acc, nt);
 }
 
-/*
- * Q4_0: Q8_0's kernel with the codes from nibbles (low: the block's
- * elements 4i.., high: 16 + 4i..) and the offset 8.
- */
+static inline __attribute__((always_inline)) void
+q8_0_panel(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, const int32_t *ys,
+           float *out, int64_t ld, uint16_t mask, bool add, const int nt)
+{
+    b32_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, false, nt);
+}
+
 static inline __attribute__((always_inline)) void
 q4_0_panel(const void *panel, int64_t nb, const uint8_t *x, size_t x_stride, const int32_t *ys,
            float *out, int64_t ld, uint16_t mask, bool add, const int nt)
 {
-    const realm__q4_0_x16 *P = panel;
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const realm_block_q8_0 *y[NR];
-    __m512 acc[NR];
-    REALM__UNROLL(8)
-    for (int j = 0; j < nt; j++) {
-        y[j] = (const realm_block_q8_0 *)(x + (size_t)j * x_stride);
-        acc[j] = _mm512_setzero_ps();
-    }
-    for (int64_t u = 0; u < nb; u++) {
-        const realm__q4_0_x16 *p = &P[u];
-        REALM__UNROLL(1)
-        for (size_t l = 0; l < sizeof *p; l += 64)
-            _mm_prefetch((const char *)p + PANEL_PREFETCH + l, _MM_HINT_T0);
-        REALM__UNROLL(2)
-        for (int k = 0; k < 2; k++) {
-            __m512i is[NR];
-            REALM__UNROLL(8)
-            for (int j = 0; j < nt; j++)
-                is[j] = _mm512_set1_epi32(-8 * ys[(size_t)j * 2 * nb + 2 * u + k]);
-            REALM__UNROLL(4)
-            for (int i = 0; i < 4; i++) {
-                const __m512i q = load512(p->qs[4 * k + i]);
-                const __m512i lo = _mm512_and_si512(q, m4);
-                const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-                REALM__UNROLL(8)
-                for (int j = 0; j < nt; j++) {
-                    is[j] = dpbusd_bcast(is[j], lo, y[j][2 * u + k].qs + 4 * i);
-                    is[j] = dpbusd_bcast(is[j], hi, y[j][2 * u + k].qs + 16 + 4 * i);
-                }
-            }
-            const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p->d[k]));
-            REALM__UNROLL(8)
-            for (int j = 0; j < nt; j++)
-                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(is[j]),
-                                         _mm512_mul_ps(d, _mm512_set1_ps(h2f(y[j][2 * u + k].d))),
-                                         acc[j]);
-        }
-    }
-    store_tokens(out, ld, mask, add, acc, nt);
+    b32_panel(panel, nb, x, x_stride, ys, out, ld, mask, add, true, nt);
 }
 
 /* The table's entry for a kernel: nt a constant in each inlined copy, so
