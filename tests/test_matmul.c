@@ -148,6 +148,14 @@ static double magnitude(const problem *p, int64_t r, int64_t e)
  */
 #define TOLERANCE 2e-6
 
+/* out (+)= want within the tolerance: TOLERANCE of the magnitude, and the
+ * rounding of the initial value when accumulating. */
+static bool close_to(float out, float init, bool acc, float want, double mag)
+{
+    const double w = (acc ? (double)init : 0.0) + want;
+    return fabs(out - w) <= TOLERANCE * mag + (acc ? 1e-6 * fabs(init) : 0) + 1e-30;
+}
+
 static void check_problem(const realm_kernels *k, const problem *p, float *expect,
                           const double *mag)
 {
@@ -182,17 +190,16 @@ static void check_problem(const realm_kernels *k, const problem *p, float *expec
                             }
                             continue;
                         }
-                        const double want = (acc ? (double)init[i] : 0.0) + expect[e * ROWS + r];
+                        const float want = expect[e * ROWS + r];
                         const double m = mag[e * ROWS + r];
-                        const double tol = TOLERANCE * m + (acc ? 1e-6 * fabs(init[i]) : 0) + 1e-30;
-                        if (!(fabs(out[i] - want) <= tol)) {
+                        if (!close_to(out[i], init[i], acc, want, m)) {
                             bad++;
                             CHECK_MSG(0,
                                       "%s %s n=%lld rows [%lld,%lld) acc %d: out[%lld][%lld] = "
-                                      "%.9g, vec_dot %.9g (mag %.3g)",
+                                      "%.9g, vec_dot %.9g (+ init %.9g, mag %.3g)",
                                       realm_type_name(p->t), realm_isa_name(k->isa), (long long)n,
                                       (long long)r0, (long long)r1, acc, (long long)e, (long long)r,
-                                      out[i], want, m);
+                                      out[i], want, acc ? init[i] : 0.0f, m);
                         }
                     }
                 }
@@ -501,17 +508,15 @@ static void check_small_matmul(const realm_kernels *k, const small *p)
                             continue;
                         }
                         const int64_t j = r * SMALL_TOKENS + e;
-                        const double want = (acc ? (double)init[i] : 0.0) + p->want[j];
-                        const double tol =
-                            TOLERANCE * p->mag[j] + (acc ? 1e-6 * fabs(init[i]) : 0) + 1e-30;
-                        if (!(fabs(out[i] - want) <= tol)) {
+                        if (!close_to(out[i], init[i], acc, p->want[j], p->mag[j])) {
                             bad++;
                             CHECK_MSG(0,
                                       "small %s %s cols %lld rows %lld n %lld threads %d acc %d: "
-                                      "out[%lld][%lld] = %.9g, vec_dot_ref %.9g",
+                                      "out[%lld][%lld] = %.9g, vec_dot_ref %.9g (+ init %.9g)",
                                       realm_type_name(p->t), realm_isa_name(k->isa),
                                       (long long)p->cols, (long long)p->rows, (long long)n, nth,
-                                      acc, (long long)e, (long long)r, out[i], want);
+                                      acc, (long long)e, (long long)r, out[i], p->want[j],
+                                      acc ? init[i] : 0.0f);
                         }
                     }
                 test_checks++;
@@ -681,18 +686,15 @@ static void check_packed(const small *p)
                                 continue;
                             }
                             const int64_t j = r * SMALL_TOKENS + e;
-                            const double want = (acc ? (double)init[i] : 0.0) + p->want[j];
-                            const double tol =
-                                TOLERANCE * p->mag[j] + (acc ? 1e-6 * fabs(init[i]) : 0) + 1e-30;
-                            if (!(fabs(out[i] - want) <= tol)) {
+                            if (!close_to(out[i], init[i], acc, p->want[j], p->mag[j])) {
                                 bad++;
                                 CHECK_MSG(0,
                                           "packed %s %s cols %lld rows [%lld,%lld) n %lld acc %d: "
-                                          "out[%lld][%lld] = %.9g, vec_dot_ref %.9g",
+                                          "out[%lld][%lld] = %.9g, vec_dot_ref %.9g (+ init %.9g)",
                                           realm_type_name(p->t), realm_isa_name(k->isa),
                                           (long long)p->cols, (long long)r0, (long long)r1,
                                           (long long)n, acc, (long long)e, (long long)r, out[i],
-                                          want);
+                                          p->want[j], acc ? init[i] : 0.0f);
                             }
                         }
                     test_checks++;

@@ -15,11 +15,15 @@
  * arithmetic by repacking a panel per product, which costs more than the
  * products of a few tokens; done once at load it costs nothing per product.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "core/error_internal.h"
 #include "kernels_internal.h"
 #include "repack_internal.h"
+
+_Static_assert(offsetof(realm_block_q8_0, qs) == 2 && offsetof(realm_block_q4_0, qs) == 2,
+               "repack_b32 reads d, then the codes");
 
 /* Tokens whose activations stay in L2 while the panels pass over them. */
 #define PACKED_TILE 64
@@ -98,39 +102,29 @@ static void repack_q6_K(const void *W, int64_t nb, int64_t p0, int64_t p1, void 
         }
 }
 
-static void repack_q8_0(const void *W, int64_t nu, int64_t p0, int64_t p1, void *P)
+/* Q8_0 and Q4_0 (nib): two blocks of 16 rows per unit, the codes' dwords
+ * as they are (Q4_0's nibbles) or plus 128 (Q8_0's). */
+static void repack_b32(const void *W, int64_t nu, int64_t p0, int64_t p1, void *P, bool nib)
 {
-    const realm_block_q8_0 *w = W;
-    realm__q8_0_x16 *out = P;
+    const size_t in_size = nib ? sizeof(realm_block_q4_0) : sizeof(realm_block_q8_0);
+    const size_t unit = nib ? sizeof(realm__q4_0_x16) : sizeof(realm__q8_0_x16);
+    const int dwords = nib ? 4 : 8; /* of codes per block */
     for (int64_t p = p0; p < p1; p++)
         for (int64_t u = 0; u < nu; u++) {
-            realm__q8_0_x16 *o = &out[p * nu + u];
+            uint8_t *o = (uint8_t *)P + (size_t)(p * nu + u) * unit;
+            uint8_t(*qs)[64] = nib ? ((realm__q4_0_x16 *)o)->qs : ((realm__q8_0_x16 *)o)->qs;
+            uint16_t(*d)[16] = nib ? ((realm__q4_0_x16 *)o)->d : ((realm__q8_0_x16 *)o)->d;
             for (int r = 0; r < REALM__PANEL_ROWS; r++)
                 for (int k = 0; k < 2; k++) {
-                    const realm_block_q8_0 *x =
-                        &w[(p * REALM__PANEL_ROWS + r) * 2 * nu + 2 * u + k];
-                    for (int i = 0; i < 8; i++)
+                    /* both block types: uint16_t d, then the codes */
+                    const uint8_t *x =
+                        (const uint8_t *)W +
+                        (size_t)((p * REALM__PANEL_ROWS + r) * 2 * nu + 2 * u + k) * in_size;
+                    for (int i = 0; i < dwords; i++)
                         for (int l = 0; l < 4; l++)
-                            o->qs[8 * k + i][4 * r + l] = (uint8_t)(x->qs[4 * i + l] + 128);
-                    o->d[k][r] = x->d;
-                }
-        }
-}
-
-static void repack_q4_0(const void *W, int64_t nu, int64_t p0, int64_t p1, void *P)
-{
-    const realm_block_q4_0 *w = W;
-    realm__q4_0_x16 *out = P;
-    for (int64_t p = p0; p < p1; p++)
-        for (int64_t u = 0; u < nu; u++) {
-            realm__q4_0_x16 *o = &out[p * nu + u];
-            for (int r = 0; r < REALM__PANEL_ROWS; r++)
-                for (int k = 0; k < 2; k++) {
-                    const realm_block_q4_0 *x =
-                        &w[(p * REALM__PANEL_ROWS + r) * 2 * nu + 2 * u + k];
-                    for (int i = 0; i < 4; i++)
-                        memcpy(&o->qs[4 * k + i][4 * r], x->qs + 4 * i, 4);
-                    o->d[k][r] = x->d;
+                            qs[dwords * k + i][4 * r + l] =
+                                (uint8_t)(x[2 + 4 * i + l] + (nib ? 0 : 128));
+                    memcpy(&d[k][r], x, sizeof d[k][r]);
                 }
         }
 }
@@ -140,12 +134,8 @@ void realm_repack_rows(realm_type t, const void *W, int64_t cols, int64_t r0, in
     REALM_ASSERT(panel_block_size(t) > 0 && cols % unit_cols(t) == 0);
     REALM_ASSERT(r0 % REALM__PANEL_ROWS == 0 && r1 % REALM__PANEL_ROWS == 0);
     const int64_t nb = cols / unit_cols(t);
-    if (t == REALM_TYPE_Q8_0) {
-        repack_q8_0(W, nb, r0 / REALM__PANEL_ROWS, r1 / REALM__PANEL_ROWS, P);
-        return;
-    }
-    if (t == REALM_TYPE_Q4_0) {
-        repack_q4_0(W, nb, r0 / REALM__PANEL_ROWS, r1 / REALM__PANEL_ROWS, P);
+    if (t == REALM_TYPE_Q8_0 || t == REALM_TYPE_Q4_0) {
+        repack_b32(W, nb, r0 / REALM__PANEL_ROWS, r1 / REALM__PANEL_ROWS, P, t == REALM_TYPE_Q4_0);
         return;
     }
     if (t == REALM_TYPE_Q6_K) {
